@@ -1,0 +1,1 @@
+//! In-memory display sink (placeholder, filled in shortly).

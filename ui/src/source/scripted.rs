@@ -1,0 +1,1 @@
+//! Scripted touch source (placeholder, filled in shortly).
