@@ -1,0 +1,133 @@
+//! Format v1: byte-compatible with the original One Time Chat.
+//!
+//! Pad consumption order: `p_text` (n) || `p_body` (n + 32) || `p_key` (16).
+//!
+//! ```text
+//! i       = index as 6 bytes little-endian
+//! ct      = m ^ p_text
+//! tag     = HMAC-SHA256(key = p_key, data = i || ct)
+//! package = i || ((ct || tag) ^ p_body)          (n + 38 bytes)
+//! ```
+//!
+//! The HMAC tag is only computationally secure; v1 exists for pads made by
+//! the original tool. New pads use [`crate::v2`].
+
+use crate::{ProtoError, check_pad, index_bytes, index_from_bytes, xor_in_place, xor_into};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Package bytes beyond the message: 6 (index) + 32 (tag).
+pub const OVERHEAD: usize = 38;
+const INDEX_LEN: usize = 6;
+const TAG_LEN: usize = 32;
+const KEY_LEN: usize = 16;
+
+/// Pad bytes a v1 message of `n` bytes consumes: `2n + 48`.
+pub fn pad_cost(n: usize) -> usize {
+    n.saturating_mul(2).saturating_add(TAG_LEN + KEY_LEN)
+}
+
+fn tag(key: &[u8], index: &[u8], ct: &[u8]) -> [u8; TAG_LEN] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(index);
+    mac.update(ct);
+    mac.finalize().into_bytes().into()
+}
+
+/// The index a v1 package claims.
+pub fn read_index(package: &[u8]) -> Result<u64, ProtoError> {
+    if package.len() < OVERHEAD {
+        return Err(ProtoError::PackageTooShort {
+            len: package.len(),
+            min: OVERHEAD,
+        });
+    }
+    Ok(index_from_bytes(package))
+}
+
+/// Seal `message` at `index` with `pad` (`2n + 48` bytes, consumption order).
+pub fn seal(index: u64, message: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    let n = message.len();
+    check_pad(pad_cost(n), pad.len())?;
+    let i = index_bytes(index)?;
+    let (p_text, rest) = pad.split_at(n);
+    let (p_body, p_key) = rest.split_at(n + TAG_LEN);
+
+    let mut out = Vec::with_capacity(n + OVERHEAD);
+    out.extend_from_slice(&i);
+    out.resize(INDEX_LEN + n, 0);
+    xor_into(&mut out[INDEX_LEN..], message, p_text);
+    let t = tag(p_key, &i, &out[INDEX_LEN..]);
+    out.extend_from_slice(&t);
+    xor_in_place(&mut out[INDEX_LEN..], p_body);
+    Ok(out)
+}
+
+/// Open a v1 `package` with `pad` (`2n + 48` bytes, consumption order).
+/// Returns [`ProtoError::BadTag`] and releases nothing if the tag is wrong.
+pub fn open(package: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    read_index(package)?;
+    let n = package.len() - OVERHEAD;
+    check_pad(pad_cost(n), pad.len())?;
+    let (p_text, rest) = pad.split_at(n);
+    let (p_body, p_key) = rest.split_at(n + TAG_LEN);
+    let (i, body) = package.split_at(INDEX_LEN);
+
+    // ct || tag, recovered with pad bytes: zeroized on every path.
+    let mut inner = Zeroizing::new(vec![0u8; n + TAG_LEN]);
+    xor_into(&mut inner, body, p_body);
+    let (ct, claimed) = inner.split_at(n);
+    let expected = Zeroizing::new(tag(p_key, i, ct));
+    if !bool::from(expected.ct_eq(claimed)) {
+        return Err(ProtoError::BadTag);
+    }
+    let mut message = vec![0u8; n];
+    xor_into(&mut message, ct, p_text);
+    Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(pad_cost(0), 48);
+        assert_eq!(pad_cost(100), 248);
+        let pad = vec![7u8; pad_cost(5)];
+        assert_eq!(seal(1, b"hello", &pad).unwrap().len(), 5 + OVERHEAD);
+    }
+
+    #[test]
+    fn wrong_pad_length_is_an_error() {
+        let pad = vec![0u8; pad_cost(5) - 1];
+        assert_eq!(
+            seal(0, b"hello", &pad),
+            Err(ProtoError::PadLength {
+                expected: 58,
+                got: 57
+            })
+        );
+    }
+
+    #[test]
+    fn index_over_48_bits_is_an_error() {
+        let pad = vec![0u8; pad_cost(1)];
+        assert_eq!(
+            seal(1 << 48, b"x", &pad),
+            Err(ProtoError::IndexTooLarge(1 << 48))
+        );
+    }
+
+    #[test]
+    fn short_package_is_an_error() {
+        assert!(matches!(
+            open(&[0u8; 37], &[]),
+            Err(ProtoError::PackageTooShort { len: 37, min: 38 })
+        ));
+    }
+}
