@@ -1,0 +1,52 @@
+# One Time Chat pad device: every entry point.
+#
+#   make run      the emulated device (no hardware)
+#   make test     everything CI checks: fmt, clippy, all tests
+#   make bench    criterion benches + one report with the target ratios
+#
+# Each target installs what it needs first (scripts/install-deps).
+
+CARGO ?= cargo
+DATA ?= $(CURDIR)/build/demo-data
+
+.PHONY: deps run test check fmt clippy unit bench bench-report fuzz clean
+
+deps:
+	@scripts/install-deps
+
+run: deps
+	$(CARGO) run -p otc-ui --features emulator --example emulator -- --listen 127.0.0.1:9080
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --all-features
+
+check: fmt clippy unit
+
+test: deps check
+
+bench: deps
+	$(CARGO) bench -p otc-proto --bench formats
+	$(CARGO) bench -p otc-device --bench store
+	$(CARGO) bench -p otc-ui --bench render
+	@scripts/bench-report
+
+bench-report:
+	@scripts/bench-report
+
+# Short fuzzing run of the package parser (needs cargo-fuzz; runs on stable
+# through RUSTC_BOOTSTRAP because no nightly toolchain can be fetched here).
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none open_package -- -max_total_time=$(FUZZ_SECONDS)
+
+clean:
+	$(CARGO) clean
+	rm -rf build
