@@ -1,0 +1,253 @@
+//! RPC request and response bodies of the device's HTTP/JSON endpoint (v1).
+//!
+//! Shared by the device (`otc-device run`) and the chat client (`otc`).
+//! Requests reject unknown fields, so a typo is an error, not a silent
+//! default. Binary fields are standard padded base64 (see [`crate::b64`]).
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/package`: seal a message for a contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageRequest {
+    /// The contact's name on this device.
+    pub to: String,
+    /// The message as UTF-8 text. Exactly one of `message`, `message_b64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The message as base64 bytes. Exactly one of `message`, `message_b64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_b64: Option<String>,
+}
+
+/// Reply to [`PackageRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageResponse {
+    /// The sealed package, base64.
+    pub package: String,
+    /// Pad index the package starts at.
+    pub index: u64,
+    /// Pad bytes left to send to this contact afterwards.
+    pub pad_left: u64,
+}
+
+/// `POST /v1/unpackage`: open a package from a contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpackageRequest {
+    /// The contact's name on this device.
+    pub from: String,
+    /// The package, base64.
+    pub package: String,
+}
+
+/// Something the owner was warned about while opening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Warning {
+    /// The package's pad range overlaps one already opened.
+    Replay,
+    /// Messages were skipped: a gap since the last opened range.
+    Skipped,
+}
+
+/// Reply to [`UnpackageRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnpackageResponse {
+    /// The message as text, or `null` when it is not valid UTF-8.
+    pub message: Option<String>,
+    /// The message bytes, base64.
+    pub message_b64: String,
+    /// What the owner was warned about.
+    pub warnings: Vec<Warning>,
+}
+
+/// One contact, as `GET /v1/contacts` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactInfo {
+    pub name: String,
+    /// SHA-256 fingerprint of the shared pad, hex.
+    pub pad_id: String,
+    pub format: crate::Format,
+    /// Pad bytes left to send with.
+    pub send_left: u64,
+    /// Pad bytes left that the contact can still send with.
+    pub receive_left: u64,
+}
+
+/// Reply to `GET /v1/contacts`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactsResponse {
+    pub contacts: Vec<ContactInfo>,
+}
+
+/// Reply to `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusResponse {
+    /// The device owner's name.
+    pub owner: String,
+    /// Device software version.
+    pub version: String,
+    /// Number of contacts with a pad.
+    pub contacts: usize,
+    /// True while a confirmation prompt is on the screen.
+    pub busy: bool,
+}
+
+/// Body of `GET/PUT /v1/cursor/{relay}`: the client's read position on a
+/// relay, kept on the device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cursor {
+    pub cursor: u64,
+}
+
+/// Stable error codes. Clients match on these, never on messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed JSON, wrong types, unknown fields, invalid base64.
+    BadRequest,
+    /// No pad for that contact name.
+    UnknownContact,
+    /// The message or request is larger than allowed or than the pad left.
+    TooLarge,
+    /// No pad left to send to this contact.
+    PadExhausted,
+    /// The owner tapped Reject.
+    Rejected,
+    /// Nobody answered the prompt in time.
+    Timeout,
+    /// Another prompt is on the screen.
+    Busy,
+    /// The package cannot be opened (any reason; no detail is given).
+    BadPackage,
+    /// No such endpoint or resource.
+    NotFound,
+    /// Too many failed opens from this contact: locked out for a while.
+    Locked,
+    /// Method not allowed on this endpoint.
+    MethodNotAllowed,
+    /// Too many connections at once.
+    Overloaded,
+    /// Something went wrong on the device; nothing was consumed.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest | ErrorCode::BadPackage => 400,
+            ErrorCode::Rejected => 403,
+            ErrorCode::UnknownContact | ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Timeout => 408,
+            ErrorCode::Busy => 409,
+            ErrorCode::PadExhausted => 410,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::Locked | ErrorCode::Overloaded => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownContact => "unknown_contact",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::PadExhausted => "pad_exhausted",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Busy => "busy",
+            ErrorCode::BadPackage => "bad_package",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Locked => "locked",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// The body of every failed request: `{"error": {"code", "message"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// See [`ErrorBody`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let ok: PackageRequest = serde_json::from_str(r#"{"to":"bob","message":"hi"}"#).unwrap();
+        assert_eq!(ok.to, "bob");
+        assert!(serde_json::from_str::<PackageRequest>(r#"{"to":"bob","mesage":"hi"}"#).is_err());
+        assert!(serde_json::from_str::<PackageRequest>(r#"{"to":5,"message":"hi"}"#).is_err());
+    }
+
+    #[test]
+    fn error_codes_serialize_as_their_names() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::UnknownContact,
+            ErrorCode::TooLarge,
+            ErrorCode::PadExhausted,
+            ErrorCode::Rejected,
+            ErrorCode::Timeout,
+            ErrorCode::Busy,
+            ErrorCode::BadPackage,
+            ErrorCode::NotFound,
+            ErrorCode::Locked,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Overloaded,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&ErrorBody::new(code, "m")).unwrap();
+            assert_eq!(
+                json,
+                format!(
+                    r#"{{"error":{{"code":"{}","message":"m"}}}}"#,
+                    code.as_str()
+                )
+            );
+            assert!((400..600).contains(&code.http_status()));
+        }
+    }
+
+    #[test]
+    fn warnings_are_snake_case() {
+        assert_eq!(
+            serde_json::to_string(&[Warning::Replay, Warning::Skipped]).unwrap(),
+            r#"["replay","skipped"]"#
+        );
+    }
+}
