@@ -1,0 +1,470 @@
+//! The `otc-device` command line: pad management on a data directory.
+
+use crate::error::{Error, Result};
+use crate::pad::export;
+use crate::pad::generate::{self, NewPad, Phase};
+use crate::pad::legacy;
+use crate::pad::size::{human, parse_size};
+use crate::pad::{PadStore, StoreOptions};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use otc_proto::Format;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const LONG_ABOUT: &str = "\
+otc-device keeps one-time pads for One Time Chat and spends each pad byte at
+most once. This command manages the pads in a data directory: it makes new
+pads, imports pads made by a partner's device or by the original One Time
+Chat tool, lists them, and erases them.
+
+A pad is shared by two devices. The device that makes it is side A and sends
+with the first part of the pad; the partner imports the export file and is
+side B, sending with the rest. Pad bytes are overwritten with zeros on disk
+as soon as they are used. On SD cards and other flash storage that overwrite
+is best effort (the card may keep old copies of blocks); keep the data
+directory on an encrypted partition and destroy the card at end of life.
+
+SIZES are a whole number of bytes, optionally followed by K, M, G or T, which
+are powers of 1024: 1000, 64K, 512M, 1G, 1T.";
+
+const AFTER_HELP: &str = "\
+EXAMPLES:
+    Make a 1 GiB pad for bob, mixing in the hardware RNG:
+        otc-device --data /var/lib/otc-device pad new --contact bob \\
+            --size 1G --source /dev/hwrng --export /media/usb/bob.otcpad
+
+    On bob's device, import it and destroy the file:
+        otc-device pad import /media/usb/alice.otcpad --contact alice
+
+    See what is left:
+        otc-device pad list
+
+EXIT STATUS:
+    0 on success, 1 on an error (the message says what to do next; the code
+    in brackets is stable for scripts), 2 on a usage error.";
+
+/// The `otc-device` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "otc-device",
+    version,
+    about = "One Time Chat pad device: keeps one-time pads and spends them at most once",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Data directory holding the pads and their metadata. It is created if
+    /// missing; an existing non-empty directory must have been made by
+    /// otc-device.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/otc-device",
+        global = true
+    )]
+    pub data: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make, import, list and erase pads.
+    #[command(subcommand)]
+    Pad(PadCommand),
+    /// Developer tools (not for normal use).
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
+}
+
+/// `otc-device pad ...`
+#[derive(Debug, Subcommand)]
+pub enum PadCommand {
+    /// Make a new pad for a contact and write the partner's export file.
+    ///
+    /// The pad is filled with the kernel random number generator XORed with
+    /// --source when given. The raw source stream (and the kernel RNG) must
+    /// pass the SP 800-90B repetition-count and adaptive-proportion health
+    /// tests, or nothing is kept. This device becomes side A.
+    ///
+    /// The export file is SECRET: it holds the whole pad. Carry it to the
+    /// partner's device only, on removable media, import it there, then
+    /// destroy it.
+    New {
+        /// Name of the contact this pad is for.
+        #[arg(long, value_name = "NAME")]
+        contact: String,
+        /// Pad size: bytes, or with K, M, G, T (powers of 1024).
+        #[arg(long, value_name = "SIZE")]
+        size: String,
+        /// Extra entropy source to XOR in, e.g. /dev/hwrng.
+        #[arg(long, value_name = "PATH")]
+        source: Option<PathBuf>,
+        /// Package format: v2 (default; information-theoretic tag) or v1
+        /// (compatible with the original One Time Chat).
+        #[arg(long, value_name = "v1|v2", default_value = "v2")]
+        format: Format,
+        /// Where side A's region ends (default: half the size). Accepts SIZE syntax.
+        #[arg(long, value_name = "SIZE")]
+        split: Option<String>,
+        /// Write the partner's export file here (must not exist).
+        #[arg(long, value_name = "FILE")]
+        export: PathBuf,
+    },
+    /// Import a pad from a partner's export file (made by `pad new`).
+    ///
+    /// The whole file is checked (header checksum, length, pad fingerprint,
+    /// trailing checksum) before anything is kept. Destroy the file after
+    /// importing it.
+    Import {
+        /// The export file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Name of the partner.
+        #[arg(long, value_name = "NAME")]
+        contact: String,
+    },
+    /// Import a pad made by the original One Time Chat tool.
+    ///
+    /// STORE is the raw pad (e.g. alice.bob.random.store), METADATA its JSON
+    /// metadata (alice.bob.random.metadata). The pad keeps format v1 and the
+    /// original's send position. The original files are not changed:
+    /// destroy them after importing.
+    ImportLegacy {
+        /// The original `.store` file.
+        #[arg(value_name = "STORE")]
+        store: PathBuf,
+        /// The original `.metadata` file.
+        #[arg(value_name = "METADATA")]
+        metadata: PathBuf,
+        /// Name of the partner.
+        #[arg(long, value_name = "NAME")]
+        contact: String,
+    },
+    /// List contacts with pad left to send and to receive.
+    ///
+    /// "Messages" counts 100-byte messages in the contact's format.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase a contact's pad: overwrite it with zeros, then delete it and
+    /// its metadata. There is no undo.
+    Remove {
+        /// The contact.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+/// `otc-device debug ...` (hidden; used by tests and benchmarks).
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Seal messages in a loop, printing `index lo hi package-hex` for each.
+    SealLoop {
+        #[arg(long)]
+        contact: String,
+        #[arg(long, default_value_t = 100)]
+        message_len: usize,
+        /// Stop after this many (default: until the pad is used up).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Reservation block in bytes.
+        #[arg(long)]
+        reserve_block: Option<u64>,
+    },
+    /// Seal one message given as text; print the package in hex.
+    Seal {
+        #[arg(long)]
+        contact: String,
+        message: String,
+    },
+    /// Open one package given in hex; print the message.
+    Open {
+        #[arg(long)]
+        contact: String,
+        package: String,
+    },
+}
+
+/// Run the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("otc-device: error[{}]: {e}", e.code());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn bar(total: u64, msg: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:12} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta} left)",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// Run a parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Pad(cmd) => run_pad(&cli.data, cmd),
+        Command::Debug(cmd) => run_debug(&cli.data, cmd),
+    }
+}
+
+fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
+    match cmd {
+        PadCommand::New {
+            contact,
+            size,
+            source,
+            format,
+            split,
+            export,
+        } => {
+            let size = parse_size(&size)?;
+            let split = split.as_deref().map(parse_size).transpose()?;
+            generate::check_geometry(size, split)?;
+            let store = PadStore::open_dir(data)?;
+            let gen_bar = bar(size, "generating");
+            let exp_bar = bar(size, "exporting");
+            let req = NewPad {
+                contact,
+                size,
+                split,
+                format,
+                source,
+                export,
+            };
+            let res = generate::create_pad(&store, &req, &mut |phase, done, _| match phase {
+                Phase::Generating => gen_bar.set_position(done),
+                Phase::Exporting => {
+                    gen_bar.finish_and_clear();
+                    exp_bar.set_position(done)
+                }
+            });
+            gen_bar.finish_and_clear();
+            exp_bar.finish_and_clear();
+            let c = res?;
+            store.close()?;
+            println!(
+                "Made a {} pad for {} (format {}, pad id {}).",
+                human(c.size),
+                c.contact,
+                c.format,
+                &c.pad_id[..16]
+            );
+            println!(
+                "This device is side A and sends with the first {}.",
+                human(c.split)
+            );
+            println!();
+            println!("SECRET: {} holds the whole pad.", c.export.display());
+            println!(
+                "  Move it to {}'s device only (e.g. on removable media),",
+                c.contact
+            );
+            println!("  import it there with `otc-device pad import FILE --contact NAME`,");
+            println!("  then destroy the file and wipe or destroy the media.");
+            Ok(())
+        }
+        PadCommand::Import { file, contact } => {
+            let store = PadStore::open_dir(data)?;
+            let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            let pb = bar(len, "importing");
+            let res = export::import(&store, &file, &contact, &mut |d, _| pb.set_position(d));
+            pb.finish_and_clear();
+            let r = res?;
+            store.close()?;
+            println!(
+                "Imported a {} pad for {} (format {}, side {}, pad id {}).",
+                human(r.size),
+                r.contact,
+                r.format,
+                r.side,
+                &r.pad_id[..16]
+            );
+            println!(
+                "SECRET: now destroy {} and wipe or destroy the media it came on.",
+                file.display()
+            );
+            Ok(())
+        }
+        PadCommand::ImportLegacy {
+            store: store_path,
+            metadata,
+            contact,
+        } => {
+            let store = PadStore::open_dir(data)?;
+            let len = std::fs::metadata(&store_path).map(|m| m.len()).unwrap_or(0);
+            let pb = bar(len, "importing");
+            let res =
+                legacy::import_legacy(&store, &store_path, &metadata, &contact, &mut |d, _| {
+                    pb.set_position(d)
+                });
+            pb.finish_and_clear();
+            let r = res?;
+            store.close()?;
+            println!(
+                "Imported a {} One Time Chat pad for {} (format v1, side {}, {} already used, pad id {}).",
+                human(r.size),
+                r.contact,
+                r.side,
+                human(r.already_used),
+                &r.pad_id[..16]
+            );
+            println!(
+                "SECRET: now destroy {} and {}; they still hold the pad.",
+                store_path.display(),
+                metadata.display()
+            );
+            Ok(())
+        }
+        PadCommand::List { json } => {
+            let store = PadStore::open_dir(data)?;
+            let list = store.list();
+            store.close()?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let text = serde_json::to_string_pretty(&list).map_err(|e| Error::CorruptMeta {
+                    what: "contact list".into(),
+                    reason: e.to_string(),
+                })?;
+                writeln!(out, "{text}").map_err(|e| Error::io("cannot write", e))?;
+                return Ok(());
+            }
+            if list.is_empty() {
+                writeln!(out, "No pads yet. Make one with `otc-device pad new`.")
+                    .map_err(|e| Error::io("cannot write", e))?;
+                return Ok(());
+            }
+            let w = |out: &mut std::io::StdoutLock, s: String| {
+                writeln!(out, "{s}").map_err(|e| Error::io("cannot write", e))
+            };
+            w(
+                &mut out,
+                format!(
+                    "{:<20} {:>4} {:>6} {:>11} {:>11} {:>10} {:>11} {:>10}",
+                    "CONTACT",
+                    "SIDE",
+                    "FORMAT",
+                    "SIZE",
+                    "SEND LEFT",
+                    "MESSAGES",
+                    "RECV LEFT",
+                    "MESSAGES"
+                ),
+            )?;
+            for c in &list {
+                w(
+                    &mut out,
+                    format!(
+                        "{:<20} {:>4} {:>6} {:>11} {:>11} {:>10} {:>11} {:>10}",
+                        c.name,
+                        c.side.to_string(),
+                        c.format.to_string(),
+                        human(c.size),
+                        human(c.send_left),
+                        c.send_messages_left,
+                        human(c.recv_left),
+                        c.recv_messages_left
+                    ),
+                )?;
+            }
+            w(
+                &mut out,
+                "(messages: 100-byte messages in the contact's format)".into(),
+            )?;
+            Ok(())
+        }
+        PadCommand::Remove { name } => {
+            let store = PadStore::open_dir(data)?;
+            let size = store.contact(&name)?.size;
+            let pb = bar(size, "erasing");
+            let res = store.remove(&name, &mut |d, _| pb.set_position(d));
+            pb.finish_and_clear();
+            res?;
+            store.close()?;
+            println!("Erased the pad for {name} and its metadata.");
+            Ok(())
+        }
+    }
+}
+
+fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
+    match cmd {
+        DebugCommand::SealLoop {
+            contact,
+            message_len,
+            count,
+            reserve_block,
+        } => {
+            let mut opts = StoreOptions::default();
+            if let Some(b) = reserve_block {
+                opts.reserve_block = b;
+            }
+            let store = PadStore::open_dir_with(data, opts)?;
+            let message = vec![0x42u8; message_len];
+            let mut out = std::io::stdout().lock();
+            let mut n = 0u64;
+            while count.is_none_or(|c| n < c) {
+                let s = match store.seal(&contact, &message) {
+                    Ok(s) => s,
+                    Err(Error::PadExhausted { .. }) | Err(Error::TooLarge { .. }) => {
+                        let _ = writeln!(out, "exhausted");
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let meta_side_desc = s.cost;
+                writeln!(
+                    out,
+                    "{} {} {}",
+                    s.index,
+                    meta_side_desc,
+                    hex::encode(&s.package)
+                )
+                .and_then(|_| out.flush())
+                .map_err(|e| Error::io("cannot write", e))?;
+                n += 1;
+            }
+            store.close()
+        }
+        DebugCommand::Seal { contact, message } => {
+            let store = PadStore::open_dir(data)?;
+            let s = store.seal(&contact, message.as_bytes())?;
+            store.close()?;
+            println!("{}", hex::encode(s.package));
+            Ok(())
+        }
+        DebugCommand::Open { contact, package } => {
+            let bytes = hex::decode(package.trim()).map_err(|e| Error::BadPackage {
+                format: "hex".into(),
+                reason: e.to_string(),
+            })?;
+            let store = PadStore::open_dir(data)?;
+            let check = store.check_open(&contact, &bytes)?;
+            for w in &check.warnings {
+                eprintln!("warning: {w:?}");
+            }
+            let o = store.open(&contact, &bytes)?;
+            store.close()?;
+            println!("{}", String::from_utf8_lossy(&o.message));
+            Ok(())
+        }
+    }
+}

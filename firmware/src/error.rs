@@ -1,0 +1,248 @@
+//! The one error type of otc-device.
+//!
+//! Every variant has a stable machine code ([`Error::code`]) that the RPC
+//! layer (issue #4) hands to clients, and a message that tells a person
+//! what to do next. Errors never carry pad bytes, keys or plaintext.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Result with the crate's error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the pad device.
+#[derive(Debug, Error)]
+pub enum Error {
+    // ---- contacts -------------------------------------------------------
+    /// No pad is stored for this contact.
+    #[error("no pad for contact {0:?}; see `otc-device pad list` for the contacts you have")]
+    UnknownContact(String),
+
+    /// A pad for this contact name already exists.
+    #[error(
+        "contact {0:?} already has a pad; pick another name or remove the old pad first with `otc-device pad remove {0}`"
+    )]
+    ContactExists(String),
+
+    /// The same pad (same fingerprint) is already stored under another name.
+    #[error(
+        "this pad is already stored for contact {existing:?}; a pad may be used by one contact only"
+    )]
+    PadAlreadyStored { existing: String },
+
+    /// Contact names are short, printable and without path characters.
+    #[error(
+        "invalid contact name {0:?}: use 1 to 64 letters, digits, '.', '_', '-' or '@', not starting with '.'"
+    )]
+    BadContactName(String),
+
+    // ---- sending --------------------------------------------------------
+    /// Our send region is used up (not even an empty message fits).
+    #[error(
+        "the pad for {contact:?} is used up for sending ({left} bytes left); make a new pad with `otc-device pad new`"
+    )]
+    PadExhausted { contact: String, left: u64 },
+
+    /// The message needs more pad than is left.
+    #[error(
+        "this message needs {need} pad bytes but only {left} are left for {contact:?}; send a shorter message or make a new pad"
+    )]
+    TooLarge {
+        contact: String,
+        need: u64,
+        left: u64,
+    },
+
+    // ---- receiving ------------------------------------------------------
+    /// The package is malformed (too short, wrong marker, ...).
+    #[error("not a valid package for this contact's pad format ({format}): {reason}")]
+    BadPackage { format: String, reason: String },
+
+    /// The package claims pad bytes outside the sender's region.
+    #[error(
+        "the package claims pad bytes {lo}..{hi}, outside the sender's region {region_lo}..{region_hi}; it was not made with this pad, nothing was used"
+    )]
+    OutOfRegion {
+        lo: u64,
+        hi: u64,
+        region_lo: u64,
+        region_hi: u64,
+    },
+
+    /// The package uses pad bytes that were already used to open a message.
+    #[error(
+        "replay: the pad bytes at index {index} were already used to open a message and have been erased; this package cannot be opened again"
+    )]
+    Replay { index: u64 },
+
+    /// The package failed authentication (forged, corrupted or wrong pad).
+    #[error(
+        "the package failed authentication (attempt {attempt} of {limit} for these pad bytes); nothing was released. It is forged, damaged or not for this pad"
+    )]
+    VerifyFailed { attempt: u32, limit: u32 },
+
+    /// The range was burned after too many failed verifications.
+    #[error(
+        "the pad bytes at index {index} were burned after {limit} failed verifications; ask the sender to send the message again"
+    )]
+    RangeBurned { index: u64, limit: u32 },
+
+    // ---- data directory -------------------------------------------------
+    /// The directory is not empty and was not made by otc-device.
+    #[error(
+        "{0} is not an otc-device data directory (it is not empty and has no otc-device marker); point --data at an empty or new directory"
+    )]
+    NotOurs(PathBuf),
+
+    /// Another process holds the data directory.
+    #[error("{0} is in use by another otc-device process; stop it first")]
+    Locked(PathBuf),
+
+    /// The metadata database is damaged or from an unknown version.
+    #[error("the metadata for {what} is damaged or from an unknown version: {reason}")]
+    CorruptMeta { what: String, reason: String },
+
+    // ---- pad creation ---------------------------------------------------
+    /// A size string could not be parsed.
+    #[error(
+        "invalid size {0:?}: use a whole number of bytes, optionally followed by K, M, G or T (powers of 1024), e.g. 1000, 64K, 512M, 1G, 1T"
+    )]
+    BadSize(String),
+
+    /// The pad size is outside what the store supports.
+    #[error("a pad must be between {min} and {max} bytes, not {size}")]
+    SizeOutOfRange { size: u64, min: u64, max: u64 },
+
+    /// The split point is outside the pad.
+    #[error("the split {split} must be strictly between 0 and the pad size {size}")]
+    BadSplit { split: u64, size: u64 },
+
+    /// An entropy source failed an SP 800-90B health test.
+    #[error(
+        "the random source {source_name} failed the SP 800-90B {test} health test after {position} bytes; nothing was kept. Check the device (is it a real hardware RNG?) and try again"
+    )]
+    HealthTest {
+        source_name: String,
+        test: &'static str,
+        position: u64,
+    },
+
+    /// The --source stream ended before the pad was full.
+    #[error(
+        "the random source {0} ended before the pad was full; nothing was kept. Use a device such as /dev/hwrng or a file at least as large as the pad"
+    )]
+    SourceTooShort(String),
+
+    /// The kernel RNG failed.
+    #[error("the kernel random number generator failed: {0}")]
+    Rng(String),
+
+    // ---- import / export ------------------------------------------------
+    /// The export file ended early or has extra bytes.
+    #[error(
+        "the pad file {path} is truncated or has the wrong length ({len} bytes, expected {expected}); nothing was imported. Copy it again from the partner's export"
+    )]
+    ExportTruncated {
+        path: PathBuf,
+        len: u64,
+        expected: u64,
+    },
+
+    /// The export file is damaged or not an export file.
+    #[error(
+        "the pad file {path} is damaged or not an otc-device export ({reason}); nothing was imported. Copy it again from the partner's export"
+    )]
+    ExportCorrupt { path: PathBuf, reason: String },
+
+    /// The legacy store does not have the size the metadata claims.
+    #[error(
+        "the legacy store {path} is {len} bytes but its metadata says n_bytes = {expected}; nothing was imported. Check that the store and metadata files belong together"
+    )]
+    LegacyWrongSize {
+        path: PathBuf,
+        len: u64,
+        expected: u64,
+    },
+
+    /// The legacy metadata is unreadable or inconsistent.
+    #[error(
+        "the legacy metadata {path} is unusable: {reason}; nothing was imported. Check that it is the original tool's .metadata file"
+    )]
+    LegacyMetadata { path: PathBuf, reason: String },
+
+    /// A file the user named for output already exists.
+    #[error("{0} already exists; choose another path or move the old file away first")]
+    OutputExists(PathBuf),
+
+    // ---- plumbing -------------------------------------------------------
+    /// An I/O error, with what we were doing.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The metadata database failed.
+    #[error("metadata database error: {0}")]
+    Db(#[from] sled::Error),
+
+    /// A wire-format error that is not about the input package.
+    #[error("package format error: {0}")]
+    Proto(otc_proto::ProtoError),
+}
+
+impl Error {
+    /// A stable, machine-readable code for the error kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::UnknownContact(_) => "unknown_contact",
+            Error::ContactExists(_) => "contact_exists",
+            Error::PadAlreadyStored { .. } => "pad_already_stored",
+            Error::BadContactName(_) => "bad_contact_name",
+            Error::PadExhausted { .. } => "pad_exhausted",
+            Error::TooLarge { .. } => "too_large",
+            Error::BadPackage { .. } => "bad_package",
+            Error::OutOfRegion { .. } => "out_of_region",
+            Error::Replay { .. } => "replay",
+            Error::VerifyFailed { .. } => "bad_tag",
+            Error::RangeBurned { .. } => "range_burned",
+            Error::NotOurs(_) => "data_dir_not_ours",
+            Error::Locked(_) => "data_dir_locked",
+            Error::CorruptMeta { .. } => "corrupt_metadata",
+            Error::BadSize(_) => "bad_size",
+            Error::SizeOutOfRange { .. } => "size_out_of_range",
+            Error::BadSplit { .. } => "bad_split",
+            Error::HealthTest { .. } => "health_test_failed",
+            Error::SourceTooShort(_) => "source_too_short",
+            Error::Rng(_) => "rng_failed",
+            Error::ExportTruncated { .. } => "export_truncated",
+            Error::ExportCorrupt { .. } => "export_corrupt",
+            Error::LegacyWrongSize { .. } => "legacy_wrong_size",
+            Error::LegacyMetadata { .. } => "legacy_metadata",
+            Error::OutputExists(_) => "output_exists",
+            Error::Io { .. } => "io",
+            Error::Db(_) => "db",
+            Error::Proto(_) => "proto",
+        }
+    }
+
+    /// Wrap an I/O error with a description of what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Attach context to `std::io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn ctx<F: FnOnce() -> String>(self, what: F) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx<F: FnOnce() -> String>(self, what: F) -> Result<T> {
+        self.map_err(|e| Error::io(what(), e))
+    }
+}

@@ -1,0 +1,105 @@
+//! Small file helpers: positioned zeroing, shredding, directory fsync.
+
+use crate::error::{IoContext, Result};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Chunk size for streaming I/O (1 MiB).
+pub const CHUNK: usize = 1 << 20;
+
+/// Overwrite `len` bytes at `offset` with zeros (not synced).
+pub fn zero_at(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let zeros = vec![0u8; len.min(CHUNK as u64) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Overwrite a whole file with zeros, sync it, and delete it. Reports
+/// progress as (done, total).
+pub fn shred(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .ctx(|| format!("cannot open {} to erase it", path.display()))?;
+    let len = file
+        .metadata()
+        .ctx(|| format!("cannot stat {}", path.display()))?
+        .len();
+    let zeros = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(CHUNK as u64) as usize;
+        file.write_all_at(&zeros[..n], done)
+            .ctx(|| format!("cannot erase {}", path.display()))?;
+        done += n as u64;
+        progress(done, len);
+    }
+    file.sync_all()
+        .ctx(|| format!("cannot sync {}", path.display()))?;
+    drop(file);
+    std::fs::remove_file(path).ctx(|| format!("cannot delete {}", path.display()))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// Best-effort shred for cleanup paths: errors are ignored.
+pub fn shred_quietly(path: &Path) {
+    if path.exists() && shred(path, &mut |_, _| {}).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// fsync a directory so renames and deletions in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("cannot sync directory {}", dir.display()))
+}
+
+/// Create a new private (0600) file; fails if it exists.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Read until `buf` is full or EOF; returns the bytes read.
+pub fn read_full(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// A random hex token for temporary names.
+pub fn token() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = (t as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    hex::encode(b)
+}

@@ -1,0 +1,320 @@
+//! Per-contact metadata kept in sled, and the pad geometry it implies.
+//!
+//! Offsets here are absolute pad offsets. Send progress is kept as a *count*
+//! of bytes consumed from our region's starting edge in our allocation
+//! direction (up from 0 for side A, down from N for side B), which makes the
+//! sequence-cache arithmetic the same for both sides.
+
+use otc_proto::Format;
+use serde::{Deserialize, Serialize};
+
+/// Which half of the pad a device sends with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Side {
+    /// The device that generated the pad: sends with `[0, split)`, cursor up.
+    A,
+    /// The partner: sends with `[split, N)`, cursor down from the top.
+    B,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::A => "A",
+            Side::B => "B",
+        })
+    }
+}
+
+/// Where a pad came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Made here with `pad new`.
+    Generated,
+    /// Imported from a partner's export file.
+    Imported,
+    /// Imported from the original One Time Chat tool.
+    Legacy,
+}
+
+/// A half-open range of absolute pad offsets `[lo, hi)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Range {
+    pub lo: u64,
+    pub hi: u64,
+}
+
+impl Range {
+    pub fn len(&self) -> u64 {
+        self.hi - self.lo
+    }
+    pub fn is_empty(&self) -> bool {
+        self.hi <= self.lo
+    }
+    pub fn overlaps(&self, o: &Range) -> bool {
+        self.lo < o.hi && o.lo < self.hi
+    }
+}
+
+/// Failed verifications of one range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub range: Range,
+    pub count: u32,
+}
+
+/// Everything the store knows about one contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactMeta {
+    /// Record layout version.
+    pub version: u32,
+    pub name: String,
+    /// Hex SHA-256 of the pad bytes as created or imported.
+    pub pad_id: String,
+    pub size: u64,
+    pub split: u64,
+    pub side: Side,
+    pub format: Format,
+    pub origin: Origin,
+    /// Send: the durable "reserved up to" bound (count from our edge). No
+    /// byte at or past it has been used; bytes before it may have been.
+    pub reserved: u64,
+    /// Send: bytes `[0, erased)` (counts) are known durably zero on disk.
+    pub erased: u64,
+    /// Receive: opened ranges, sorted and coalesced.
+    pub received: Vec<Range>,
+    /// Receive: how far (bytes from the sender's edge, in the sender's
+    /// direction) the furthest opened range reaches.
+    pub recv_frontier: u64,
+    /// Receive: ranges burned after too many failed verifications.
+    pub burned: Vec<Range>,
+    /// Receive: failed verification counters.
+    pub failures: Vec<Failure>,
+    /// Ranges recorded as used whose on-disk erase may not be durable yet.
+    pub pending_erase: Vec<Range>,
+}
+
+/// Current record layout version.
+pub const META_VERSION: u32 = 1;
+
+/// Most failure counters kept per contact (oldest dropped first).
+pub const MAX_FAILURE_RECORDS: usize = 4096;
+
+impl ContactMeta {
+    /// A fresh record with nothing used.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        pad_id: &str,
+        size: u64,
+        split: u64,
+        side: Side,
+        format: Format,
+        origin: Origin,
+    ) -> Self {
+        ContactMeta {
+            version: META_VERSION,
+            name: name.to_string(),
+            pad_id: pad_id.to_string(),
+            size,
+            split,
+            side,
+            format,
+            origin,
+            reserved: 0,
+            erased: 0,
+            received: Vec::new(),
+            recv_frontier: 0,
+            burned: Vec::new(),
+            failures: Vec::new(),
+            pending_erase: Vec::new(),
+        }
+    }
+
+    /// The region a side sends with.
+    pub fn region(&self, side: Side) -> Range {
+        match side {
+            Side::A => Range {
+                lo: 0,
+                hi: self.split,
+            },
+            Side::B => Range {
+                lo: self.split,
+                hi: self.size,
+            },
+        }
+    }
+
+    /// Bytes we can send with in total.
+    pub fn send_capacity(&self) -> u64 {
+        self.region(self.side).len()
+    }
+
+    /// Absolute range of `cost` bytes starting at send count `used`.
+    pub fn send_range(&self, used: u64, cost: u64) -> Range {
+        self.count_range(self.side, used, used + cost)
+    }
+
+    /// Absolute range for counts `[a, b)` of `side`'s allocation direction.
+    pub fn count_range(&self, side: Side, a: u64, b: u64) -> Range {
+        match side {
+            Side::A => Range { lo: a, hi: b },
+            Side::B => Range {
+                lo: self.size - b,
+                hi: self.size - a,
+            },
+        }
+    }
+
+    /// Whether a side's bytes are consumed in descending order (v1, side B).
+    pub fn descending(&self, side: Side) -> bool {
+        self.format == Format::V1 && side == Side::B
+    }
+
+    /// The index a package carries for an absolute range sent by `side`.
+    pub fn index_of(&self, side: Side, r: Range) -> u64 {
+        if self.descending(side) {
+            r.hi - 1
+        } else {
+            r.lo
+        }
+    }
+
+    /// The absolute range a package from the partner claims, or `None` if
+    /// the arithmetic leaves the pad.
+    pub fn recv_range(&self, index: u64, cost: u64) -> Option<Range> {
+        let sender = self.side.other();
+        let r = if self.descending(sender) {
+            let hi = index.checked_add(1)?;
+            Range {
+                lo: hi.checked_sub(cost)?,
+                hi,
+            }
+        } else {
+            Range {
+                lo: index,
+                hi: index.checked_add(cost)?,
+            }
+        };
+        Some(r)
+    }
+
+    /// The frontier (bytes from the sender's edge) a received range reaches.
+    pub fn frontier_of(&self, r: Range) -> u64 {
+        match self.side.other() {
+            Side::A => r.hi,
+            Side::B => self.size - r.lo,
+        }
+    }
+
+    /// Bytes skipped between the current receive frontier and `r`.
+    pub fn gap_before(&self, r: Range) -> u64 {
+        match self.side.other() {
+            Side::A => r.lo.saturating_sub(self.recv_frontier),
+            Side::B => (self.size - self.recv_frontier).saturating_sub(r.hi),
+        }
+    }
+
+    /// Bytes of the sender's region not yet passed by the receive frontier.
+    pub fn recv_left(&self) -> u64 {
+        self.region(self.side.other())
+            .len()
+            .saturating_sub(self.recv_frontier)
+    }
+}
+
+/// Insert `r` into a sorted list of disjoint ranges, coalescing neighbours.
+pub fn insert_range(list: &mut Vec<Range>, r: Range) {
+    if r.is_empty() {
+        return;
+    }
+    let mut lo = r.lo;
+    let mut hi = r.hi;
+    let mut out = Vec::with_capacity(list.len() + 1);
+    let mut placed = false;
+    for &x in list.iter() {
+        if x.hi < lo {
+            out.push(x);
+        } else if x.lo > hi {
+            if !placed {
+                out.push(Range { lo, hi });
+                placed = true;
+            }
+            out.push(x);
+        } else {
+            lo = lo.min(x.lo);
+            hi = hi.max(x.hi);
+        }
+    }
+    if !placed {
+        out.push(Range { lo, hi });
+    }
+    *list = out;
+}
+
+/// Whether `r` overlaps any range in the list.
+pub fn overlaps_any(list: &[Range], r: Range) -> bool {
+    list.iter().any(|x| x.overlaps(&r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(lo: u64, hi: u64) -> Range {
+        Range { lo, hi }
+    }
+
+    #[test]
+    fn coalescing() {
+        let mut l = Vec::new();
+        insert_range(&mut l, r(10, 20));
+        insert_range(&mut l, r(30, 40));
+        assert_eq!(l, vec![r(10, 20), r(30, 40)]);
+        insert_range(&mut l, r(20, 30));
+        assert_eq!(l, vec![r(10, 40)]);
+        insert_range(&mut l, r(0, 5));
+        insert_range(&mut l, r(50, 60));
+        assert_eq!(l, vec![r(0, 5), r(10, 40), r(50, 60)]);
+        insert_range(&mut l, r(3, 55));
+        assert_eq!(l, vec![r(0, 60)]);
+        assert!(overlaps_any(&l, r(59, 70)));
+        assert!(!overlaps_any(&l, r(60, 70)));
+    }
+
+    #[test]
+    fn geometry_side_b_v1_descends() {
+        let m = ContactMeta::new("x", "id", 1000, 400, Side::B, Format::V1, Origin::Imported);
+        let rg = m.send_range(0, 48);
+        assert_eq!(rg, r(952, 1000));
+        assert_eq!(m.index_of(Side::B, rg), 999);
+        // we are B, so the sender is A, ascending
+        assert_eq!(m.recv_range(10, 48), Some(r(10, 58)));
+        let a = ContactMeta::new("x", "id", 1000, 400, Side::A, Format::V1, Origin::Generated);
+        assert_eq!(a.recv_range(999, 48), Some(r(952, 1000)));
+        assert_eq!(a.recv_range(3, 48), None);
+        assert_eq!(a.frontier_of(r(952, 1000)), 48);
+        assert_eq!(a.gap_before(r(900, 952)), 48);
+    }
+
+    #[test]
+    fn geometry_side_b_v2() {
+        let m = ContactMeta::new("x", "id", 1000, 500, Side::B, Format::V2, Origin::Imported);
+        let rg = m.send_range(100, 32);
+        assert_eq!(rg, r(868, 900));
+        assert_eq!(m.index_of(Side::B, rg), 868);
+        assert_eq!(m.send_capacity(), 500);
+        assert_eq!(m.recv_left(), 500);
+    }
+}
