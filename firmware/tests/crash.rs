@@ -1,0 +1,184 @@
+//! The crash test: a child process (the real `otc-device` binary, hidden
+//! `debug seal-loop` command, the real store code) seals messages in a loop
+//! and prints each package the moment it has it. We SIGKILL it at random
+//! moments, many times, restarting it each time, and check that
+//!
+//! * no pad offset was ever handed out twice (across all runs), and
+//! * after each restart, every byte of the send region up to the durable
+//!   reserved bound — used, or skipped by the crash — is zero on disk,
+//!   while the bytes past it are still the pad;
+//! * the packages are real: the partner opens them.
+
+mod common;
+
+use common::*;
+use otc_device::pad::export;
+use otc_device::pad::{PadStore, Range};
+use otc_proto::Format;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const KILLS: usize = 55;
+
+struct Handed {
+    run: usize,
+    index: u64,
+    cost: u64,
+    package: Vec<u8>,
+}
+
+fn crash_loop(format: Format, block: u64, size: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("alice");
+    let (export_path, pad) = {
+        let s = PadStore::open_dir(&data).unwrap();
+        let r = make_pad(&s, dir.path(), "bob", size, format);
+        s.close().unwrap();
+        r
+    };
+    let bin = env!("CARGO_BIN_EXE_otc-device");
+    let mut rng = Rng::from_entropy();
+    let seed = rng.0;
+    let mut handed: Vec<Handed> = Vec::new();
+    let mut kills = 0;
+    let mut run = 0;
+    while kills < KILLS {
+        run += 1;
+        let msg_len = 1 + rng.below(200);
+        let mut child = Command::new(bin)
+            .arg("--data")
+            .arg(&data)
+            .args(["debug", "seal-loop", "--contact", "bob"])
+            .arg("--message-len")
+            .arg(msg_len.to_string())
+            .arg("--reserve-block")
+            .arg(block.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn otc-device");
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut buf = Vec::new();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        // only complete lines count as "handed out"
+                        if buf.last() == Some(&b'\n') {
+                            lines.push(String::from_utf8_lossy(&buf).trim().to_string());
+                        }
+                    }
+                }
+            }
+            lines
+        });
+        // random moment: sometimes before the store is even open
+        std::thread::sleep(Duration::from_micros(rng.below(80_000)));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let lines = reader.join().unwrap();
+        if !status.success() {
+            kills += 1;
+        }
+        let mut exhausted = false;
+        for l in lines {
+            if l == "exhausted" {
+                exhausted = true;
+                continue;
+            }
+            let mut it = l.split(' ');
+            let index: u64 = it.next().unwrap().parse().unwrap();
+            let cost: u64 = it.next().unwrap().parse().unwrap();
+            let package = hex_decode(it.next().unwrap());
+            handed.push(Handed {
+                run,
+                index,
+                cost,
+                package,
+            });
+        }
+        assert!(!exhausted, "pad ran out; seed {seed:#x}");
+
+        // "The next start": open the store, which finishes interrupted
+        // erases, then check the disk.
+        let store = PadStore::open_dir(&data).unwrap();
+        let m = store.meta("bob").unwrap();
+        assert_eq!(m.erased, m.reserved, "seed {seed:#x}");
+        let erased = m.count_range(m.side, 0, m.reserved);
+        let disk = read_disk(&store, "bob", erased);
+        assert!(
+            is_zero(&disk),
+            "run {run}: bytes below the reserved bound are not all zero (seed {seed:#x})"
+        );
+        let beyond = Range {
+            lo: erased.hi,
+            hi: (erased.hi + 256).min(size / 2),
+        };
+        assert_eq!(
+            read_disk(&store, "bob", beyond),
+            &pad[beyond.lo as usize..beyond.hi as usize],
+            "run {run}: pad past the reserved bound was touched (seed {seed:#x})"
+        );
+        drop(store);
+        assert!(run < KILLS * 4, "the child keeps exiting on its own");
+    }
+
+    // No offset handed out twice.
+    let mut ranges: Vec<(u64, u64, usize)> = handed
+        .iter()
+        .map(|h| (h.index, h.index + h.cost, h.run))
+        .collect();
+    ranges.sort();
+    for w in ranges.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "pad reused: {:?} (run {}) overlaps {:?} (run {}); seed {seed:#x}",
+            (w[0].0, w[0].1),
+            w[0].2,
+            (w[1].0, w[1].1),
+            w[1].2
+        );
+    }
+    let skipped: u64 = ranges.windows(2).map(|w| w[1].0 - w[0].1).sum::<u64>();
+    eprintln!(
+        "{format}: {kills} kills in {run} runs, {} packages, {skipped} bytes skipped by crashes",
+        handed.len()
+    );
+
+    // The packages are real: bob opens them all, none fails.
+    let bob = PadStore::open_dir(dir.path().join("bob")).unwrap();
+    export::import(&bob, &export_path, "alice", &mut |_, _| {}).unwrap();
+    for h in &handed {
+        let o = bob.open("alice", &h.package).unwrap_or_else(|e| {
+            panic!(
+                "package at {} from run {} does not open: {e}",
+                h.index, h.run
+            )
+        });
+        assert!(o.message.iter().all(|&b| b == 0x42));
+    }
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn sigkill_never_reuses_pad_v2() {
+    crash_loop(Format::V2, 4096, 8 << 20);
+}
+
+#[test]
+fn sigkill_never_reuses_pad_v1_default_block() {
+    crash_loop(
+        Format::V1,
+        otc_device::pad::store::DEFAULT_RESERVE_BLOCK,
+        16 << 20,
+    );
+}
