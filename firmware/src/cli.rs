@@ -153,8 +153,11 @@ pub enum PadCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Erase a contact's pad: overwrite it with zeros, then delete it and
-    /// its metadata. There is no undo.
+    /// Erase a contact's pad and its metadata.
+    ///
+    /// The pad file is overwritten with zeros and synced, then deleted with
+    /// the contact's metadata. There is no undo. (On flash storage the
+    /// overwrite is best effort; see the note in `otc-device --help`.)
     Remove {
         /// The contact.
         #[arg(value_name = "NAME")]

@@ -16,6 +16,7 @@ use otc_device::pad::export;
 use otc_device::pad::{PadStore, Range};
 use otc_proto::Format;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -55,10 +56,16 @@ fn crash_loop(format: Format, block: u64, size: u64) {
             .arg("--reserve-block")
             .arg(block.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn otc-device");
         let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let err_reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             let mut r = BufReader::new(stdout);
@@ -81,8 +88,13 @@ fn crash_loop(format: Format, block: u64, size: u64) {
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         let lines = reader.join().unwrap();
-        if !status.success() {
-            kills += 1;
+        let errors = err_reader.join().unwrap();
+        match status.signal() {
+            Some(9) => kills += 1,
+            _ => assert!(
+                status.success() && errors.is_empty(),
+                "run {run}: the child failed on its own ({status}): {errors}"
+            ),
         }
         let mut exhausted = false;
         for l in lines {

@@ -1,0 +1,300 @@
+//! The `otc-device` command line, run as a real process.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn otc(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_otc-device"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run otc-device")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn fails(o: &Output, code: &str) -> String {
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains(&format!("error[{code}]")), "{err}");
+    err
+}
+
+#[test]
+fn help_reads_like_a_man_page() {
+    let o = Command::new(env!("CARGO_BIN_EXE_otc-device"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let h = ok(&o);
+    for want in ["powers of 1024", "EXAMPLES", "EXIT STATUS", "--data", "pad"] {
+        assert!(h.contains(want), "missing {want:?} in:\n{h}");
+    }
+    assert!(!h.contains("debug"), "debug commands are hidden:\n{h}");
+    let o = Command::new(env!("CARGO_BIN_EXE_otc-device"))
+        .args(["pad", "new", "--help"])
+        .output()
+        .unwrap();
+    let h = ok(&o);
+    for want in [
+        "SECRET",
+        "--source",
+        "--export",
+        "--format",
+        "SP 800-90B",
+        "v1|v2",
+    ] {
+        assert!(h.contains(want), "missing {want:?} in:\n{h}");
+    }
+}
+
+#[test]
+fn new_import_list_seal_open_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let export = dir.path().join("bob.otcpad");
+    let e = export.to_str().unwrap();
+    let out = ok(&otc(
+        &a,
+        &[
+            "pad",
+            "new",
+            "--contact",
+            "bob",
+            "--size",
+            "64K",
+            "--export",
+            e,
+        ],
+    ));
+    assert!(out.contains("SECRET"), "{out}");
+    assert!(out.contains("destroy"), "{out}");
+    // the export is private to its owner
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&export).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "export must not be readable by others");
+
+    ok(&otc(&b, &["pad", "import", e, "--contact", "alice"]));
+    let pkg = ok(&otc(&a, &["debug", "seal", "--contact", "bob", "hi bob"]));
+    let msg = ok(&otc(
+        &b,
+        &["debug", "open", "--contact", "alice", pkg.trim()],
+    ));
+    assert_eq!(msg.trim(), "hi bob");
+
+    let json = ok(&otc(&b, &["pad", "list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let c = &v[0];
+    assert_eq!(c["name"], "alice");
+    assert_eq!(c["side"], "B");
+    assert_eq!(c["format"], "v2");
+    assert_eq!(c["size"], 65536);
+    assert_eq!(c["send_left"], 32768);
+    assert_eq!(c["recv_left"], 32768 - 38);
+    assert_eq!(c["send_messages_left"], 32768 / 132);
+    let table = ok(&otc(&a, &["pad", "list"]));
+    assert!(
+        table.contains("bob") && table.contains("SEND LEFT"),
+        "{table}"
+    );
+
+    ok(&otc(&a, &["pad", "remove", "bob"]));
+    assert!(pad_files(&a).is_empty());
+    let table = ok(&otc(&a, &["pad", "list"]));
+    assert!(table.contains("No pads"), "{table}");
+    fails(&otc(&a, &["pad", "remove", "bob"]), "unknown_contact");
+}
+
+#[test]
+fn v1_and_split_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let export = dir.path().join("x.otcpad");
+    ok(&otc(
+        &a,
+        &[
+            "pad",
+            "new",
+            "--contact",
+            "bob",
+            "--size",
+            "8K",
+            "--split",
+            "6K",
+            "--format",
+            "v1",
+            "--export",
+            export.to_str().unwrap(),
+        ],
+    ));
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&otc(&a, &["pad", "list", "--json"]))).unwrap();
+    assert_eq!(v[0]["format"], "v1");
+    assert_eq!(v[0]["split"], 6144);
+    assert_eq!(v[0]["send_left"], 6144);
+}
+
+#[test]
+fn failed_creation_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let export = dir.path().join("bob.otcpad");
+    let err = fails(
+        &otc(
+            &a,
+            &[
+                "pad",
+                "new",
+                "--contact",
+                "bob",
+                "--size",
+                "1M",
+                "--source",
+                "/dev/zero",
+                "--export",
+                export.to_str().unwrap(),
+            ],
+        ),
+        "health_test_failed",
+    );
+    assert!(err.contains("nothing was kept"), "{err}");
+    assert!(!export.exists());
+    assert!(!dir.path().join("bob.otcpad.tmp").exists());
+    assert!(pad_files(&a).is_empty());
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&otc(&a, &["pad", "list", "--json"]))).unwrap();
+    assert_eq!(v, serde_json::json!([]));
+}
+
+#[test]
+fn usage_and_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let x = dir.path().join("x").to_str().unwrap().to_string();
+    fails(
+        &otc(
+            &a,
+            &[
+                "pad",
+                "new",
+                "--contact",
+                "bob",
+                "--size",
+                "12Q",
+                "--export",
+                &x,
+            ],
+        ),
+        "bad_size",
+    );
+    fails(
+        &otc(
+            &a,
+            &[
+                "pad",
+                "new",
+                "--contact",
+                "bob",
+                "--size",
+                "10",
+                "--export",
+                &x,
+            ],
+        ),
+        "size_out_of_range",
+    );
+    // unknown format is a usage error (exit 2)
+    let o = otc(
+        &a,
+        &[
+            "pad",
+            "new",
+            "--contact",
+            "bob",
+            "--size",
+            "1K",
+            "--format",
+            "v3",
+            "--export",
+            &x,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    // a directory that is not ours
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("file"), b"x").unwrap();
+    fails(&otc(&theirs, &["pad", "list"]), "data_dir_not_ours");
+    // import of something that is not an export
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, vec![1u8; 500]).unwrap();
+    fails(
+        &otc(
+            &a,
+            &["pad", "import", junk.to_str().unwrap(), "--contact", "c"],
+        ),
+        "export_corrupt",
+    );
+}
+
+#[test]
+fn import_legacy_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let store = dir.path().join("alice.bob.random.store");
+    let meta = dir.path().join("alice.bob.random.metadata");
+    let mut pad = vec![0u8; 4096];
+    getrandom::fill(&mut pad).unwrap();
+    std::fs::write(&store, &pad).unwrap();
+    std::fs::write(
+        &meta,
+        r#"{"direction": 1, "split_index": 2048, "encrypt_index": 100, "n_bytes": 4096, "checksum": "zz"}"#,
+    )
+    .unwrap();
+    let out = ok(&otc(
+        &a,
+        &[
+            "pad",
+            "import-legacy",
+            store.to_str().unwrap(),
+            meta.to_str().unwrap(),
+            "--contact",
+            "bob",
+        ],
+    ));
+    assert!(out.contains("destroy"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&otc(&a, &["pad", "list", "--json"]))).unwrap();
+    assert_eq!(v[0]["format"], "v1");
+    assert_eq!(v[0]["origin"], "legacy");
+    assert_eq!(v[0]["send_left"], 2048 - 100);
+    // wrong size
+    std::fs::write(&store, &pad[..4000]).unwrap();
+    fails(
+        &otc(
+            &a,
+            &[
+                "pad",
+                "import-legacy",
+                store.to_str().unwrap(),
+                meta.to_str().unwrap(),
+                "--contact",
+                "carol",
+            ],
+        ),
+        "legacy_wrong_size",
+    );
+}
