@@ -2,13 +2,47 @@
 //! sinks, touch sources, a structured screen trace and (feature `emulator`)
 //! the emulator page. It knows nothing about pads: firmware hands it view
 //! models and gets decisions back.
+//!
+//! ```no_run
+//! use otc_ui::{sink::memory, source::scripted, SystemClock, Ui, UiConfig};
+//! use std::sync::Arc;
+//! let (display, _screen) = memory::MemoryDisplay::new(800, 480);
+//! let (touch, _script) = scripted::ScriptedTouch::new();
+//! let ui = Ui::new(Box::new(display), Some(Box::new(touch)),
+//!                  Arc::new(SystemClock::new()), UiConfig::default())?;
+//! let handle = ui.handle(); // Send + Clone: give it to the confirmation broker
+//! ui.run()?;
+//! # Ok::<(), otc_ui::UiError>(())
+//! ```
 
+pub mod clock;
 pub mod display;
 pub mod error;
+pub mod format;
+pub mod model;
+mod platform;
+mod screens;
 pub mod sink;
 pub mod source;
 pub mod touch;
+pub mod trace;
+mod ui;
 
+#[cfg(feature = "emulator")]
+pub mod emulator;
+
+mod generated {
+    #![allow(clippy::all, missing_docs, unused)]
+    slint::include_modules!();
+}
+
+pub use clock::{Clock, FakeClock, SystemClock};
 pub use display::{Display, Frame, Rect, Rotation};
 pub use error::UiError;
+pub use model::{
+    AlertView, ContactView, Decision, HomeView, LinkView, ProgressView, Prompt, Toast, ToastKind,
+    UiEvent, Warning,
+};
 pub use touch::{Touch, TouchEvent};
+pub use trace::{ScreenTrace, TraceButton};
+pub use ui::{PromptTicket, TraceHandle, Ui, UiConfig, UiHandle};

@@ -1,0 +1,1 @@
+//! The emulator page (feature `emulator`): see below.

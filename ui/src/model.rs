@@ -1,0 +1,176 @@
+//! View models: what firmware tells the UI to show, and what comes back.
+//!
+//! Plain data with no pad knowledge. Every figure here is a fact from the
+//! device's own state, except fields named `client_note`, which the screens
+//! label "From the computer".
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The idle screen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeView {
+    /// The device owner's name.
+    pub owner: String,
+    pub contacts: Vec<ContactView>,
+    pub link: LinkView,
+    /// Audit events the owner has not looked at yet.
+    pub unseen_alerts: u32,
+}
+
+/// One contact and how much pad is left with them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactView {
+    pub name: String,
+    pub pad_left_bytes: u64,
+    pub pad_total_bytes: u64,
+    /// Typical messages the pad left still covers (firmware's estimate).
+    pub messages_left: u64,
+}
+
+/// The Ethernet link to the computer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkView {
+    pub up: bool,
+    /// The device's address on the link, e.g. "10.77.0.1".
+    pub address: Option<String>,
+}
+
+/// Something that spends pad bytes (or commits to a pad) and needs the
+/// owner's tap. Shown one at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Prompt {
+    /// Encrypt a message for `contact`.
+    Seal {
+        contact: String,
+        message_bytes: u64,
+        cost_bytes: u64,
+        pad_left_after: u64,
+        timeout: Duration,
+        /// Text the computer sent along; shown labelled "From the computer".
+        #[serde(default)]
+        client_note: Option<String>,
+    },
+    /// Decrypt a message from `contact`.
+    Open {
+        contact: String,
+        cost_bytes: u64,
+        warnings: Vec<Warning>,
+        timeout: Duration,
+        #[serde(default)]
+        client_note: Option<String>,
+    },
+    /// Compare a new pad's fingerprint with the partner's screen.
+    Pair {
+        contact: String,
+        pad_bytes: u64,
+        /// The fingerprint as characters; shown in groups of 4.
+        fingerprint: String,
+        timeout: Duration,
+    },
+}
+
+impl Prompt {
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Prompt::Seal { timeout, .. }
+            | Prompt::Open { timeout, .. }
+            | Prompt::Pair { timeout, .. } => *timeout,
+        }
+    }
+}
+
+/// Why opening this message deserves a second look. Shown in red.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Warning {
+    /// This message's pad range was already used: a replayed package.
+    Replay { index: u64 },
+    /// `count` earlier messages from this contact never arrived.
+    Skipped { count: u64 },
+}
+
+/// What became of a prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Approve,
+    Reject,
+    /// Nobody answered before the prompt's timeout.
+    Timeout,
+    /// Withdrawn by [`crate::UiHandle::cancel`], or the UI stopped.
+    Cancelled,
+    /// Another prompt was on screen; this one was never shown.
+    Busy,
+}
+
+/// A short message after something happened ("Sealed for bob").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Toast {
+    pub kind: ToastKind,
+    pub text: String,
+    pub duration: Duration,
+}
+
+impl Toast {
+    pub fn success(text: impl Into<String>) -> Self {
+        Toast {
+            kind: ToastKind::Success,
+            text: text.into(),
+            duration: Duration::from_secs(3),
+        }
+    }
+    pub fn info(text: impl Into<String>) -> Self {
+        Toast {
+            kind: ToastKind::Info,
+            text: text.into(),
+            duration: Duration::from_secs(3),
+        }
+    }
+    pub fn error(text: impl Into<String>) -> Self {
+        Toast {
+            kind: ToastKind::Error,
+            text: text.into(),
+            duration: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToastKind {
+    Success,
+    Info,
+    Error,
+}
+
+/// One audit event on the alerts screen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertView {
+    /// When, already formatted by firmware (e.g. "11-22 05:41").
+    pub at: String,
+    pub text: String,
+    /// Shown in red.
+    pub severe: bool,
+}
+
+/// A long job, e.g. creating a pad.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgressView {
+    pub title: String,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    /// Show a Cancel button; a tap sends [`UiEvent::ProgressCancelled`].
+    pub cancellable: bool,
+}
+
+/// Things the owner did that firmware may want to know about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UiEvent {
+    /// The alerts screen was opened (firmware may mark alerts as seen).
+    AlertsOpened,
+    /// Cancel was tapped on the progress screen.
+    ProgressCancelled,
+}

@@ -1,0 +1,342 @@
+//! From view models to screen content: every string a screen shows is made
+//! here, handed to the Slint globals, and kept as the trace's texts.
+
+use crate::format;
+use crate::generated::{
+    AlertRow, AlertsData, AppWindow, ContactRow, FactRow, HomeData, ProgressData, PromptData,
+    ToastData,
+};
+use crate::model::{AlertView, HomeView, ProgressView, Prompt, Toast, ToastKind, Warning};
+use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
+
+/// Size class of the screen, which decides how much fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub compact: bool,
+}
+
+impl Layout {
+    pub fn for_size(width: u32, height: u32) -> Self {
+        Layout {
+            compact: width < 640 || height < 400,
+        }
+    }
+    fn max_rows(&self) -> usize {
+        4
+    }
+    fn max_alert_rows(&self) -> usize {
+        if self.compact { 4 } else { 6 }
+    }
+}
+
+fn s(x: &str) -> SharedString {
+    SharedString::from(x)
+}
+
+fn model<T: Clone + 'static>(v: Vec<T>) -> ModelRc<T> {
+    ModelRc::new(VecModel::from(v))
+}
+
+/// Shows `home` and returns its texts.
+pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Vec<String> {
+    let d = app.global::<HomeData>();
+    let mut texts = Vec::new();
+    let owner = if home.owner.trim().is_empty() {
+        "One Time Chat".to_string()
+    } else {
+        format::untrusted(&home.owner, 40)
+    };
+    let link = match (home.link.up, &home.link.address) {
+        (true, Some(a)) => format!("Ethernet connected · {a}"),
+        (true, None) => "Ethernet connected · no address".to_string(),
+        (false, _) => "Ethernet not connected".to_string(),
+    };
+    let alerts = if home.unseen_alerts > 0 {
+        format!("Alerts ({})", home.unseen_alerts)
+    } else {
+        "Alerts".to_string()
+    };
+    d.set_owner(s(&owner));
+    d.set_link_up(home.link.up);
+    d.set_link_text(s(&link));
+    d.set_alerts_label(s(&alerts));
+    d.set_alerts_unseen(home.unseen_alerts > 0);
+    texts.push(owner);
+    texts.push(link);
+
+    let max = layout.max_rows();
+    let shown = if home.contacts.len() > max {
+        max - 1
+    } else {
+        home.contacts.len()
+    };
+    let mut rows = Vec::new();
+    for c in &home.contacts[..shown] {
+        let fraction = if c.pad_total_bytes == 0 {
+            0.0
+        } else {
+            (c.pad_left_bytes as f64 / c.pad_total_bytes as f64) as f32
+        };
+        let name = format::untrusted(&c.name, 32);
+        let detail = format!(
+            "{} left · {}",
+            format::bytes(c.pad_left_bytes),
+            format::messages(c.messages_left)
+        );
+        texts.push(name.clone());
+        texts.push(detail.clone());
+        rows.push(ContactRow {
+            name: s(&name),
+            detail: s(&detail),
+            fraction,
+            low: fraction < 0.1,
+        });
+    }
+    d.set_contacts(model(rows));
+    let more = if home.contacts.len() > shown {
+        let n = home.contacts.len() - shown;
+        format!("+ {n} more contact{}", if n == 1 { "" } else { "s" })
+    } else {
+        String::new()
+    };
+    let empty = if home.contacts.is_empty() {
+        "No contacts yet. Pair with someone to create a pad.".to_string()
+    } else {
+        String::new()
+    };
+    for t in [&more, &empty] {
+        if !t.is_empty() {
+            texts.push(t.clone());
+        }
+    }
+    d.set_more_text(s(&more));
+    d.set_empty_text(s(&empty));
+    texts
+}
+
+/// The screen name of a prompt.
+pub(crate) fn prompt_screen(p: &Prompt) -> &'static str {
+    match p {
+        Prompt::Seal { .. } => "confirm-seal",
+        Prompt::Open { .. } => "confirm-open",
+        Prompt::Pair { .. } => "pairing",
+    }
+}
+
+fn note_text(note: &Option<String>) -> String {
+    match note {
+        Some(n) if !n.trim().is_empty() => {
+            format!("From the computer: “{}”", format::untrusted(n, 120))
+        }
+        _ => String::new(),
+    }
+}
+
+pub(crate) fn warning_text(w: &Warning) -> String {
+    match w {
+        Warning::Replay { index } => {
+            format!("⚠ Replay: message #{index} was already opened once")
+        }
+        Warning::Skipped { count } => format!(
+            "⚠ Skipped: {} earlier message{} never arrived",
+            format::count(*count),
+            if *count == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// Shows `p` (without the countdown, see [`apply_countdown`]) and returns
+/// its texts.
+pub(crate) fn apply_prompt(app: &AppWindow, layout: Layout, p: &Prompt) -> Vec<String> {
+    let d = app.global::<PromptData>();
+    let (title, who_label, who, facts, warnings, fp_rows, note, approve, reject) = match p {
+        Prompt::Seal {
+            contact,
+            message_bytes,
+            cost_bytes,
+            pad_left_after,
+            client_note,
+            ..
+        } => (
+            "Encrypt a message?".to_string(),
+            "To",
+            contact.clone(),
+            vec![
+                ("Message", format::bytes(*message_bytes)),
+                ("Pad used", format::bytes(*cost_bytes)),
+                ("Pad left after", format::bytes(*pad_left_after)),
+            ],
+            Vec::new(),
+            Vec::new(),
+            note_text(client_note),
+            "Approve",
+            "Reject",
+        ),
+        Prompt::Open {
+            contact,
+            cost_bytes,
+            warnings,
+            client_note,
+            ..
+        } => (
+            "Decrypt a message?".to_string(),
+            "From",
+            contact.clone(),
+            vec![("Pad used", format::bytes(*cost_bytes))],
+            warnings.iter().map(warning_text).collect(),
+            Vec::new(),
+            note_text(client_note),
+            "Approve",
+            "Reject",
+        ),
+        Prompt::Pair {
+            contact,
+            pad_bytes,
+            fingerprint,
+            ..
+        } => (
+            "Same code on both screens?".to_string(),
+            "Pairing with",
+            contact.clone(),
+            vec![("New pad", format::bytes(*pad_bytes))],
+            Vec::new(),
+            format::fingerprint_rows(fingerprint, 4),
+            String::new(),
+            "They match",
+            "Different",
+        ),
+    };
+    let _ = layout;
+    let who = format::untrusted(&who, 32);
+    let mut texts = vec![title.clone(), who_label.to_string(), who.clone()];
+    let mut fact_rows = Vec::new();
+    for (label, value) in &facts {
+        texts.push(label.to_string());
+        texts.push(value.clone());
+        fact_rows.push(FactRow {
+            label: s(label),
+            value: s(value),
+        });
+    }
+    texts.extend(fp_rows.iter().cloned());
+    texts.extend(warnings.iter().cloned());
+    if !note.is_empty() {
+        texts.push(note.clone());
+    }
+    d.set_title(s(&title));
+    d.set_who_label(s(who_label));
+    d.set_who(s(&who));
+    d.set_facts(model(fact_rows));
+    d.set_warnings(model(warnings.iter().map(|w| s(w)).collect()));
+    d.set_fingerprint_rows(model(fp_rows.iter().map(|r| s(r)).collect()));
+    d.set_note(s(&note));
+    d.set_approve_label(s(approve));
+    d.set_reject_label(s(reject));
+    texts
+}
+
+/// Sets the countdown; returns its text.
+pub(crate) fn apply_countdown(app: &AppWindow, secs_left: u64, total_secs: u64) -> String {
+    let d = app.global::<PromptData>();
+    let text = format::countdown(secs_left);
+    d.set_countdown_text(s(&text));
+    let fraction = if total_secs == 0 {
+        0.0
+    } else {
+        secs_left as f32 / total_secs as f32
+    };
+    d.set_countdown_fraction(fraction);
+    text
+}
+
+/// Shows the alerts list (newest first as given) and returns its texts.
+pub(crate) fn apply_alerts(app: &AppWindow, layout: Layout, alerts: &[AlertView]) -> Vec<String> {
+    let d = app.global::<AlertsData>();
+    let title = "Alerts".to_string();
+    let mut texts = vec![title.clone()];
+    let max = layout.max_alert_rows();
+    let shown = if alerts.len() > max {
+        max - 1
+    } else {
+        alerts.len()
+    };
+    let mut rows = Vec::new();
+    for a in &alerts[..shown] {
+        let at = format::untrusted(&a.at, 20);
+        let text = format::untrusted(&a.text, 100);
+        texts.push(at.clone());
+        texts.push(text.clone());
+        rows.push(AlertRow {
+            time: s(&at),
+            text: s(&text),
+            severe: a.severe,
+        });
+    }
+    let more = if alerts.len() > shown {
+        format!("+ {} older", format::count((alerts.len() - shown) as u64))
+    } else {
+        String::new()
+    };
+    let empty = if alerts.is_empty() {
+        "Nothing to report.".to_string()
+    } else {
+        String::new()
+    };
+    for t in [&more, &empty] {
+        if !t.is_empty() {
+            texts.push(t.clone());
+        }
+    }
+    d.set_title(s(&title));
+    d.set_rows(model(rows));
+    d.set_more_text(s(&more));
+    d.set_empty_text(s(&empty));
+    d.set_back_label(s("Back"));
+    texts
+}
+
+/// Shows progress and returns its texts.
+pub(crate) fn apply_progress(app: &AppWindow, p: &ProgressView) -> Vec<String> {
+    let d = app.global::<ProgressData>();
+    let fraction = if p.total_bytes == 0 {
+        0.0
+    } else {
+        (p.done_bytes.min(p.total_bytes) as f64 / p.total_bytes as f64) as f32
+    };
+    let title = format::untrusted(&p.title, 60);
+    let percent = format!("{} %", (fraction * 100.0).floor() as u32);
+    let detail = format!(
+        "{} of {}",
+        format::bytes(p.done_bytes.min(p.total_bytes)),
+        format::bytes(p.total_bytes)
+    );
+    d.set_title(s(&title));
+    d.set_percent_text(s(&percent));
+    d.set_fraction(fraction);
+    d.set_detail(s(&detail));
+    d.set_cancellable(p.cancellable);
+    d.set_cancel_label(s("Cancel"));
+    vec![title, percent, detail]
+}
+
+/// Shows or hides the toast; returns its text.
+pub(crate) fn apply_toast(app: &AppWindow, t: Option<&Toast>) -> Option<String> {
+    let d = app.global::<ToastData>();
+    match t {
+        Some(t) => {
+            let text = format::untrusted(&t.text, 60);
+            d.set_text(s(&text));
+            d.set_kind(match t.kind {
+                ToastKind::Success => 0,
+                ToastKind::Info => 1,
+                ToastKind::Error => 2,
+            });
+            d.set_visible(true);
+            Some(text)
+        }
+        None => {
+            d.set_visible(false);
+            None
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The screen trace: what the current screen says, as data.
+//!
+//! Tests and the emulator page read the trace instead of OCR'ing pixels.
+//! Texts are the exact strings handed to the screen; buttons carry their
+//! geometry in screen (logical) pixels, read back from the laid-out Slint
+//! items.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScreenTrace {
+    /// "home", "confirm-seal", "confirm-open", "pairing", "alerts", "progress".
+    pub screen: String,
+    pub texts: Vec<String>,
+    pub buttons: Vec<TraceButton>,
+    /// The toast shown over the screen, if any.
+    #[serde(default)]
+    pub toast: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceButton {
+    /// Stable id ("approve", "reject", "alerts", "back", "cancel", "dismiss-toast").
+    pub id: String,
+    /// What the button says.
+    pub label: String,
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl TraceButton {
+    /// The button's centre, where a finger would tap.
+    pub fn center(&self) -> (u32, u32) {
+        (self.x + self.w / 2, self.y + self.h / 2)
+    }
+}
+
+impl ScreenTrace {
+    /// The button with this id or label.
+    pub fn button(&self, id_or_label: &str) -> Option<&TraceButton> {
+        self.buttons
+            .iter()
+            .find(|b| b.id == id_or_label || b.label == id_or_label)
+    }
+
+    /// Whether any text on screen contains `needle`.
+    pub fn has_text(&self, needle: &str) -> bool {
+        self.texts.iter().any(|t| t.contains(needle))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}

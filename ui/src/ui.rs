@@ -1,0 +1,684 @@
+//! The UI loop: state, touches, prompts, countdowns, rendering.
+//!
+//! A [`Ui`] lives on one thread (Slint objects are not `Send`). Other
+//! threads talk to it through a cloneable [`UiHandle`]: post a [`Prompt`]
+//! and get a [`PromptTicket`] that receives the [`Decision`], update the
+//! home screen, show toasts and progress. Either call [`Ui::run`] (real
+//! devices, the emulator) or drive it step by step with [`Ui::step`] (tests,
+//! with a [`crate::FakeClock`]).
+//!
+//! Safety rules kept here:
+//! - one prompt at a time: a second prompt gets [`Decision::Busy`] at once
+//!   and never replaces the one the owner is looking at;
+//! - a prompt's buttons are armed only `arm_delay` after it appears, so a
+//!   tap meant for the previous screen cannot approve it;
+//! - prompts time out ([`Decision::Timeout`]); a dropped UI cancels them.
+
+use crate::clock::Clock;
+use crate::display::{Display, Frame, Rect};
+use crate::error::UiError;
+use crate::generated::{AppWindow, Bridge, Theme};
+use crate::model::{AlertView, Decision, HomeView, ProgressView, Prompt, Toast, UiEvent};
+use crate::platform;
+use crate::screens::{self, Layout};
+use crate::touch::{Touch, TouchEvent};
+use crate::trace::{ScreenTrace, TraceButton};
+use slint::platform::software_renderer::{MinimalSoftwareWindow, RepaintBufferType, Rgb565Pixel};
+use slint::platform::{PointerEventButton, WindowEvent};
+use slint::{ComponentHandle, LogicalPosition, Model};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Settings of a [`Ui`].
+#[derive(Clone, Debug)]
+pub struct UiConfig {
+    /// Taps on a prompt count only this long after it appeared.
+    pub arm_delay: Duration,
+    /// Draw the "EMULATOR" marker. Defaults to on in builds with feature
+    /// `emulator`, off otherwise.
+    pub emulator_marker: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            arm_delay: Duration::from_millis(400),
+            emulator_marker: cfg!(feature = "emulator"),
+        }
+    }
+}
+
+enum Msg {
+    Prompt {
+        id: u64,
+        prompt: Prompt,
+        reply: Sender<Decision>,
+    },
+    Cancel(u64),
+    Home(HomeView),
+    Alerts(Vec<AlertView>),
+    Progress(Option<ProgressView>),
+    Toast(Toast),
+    Touch(TouchEvent),
+    Quit,
+}
+
+/// A cloneable, `Send` handle to a running [`Ui`], for other threads.
+#[derive(Clone)]
+pub struct UiHandle {
+    tx: Sender<Msg>,
+    ids: Arc<AtomicU64>,
+}
+
+/// The answer to one prompt, to wait on.
+#[derive(Debug)]
+pub struct PromptTicket {
+    id: u64,
+    rx: Receiver<Decision>,
+}
+
+impl PromptTicket {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Blocks until the owner decides, the prompt times out or is cancelled.
+    pub fn wait(&self) -> Decision {
+        self.rx.recv().unwrap_or(Decision::Cancelled)
+    }
+    /// Like [`wait`](Self::wait) but gives up after `timeout` (returns `None`).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Decision> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(d) => Some(d),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Decision::Cancelled),
+        }
+    }
+    /// The decision if there is one already.
+    pub fn try_decision(&self) -> Option<Decision> {
+        match self.rx.try_recv() {
+            Ok(d) => Some(d),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Decision::Cancelled),
+        }
+    }
+}
+
+impl UiHandle {
+    /// Shows `prompt`; the ticket receives the decision. If the UI is gone
+    /// the ticket answers [`Decision::Cancelled`].
+    pub fn show_prompt(&self, prompt: Prompt) -> PromptTicket {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let (reply, rx) = mpsc::channel();
+        let _ = self.tx.send(Msg::Prompt { id, prompt, reply });
+        PromptTicket { id, rx }
+    }
+    /// Withdraws the prompt if it is still open (it answers `Cancelled`).
+    pub fn cancel(&self, ticket: &PromptTicket) {
+        let _ = self.tx.send(Msg::Cancel(ticket.id));
+    }
+    pub fn set_home(&self, home: HomeView) {
+        let _ = self.tx.send(Msg::Home(home));
+    }
+    /// The audit events for the alerts screen, newest first.
+    pub fn set_alerts(&self, alerts: Vec<AlertView>) {
+        let _ = self.tx.send(Msg::Alerts(alerts));
+    }
+    /// Shows (or updates) the progress screen.
+    pub fn show_progress(&self, progress: ProgressView) {
+        let _ = self.tx.send(Msg::Progress(Some(progress)));
+    }
+    pub fn hide_progress(&self) {
+        let _ = self.tx.send(Msg::Progress(None));
+    }
+    pub fn toast(&self, toast: Toast) {
+        let _ = self.tx.send(Msg::Toast(toast));
+    }
+    /// Injects a touch as if it came from the touch source.
+    pub fn touch(&self, event: TouchEvent) {
+        let _ = self.tx.send(Msg::Touch(event));
+    }
+    /// Makes [`Ui::run`] return.
+    pub fn quit(&self) {
+        let _ = self.tx.send(Msg::Quit);
+    }
+}
+
+/// The latest screen trace, shared with other threads (the emulator page).
+#[derive(Clone, Default)]
+pub struct TraceHandle {
+    inner: Arc<Mutex<ScreenTrace>>,
+}
+
+impl TraceHandle {
+    pub fn get(&self) -> ScreenTrace {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    fn set(&self, t: ScreenTrace) {
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+}
+
+struct ActivePrompt {
+    id: u64,
+    prompt: Prompt,
+    reply: Sender<Decision>,
+    shown_at: Duration,
+    deadline: Duration,
+    last_secs: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UserScreen {
+    Home,
+    Alerts,
+}
+
+/// The UI, on its own thread. See the module docs.
+pub struct Ui {
+    app: AppWindow,
+    window: Rc<MinimalSoftwareWindow>,
+    display: Box<dyn Display>,
+    touch: Option<Box<dyn Touch>>,
+    clock: Arc<dyn Clock>,
+    config: UiConfig,
+    layout: Layout,
+    frame: Frame,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    ids: Arc<AtomicU64>,
+    actions: Rc<RefCell<Vec<String>>>,
+    events_tx: Sender<UiEvent>,
+    events_rx: Option<Receiver<UiEvent>>,
+    trace: TraceHandle,
+
+    home: HomeView,
+    alerts: Vec<AlertView>,
+    progress: Option<ProgressView>,
+    prompt: Option<ActivePrompt>,
+    toast: Option<(Toast, Duration)>,
+    user_screen: UserScreen,
+    swallow_touch: bool,
+    screen_texts: Vec<String>,
+    countdown_text: Option<String>,
+    toast_text: Option<String>,
+    content_dirty: bool,
+    quit: bool,
+}
+
+impl Ui {
+    /// A UI on this thread, rendering at `display.size()`.
+    pub fn new(
+        display: Box<dyn Display>,
+        touch: Option<Box<dyn Touch>>,
+        clock: Arc<dyn Clock>,
+        config: UiConfig,
+    ) -> Result<Ui, UiError> {
+        let (width, height) = display.size();
+        if width == 0 || height == 0 {
+            return Err(UiError::Unsupported(format!(
+                "display reports size {width}x{height}"
+            )));
+        }
+        let window = MinimalSoftwareWindow::new(RepaintBufferType::ReusedBuffer);
+        platform::prepare(window.clone(), clock.clone())?;
+        let app = AppWindow::new().map_err(|e| UiError::Other(format!("creating screens: {e}")))?;
+        window.set_size(slint::PhysicalSize::new(width, height));
+        app.show()
+            .map_err(|e| UiError::Other(format!("showing window: {e}")))?;
+        let layout = Layout::for_size(width, height);
+        app.global::<Theme>().set_compact(layout.compact);
+        app.set_emulator(config.emulator_marker);
+        let actions: Rc<RefCell<Vec<String>>> = Rc::default();
+        let sink = actions.clone();
+        app.global::<Bridge>()
+            .on_action(move |id| sink.borrow_mut().push(id.to_string()));
+        let (tx, rx) = mpsc::channel();
+        let (events_tx, events_rx) = mpsc::channel();
+        let mut ui = Ui {
+            app,
+            window,
+            display,
+            touch,
+            clock,
+            config,
+            layout,
+            frame: Frame::new(width, height),
+            tx,
+            rx,
+            ids: Arc::default(),
+            actions,
+            events_tx,
+            events_rx: Some(events_rx),
+            trace: TraceHandle::default(),
+            home: HomeView::default(),
+            alerts: Vec::new(),
+            progress: None,
+            prompt: None,
+            toast: None,
+            user_screen: UserScreen::Home,
+            swallow_touch: false,
+            screen_texts: Vec::new(),
+            countdown_text: None,
+            toast_text: None,
+            content_dirty: true,
+            quit: false,
+        };
+        ui.refresh();
+        Ok(ui)
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> UiHandle {
+        UiHandle {
+            tx: self.tx.clone(),
+            ids: self.ids.clone(),
+        }
+    }
+
+    /// The latest trace, readable from any thread.
+    pub fn trace_handle(&self) -> TraceHandle {
+        self.trace.clone()
+    }
+
+    /// Owner actions firmware may care about (can be taken once).
+    pub fn take_events(&mut self) -> Option<Receiver<UiEvent>> {
+        self.events_rx.take()
+    }
+
+    /// Logical screen size.
+    pub fn size(&self) -> (u32, u32) {
+        (self.frame.width, self.frame.height)
+    }
+
+    /// The last rendered frame.
+    pub fn frame(&self) -> &Frame {
+        &self.frame
+    }
+
+    /// Runs until [`UiHandle::quit`]. The touch source is polled on its own
+    /// thread so posted prompts never wait for a touch.
+    pub fn run(mut self) -> Result<(), UiError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut poller = None;
+        if let Some(mut touch) = self.touch.take() {
+            let tx = self.tx.clone();
+            let stop = stop.clone();
+            poller = Some(std::thread::spawn(move || -> Result<(), UiError> {
+                while !stop.load(Ordering::Relaxed) {
+                    for e in touch.poll(Duration::from_millis(100))? {
+                        if tx.send(Msg::Touch(e)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            }));
+        }
+        let result = loop {
+            if let Err(e) = self.step(Duration::from_secs(1)) {
+                break Err(e);
+            }
+            if self.quit {
+                break Ok(());
+            }
+            if let Some(p) = &poller
+                && p.is_finished()
+            {
+                break match poller.take().map(|p| p.join()) {
+                    Some(Ok(Err(e))) => Err(e),
+                    _ => Err(UiError::Other("touch thread stopped".into())),
+                };
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        result
+    }
+
+    /// One turn of the loop: waits up to `wait` (less if a countdown or
+    /// timer is due) for a request or touch, handles everything pending,
+    /// updates countdowns and timeouts, renders and presents. Returns
+    /// whether anything was drawn.
+    pub fn step(&mut self, wait: Duration) -> Result<bool, UiError> {
+        let mut msgs = Vec::new();
+        if let Some(t) = self.touch.as_mut() {
+            msgs.extend(t.poll(Duration::ZERO)?.into_iter().map(Msg::Touch));
+        }
+        if msgs.is_empty() && !wait.is_zero() && !self.content_dirty {
+            let wait = wait.min(self.until_next_wakeup());
+            match self.rx.recv_timeout(wait) {
+                Ok(m) => msgs.push(m),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        while let Ok(m) = self.rx.try_recv() {
+            msgs.push(m);
+        }
+        for m in msgs {
+            self.handle_msg(m);
+        }
+        self.tick();
+        self.render()
+    }
+
+    /// Renders now if anything changed; returns whether anything was drawn.
+    pub fn render(&mut self) -> Result<bool, UiError> {
+        if self.content_dirty {
+            self.refresh();
+        }
+        slint::platform::update_timers_and_animations();
+        let mut dirty = None;
+        let frame = &mut self.frame;
+        self.window.draw_if_needed(|renderer| {
+            let buf: &mut [Rgb565Pixel] = bytemuck_cast(&mut frame.pixels);
+            let region = renderer.render(buf, frame.width as usize);
+            let o = region.bounding_box_origin();
+            let s = region.bounding_box_size();
+            dirty = Some(Rect::new(
+                o.x.max(0) as u32,
+                o.y.max(0) as u32,
+                s.width,
+                s.height,
+            ));
+        });
+        match dirty {
+            Some(d) => {
+                if !d.is_empty() {
+                    self.display.present(&self.frame, d)?;
+                }
+                self.trace.set(self.trace());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// What the screen shows now.
+    pub fn trace(&self) -> ScreenTrace {
+        let mut texts = self.screen_texts.clone();
+        if let Some(c) = &self.countdown_text {
+            texts.push(c.clone());
+        }
+        if self.config.emulator_marker {
+            texts.push("EMULATOR".into());
+        }
+        let mut buttons: Vec<TraceButton> = self
+            .app
+            .get_buttons()
+            .iter()
+            .map(|b| TraceButton {
+                id: b.id.to_string(),
+                label: b.label.to_string(),
+                x: b.x.round().max(0.0) as u32,
+                y: b.y.round().max(0.0) as u32,
+                w: b.w.round().max(0.0) as u32,
+                h: b.h.round().max(0.0) as u32,
+            })
+            .collect();
+        if let Some(t) = &self.toast_text {
+            texts.push(t.clone());
+            let b = self.app.get_toast_info();
+            buttons.push(TraceButton {
+                id: b.id.to_string(),
+                label: b.label.to_string(),
+                x: b.x.round().max(0.0) as u32,
+                y: b.y.round().max(0.0) as u32,
+                w: b.w.round().max(0.0) as u32,
+                h: b.h.round().max(0.0) as u32,
+            });
+        }
+        ScreenTrace {
+            screen: self.screen_name().to_string(),
+            texts,
+            buttons,
+            toast: self.toast_text.clone(),
+        }
+    }
+
+    fn screen_name(&self) -> &'static str {
+        if let Some(p) = &self.prompt {
+            screens::prompt_screen(&p.prompt)
+        } else if self.progress.is_some() {
+            "progress"
+        } else {
+            match self.user_screen {
+                UserScreen::Home => "home",
+                UserScreen::Alerts => "alerts",
+            }
+        }
+    }
+
+    fn until_next_wakeup(&self) -> Duration {
+        let now = self.clock.now();
+        let mut next = Duration::from_secs(1);
+        if let Some(p) = &self.prompt {
+            // Wake at the next whole second of the countdown.
+            let left = p.deadline.saturating_sub(now);
+            let frac = Duration::from_nanos((left.as_nanos() % 1_000_000_000) as u64);
+            next = next.min(if frac.is_zero() {
+                Duration::from_secs(1)
+            } else {
+                frac
+            });
+        }
+        if let Some((_, until)) = &self.toast {
+            next = next.min(until.saturating_sub(now));
+        }
+        if let Some(t) = slint::platform::duration_until_next_timer_update() {
+            next = next.min(t);
+        }
+        next.max(Duration::from_millis(1))
+    }
+
+    fn handle_msg(&mut self, m: Msg) {
+        match m {
+            Msg::Prompt { id, prompt, reply } => {
+                if self.prompt.is_some() {
+                    let _ = reply.send(Decision::Busy);
+                    return;
+                }
+                let now = self.clock.now();
+                let timeout = prompt.timeout();
+                self.prompt = Some(ActivePrompt {
+                    id,
+                    prompt,
+                    reply,
+                    shown_at: now,
+                    deadline: now + timeout,
+                    last_secs: u64::MAX,
+                });
+                // Nothing may cover a prompt's buttons.
+                self.toast = None;
+                self.content_dirty = true;
+            }
+            Msg::Cancel(id) => {
+                if self.prompt.as_ref().is_some_and(|p| p.id == id) {
+                    self.resolve(Decision::Cancelled);
+                }
+            }
+            Msg::Home(h) => {
+                self.home = h;
+                self.content_dirty = true;
+            }
+            Msg::Alerts(a) => {
+                self.alerts = a;
+                self.content_dirty = true;
+            }
+            Msg::Progress(p) => {
+                self.progress = p;
+                self.content_dirty = true;
+            }
+            Msg::Toast(t) => {
+                if self.prompt.is_none() {
+                    let until = self.clock.now() + t.duration;
+                    self.toast = Some((t, until));
+                    self.content_dirty = true;
+                }
+            }
+            Msg::Touch(e) => self.on_touch(e),
+            Msg::Quit => self.quit = true,
+        }
+    }
+
+    fn prompt_armed(&self) -> bool {
+        match &self.prompt {
+            Some(p) => self.clock.now() >= p.shown_at + self.config.arm_delay,
+            None => true,
+        }
+    }
+
+    fn on_touch(&mut self, e: TouchEvent) {
+        // Layout and content must be current before hit-testing.
+        if self.content_dirty {
+            self.refresh();
+        }
+        let pos = |x: u32, y: u32| LogicalPosition::new(x as f32, y as f32);
+        match e {
+            TouchEvent::Down { x, y } => {
+                if !self.prompt_armed() {
+                    self.swallow_touch = true;
+                    return;
+                }
+                self.swallow_touch = false;
+                self.dispatch(WindowEvent::PointerMoved {
+                    position: pos(x, y),
+                });
+                self.dispatch(WindowEvent::PointerPressed {
+                    position: pos(x, y),
+                    button: PointerEventButton::Left,
+                });
+            }
+            TouchEvent::Move { x, y } => {
+                if !self.swallow_touch {
+                    self.dispatch(WindowEvent::PointerMoved {
+                        position: pos(x, y),
+                    });
+                }
+            }
+            TouchEvent::Up { x, y } => {
+                if std::mem::take(&mut self.swallow_touch) {
+                    return;
+                }
+                self.dispatch(WindowEvent::PointerReleased {
+                    position: pos(x, y),
+                    button: PointerEventButton::Left,
+                });
+                self.dispatch(WindowEvent::PointerExited);
+            }
+        }
+        let actions: Vec<String> = std::mem::take(&mut *self.actions.borrow_mut());
+        for a in actions {
+            self.on_action(&a);
+        }
+    }
+
+    fn dispatch(&self, e: WindowEvent) {
+        let _ = self.window.dispatch_event_with_result(e);
+    }
+
+    fn on_action(&mut self, id: &str) {
+        match id {
+            "approve" if self.prompt.is_some() => self.resolve(Decision::Approve),
+            "reject" if self.prompt.is_some() => self.resolve(Decision::Reject),
+            "alerts" => {
+                self.user_screen = UserScreen::Alerts;
+                let _ = self.events_tx.send(UiEvent::AlertsOpened);
+                self.content_dirty = true;
+            }
+            "back" => {
+                self.user_screen = UserScreen::Home;
+                self.content_dirty = true;
+            }
+            "cancel" if self.progress.is_some() => {
+                let _ = self.events_tx.send(UiEvent::ProgressCancelled);
+            }
+            "dismiss-toast" => {
+                self.toast = None;
+                self.content_dirty = true;
+            }
+            _ => {}
+        }
+    }
+
+    fn resolve(&mut self, d: Decision) {
+        if let Some(p) = self.prompt.take() {
+            let _ = p.reply.send(d);
+            self.content_dirty = true;
+        }
+    }
+
+    /// Time-driven state: prompt timeout, countdown, toast expiry.
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        if let Some((_, until)) = &self.toast
+            && now >= *until
+        {
+            self.toast = None;
+            self.content_dirty = true;
+        }
+        if self.prompt.as_ref().is_some_and(|p| now >= p.deadline) {
+            self.resolve(Decision::Timeout);
+        }
+        if self.content_dirty {
+            self.refresh();
+        }
+        self.update_countdown();
+    }
+
+    fn update_countdown(&mut self) {
+        let now = self.clock.now();
+        if let Some(p) = self.prompt.as_mut() {
+            let left = p.deadline.saturating_sub(now);
+            // Round up: "0:01" until the very end.
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            if secs != p.last_secs {
+                p.last_secs = secs;
+                let total = p.prompt.timeout().as_secs().max(1);
+                self.countdown_text = Some(screens::apply_countdown(&self.app, secs, total));
+            }
+        } else {
+            self.countdown_text = None;
+        }
+    }
+
+    /// Puts the current state on the screens.
+    fn refresh(&mut self) {
+        self.content_dirty = false;
+        let name = self.screen_name();
+        self.screen_texts = match (&self.prompt, &self.progress, self.user_screen) {
+            (Some(p), _, _) => screens::apply_prompt(&self.app, self.layout, &p.prompt),
+            (None, Some(pr), _) => screens::apply_progress(&self.app, pr),
+            (None, None, UserScreen::Alerts) => {
+                screens::apply_alerts(&self.app, self.layout, &self.alerts)
+            }
+            (None, None, UserScreen::Home) => {
+                screens::apply_home(&self.app, self.layout, &self.home)
+            }
+        };
+        self.app.set_screen(name.into());
+        self.toast_text = screens::apply_toast(&self.app, self.toast.as_ref().map(|(t, _)| t));
+        if let Some(p) = self.prompt.as_mut() {
+            p.last_secs = u64::MAX;
+        }
+        self.update_countdown();
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        self.resolve(Decision::Cancelled);
+        while let Ok(m) = self.rx.try_recv() {
+            if let Msg::Prompt { reply, .. } = m {
+                let _ = reply.send(Decision::Cancelled);
+            }
+        }
+    }
+}
+
+fn bytemuck_cast(px: &mut [u16]) -> &mut [Rgb565Pixel] {
+    bytemuck::cast_slice_mut(px)
+}

@@ -1,0 +1,160 @@
+//! Golden PNGs guard the look of home, confirm-seal and confirm-open at
+//! 800x480. Regenerate after an intended change with
+//!
+//!     OTC_UPDATE_GOLDEN=1 cargo test -p otc-ui --test golden
+//!
+//! and look at the files in ui/tests/golden/. On a mismatch the actual frame
+//! and a diff (changed pixels in magenta) are written to
+//! target/golden-out/. Snapshots of every screen at 800x480 and 480x320 are
+//! written there too, for review (not compared).
+
+mod common;
+
+use common::*;
+use otc_ui::sink::memory::frame_to_png;
+use otc_ui::*;
+use std::path::PathBuf;
+
+fn out_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let d = target.join("golden-out");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    let dec = png::Decoder::new(png_bytes);
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+fn encode(w: u32, h: u32, rgb: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header().unwrap().write_image_data(rgb).unwrap();
+    out
+}
+
+fn check(name: &str, frame: &Frame) {
+    let actual = frame_to_png(frame).unwrap();
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.png"));
+    if std::env::var_os("OTC_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &actual).unwrap();
+        return;
+    }
+    let want = std::fs::read(&golden).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; create it with OTC_UPDATE_GOLDEN=1 cargo test -p otc-ui --test golden",
+            golden.display()
+        )
+    });
+    let (ww, wh, want) = decode(&want);
+    let (aw, ah, got) = decode(&actual);
+    assert_eq!((ww, wh), (aw, ah), "{name}: size changed");
+    let mut diff = got.clone();
+    let mut bad = 0usize;
+    for (i, (a, b)) in got.chunks(3).zip(want.chunks(3)).enumerate() {
+        // Tiny tolerance for rounding differences in anti-aliasing.
+        if a.iter().zip(b).any(|(x, y)| x.abs_diff(*y) > 8) {
+            bad += 1;
+            diff[i * 3..i * 3 + 3].copy_from_slice(&[255, 0, 255]);
+        }
+    }
+    // Allow at most 0.05 % of pixels to differ.
+    if bad * 2000 > (aw * ah) as usize {
+        let out = out_dir();
+        std::fs::write(out.join(format!("{name}.actual.png")), &actual).unwrap();
+        std::fs::write(out.join(format!("{name}.diff.png")), encode(aw, ah, &diff)).unwrap();
+        panic!(
+            "{name}: {bad} pixels differ from {}; see {}/{name}.actual.png and .diff.png \
+             (if the change is intended: OTC_UPDATE_GOLDEN=1 cargo test -p otc-ui --test golden)",
+            golden.display(),
+            out.display()
+        );
+    }
+}
+
+fn snapshot(name: &str, r: &Rig) {
+    std::fs::write(
+        out_dir().join(format!("{name}.png")),
+        frame_to_png(&r.screen.frame()).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Home, alerts, the three prompts, progress and a toast at one size.
+fn all_screens(w: u32, h: u32, golden: bool) {
+    let size = format!("{w}x{h}");
+    let mut r = Rig::new(w, h);
+    r.handle.set_home(home());
+    r.handle.set_alerts(alerts());
+    r.step();
+    snapshot(&format!("home-{size}"), &r);
+    if golden {
+        check("home", &r.screen.frame());
+    }
+    r.tap("alerts");
+    snapshot(&format!("alerts-{size}"), &r);
+    r.tap("back");
+
+    let t = r.prompt(seal());
+    snapshot(&format!("confirm-seal-{size}"), &r);
+    if golden {
+        check("confirm-seal", &r.screen.frame());
+    }
+    r.handle.cancel(&t);
+
+    let mut noted = seal();
+    if let Prompt::Seal { client_note, .. } = &mut noted {
+        *client_note = Some("Re: dinner on Friday".into());
+    }
+    r.step();
+    let t = r.prompt(noted);
+    snapshot(&format!("confirm-seal-note-{size}"), &r);
+    r.handle.cancel(&t);
+    r.step();
+
+    let t = r.prompt(open());
+    snapshot(&format!("confirm-open-{size}"), &r);
+    if golden {
+        check("confirm-open", &r.screen.frame());
+    }
+    r.handle.cancel(&t);
+    r.step();
+
+    let t = r.prompt(pair());
+    snapshot(&format!("pairing-{size}"), &r);
+    r.handle.cancel(&t);
+    r.step();
+
+    r.handle.show_progress(ProgressView {
+        title: "Creating pad for erin".into(),
+        done_bytes: 420_000_000,
+        total_bytes: 1_000_000_000,
+        cancellable: true,
+    });
+    r.step();
+    snapshot(&format!("progress-{size}"), &r);
+    r.handle.hide_progress();
+    r.handle.toast(Toast::success("Sealed 100 bytes for bob"));
+    r.step();
+    snapshot(&format!("toast-{size}"), &r);
+}
+
+#[test]
+fn golden_800x480() {
+    all_screens(800, 480, true);
+}
+
+#[test]
+fn snapshots_480x320() {
+    all_screens(480, 320, false);
+}
