@@ -1,1 +1,427 @@
-//! The emulator page (feature `emulator`): see below.
+//! The emulator page (feature `emulator` only; never in a release image).
+//!
+//! A tiny HTTP server on loopback that shows the live screen of a UI running
+//! on a [`MemoryDisplay`](crate::sink::memory::MemoryDisplay) and turns
+//! clicks into touches, for humans and for automation alike:
+//!
+//! | route                | what                                                  |
+//! |----------------------|-------------------------------------------------------|
+//! | `GET /`              | the page: live screen, clicks become touches, trace   |
+//! | `GET /emu/screen.png`| the screen now                                        |
+//! | `GET /emu/trace`     | the screen trace as JSON                              |
+//! | `POST /emu/touch`    | `{"x":..,"y":..}` in screen pixels: press and release |
+//! | `GET /emu/events`    | server-sent events, one per screen change             |
+//!
+//! It binds loopback addresses only, answers only requests whose `Host` is a
+//! loopback name (no DNS rebinding) and takes touches only as
+//! `application/json` (so a web page elsewhere cannot post one without a
+//! CORS preflight, which this server never grants).
+
+use crate::error::UiError;
+use crate::sink::memory::MemoryScreen;
+use crate::source::scripted::TouchScript;
+use crate::ui::TraceHandle;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+/// A running emulator page. Stops when dropped.
+pub struct Emulator {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    server: Arc<Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct Ctx {
+    screen: MemoryScreen,
+    touch: TouchScript,
+    trace: TraceHandle,
+    size: (u32, u32),
+    stop: Arc<AtomicBool>,
+}
+
+impl Emulator {
+    /// Serves the page on `addr` (a loopback address; port 0 picks one).
+    pub fn start(
+        addr: SocketAddr,
+        screen: MemoryScreen,
+        touch: TouchScript,
+        trace: TraceHandle,
+    ) -> Result<Emulator, UiError> {
+        if !addr.ip().is_loopback() {
+            return Err(UiError::Other(format!(
+                "the emulator page listens on loopback only; refusing {addr} \
+                 (use 127.0.0.1:PORT)"
+            )));
+        }
+        let server = Server::http(addr)
+            .map_err(|e| UiError::Other(format!("emulator page on {addr}: {e}")))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| UiError::Other("emulator page: no IP address".into()))?;
+        let server = Arc::new(server);
+        let stop = Arc::new(AtomicBool::new(false));
+        let frame = screen.frame();
+        let ctx = Ctx {
+            screen,
+            touch,
+            trace,
+            size: (frame.width, frame.height),
+            stop: stop.clone(),
+        };
+        let srv = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("otc-emulator".into())
+            .spawn(move || serve(srv, ctx))
+            .map_err(|e| UiError::Other(format!("emulator thread: {e}")))?;
+        Ok(Emulator {
+            addr,
+            stop,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The page's address, e.g. `http://127.0.0.1:8088/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(server: Arc<Server>, ctx: Ctx) {
+    while !ctx.stop.load(Ordering::Relaxed) {
+        match server.recv() {
+            Ok(req) => {
+                let ctx = ctx.clone();
+                // SSE streams are long-lived; everything else is quick.
+                let _ = std::thread::Builder::new()
+                    .name("otc-emulator-req".into())
+                    .spawn(move || handle(req, &ctx));
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+}
+
+fn json_response(status: u16, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
+    Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", "application/json"))
+        .with_header(header("Cache-Control", "no-store"))
+}
+
+fn error(status: u16, msg: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    json_response(status, serde_json::json!({ "error": msg }).to_string())
+}
+
+fn host_is_loopback(req: &Request) -> bool {
+    let Some(h) = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Host"))
+        .map(|h| h.value.as_str().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    let name = if let Some(rest) = h.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        h.split(':').next().unwrap_or("")
+    };
+    name == "localhost" || name == "::1" || name.starts_with("127.")
+}
+
+#[derive(serde::Deserialize)]
+struct TouchReq {
+    x: u32,
+    y: u32,
+}
+
+fn handle(mut req: Request, ctx: &Ctx) {
+    if !host_is_loopback(&req) {
+        let _ = req.respond(error(403, "the emulator answers loopback hosts only"));
+        return;
+    }
+    let path = req.url().split('?').next().unwrap_or("").to_string();
+    let method = req.method().clone();
+    let resp = match (method, path.as_str()) {
+        (Method::Get, "/") => Response::from_string(page(ctx.size))
+            .with_header(header("Content-Type", "text/html; charset=utf-8"))
+            .with_header(header("Cache-Control", "no-store")),
+        (Method::Get, "/emu/screen.png") => match ctx.screen.png() {
+            Ok(png) => Response::from_data(png)
+                .with_header(header("Content-Type", "image/png"))
+                .with_header(header("Cache-Control", "no-store")),
+            Err(e) => error(500, &e.to_string()),
+        },
+        (Method::Get, "/emu/trace") => json_response(200, ctx.trace.get().to_json()),
+        (Method::Post, "/emu/touch") => touch(&mut req, ctx),
+        (Method::Get, "/emu/events") => {
+            events(req, ctx);
+            return;
+        }
+        (_, "/" | "/emu/screen.png" | "/emu/trace" | "/emu/touch" | "/emu/events") => {
+            error(405, "method not allowed")
+        }
+        _ => error(404, "no such page"),
+    };
+    let _ = req.respond(resp);
+}
+
+fn touch(req: &mut Request, ctx: &Ctx) -> Response<std::io::Cursor<Vec<u8>>> {
+    let json = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Content-Type"))
+        .is_some_and(|h| h.value.as_str().starts_with("application/json"));
+    if !json {
+        return error(415, "send the touch as application/json");
+    }
+    let mut body = Vec::new();
+    if req.as_reader().take(4096).read_to_end(&mut body).is_err() {
+        return error(400, "could not read the request body");
+    }
+    let t: TouchReq = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(_) => return error(400, r#"expected {"x": <int>, "y": <int>} in screen pixels"#),
+    };
+    if t.x >= ctx.size.0 || t.y >= ctx.size.1 {
+        return error(
+            400,
+            &format!(
+                "({}, {}) is off the {}x{} screen",
+                t.x, t.y, ctx.size.0, ctx.size.1
+            ),
+        );
+    }
+    ctx.touch.tap(t.x, t.y);
+    json_response(
+        200,
+        serde_json::json!({ "ok": true, "x": t.x, "y": t.y }).to_string(),
+    )
+}
+
+/// Server-sent events: `event: screen` with the generation, on every change.
+fn events(req: Request, ctx: &Ctx) {
+    let mut w = req.into_writer();
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                Cache-Control: no-store\r\nConnection: close\r\n\r\n";
+    if w.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let mut seen = 0;
+    let mut idle = Duration::ZERO;
+    loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let g = ctx.screen.wait_for_change(seen, Duration::from_millis(500));
+        let msg = if g != seen {
+            seen = g;
+            idle = Duration::ZERO;
+            format!("event: screen\ndata: {{\"generation\":{g}}}\n\n")
+        } else {
+            idle += Duration::from_millis(500);
+            if idle < Duration::from_secs(15) {
+                continue;
+            }
+            idle = Duration::ZERO;
+            ": keep-alive\n\n".to_string()
+        };
+        if w.write_all(msg.as_bytes()).and_then(|_| w.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+fn page((w, h): (u32, u32)) -> String {
+    PAGE.replace("{W}", &w.to_string())
+        .replace("{H}", &h.to_string())
+}
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>One Time Chat pad — emulator</title>
+<style>
+  body { background: #1b1f24; color: #e6e9ee; font: 15px/1.4 system-ui, sans-serif; margin: 24px; }
+  h1 { font-size: 18px; font-weight: 600; margin: 0 0 12px; }
+  .device { display: inline-block; padding: 18px; background: #050607; border-radius: 18px;
+            box-shadow: 0 6px 24px rgba(0,0,0,.5); }
+  #screen { display: block; width: {W}px; height: {H}px; cursor: pointer; image-rendering: pixelated;
+            user-select: none; }
+  #status { margin: 10px 0; color: #a9b4c0; }
+  #trace { background: #0d1117; padding: 10px; border-radius: 8px; max-width: {W}px;
+           white-space: pre-wrap; word-break: break-all; font: 12px/1.4 monospace; }
+</style>
+</head>
+<body>
+<h1>One Time Chat pad — emulator (click the screen to touch it)</h1>
+<div class="device"><img id="screen" src="/emu/screen.png?g=0" alt="device screen" draggable="false"></div>
+<div id="status">connecting…</div>
+<pre id="trace"></pre>
+<script>
+"use strict";
+const W = {W}, H = {H};
+const img = document.getElementById("screen");
+const status = document.getElementById("status");
+const trace = document.getElementById("trace");
+let touches = 0;
+
+async function refreshTrace() {
+  const r = await fetch("/emu/trace", { cache: "no-store" });
+  trace.textContent = JSON.stringify(await r.json());
+}
+
+img.addEventListener("click", async (ev) => {
+  const box = img.getBoundingClientRect();
+  const x = Math.min(W - 1, Math.max(0, Math.floor((ev.clientX - box.left) * W / box.width)));
+  const y = Math.min(H - 1, Math.max(0, Math.floor((ev.clientY - box.top) * H / box.height)));
+  const r = await fetch("/emu/touch", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ x, y }),
+  });
+  touches += 1;
+  status.textContent = `touch ${touches} at (${x}, ${y}): ${r.status}`;
+});
+
+const events = new EventSource("/emu/events");
+events.addEventListener("screen", (ev) => {
+  const g = JSON.parse(ev.data).generation;
+  img.src = "/emu/screen.png?g=" + g;
+  status.textContent = `screen ${g}` + (touches ? `, ${touches} touches sent` : "");
+  refreshTrace();
+});
+events.onerror = () => { status.textContent = "disconnected from the device"; };
+refreshTrace();
+</script>
+</body>
+</html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::memory::MemoryDisplay;
+    use crate::source::scripted::ScriptedTouch;
+
+    #[test]
+    fn refuses_non_loopback_addresses() {
+        let (_d, screen) = MemoryDisplay::new(8, 8);
+        let (_t, script) = ScriptedTouch::new();
+        let err = Emulator::start(
+            "0.0.0.0:0".parse().unwrap(),
+            screen,
+            script,
+            TraceHandle::default(),
+        )
+        .err()
+        .expect("must refuse");
+        assert!(err.to_string().contains("loopback only"), "{err}");
+    }
+
+    fn http(addr: SocketAddr, raw: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn routes_touch_trace_and_guards() {
+        let (_d, screen) = MemoryDisplay::new(800, 480);
+        let (mut touch, script) = ScriptedTouch::new();
+        let emu = Emulator::start(
+            "127.0.0.1:0".parse().unwrap(),
+            screen,
+            script,
+            TraceHandle::default(),
+        )
+        .unwrap();
+        let a = emu.addr();
+        let host = format!("Host: {a}\r\nConnection: close\r\n");
+
+        let r = http(a, &format!("GET / HTTP/1.1\r\n{host}\r\n"));
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("EventSource(\"/emu/events\")"));
+
+        let r = http(a, &format!("GET /emu/screen.png HTTP/1.1\r\n{host}\r\n"));
+        assert!(r.contains("image/png"), "{r}");
+
+        let r = http(a, &format!("GET /emu/trace HTTP/1.1\r\n{host}\r\n"));
+        assert!(r.contains("\"screen\""), "{r}");
+
+        let body = r#"{"x":10,"y":20}"#;
+        let r = http(
+            a,
+            &format!(
+                "POST /emu/touch HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        use crate::touch::{Touch, TouchEvent};
+        assert_eq!(
+            touch.poll(Duration::from_secs(1)).unwrap(),
+            vec![
+                TouchEvent::Down { x: 10, y: 20 },
+                TouchEvent::Up { x: 10, y: 20 }
+            ]
+        );
+
+        let r = http(
+            a,
+            &format!(
+                "POST /emu/touch HTTP/1.1\r\n{host}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(r.starts_with("HTTP/1.1 415"), "{r}");
+
+        let body = r#"{"x":900,"y":20}"#;
+        let r = http(
+            a,
+            &format!(
+                "POST /emu/touch HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+
+        let r = http(
+            a,
+            "GET /emu/trace HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+        assert!(touch.poll(Duration::ZERO).unwrap().is_empty());
+    }
+}
