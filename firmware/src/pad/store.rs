@@ -15,6 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// Name of the marker file that makes a directory ours.
@@ -38,6 +39,9 @@ pub const MAX_PAD_SIZE: u64 = otc_proto::MAX_INDEX + 1;
 pub const NOMINAL_MESSAGE: usize = 100;
 
 const CONTACT_PREFIX: &str = "contact/";
+
+/// How long opening waits for a data directory another process is leaving.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// Tunables of a store.
 #[derive(Clone, Copy, Debug)]
@@ -222,11 +226,20 @@ impl PadStore {
             .read(true)
             .open(&marker)
             .ctx(|| format!("cannot open {}", marker.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir)),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("cannot lock {}", marker.display()), e));
+        // A process that is just exiting (or a forked child that has not
+        // yet exec'd and so still shares our descriptor) can hold the lock
+        // for a moment: retry briefly before calling the directory busy.
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir)),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("cannot lock {}", marker.display()), e));
+                }
             }
         }
         let pads = dir.join(PADS_DIR);
@@ -236,10 +249,21 @@ impl PadStore {
                 .create(&pads)
                 .ctx(|| format!("cannot create {}", pads.display()))?;
         }
-        let db = sled::Config::new()
-            .path(dir.join(META_DB))
-            .open()
-            .map_err(db_err)?;
+        remove_interrupted_snapshots(&dir.join(META_DB))?;
+        // sled takes its own lock, released a moment after the previous
+        // owner's last handle (its flusher thread) goes away.
+        let db = loop {
+            match sled::Config::new().path(dir.join(META_DB)).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::Locked(dir));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(db_err(e)),
+            }
+        };
         let tree = db.open_tree("contacts").map_err(db_err)?;
         let opts = StoreOptions {
             reserve_block: opts.reserve_block.max(1),
@@ -699,6 +723,36 @@ impl Drop for PadStore {
     fn drop(&mut self) {
         let _ = self.release();
     }
+}
+
+/// Work around a crash-recovery bug of sled 0.34: while opening, sled
+/// writes a new snapshot to `snap.<lsn>.generating`, syncs it and renames
+/// it to `snap.<lsn>`; but when it looks for the latest snapshot it also
+/// considers `*.generating` files, so a process killed while writing one
+/// leaves a database that no longer opens ("Corruption"). Such a file is
+/// by construction an unfinished temporary: the complete previous snapshot
+/// (or none, meaning "replay the log from the start") is still there, since
+/// sled removes old snapshots only after the rename. Deleting it restores
+/// the state from before the interrupted open. Found by the SIGKILL test.
+fn remove_interrupted_snapshots(db_dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(db_dir) else {
+        return Ok(()); // no database yet
+    };
+    let mut removed = false;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let p = e.path();
+            std::fs::remove_file(&p)
+                .ctx(|| format!("cannot remove unfinished snapshot {}", p.display()))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(db_dir)?;
+    }
+    Ok(())
 }
 
 /// Cost of a message and pad left, or the reason it cannot be sent.
