@@ -419,3 +419,32 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn store_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PadStore>();
+    let p = pair(Format::V2, 1 << 20);
+    let alice = std::sync::Arc::new(p.alice);
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let a = alice.clone();
+            std::thread::spawn(move || {
+                (0..200)
+                    .map(|i| {
+                        let s = a.seal("bob", format!("t{t} m{i}").as_bytes()).unwrap();
+                        (s.index, s.cost)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<(u64, u64)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort();
+    for w in all.windows(2) {
+        assert!(w[0].0 + w[0].1 <= w[1].0, "overlap {w:?}");
+    }
+}

@@ -109,7 +109,7 @@ pub struct ContactMeta {
 pub const META_VERSION: u32 = 1;
 
 /// Most failure counters kept per contact (oldest dropped first).
-pub const MAX_FAILURE_RECORDS: usize = 4096;
+pub const MAX_FAILURE_RECORDS: usize = 1024;
 
 impl ContactMeta {
     /// A fresh record with nothing used.
@@ -291,6 +291,31 @@ mod tests {
         assert_eq!(l, vec![r(0, 60)]);
         assert!(overlaps_any(&l, r(59, 70)));
         assert!(!overlaps_any(&l, r(60, 70)));
+    }
+
+    proptest::proptest! {
+        /// Coalesced insertion agrees with a plain set of offsets, and the
+        /// list stays sorted, disjoint and non-adjacent.
+        #[test]
+        fn insert_range_matches_a_set(ops in proptest::collection::vec((0u64..200, 1u64..20), 0..40)) {
+            let mut list = Vec::new();
+            let mut set = std::collections::BTreeSet::new();
+            for (lo, len) in ops {
+                insert_range(&mut list, r(lo, lo + len));
+                set.extend(lo..lo + len);
+                let from_list: std::collections::BTreeSet<u64> =
+                    list.iter().flat_map(|x| x.lo..x.hi).collect();
+                proptest::prop_assert_eq!(&from_list, &set);
+                for w in list.windows(2) {
+                    proptest::prop_assert!(w[0].hi < w[1].lo);
+                }
+                for probe in 0..10u64 {
+                    let q = r(probe * 22, probe * 22 + 5);
+                    let hit = (q.lo..q.hi).any(|o| set.contains(&o));
+                    proptest::prop_assert_eq!(overlaps_any(&list, q), hit);
+                }
+            }
+        }
     }
 
     #[test]

@@ -534,7 +534,6 @@ impl PadStore {
                 .ctx(|| format!("cannot sync pad file for {contact}"))?;
             let mut m = l.meta.clone();
             m.erased = used;
-            m.pending_erase.clear();
             m.reserved = new_next
                 .max(used.saturating_add(self.opts.reserve_block))
                 .min(m.send_capacity());
@@ -683,7 +682,9 @@ impl PadStore {
             .get(contact)
             .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
         let path = self.pad_path(&l.meta.pad_id);
-        fsutil::shred(&path, progress)?;
+        if path.exists() {
+            fsutil::shred(&path, progress)?;
+        }
         state.remove(contact);
         self.tree.remove(Self::key(contact)).map_err(db_err)?;
         self.tree.flush().map_err(db_err)?;
@@ -709,7 +710,6 @@ impl PadStore {
                 let mut m = l.meta.clone();
                 m.reserved = l.next;
                 m.erased = l.next;
-                m.pending_erase.clear();
                 self.persist(&m)?;
                 l.meta = m;
             }
