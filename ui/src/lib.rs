@@ -8,10 +8,16 @@
 //! use std::sync::Arc;
 //! let (display, _screen) = memory::MemoryDisplay::new(800, 480);
 //! let (touch, _script) = scripted::ScriptedTouch::new();
-//! let ui = Ui::new(Box::new(display), Some(Box::new(touch)),
-//!                  Arc::new(SystemClock::new()), UiConfig::default())?;
-//! let handle = ui.handle(); // Send + Clone: give it to the confirmation broker
-//! ui.run()?;
+//! let ui = Ui::spawn(Box::new(display), Some(Box::new(touch)),
+//!                    Arc::new(SystemClock::new()), UiConfig::default())?;
+//! // ui.handle is Send + Clone: give it to the confirmation broker.
+//! let ticket = ui.handle.show_prompt(otc_ui::Prompt::Seal {
+//!     contact: "bob".into(), message_bytes: 100, cost_bytes: 132,
+//!     pad_left_after: 1_000_000, timeout: std::time::Duration::from_secs(30),
+//!     client_note: None,
+//! });
+//! let decision = ticket.wait(); // Approve, Reject, Timeout, Cancelled or Busy
+//! ui.stop()?;
 //! # Ok::<(), otc_ui::UiError>(())
 //! ```
 
@@ -45,4 +51,4 @@ pub use model::{
 };
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};
-pub use ui::{PromptTicket, TraceHandle, Ui, UiConfig, UiHandle};
+pub use ui::{PromptTicket, TraceHandle, Ui, UiConfig, UiHandle, UiThread};

@@ -177,6 +177,32 @@ enum UserScreen {
     Alerts,
 }
 
+/// A UI running on its own thread, from [`Ui::spawn`].
+pub struct UiThread {
+    /// Post prompts, home updates, toasts.
+    pub handle: UiHandle,
+    /// The latest screen trace.
+    pub trace: TraceHandle,
+    /// Owner actions ([`UiEvent`]).
+    pub events: Receiver<UiEvent>,
+    join: std::thread::JoinHandle<Result<(), UiError>>,
+}
+
+impl UiThread {
+    /// Asks the UI to stop and waits for it.
+    pub fn stop(self) -> Result<(), UiError> {
+        self.handle.quit();
+        self.join
+            .join()
+            .unwrap_or_else(|_| Err(UiError::Other("the UI thread panicked".into())))
+    }
+
+    /// Whether the UI thread has ended (an error, or [`UiHandle::quit`]).
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+}
+
 /// The UI, on its own thread. See the module docs.
 pub struct Ui {
     app: AppWindow,
@@ -271,6 +297,45 @@ impl Ui {
         Ok(ui)
     }
 
+    /// Starts a UI on a new thread named `otc-ui` and returns once its
+    /// screens exist (or failed to).
+    pub fn spawn(
+        display: Box<dyn Display>,
+        touch: Option<Box<dyn Touch>>,
+        clock: Arc<dyn Clock>,
+        config: UiConfig,
+    ) -> Result<UiThread, UiError> {
+        let (tx, rx) = mpsc::channel();
+        let join = std::thread::Builder::new()
+            .name("otc-ui".into())
+            .spawn(move || {
+                let mut ui = match Ui::new(display, touch, clock, config) {
+                    Ok(ui) => ui,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let _ = tx.send(Err(e));
+                        return Err(UiError::Other(msg));
+                    }
+                };
+                let events = ui.take_events();
+                let _ = tx.send(Ok((ui.handle(), ui.trace_handle(), events)));
+                ui.run()
+            })
+            .map_err(|e| UiError::Other(format!("starting the UI thread: {e}")))?;
+        match rx.recv() {
+            Ok(Ok((handle, trace, Some(events)))) => Ok(UiThread {
+                handle,
+                trace,
+                events,
+                join,
+            }),
+            Ok(Err(e)) => Err(e),
+            _ => Err(UiError::Other(
+                "the UI thread stopped while starting".into(),
+            )),
+        }
+    }
+
     /// A handle for other threads.
     pub fn handle(&self) -> UiHandle {
         UiHandle {
@@ -338,8 +403,9 @@ impl Ui {
         result
     }
 
-    /// One turn of the loop: waits up to `wait` (less if a countdown or
-    /// timer is due) for a request or touch, handles everything pending,
+    /// One turn of the loop: polls the touch source (without blocking),
+    /// waits up to `wait` (less if a countdown or timer is due) for a
+    /// request if nothing is pending, handles everything pending,
     /// updates countdowns and timeouts, renders and presents. Returns
     /// whether anything was drawn.
     pub fn step(&mut self, wait: Duration) -> Result<bool, UiError> {
@@ -395,6 +461,30 @@ impl Ui {
             }
             None => Ok(false),
         }
+    }
+
+    /// Redraws and presents the whole screen, e.g. after the display lost
+    /// its content (console switch, panel reset). Returns the region drawn.
+    pub fn repaint_all(&mut self) -> Result<Rect, UiError> {
+        if self.content_dirty {
+            self.refresh();
+        }
+        self.window.request_redraw();
+        let mut dirty = Rect::default();
+        let frame = &mut self.frame;
+        self.window.draw_if_needed(|renderer| {
+            renderer.set_repaint_buffer_type(RepaintBufferType::NewBuffer);
+            let buf: &mut [Rgb565Pixel] = bytemuck_cast(&mut frame.pixels);
+            let region = renderer.render(buf, frame.width as usize);
+            renderer.set_repaint_buffer_type(RepaintBufferType::ReusedBuffer);
+            let o = region.bounding_box_origin();
+            let s = region.bounding_box_size();
+            dirty = Rect::new(o.x.max(0) as u32, o.y.max(0) as u32, s.width, s.height);
+        });
+        if !dirty.is_empty() {
+            self.display.present(&self.frame, dirty)?;
+        }
+        Ok(dirty)
     }
 
     /// What the screen shows now.

@@ -339,3 +339,59 @@ fn memory_screen_sees_every_change() {
     let _t = r.prompt(seal());
     assert!(r.screen.generation() > g);
 }
+
+#[test]
+fn spawned_ui_answers_prompts_from_other_threads() {
+    use otc_ui::sink::memory::MemoryDisplay;
+    use otc_ui::source::scripted::ScriptedTouch;
+    let (display, screen) = MemoryDisplay::new(800, 480);
+    let (touch, script) = ScriptedTouch::new();
+    let clock = FakeClock::new();
+    let ui = Ui::spawn(
+        Box::new(display),
+        Some(Box::new(touch)),
+        std::sync::Arc::new(clock.clone()),
+        UiConfig::default(),
+    )
+    .unwrap();
+    let ticket = ui.handle.show_prompt(seal());
+    // Wait until the prompt is on screen, let it arm, tap Approve.
+    let mut seen = 0;
+    let approve = loop {
+        seen = screen.wait_for_change(seen, Duration::from_secs(5));
+        if let Some(b) = ui.trace.get().button("approve") {
+            break b.clone();
+        }
+    };
+    clock.advance(Duration::from_secs(1));
+    script.tap_button(&approve);
+    assert_eq!(
+        ticket.wait_timeout(Duration::from_secs(10)),
+        Some(Decision::Approve)
+    );
+    assert!(ui.trace.get().has_text("EMULATOR") == cfg!(feature = "emulator"));
+    ui.stop().unwrap();
+}
+
+#[test]
+fn countdown_tick_repaints_only_the_countdown() {
+    let mut r = Rig::new(800, 480);
+    let _t = r.prompt(seal());
+    r.clock.advance(Duration::from_secs(1));
+    r.step();
+    let d = r.screen.last_dirty();
+    // The countdown text and bar live in the top band of the screen.
+    assert!(d.y + d.h <= 100, "countdown repaint too big: {d:?}");
+    assert!(d.h < 100, "countdown repaint too big: {d:?}");
+}
+
+#[test]
+fn repaint_all_redraws_the_same_picture() {
+    let mut r = Rig::new(800, 480);
+    r.handle.set_home(home());
+    r.step();
+    let before = r.screen.frame().pixels;
+    let d = r.ui.repaint_all().unwrap();
+    assert_eq!(d, Rect::new(0, 0, 800, 480));
+    assert_eq!(r.screen.frame().pixels, before);
+}
