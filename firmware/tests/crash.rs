@@ -191,6 +191,6 @@ fn sigkill_never_reuses_pad_v1_default_block() {
     crash_loop(
         Format::V1,
         otc_device::pad::store::DEFAULT_RESERVE_BLOCK,
-        16 << 20,
+        32 << 20,
     );
 }
