@@ -5,8 +5,8 @@
 //! Run: `cargo bench -p otc-device --bench store`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use otc_device::pad::PadStore;
 use otc_device::pad::generate::{NewPad, create_pad};
+use otc_device::pad::{PadStore, StoreOptions};
 use otc_proto::Format;
 use std::time::{Duration, Instant};
 
@@ -21,9 +21,9 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(format: Format) -> Bench {
+    fn new(format: Format, opts: StoreOptions) -> Bench {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = PadStore::open_dir(dir.path().join("data")).expect("open store");
+        let store = PadStore::open_dir_with(dir.path().join("data"), opts).expect("open store");
         let mut b = Bench {
             _dir: dir,
             store,
@@ -66,9 +66,22 @@ fn seal_rate(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(5));
     let msg = [0x61u8; 100];
-    for format in [Format::V2, Format::V1] {
-        let mut b = Bench::new(format);
-        g.bench_function(format.to_string(), |bench| {
+    let cases = [
+        (Format::V2, StoreOptions::default(), "v2"),
+        (Format::V1, StoreOptions::default(), "v1"),
+        // For comparison: no sequence cache, one fsync pair per message.
+        (
+            Format::V2,
+            StoreOptions { reserve_block: 1 },
+            "v2_fsync_every_message",
+        ),
+    ];
+    for (format, opts, name) in cases {
+        if opts.reserve_block == 1 {
+            g.sample_size(10);
+        }
+        let mut b = Bench::new(format, opts);
+        g.bench_function(name, |bench| {
             bench.iter_custom(|iters| {
                 let cost = format.pad_cost(msg.len()) as u64;
                 let mut total = Duration::ZERO;
