@@ -36,6 +36,12 @@ pub enum Error {
     )]
     BadContactName(String),
 
+    /// The contact's pad file is gone from the data directory.
+    #[error(
+        "the pad file for {contact:?} is missing from the data directory, so this pad cannot be used; remove the contact with `otc-device pad remove {contact}`"
+    )]
+    PadFileMissing { contact: String },
+
     // ---- sending --------------------------------------------------------
     /// Our send region is used up (not even an empty message fits).
     #[error(
@@ -200,6 +206,7 @@ impl Error {
             Error::ContactExists(_) => "contact_exists",
             Error::PadAlreadyStored { .. } => "pad_already_stored",
             Error::BadContactName(_) => "bad_contact_name",
+            Error::PadFileMissing { .. } => "pad_file_missing",
             Error::PadExhausted { .. } => "pad_exhausted",
             Error::TooLarge { .. } => "too_large",
             Error::BadPackage { .. } => "bad_package",

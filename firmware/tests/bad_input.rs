@@ -370,3 +370,19 @@ fn section_4_errors_are_distinct() {
     assert_eq!(set.len(), codes.len());
     let _ = codes_seen();
 }
+
+#[test]
+fn missing_pad_file_is_reported_and_removable() {
+    let p = pair(Format::V2, 4096);
+    let path = pad_file(&p.alice, "bob");
+    let dir = p.alice.dir().to_path_buf();
+    drop(p.alice);
+    std::fs::remove_file(&path).unwrap();
+    let alice = PadStore::open_dir(&dir).unwrap();
+    assert_eq!(alice.list().len(), 1);
+    expect_code(alice.seal("bob", b"x"), "pad_file_missing");
+    let pkg = p.bob.seal("alice", b"y").unwrap().package;
+    expect_code(alice.open("bob", &pkg), "pad_file_missing");
+    alice.remove("bob", &mut |_, _| {}).unwrap();
+    assert!(alice.list().is_empty());
+}

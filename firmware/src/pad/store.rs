@@ -138,10 +138,20 @@ pub struct ContactInfo {
 /// One contact with its open pad file and in-memory cursor.
 struct Live {
     meta: ContactMeta,
-    file: File,
+    /// `None` when the pad file is missing: the contact can only be listed
+    /// and removed.
+    file: Option<File>,
     /// In-memory send count: the next message starts here. Always between
     /// `meta.erased` and `meta.reserved` (inclusive).
     next: u64,
+}
+
+impl Live {
+    fn file(&self) -> Result<&File> {
+        self.file.as_ref().ok_or_else(|| Error::PadFileMissing {
+            contact: self.meta.name.clone(),
+        })
+    }
 }
 
 /// The pad store on a data directory. All methods take `&self`; one
@@ -358,11 +368,29 @@ impl PadStore {
                 });
             }
             let path = self.pad_path(&meta.pad_id);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .ctx(|| format!("cannot open pad file {} for {}", path.display(), meta.name))?;
+            let file = match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Keep the contact so it can be listed and removed.
+                    let next = meta.reserved;
+                    let name = meta.name.clone();
+                    state.insert(
+                        name,
+                        Live {
+                            meta,
+                            file: None,
+                            next,
+                        },
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("cannot open pad file {} for {}", path.display(), meta.name),
+                        e,
+                    ));
+                }
+            };
             // Finish any erase a crash interrupted: everything used or
             // reserved on the send side, and ranges recorded as opened or
             // burned whose erase may not have reached the disk.
@@ -381,6 +409,7 @@ impl PadStore {
                 self.persist(&meta)?;
             }
             let next = meta.reserved;
+            let file = Some(file);
             state.insert(meta.name.clone(), Live { meta, file, next });
         }
         // Pad files nobody owns (a crash during creation, import or removal)
@@ -431,6 +460,7 @@ impl PadStore {
         match res {
             Ok(file) => {
                 let next = meta.reserved;
+                let file = Some(file);
                 state.insert(meta.name.clone(), Live { meta, file, next });
                 Ok(())
             }
@@ -529,7 +559,7 @@ impl PadStore {
         let used = l.next;
         let new_next = used + cost;
         if new_next > l.meta.reserved {
-            l.file
+            l.file()?
                 .sync_data()
                 .ctx(|| format!("cannot sync pad file for {contact}"))?;
             let mut m = l.meta.clone();
@@ -550,7 +580,7 @@ impl PadStore {
             .seal(index, message, &pad)
             .map_err(Error::Proto)?;
         drop(pad);
-        zero_at(&l.file, range.lo, range.len())
+        zero_at(l.file()?, range.lo, range.len())
             .ctx(|| format!("cannot erase used pad for {contact}"))?;
         Ok(Sealed {
             package,
@@ -667,8 +697,9 @@ impl PadStore {
     /// the pending entry is dropped in memory and leaves the durable record
     /// with its next write.
     fn erase_now(&self, l: &mut Live, r: Range) -> Result<()> {
-        zero_at(&l.file, r.lo, r.len())
-            .and_then(|_| l.file.sync_data())
+        let file = l.file()?;
+        zero_at(file, r.lo, r.len())
+            .and_then(|_| file.sync_data())
             .ctx(|| format!("cannot erase used pad for {}", l.meta.name))?;
         l.meta.pending_erase.retain(|p| *p != r);
         Ok(())
@@ -704,8 +735,10 @@ impl PadStore {
                 || l.meta.erased < l.next
                 || !l.meta.pending_erase.is_empty()
             {
-                l.file
-                    .sync_data()
+                let Some(file) = l.file.as_ref() else {
+                    continue;
+                };
+                file.sync_data()
                     .ctx(|| format!("cannot sync pad file for {}", l.meta.name))?;
                 let mut m = l.meta.clone();
                 m.reserved = l.next;
@@ -790,7 +823,7 @@ fn read_pad(l: &Live, r: Range, descending: bool) -> Result<Zeroizing<Vec<u8>>> 
         left: 0,
     })?;
     let mut buf = Zeroizing::new(vec![0u8; len]);
-    l.file
+    l.file()?
         .read_exact_at(&mut buf, r.lo)
         .ctx(|| format!("cannot read pad file for {}", l.meta.name))?;
     if descending {
