@@ -1,11 +1,13 @@
 //! The `otc-device` command line: pad management on a data directory.
 
 use crate::error::{Error, Result};
+use crate::pad::PadStore;
+#[cfg(any(debug_assertions, feature = "debug-cli"))]
+use crate::pad::StoreOptions;
 use crate::pad::export;
 use crate::pad::generate::{self, NewPad, Phase};
 use crate::pad::legacy;
 use crate::pad::size::{human, parse_size};
-use crate::pad::{PadStore, StoreOptions};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use otc_proto::Format;
@@ -76,7 +78,8 @@ pub enum Command {
     /// Make, import, list and erase pads.
     #[command(subcommand)]
     Pad(PadCommand),
-    /// Developer tools (not for normal use).
+    /// Developer tools (not for normal use; debug builds only).
+    #[cfg(any(debug_assertions, feature = "debug-cli"))]
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
 }
@@ -165,7 +168,10 @@ pub enum PadCommand {
     },
 }
 
-/// `otc-device debug ...` (hidden; used by tests and benchmarks).
+/// `otc-device debug ...` (hidden; used by tests). These spend pad bytes
+/// without the confirmation screen, so they exist only in debug builds or
+/// with the `debug-cli` feature.
+#[cfg(any(debug_assertions, feature = "debug-cli"))]
 #[derive(Debug, Subcommand)]
 pub enum DebugCommand {
     /// Seal messages in a loop, printing `index lo hi package-hex` for each.
@@ -225,6 +231,7 @@ fn bar(total: u64, msg: &str) -> ProgressBar {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Pad(cmd) => run_pad(&cli.data, cmd),
+        #[cfg(any(debug_assertions, feature = "debug-cli"))]
         Command::Debug(cmd) => run_debug(&cli.data, cmd),
     }
 }
@@ -408,6 +415,7 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
     }
 }
 
+#[cfg(any(debug_assertions, feature = "debug-cli"))]
 fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
     match cmd {
         DebugCommand::SealLoop {

@@ -60,6 +60,7 @@ fn help_reads_like_a_man_page() {
     }
 }
 
+#[cfg(any(debug_assertions, feature = "debug-cli"))]
 #[test]
 fn new_import_list_seal_open_remove() {
     let dir = tempfile::tempdir().unwrap();

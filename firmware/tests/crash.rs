@@ -9,6 +9,10 @@
 //!   while the bytes past it are still the pad;
 //! * the packages are real: the partner opens them.
 
+// The child is the hidden `debug seal-loop` command, which exists only in
+// debug builds or with the `debug-cli` feature.
+#![cfg(any(debug_assertions, feature = "debug-cli"))]
+
 mod common;
 
 use common::*;
