@@ -453,10 +453,11 @@ impl Ui {
         });
         match dirty {
             Some(d) => {
+                // Trace first: whoever sees the new frame finds its trace.
+                self.trace.set(self.trace());
                 if !d.is_empty() {
                     self.display.present(&self.frame, d)?;
                 }
-                self.trace.set(self.trace());
                 Ok(true)
             }
             None => Ok(false),

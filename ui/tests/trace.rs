@@ -395,3 +395,13 @@ fn repaint_all_redraws_the_same_picture() {
     assert_eq!(d, Rect::new(0, 0, 800, 480));
     assert_eq!(r.screen.frame().pixels, before);
 }
+
+#[test]
+fn a_second_ui_on_the_same_thread_works() {
+    let r = Rig::new(800, 480);
+    drop(r);
+    let mut r = Rig::new(480, 320);
+    let t = r.prompt(seal());
+    r.tap("approve");
+    assert_eq!(t.try_decision(), Some(Decision::Approve));
+}
