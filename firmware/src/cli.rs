@@ -92,7 +92,9 @@ pub enum PadCommand {
     /// The pad is filled with the kernel random number generator XORed with
     /// --source when given. The raw source stream (and the kernel RNG) must
     /// pass the SP 800-90B repetition-count and adaptive-proportion health
-    /// tests, or nothing is kept. This device becomes side A.
+    /// tests on byte samples (claimed min-entropy 4 bits per byte, window
+    /// 512, false-alarm rate 2^-40 per test), or nothing is kept: no pad, no
+    /// metadata, no export file. This device becomes side A.
     ///
     /// The export file is SECRET: it holds the whole pad. Carry it to the
     /// partner's device only, on removable media, import it there, then

@@ -573,15 +573,18 @@ impl PadStore {
         l.next = new_next;
         let range = l.meta.send_range(used, cost);
         let index = l.meta.index_of(l.meta.side, range);
-        let pad = read_pad(l, range, l.meta.descending(l.meta.side))?;
-        let package = l
-            .meta
-            .format
-            .seal(index, message, &pad)
-            .map_err(Error::Proto)?;
-        drop(pad);
-        zero_at(l.file()?, range.lo, range.len())
-            .ctx(|| format!("cannot erase used pad for {contact}"))?;
+        let sealed = read_pad(l, range, l.meta.descending(l.meta.side)).and_then(|pad| {
+            l.meta
+                .format
+                .seal(index, message, &pad)
+                .map_err(Error::Proto)
+        });
+        // Erase whether or not sealing worked: the range is spent either
+        // way, and the next block crossing records it as erased.
+        let erased = zero_at(l.file()?, range.lo, range.len())
+            .ctx(|| format!("cannot erase used pad for {contact}"));
+        let package = sealed?;
+        erased?;
         Ok(Sealed {
             package,
             index,
