@@ -101,6 +101,23 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     if golden {
         check("home", &r.screen.frame());
     }
+    let mut crowded = home();
+    crowded.contacts.push(ContactView {
+        name: "Bartholomew Featherstonehaugh-Smythe".into(),
+        pad_left_bytes: 999_999_999_999,
+        pad_total_bytes: 1_000_000_000_000,
+        messages_left: 7_575_757_575,
+    });
+    crowded.link = LinkView {
+        up: false,
+        address: None,
+    };
+    r.handle.set_home(crowded);
+    r.step();
+    snapshot(&format!("home-crowded-{size}"), &r);
+    r.handle.set_home(home());
+    r.step();
+
     r.tap("alerts");
     snapshot(&format!("alerts-{size}"), &r);
     r.tap("back");
