@@ -405,3 +405,24 @@ fn a_second_ui_on_the_same_thread_works() {
     r.tap("approve");
     assert_eq!(t.try_decision(), Some(Decision::Approve));
 }
+
+#[test]
+fn hidden_screens_do_not_take_taps() {
+    let mut r = Rig::new(800, 480);
+    let events = r.ui.take_events().unwrap();
+    r.handle.set_home(home());
+    r.step();
+    let alerts = r.trace().button("alerts").unwrap().clone();
+    let t = r.prompt(seal());
+    // Where the home screen's Alerts button is, under the prompt.
+    r.script.tap_button(&alerts);
+    r.step();
+    assert_eq!(r.trace().screen, "confirm-seal");
+    assert!(events.try_recv().is_err());
+    assert_eq!(t.try_decision(), None);
+    r.tap("reject");
+    // Where Approve was, on the home screen: nothing happens.
+    r.script.tap(600, 420);
+    r.step();
+    assert_eq!(r.trace().screen, "home");
+}
