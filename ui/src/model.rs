@@ -174,3 +174,28 @@ pub enum UiEvent {
     /// Cancel was tapped on the progress screen.
     ProgressCancelled,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_json_round_trip() {
+        let p = Prompt::Open {
+            contact: "bob".into(),
+            cost_bytes: 164,
+            warnings: vec![Warning::Replay { index: 4 }, Warning::Skipped { count: 2 }],
+            timeout: Duration::from_secs(30),
+            client_note: None,
+        };
+        let j = serde_json::to_value(&p).unwrap();
+        assert_eq!(j["kind"], "open");
+        assert_eq!(j["warnings"][0]["kind"], "replay");
+        assert_eq!(serde_json::from_value::<Prompt>(j).unwrap(), p);
+        assert_eq!(p.timeout(), Duration::from_secs(30));
+        assert_eq!(
+            serde_json::to_string(&Decision::Approve).unwrap(),
+            "\"approve\""
+        );
+    }
+}

@@ -773,3 +773,40 @@ impl Drop for Ui {
 fn bytemuck_cast(px: &mut [u16]) -> &mut [Rgb565Pixel] {
     bytemuck::cast_slice_mut(px)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<UiHandle>();
+        send_sync::<TraceHandle>();
+        send::<PromptTicket>();
+        send::<UiThread>();
+    }
+
+    #[test]
+    fn ticket_of_a_gone_ui_is_cancelled() {
+        let (tx, rx) = mpsc::channel();
+        drop(rx);
+        let h = UiHandle {
+            tx,
+            ids: Arc::default(),
+        };
+        let t = h.show_prompt(Prompt::Pair {
+            contact: "x".into(),
+            pad_bytes: 1,
+            fingerprint: "abcd".into(),
+            timeout: Duration::from_secs(1),
+        });
+        assert_eq!(t.wait(), Decision::Cancelled);
+        assert_eq!(t.try_decision(), Some(Decision::Cancelled));
+        assert_eq!(
+            t.wait_timeout(Duration::from_millis(1)),
+            Some(Decision::Cancelled)
+        );
+    }
+}
