@@ -15,17 +15,22 @@ deps:
 	@scripts/install-deps
 
 run: deps
-	$(CARGO) run -p otc-ui --features emulator --example emulator -- --listen 127.0.0.1:9080
+	scripts/run-demo
 
 fmt:
 	$(CARGO) fmt --all -- --check
 
+# Every feature but bench-approve (it approves every prompt by itself, which
+# would defeat the confirmation tests; it is built only by `make bench`).
+FEATURES = otc-device/emulator,otc-device/spi-display,otc-device/debug-cli
+
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features $(FEATURES) -- -D warnings
+	$(CARGO) clippy -p otc-device --all-targets --features bench-approve -- -D warnings
 
 unit:
-	$(CARGO) test --workspace --all-features
+	$(CARGO) test --workspace --features $(FEATURES)
 
 check: fmt clippy unit
 

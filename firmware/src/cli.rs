@@ -1,5 +1,6 @@
 //! The `otc-device` command line: pad management on a data directory.
 
+use crate::audit::{AuditLog, Event};
 use crate::error::{Error, Result};
 use crate::pad::PadStore;
 #[cfg(any(debug_assertions, feature = "debug-cli"))]
@@ -75,6 +76,22 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Set the device owner's name (once) and prepare the data directory.
+    Init {
+        /// The owner's name, shown on the home screen.
+        #[arg(long, value_name = "NAME")]
+        owner: String,
+    },
+    /// Run the device: the screen, the confirmation prompts and the RPC
+    /// endpoint for the chat client.
+    ///
+    /// Settings come from DIR/otc.toml (see the documentation of
+    /// otc_device::config); these flags override them. The endpoint serves
+    /// the Ethernet interface only: --interface binds to that interface's
+    /// address and to the device itself (SO_BINDTODEVICE), and wildcard
+    /// addresses are refused. --listen is for development and accepts
+    /// loopback addresses only.
+    Run(RunArgs),
     /// Make, import, list and erase pads.
     #[command(subcommand)]
     Pad(PadCommand),
@@ -82,6 +99,26 @@ pub enum Command {
     #[cfg(any(debug_assertions, feature = "debug-cli"))]
     #[command(subcommand, hide = true)]
     Debug(DebugCommand),
+}
+
+/// `otc-device run ...`
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Serve the RPC endpoint on this interface only (default from
+    /// otc.toml, else eth0).
+    #[arg(long, value_name = "IFACE", conflicts_with = "listen")]
+    pub interface: Option<String>,
+    /// Serve on this loopback address instead (development and tests).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The screen: fbdev (/dev/fb0 + evdev touch), spi, memory (no screen)
+    /// or emulator (a page on loopback; emulator builds only).
+    #[arg(long, value_name = "KIND")]
+    pub display: Option<crate::config::DisplayKind>,
+    /// Where the emulator page listens (loopback only; default
+    /// 127.0.0.1:9080).
+    #[arg(long, value_name = "ADDR")]
+    pub emulator_listen: Option<std::net::SocketAddr>,
 }
 
 /// `otc-device pad ...`
@@ -232,9 +269,29 @@ fn bar(total: u64, msg: &str) -> ProgressBar {
 /// Run a parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Init { owner } => {
+            PadStore::open_dir(&cli.data)?.close()?;
+            crate::config::set_owner(&cli.data, &owner)?;
+            println!(
+                "This device now belongs to {}. Start it with `otc-device --data {} run`.",
+                owner.trim(),
+                cli.data.display()
+            );
+            Ok(())
+        }
+        Command::Run(args) => crate::device::run_cli(&cli.data, args),
         Command::Pad(cmd) => run_pad(&cli.data, cmd),
         #[cfg(any(debug_assertions, feature = "debug-cli"))]
         Command::Debug(cmd) => run_debug(&cli.data, cmd),
+    }
+}
+
+/// Record a pad change in the audit log. The change itself has happened
+/// and stands; a log that cannot be written is reported, not fatal.
+fn audit_pad(data: &std::path::Path, event: Event) {
+    let res = AuditLog::open(data).and_then(|(mut log, _)| log.append(event));
+    if let Err(e) = res {
+        eprintln!("otc-device: warning: could not write the audit log: {e}");
     }
 }
 
@@ -273,6 +330,14 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
             exp_bar.finish_and_clear();
             let c = res?;
             store.close()?;
+            audit_pad(
+                data,
+                Event::PadCreated {
+                    contact: c.contact.clone(),
+                    pad_id: c.pad_id.clone(),
+                    bytes: c.size,
+                },
+            );
             println!(
                 "Made a {} pad for {} (format {}, pad id {}).",
                 human(c.size),
@@ -302,6 +367,14 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
             pb.finish_and_clear();
             let r = res?;
             store.close()?;
+            audit_pad(
+                data,
+                Event::PadImported {
+                    contact: r.contact.clone(),
+                    pad_id: r.pad_id.clone(),
+                    bytes: r.size,
+                },
+            );
             println!(
                 "Imported a {} pad for {} (format {}, side {}, pad id {}).",
                 human(r.size),
@@ -331,6 +404,14 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
             pb.finish_and_clear();
             let r = res?;
             store.close()?;
+            audit_pad(
+                data,
+                Event::PadImported {
+                    contact: r.contact.clone(),
+                    pad_id: r.pad_id.clone(),
+                    bytes: r.size,
+                },
+            );
             println!(
                 "Imported a {} One Time Chat pad for {} (format v1, side {}, {} already used, pad id {}).",
                 human(r.size),
@@ -405,12 +486,19 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
         }
         PadCommand::Remove { name } => {
             let store = PadStore::open_dir(data)?;
-            let size = store.contact(&name)?.size;
-            let pb = bar(size, "erasing");
+            let info = store.contact(&name)?;
+            let pb = bar(info.size, "erasing");
             let res = store.remove(&name, &mut |d, _| pb.set_position(d));
             pb.finish_and_clear();
             res?;
             store.close()?;
+            audit_pad(
+                data,
+                Event::PadRemoved {
+                    contact: name.clone(),
+                    pad_id: info.pad_id,
+                },
+            );
             println!("Erased the pad for {name} and its metadata.");
             Ok(())
         }

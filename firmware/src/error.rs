@@ -193,6 +193,35 @@ pub enum Error {
     #[error("metadata database error: {0}")]
     Db(#[from] sled::Error),
 
+    // ---- the running device --------------------------------------------
+    /// `otc.toml` could not be understood.
+    #[error("{path}: {reason}; fix the file or remove the key to use the default")]
+    Config { path: PathBuf, reason: String },
+
+    /// `init` was run on a device that already has an owner.
+    #[error("this device already belongs to {0:?}; the owner is set once")]
+    OwnerAlreadySet(String),
+
+    /// The device has no owner yet.
+    #[error("this device has no owner yet; run `otc-device --data DIR init --owner NAME` first")]
+    NoOwner,
+
+    /// The RPC endpoint cannot listen where asked.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+
+    /// The audit log could not be written or read.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+
+    /// The screen could not be started.
+    #[error("screen: {0}")]
+    Ui(#[from] otc_ui::UiError),
+
+    /// A feature this build does not have.
+    #[error("{0}")]
+    NotInThisBuild(String),
+
     /// A wire-format error that is not about the input package.
     #[error("package format error: {0}")]
     Proto(otc_proto::ProtoError),
@@ -231,6 +260,13 @@ impl Error {
             Error::Io { .. } => "io",
             Error::Db(_) => "db",
             Error::Proto(_) => "proto",
+            Error::Config { .. } => "config",
+            Error::OwnerAlreadySet(_) => "owner_already_set",
+            Error::NoOwner => "no_owner",
+            Error::Net(_) => "net",
+            Error::Audit(_) => "audit",
+            Error::Ui(_) => "ui",
+            Error::NotInThisBuild(_) => "not_in_this_build",
         }
     }
 

@@ -1,13 +1,25 @@
 //! otc-device: the One Time Chat pad device.
 //!
 //! This crate is the appliance: it keeps one-time pads and spends them only
-//! on its owner's approval. So far it holds the crash-safe pad store
-//! ([`pad`]) and the `otc-device` command line ([`cli`]); the RPC endpoint,
-//! confirmation broker and audit log follow in later issues.
+//! on its owner's approval.
+//!
+//! * [`pad`]: the crash-safe pad store.
+//! * [`confirm`]: the confirmation broker (one prompt at a time).
+//! * [`rpc`]: the HTTP/JSON endpoint for the chat client; [`net`]: where it
+//!   listens (the Ethernet interface only).
+//! * [`audit`]: the append-only, hash-chained audit log.
+//! * [`device`]: `otc-device run`, wiring all of it to the screen.
+//! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line.
 
+pub mod audit;
 pub mod cli;
+pub mod config;
+pub mod confirm;
+pub mod device;
 pub mod error;
+pub mod net;
 pub mod pad;
+pub mod rpc;
 
 pub use error::{Error, Result};
 pub use pad::PadStore;

@@ -1,0 +1,485 @@
+//! The device-local audit log: append-only, hash-chained, never sent over RPC.
+//!
+//! `DIR/audit.log` holds one JSON object a line:
+//! `{"seq":N,"time":UNIX_SECONDS,"event":{..},"prev":HEX,"hash":HEX}` where
+//! `hash = SHA-256(prev_hash_bytes || seq_le || time_le || event_json)` and
+//! the first entry's `prev` is 32 zero bytes. Editing any entry breaks the
+//! chain from there on. Cutting entries off the end leaves a valid chain, so
+//! the newest `(seq, hash)` is also kept in `DIR/audit.head`; a log shorter
+//! than its head, or a head that disagrees, is truncation. Both findings are
+//! reported by [`AuditLog::open`] as [`Integrity`] problems, shown on the
+//! device's alerts screen, and the log is then continued from what is there
+//! (with a `TamperDetected` entry), never silently repaired.
+//!
+//! What this protects against, honestly: accidental corruption, and an
+//! attacker with brief write access who does not also rewrite the head and
+//! every later hash. Someone who owns the SD card can rewrite the whole
+//! chain; the log is tamper-evident for the owner, not proof for others.
+//!
+//! Every append is written with `O_APPEND` and `fdatasync`ed before
+//! `append` returns; the head file is replaced atomically (write, fsync,
+//! rename, fsync of the directory).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What happened. Names and numbers only: never pad bytes or plaintext.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The owner approved a prompt.
+    Approved { action: String, contact: String },
+    /// The owner rejected a prompt.
+    Rejected { action: String, contact: String },
+    /// A prompt timed out.
+    TimedOut { action: String, contact: String },
+    /// The client hung up while its prompt was on screen.
+    Cancelled { action: String, contact: String },
+    /// A message was sealed.
+    Sealed {
+        contact: String,
+        index: u64,
+        bytes: u64,
+        cost: u64,
+    },
+    /// A package was opened.
+    Opened {
+        contact: String,
+        index: u64,
+        bytes: u64,
+        cost: u64,
+    },
+    /// A package failed verification.
+    IntegrityFailure { contact: String, index: u64 },
+    /// A package's range overlaps one already opened.
+    Replay { contact: String, index: u64 },
+    /// A gap since the last opened range: messages were skipped.
+    Skipped {
+        contact: String,
+        index: u64,
+        bytes: u64,
+    },
+    /// A range was burned after repeated failed verifications.
+    Burned {
+        contact: String,
+        index: u64,
+        bytes: u64,
+    },
+    /// A contact was locked out after repeated failed opens.
+    LockedOut { contact: String, seconds: u64 },
+    /// A request hit a limit (size, body, connections).
+    LimitHit { limit: String, detail: String },
+    /// A pad was created.
+    PadCreated {
+        contact: String,
+        pad_id: String,
+        bytes: u64,
+    },
+    /// A pad was imported.
+    PadImported {
+        contact: String,
+        pad_id: String,
+        bytes: u64,
+    },
+    /// A pad was removed (and erased).
+    PadRemoved { contact: String, pad_id: String },
+    /// The audit log itself was found damaged at start.
+    TamperDetected { detail: String },
+    /// The device started.
+    Started { version: String },
+}
+
+/// One line of the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub seq: u64,
+    pub time: u64,
+    pub event: Event,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// A problem found when checking the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// Line `line` (1-based) is not a valid entry.
+    Unreadable { line: u64 },
+    /// Entry `seq` does not chain to the one before it, or its hash is wrong.
+    Broken { seq: u64 },
+    /// The log ends at `found` entries but the head says `expected`.
+    Truncated { expected: u64, found: u64 },
+    /// The head file is missing, unreadable or names another hash.
+    HeadMismatch,
+}
+
+impl std::fmt::Display for Integrity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Integrity::Unreadable { line } => write!(f, "audit log line {line} is unreadable"),
+            Integrity::Broken { seq } => {
+                write!(f, "audit log entry {seq} was altered (hash chain broken)")
+            }
+            Integrity::Truncated { expected, found } => write!(
+                f,
+                "audit log was cut short: {found} entries, {expected} expected"
+            ),
+            Integrity::HeadMismatch => write!(f, "audit log head does not match the log"),
+        }
+    }
+}
+
+/// Errors of the audit log.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
+    move |source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+const GENESIS: [u8; 32] = [0; 32];
+
+fn chain_hash(prev: &[u8; 32], seq: u64, time: u64, event: &Event) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(seq.to_le_bytes());
+    h.update(time.to_le_bytes());
+    // serde_json of our own enum cannot fail; an empty body would still chain.
+    h.update(serde_json::to_vec(event).unwrap_or_default());
+    h.finalize().into()
+}
+
+/// Result of reading and checking a log.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub entries: Vec<Entry>,
+    pub problems: Vec<Integrity>,
+}
+
+/// Read `log` and check its chain against `head`. Never fails on bad
+/// content (that is a finding); only on I/O errors.
+pub fn check(dir: &Path) -> Result<Checked, AuditError> {
+    let log_path = dir.join("audit.log");
+    let head_path = dir.join("audit.head");
+    let mut out = Checked::default();
+    let mut prev = GENESIS;
+    let mut chain_ok = true;
+    match File::open(&log_path) {
+        Ok(f) => {
+            for (i, line) in BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(io(&log_path))?;
+                let entry: Entry = match serde_json::from_str(&line) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        out.problems
+                            .push(Integrity::Unreadable { line: i as u64 + 1 });
+                        chain_ok = false;
+                        continue;
+                    }
+                };
+                let expect = chain_hash(&prev, entry.seq, entry.time, &entry.event);
+                if chain_ok
+                    && (entry.seq != out.entries.len() as u64
+                        || entry.prev != hex::encode(prev)
+                        || entry.hash != hex::encode(expect))
+                {
+                    out.problems.push(Integrity::Broken { seq: entry.seq });
+                    chain_ok = false;
+                }
+                prev = decode32(&entry.hash).unwrap_or(GENESIS);
+                out.entries.push(entry);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&log_path)(e)),
+    }
+    let head = std::fs::read_to_string(&head_path).ok();
+    let last = out.entries.last();
+    match (head.as_deref().and_then(parse_head), last) {
+        (None, None) if head.is_none() => {}
+        (Some((seq, hash)), Some(last)) => {
+            if seq > last.seq {
+                out.problems.push(Integrity::Truncated {
+                    expected: seq + 1,
+                    found: out.entries.len() as u64,
+                });
+            } else if seq < last.seq || hash != last.hash {
+                out.problems.push(Integrity::HeadMismatch);
+            }
+        }
+        (Some((seq, _)), None) => out.problems.push(Integrity::Truncated {
+            expected: seq + 1,
+            found: 0,
+        }),
+        _ => out.problems.push(Integrity::HeadMismatch),
+    }
+    Ok(out)
+}
+
+fn parse_head(s: &str) -> Option<(u64, String)> {
+    let (seq, hash) = s.trim().split_once(' ')?;
+    Some((seq.parse().ok()?, hash.to_string()))
+}
+
+fn decode32(s: &str) -> Option<[u8; 32]> {
+    hex::decode(s).ok()?.try_into().ok()
+}
+
+/// The open log, ready for appends.
+pub struct AuditLog {
+    dir: PathBuf,
+    file: File,
+    next_seq: u64,
+    prev: [u8; 32],
+    clock: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl AuditLog {
+    /// Open (or create) the log in `dir`, check it, and report what was
+    /// wrong. Problems are also appended as a `TamperDetected` entry.
+    pub fn open(dir: &Path) -> Result<(AuditLog, Vec<Integrity>), AuditError> {
+        Self::open_with_clock(dir, Box::new(unix_now))
+    }
+
+    /// Like [`AuditLog::open`] with an injected clock (tests).
+    pub fn open_with_clock(
+        dir: &Path,
+        clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<(AuditLog, Vec<Integrity>), AuditError> {
+        let checked = check(dir)?;
+        let log_path = dir.join("audit.log");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(&log_path))?;
+        let (next_seq, prev) = match checked.entries.last() {
+            Some(e) => (e.seq + 1, decode32(&e.hash).unwrap_or(GENESIS)),
+            None => (0, GENESIS),
+        };
+        let mut log = AuditLog {
+            dir: dir.to_path_buf(),
+            file,
+            next_seq,
+            prev,
+            clock,
+        };
+        if !checked.problems.is_empty() {
+            let detail = checked
+                .problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            // Log the finding once: a damaged log stays damaged, and is
+            // reported at every start, but not appended again and again.
+            let already = matches!(
+                checked.entries.last(),
+                Some(Entry { event: Event::TamperDetected { detail: d }, .. }) if *d == detail
+            );
+            if !already {
+                log.append(Event::TamperDetected { detail })?;
+            }
+        }
+        Ok((log, checked.problems))
+    }
+
+    /// Append one event durably (fdatasync before returning).
+    pub fn append(&mut self, event: Event) -> Result<Entry, AuditError> {
+        let time = (self.clock)();
+        let hash = chain_hash(&self.prev, self.next_seq, time, &event);
+        let entry = Entry {
+            seq: self.next_seq,
+            time,
+            event,
+            prev: hex::encode(self.prev),
+            hash: hex::encode(hash),
+        };
+        let log_path = self.dir.join("audit.log");
+        let mut line = serde_json::to_vec(&entry).unwrap_or_default();
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(io(&log_path))?;
+        self.file.sync_data().map_err(io(&log_path))?;
+        self.write_head(entry.seq, &entry.hash)?;
+        self.next_seq += 1;
+        self.prev = hash;
+        Ok(entry)
+    }
+
+    fn write_head(&self, seq: u64, hash: &str) -> Result<(), AuditError> {
+        let head = self.dir.join("audit.head");
+        let tmp = self.dir.join("audit.head.tmp");
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(format!("{seq} {hash}\n").as_bytes())
+            .map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &head).map_err(io(&head))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        Ok(())
+    }
+
+    /// Number of entries written so far.
+    pub fn len(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// True when nothing was ever logged.
+    pub fn is_empty(&self) -> bool {
+        self.next_seq == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(i: u64) -> Event {
+        Event::Sealed {
+            contact: "bob".into(),
+            index: i * 132,
+            bytes: 100,
+            cost: 132,
+        }
+    }
+
+    fn fresh(dir: &Path, n: u64) {
+        let (mut log, problems) =
+            AuditLog::open_with_clock(dir, Box::new(|| 1_700_000_000)).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        for i in 0..n {
+            log.append(ev(i)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_clean_log_checks_and_continues() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 5);
+        let (mut log, problems) = AuditLog::open(d.path()).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(log.len(), 5);
+        log.append(ev(5)).unwrap();
+        let c = check(d.path()).unwrap();
+        assert!(c.problems.is_empty());
+        assert_eq!(c.entries.len(), 6);
+        assert_eq!(c.entries[5].event, ev(5));
+    }
+
+    #[test]
+    fn an_edited_entry_breaks_the_chain() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 5);
+        let p = d.path().join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replacen("\"index\":264", "\"index\":265", 1)).unwrap();
+        let (log, problems) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(problems, vec![Integrity::Broken { seq: 2 }]);
+        // The finding is itself logged, and the log goes on from there.
+        let c = check(d.path()).unwrap();
+        assert_eq!(log.len(), 6);
+        assert!(matches!(
+            c.entries.last().unwrap().event,
+            Event::TamperDetected { .. }
+        ));
+        drop(log);
+        // Still reported at the next start, but not logged a second time.
+        let (log, problems) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(problems, vec![Integrity::Broken { seq: 2 }]);
+        assert_eq!(log.len(), 6);
+    }
+
+    #[test]
+    fn cutting_entries_off_the_end_is_detected() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 5);
+        let p = d.path().join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let kept: Vec<&str> = text.lines().take(3).collect();
+        std::fs::write(&p, kept.join("\n") + "\n").unwrap();
+        let (_, problems) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(
+            problems,
+            vec![Integrity::Truncated {
+                expected: 5,
+                found: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn a_deleted_log_with_a_head_is_detected() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 2);
+        std::fs::remove_file(d.path().join("audit.log")).unwrap();
+        let (_, problems) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(
+            problems,
+            vec![Integrity::Truncated {
+                expected: 2,
+                found: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn garbage_lines_and_missing_head_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 2);
+        let p = d.path().join("audit.log");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"not json\n").unwrap();
+        std::fs::remove_file(d.path().join("audit.head")).unwrap();
+        let (_, problems) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(
+            problems,
+            vec![Integrity::Unreadable { line: 3 }, Integrity::HeadMismatch]
+        );
+    }
+
+    #[test]
+    fn rewriting_an_entry_with_a_matching_hash_still_breaks_the_next_link() {
+        // An attacker who recomputes one entry's hash must recompute all
+        // later ones and the head too; one recomputed entry is caught.
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 3);
+        let p = d.path().join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut entries: Vec<Entry> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        entries[1].event = ev(99);
+        let prev = decode32(&entries[1].prev).unwrap();
+        entries[1].hash = hex::encode(chain_hash(&prev, 1, entries[1].time, &entries[1].event));
+        let out: Vec<String> = entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect();
+        std::fs::write(&p, out.join("\n") + "\n").unwrap();
+        let (_, problems) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(problems, vec![Integrity::Broken { seq: 2 }]);
+    }
+}

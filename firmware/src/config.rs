@@ -1,0 +1,196 @@
+//! `DIR/otc.toml`: the device's settings. Every key is optional; the
+//! defaults below are what a Raspberry Pi with a DSI/HDMI touchscreen and
+//! the laptop on `eth0` needs. Flags of `otc-device run` override the file.
+//!
+//! ```toml
+//! owner = "Alice"                 # set once by `otc-device init --owner`
+//!
+//! [rpc]
+//! interface = "eth0"              # serve this interface only (SO_BINDTODEVICE)
+//! # listen = "127.0.0.1:9051"     # development: loopback only
+//! port = 9051
+//! prompt_timeout_seconds = 30
+//!
+//! [limits]
+//! max_message_bytes = 65536
+//! max_body_bytes = 131072
+//! max_connections = 8
+//! lockout_failures = 5            # failed opens from one contact ...
+//! lockout_seconds = 300           # ... lock it out this long
+//!
+//! [display]
+//! kind = "fbdev"                  # fbdev | spi | memory | emulator
+//! emulator_listen = "127.0.0.1:9080"
+//! fbdev = { device = "/dev/fb0", rotation = "0" }
+//! # spi = { panel = "ili9486", ... }   (builds with feature spi-display)
+//!
+//! [touch]
+//! # device = "/dev/input/event0", rotation = "0", swap_xy = false, ...
+//! ```
+//!
+//! Unknown keys are an error, so a typo never silently falls back to a
+//! default.
+
+use crate::error::{Error, Result};
+use crate::rpc::Limits;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// File name inside the data directory.
+pub const FILE: &str = "otc.toml";
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The owner's name, shown on the home screen and in `/v1/status`.
+    pub owner: Option<String>,
+    pub rpc: RpcConfig,
+    pub limits: Limits,
+    pub display: DisplayConfig,
+    pub touch: otc_ui::source::evdev::EvdevConfig,
+}
+
+/// `[rpc]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcConfig {
+    pub interface: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub port: u16,
+    pub prompt_timeout_seconds: u64,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            interface: None,
+            listen: None,
+            port: 9051,
+            prompt_timeout_seconds: 30,
+        }
+    }
+}
+
+/// Which screen to drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayKind {
+    /// Linux framebuffer (/dev/fb0): DSI/HDMI screens, QEMU's virtio-gpu.
+    #[default]
+    Fbdev,
+    /// SPI TFT (ILI9486/ILI9341); builds with feature `spi-display`.
+    Spi,
+    /// No screen: frames stay in memory (development; nobody can approve).
+    Memory,
+    /// The emulator page on loopback; builds with feature `emulator`.
+    Emulator,
+}
+
+/// `[display]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisplayConfig {
+    pub kind: DisplayKind,
+    pub emulator_listen: SocketAddr,
+    /// Logical size for `memory` and `emulator`.
+    pub width: u32,
+    pub height: u32,
+    pub fbdev: otc_ui::sink::fbdev::FbdevConfig,
+    #[cfg(feature = "spi-display")]
+    pub spi: otc_ui::sink::spi::SpiConfig,
+    #[cfg(not(feature = "spi-display"))]
+    pub spi: Option<toml::Value>,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        DisplayConfig {
+            kind: DisplayKind::default(),
+            emulator_listen: SocketAddr::from(([127, 0, 0, 1], 9080)),
+            width: 800,
+            height: 480,
+            fbdev: Default::default(),
+            spi: Default::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Read `DIR/otc.toml`; a missing file means all defaults.
+    pub fn load(dir: &Path) -> Result<Config> {
+        let path = dir.join(FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        };
+        toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Write the owner's name into `DIR/otc.toml`, once. The file keeps any
+/// other settings; a second `init` is refused.
+pub fn set_owner(dir: &Path, owner: &str) -> Result<()> {
+    let owner = owner.trim();
+    if owner.is_empty() || owner.chars().count() > 64 || owner.chars().any(char::is_control) {
+        return Err(Error::Config {
+            path: dir.join(FILE),
+            reason: "the owner's name must be 1 to 64 printable characters".into(),
+        });
+    }
+    let existing = Config::load(dir)?;
+    if let Some(o) = existing.owner {
+        return Err(Error::OwnerAlreadySet(o));
+    }
+    let path = dir.join(FILE);
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let quoted = toml::Value::String(owner.to_string()).to_string();
+    let text = format!(
+        "# One Time Chat pad device settings; see `otc-device run --help`.\nowner = {quoted}\n{old}"
+    );
+    let tmp = dir.join("otc.toml.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    crate::pad::fsutil::sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Config::load(d.path()).unwrap();
+        assert_eq!(c.rpc.port, 9051);
+        assert_eq!(c.limits.max_message_bytes, 65536);
+        std::fs::write(d.path().join(FILE), "[rpc]\nprot = 1\n").unwrap();
+        let e = Config::load(d.path()).unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn owner_is_set_once() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(FILE), "[rpc]\nport = 9999\n").unwrap();
+        set_owner(d.path(), "Alice \"A\"").unwrap();
+        let c = Config::load(d.path()).unwrap();
+        assert_eq!(c.owner.as_deref(), Some("Alice \"A\""));
+        assert_eq!(c.rpc.port, 9999, "other settings are kept");
+        assert!(matches!(
+            set_owner(d.path(), "Mallory"),
+            Err(Error::OwnerAlreadySet(_))
+        ));
+        assert!(set_owner(tempfile::tempdir().unwrap().path(), " ").is_err());
+    }
+}

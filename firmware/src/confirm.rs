@@ -1,0 +1,233 @@
+//! The confirmation broker: every use of pad bytes waits for the owner.
+//!
+//! One prompt at a time: while a prompt is on screen, any other request gets
+//! [`Outcome::Busy`] at once (it never queues behind the owner's thumb). A
+//! prompt ends with the owner's tap, with its timeout (measured on the
+//! injected [`Clock`], the same one the screen's countdown uses), or when the
+//! client that asked hangs up (the caller's `still_wanted` says so), in which
+//! case the prompt is taken off the screen. Only [`Outcome::Approved`] lets
+//! the caller spend pad; everything else consumes nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How a prompt ended, as the screen reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Approve,
+    Reject,
+    Timeout,
+    /// The screen withdrew the prompt (it stopped, or another took over).
+    Cancelled,
+}
+
+/// How a confirmation ended, as the caller sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Approved,
+    Rejected,
+    TimedOut,
+    /// The client hung up, or the screen withdrew the prompt.
+    Cancelled,
+    /// Another prompt is on screen.
+    Busy,
+}
+
+/// Monotonic time for timeouts: the UI's clock, so the broker and the
+/// on-screen countdown agree; tests use [`otc_ui::FakeClock`].
+pub use otc_ui::Clock;
+
+/// The screen side: shows prompts and reports answers.
+pub trait Screen: Send + Sync {
+    type Prompt;
+    type Ticket;
+    /// Put `prompt` on screen.
+    fn show(&self, prompt: Self::Prompt) -> Self::Ticket;
+    /// Wait up to `wait` for the answer.
+    fn wait(&self, ticket: &Self::Ticket, wait: Duration) -> Option<Answer>;
+    /// Take the prompt off the screen.
+    fn withdraw(&self, ticket: &Self::Ticket);
+}
+
+/// See the module documentation.
+pub struct Broker<S: Screen> {
+    screen: S,
+    clock: Arc<dyn Clock>,
+    timeout: Duration,
+    busy: AtomicBool,
+    /// How often the client's connection and the clock are looked at.
+    poll: Duration,
+}
+
+struct Release<'a>(&'a AtomicBool);
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl<S: Screen> Broker<S> {
+    pub fn new(screen: S, clock: Arc<dyn Clock>, timeout: Duration) -> Self {
+        Broker {
+            screen,
+            clock,
+            timeout,
+            busy: AtomicBool::new(false),
+            poll: Duration::from_millis(50),
+        }
+    }
+
+    /// The prompt timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// True while a prompt is on screen.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// The screen this broker drives.
+    pub fn screen(&self) -> &S {
+        &self.screen
+    }
+
+    /// Ask the owner. `still_wanted` is polled while waiting; when it says
+    /// false the prompt is withdrawn and the outcome is `Cancelled`.
+    pub fn confirm(&self, prompt: S::Prompt, still_wanted: &dyn Fn() -> bool) -> Outcome {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Outcome::Busy;
+        }
+        let _release = Release(&self.busy);
+        let deadline = self.clock.now() + self.timeout;
+        let ticket = self.screen.show(prompt);
+        loop {
+            match self.screen.wait(&ticket, self.poll) {
+                Some(Answer::Approve) => return Outcome::Approved,
+                Some(Answer::Reject) => return Outcome::Rejected,
+                Some(Answer::Timeout) => return Outcome::TimedOut,
+                Some(Answer::Cancelled) => return Outcome::Cancelled,
+                None => {}
+            }
+            if !still_wanted() {
+                self.screen.withdraw(&ticket);
+                return Outcome::Cancelled;
+            }
+            if self.clock.now() >= deadline {
+                self.screen.withdraw(&ticket);
+                return Outcome::TimedOut;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::sync::mpsc::{Receiver, Sender, channel};
+
+    use otc_ui::FakeClock;
+
+    /// A screen whose answers come from the test through a channel.
+    struct FakeScreen {
+        answers: Mutex<Receiver<Answer>>,
+        shown: Mutex<Vec<&'static str>>,
+        withdrawn: Mutex<u32>,
+    }
+    impl Screen for FakeScreen {
+        type Prompt = &'static str;
+        type Ticket = ();
+        fn show(&self, p: &'static str) {
+            self.shown.lock().unwrap().push(p);
+        }
+        fn wait(&self, _: &(), wait: Duration) -> Option<Answer> {
+            self.answers.lock().unwrap().recv_timeout(wait).ok()
+        }
+        fn withdraw(&self, _: &()) {
+            *self.withdrawn.lock().unwrap() += 1;
+        }
+    }
+
+    fn broker() -> (Arc<Broker<FakeScreen>>, Sender<Answer>, Arc<FakeClock>) {
+        let (tx, rx) = channel();
+        let clock = Arc::new(FakeClock::new());
+        let screen = FakeScreen {
+            answers: Mutex::new(rx),
+            shown: Mutex::default(),
+            withdrawn: Mutex::default(),
+        };
+        let mut b = Broker::new(screen, clock.clone(), Duration::from_secs(30));
+        b.poll = Duration::from_millis(5);
+        (Arc::new(b), tx, clock)
+    }
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        let (b, tx, _) = broker();
+        for (a, o) in [
+            (Answer::Approve, Outcome::Approved),
+            (Answer::Reject, Outcome::Rejected),
+            (Answer::Timeout, Outcome::TimedOut),
+            (Answer::Cancelled, Outcome::Cancelled),
+        ] {
+            tx.send(a).unwrap();
+            assert_eq!(b.confirm("seal", &|| true), o);
+            assert!(!b.is_busy());
+        }
+        assert_eq!(b.screen().shown.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_second_request_is_busy_at_once() {
+        let (b, tx, _) = broker();
+        let b2 = b.clone();
+        let first = std::thread::spawn(move || b2.confirm("first", &|| true));
+        while !b.is_busy() {
+            std::thread::yield_now();
+        }
+        assert_eq!(b.confirm("second", &|| true), Outcome::Busy);
+        assert_eq!(*b.screen().shown.lock().unwrap(), vec!["first"]);
+        tx.send(Answer::Approve).unwrap();
+        assert_eq!(first.join().unwrap(), Outcome::Approved);
+        assert!(!b.is_busy());
+    }
+
+    #[test]
+    fn the_fake_clock_drives_the_timeout() {
+        let (b, _tx, clock) = broker();
+        let b2 = b.clone();
+        let t = std::thread::spawn(move || b2.confirm("seal", &|| true));
+        while !b.is_busy() {
+            std::thread::yield_now();
+        }
+        clock.advance(Duration::from_secs(29));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(b.is_busy(), "29 s is not yet the 30 s timeout");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(t.join().unwrap(), Outcome::TimedOut);
+        assert_eq!(*b.screen().withdrawn.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_client_that_hangs_up_cancels_its_prompt() {
+        let (b, _tx, _) = broker();
+        let gone = AtomicBool::new(false);
+        let b2 = b.clone();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| b2.confirm("seal", &|| !gone.load(Ordering::Acquire)));
+            while !b.is_busy() {
+                std::thread::yield_now();
+            }
+            gone.store(true, Ordering::Release);
+            assert_eq!(t.join().unwrap(), Outcome::Cancelled);
+        });
+        assert_eq!(*b.screen().withdrawn.lock().unwrap(), 1);
+        assert!(!b.is_busy());
+    }
+}

@@ -1,0 +1,629 @@
+//! `otc-device run`: the pad store, the broker, the audit log and the RPC
+//! endpoint, wired to the screen.
+//!
+//! The screen runs on its own thread ([`otc_ui::Ui::spawn`]); the RPC
+//! endpoint on another; the broker posts prompts to the screen through
+//! [`UiScreen`] and waits for the owner's tap. What the screen shows comes
+//! from the device's own state: the home screen is rebuilt from the pad
+//! store after every seal and open, and audit events become the alerts list.
+//! [`start`] is also what the integration tests and the RPC bench use, with
+//! a memory display, a scripted touch source and (tests) a fake clock.
+
+use crate::audit::{AuditLog, Event, Integrity};
+use crate::config::{Config, DisplayKind};
+use crate::confirm::{Answer, Broker, Clock, Screen};
+use crate::error::{Error, Result};
+use crate::net::{self, Bind};
+use crate::pad::{PadStore, Side};
+use crate::rpc::{self, Device, Notice, Request};
+use otc_ui::{
+    AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Toast,
+    Touch, UiConfig, UiEvent, UiHandle, UiThread, Warning,
+};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Alerts kept for the alerts screen (newest first).
+const ALERTS_KEPT: usize = 100;
+
+/// The broker's view of the touchscreen.
+pub struct UiScreen {
+    handle: UiHandle,
+    timeout: Duration,
+}
+
+/// A prompt on the screen.
+pub enum Ticket {
+    Ui(PromptTicket),
+    /// Feature `bench-approve`: approved without asking. Never in a
+    /// release image (see `cli::run`).
+    #[cfg(feature = "bench-approve")]
+    Auto,
+}
+
+/// Estimated count of messages behind `bytes` of skipped pad (100-byte
+/// messages in the contact's format), at least 1.
+fn skipped_messages(bytes: u64, cost_of_100: u64) -> u64 {
+    bytes.div_ceil(cost_of_100.max(1)).max(1)
+}
+
+impl UiScreen {
+    pub fn new(handle: UiHandle, timeout: Duration) -> Self {
+        UiScreen { handle, timeout }
+    }
+
+    /// The view model for a broker request.
+    pub fn prompt(&self, r: &Request) -> Prompt {
+        match r {
+            Request::Seal {
+                contact,
+                message_bytes,
+                cost,
+                pad_left_after,
+            } => Prompt::Seal {
+                contact: contact.clone(),
+                message_bytes: *message_bytes,
+                cost_bytes: *cost,
+                pad_left_after: *pad_left_after,
+                timeout: self.timeout,
+                client_note: None,
+            },
+            Request::Open {
+                contact,
+                cost,
+                skipped_bytes,
+                cost_of_100,
+            } => Prompt::Open {
+                contact: contact.clone(),
+                cost_bytes: *cost,
+                warnings: skipped_bytes
+                    .map(|b| Warning::Skipped {
+                        count: skipped_messages(b, *cost_of_100),
+                    })
+                    .into_iter()
+                    .collect(),
+                timeout: self.timeout,
+                client_note: None,
+            },
+        }
+    }
+}
+
+impl Screen for UiScreen {
+    type Prompt = Request;
+    type Ticket = Ticket;
+
+    fn show(&self, request: Request) -> Ticket {
+        #[cfg(feature = "bench-approve")]
+        {
+            let _ = request;
+            Ticket::Auto
+        }
+        #[cfg(not(feature = "bench-approve"))]
+        Ticket::Ui(self.handle.show_prompt(self.prompt(&request)))
+    }
+
+    fn wait(&self, ticket: &Ticket, wait: Duration) -> Option<Answer> {
+        match ticket {
+            Ticket::Ui(t) => t.wait_timeout(wait).map(|d| match d {
+                Decision::Approve => Answer::Approve,
+                Decision::Reject => Answer::Reject,
+                Decision::Timeout => Answer::Timeout,
+                Decision::Cancelled | Decision::Busy => Answer::Cancelled,
+            }),
+            #[cfg(feature = "bench-approve")]
+            Ticket::Auto => Some(Answer::Approve),
+        }
+    }
+
+    fn withdraw(&self, ticket: &Ticket) {
+        match ticket {
+            Ticket::Ui(t) => self.handle.cancel(t),
+            #[cfg(feature = "bench-approve")]
+            Ticket::Auto => {}
+        }
+    }
+}
+
+/// Where the endpoint is, as the home screen shows it.
+#[derive(Clone, Debug)]
+pub enum Link {
+    Interface(String),
+    Loopback(SocketAddr),
+}
+
+impl Link {
+    fn view(&self) -> LinkView {
+        match self {
+            Link::Interface(name) => {
+                let up = std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
+                    .map(|s| s.trim() == "up")
+                    .unwrap_or(false);
+                LinkView {
+                    up,
+                    address: net::interface_ipv4(name).ok().map(|a| a.to_string()),
+                }
+            }
+            Link::Loopback(addr) => LinkView {
+                up: true,
+                address: Some(addr.to_string()),
+            },
+        }
+    }
+}
+
+/// The home screen from the store's own figures.
+pub fn home_view(owner: &str, store: &PadStore, link: &Link, unseen_alerts: u32) -> HomeView {
+    HomeView {
+        owner: owner.to_string(),
+        contacts: store
+            .list()
+            .into_iter()
+            .map(|c| {
+                let region = match c.side {
+                    Side::A => c.split,
+                    Side::B => c.size - c.split,
+                };
+                ContactView {
+                    name: c.name,
+                    pad_left_bytes: c.send_left,
+                    pad_total_bytes: region,
+                    messages_left: c.send_messages_left,
+                }
+            })
+            .collect(),
+        link: link.view(),
+        unseen_alerts,
+    }
+}
+
+/// `MM-DD HH:MM` (UTC) for a unix time, for the alerts list.
+pub fn short_time(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!(
+        "{month:02}-{day:02} {:02}:{:02}",
+        secs / 3600,
+        (secs % 3600) / 60
+    )
+}
+
+/// What an audit event says on the alerts screen, and whether it is red.
+pub fn alert_text(e: &Event) -> (String, bool) {
+    match e {
+        Event::Approved { action, contact } => (format!("Approved: {action} for {contact}"), false),
+        Event::Rejected { action, contact } => (format!("Rejected: {action} for {contact}"), false),
+        Event::TimedOut { action, contact } => {
+            (format!("Timed out: {action} for {contact}"), false)
+        }
+        Event::Cancelled { action, contact } => {
+            (format!("Computer hung up: {action} for {contact}"), false)
+        }
+        Event::Sealed { contact, bytes, .. } => {
+            (format!("Sealed {bytes} bytes for {contact}"), false)
+        }
+        Event::Opened { contact, bytes, .. } => {
+            (format!("Opened {bytes} bytes from {contact}"), false)
+        }
+        Event::IntegrityFailure { contact, index } => (
+            format!("Package from {contact} failed verification (pad index {index})"),
+            true,
+        ),
+        Event::Replay { contact, index } => (
+            format!("Replayed package from {contact} refused (pad index {index})"),
+            true,
+        ),
+        Event::Skipped { contact, bytes, .. } => (
+            format!("Messages from {contact} were skipped ({bytes} pad bytes)"),
+            true,
+        ),
+        Event::Burned { contact, index, .. } => (
+            format!("Pad range at {index} for {contact} burned after repeated failures"),
+            true,
+        ),
+        Event::LockedOut { contact, seconds } => (
+            format!("{contact} locked out for {seconds} s after failed packages"),
+            true,
+        ),
+        Event::LimitHit { limit, detail } => (format!("Limit hit: {limit} ({detail})"), true),
+        Event::PadCreated { contact, bytes, .. } => {
+            (format!("Pad created for {contact} ({bytes} bytes)"), false)
+        }
+        Event::PadImported { contact, bytes, .. } => {
+            (format!("Pad imported for {contact} ({bytes} bytes)"), false)
+        }
+        Event::PadRemoved { contact, .. } => (format!("Pad for {contact} erased"), false),
+        Event::TamperDetected { detail } => (format!("AUDIT LOG DAMAGED: {detail}"), true),
+        Event::Started { version } => (format!("Device started (version {version})"), false),
+    }
+}
+
+/// The screen-facing side of the device: alerts and the home view.
+struct Face {
+    ui: UiHandle,
+    owner: String,
+    store: Arc<PadStore>,
+    link: Link,
+    alerts: Mutex<(Vec<AlertView>, u32)>,
+    clock: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Face {
+    fn refresh_home(&self) {
+        let unseen = self.alerts.lock().map(|a| a.1).unwrap_or(0);
+        self.ui
+            .set_home(home_view(&self.owner, &self.store, &self.link, unseen));
+    }
+
+    fn alert(&self, e: &Event) {
+        let (text, severe) = alert_text(e);
+        if let Ok(mut a) = self.alerts.lock() {
+            a.0.insert(
+                0,
+                AlertView {
+                    at: short_time((self.clock)()),
+                    text,
+                    severe,
+                },
+            );
+            a.0.truncate(ALERTS_KEPT);
+            if severe {
+                a.1 += 1;
+            }
+            self.ui.set_alerts(a.0.clone());
+        }
+        if severe {
+            self.refresh_home();
+        }
+    }
+
+    fn seen(&self) {
+        if let Ok(mut a) = self.alerts.lock() {
+            a.1 = 0;
+        }
+        self.refresh_home();
+    }
+
+    fn notice(&self, n: Notice) {
+        match n {
+            Notice::Sealed { contact } => self
+                .ui
+                .toast(Toast::success(format!("Sealed for {contact}"))),
+            Notice::Opened { contact } => self
+                .ui
+                .toast(Toast::success(format!("Opened from {contact}"))),
+            Notice::Failed { contact, what } if contact.is_empty() => {
+                self.ui.toast(Toast::error(what))
+            }
+            Notice::Failed { contact, what } => {
+                self.ui.toast(Toast::error(format!("{contact}: {what}")))
+            }
+            Notice::StateChanged => self.refresh_home(),
+            Notice::Audit(e) => self.alert(&e),
+        }
+    }
+}
+
+/// How `start` should run.
+pub struct StartOptions {
+    pub owner: String,
+    pub bind: Bind,
+    pub prompt_timeout: Duration,
+    pub limits: rpc::Limits,
+    pub ui: UiConfig,
+}
+
+/// A running device.
+pub struct Running {
+    pub device: Arc<Device<UiScreen>>,
+    pub ui: UiThread,
+    /// Where the RPC endpoint listens.
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    rpc: Option<JoinHandle<std::io::Result<()>>>,
+    events: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop the endpoint and the screen; close the store cleanly (which
+    /// gives back the unused part of the reservation block).
+    pub fn stop(mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.rpc.take() {
+            let _ = t.join();
+        }
+        let ui = self.ui;
+        let _ = ui.stop();
+        if let Some(t) = self.events.take() {
+            let _ = t.join();
+        }
+        // Request threads that outlive the server hold the device; then the
+        // store closes when the last one ends (its Drop syncs).
+        if let Ok(device) = Arc::try_unwrap(self.device)
+            && let Ok(store) = Arc::try_unwrap(device.into_store())
+        {
+            store.close()?;
+        }
+        Ok(())
+    }
+
+    /// Wait until the RPC endpoint stops (it stops on error only).
+    pub fn wait(mut self) -> Result<()> {
+        if let Some(t) = self.rpc.take() {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::io("the RPC endpoint stopped", e)),
+                Err(_) => {
+                    return Err(Error::io(
+                        "the RPC endpoint",
+                        std::io::Error::other("panicked"),
+                    ));
+                }
+            }
+        }
+        self.stop()
+    }
+}
+
+/// Start the device on data directory `dir` with the given screen.
+pub fn start(
+    dir: &Path,
+    opts: StartOptions,
+    display: Box<dyn Display>,
+    touch: Option<Box<dyn Touch>>,
+    clock: Arc<dyn Clock>,
+    wall_clock: Box<dyn Fn() -> u64 + Send + Sync>,
+) -> Result<Running> {
+    let listener = net::listen(&opts.bind)?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("the RPC socket's address", e))?;
+    let link = match &opts.bind {
+        Bind::Interface { name, .. } => Link::Interface(name.clone()),
+        Bind::Loopback(_) => Link::Loopback(addr),
+    };
+    let store = Arc::new(PadStore::open_dir(dir)?);
+    let (mut audit, problems) = AuditLog::open(dir)?;
+    audit.append(Event::Started {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })?;
+    let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), opts.ui)?;
+    let face = Arc::new(Face {
+        ui: ui.handle.clone(),
+        owner: opts.owner.clone(),
+        store: store.clone(),
+        link,
+        alerts: Mutex::default(),
+        clock: wall_clock,
+    });
+    for p in &problems {
+        face.alert(&Event::TamperDetected {
+            detail: Integrity::to_string(p),
+        });
+    }
+    face.refresh_home();
+    let broker = Broker::new(
+        UiScreen::new(ui.handle.clone(), opts.prompt_timeout),
+        clock.clone(),
+        opts.prompt_timeout,
+    );
+    let notify_face = face.clone();
+    let device = Arc::new(
+        Device::new(
+            store,
+            broker,
+            audit,
+            clock,
+            opts.limits,
+            opts.owner,
+            Box::new(move |n| notify_face.notice(n)),
+        )
+        .map_err(|e| Error::io("cannot load the relay cursors", e))?,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let rpc = {
+        let (device, stop) = (device.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("otc-rpc".into())
+            .spawn(move || rpc::serve(device, listener, stop))
+            .map_err(|e| Error::io("cannot start the RPC thread", e))?
+    };
+    let events = {
+        let rx = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
+        let face = face.clone();
+        std::thread::Builder::new()
+            .name("otc-ui-events".into())
+            .spawn(move || {
+                while let Ok(e) = rx.recv() {
+                    if e == UiEvent::AlertsOpened {
+                        face.seen();
+                    }
+                }
+            })
+            .map_err(|e| Error::io("cannot start the UI event thread", e))?
+    };
+    Ok(Running {
+        device,
+        ui,
+        addr,
+        stop,
+        rpc: Some(rpc),
+        events: Some(events),
+    })
+}
+
+/// A display, its touch source, and the emulator's parts if it is one.
+pub type ScreenParts = (
+    Box<dyn Display>,
+    Option<Box<dyn Touch>>,
+    Option<EmulatorParts>,
+);
+
+/// Which display/touch pair `kind` means, opened from the config.
+pub fn open_screen(cfg: &Config, kind: DisplayKind) -> Result<ScreenParts> {
+    match kind {
+        DisplayKind::Memory => {
+            let (d, _screen) =
+                otc_ui::sink::memory::MemoryDisplay::new(cfg.display.width, cfg.display.height);
+            Ok((Box::new(d), None, None))
+        }
+        DisplayKind::Fbdev => {
+            let d = otc_ui::sink::fbdev::FbdevSink::open(&cfg.display.fbdev)?;
+            let size = d.size();
+            let t = otc_ui::source::evdev::EvdevTouch::open(&cfg.touch, size)?;
+            Ok((Box::new(d), Some(Box::new(t)), None))
+        }
+        #[cfg(feature = "spi-display")]
+        DisplayKind::Spi => {
+            let d = otc_ui::sink::spi::SpiSink::open(&cfg.display.spi)?;
+            let size = d.size();
+            let t = otc_ui::source::evdev::EvdevTouch::open(&cfg.touch, size)?;
+            Ok((Box::new(d), Some(Box::new(t)), None))
+        }
+        #[cfg(not(feature = "spi-display"))]
+        DisplayKind::Spi => Err(Error::NotInThisBuild(
+            "this build has no SPI display; build with feature spi-display".into(),
+        )),
+        #[cfg(feature = "emulator")]
+        DisplayKind::Emulator => {
+            let (d, screen) =
+                otc_ui::sink::memory::MemoryDisplay::new(cfg.display.width, cfg.display.height);
+            let (t, script) = otc_ui::source::scripted::ScriptedTouch::new();
+            Ok((
+                Box::new(d),
+                Some(Box::new(t)),
+                Some(EmulatorParts { screen, script }),
+            ))
+        }
+        #[cfg(not(feature = "emulator"))]
+        DisplayKind::Emulator => Err(Error::NotInThisBuild(
+            "this build has no emulator page; build with feature emulator (never for a device image)"
+                .into(),
+        )),
+    }
+}
+
+/// What the emulator page needs (feature `emulator`).
+#[cfg(feature = "emulator")]
+pub struct EmulatorParts {
+    pub screen: otc_ui::sink::memory::MemoryScreen,
+    pub script: otc_ui::source::scripted::TouchScript,
+}
+
+/// Without feature `emulator` there is never an emulator page.
+#[cfg(not(feature = "emulator"))]
+pub enum EmulatorParts {}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Where to serve: flags first, then `otc.toml`, then `eth0`.
+pub fn choose_bind(args: &crate::cli::RunArgs, cfg: &Config) -> Bind {
+    let port = cfg.rpc.port;
+    if let Some(addr) = args.listen {
+        return Bind::Loopback(addr);
+    }
+    if let Some(name) = &args.interface {
+        return Bind::Interface {
+            name: name.clone(),
+            port,
+        };
+    }
+    if let Some(addr) = cfg.rpc.listen {
+        return Bind::Loopback(addr);
+    }
+    Bind::Interface {
+        name: cfg.rpc.interface.clone().unwrap_or_else(|| "eth0".into()),
+        port,
+    }
+}
+
+/// `otc-device run`.
+pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
+    if cfg!(feature = "bench-approve") {
+        return Err(Error::NotInThisBuild(
+            "this build approves every prompt by itself (feature bench-approve); it is for \
+             benches only and cannot run as a device"
+                .into(),
+        ));
+    }
+    let mut cfg = Config::load(dir)?;
+    let owner = cfg.owner.clone().ok_or(Error::NoOwner)?;
+    let bind = choose_bind(&args, &cfg);
+    let kind = args.display.unwrap_or(cfg.display.kind);
+    if let Some(a) = args.emulator_listen {
+        cfg.display.emulator_listen = a;
+    }
+    let (display, touch, emu) = open_screen(&cfg, kind)?;
+    let running = start(
+        dir,
+        StartOptions {
+            owner,
+            bind,
+            prompt_timeout: Duration::from_secs(cfg.rpc.prompt_timeout_seconds),
+            limits: cfg.limits.clone(),
+            ui: UiConfig::default(),
+        },
+        display,
+        touch,
+        Arc::new(otc_ui::SystemClock::new()),
+        Box::new(unix_now),
+    )?;
+    #[cfg(feature = "emulator")]
+    let _emulator = match emu {
+        Some(parts) => {
+            let e = otc_ui::emulator::Emulator::start(
+                cfg.display.emulator_listen,
+                parts.screen,
+                parts.script,
+                running.ui.trace.clone(),
+            )?;
+            println!("emulator page: {}", e.url());
+            Some(e)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "emulator"))]
+    let _ = emu;
+    println!("RPC endpoint:  http://{}/v1/status", running.addr);
+    running.wait()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_time_is_utc_civil_time() {
+        assert_eq!(short_time(0), "01-01 00:00");
+        // 2026-11-22 05:41:00 UTC
+        assert_eq!(short_time(1_795_326_060), "11-22 05:41");
+        // 2024-02-29 23:59 UTC (leap day)
+        assert_eq!(short_time(1_709_251_140), "02-29 23:59");
+    }
+
+    #[test]
+    fn skipped_message_estimate() {
+        assert_eq!(skipped_messages(1, 132), 1);
+        assert_eq!(skipped_messages(132, 132), 1);
+        assert_eq!(skipped_messages(133, 132), 2);
+        assert_eq!(skipped_messages(5, 0), 5);
+    }
+}

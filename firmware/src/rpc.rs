@@ -1,0 +1,728 @@
+//! The RPC endpoint: versioned HTTP/JSON over tiny_http, for the untrusted
+//! chat client on the other end of the Ethernet cable.
+//!
+//! | method + path            | body → reply                                             |
+//! |--------------------------|----------------------------------------------------------|
+//! | `POST /v1/package`       | `{to, message | message_b64}` → `{package, index, pad_left}` |
+//! | `POST /v1/unpackage`     | `{from, package}` → `{message, message_b64, warnings}`   |
+//! | `GET /v1/contacts`       | → `{contacts: [{name, pad_id, format, send_left, receive_left}]}` |
+//! | `GET /v1/status`         | → `{owner, version, contacts, busy}`                     |
+//! | `GET/PUT /v1/cursor/R`   | `{cursor}`: the client's read position on relay `R`       |
+//!
+//! Every failure is a non-2xx status with `{"error": {"code", "message"}}`
+//! and a stable code ([`ErrorCode`]). Opening failures say `bad_package`
+//! and nothing more. Seal and open wait for the owner's tap through the
+//! [`Broker`]; nothing is consumed unless the owner approves.
+//!
+//! [`Device::handle`] is the whole protocol as a function of (method, path,
+//! body); [`serve`] puts it on a socket.
+
+use crate::audit::{AuditLog, Event};
+use crate::confirm::{Broker, Clock, Outcome, Screen};
+use crate::pad::{OpenWarning, PadStore};
+use otc_proto::b64;
+use otc_proto::rpc::{
+    ContactInfo, ContactsResponse, Cursor, ErrorBody, ErrorCode, PackageRequest, PackageResponse,
+    StatusResponse, UnpackageRequest, UnpackageResponse, Warning,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// What the owner is asked to approve. Every figure comes from the
+/// device's own state; only the byte count of the message is the client's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Seal {
+        contact: String,
+        message_bytes: u64,
+        cost: u64,
+        pad_left_after: u64,
+    },
+    Open {
+        contact: String,
+        cost: u64,
+        /// Pad bytes skipped since the last opened message, if any.
+        skipped_bytes: Option<u64>,
+        /// Pad cost of a 100-byte message in this contact's format (to
+        /// estimate how many messages the skipped bytes were).
+        cost_of_100: u64,
+    },
+}
+
+/// Something the device's screen should know about (toasts, home refresh).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Sealed {
+        contact: String,
+    },
+    Opened {
+        contact: String,
+    },
+    Failed {
+        contact: String,
+        what: String,
+    },
+    /// Contacts or pad left changed: refresh the home screen.
+    StateChanged,
+    /// A new audit event was written.
+    Audit(Event),
+}
+
+/// Limits on what one request may ask for.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message to seal, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more get `overloaded`.
+    pub max_connections: usize,
+    /// Failed opens from one contact before it is locked out.
+    pub lockout_failures: u32,
+    /// How long a lockout lasts, in seconds.
+    pub lockout_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 64 * 1024,
+            // base64 of the largest message (4/3) plus JSON framing.
+            max_body_bytes: 128 * 1024,
+            max_connections: 8,
+            lockout_failures: 5,
+            lockout_seconds: 300,
+        }
+    }
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+const BAD_PACKAGE: &str = "the package could not be opened";
+
+/// Map a store error to the client's code. Messages for opening failures
+/// carry nothing; others say what to do without internal detail.
+fn store_failure(e: &crate::Error, opening: bool) -> Failure {
+    use crate::Error as E;
+    match e {
+        E::UnknownContact(name) | E::BadContactName(name) => fail(
+            ErrorCode::UnknownContact,
+            format!("no pad for contact {name:?}; GET /v1/contacts lists them"),
+        ),
+        E::PadExhausted { .. } => fail(
+            ErrorCode::PadExhausted,
+            "the pad for this contact is used up; make a new pad on the device",
+        ),
+        E::TooLarge { need, left, .. } => fail(
+            ErrorCode::TooLarge,
+            format!("this message needs {need} pad bytes but only {left} are left"),
+        ),
+        _ if opening => fail(ErrorCode::BadPackage, BAD_PACKAGE),
+        _ => fail(
+            ErrorCode::Internal,
+            "the device could not complete the request; see the alerts on its screen",
+        ),
+    }
+}
+
+/// The client's read positions on relays, kept on the device in
+/// `DIR/cursors.json` (written atomically: temp file, fsync, rename).
+struct Cursors {
+    path: PathBuf,
+    map: BTreeMap<String, u64>,
+}
+
+impl Cursors {
+    fn load(dir: &Path) -> std::io::Result<Self> {
+        let path = dir.join("cursors.json");
+        let map = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Cursors { path, map })
+    }
+
+    fn set(&mut self, relay: &str, cursor: u64) -> std::io::Result<()> {
+        let mut next = self.map.clone();
+        next.insert(relay.to_string(), cursor);
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(&next).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        self.map = next;
+        Ok(())
+    }
+}
+
+fn valid_relay_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
+}
+
+#[derive(Default)]
+struct Lockout {
+    failures: u32,
+    until: Option<Duration>,
+}
+
+/// The running device: store, broker, audit log, limits.
+pub struct Device<S: Screen<Prompt = Request>> {
+    store: Arc<PadStore>,
+    broker: Broker<S>,
+    audit: Mutex<AuditLog>,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    owner: String,
+    cursors: Mutex<Cursors>,
+    lockouts: Mutex<HashMap<String, Lockout>>,
+    notify: Box<dyn Fn(Notice) + Send + Sync>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A reply: status and JSON body.
+pub type Reply = (u16, String);
+
+fn json<T: Serialize>(status: u16, body: &T) -> Reply {
+    (
+        status,
+        serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string()),
+    )
+}
+
+fn error_reply(f: &Failure) -> Reply {
+    json(
+        f.code.http_status(),
+        &ErrorBody::new(f.code, f.message.clone()),
+    )
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(body)
+        .map_err(|e| fail(ErrorCode::BadRequest, format!("invalid request body: {e}")))
+}
+
+impl<S: Screen<Prompt = Request>> Device<S> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<PadStore>,
+        broker: Broker<S>,
+        audit: AuditLog,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+        owner: String,
+        notify: Box<dyn Fn(Notice) + Send + Sync>,
+    ) -> std::io::Result<Self> {
+        let cursors = Cursors::load(store.dir())?;
+        Ok(Device {
+            store,
+            broker,
+            audit: Mutex::new(audit),
+            clock,
+            limits,
+            owner,
+            cursors: Mutex::new(cursors),
+            lockouts: Mutex::default(),
+            notify,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn store(&self) -> &PadStore {
+        &self.store
+    }
+
+    /// Give up the device, keeping its store (to close it cleanly).
+    pub fn into_store(self) -> Arc<PadStore> {
+        self.store
+    }
+
+    pub fn broker(&self) -> &Broker<S> {
+        &self.broker
+    }
+
+    /// Write an audit event and tell the screen. An audit write that fails
+    /// is reported on the screen; the request's outcome stands.
+    pub fn audit(&self, event: Event) {
+        if let Err(e) = lock(&self.audit).append(event.clone()) {
+            (self.notify)(Notice::Failed {
+                contact: String::new(),
+                what: format!("audit log: {e}"),
+            });
+        }
+        (self.notify)(Notice::Audit(event));
+    }
+
+    /// The whole protocol: `still_wanted` says whether the client is still
+    /// connected (polled while a prompt waits).
+    pub fn handle(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Reply {
+        let path = path.split('?').next().unwrap_or(path);
+        let result = match (method, path) {
+            ("POST", "/v1/package") => parse(body).and_then(|r| self.package(r, still_wanted)),
+            ("POST", "/v1/unpackage") => parse(body).and_then(|r| self.unpackage(r, still_wanted)),
+            ("GET", "/v1/contacts") => Ok(self.contacts()),
+            ("GET", "/v1/status") => Ok(self.status()),
+            (m, p) if p.starts_with("/v1/cursor/") => {
+                let relay = &p["/v1/cursor/".len()..];
+                self.cursor(m, relay, body)
+            }
+            (_, "/v1/package" | "/v1/unpackage" | "/v1/contacts" | "/v1/status") => Err(fail(
+                ErrorCode::MethodNotAllowed,
+                format!("{method} is not allowed on {path}"),
+            )),
+            _ => Err(fail(ErrorCode::NotFound, format!("no endpoint {path}"))),
+        };
+        result.unwrap_or_else(|f| error_reply(&f))
+    }
+
+    fn confirm(&self, request: Request, still_wanted: &dyn Fn() -> bool) -> Result<(), Failure> {
+        let (action, contact) = match &request {
+            Request::Seal { contact, .. } => ("seal", contact.clone()),
+            Request::Open { contact, .. } => ("open", contact.clone()),
+        };
+        let a = || (action.to_string(), contact.clone());
+        match self.broker.confirm(request, still_wanted) {
+            Outcome::Approved => {
+                let (action, contact) = a();
+                self.audit(Event::Approved { action, contact });
+                Ok(())
+            }
+            Outcome::Busy => Err(fail(
+                ErrorCode::Busy,
+                "another request is waiting on the device's screen; try again in a moment",
+            )),
+            Outcome::Rejected => {
+                let (action, contact) = a();
+                self.audit(Event::Rejected { action, contact });
+                Err(fail(
+                    ErrorCode::Rejected,
+                    "the owner rejected this on the device",
+                ))
+            }
+            Outcome::TimedOut => {
+                let (action, contact) = a();
+                self.audit(Event::TimedOut { action, contact });
+                Err(fail(
+                    ErrorCode::Timeout,
+                    format!(
+                        "nobody approved this on the device within {} s",
+                        self.broker.timeout().as_secs()
+                    ),
+                ))
+            }
+            Outcome::Cancelled => {
+                let (action, contact) = a();
+                self.audit(Event::Cancelled { action, contact });
+                Err(fail(ErrorCode::Rejected, "the request was cancelled"))
+            }
+        }
+    }
+
+    fn package(
+        &self,
+        req: PackageRequest,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Result<Reply, Failure> {
+        let message = match (req.message, req.message_b64) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(b)) => b64::decode(&b)
+                .map_err(|e| fail(ErrorCode::BadRequest, format!("message_b64: {e}")))?,
+            _ => {
+                return Err(fail(
+                    ErrorCode::BadRequest,
+                    "give exactly one of \"message\" and \"message_b64\"",
+                ));
+            }
+        };
+        if message.len() > self.limits.max_message_bytes {
+            self.audit(Event::LimitHit {
+                limit: "max_message_bytes".into(),
+                detail: format!("{} bytes", message.len()),
+            });
+            return Err(fail(
+                ErrorCode::TooLarge,
+                format!(
+                    "the message is {} bytes; the limit is {}",
+                    message.len(),
+                    self.limits.max_message_bytes
+                ),
+            ));
+        }
+        let quote = self
+            .store
+            .quote(&req.to, message.len())
+            .map_err(|e| store_failure(&e, false))?;
+        self.confirm(
+            Request::Seal {
+                contact: req.to.clone(),
+                message_bytes: message.len() as u64,
+                cost: quote.cost,
+                pad_left_after: quote.pad_left_after,
+            },
+            still_wanted,
+        )?;
+        let sealed = self
+            .store
+            .seal(&req.to, &message)
+            .map_err(|e| store_failure(&e, false))?;
+        self.audit(Event::Sealed {
+            contact: req.to.clone(),
+            index: sealed.index,
+            bytes: message.len() as u64,
+            cost: sealed.cost,
+        });
+        (self.notify)(Notice::Sealed { contact: req.to });
+        (self.notify)(Notice::StateChanged);
+        Ok(json(
+            200,
+            &PackageResponse {
+                package: b64::encode(&sealed.package),
+                index: sealed.index,
+                pad_left: sealed.pad_left,
+            },
+        ))
+    }
+
+    fn locked_out(&self, contact: &str) -> bool {
+        let now = self.clock.now();
+        let mut l = lock(&self.lockouts);
+        match l.get_mut(contact) {
+            Some(Lockout {
+                until: Some(until), ..
+            }) if now < *until => true,
+            Some(entry) => {
+                entry.until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn open_failed(&self, contact: &str, index: Option<u64>) {
+        if let Some(index) = index {
+            self.audit(Event::IntegrityFailure {
+                contact: contact.to_string(),
+                index,
+            });
+        }
+        (self.notify)(Notice::Failed {
+            contact: contact.to_string(),
+            what: "a package did not open".into(),
+        });
+        let lock_now = {
+            let mut l = lock(&self.lockouts);
+            let e = l.entry(contact.to_string()).or_default();
+            e.failures += 1;
+            if e.failures >= self.limits.lockout_failures {
+                e.failures = 0;
+                e.until = Some(self.clock.now() + Duration::from_secs(self.limits.lockout_seconds));
+                true
+            } else {
+                false
+            }
+        };
+        if lock_now {
+            self.audit(Event::LockedOut {
+                contact: contact.to_string(),
+                seconds: self.limits.lockout_seconds,
+            });
+        }
+    }
+
+    fn unpackage(
+        &self,
+        req: UnpackageRequest,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Result<Reply, Failure> {
+        let package = b64::decode(&req.package)
+            .map_err(|e| fail(ErrorCode::BadRequest, format!("package: {e}")))?;
+        let contact = req.from;
+        // Unknown contacts are told apart from locked ones and bad packages.
+        let info = self
+            .store
+            .contact(&contact)
+            .map_err(|e| store_failure(&e, false))?;
+        if self.locked_out(&contact) {
+            return Err(fail(
+                ErrorCode::Locked,
+                format!(
+                    "too many packages from {contact:?} failed to open; try again in up to {} s",
+                    self.limits.lockout_seconds
+                ),
+            ));
+        }
+        let check = match self.store.check_open(&contact, &package) {
+            Ok(c) => c,
+            Err(e) => {
+                let f = store_failure(&e, true);
+                if f.code == ErrorCode::BadPackage {
+                    self.open_failed(&contact, None);
+                }
+                return Err(f);
+            }
+        };
+        if check.warnings.contains(&OpenWarning::Replay) {
+            // The range was opened before, so its pad is erased: it cannot
+            // open again. Refused before any prompt; the owner sees it in
+            // the alerts.
+            self.audit(Event::Replay {
+                contact: contact.clone(),
+                index: check.index,
+            });
+            self.open_failed(&contact, None);
+            return Err(fail(ErrorCode::BadPackage, BAD_PACKAGE));
+        }
+        let skipped_bytes = check.warnings.iter().find_map(|w| match w {
+            OpenWarning::Skipped { bytes } => Some(*bytes),
+            OpenWarning::Replay => None,
+        });
+        self.confirm(
+            Request::Open {
+                contact: contact.clone(),
+                cost: check.cost,
+                skipped_bytes,
+                cost_of_100: info.format.pad_cost(100) as u64,
+            },
+            still_wanted,
+        )?;
+        let opened = match self.store.open(&contact, &package) {
+            Ok(o) => o,
+            Err(e) => {
+                let f = store_failure(&e, true);
+                if let crate::Error::RangeBurned { index, .. } = e {
+                    self.audit(Event::Burned {
+                        contact: contact.clone(),
+                        index,
+                        bytes: check.cost,
+                    });
+                }
+                if f.code == ErrorCode::BadPackage {
+                    self.open_failed(&contact, Some(check.index));
+                }
+                return Err(f);
+            }
+        };
+        if let Some(bytes) = skipped_bytes {
+            self.audit(Event::Skipped {
+                contact: contact.clone(),
+                index: opened.index,
+                bytes,
+            });
+        }
+        self.audit(Event::Opened {
+            contact: contact.clone(),
+            index: opened.index,
+            bytes: opened.message.len() as u64,
+            cost: opened.cost,
+        });
+        (self.notify)(Notice::Opened {
+            contact: contact.clone(),
+        });
+        (self.notify)(Notice::StateChanged);
+        let mut warnings = Vec::new();
+        if skipped_bytes.is_some() {
+            warnings.push(Warning::Skipped);
+        }
+        let message_b64 = b64::encode(&opened.message);
+        let message = String::from_utf8(opened.message).ok();
+        Ok(json(
+            200,
+            &UnpackageResponse {
+                message,
+                message_b64,
+                warnings,
+            },
+        ))
+    }
+
+    fn contacts(&self) -> Reply {
+        let contacts = self
+            .store
+            .list()
+            .into_iter()
+            .map(|c| ContactInfo {
+                name: c.name,
+                pad_id: c.pad_id,
+                format: c.format,
+                send_left: c.send_left,
+                receive_left: c.recv_left,
+            })
+            .collect();
+        json(200, &ContactsResponse { contacts })
+    }
+
+    fn status(&self) -> Reply {
+        json(
+            200,
+            &StatusResponse {
+                owner: self.owner.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                contacts: self.store.contacts().len(),
+                busy: self.broker.is_busy(),
+            },
+        )
+    }
+
+    fn cursor(&self, method: &str, relay: &str, body: &[u8]) -> Result<Reply, Failure> {
+        if !valid_relay_name(relay) {
+            return Err(fail(
+                ErrorCode::BadRequest,
+                "relay names are 1 to 128 characters of letters, digits, '.', '-', '_' or ':'",
+            ));
+        }
+        match method {
+            "GET" => {
+                let cursor = lock(&self.cursors).map.get(relay).copied().unwrap_or(0);
+                Ok(json(200, &Cursor { cursor }))
+            }
+            "PUT" => {
+                let c: Cursor = parse(body)?;
+                lock(&self.cursors).set(relay, c.cursor).map_err(|_| {
+                    fail(ErrorCode::Internal, "the device could not save the cursor")
+                })?;
+                Ok(json(200, &c))
+            }
+            _ => Err(fail(
+                ErrorCode::MethodNotAllowed,
+                format!("{method} is not allowed on cursors; use GET or PUT"),
+            )),
+        }
+    }
+}
+
+/// Serve `device` on `listener` until `stop` is set. One thread per request
+/// in flight, at most `limits.max_connections`; more get `overloaded`.
+pub fn serve<S>(
+    device: Arc<Device<S>>,
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()>
+where
+    S: Screen<Prompt = Request> + 'static,
+{
+    let local = listener.local_addr()?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let inflight = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Acquire) {
+        let req = match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => return Err(e),
+        };
+        if inflight.fetch_add(1, Ordering::AcqRel) >= device.limits.max_connections {
+            inflight.fetch_sub(1, Ordering::AcqRel);
+            device.audit(Event::LimitHit {
+                limit: "max_connections".into(),
+                detail: format!("{} in flight", device.limits.max_connections),
+            });
+            respond(
+                req,
+                error_reply(&fail(
+                    ErrorCode::Overloaded,
+                    "the device is handling too many requests; try again shortly",
+                )),
+            );
+            continue;
+        }
+        let device = device.clone();
+        let inflight = inflight.clone();
+        std::thread::spawn(move || {
+            handle_http(&device, req, local);
+            inflight.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+    Ok(())
+}
+
+fn respond(req: tiny_http::Request, (status, body): Reply) {
+    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).ok();
+    let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
+    if let Some(h) = header {
+        resp = resp.with_header(h);
+    }
+    // A client that hung up cannot be answered; nothing else to do.
+    let _ = req.respond(resp);
+}
+
+fn handle_http<S: Screen<Prompt = Request>>(
+    device: &Device<S>,
+    mut req: tiny_http::Request,
+    local: SocketAddr,
+) {
+    let max = device.limits.max_body_bytes;
+    let too_large = || {
+        device.audit(Event::LimitHit {
+            limit: "max_body_bytes".into(),
+            detail: format!("more than {max} bytes"),
+        });
+        error_reply(&fail(
+            ErrorCode::TooLarge,
+            format!("the request body is larger than {max} bytes"),
+        ))
+    };
+    if req.body_length().is_some_and(|n| n > max) {
+        let reply = too_large();
+        return respond(req, reply);
+    }
+    let mut body = Vec::new();
+    if req
+        .as_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut body)
+        .is_err()
+    {
+        let reply = error_reply(&fail(
+            ErrorCode::BadRequest,
+            "could not read the request body",
+        ));
+        return respond(req, reply);
+    }
+    if body.len() > max {
+        let reply = too_large();
+        return respond(req, reply);
+    }
+    let method = req.method().as_str().to_string();
+    let url = req.url().to_string();
+    let peer = req.remote_addr().copied();
+    let still_wanted = move || peer.is_none_or(|p| !crate::net::peer_gone(local, p));
+    let reply = device.handle(&method, &url, &body, &still_wanted);
+    respond(req, reply);
+}
