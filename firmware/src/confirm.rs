@@ -188,7 +188,8 @@ mod tests {
         let (b, tx, _) = broker();
         let b2 = b.clone();
         let first = std::thread::spawn(move || b2.confirm("first", &|| true));
-        while !b.is_busy() {
+        // Busy is claimed before the prompt is shown: wait for the screen.
+        while b.screen().shown.lock().unwrap().is_empty() {
             std::thread::yield_now();
         }
         assert_eq!(b.confirm("second", &|| true), Outcome::Busy);
