@@ -16,7 +16,7 @@ use crate::{ProtoError, check_pad, index_bytes, index_from_bytes, xor_in_place, 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Package bytes beyond the message: 6 (index) + 32 (tag).
 pub const OVERHEAD: usize = 38;
@@ -77,16 +77,18 @@ pub fn open(package: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
     let (p_body, p_key) = rest.split_at(n + TAG_LEN);
     let (i, body) = package.split_at(INDEX_LEN);
 
-    // ct || tag, recovered with pad bytes: zeroized on every path.
-    let mut inner = Zeroizing::new(vec![0u8; n + TAG_LEN]);
-    xor_into(&mut inner, body, p_body);
-    let (ct, claimed) = inner.split_at(n);
-    let expected = Zeroizing::new(tag(p_key, i, ct));
-    if !bool::from(expected.ct_eq(claimed)) {
+    // ct = body ^ p_body, recovered straight into the output buffer; the
+    // claimed tag on the stack. Both are pad-derived: wiped on failure.
+    let mut message = vec![0u8; n];
+    xor_into(&mut message, &body[..n], &p_body[..n]);
+    let mut claimed = Zeroizing::new([0u8; TAG_LEN]);
+    xor_into(&mut claimed[..], &body[n..], &p_body[n..]);
+    let expected = Zeroizing::new(tag(p_key, i, &message));
+    if !bool::from(expected.ct_eq(&claimed[..])) {
+        message.zeroize();
         return Err(ProtoError::BadTag);
     }
-    let mut message = vec![0u8; n];
-    xor_into(&mut message, ct, p_text);
+    xor_in_place(&mut message, p_text);
     Ok(message)
 }
 
