@@ -146,11 +146,13 @@ impl Link {
                 LinkView {
                     up,
                     address: net::interface_ipv4(name).ok().map(|a| a.to_string()),
+                    loopback: false,
                 }
             }
             Link::Loopback(addr) => LinkView {
                 up: true,
                 address: Some(addr.to_string()),
+                loopback: true,
             },
         }
     }

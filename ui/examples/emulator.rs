@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         link: LinkView {
             up: true,
             address: Some("10.77.0.1".into()),
+            loopback: false,
         },
         unseen_alerts: 1,
     });

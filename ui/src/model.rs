@@ -34,6 +34,9 @@ pub struct LinkView {
     pub up: bool,
     /// The device's address on the link, e.g. "10.77.0.1".
     pub address: Option<String>,
+    /// The endpoint listens on loopback (development), not on Ethernet.
+    #[serde(default)]
+    pub loopback: bool,
 }
 
 /// Something that spends pad bytes (or commits to a pad) and needs the

@@ -47,6 +47,10 @@ pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Ve
         format::untrusted(&home.owner, 40)
     };
     let link = match (home.link.up, &home.link.address) {
+        _ if home.link.loopback => format!(
+            "Development: loopback only · {}",
+            home.link.address.as_deref().unwrap_or("no address")
+        ),
         (true, Some(a)) => format!("Ethernet connected · {a}"),
         (true, None) => "Ethernet connected · no address".to_string(),
         (false, _) => "Ethernet not connected".to_string(),

@@ -111,6 +111,7 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     crowded.link = LinkView {
         up: false,
         address: None,
+        loopback: false,
     };
     r.handle.set_home(crowded);
     r.step();

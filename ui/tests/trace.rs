@@ -31,6 +31,22 @@ fn home_reports_owner_contacts_link_and_alerts() {
 }
 
 #[test]
+fn home_says_when_the_endpoint_is_on_loopback_not_ethernet() {
+    let mut r = Rig::new(800, 480);
+    let mut home = common::home();
+    home.link = LinkView {
+        up: true,
+        address: Some("127.0.0.1:9051".into()),
+        loopback: true,
+    };
+    r.handle.set_home(home);
+    r.step();
+    let t = r.trace();
+    assert!(t.has_text("Development: loopback only · 127.0.0.1:9051"));
+    assert!(!t.texts.iter().any(|x| x.contains("Ethernet")), "{t:?}");
+}
+
+#[test]
 fn home_link_down_and_empty() {
     let mut r = Rig::new(800, 480);
     r.handle.set_home(HomeView {

@@ -110,6 +110,7 @@ pub fn home() -> HomeView {
         link: LinkView {
             up: true,
             address: Some("10.77.0.1".into()),
+            loopback: false,
         },
         unseen_alerts: 2,
     }
