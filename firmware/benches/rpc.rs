@@ -1,0 +1,288 @@
+//! Seal over HTTP next to a bare tiny_http echo, measured in the same run.
+//!
+//! The device runs in-process ([`device::start`] on 127.0.0.1:0, memory
+//! display, no touch) with a real durable store in a temporary directory
+//! holding a 64 MiB v2 pad. Feature `bench-approve` makes the broker approve
+//! every prompt by itself, so the figures are the endpoint's own cost:
+//! HTTP, JSON, broker, durable pad reservation, seal, erase, audit log and
+//! screen updates. The echo server is tiny_http answering each request
+//! body as JSON on its receiving thread, nothing else.
+//!
+//! One client, one keep-alive HTTP/1.1 connection, sequential requests of a
+//! 100-byte message, `N` of them (default 5000, env `OTC_BENCH_N`) after
+//! 500 warm-up requests. Prints requests/s, p50 and p99 latency of both and
+//! the ratio seal/echo (issue #4's target: at least 0.5); and, to tell the
+//! HTTP cost from the device's own, the same seal called in-process through
+//! `Device::handle`. Timing is reported, never asserted.
+//!
+//! Run: `cargo bench -p otc-device --bench rpc --features bench-approve`
+
+use otc_device::device::{self, StartOptions};
+use otc_device::net::Bind;
+use otc_device::pad::PadStore;
+use otc_device::pad::generate::{NewPad, create_pad};
+use otc_device::rpc::Limits;
+use otc_proto::Format;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PAD: u64 = 64 << 20;
+const WARMUP: usize = 500;
+const MESSAGE_LEN: usize = 100;
+
+/// A minimal HTTP/1.1 client on one keep-alive connection.
+struct Client {
+    out: TcpStream,
+    input: BufReader<TcpStream>,
+    host: String,
+    line: String,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).expect("TCP_NODELAY");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("read timeout");
+        Client {
+            input: BufReader::new(s.try_clone().expect("clone socket")),
+            out: s,
+            host: addr.to_string(),
+            line: String::new(),
+        }
+    }
+
+    fn next_line(&mut self) -> &str {
+        self.line.clear();
+        let n = self.input.read_line(&mut self.line).expect("read reply");
+        assert!(n > 0, "the server closed the keep-alive connection");
+        self.line.trim_end()
+    }
+
+    /// `POST path` with a JSON body; the status and the reply body.
+    fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.out.write_all(&req).expect("send request");
+
+        let status: u16 = self
+            .next_line()
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        let (mut length, mut chunked) = (None, false);
+        loop {
+            let line = self.next_line().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("content-length:") {
+                length = v.trim().parse::<usize>().ok();
+            } else if line.starts_with("transfer-encoding:") && line.contains("chunked") {
+                chunked = true;
+            }
+        }
+        let mut reply = Vec::new();
+        if chunked {
+            loop {
+                let size = usize::from_str_radix(
+                    self.next_line().split(';').next().unwrap_or("").trim(),
+                    16,
+                )
+                .expect("chunk size");
+                if size == 0 {
+                    while !self.next_line().is_empty() {}
+                    break;
+                }
+                let start = reply.len();
+                reply.resize(start + size, 0);
+                self.input
+                    .read_exact(&mut reply[start..])
+                    .expect("read chunk");
+                self.next_line();
+            }
+        } else {
+            reply.resize(length.expect("Content-Length or chunked"), 0);
+            self.input.read_exact(&mut reply).expect("read body");
+        }
+        (status, reply)
+    }
+}
+
+struct Figures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// `WARMUP` then `n` timed requests of `body` to `path`, one at a time.
+fn measure(addr: SocketAddr, path: &str, body: &[u8], n: usize) -> Figures {
+    let mut client = Client::connect(addr);
+    for _ in 0..WARMUP {
+        let (status, reply) = client.post(path, body);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    }
+    let mut lat = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let (status, reply) = client.post(path, body);
+        lat.push(t.elapsed());
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    }
+    figures(n, start.elapsed(), lat)
+}
+
+/// The same seal without HTTP: `Device::handle` called in-process, to tell
+/// the endpoint's HTTP cost from the device's own (broker, store, audit
+/// log, screen updates).
+fn measure_in_process(running: &device::Running, body: &[u8], n: usize) -> Figures {
+    let call = || {
+        let (status, reply) = running.device.handle("POST", "/v1/package", body, &|| true);
+        assert_eq!(status, 200, "{reply}");
+    };
+    (0..WARMUP).for_each(|_| call());
+    let mut lat = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        call();
+        lat.push(t.elapsed());
+    }
+    figures(n, start.elapsed(), lat)
+}
+
+fn figures(n: usize, total: Duration, mut lat: Vec<Duration>) -> Figures {
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    Figures {
+        rate: n as f64 / total.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+/// A bare tiny_http server that answers each body as `{"echo": BODY}`.
+fn echo_server() -> (
+    Arc<tiny_http::Server>,
+    SocketAddr,
+    std::thread::JoinHandle<()>,
+) {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("echo server"));
+    let addr = server.server_addr().to_ip().expect("echo address");
+    let s = server.clone();
+    let thread = std::thread::spawn(move || {
+        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+            .expect("header");
+        for mut req in s.incoming_requests() {
+            let mut body = String::new();
+            let _ = req.as_reader().read_to_string(&mut body);
+            let reply = serde_json::json!({ "echo": body }).to_string();
+            let _ =
+                req.respond(tiny_http::Response::from_string(reply).with_header(header.clone()));
+        }
+    });
+    (server, addr, thread)
+}
+
+/// The device on 127.0.0.1:0 with a fresh 64 MiB v2 pad for "bob".
+fn start_device(dir: &std::path::Path) -> device::Running {
+    let store = PadStore::open_dir(dir).expect("open store");
+    let export = dir.with_extension("export");
+    create_pad(
+        &store,
+        &NewPad {
+            contact: "bob".into(),
+            size: PAD,
+            split: None,
+            format: Format::V2,
+            source: None,
+            export: export.clone(),
+        },
+        &mut |_, _, _| {},
+    )
+    .expect("create pad");
+    std::fs::remove_file(export).expect("remove export");
+    store.close().expect("close store");
+
+    let (display, _screen) = otc_ui::sink::memory::MemoryDisplay::new(800, 480);
+    device::start(
+        dir,
+        StartOptions {
+            owner: "Alice".into(),
+            bind: Bind::Loopback("127.0.0.1:0".parse().expect("address")),
+            prompt_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+            ui: otc_ui::UiConfig::default(),
+        },
+        Box::new(display),
+        None,
+        Arc::new(otc_ui::SystemClock::new()),
+        Box::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        }),
+    )
+    .expect("start the device")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let n: usize = std::env::var("OTC_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let message = "m".repeat(MESSAGE_LEN);
+    let seal_body = serde_json::json!({ "to": "bob", "message": message }).to_string();
+
+    let (echo, echo_addr, echo_thread) = echo_server();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let running = start_device(&data);
+
+    let echo_fig = measure(echo_addr, "/v1/echo", seal_body.as_bytes(), n);
+    let seal_fig = measure(running.addr, "/v1/package", seal_body.as_bytes(), n);
+    let direct_fig = measure_in_process(&running, seal_body.as_bytes(), n);
+
+    echo.unblock();
+    let _ = echo_thread.join();
+    running.stop().expect("stop the device");
+
+    println!();
+    println!(
+        "rpc: {n} sequential requests after {WARMUP} warm-up, one keep-alive HTTP/1.1 \
+         connection, {MESSAGE_LEN}-byte messages"
+    );
+    println!("{:<34} {:>10} {:>12} {:>12}", "", "req/s", "p50", "p99");
+    for (name, f) in [
+        ("seal (POST /v1/package, durable)", &seal_fig),
+        ("bare tiny_http echo", &echo_fig),
+        ("seal in-process, no HTTP", &direct_fig),
+    ] {
+        println!(
+            "{name:<34} {:>10.0} {:>12} {:>12}",
+            f.rate,
+            ms(f.p50),
+            ms(f.p99)
+        );
+    }
+    let ratio = seal_fig.rate / echo_fig.rate;
+    println!(
+        "ratio seal/echo: {ratio:.2} (target >= 0.50: {})",
+        if ratio >= 0.5 { "met" } else { "NOT met" }
+    );
+}
