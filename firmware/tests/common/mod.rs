@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: real directories, real files.
 #![allow(dead_code)]
 
+pub mod device;
+
 use otc_device::pad::export::HEADER_LEN;
 use otc_device::pad::generate::{NewPad, create_pad};
 use otc_device::pad::{PadStore, Range, StoreOptions};

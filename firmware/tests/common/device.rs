@@ -1,0 +1,579 @@
+//! Helpers for the RPC integration tests: whole devices (`device::start`)
+//! with a memory display, a scripted touch source and a fake clock, talked
+//! to over real HTTP on 127.0.0.1 by a tiny HTTP/1.1 client written here.
+//!
+//! Nothing here measures time. Real-time waits (for the screen to show a
+//! prompt, for an audit entry to appear) poll with a bound and fail with a
+//! message that says what never happened. The fake clock never moves by
+//! itself, so a prompt can end only by a tap, a hang-up, or a test that
+//! advances the clock: a request that shows a prompt nobody answers hangs,
+//! and the client's read timeout turns that into a clear failure.
+
+use otc_device::audit;
+use otc_device::cli::Cli;
+use otc_device::device::{self, Running, StartOptions};
+use otc_device::net::Bind;
+use otc_device::rpc::Limits;
+use otc_proto::Format;
+use otc_proto::rpc::{ContactInfo, ContactsResponse};
+use otc_ui::sink::memory::MemoryDisplay;
+use otc_ui::source::scripted::{ScriptedTouch, TouchScript};
+use otc_ui::{FakeClock, ScreenTrace, TraceHandle, UiConfig};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest real-time wait for something the device should do at once.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// Longest wait for an HTTP reply (a prompt nobody answers never replies).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The prompt timeout the devices run with (the default).
+pub const PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wall clock for audit entries and alert times (fixed: tests never read it).
+pub const WALL: u64 = 1_795_326_060;
+
+/// Poll `f` until it gives `Some`, for at most [`WAIT`]; panic with `what`.
+pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("gave up after {WAIT:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---------------------------------------------------------------- HTTP ---
+
+/// A reply: status and body.
+#[derive(Clone, Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("reply is not JSON ({e}): {} {}", self.status, self.body))
+    }
+
+    /// Assert a success reply and parse it.
+    pub fn ok<T: serde::de::DeserializeOwned>(&self) -> T {
+        assert_eq!(self.status, 200, "expected success, got {}", self.body);
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("reply does not parse ({e}): {}", self.body))
+    }
+
+    /// Assert the error shape `{"error": {"code", "message"}}` (nothing
+    /// else) and a non-2xx status; return the code.
+    pub fn error_code(&self) -> String {
+        assert!(
+            !(200..300).contains(&self.status),
+            "expected an error, got {} {}",
+            self.status,
+            self.body
+        );
+        let v = self.json();
+        let obj = v.as_object().expect("error body is an object");
+        assert_eq!(obj.len(), 1, "only \"error\" at top level: {}", self.body);
+        let err = obj["error"].as_object().expect("\"error\" is an object");
+        assert_eq!(err.len(), 2, "code and message only: {}", self.body);
+        let code = err["code"].as_str().expect("code is a string").to_string();
+        let message = err["message"].as_str().expect("message is a string");
+        assert!(!message.trim().is_empty(), "empty message: {}", self.body);
+        code
+    }
+
+    /// Assert this is error `code` with HTTP status `status`.
+    pub fn expect_error(&self, status: u16, code: &str) {
+        let got = self.error_code();
+        assert_eq!(
+            (self.status, got.as_str()),
+            (status, code),
+            "wrong error: {}",
+            self.body
+        );
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Connect with bounded timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(READ_TIMEOUT))
+        .expect("read timeout");
+    s.set_write_timeout(Some(READ_TIMEOUT))
+        .expect("write timeout");
+    s
+}
+
+/// The request head for `method path` with a `Content-Length` body.
+pub fn head(method: &str, path: &str, body_len: Option<usize>) -> String {
+    let mut h = format!("{method} {path} HTTP/1.1\r\nHost: device\r\nConnection: close\r\n");
+    if let Some(n) = body_len {
+        h.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {n}\r\n"
+        ));
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// One request, `Connection: close`, body with `Content-Length`.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> Resp {
+    let h = head(method, path, body.map(<[u8]>::len));
+    raw(addr, h.as_bytes(), body.unwrap_or_default())
+}
+
+/// Send `head` then `body` (from another thread, so a server that answers
+/// before reading everything cannot deadlock us) and read the reply.
+pub fn raw(addr: SocketAddr, head: &[u8], body: &[u8]) -> Resp {
+    let mut s = connect(addr);
+    s.write_all(head).expect("write request head");
+    let writer = if body.is_empty() {
+        None
+    } else {
+        let mut w = s.try_clone().expect("clone socket");
+        let body = body.to_vec();
+        // The server may answer and close before reading it all: ignore
+        // write errors, the reply says what happened.
+        Some(std::thread::spawn(move || {
+            let _ = w.write_all(&body);
+        }))
+    };
+    let resp = read_response(&mut s);
+    if let Some(w) = writer {
+        // The socket is closed by then, or the write timeout ends it.
+        let _ = w.join();
+    }
+    resp
+}
+
+/// Read one HTTP/1.1 response (Content-Length, chunked, or to EOF).
+pub fn read_response(s: &mut TcpStream) -> Resp {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => panic!(
+                "connection closed before a full reply head: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!(
+                "reading the reply head: {e} (after {:?})",
+                String::from_utf8_lossy(&buf)
+            ),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut rest = buf[head_end + 4..].to_vec();
+    let mut more = |rest: &mut Vec<u8>| -> bool {
+        match s.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                rest.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) => panic!("reading the reply body: {e}"),
+        }
+    };
+    let body = if let Some(len) = get("Content-Length") {
+        let len: usize = len.parse().expect("Content-Length");
+        while rest.len() < len {
+            assert!(more(&mut rest), "reply body cut short");
+        }
+        rest.truncate(len);
+        rest
+    } else if get("Transfer-Encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&rest[pos..], b"\r\n") {
+                    break pos + i;
+                }
+                assert!(more(&mut rest), "chunked reply cut short");
+            };
+            let size_text = String::from_utf8_lossy(&rest[pos..line_end]).to_string();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+            pos = line_end + 2;
+            if size == 0 {
+                break;
+            }
+            while rest.len() < pos + size + 2 {
+                assert!(more(&mut rest), "chunked reply cut short");
+            }
+            out.extend_from_slice(&rest[pos..pos + size]);
+            pos += size + 2;
+        }
+        out
+    } else {
+        while more(&mut rest) {}
+        rest
+    };
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("reply body is UTF-8"),
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// ------------------------------------------------------------- devices ---
+
+/// Run `otc-device` commands in this process (so pad creation and import
+/// are audited exactly as on a real device).
+pub fn otc(data: &Path, args: &[&str]) {
+    use clap::Parser;
+    let mut argv = vec!["otc-device", "--data"];
+    let d = data.to_str().expect("utf-8 path");
+    argv.push(d);
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    otc_device::cli::run(cli).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+}
+
+/// A pad between Alice and Bob: Alice's name for Bob, Bob's name for
+/// Alice, the format and the size.
+#[derive(Clone, Copy, Debug)]
+pub struct PadSpec {
+    pub at_alice: &'static str,
+    pub at_bob: &'static str,
+    pub format: Format,
+    pub size: u64,
+}
+
+pub const fn pad(
+    at_alice: &'static str,
+    at_bob: &'static str,
+    format: Format,
+    size: u64,
+) -> PadSpec {
+    PadSpec {
+        at_alice,
+        at_bob,
+        format,
+        size,
+    }
+}
+
+/// Two data directories, Alice's and Bob's, with owners and the given
+/// pads (Alice made them, Bob imported them), not yet running.
+pub struct Dirs {
+    pub root: tempfile::TempDir,
+    pub alice: PathBuf,
+    pub bob: PathBuf,
+}
+
+pub fn dirs(pads: &[PadSpec]) -> Dirs {
+    let root = tempfile::tempdir().expect("tempdir");
+    let alice = root.path().join("alice");
+    let bob = root.path().join("bob");
+    otc(&alice, &["init", "--owner", "Alice"]);
+    otc(&bob, &["init", "--owner", "Bob"]);
+    for p in pads {
+        let export = root.path().join(format!("{}.otcpad", p.at_alice));
+        let export_s = export.to_str().expect("utf-8 path");
+        let size = p.size.to_string();
+        let format = p.format.to_string();
+        otc(
+            &alice,
+            &[
+                "pad",
+                "new",
+                "--contact",
+                p.at_alice,
+                "--size",
+                &size,
+                "--format",
+                &format,
+                "--export",
+                export_s,
+            ],
+        );
+        otc(&bob, &["pad", "import", export_s, "--contact", p.at_bob]);
+        std::fs::remove_file(&export).expect("remove export");
+    }
+    Dirs { root, alice, bob }
+}
+
+/// A device running on a data directory.
+pub struct Dev {
+    pub dir: PathBuf,
+    pub owner: String,
+    pub limits: Limits,
+    pub clock: FakeClock,
+    pub script: TouchScript,
+    pub trace: TraceHandle,
+    pub addr: SocketAddr,
+    running: Option<Running>,
+}
+
+/// UI settings for tests: taps count at once (the arm delay is the UI's
+/// own business, tested in otc-ui).
+pub fn ui_config() -> UiConfig {
+    UiConfig {
+        arm_delay: Duration::ZERO,
+        ..Default::default()
+    }
+}
+
+impl Dev {
+    /// Start a device on `dir` on 127.0.0.1:0.
+    pub fn start(dir: &Path, owner: &str, limits: Limits) -> Dev {
+        let clock = FakeClock::new();
+        let (display, _screen) = MemoryDisplay::new(800, 480);
+        let (touch, script) = ScriptedTouch::new();
+        let running = device::start(
+            dir,
+            StartOptions {
+                owner: owner.to_string(),
+                bind: Bind::Loopback(SocketAddr::from(([127, 0, 0, 1], 0))),
+                prompt_timeout: PROMPT_TIMEOUT,
+                limits: limits.clone(),
+                ui: ui_config(),
+            },
+            Box::new(display),
+            Some(Box::new(touch)),
+            Arc::new(clock.clone()),
+            Box::new(|| WALL),
+        )
+        .unwrap_or_else(|e| panic!("start the device on {}: {e}", dir.display()));
+        let dev = Dev {
+            dir: dir.to_path_buf(),
+            owner: owner.to_string(),
+            limits,
+            clock,
+            script,
+            trace: running.ui.trace.clone(),
+            addr: running.addr,
+            running: Some(running),
+        };
+        dev.wait_screen("the home screen after start", |t| t.screen == "home");
+        dev
+    }
+
+    /// Stop the device (closes its store cleanly).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().expect("stop the device");
+        }
+    }
+
+    /// Stop and start again on the same directory (a fresh fake clock).
+    pub fn restart(mut self) -> Dev {
+        self.shutdown();
+        Dev::start(&self.dir.clone(), &self.owner.clone(), self.limits.clone())
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
+    }
+
+    /// What the screen shows now.
+    pub fn screen(&self) -> ScreenTrace {
+        self.trace.get()
+    }
+
+    /// Wait until the screen matches `pred`; returns that trace.
+    pub fn wait_screen(&self, what: &str, pred: impl Fn(&ScreenTrace) -> bool) -> ScreenTrace {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let t = self.trace.get();
+            if pred(&t) {
+                return t;
+            }
+            if Instant::now() >= deadline {
+                panic!("gave up after {WAIT:?} waiting for {what}; the screen shows {t:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Wait for a prompt (`confirm-seal` or `confirm-open`) with its buttons.
+    pub fn wait_prompt(&self, screen: &str) -> ScreenTrace {
+        self.wait_screen(&format!("the {screen} prompt"), |t| {
+            t.screen == screen && t.button("approve").is_some() && t.button("reject").is_some()
+        })
+    }
+
+    /// Wait until no prompt is on screen.
+    pub fn wait_no_prompt(&self) -> ScreenTrace {
+        self.wait_screen("the prompt to leave the screen", |t| {
+            !t.screen.starts_with("confirm-")
+        })
+    }
+
+    /// Tap the button `id` of the current screen.
+    pub fn tap(&self, id: &str) {
+        let t = self.trace.get();
+        let b = t
+            .button(id)
+            .unwrap_or_else(|| panic!("no button {id:?} on screen: {t:#?}"));
+        self.script.tap_button(b);
+    }
+
+    /// Send a request from another thread (it may wait on a prompt).
+    pub fn spawn(&self, method: &str, path: &str, body: Value) -> JoinHandle<Resp> {
+        let addr = self.addr;
+        let (method, path) = (method.to_string(), path.to_string());
+        std::thread::spawn(move || {
+            let body = serde_json::to_vec(&body).expect("json");
+            request(addr, &method, &path, Some(&body))
+        })
+    }
+
+    /// Send a request that shows `prompt`, and answer it with `button`
+    /// ("approve" or "reject"). Returns the reply and the prompt's trace.
+    pub fn answered(
+        &self,
+        path: &str,
+        body: Value,
+        prompt: &str,
+        button: &str,
+    ) -> (Resp, ScreenTrace) {
+        let h = self.spawn("POST", path, body);
+        let shown = self.wait_prompt(prompt);
+        self.tap(button);
+        let resp = h.join().expect("request thread");
+        self.wait_no_prompt();
+        (resp, shown)
+    }
+
+    /// Seal `message` for `to`, approved on the screen.
+    pub fn seal(&self, to: &str, message: &str) -> (Resp, ScreenTrace) {
+        self.answered(
+            "/v1/package",
+            serde_json::json!({"to": to, "message": message}),
+            "confirm-seal",
+            "approve",
+        )
+    }
+
+    /// Open `package` from `from`, approved on the screen.
+    pub fn open(&self, from: &str, package: &str) -> (Resp, ScreenTrace) {
+        self.answered(
+            "/v1/unpackage",
+            serde_json::json!({"from": from, "package": package}),
+            "confirm-open",
+            "approve",
+        )
+    }
+
+    /// A request that must not show a prompt: with the fake clock frozen,
+    /// one that did would hang until the client's read timeout.
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        let body = serde_json::to_vec(body).expect("json");
+        request(self.addr, "POST", path, Some(&body))
+    }
+
+    pub fn post_bytes(&self, path: &str, body: &[u8]) -> Resp {
+        request(self.addr, "POST", path, Some(body))
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        request(self.addr, "GET", path, None)
+    }
+
+    /// `GET /v1/contacts`.
+    pub fn contacts(&self) -> Vec<ContactInfo> {
+        self.get("/v1/contacts").ok::<ContactsResponse>().contacts
+    }
+
+    pub fn contact(&self, name: &str) -> ContactInfo {
+        self.contacts()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no contact {name:?} in /v1/contacts"))
+    }
+
+    /// The audit event kinds so far.
+    pub fn audit_kinds(&self) -> Vec<String> {
+        audit_kinds(&self.dir)
+    }
+
+    /// Wait until the audit log has an event of `kind` (events are written
+    /// just after the screen changes).
+    pub fn wait_audit(&self, kind: &str) -> Vec<String> {
+        wait_until(&format!("an audit event {kind:?}"), || {
+            let k = self.audit_kinds();
+            k.iter().any(|x| x == kind).then_some(k)
+        })
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            // A failed test must not hang in drop; errors do not matter here.
+            let _ = r.stop();
+        }
+    }
+}
+
+/// The kinds of the audit log's entries, in order.
+pub fn audit_kinds(dir: &Path) -> Vec<String> {
+    audit::check(dir)
+        .expect("read the audit log")
+        .entries
+        .iter()
+        .map(|e| kind(&e.event))
+        .collect()
+}
+
+/// The `kind` tag of an event as written in the log.
+pub fn kind(e: &audit::Event) -> String {
+    serde_json::to_value(e).expect("event json")["kind"]
+        .as_str()
+        .expect("kind")
+        .to_string()
+}
+
+/// Limits for tests: the defaults unless a test says otherwise.
+pub fn limits() -> Limits {
+    Limits::default()
+}

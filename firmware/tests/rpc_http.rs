@@ -1,0 +1,779 @@
+//! Issue #4, "Prove": the running device over real HTTP. Two devices
+//! (Alice and Bob, each its own data directory and one side of each pad)
+//! run `device::start` on 127.0.0.1:0 with a memory display, a scripted
+//! touch source that taps Approve/Reject on the real UI, and a fake clock.
+
+mod common;
+
+use common::device::*;
+use otc_device::audit;
+use otc_proto::Format;
+use otc_proto::b64;
+use otc_proto::rpc::{PackageResponse, StatusResponse, UnpackageResponse, Warning};
+use serde_json::json;
+use std::time::Duration;
+
+const SIZE: u64 = 16 * 1024;
+
+#[test]
+fn seal_and_open_round_trip_between_two_devices() {
+    let d = dirs(&[
+        pad("bob", "alice", Format::V2, SIZE),
+        pad("bob-v1", "alice-v1", Format::V1, SIZE),
+    ]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let status: StatusResponse = alice.get("/v1/status").ok();
+    assert_eq!(
+        (status.owner.as_str(), status.contacts, status.busy),
+        ("Alice", 2, false)
+    );
+
+    for (to_bob, to_alice, format) in [
+        ("bob", "alice", Format::V2),
+        ("bob-v1", "alice-v1", Format::V1),
+    ] {
+        // Alice -> Bob, text.
+        let a0 = alice.contact(to_bob);
+        let b0 = bob.contact(to_alice);
+        assert_eq!(a0.format, format);
+        assert_eq!((a0.send_left, a0.receive_left), (SIZE / 2, SIZE / 2));
+        let text = "Hello Bob, this is Alice. ✓";
+        let (r, prompt) = alice.seal(to_bob, text);
+        let sealed: PackageResponse = r.ok();
+        let cost = format.pad_cost(text.len()) as u64;
+        assert_eq!(
+            sealed.pad_left,
+            a0.send_left - cost,
+            "{format}: pad_left shrinks by the cost"
+        );
+        assert_eq!(
+            alice.contact(to_bob).send_left,
+            sealed.pad_left,
+            "/v1/contacts agrees"
+        );
+        assert_eq!(alice.contact(to_bob).receive_left, a0.receive_left);
+        // The prompt said who, what and what it costs, from the device's state.
+        assert!(prompt.has_text("Encrypt a message?"), "{prompt:#?}");
+        assert!(prompt.has_text(to_bob), "{prompt:#?}");
+        let package = b64::decode(&sealed.package).unwrap();
+        assert_eq!(package.len(), format.package_len(text.len()));
+
+        let (r, prompt) = bob.open(to_alice, &sealed.package);
+        let opened: UnpackageResponse = r.ok();
+        assert_eq!(opened.message.as_deref(), Some(text));
+        assert_eq!(opened.message_b64, b64::encode(text.as_bytes()));
+        assert!(opened.warnings.is_empty());
+        assert!(
+            prompt.has_text("Decrypt a message?") && prompt.has_text(to_alice),
+            "{prompt:#?}"
+        );
+        let b1 = bob.contact(to_alice);
+        assert_eq!(
+            b1.receive_left,
+            b0.receive_left - cost,
+            "{format}: receive_left shrinks"
+        );
+        assert_eq!(
+            b1.send_left, b0.send_left,
+            "opening does not touch the send region"
+        );
+
+        // Bob -> Alice, binary (not UTF-8).
+        let bytes: Vec<u8> = (0..=255u8).rev().chain([0xff, 0xfe, 0x00]).collect();
+        let (r, _) = bob.answered(
+            "/v1/package",
+            json!({"to": to_alice, "message_b64": b64::encode(&bytes)}),
+            "confirm-seal",
+            "approve",
+        );
+        let sealed: PackageResponse = r.ok();
+        let cost = format.pad_cost(bytes.len()) as u64;
+        assert_eq!(sealed.pad_left, b1.send_left - cost);
+        assert_eq!(bob.contact(to_alice).send_left, sealed.pad_left);
+        let a1 = alice.contact(to_bob);
+        let (r, _) = alice.open(to_bob, &sealed.package);
+        let opened: UnpackageResponse = r.ok();
+        assert_eq!(opened.message, None, "not UTF-8: no text");
+        assert_eq!(b64::decode(&opened.message_b64).unwrap(), bytes);
+        assert_eq!(alice.contact(to_bob).receive_left, a1.receive_left - cost);
+    }
+    alice.stop();
+    bob.stop();
+    for dir in [&d.alice, &d.bob] {
+        let c = audit::check(dir).unwrap();
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+    }
+}
+
+/// Everything a contact's pad state shows over RPC and in the store.
+fn state(dev: &Dev, contact: &str) -> (otc_proto::rpc::ContactInfo, otc_device::pad::ContactMeta) {
+    let meta = dev.running().device.store().meta(contact).expect("meta");
+    (dev.contact(contact), meta)
+}
+
+#[test]
+fn error_codes_that_need_no_prompt() {
+    let d = dirs(&[
+        pad("bob", "alice", Format::V2, SIZE),
+        pad("tiny", "alice-tiny", Format::V2, 256),
+    ]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let before = state(&alice, "bob");
+
+    // bad_request: not JSON, and a request the endpoint cannot parse.
+    alice
+        .post_bytes("/v1/package", b"{not json")
+        .expect_error(400, "bad_request");
+    alice
+        .post("/v1/package", &json!({"to": "bob"}))
+        .expect_error(400, "bad_request");
+    // unknown_contact, both ways.
+    alice
+        .post("/v1/package", &json!({"to": "carol", "message": "hi"}))
+        .expect_error(404, "unknown_contact");
+    alice
+        .post(
+            "/v1/unpackage",
+            &json!({"from": "carol", "package": b64::encode(&[2u8; 40])}),
+        )
+        .expect_error(404, "unknown_contact");
+    // too_large: over the message limit ...
+    let big = "x".repeat(alice.limits.max_message_bytes + 1);
+    alice
+        .post("/v1/package", &json!({"to": "bob", "message": big}))
+        .expect_error(413, "too_large");
+    // ... and bigger than the pad left (8 KiB to send with).
+    let r = alice.post(
+        "/v1/package",
+        &json!({"to": "bob", "message": "y".repeat(SIZE as usize / 2)}),
+    );
+    r.expect_error(413, "too_large");
+    assert!(
+        r.body.contains(&format!("{}", SIZE / 2)),
+        "says how much is left: {}",
+        r.body
+    );
+    // bad_package: garbage, and a package that does not verify's cousin
+    // (too short to be one).
+    alice
+        .post(
+            "/v1/unpackage",
+            &json!({"from": "bob", "package": b64::encode(&[7u8; 60])}),
+        )
+        .expect_error(400, "bad_package");
+    alice
+        .post(
+            "/v1/unpackage",
+            &json!({"from": "bob", "package": b64::encode(&[2u8; 5])}),
+        )
+        .expect_error(400, "bad_package");
+    // not_found and method_not_allowed.
+    for path in ["/", "/v1", "/v1/nothing", "/v2/package", "/v1/contacts/bob"] {
+        request(alice.addr, "GET", path, None).expect_error(404, "not_found");
+    }
+    for (method, path) in [
+        ("GET", "/v1/package"),
+        ("PUT", "/v1/unpackage"),
+        ("POST", "/v1/contacts"),
+        ("DELETE", "/v1/status"),
+        ("DELETE", "/v1/cursor/relay1"),
+    ] {
+        request(alice.addr, method, path, Some(b"{}")).expect_error(405, "method_not_allowed");
+    }
+    assert_eq!(state(&alice, "bob"), before, "no error consumed anything");
+
+    // pad_exhausted: spend the tiny pad's 128 bytes (a 96-byte v2 message
+    // costs 128), then even an empty message finds nothing left.
+    let (r, _) = alice.seal("tiny", &"z".repeat(96));
+    assert_eq!(r.ok::<PackageResponse>().pad_left, 0);
+    let tiny = state(&alice, "tiny");
+    for m in ["", "a"] {
+        alice
+            .post("/v1/package", &json!({"to": "tiny", "message": m}))
+            .expect_error(410, "pad_exhausted");
+    }
+    assert_eq!(state(&alice, "tiny"), tiny);
+
+    // Cursors: the client's relay position, kept on the device.
+    assert_eq!(
+        alice.get("/v1/cursor/relay.example:443").json(),
+        json!({"cursor": 0})
+    );
+    request(
+        alice.addr,
+        "PUT",
+        "/v1/cursor/relay.example:443",
+        Some(br#"{"cursor": 42}"#),
+    )
+    .ok::<serde_json::Value>();
+    assert_eq!(
+        alice.get("/v1/cursor/relay.example:443").json(),
+        json!({"cursor": 42})
+    );
+    request(
+        alice.addr,
+        "PUT",
+        "/v1/cursor/a%2Fb",
+        Some(br#"{"cursor": 1}"#),
+    )
+    .expect_error(400, "bad_request");
+    request(
+        alice.addr,
+        "PUT",
+        "/v1/cursor/r",
+        Some(br#"{"cursor": -1}"#),
+    )
+    .expect_error(400, "bad_request");
+    let alice = alice.restart();
+    assert_eq!(
+        alice.get("/v1/cursor/relay.example:443").json(),
+        json!({"cursor": 42}),
+        "kept across restarts"
+    );
+
+    // The limit that was hit is in the audit log.
+    let kinds = alice.audit_kinds();
+    assert!(kinds.contains(&"limit_hit".to_string()), "{kinds:?}");
+    for k in ["approved", "rejected", "timed_out", "cancelled"] {
+        assert_eq!(
+            kinds.iter().filter(|x| *x == k).count(),
+            usize::from(k == "approved"),
+            "{kinds:?}"
+        );
+    }
+}
+
+#[test]
+fn reject_consumes_nothing() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let a0 = state(&alice, "bob");
+    let (r, prompt) = alice.answered(
+        "/v1/package",
+        json!({"to": "bob", "message": "no"}),
+        "confirm-seal",
+        "reject",
+    );
+    r.expect_error(403, "rejected");
+    assert!(prompt.has_text("Encrypt a message?"));
+    assert_eq!(state(&alice, "bob"), a0, "a rejected seal spends nothing");
+
+    let (r, _) = alice.seal("bob", "yes");
+    let package = r.ok::<PackageResponse>().package;
+    let b0 = state(&bob, "alice");
+    let (r, _) = bob.answered(
+        "/v1/unpackage",
+        json!({"from": "alice", "package": package}),
+        "confirm-open",
+        "reject",
+    );
+    r.expect_error(403, "rejected");
+    assert_eq!(state(&bob, "alice"), b0, "a rejected open spends nothing");
+    // ... so the same package still opens afterwards, without warnings.
+    let (r, _) = bob.open("alice", &package);
+    let opened: UnpackageResponse = r.ok();
+    assert_eq!(
+        (opened.message.as_deref(), opened.warnings.len()),
+        (Some("yes"), 0)
+    );
+    let kinds = alice.audit_kinds();
+    let tail: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .skip_while(|k| *k != "started")
+        .collect();
+    assert_eq!(tail, ["started", "rejected", "approved", "sealed"]);
+    let kinds = bob.wait_audit("opened");
+    let tail: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .skip_while(|k| *k != "started")
+        .collect();
+    assert_eq!(tail, ["started", "rejected", "approved", "opened"]);
+}
+
+#[test]
+fn a_prompt_times_out_on_the_fake_clock() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let a0 = state(&alice, "bob");
+    let pending = alice.spawn(
+        "POST",
+        "/v1/package",
+        json!({"to": "bob", "message": "late"}),
+    );
+    let shown = alice.wait_prompt("confirm-seal");
+    assert!(
+        shown.has_text("0:30"),
+        "the countdown starts at the timeout: {shown:#?}"
+    );
+    alice.clock.advance(PROMPT_TIMEOUT - Duration::from_secs(1));
+    alice.wait_screen("the countdown to reach 0:01", |t| t.has_text("0:01"));
+    let status: StatusResponse = alice.get("/v1/status").ok();
+    assert!(status.busy, "29 s is not yet the timeout");
+    assert!(!pending.is_finished(), "29 s is not yet the timeout");
+    alice.clock.advance(Duration::from_secs(2));
+    let r = pending.join().unwrap();
+    r.expect_error(408, "timeout");
+    let home = alice.wait_no_prompt();
+    assert_eq!(home.screen, "home");
+    assert_eq!(
+        state(&alice, "bob"),
+        a0,
+        "a timed-out prompt spends nothing"
+    );
+    assert!(!alice.get("/v1/status").ok::<StatusResponse>().busy);
+    alice.wait_audit("timed_out");
+    // The device takes the next request as usual.
+    let (r, _) = alice.seal("bob", "on time");
+    r.ok::<PackageResponse>();
+}
+
+#[test]
+fn a_second_request_while_a_prompt_is_up_is_busy() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let a0 = state(&alice, "bob");
+    let first = alice.spawn(
+        "POST",
+        "/v1/package",
+        json!({"to": "bob", "message": "first!"}),
+    );
+    let shown = alice.wait_prompt("confirm-seal");
+    for body in [
+        json!({"to": "bob", "message": "second, much longer message"}),
+        json!({"to": "bob", "message": "third"}),
+    ] {
+        alice.post("/v1/package", &body).expect_error(409, "busy");
+    }
+    alice
+        .post(
+            "/v1/unpackage",
+            &json!({"from": "bob", "package": b64::encode(&{
+                // v2, index 8192: inside Bob's region, so it gets as far as the prompt.
+                let mut p = vec![2u8, 0, 0x20, 0, 0, 0, 0];
+                p.extend([1u8; 30]);
+                p
+            })}),
+        )
+        .expect_error(409, "busy");
+    // Reads still work, and say busy.
+    assert!(alice.get("/v1/status").ok::<StatusResponse>().busy);
+    assert_eq!(state(&alice, "bob"), a0);
+    // The owner still sees the first prompt, unchanged.
+    assert_eq!(alice.screen().texts, shown.texts);
+    alice.tap("approve");
+    let sealed: PackageResponse = first.join().unwrap().ok();
+    assert_eq!(
+        sealed.pad_left,
+        a0.0.send_left - Format::V2.pad_cost(6) as u64
+    );
+    alice.wait_no_prompt();
+    assert!(!alice.get("/v1/status").ok::<StatusResponse>().busy);
+}
+
+#[test]
+fn overloaded_when_every_connection_is_in_use() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let one = otc_device::rpc::Limits {
+        max_connections: 1,
+        ..limits()
+    };
+    let alice = Dev::start(&d.alice, "Alice", one);
+    let held = alice.spawn(
+        "POST",
+        "/v1/package",
+        json!({"to": "bob", "message": "hold"}),
+    );
+    alice.wait_prompt("confirm-seal");
+    alice.get("/v1/status").expect_error(429, "overloaded");
+    alice
+        .post("/v1/package", &json!({"to": "bob", "message": "x"}))
+        .expect_error(429, "overloaded");
+    alice.tap("approve");
+    held.join().unwrap().ok::<PackageResponse>();
+    alice.wait_no_prompt();
+    // The slot is free again once the held request is answered.
+    wait_until("the connection slot to be free", || {
+        (alice.get("/v1/status").status == 200).then_some(())
+    });
+    let kinds = alice.audit_kinds();
+    assert!(kinds.contains(&"limit_hit".to_string()), "{kinds:?}");
+}
+
+#[test]
+fn repeated_failed_opens_lock_a_contact_out_until_the_clock_says() {
+    let d = dirs(&[
+        pad("bob", "alice", Format::V2, SIZE),
+        pad("carol", "alice-c", Format::V2, SIZE),
+    ]);
+    let three = otc_device::rpc::Limits {
+        lockout_failures: 3,
+        lockout_seconds: 300,
+        ..limits()
+    };
+    let alice = Dev::start(&d.alice, "Alice", three.clone());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let (r, _) = bob.seal("alice", "genuine");
+    let genuine = r.ok::<PackageResponse>().package;
+    let (r, _) = bob.seal("alice-c", "for carol's pad");
+    let carols = r.ok::<PackageResponse>().package;
+    // Failure 1: a forged package (right index, wrong tag) is shown, the
+    // owner approves, and it does not verify: bad_package, nothing used.
+    let mut forged = b64::decode(&genuine).unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let before = state(&alice, "bob");
+    let (r, _) = alice.open("bob", &b64::encode(&forged));
+    r.expect_error(400, "bad_package");
+    assert_eq!(
+        state(&alice, "bob").0,
+        before.0,
+        "a forged package spends no pad"
+    );
+    alice.wait_audit("integrity_failure");
+    // Failures 2 and 3: packages that cannot even be read.
+    for p in [vec![0u8; 3], vec![9u8; 40]] {
+        alice
+            .post(
+                "/v1/unpackage",
+                &json!({"from": "bob", "package": b64::encode(&p)}),
+            )
+            .expect_error(400, "bad_package");
+    }
+    // Locked: even the genuine package is refused, without a prompt.
+    let r = alice.post("/v1/unpackage", &json!({"from": "bob", "package": genuine}));
+    r.expect_error(429, "locked");
+    alice.wait_audit("locked_out");
+    // Only that contact.
+    let (r, _) = alice.open("carol", &carols);
+    assert_eq!(
+        r.ok::<UnpackageResponse>().message.as_deref(),
+        Some("for carol's pad")
+    );
+    // Still locked a second before the end ...
+    alice.clock.advance(Duration::from_secs(299));
+    alice
+        .post("/v1/unpackage", &json!({"from": "bob", "package": genuine}))
+        .expect_error(429, "locked");
+    // ... and open again after it.
+    alice.clock.advance(Duration::from_secs(2));
+    let (r, _) = alice.open("bob", &genuine);
+    assert_eq!(
+        r.ok::<UnpackageResponse>().message.as_deref(),
+        Some("genuine")
+    );
+    assert_eq!(
+        alice.contact("bob").receive_left,
+        before.0.receive_left - Format::V2.pad_cost(7) as u64
+    );
+}
+
+#[test]
+fn a_client_that_hangs_up_cancels_its_prompt() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let (r, _) = bob.seal("alice", "wait for it");
+    let package = r.ok::<PackageResponse>().package;
+    let a0 = state(&alice, "bob");
+    for (n, (path, body, prompt)) in [
+        (
+            "/v1/package",
+            json!({"to": "bob", "message": "never mind"}),
+            "confirm-seal",
+        ),
+        (
+            "/v1/unpackage",
+            json!({"from": "bob", "package": package}),
+            "confirm-open",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = serde_json::to_vec(&body).unwrap();
+        let mut s = connect(alice.addr);
+        std::io::Write::write_all(&mut s, head("POST", path, Some(body.len())).as_bytes()).unwrap();
+        std::io::Write::write_all(&mut s, &body).unwrap();
+        alice.wait_prompt(prompt);
+        drop(s);
+        let home = alice.wait_no_prompt();
+        assert_eq!(home.screen, "home", "the prompt left the screen");
+        wait_until("a cancelled audit event", || {
+            (alice
+                .audit_kinds()
+                .iter()
+                .filter(|k| *k == "cancelled")
+                .count()
+                == n + 1)
+                .then_some(())
+        });
+        assert_eq!(
+            state(&alice, "bob"),
+            a0,
+            "a cancelled {prompt} spends nothing"
+        );
+        assert!(!alice.get("/v1/status").ok::<StatusResponse>().busy);
+    }
+    // Nothing was used: the same package still opens, and seals go on.
+    let (r, _) = alice.open("bob", &package);
+    assert_eq!(
+        r.ok::<UnpackageResponse>().message.as_deref(),
+        Some("wait for it")
+    );
+    let (r, _) = alice.seal("bob", "now");
+    assert_eq!(
+        r.ok::<PackageResponse>().pad_left,
+        a0.0.send_left - Format::V2.pad_cost(3) as u64
+    );
+    let kinds = alice.audit_kinds();
+    let tail: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .skip_while(|k| *k != "started")
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "started",
+            "cancelled",
+            "cancelled",
+            "approved",
+            "opened",
+            "approved",
+            "sealed"
+        ]
+    );
+}
+
+#[test]
+fn replayed_and_skipped_packages() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let mut sent = Vec::new();
+    for m in ["message 1", "message 2", "message 3"] {
+        let (r, _) = bob.seal("alice", m);
+        sent.push(r.ok::<PackageResponse>().package);
+    }
+    let (r, shown) = alice.open("bob", &sent[0]);
+    let opened: UnpackageResponse = r.ok();
+    assert_eq!(
+        (opened.message.as_deref(), opened.warnings.len()),
+        (Some("message 1"), 0)
+    );
+    assert!(!shown.has_text("Skipped"), "{shown:#?}");
+
+    // Replay: refused before any prompt (the frozen clock would keep a
+    // prompt up forever), nothing used, and the owner is told.
+    let before = state(&alice, "bob");
+    alice
+        .post("/v1/unpackage", &json!({"from": "bob", "package": sent[0]}))
+        .expect_error(400, "bad_package");
+    assert_eq!(state(&alice, "bob"), before);
+    alice.wait_audit("replay");
+
+    // Message 3 before message 2: the prompt warns, the reply says so.
+    let (r, shown) = alice.open("bob", &sent[2]);
+    let opened: UnpackageResponse = r.ok();
+    assert_eq!(opened.message.as_deref(), Some("message 3"));
+    assert_eq!(opened.warnings, vec![Warning::Skipped]);
+    assert!(
+        shown.has_text("Skipped: 1 earlier message never arrived"),
+        "the open prompt shows the warning: {shown:#?}"
+    );
+    // Message 2 arrives late: it opens, without a warning.
+    let (r, shown) = alice.open("bob", &sent[1]);
+    let opened: UnpackageResponse = r.ok();
+    assert_eq!(
+        (opened.message.as_deref(), opened.warnings.len()),
+        (Some("message 2"), 0)
+    );
+    assert!(!shown.has_text("Skipped"), "{shown:#?}");
+    // And now every one of them is a replay.
+    for p in &sent {
+        alice
+            .post("/v1/unpackage", &json!({"from": "bob", "package": p}))
+            .expect_error(400, "bad_package");
+    }
+    alice.stop();
+    let kinds = audit_kinds(&d.alice);
+    let tail: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .skip_while(|k| *k != "started")
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "started", "approved", "opened", "replay", "approved", "skipped", "opened", "approved",
+            "opened", "replay", "replay", "replay",
+        ]
+    );
+}
+
+/// A session on Alice's device that leaves every kind of routine event.
+fn session(alice: &Dev, bob: &Dev) {
+    let (r, _) = alice.seal("bob", "SECRET-PLAINTEXT-1");
+    r.ok::<PackageResponse>();
+    let (r, _) = alice.answered(
+        "/v1/package",
+        json!({"to": "bob", "message": "no"}),
+        "confirm-seal",
+        "reject",
+    );
+    r.expect_error(403, "rejected");
+    let (r, _) = bob.seal("alice", "SECRET-PLAINTEXT-2");
+    let package = r.ok::<PackageResponse>().package;
+    let (r, _) = alice.open("bob", &package);
+    r.ok::<UnpackageResponse>();
+    alice
+        .post("/v1/unpackage", &json!({"from": "bob", "package": package}))
+        .expect_error(400, "bad_package");
+    let big = "x".repeat(alice.limits.max_message_bytes + 1);
+    alice
+        .post("/v1/package", &json!({"to": "bob", "message": big}))
+        .expect_error(413, "too_large");
+    let pending = alice.spawn(
+        "POST",
+        "/v1/package",
+        json!({"to": "bob", "message": "late"}),
+    );
+    alice.wait_prompt("confirm-seal");
+    alice.clock.advance(PROMPT_TIMEOUT + Duration::from_secs(1));
+    pending.join().unwrap().expect_error(408, "timeout");
+    alice.wait_no_prompt();
+}
+
+/// The home screen's alerts button: "Alerts (N)" counts unseen red alerts.
+fn alerts_label(t: &otc_ui::ScreenTrace) -> String {
+    t.button("alerts")
+        .map(|b| b.label.clone())
+        .unwrap_or_default()
+}
+
+const SESSION: [&str; 10] = [
+    "pad_created",
+    "started",
+    "approved",
+    "sealed",
+    "rejected",
+    "approved",
+    "opened",
+    "replay",
+    "limit_hit",
+    "timed_out",
+];
+
+#[test]
+fn the_audit_log_chains_a_session_and_shows_an_edit_at_the_next_start() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    session(&alice, &bob);
+    alice.stop();
+    let c = audit::check(&d.alice).unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    let kinds: Vec<String> = c.entries.iter().map(|e| kind(&e.event)).collect();
+    assert_eq!(kinds, SESSION);
+    assert_eq!(
+        c.entries[3].event,
+        audit::Event::Sealed {
+            contact: "bob".into(),
+            index: 0,
+            bytes: 18,
+            cost: 50
+        }
+    );
+    let log_path = d.alice.join("audit.log");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    for secret in ["SECRET-PLAINTEXT", "U0VDUkVU"] {
+        assert!(!text.contains(secret), "the audit log holds no plaintext");
+    }
+    // A clean log starts without alerts.
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let home = alice.screen();
+    assert!(
+        home.has_text("Alice") && alerts_label(&home) == "Alerts",
+        "{home:#?}"
+    );
+    alice.stop();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+
+    // Edit one entry: 18 bytes sealed becomes 17.
+    let edited = text.replacen("\"bytes\":18", "\"bytes\":17", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&log_path, &edited).unwrap();
+    let c = audit::check(&d.alice).unwrap();
+    assert_eq!(c.problems, vec![audit::Integrity::Broken { seq: 3 }]);
+
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let home = alice.wait_screen("a red alert count on the home screen", |t| {
+        alerts_label(t) == "Alerts (1)"
+    });
+    assert_eq!(home.screen, "home");
+    alice.tap("alerts");
+    let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
+    assert!(
+        alerts.has_text("AUDIT LOG DAMAGED: audit log entry 3 was altered"),
+        "{alerts:#?}"
+    );
+    // Seen: the count goes away, the finding stays in the log.
+    alice.tap("back");
+    alice.wait_screen("home without an alert count", |t| {
+        t.screen == "home" && alerts_label(t) == "Alerts"
+    });
+    alice.stop();
+    let c = audit::check(&d.alice).unwrap();
+    assert_eq!(
+        c.problems,
+        vec![audit::Integrity::Broken { seq: 3 }],
+        "still reported"
+    );
+    let kinds: Vec<String> = c.entries.iter().map(|e| kind(&e.event)).collect();
+    assert_eq!(
+        &kinds[SESSION.len()..],
+        ["started", "tamper_detected", "started"]
+    );
+    drop(bob);
+}
+
+#[test]
+fn cutting_entries_off_the_audit_log_is_an_alert_at_the_next_start() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    session(&alice, &bob);
+    alice.stop();
+    let log_path = d.alice.join("audit.log");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), SESSION.len());
+    std::fs::write(&log_path, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    let c = audit::check(&d.alice).unwrap();
+    assert_eq!(
+        c.problems,
+        vec![audit::Integrity::Truncated {
+            expected: SESSION.len() as u64,
+            found: SESSION.len() as u64 - 2
+        }]
+    );
+
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    alice.wait_screen("a red alert count on the home screen", |t| {
+        alerts_label(t) == "Alerts (1)"
+    });
+    alice.tap("alerts");
+    let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
+    assert!(
+        alerts.has_text("AUDIT LOG DAMAGED: audit log was cut short: 8 entries, 10 expected"),
+        "{alerts:#?}"
+    );
+    alice.stop();
+    let kinds = audit_kinds(&d.alice);
+    assert_eq!(&kinds[SESSION.len() - 2..], ["tamper_detected", "started"]);
+    drop(bob);
+}
