@@ -5,8 +5,9 @@
 //! `hash = SHA-256(prev_hash_bytes || seq_le || time_le || event_json)` and
 //! the first entry's `prev` is 32 zero bytes. Editing any entry breaks the
 //! chain from there on. Cutting entries off the end leaves a valid chain, so
-//! the newest `(seq, hash)` is also kept in `DIR/audit.head`; a log shorter
-//! than its head, or a head that disagrees, is truncation. Both findings are
+//! a recent `(seq, hash)` is also kept in `DIR/audit.head`; a log shorter
+//! than its head, or a head that disagrees with the entry it names, is
+//! truncation or tampering. Both findings are
 //! reported by [`AuditLog::open`] as [`Integrity`] problems, shown on the
 //! device's alerts screen, and the log is then continued from what is there
 //! (with a `TamperDetected` entry), never silently repaired.
@@ -16,16 +17,30 @@
 //! every later hash. Someone who owns the SD card can rewrite the whole
 //! chain; the log is tamper-evident for the owner, not proof for others.
 //!
-//! Every append is written with `O_APPEND` and `fdatasync`ed before
-//! `append` returns; the head file is replaced atomically (write, fsync,
-//! rename, fsync of the directory).
+//! Durability is grouped, like a database's group commit: every entry is
+//! written at once (`O_APPEND`), but routine entries (approve, reject,
+//! seal, open, ...) are made durable by [`AuditLog::flush`], which the
+//! running device calls every [`FLUSH_INTERVAL`] and at stop; severe
+//! entries (tamper, integrity failure, replay, burn, lockout, limits, pad
+//! creation/import/removal, start) are flushed before `append` returns. A
+//! flush `fdatasync`s the log, then rewrites the head in place (fixed
+//! width) and syncs it, so the head never names an entry that is not
+//! durable. A power cut may lose routine entries of the last interval;
+//! it can never make the pad store reuse a byte (the store's own cursor is
+//! durable before any package leaves), and it never loses a severe entry.
+//! The head may lag the log by that interval, so cutting off entries newer
+//! than the head is not detected; anything at or before it is.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the running device makes routine entries durable.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What happened. Names and numbers only: never pad bytes or plaintext.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +108,21 @@ pub enum Event {
     Started { version: String },
 }
 
+impl Event {
+    /// Severe events are made durable before `append` returns.
+    pub fn is_severe(&self) -> bool {
+        !matches!(
+            self,
+            Event::Approved { .. }
+                | Event::Rejected { .. }
+                | Event::TimedOut { .. }
+                | Event::Cancelled { .. }
+                | Event::Sealed { .. }
+                | Event::Opened { .. }
+        )
+    }
+}
+
 /// One line of the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +141,8 @@ pub enum Integrity {
     Unreadable { line: u64 },
     /// Entry `seq` does not chain to the one before it, or its hash is wrong.
     Broken { seq: u64 },
-    /// The log ends at `found` entries but the head says `expected`.
+    /// The log ends at `found` entries but the head says `expected`
+    /// (at least).
     Truncated { expected: u64, found: u64 },
     /// The head file is missing, unreadable or names another hash.
     HeadMismatch,
@@ -207,7 +238,10 @@ pub fn check(dir: &Path) -> Result<Checked, AuditError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(&log_path)(e)),
     }
-    let head = std::fs::read_to_string(&head_path).ok();
+    // A head that was created but never written counts as absent.
+    let head = std::fs::read_to_string(&head_path)
+        .ok()
+        .filter(|h| !h.trim().is_empty());
     let last = out.entries.last();
     match (head.as_deref().and_then(parse_head), last) {
         (None, None) if head.is_none() => {}
@@ -217,7 +251,9 @@ pub fn check(dir: &Path) -> Result<Checked, AuditError> {
                     expected: seq + 1,
                     found: out.entries.len() as u64,
                 });
-            } else if seq < last.seq || hash != last.hash {
+            } else if out.entries.get(seq as usize).is_none_or(|e| e.hash != hash) {
+                // The head may lag the log (group commit), but the entry it
+                // names must be there, unchanged.
                 out.problems.push(Integrity::HeadMismatch);
             }
         }
@@ -243,8 +279,11 @@ fn decode32(s: &str) -> Option<[u8; 32]> {
 pub struct AuditLog {
     dir: PathBuf,
     file: File,
+    head: File,
     next_seq: u64,
     prev: [u8; 32],
+    /// Entries written since the last flush.
+    dirty: bool,
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -274,6 +313,14 @@ impl AuditLog {
             .append(true)
             .open(&log_path)
             .map_err(io(&log_path))?;
+        let head_path = dir.join("audit.head");
+        let head = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&head_path)
+            .map_err(io(&head_path))?;
         let (next_seq, prev) = match checked.entries.last() {
             Some(e) => (e.seq + 1, decode32(&e.hash).unwrap_or(GENESIS)),
             None => (0, GENESIS),
@@ -281,8 +328,10 @@ impl AuditLog {
         let mut log = AuditLog {
             dir: dir.to_path_buf(),
             file,
+            head,
             next_seq,
             prev,
+            dirty: false,
             clock,
         };
         if !checked.problems.is_empty() {
@@ -305,8 +354,10 @@ impl AuditLog {
         Ok((log, checked.problems))
     }
 
-    /// Append one event durably (fdatasync before returning).
+    /// Append one event. Severe events are durable when this returns;
+    /// routine ones after the next [`flush`](Self::flush).
     pub fn append(&mut self, event: Event) -> Result<Entry, AuditError> {
+        let severe = event.is_severe();
         let time = (self.clock)();
         let hash = chain_hash(&self.prev, self.next_seq, time, &event);
         let entry = Entry {
@@ -320,24 +371,33 @@ impl AuditLog {
         let mut line = serde_json::to_vec(&entry).unwrap_or_default();
         line.push(b'\n');
         self.file.write_all(&line).map_err(io(&log_path))?;
-        self.file.sync_data().map_err(io(&log_path))?;
-        self.write_head(entry.seq, &entry.hash)?;
         self.next_seq += 1;
         self.prev = hash;
+        self.dirty = true;
+        if severe {
+            self.flush()?;
+        }
         Ok(entry)
     }
 
-    fn write_head(&self, seq: u64, hash: &str) -> Result<(), AuditError> {
-        let head = self.dir.join("audit.head");
-        let tmp = self.dir.join("audit.head.tmp");
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(format!("{seq} {hash}\n").as_bytes())
-            .map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &head).map_err(io(&head))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+    /// Make every entry written so far durable: fdatasync the log, then
+    /// point the head at the newest entry (rewritten in place at a fixed
+    /// width, so it is never half a line) and sync it.
+    pub fn flush(&mut self) -> Result<(), AuditError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let log_path = self.dir.join("audit.log");
+        self.file.sync_data().map_err(io(&log_path))?;
+        let head_path = self.dir.join("audit.head");
+        let seq = self.next_seq - 1;
+        let line = format!("{seq:020} {}\n", hex::encode(self.prev));
+        self.head
+            .write_all_at(line.as_bytes(), 0)
+            .and_then(|_| self.head.set_len(line.len() as u64))
+            .and_then(|_| self.head.sync_data())
+            .map_err(io(&head_path))?;
+        self.dirty = false;
         Ok(())
     }
 
@@ -349,6 +409,14 @@ impl AuditLog {
     /// True when nothing was ever logged.
     pub fn is_empty(&self) -> bool {
         self.next_seq == 0
+    }
+}
+
+impl Drop for AuditLog {
+    /// A clean close makes everything durable; errors here can only be
+    /// ignored (the next start checks the chain).
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
@@ -442,6 +510,64 @@ mod tests {
                 found: 0
             }]
         );
+    }
+
+    #[test]
+    fn routine_entries_wait_for_flush_severe_ones_do_not() {
+        let d = tempfile::tempdir().unwrap();
+        let head = || std::fs::read_to_string(d.path().join("audit.head")).unwrap();
+        let (mut log, _) = AuditLog::open(d.path()).unwrap();
+        log.append(Event::Started {
+            version: "test".into(),
+        })
+        .unwrap();
+        assert!(head().starts_with("00000000000000000000 "), "{}", head());
+        log.append(ev(0)).unwrap();
+        assert!(
+            head().starts_with("00000000000000000000 "),
+            "a routine entry does not move the head"
+        );
+        assert!(check(d.path()).unwrap().problems.is_empty());
+        log.append(Event::Replay {
+            contact: "bob".into(),
+            index: 7,
+        })
+        .unwrap();
+        assert!(head().starts_with("00000000000000000002 "), "{}", head());
+        log.append(ev(2)).unwrap();
+        // The head lags the log by the unflushed entry: that is not damage.
+        assert!(check(d.path()).unwrap().problems.is_empty());
+        log.flush().unwrap();
+        assert!(head().starts_with("00000000000000000003 "), "{}", head());
+        assert_eq!(head().len(), 20 + 1 + 64 + 1);
+        drop(log);
+        let (log, problems) = AuditLog::open(d.path()).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(log.len(), 4);
+    }
+
+    #[test]
+    fn a_head_naming_an_altered_entry_is_a_mismatch() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 3);
+        // Replace the last entry with a validly chained different one:
+        // the chain is fine, but the head's hash no longer matches.
+        let p = d.path().join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut entries: Vec<Entry> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        entries[2].event = ev(42);
+        let prev = decode32(&entries[2].prev).unwrap();
+        entries[2].hash = hex::encode(chain_hash(&prev, 2, entries[2].time, &entries[2].event));
+        let out: Vec<String> = entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect();
+        std::fs::write(&p, out.join("\n") + "\n").unwrap();
+        let (_, problems) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(problems, vec![Integrity::HeadMismatch]);
     }
 
     #[test]

@@ -337,6 +337,7 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     rpc: Option<JoinHandle<std::io::Result<()>>>,
     events: Option<JoinHandle<()>>,
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -352,6 +353,10 @@ impl Running {
         if let Some(t) = self.events.take() {
             let _ = t.join();
         }
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
+        self.device.flush_audit();
         // Request threads that outlive the server hold the device; then the
         // store closes when the last one ends (its Drop syncs).
         if let Ok(device) = Arc::try_unwrap(self.device)
@@ -457,6 +462,18 @@ pub fn start(
             })
             .map_err(|e| Error::io("cannot start the UI event thread", e))?
     };
+    let flusher = {
+        let (device, stop) = (device.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("otc-audit-flush".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(crate::audit::FLUSH_INTERVAL);
+                    device.flush_audit();
+                }
+            })
+            .map_err(|e| Error::io("cannot start the audit flusher", e))?
+    };
     Ok(Running {
         device,
         ui,
@@ -464,6 +481,7 @@ pub fn start(
         stop,
         rpc: Some(rpc),
         events: Some(events),
+        flusher: Some(flusher),
     })
 }
 

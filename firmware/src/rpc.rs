@@ -284,6 +284,16 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         (self.notify)(Notice::Audit(event));
     }
 
+    /// Make routine audit entries durable (see [`crate::audit`]).
+    pub fn flush_audit(&self) {
+        if let Err(e) = lock(&self.audit).flush() {
+            (self.notify)(Notice::Failed {
+                contact: String::new(),
+                what: format!("audit log: {e}"),
+            });
+        }
+    }
+
     /// The whole protocol: `still_wanted` says whether the client is still
     /// connected (polled while a prompt waits).
     pub fn handle(
