@@ -226,6 +226,14 @@ fn error_reply(f: &Failure) -> Reply {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    // Request bodies are JSON objects. serde would also fill a struct from
+    // an array (`["bob", "hi"]`), so anything else is refused first.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(fail(
+            ErrorCode::BadRequest,
+            "invalid request body: expected a JSON object",
+        ));
+    }
     serde_json::from_slice(body)
         .map_err(|e| fail(ErrorCode::BadRequest, format!("invalid request body: {e}")))
 }
