@@ -667,17 +667,23 @@ where
         };
         if inflight.fetch_add(1, Ordering::AcqRel) >= device.limits.max_connections {
             inflight.fetch_sub(1, Ordering::AcqRel);
-            device.audit(Event::LimitHit {
-                limit: "max_connections".into(),
-                detail: format!("{} in flight", device.limits.max_connections),
+            // Answered off this loop: dropping a request makes tiny_http
+            // read the rest of its declared body, and a client that never
+            // sends it would stop the endpoint from accepting anything.
+            let device = device.clone();
+            std::thread::spawn(move || {
+                device.audit(Event::LimitHit {
+                    limit: "max_connections".into(),
+                    detail: format!("{} in flight", device.limits.max_connections),
+                });
+                respond(
+                    req,
+                    error_reply(&fail(
+                        ErrorCode::Overloaded,
+                        "the device is handling too many requests; try again shortly",
+                    )),
+                );
             });
-            respond(
-                req,
-                error_reply(&fail(
-                    ErrorCode::Overloaded,
-                    "the device is handling too many requests; try again shortly",
-                )),
-            );
             continue;
         }
         let device = device.clone();

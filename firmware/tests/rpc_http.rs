@@ -392,6 +392,15 @@ fn overloaded_when_every_connection_is_in_use() {
     alice
         .post("/v1/package", &json!({"to": "bob", "message": "x"}))
         .expect_error(429, "overloaded");
+    // A client that declares a body and never sends it is told the same,
+    // and does not stop the endpoint (it stays connected throughout).
+    let mut slow = connect(alice.addr);
+    std::io::Write::write_all(
+        &mut slow,
+        head("POST", "/v1/package", Some(2000)).as_bytes(),
+    )
+    .unwrap();
+    read_response(&mut slow).expect_error(429, "overloaded");
     alice.tap("approve");
     held.join().unwrap().ok::<PackageResponse>();
     alice.wait_no_prompt();
@@ -399,6 +408,9 @@ fn overloaded_when_every_connection_is_in_use() {
     wait_until("the connection slot to be free", || {
         (alice.get("/v1/status").status == 200).then_some(())
     });
+    let (r, _) = alice.seal("bob", "after");
+    r.ok::<PackageResponse>();
+    drop(slow);
     let kinds = alice.audit_kinds();
     assert!(kinds.contains(&"limit_hit".to_string()), "{kinds:?}");
 }
