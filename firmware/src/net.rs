@@ -151,6 +151,31 @@ pub fn peer_gone(local: SocketAddr, peer: SocketAddr) -> bool {
     state_in(&table, &proc_addr(local), &proc_addr(peer)) != Some(TCP_ESTABLISHED)
 }
 
+/// Our own socket for the connection `local`↔`peer`, found through the
+/// kernel's connection table (its inode) and `/proc/self/fd`. Used only to
+/// answer a request tiny_http cannot be allowed to drop (see
+/// `rpc::handle_http`).
+pub fn connection_fd(local: SocketAddr, peer: SocketAddr) -> Option<std::os::fd::RawFd> {
+    let file = match local {
+        SocketAddr::V4(_) => "/proc/net/tcp",
+        SocketAddr::V6(_) => "/proc/net/tcp6",
+    };
+    let table = std::fs::read_to_string(file).ok()?;
+    let (l, r) = (proc_addr(local), proc_addr(peer));
+    let inode = table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 9 && f[1] == l && f[2] == r).then(|| f[9].to_string())
+    })?;
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        let target = std::fs::read_link(e.path()).ok()?;
+        (target.to_str()? == want)
+            .then(|| e.file_name().to_str()?.parse().ok())
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +249,16 @@ mod tests {
         }
         assert!(peer_gone(local, peer));
         let _ = server_side.write(b"x");
+    }
+
+    #[test]
+    fn our_socket_for_a_connection_is_found() {
+        use std::os::fd::AsRawFd;
+        let listener = listen(&Bind::Loopback("127.0.0.1:0".parse().unwrap())).unwrap();
+        let local = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(local).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        assert_eq!(connection_fd(local, peer), Some(server_side.as_raw_fd()));
+        assert_eq!(connection_fd(local, "127.0.0.1:1".parse().unwrap()), None);
     }
 }

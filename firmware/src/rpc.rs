@@ -524,7 +524,13 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 contact: contact.clone(),
                 index: check.index,
             });
-            self.open_failed(&contact, None);
+            // Not a failed open for the lockout: a client re-fetching old
+            // packages from a relay is not guessing tags, and a replay is
+            // refused by range without touching pad bytes.
+            (self.notify)(Notice::Failed {
+                contact: contact.clone(),
+                what: "a replayed package was refused".into(),
+            });
             return Err(fail(ErrorCode::BadPackage, BAD_PACKAGE));
         }
         let skipped_bytes = check.warnings.iter().find_map(|w| match w {
@@ -557,6 +563,9 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 return Err(f);
             }
         };
+        // A genuine package from this contact: earlier failures no longer
+        // count towards a lockout.
+        lock(&self.lockouts).remove(&contact);
         if let Some(bytes) = skipped_bytes {
             self.audit(Event::Skipped {
                 contact: contact.clone(),
@@ -706,6 +715,42 @@ fn respond(req: tiny_http::Request, (status, body): Reply) {
     let _ = req.respond(resp);
 }
 
+/// Declared bodies above this are never left to tiny_http to drain.
+const UNDROPPABLE_BODY: usize = 16 * 1024 * 1024;
+
+/// Answer a request whose declared body is huge without dropping it.
+///
+/// tiny_http 0.12 drains an unread body when a request is dropped, and
+/// allocates the whole declared remainder for that at once: a declared
+/// terabyte aborts the process. So the reply is written straight to our
+/// socket (found in the kernel's table), the connection is shut down, and
+/// the request is deliberately leaked (a few hundred bytes and one
+/// shut-down descriptor per such request, which only a misbehaving client
+/// sends). If the socket cannot be found the client gets no answer, but the
+/// device lives on.
+fn refuse_undroppable(req: tiny_http::Request, local: SocketAddr, (status, body): Reply) {
+    use std::os::fd::BorrowedFd;
+    if let Some(fd) = req
+        .remote_addr()
+        .and_then(|peer| crate::net::connection_fd(local, *peer))
+    {
+        let head = format!(
+            "HTTP/1.1 {status} Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        // SAFETY: `fd` is this process's socket for the request, open for
+        // as long as `req` is alive, and `req` is never dropped below.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let _ = nix::unistd::write(fd, head.as_bytes());
+        let _ = nix::unistd::write(fd, body.as_bytes());
+        let _ = nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::sys::socket::Shutdown::Both,
+        );
+    }
+    std::mem::forget(req);
+}
+
 fn handle_http<S: Screen<Prompt = Request>>(
     device: &Device<S>,
     mut req: tiny_http::Request,
@@ -722,8 +767,11 @@ fn handle_http<S: Screen<Prompt = Request>>(
             format!("the request body is larger than {max} bytes"),
         ))
     };
-    if req.body_length().is_some_and(|n| n > max) {
+    if let Some(n) = req.body_length().filter(|n| *n > max) {
         let reply = too_large();
+        if n > UNDROPPABLE_BODY {
+            return refuse_undroppable(req, local, reply);
+        }
         return respond(req, reply);
     }
     let mut body = Vec::new();

@@ -627,6 +627,33 @@ fn replayed_and_skipped_packages() {
     );
 }
 
+#[test]
+fn replays_never_lock_a_contact_out() {
+    // A client re-fetching old packages from a relay is not guessing tags:
+    // more replays than the lockout limit still leave bob's new messages
+    // openable.
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let (r, _) = bob.seal("alice", "first");
+    let first = r.ok::<PackageResponse>().package;
+    let (r, _) = bob.seal("alice", "second");
+    let second = r.ok::<PackageResponse>().package;
+    alice.open("bob", &first).0.ok::<UnpackageResponse>();
+    for _ in 0..=limits().lockout_failures {
+        alice
+            .post("/v1/unpackage", &json!({"from": "bob", "package": first}))
+            .expect_error(400, "bad_package");
+    }
+    let (r, _) = alice.open("bob", &second);
+    assert_eq!(
+        r.ok::<UnpackageResponse>().message.as_deref(),
+        Some("second")
+    );
+    alice.stop();
+    bob.stop();
+}
+
 /// A session on Alice's device that leaves every kind of routine event.
 fn session(alice: &Dev, bob: &Dev) {
     let (r, _) = alice.seal("bob", "SECRET-PLAINTEXT-1");

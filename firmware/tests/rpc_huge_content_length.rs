@@ -1,17 +1,11 @@
 //! A request that declares an enormous body and does not send it.
 //!
-//! KNOWN BUG, not yet fixed: tiny_http 0.12 drains an unread request body
-//! when the request is dropped, and allocates the whole declared remainder
-//! for it at once (`vec![0; remaining]` in `EqualReader::drop`). The device
-//! answers 413 first, then the drop asks for a terabyte and the allocator
-//! aborts the whole process: one request from the untrusted client kills
-//! the device. The device cannot avoid the drop through tiny_http's API;
-//! the fix belongs in tiny_http (drain through a fixed buffer, upstream
-//! tiny-http/tiny-http#290), e.g. a patched copy under `[patch.crates-io]`.
-//!
-//! In its own test binary because today it aborts the process it runs in.
-//! Run it with `cargo test -p otc-device --features emulator,debug-cli
-//! --test rpc_huge_content_length -- --ignored` once tiny_http is fixed.
+//! tiny_http 0.12 drains an unread request body when the request is
+//! dropped, and allocates the whole declared remainder for it at once
+//! (`vec![0; remaining]` in `EqualReader::drop`): a declared terabyte would
+//! abort the device. `rpc::refuse_undroppable` answers such requests on the
+//! socket itself and never drops them. In its own test binary because, if
+//! that ever regresses, it aborts the process it runs in.
 
 mod common;
 
@@ -20,7 +14,6 @@ use otc_proto::Format;
 use otc_proto::rpc::StatusResponse;
 
 #[test]
-#[ignore = "aborts the process: tiny_http 0.12 allocates the declared Content-Length when dropping an unread body"]
 fn a_terabyte_content_length_is_too_large_and_the_device_lives_on() {
     let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
     let alice = Dev::start(&d.alice, "Alice", limits());
