@@ -546,26 +546,33 @@ mod tests {
         assert_eq!(log.len(), 4);
     }
 
+    /// Replace entry `seq` with `event` and give it a correct hash over its
+    /// own `prev`, as an attacker who knows the scheme would.
+    fn rehash_entry(dir: &Path, seq: usize, event: Event) {
+        let p = dir.join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut entries: Vec<Entry> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let e = &mut entries[seq];
+        e.event = event;
+        let prev = decode32(&e.prev).unwrap();
+        e.hash = hex::encode(chain_hash(&prev, e.seq, e.time, &e.event));
+        let out: Vec<String> = entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect();
+        std::fs::write(&p, out.join("\n") + "\n").unwrap();
+    }
+
     #[test]
     fn a_head_naming_an_altered_entry_is_a_mismatch() {
         let d = tempfile::tempdir().unwrap();
         fresh(d.path(), 3);
         // Replace the last entry with a validly chained different one:
         // the chain is fine, but the head's hash no longer matches.
-        let p = d.path().join("audit.log");
-        let text = std::fs::read_to_string(&p).unwrap();
-        let mut entries: Vec<Entry> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        entries[2].event = ev(42);
-        let prev = decode32(&entries[2].prev).unwrap();
-        entries[2].hash = hex::encode(chain_hash(&prev, 2, entries[2].time, &entries[2].event));
-        let out: Vec<String> = entries
-            .iter()
-            .map(|e| serde_json::to_string(e).unwrap())
-            .collect();
-        std::fs::write(&p, out.join("\n") + "\n").unwrap();
+        rehash_entry(d.path(), 2, ev(42));
         let (_, problems) = AuditLog::open(d.path()).unwrap();
         assert_eq!(problems, vec![Integrity::HeadMismatch]);
     }
@@ -591,20 +598,7 @@ mod tests {
         // later ones and the head too; one recomputed entry is caught.
         let d = tempfile::tempdir().unwrap();
         fresh(d.path(), 3);
-        let p = d.path().join("audit.log");
-        let text = std::fs::read_to_string(&p).unwrap();
-        let mut entries: Vec<Entry> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        entries[1].event = ev(99);
-        let prev = decode32(&entries[1].prev).unwrap();
-        entries[1].hash = hex::encode(chain_hash(&prev, 1, entries[1].time, &entries[1].event));
-        let out: Vec<String> = entries
-            .iter()
-            .map(|e| serde_json::to_string(e).unwrap())
-            .collect();
-        std::fs::write(&p, out.join("\n") + "\n").unwrap();
+        rehash_entry(d.path(), 1, ev(99));
         let (_, problems) = AuditLog::open(d.path()).unwrap();
         assert_eq!(problems, vec![Integrity::Broken { seq: 2 }]);
     }
