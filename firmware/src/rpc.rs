@@ -284,10 +284,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
     /// is reported on the screen; the request's outcome stands.
     pub fn audit(&self, event: Event) {
         if let Err(e) = lock(&self.audit).append(event.clone()) {
-            (self.notify)(Notice::Failed {
-                contact: String::new(),
-                what: format!("audit log: {e}"),
-            });
+            self.audit_failed(&e);
         }
         (self.notify)(Notice::Audit(event));
     }
@@ -295,11 +292,17 @@ impl<S: Screen<Prompt = Request>> Device<S> {
     /// Make routine audit entries durable (see [`crate::audit`]).
     pub fn flush_audit(&self) {
         if let Err(e) = lock(&self.audit).flush() {
-            (self.notify)(Notice::Failed {
-                contact: String::new(),
-                what: format!("audit log: {e}"),
-            });
+            self.audit_failed(&e);
         }
+    }
+
+    /// The screen hears of an audit write that failed (the request's
+    /// outcome stands).
+    fn audit_failed(&self, e: &crate::audit::AuditError) {
+        (self.notify)(Notice::Failed {
+            contact: String::new(),
+            what: format!("audit log: {e}"),
+        });
     }
 
     /// The whole protocol: `still_wanted` says whether the client is still
@@ -332,45 +335,42 @@ impl<S: Screen<Prompt = Request>> Device<S> {
 
     fn confirm(&self, request: Request, still_wanted: &dyn Fn() -> bool) -> Result<(), Failure> {
         let (action, contact) = match &request {
-            Request::Seal { contact, .. } => ("seal", contact.clone()),
-            Request::Open { contact, .. } => ("open", contact.clone()),
+            Request::Seal { contact, .. } => ("seal".to_string(), contact.clone()),
+            Request::Open { contact, .. } => ("open".to_string(), contact.clone()),
         };
-        let a = || (action.to_string(), contact.clone());
-        match self.broker.confirm(request, still_wanted) {
-            Outcome::Approved => {
-                let (action, contact) = a();
-                self.audit(Event::Approved { action, contact });
-                Ok(())
+        let (event, result) = match self.broker.confirm(request, still_wanted) {
+            // Nothing was shown: nothing to audit.
+            Outcome::Busy => {
+                return Err(fail(
+                    ErrorCode::Busy,
+                    "another request is waiting on the device's screen; try again in a moment",
+                ));
             }
-            Outcome::Busy => Err(fail(
-                ErrorCode::Busy,
-                "another request is waiting on the device's screen; try again in a moment",
-            )),
-            Outcome::Rejected => {
-                let (action, contact) = a();
-                self.audit(Event::Rejected { action, contact });
+            Outcome::Approved => (Event::Approved { action, contact }, Ok(())),
+            Outcome::Rejected => (
+                Event::Rejected { action, contact },
                 Err(fail(
                     ErrorCode::Rejected,
                     "the owner rejected this on the device",
-                ))
-            }
-            Outcome::TimedOut => {
-                let (action, contact) = a();
-                self.audit(Event::TimedOut { action, contact });
+                )),
+            ),
+            Outcome::TimedOut => (
+                Event::TimedOut { action, contact },
                 Err(fail(
                     ErrorCode::Timeout,
                     format!(
                         "nobody approved this on the device within {} s",
                         self.broker.timeout().as_secs()
                     ),
-                ))
-            }
-            Outcome::Cancelled => {
-                let (action, contact) = a();
-                self.audit(Event::Cancelled { action, contact });
-                Err(fail(ErrorCode::Rejected, "the request was cancelled"))
-            }
-        }
+                )),
+            ),
+            Outcome::Cancelled => (
+                Event::Cancelled { action, contact },
+                Err(fail(ErrorCode::Rejected, "the request was cancelled")),
+            ),
+        };
+        self.audit(event);
+        result
     }
 
     fn package(
