@@ -16,7 +16,9 @@ pub enum ProtoError {
     NotV2,
     #[error("package failed authentication; nothing was released")]
     BadTag,
-    #[error("the one-time key's r is zero (erased or degenerate pad); refused")]
+    #[error(
+        "the pad slice is erased or degenerate (a one-time key of zeros: v2 r = 0, v1 HMAC key or body mask all zero); refused"
+    )]
     WeakKey,
     #[error("unknown package format {0:?}; use v1 or v2")]
     UnknownFormat(String),

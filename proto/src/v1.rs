@@ -11,6 +11,18 @@
 //!
 //! The HMAC tag is only computationally secure; v1 exists for pads made by
 //! the original tool. New pads use [`crate::v2`].
+//!
+//! # Erased pad is refused
+//!
+//! The device zeroes pad bytes after use. A v1 seal over zeros would send
+//! the message in clear under a known HMAC key, and an open over zeros
+//! would accept a package anyone can forge. So both refuse with
+//! [`ProtoError::WeakKey`] when `p_key` (16 bytes) or `p_body` (at least 32
+//! bytes) is all zeros; a random pad does that with probability 2^-128 at
+//! most. `p_text` alone is not checked: for a one-byte message it is zero
+//! one time in 256 by chance, and it cannot be zero on an erased pad
+//! without `p_body` being zero too. The check ORs every byte (no early
+//! exit), so its time does not depend on where a non-zero byte sits.
 
 use crate::{ProtoError, check_pad, index_bytes, index_from_bytes, xor_in_place, xor_into};
 use hmac::{Hmac, Mac};
@@ -27,6 +39,30 @@ const KEY_LEN: usize = 16;
 /// Pad bytes a v1 message of `n` bytes consumes: `2n + 48`.
 pub fn pad_cost(n: usize) -> usize {
     n.saturating_mul(2).saturating_add(TAG_LEN + KEY_LEN)
+}
+
+/// Whether every byte of `b` is zero (no early exit).
+fn all_zero(b: &[u8]) -> bool {
+    b.iter().fold(0u8, |acc, &x| acc | x) == 0
+}
+
+/// Whether the pad slice for a message of `n` bytes (consumption order)
+/// would be refused as erased: its body mask or its HMAC key is all zeros.
+/// A slice of the wrong length is not judged here (`false`).
+pub fn is_weak_pad(pad: &[u8], n: usize) -> bool {
+    if pad.len() != pad_cost(n) {
+        return false;
+    }
+    let (p_body, p_key) = pad[n..].split_at(n + TAG_LEN);
+    all_zero(p_key) | all_zero(p_body)
+}
+
+/// Refuse an erased or degenerate pad slice (see the module docs).
+fn check_not_erased(p_body: &[u8], p_key: &[u8]) -> Result<(), ProtoError> {
+    if all_zero(p_key) | all_zero(p_body) {
+        return Err(ProtoError::WeakKey);
+    }
+    Ok(())
 }
 
 fn tag(key: &[u8], index: &[u8], ct: &[u8]) -> [u8; TAG_LEN] {
@@ -56,6 +92,7 @@ pub fn seal(index: u64, message: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoErro
     let i = index_bytes(index)?;
     let (p_text, rest) = pad.split_at(n);
     let (p_body, p_key) = rest.split_at(n + TAG_LEN);
+    check_not_erased(p_body, p_key)?;
 
     let mut out = Vec::with_capacity(n + OVERHEAD);
     out.extend_from_slice(&i);
@@ -75,6 +112,7 @@ pub fn open(package: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
     check_pad(pad_cost(n), pad.len())?;
     let (p_text, rest) = pad.split_at(n);
     let (p_body, p_key) = rest.split_at(n + TAG_LEN);
+    check_not_erased(p_body, p_key)?;
     let (i, body) = package.split_at(INDEX_LEN);
 
     // ct = body ^ p_body, recovered straight into the output buffer; the
@@ -123,6 +161,38 @@ mod tests {
             seal(1 << 48, b"x", &pad),
             Err(ProtoError::IndexTooLarge(1 << 48))
         );
+    }
+
+    #[test]
+    fn erased_pad_is_refused_for_seal_and_open() {
+        for n in [0usize, 1, 5, 100] {
+            let msg = vec![0x41u8; n];
+            let zero = vec![0u8; pad_cost(n)];
+            assert_eq!(seal(3, &msg, &zero), Err(ProtoError::WeakKey), "seal n={n}");
+            let good = vec![9u8; pad_cost(n)];
+            let package = seal(3, &msg, &good).unwrap();
+            assert_eq!(
+                open(&package, &zero),
+                Err(ProtoError::WeakKey),
+                "open n={n}"
+            );
+            // Only the key erased (the rest intact): still refused.
+            let mut key_gone = good.clone();
+            let len = key_gone.len();
+            key_gone[len - KEY_LEN..].fill(0);
+            assert_eq!(seal(3, &msg, &key_gone), Err(ProtoError::WeakKey));
+            assert_eq!(open(&package, &key_gone), Err(ProtoError::WeakKey));
+            // Only the body mask erased: refused.
+            let mut body_gone = good.clone();
+            body_gone[n..2 * n + TAG_LEN].fill(0);
+            assert_eq!(seal(3, &msg, &body_gone), Err(ProtoError::WeakKey));
+            assert_eq!(open(&package, &body_gone), Err(ProtoError::WeakKey));
+        }
+        // p_text alone being zero is a legitimate chance event: sealing works.
+        let mut pad = vec![9u8; pad_cost(1)];
+        pad[0] = 0;
+        let package = seal(0, b"x", &pad).unwrap();
+        assert_eq!(open(&package, &pad).unwrap(), b"x");
     }
 
     #[test]

@@ -56,7 +56,14 @@ fn every_vector_both_ways() {
                 "{name}: pad length"
             );
             let opened = format.open(&package, &pad);
-            if format == Format::V2 && otc_proto::v2::is_weak_key(&pad[message.len()..]) {
+            let is_weak = match format {
+                Format::V2 => otc_proto::v2::is_weak_key(&pad[message.len()..]),
+                // v1 refuses an erased pad too (issue 7 item 5): the shared
+                // "all-zero pad" vector would otherwise send the message in
+                // clear under a known HMAC key.
+                Format::V1 => otc_proto::v1::is_weak_pad(&pad, message.len()),
+            };
+            if is_weak {
                 // Known contradiction in the shared vectors: with an all-zero
                 // pad, Poly1305's r is 0 and every tag is 0, so the "valid"
                 // and the "tampered" package carry equally valid tags and no
@@ -97,7 +104,7 @@ fn every_vector_both_ways() {
         }
     }
     eprintln!(
-        "checked {valid} valid and {invalid} tampered vectors, {weak} with a refused weak v2 key"
+        "checked {valid} valid and {invalid} tampered vectors, {weak} with a refused weak key (v2 r = 0 or v1 erased pad)"
     );
     assert!(
         valid > 0 && invalid > 0,
