@@ -24,6 +24,14 @@ pub enum Error {
     )]
     ContactExists(String),
 
+    /// This data directory held or made this pad before (it was removed,
+    /// or it is our own export coming back): importing it again would send
+    /// with pad bytes already used.
+    #[error(
+        "this pad (id {pad_id}) was held or made by this device before; importing it again would reuse pad bytes, so it is refused. Make a new pad with `otc-device pad new`"
+    )]
+    PadUsedBefore { pad_id: String },
+
     /// The same pad (same fingerprint) is already stored under another name.
     #[error(
         "this pad is already stored for contact {existing:?}; a pad may be used by one contact only"
@@ -82,12 +90,14 @@ pub enum Error {
     Replay { index: u64 },
 
     /// The package failed authentication (forged, corrupted or wrong pad).
+    /// Nothing was used: the genuine package for these pad bytes still opens.
     #[error(
-        "the package failed authentication (attempt {attempt} of {limit} for these pad bytes); nothing was released. It is forged, damaged or not for this pad"
+        "the package failed authentication; nothing was released and no pad was used. It is forged, damaged or not for this pad"
     )]
-    VerifyFailed { attempt: u32, limit: u32 },
+    VerifyFailed {},
 
-    /// The range was burned after too many failed verifications.
+    /// The range was burned after too many failed verifications (by an
+    /// earlier version; the store no longer burns).
     #[error(
         "the pad bytes at index {index} were burned after {limit} failed verifications; ask the sender to send the message again"
     )]
@@ -100,11 +110,17 @@ pub enum Error {
     )]
     NotOurs(PathBuf),
 
+    /// A data directory of the old layout 1 (metadata in sled).
+    #[error(
+        "{0} is an otc-device data directory of layout 1 (metadata in meta.sled), which this version does not read; no release used it. Destroy its pads with the build that made it (`otc-device pad remove`), or move the directory away and start with an empty one"
+    )]
+    OldLayout(PathBuf),
+
     /// Another process holds the data directory.
     #[error("{0} is in use by another otc-device process; stop it first")]
     Locked(PathBuf),
 
-    /// The metadata database is damaged or from an unknown version.
+    /// A metadata record is damaged or from an unknown version.
     #[error("the metadata for {what} is damaged or from an unknown version: {reason}")]
     CorruptMeta { what: String, reason: String },
 
@@ -189,10 +205,6 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The metadata database failed.
-    #[error("metadata database error: {0}")]
-    Db(#[from] sled::Error),
-
     // ---- the running device --------------------------------------------
     /// `otc.toml` could not be understood.
     #[error("{path}: {reason}; fix the file or remove the key to use the default")]
@@ -234,6 +246,7 @@ impl Error {
             Error::UnknownContact(_) => "unknown_contact",
             Error::ContactExists(_) => "contact_exists",
             Error::PadAlreadyStored { .. } => "pad_already_stored",
+            Error::PadUsedBefore { .. } => "pad_used_before",
             Error::BadContactName(_) => "bad_contact_name",
             Error::PadFileMissing { .. } => "pad_file_missing",
             Error::PadExhausted { .. } => "pad_exhausted",
@@ -244,6 +257,7 @@ impl Error {
             Error::VerifyFailed { .. } => "bad_tag",
             Error::RangeBurned { .. } => "range_burned",
             Error::NotOurs(_) => "data_dir_not_ours",
+            Error::OldLayout(_) => "data_dir_old_layout",
             Error::Locked(_) => "data_dir_locked",
             Error::CorruptMeta { .. } => "corrupt_metadata",
             Error::BadSize(_) => "bad_size",
@@ -258,7 +272,6 @@ impl Error {
             Error::LegacyMetadata { .. } => "legacy_metadata",
             Error::OutputExists(_) => "output_exists",
             Error::Io { .. } => "io",
-            Error::Db(_) => "db",
             Error::Proto(_) => "proto",
             Error::Config { .. } => "config",
             Error::OwnerAlreadySet(_) => "owner_already_set",

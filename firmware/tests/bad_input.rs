@@ -386,3 +386,56 @@ fn missing_pad_file_is_reported_and_removable() {
     alice.remove("bob", &mut |_, _| {}).unwrap();
     assert!(alice.list().is_empty());
 }
+
+/// `pad new --export F` with something already at `F.tmp` (here a symbolic
+/// link to a file someone cares about) is refused; nothing is touched.
+#[test]
+fn export_temp_in_the_way_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = PadStore::open_dir(dir.path().join("alice")).unwrap();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let export = dir.path().join("bob.otcpad");
+    let tmp = dir.path().join("bob.otcpad.tmp");
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    let r = otc_device::pad::generate::create_pad(
+        &alice,
+        &otc_device::pad::generate::NewPad {
+            contact: "bob".into(),
+            size: 8192,
+            split: None,
+            format: Format::V2,
+            source: None,
+            export: export.clone(),
+        },
+        &mut |_, _, _| {},
+    );
+    let e = expect_code(r, "output_exists");
+    assert!(e.to_string().contains("bob.otcpad.tmp"), "{e}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(
+        std::fs::symlink_metadata(&tmp)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!export.exists());
+    assert_nothing_imported(&alice);
+    // A plain leftover file is refused the same way, and kept.
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::write(&tmp, b"leftover").unwrap();
+    let r = otc_device::pad::generate::create_pad(
+        &alice,
+        &otc_device::pad::generate::NewPad {
+            contact: "bob".into(),
+            size: 8192,
+            split: None,
+            format: Format::V2,
+            source: None,
+            export: export.clone(),
+        },
+        &mut |_, _, _| {},
+    );
+    expect_code(r, "output_exists");
+    assert_eq!(std::fs::read(&tmp).unwrap(), b"leftover");
+}

@@ -120,3 +120,27 @@ fn legacy_exhausted_pad_imports_but_cannot_send() {
     import_legacy(&st, &s, &m, "bob", &mut |_, _| {}).unwrap();
     assert_eq!(st.seal("bob", b"").unwrap_err().code(), "pad_exhausted");
 }
+
+/// Issue 7 item 2, legacy path: a legacy pad imported, used and removed
+/// cannot be imported again (its cursors would restart).
+#[test]
+fn legacy_reimport_after_remove_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pad = vec![0u8; 20_000];
+    getrandom::fill(&mut pad).unwrap();
+    let (s, m) = write_legacy(
+        dir.path(),
+        "x",
+        &pad,
+        r#"{"direction": 1, "split_index": 10000, "encrypt_index": 0, "n_bytes": 20000}"#.into(),
+    );
+    let st = PadStore::open_dir(dir.path().join("d")).unwrap();
+    import_legacy(&st, &s, &m, "bob", &mut |_, _| {}).unwrap();
+    let first = st.seal("bob", b"attack at dawn").unwrap();
+    st.remove("bob", &mut |_, _| {}).unwrap();
+    let e = import_legacy(&st, &s, &m, "bob", &mut |_, _| {}).unwrap_err();
+    assert_eq!(e.code(), "pad_used_before", "{e}");
+    assert!(st.list().is_empty());
+    assert!(pad_files(st.dir()).is_empty());
+    let _ = first;
+}

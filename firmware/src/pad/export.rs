@@ -34,6 +34,7 @@
 use super::fsutil::{self, CHUNK, sync_dir};
 use super::meta::{ContactMeta, Origin, Side};
 use super::store::{MAX_PAD_SIZE, MIN_PAD_SIZE, PadStore, validate_contact_name};
+use super::vfs::VFile;
 use crate::error::{Error, IoContext, Result};
 use otc_proto::Format;
 use sha2::{Digest, Sha256};
@@ -153,8 +154,14 @@ pub fn temp_path(path: &Path) -> PathBuf {
 /// Write an export of the pad in `pad` to `path.tmp` and sync it; the
 /// caller renames it into place with [`finish_export`]. Progress is
 /// reported as bytes of pad copied.
+///
+/// If anything is at `path.tmp` already (a file, a directory, a symbolic
+/// link, dangling or not), it is refused with [`Error::OutputExists`] and
+/// left untouched: it may be someone else's file, and erasing it through a
+/// link would destroy whatever the link points to. The new file is created
+/// with `O_CREAT | O_EXCL`, which never follows a link.
 pub fn write_export_temp(
-    pad: &File,
+    pad: &dyn VFile,
     header: &ExportHeader,
     path: &Path,
     progress: &mut dyn FnMut(u64),
@@ -163,9 +170,8 @@ pub fn write_export_temp(
         return Err(Error::OutputExists(path.to_path_buf()));
     }
     let tmp = temp_path(path);
-    if tmp.exists() {
-        // A leftover from an interrupted run: it is secret, shred it.
-        fsutil::shred_quietly(&tmp);
+    if std::fs::symlink_metadata(&tmp).is_ok() {
+        return Err(Error::OutputExists(tmp));
     }
     let out = fsutil::create_private(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
     let res = (|| {
@@ -269,8 +275,7 @@ pub fn import(
     let pad_id = hex::encode(header.pad_id);
     store.check_pad_id_free(&pad_id)?;
 
-    let tmp = store.temp_pad_path();
-    let out = fsutil::create_private(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
+    let (tmp, out) = store.create_temp_pad()?;
     let res = (|| {
         out.set_len(header.size)
             .ctx(|| format!("cannot size {}", tmp.display()))?;
@@ -305,7 +310,7 @@ pub fn import(
     })();
     drop(out);
     if let Err(e) = res {
-        fsutil::shred_quietly(&tmp);
+        store.discard_temp(&tmp);
         return Err(e);
     }
     let meta = ContactMeta::new(
@@ -318,7 +323,7 @@ pub fn import(
         Origin::Imported,
     );
     if let Err(e) = store.add_contact(meta, &tmp) {
-        fsutil::shred_quietly(&tmp);
+        store.discard_temp(&tmp);
         return Err(e);
     }
     Ok(Imported {

@@ -1,4 +1,7 @@
-//! Small file helpers: positioned zeroing, shredding, directory fsync.
+//! Small file helpers on the real file system for files *outside* the
+//! store's seam (export files at a path the user names, `otc.toml`):
+//! shredding, directory fsync, private creation. The store's own files go
+//! through [`super::vfs`].
 
 use crate::error::{IoContext, Result};
 use std::fs::{File, OpenOptions};
@@ -7,21 +10,6 @@ use std::path::Path;
 
 /// Chunk size for streaming I/O (1 MiB).
 pub const CHUNK: usize = 1 << 20;
-
-/// Overwrite `len` bytes at `offset` with zeros (not synced).
-pub fn zero_at(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
-    if len == 0 {
-        return Ok(());
-    }
-    let zeros = vec![0u8; len.min(CHUNK as u64) as usize];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..n], offset + done)?;
-        done += n as u64;
-    }
-    Ok(())
-}
 
 /// Overwrite a whole file with zeros, sync it, and delete it. Reports
 /// progress as (done, total).

@@ -14,12 +14,12 @@ use super::fsutil::{self, CHUNK};
 use super::health::HealthTests;
 use super::meta::{ContactMeta, Origin, Side};
 use super::store::{MAX_PAD_SIZE, MIN_PAD_SIZE, PadStore, validate_contact_name};
+use super::vfs::VFile;
 use crate::error::{Error, IoContext, Result};
 use otc_proto::Format;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -92,13 +92,12 @@ pub fn create_pad(
         None => None,
     };
 
-    let tmp = store.temp_pad_path();
-    let pad = fsutil::create_private(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
+    let (tmp, pad) = store.create_temp_pad()?;
     let mut export_tmp: Option<PathBuf> = None;
     let res = (|| -> Result<Created> {
         pad.set_len(req.size)
             .ctx(|| format!("cannot size {}", tmp.display()))?;
-        let pad_id = fill(&pad, req.size, source.as_mut(), &mut |d, t| {
+        let pad_id = fill(pad.as_ref(), req.size, source.as_mut(), &mut |d, t| {
             progress(Phase::Generating, d, t)
         })?;
         pad.sync_all()
@@ -111,7 +110,7 @@ pub fn create_pad(
             pad_id,
         };
         let mut done = 0u64;
-        let et = export::write_export_temp(&pad, &header, &req.export, &mut |n| {
+        let et = export::write_export_temp(pad.as_ref(), &header, &req.export, &mut |n| {
             done += n;
             progress(Phase::Exporting, done, req.size)
         })?;
@@ -142,7 +141,7 @@ pub fn create_pad(
     })();
     drop(pad);
     if res.is_err() {
-        fsutil::shred_quietly(&tmp);
+        store.discard_temp(&tmp);
         if let Some(et) = &export_tmp {
             fsutil::shred_quietly(et);
         }
@@ -152,7 +151,7 @@ pub fn create_pad(
 
 /// Fill `pad` with `size` random bytes; returns their SHA-256.
 fn fill(
-    pad: &File,
+    pad: &dyn VFile,
     size: u64,
     mut source: Option<&mut (Box<dyn Read>, String)>,
     progress: &mut dyn FnMut(u64, u64),

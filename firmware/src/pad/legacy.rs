@@ -28,7 +28,7 @@
 //! The original's metadata has no receive position, so the first package
 //! opened after an import may carry a "skipped" warning.
 
-use super::fsutil::{self, CHUNK};
+use super::fsutil::CHUNK;
 use super::meta::{ContactMeta, Origin, Side};
 use super::store::{MAX_PAD_SIZE, MIN_PAD_SIZE, PadStore, validate_contact_name};
 use crate::error::{Error, IoContext, Result};
@@ -170,8 +170,11 @@ pub fn import_legacy(
         });
     }
 
-    let tmp = store.temp_pad_path();
-    let out = fsutil::create_private(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
+    // Refuse a pad this directory held before, and fail before long work
+    // when the id is known up front: it is not (the id is the hash of the
+    // store file), so it is checked after the copy below, and again when
+    // the contact is added.
+    let (tmp, out) = store.create_temp_pad()?;
     let used = lm.used();
     let mut probe = ContactMeta::new(
         contact,
@@ -213,19 +216,19 @@ pub fn import_legacy(
     let pad_id = match res {
         Ok(id) => id,
         Err(e) => {
-            fsutil::shred_quietly(&tmp);
+            store.discard_temp(&tmp);
             return Err(e);
         }
     };
     if let Err(e) = store.check_pad_id_free(&pad_id) {
-        fsutil::shred_quietly(&tmp);
+        store.discard_temp(&tmp);
         return Err(e);
     }
     probe.pad_id = pad_id.clone();
     probe.reserved = used;
     probe.erased = used;
     if let Err(e) = store.add_contact(probe, &tmp) {
-        fsutil::shred_quietly(&tmp);
+        store.discard_temp(&tmp);
         return Err(e);
     }
     Ok(LegacyImported {

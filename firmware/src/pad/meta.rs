@@ -1,4 +1,5 @@
-//! Per-contact metadata kept in sled, and the pad geometry it implies.
+//! Per-contact metadata (one JSON record file per contact, see
+//! [`crate::pad`]), and the pad geometry it implies.
 //!
 //! Offsets here are absolute pad offsets. Send progress is kept as a *count*
 //! of bytes consumed from our region's starting edge in our allocation
@@ -97,19 +98,22 @@ pub struct ContactMeta {
     /// Receive: how far (bytes from the sender's edge, in the sender's
     /// direction) the furthest opened range reaches.
     pub recv_frontier: u64,
-    /// Receive: ranges burned after too many failed verifications.
+    /// Receive: ranges burned after too many failed verifications by
+    /// earlier versions. No longer produced (failed verifications use
+    /// nothing, see [`crate::pad`]); still read and honoured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub burned: Vec<Range>,
-    /// Receive: failed verification counters.
+    /// Receive: failed verification counters of earlier versions. No
+    /// longer produced; read and ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
     /// Ranges recorded as used whose on-disk erase may not be durable yet.
+    #[serde(default)]
     pub pending_erase: Vec<Range>,
 }
 
 /// Current record layout version.
 pub const META_VERSION: u32 = 1;
-
-/// Most failure counters kept per contact (oldest dropped first).
-pub const MAX_FAILURE_RECORDS: usize = 1024;
 
 impl ContactMeta {
     /// A fresh record with nothing used.

@@ -4,14 +4,60 @@
 //! # Layout of a data directory
 //!
 //! ```text
-//! DIR/otc-device.data     marker: makes the directory ours; also the lock
-//! DIR/meta.sled/          sled database: one JSON record per contact
-//! DIR/pads/<pad_id>.pad   pad bytes, plain file, pad_id = hex SHA-256
+//! DIR/otc-device.data        marker "layout 2": makes the directory ours; also the lock
+//! DIR/contacts/<name>.json   one JSON record per contact (cursors, received ranges)
+//! DIR/pads/<pad_id>.pad      pad bytes, plain file, pad_id = hex SHA-256
+//! DIR/used/<pad_id>          every pad this directory ever held or made; never removed
 //! ```
 //!
 //! A missing or empty directory is initialised; a non-empty one without the
 //! marker is refused ([`crate::Error::NotOurs`]). One process at a time holds
-//! the directory (an advisory lock on the marker).
+//! the directory (an advisory lock on the marker). The directory and all in
+//! it are made private (0700 directories, 0600 files) on every open, also
+//! when they were made or restored with looser modes.
+//!
+//! # Why the metadata is in files of our own, not in sled
+//!
+//! Layout 1 kept the records in sled 0.34. Its `flush()` is not an fsync on
+//! Linux: it calls `sync_file_range`, which makes neither the file's
+//! metadata nor the card's write cache durable; the real fsync comes from
+//! sled's background thread up to about 500 ms later. A sealed package
+//! could leave the process while the new send bound was still only in the
+//! page cache, and a power cut then brought the old bound back: the next
+//! seal reused the same pad bytes (issue 7). So each contact's record is
+//! now a small file, replaced by *write `<name>.json.tmp`, fsync it, rename
+//! over `<name>.json`, fsync `contacts/`*: when [`PadStore::seal`] returns,
+//! the bound that covers the message is on stable storage, and a crash at
+//! any point leaves the old or the new record, never a torn one
+//! (`*.tmp` leftovers are deleted on open). Creating, renaming or deleting
+//! any file is followed by an fsync of its directory. The hot path costs two
+//! fsyncs and a rename per reservation block (64 KiB by default) and per
+//! opened message, which a pad device can afford.
+//!
+//! All file I/O of the store (records, pad files, marker, used-pad marks)
+//! goes through the storage seam [`vfs::Vfs`]: the real one is `std::fs`;
+//! tests use a recorder (which proves the sync precedes the first read of
+//! the pad range) and a power-loss simulator (thousands of crash points, no
+//! offset handed out twice; `tests/powerloss.rs`).
+//!
+//! **Layout 1 is refused, not migrated** ([`crate::Error::OldLayout`]): no
+//! device image shipped with it, and a migration would keep sled as a
+//! dependency for a directory nobody has. The error says what to do.
+//!
+//! # Reusing a pad by importing it again, and backups
+//!
+//! `used/` holds one file per pad id this directory ever held or made
+//! (written, fsync'ed and its directory fsync'ed when the contact is
+//! added; `pad remove` leaves it). `pad import` of an export or legacy pad
+//! whose id is there is refused ([`crate::Error::PadUsedBefore`]): a
+//! removed pad imported again, or the export of a pad this device made,
+//! would restart the cursors and reuse pad.
+//!
+//! **A restored copy of the data directory cannot be detected.** A backup
+//! (or a cloned SD card) holds old cursors; running from it hands out pad
+//! bytes the original already used. Nothing inside the directory can tell
+//! the copy from the original, so: never back up or restore a data
+//! directory, and destroy any copy.
 //!
 //! Pad files are read and written with positioned I/O (`pread`/`pwrite`)
 //! only; no pad is ever loaded whole, so a 1 TB pad costs the same memory as
@@ -22,8 +68,10 @@
 //! * **Never reuse, even across a crash.** The send cursor is a
 //!   sequence cache: the durable record holds a "reserved up to" bound that
 //!   moves ahead in blocks ([`StoreOptions::reserve_block`], 64 KiB by
-//!   default, or the message's cost if larger), written and fsync'ed (sled
-//!   flush) *before* any byte of the new block is read. In memory the store
+//!   default but at most 1/256 of the send side, so a 64 KiB legacy pad
+//!   loses at most 128 bytes to a crash, not its whole send side; or the
+//!   message's cost if larger), written and made durable (record fsync,
+//!   rename, directory fsync) *before* any byte of the new block is read. In memory the store
 //!   keeps the next offset. After a crash the cursor restarts at the durable
 //!   bound: at most one block is skipped, none is handed out twice. A clean
 //!   [`PadStore::close`] gives the unused part of the block back.
@@ -42,12 +90,21 @@
 //!   whether the range overlaps one already opened (replay) and how many
 //!   bytes were skipped since the furthest opened range in the sender's
 //!   direction. A range is recorded and erased only after its tag verifies,
-//!   so a forged package cannot burn the real message's pad — except that
-//!   after three failed verifications of the same range it is burned
-//!   (erased and recorded), which stops an attacker from trying forever.
+//!   so a forged package cannot burn the real message's pad.
 //!   A replayed range cannot be opened again: its bytes are zero. [`PadStore::open`]
-//!   therefore refuses it up front with [`crate::Error::Replay`] and counts
-//!   no failure (the check is by range, so this needs no pad bytes).
+//!   therefore refuses it up front with [`crate::Error::Replay`] (the check
+//!   is by range, so this needs no pad bytes).
+//! * **Never burn on failed verification.** Earlier versions erased a range
+//!   after three failed verifications. That handed the relay a lever: three
+//!   forgeries at the index of the partner's *next* message destroyed its
+//!   pad, and the genuine message was then refused. Burning adds no
+//!   security: a v2 forgery succeeds with probability 2^-106 per try, and a
+//!   v1 forgery means forging HMAC-SHA256 under a 128-bit one-time key.
+//!   So a failed open uses nothing and records nothing
+//!   ([`crate::Error::VerifyFailed`]); the store burns no range that no
+//!   genuine message has passed. Limiting tries is the RPC layer's job (the
+//!   per-contact lockout and rate limit). Records written by earlier
+//!   versions may still list burned ranges; those stay refused.
 //!
 //! # Flash wear levelling: what erase-after-use does not promise
 //!
@@ -76,6 +133,7 @@
 //! * [`export`]: the export file format and `pad import`.
 //! * [`legacy`]: importing the original One Time Chat's pads.
 //! * [`size`]: size strings (`64K`, `1G`, ...).
+//! * [`vfs`]: the storage seam, its recorder and power-loss simulator.
 
 pub mod export;
 pub(crate) mod fsutil;
@@ -85,6 +143,7 @@ pub mod legacy;
 pub mod meta;
 pub mod size;
 pub mod store;
+pub mod vfs;
 
 pub use meta::{ContactMeta, Origin, Range, Side};
 pub use store::{

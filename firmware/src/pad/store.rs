@@ -2,43 +2,50 @@
 //! the received-range log, erase after use. See the module docs of
 //! [`crate::pad`] for the rules it keeps.
 
-use super::fsutil::{self, sync_dir, zero_at};
-use super::meta::{
-    ContactMeta, Failure, MAX_FAILURE_RECORDS, META_VERSION, Origin, Range, Side, insert_range,
-    overlaps_any,
-};
+use super::fsutil::CHUNK;
+use super::meta::{ContactMeta, META_VERSION, Origin, Range, Side, insert_range, overlaps_any};
+use super::vfs::{self, Kind, OpenHow, RealFs, VFile, Vfs};
 use crate::error::{Error, IoContext, Result};
 use otc_proto::Format;
 use serde::Serialize;
+use std::any::Any;
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, FileExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// Name of the marker file that makes a directory ours.
 pub const MARKER_FILE: &str = "otc-device.data";
 /// First line of the marker file.
-pub const MARKER_MAGIC: &str = "otc-device data directory, layout 1";
-/// The sled database inside the data directory.
-pub const META_DB: &str = "meta.sled";
+pub const MARKER_MAGIC: &str = "otc-device data directory, layout 2";
+/// First line of the marker of a layout-1 directory (metadata in sled),
+/// which this version refuses (see the module docs of [`crate::pad`]).
+pub const MARKER_MAGIC_LAYOUT_1: &str = "otc-device data directory, layout 1";
+/// The directory holding one metadata record per contact (`<name>.json`).
+pub const CONTACTS_DIR: &str = "contacts";
 /// The directory holding pad files (`<pad_id>.pad`).
 pub const PADS_DIR: &str = "pads";
+/// The directory recording every pad id this data directory ever held
+/// (one empty-ish file per id, never removed).
+pub const USED_DIR: &str = "used";
 /// Default reservation block: the durable send bound moves in steps of at
-/// least this many bytes (sequence-cache style).
+/// least this many bytes (sequence-cache style). The block is also at most
+/// 1/256 of the contact's send side ([`RESERVE_FRACTION`]).
 pub const DEFAULT_RESERVE_BLOCK: u64 = 64 * 1024;
-/// Failed verifications of one range before it is burned.
+/// The reservation block is at most `send side / RESERVE_FRACTION`, so a
+/// small pad does not lose much to a crash.
+pub const RESERVE_FRACTION: u64 = 256;
+/// Kept for old error values: the store no longer burns ranges.
 pub const MAX_FAILED_VERIFICATIONS: u32 = 3;
+/// Largest metadata record read (a contact's JSON).
+const MAX_RECORD: u64 = 64 << 20;
 /// Smallest pad the store accepts.
 pub const MIN_PAD_SIZE: u64 = 256;
 /// Largest pad the store accepts: indices are 48 bits.
 pub const MAX_PAD_SIZE: u64 = otc_proto::MAX_INDEX + 1;
 /// Message size used for "messages left" figures.
 pub const NOMINAL_MESSAGE: usize = 100;
-
-const CONTACT_PREFIX: &str = "contact/";
 
 /// How long opening waits for a data directory another process is leaving.
 const LOCK_WAIT: Duration = Duration::from_secs(3);
@@ -140,15 +147,15 @@ struct Live {
     meta: ContactMeta,
     /// `None` when the pad file is missing: the contact can only be listed
     /// and removed.
-    file: Option<File>,
+    file: Option<Box<dyn VFile>>,
     /// In-memory send count: the next message starts here. Always between
     /// `meta.erased` and `meta.reserved` (inclusive).
     next: u64,
 }
 
 impl Live {
-    fn file(&self) -> Result<&File> {
-        self.file.as_ref().ok_or_else(|| Error::PadFileMissing {
+    fn file(&self) -> Result<&dyn VFile> {
+        self.file.as_deref().ok_or_else(|| Error::PadFileMissing {
             contact: self.meta.name.clone(),
         })
     }
@@ -159,11 +166,10 @@ impl Live {
 /// threads. A data directory is used by one process at a time.
 pub struct PadStore {
     dir: PathBuf,
-    db: sled::Db,
-    tree: sled::Tree,
+    vfs: Arc<dyn Vfs>,
     opts: StoreOptions,
     state: Mutex<BTreeMap<String, Live>>,
-    _lock: File,
+    _lock: Box<dyn Any + Send + Sync>,
 }
 
 impl std::fmt::Debug for PadStore {
@@ -187,101 +193,113 @@ pub fn validate_contact_name(name: &str) -> Result<()> {
     }
 }
 
-fn db_err(e: sled::Error) -> Error {
-    Error::Db(e)
-}
-
 impl PadStore {
     /// Open (or initialise) the data directory with default options.
     pub fn open_dir(dir: impl AsRef<Path>) -> Result<PadStore> {
         Self::open_dir_with(dir, StoreOptions::default())
     }
 
-    /// Open (or initialise) the data directory.
+    /// Open (or initialise) the data directory on the real file system.
     ///
     /// A missing or empty directory is initialised. A non-empty directory
-    /// without our marker is refused with [`Error::NotOurs`]. On open, any
-    /// erase a crash interrupted is finished, and each contact's in-memory
-    /// send cursor starts at its durable reserved bound.
+    /// without our marker is refused with [`Error::NotOurs`], a layout-1
+    /// directory with [`Error::OldLayout`]. On open, the modes of the
+    /// directory and everything in it are set to 0700/0600, any erase a
+    /// crash interrupted is finished, and each contact's in-memory send
+    /// cursor starts at its durable reserved bound.
     pub fn open_dir_with(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<PadStore> {
-        let dir = dir.as_ref().to_path_buf();
-        let marker = dir.join(MARKER_FILE);
-        if dir.exists() {
-            if !dir.is_dir() {
-                return Err(Error::NotOurs(dir));
-            }
-            if marker.exists() {
-                let text = std::fs::read_to_string(&marker)
-                    .ctx(|| format!("cannot read {}", marker.display()))?;
-                if text.lines().next() != Some(MARKER_MAGIC) {
-                    return Err(Error::NotOurs(dir));
-                }
-            } else {
-                let mut entries =
-                    std::fs::read_dir(&dir).ctx(|| format!("cannot read {}", dir.display()))?;
-                if entries.next().is_some() {
-                    return Err(Error::NotOurs(dir));
-                }
-                Self::init(&dir)?;
-            }
-        } else {
+        let dir = dir.as_ref();
+        if !dir.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o700)
-                .create(&dir)
+                .create(dir)
                 .ctx(|| format!("cannot create data directory {}", dir.display()))?;
-            Self::init(&dir)?;
         }
-        let lock = OpenOptions::new()
-            .read(true)
-            .open(&marker)
-            .ctx(|| format!("cannot open {}", marker.display()))?;
+        // Absolute, so the store's paths do not depend on the working directory.
+        let dir = std::fs::canonicalize(dir)
+            .ctx(|| format!("cannot resolve data directory {}", dir.display()))?;
+        Self::open_with_vfs(Arc::new(RealFs), dir, opts)
+    }
+
+    /// Open (or initialise) the data directory `dir` (which must exist)
+    /// through the storage seam `vfs`: every file operation of the store
+    /// goes through it. Tests use [`vfs::Recorder`] and [`vfs::SimFs`].
+    pub fn open_with_vfs(vfs: Arc<dyn Vfs>, dir: PathBuf, opts: StoreOptions) -> Result<PadStore> {
+        let v = vfs.as_ref();
+        let marker = dir.join(MARKER_FILE);
+        match v
+            .kind(&dir)
+            .ctx(|| format!("cannot stat {}", dir.display()))?
+        {
+            Some(Kind::Dir) => {}
+            _ => return Err(Error::NotOurs(dir)),
+        }
+        match v
+            .kind(&marker)
+            .ctx(|| format!("cannot stat {}", marker.display()))?
+        {
+            Some(Kind::File) => {
+                let text = vfs::read_all(v, &marker, 4096)
+                    .ctx(|| format!("cannot read {}", marker.display()))?;
+                let first = String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                if first == MARKER_MAGIC_LAYOUT_1 {
+                    return Err(Error::OldLayout(dir));
+                }
+                if first != MARKER_MAGIC {
+                    return Err(Error::NotOurs(dir));
+                }
+            }
+            Some(_) => return Err(Error::NotOurs(dir)),
+            None => {
+                let entries = v
+                    .read_dir(&dir)
+                    .ctx(|| format!("cannot read {}", dir.display()))?;
+                if !entries.is_empty() {
+                    return Err(Error::NotOurs(dir));
+                }
+                Self::init(v, &dir)?;
+            }
+        }
         // A process that is just exiting (or a forked child that has not
         // yet exec'd and so still shares our descriptor) can hold the lock
         // for a moment: retry briefly before calling the directory busy.
         let deadline = Instant::now() + LOCK_WAIT;
-        loop {
-            match lock.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+        let lock = loop {
+            match v
+                .try_lock(&marker)
+                .ctx(|| format!("cannot lock {}", marker.display()))?
+            {
+                Some(token) => break token,
+                None if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir)),
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::io(format!("cannot lock {}", marker.display()), e));
-                }
-            }
-        }
-        let pads = dir.join(PADS_DIR);
-        if !pads.is_dir() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&pads)
-                .ctx(|| format!("cannot create {}", pads.display()))?;
-        }
-        remove_interrupted_snapshots(&dir.join(META_DB))?;
-        // sled takes its own lock, released a moment after the previous
-        // owner's last handle (its flusher thread) goes away.
-        let db = loop {
-            match sled::Config::new().path(dir.join(META_DB)).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                    if Instant::now() >= deadline {
-                        return Err(Error::Locked(dir));
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => return Err(db_err(e)),
+                None => return Err(Error::Locked(dir)),
             }
         };
-        let tree = db.open_tree("contacts").map_err(db_err)?;
+        for sub in [CONTACTS_DIR, PADS_DIR, USED_DIR] {
+            let p = dir.join(sub);
+            match v.kind(&p).ctx(|| format!("cannot stat {}", p.display()))? {
+                Some(Kind::Dir) => {}
+                Some(_) => return Err(Error::NotOurs(dir)),
+                None => {
+                    v.create_dir(&p)
+                        .ctx(|| format!("cannot create {}", p.display()))?;
+                    v.sync_dir(&dir)
+                        .ctx(|| format!("cannot sync directory {}", dir.display()))?;
+                }
+            }
+        }
+        fix_modes(v, &dir)?;
         let opts = StoreOptions {
             reserve_block: opts.reserve_block.max(1),
         };
         let store = PadStore {
             dir,
-            db,
-            tree,
+            vfs,
             opts,
             state: Mutex::new(BTreeMap::new()),
             _lock: lock,
@@ -290,18 +308,23 @@ impl PadStore {
         Ok(store)
     }
 
-    fn init(dir: &Path) -> Result<()> {
+    fn init(v: &dyn Vfs, dir: &Path) -> Result<()> {
         let marker = dir.join(MARKER_FILE);
         let tmp = dir.join(format!("{MARKER_FILE}.tmp"));
         let text = format!(
-            "{MARKER_MAGIC}\n# This directory holds one-time pads. They are secret.\n# Remove pads with `otc-device pad remove`, not by deleting files.\n"
+            "{MARKER_MAGIC}\n# This directory holds one-time pads. They are secret.\n# Remove pads with `otc-device pad remove`, not by deleting files.\n# A copy of this directory (a backup, a cloned card) reuses pad: never restore one.\n"
         );
-        let f = fsutil::create_private(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
+        let f = v
+            .open(&tmp, OpenHow::CreateNew)
+            .ctx(|| format!("cannot create {}", tmp.display()))?;
         f.write_all_at(text.as_bytes(), 0)
             .and_then(|_| f.sync_all())
             .ctx(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &marker).ctx(|| format!("cannot create {}", marker.display()))?;
-        sync_dir(dir)
+        drop(f);
+        v.rename(&tmp, &marker)
+            .ctx(|| format!("cannot create {}", marker.display()))?;
+        v.sync_dir(dir)
+            .ctx(|| format!("cannot sync directory {}", dir.display()))
     }
 
     /// The data directory.
@@ -318,12 +341,38 @@ impl PadStore {
         self.dir.join(PADS_DIR).join(format!("{pad_id}.pad"))
     }
 
-    /// A fresh temporary path inside the pads directory (same filesystem as
-    /// the final pad file, so a rename is atomic).
-    pub(crate) fn temp_pad_path(&self) -> PathBuf {
-        self.dir
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.dir.join(CONTACTS_DIR).join(format!("{name}.json"))
+    }
+
+    fn used_path(&self, pad_id: &str) -> PathBuf {
+        self.dir.join(USED_DIR).join(pad_id)
+    }
+
+    /// The storage seam this store does its file I/O through.
+    pub fn vfs(&self) -> &dyn Vfs {
+        self.vfs.as_ref()
+    }
+
+    /// Create a new private temporary pad file in the pads directory (same
+    /// filesystem as the final pad file, so the rename into place is
+    /// atomic). On failure later, hand it to [`PadStore::discard_temp`].
+    pub(crate) fn create_temp_pad(&self) -> Result<(PathBuf, Box<dyn VFile>)> {
+        let tmp = self
+            .dir
             .join(PADS_DIR)
-            .join(format!("new-{}.tmp", fsutil::token()))
+            .join(format!("new-{}.tmp", super::fsutil::token()));
+        let f = self
+            .vfs
+            .open(&tmp, OpenHow::CreateNew)
+            .ctx(|| format!("cannot create {}", tmp.display()))?;
+        Ok((tmp, f))
+    }
+
+    /// Best-effort erase and delete of a temporary pad file (cleanup path;
+    /// errors are ignored, and the next open deletes any leftover).
+    pub(crate) fn discard_temp(&self, tmp: &Path) {
+        let _ = shred(self.vfs(), tmp, &mut |_, _| {});
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Live>> {
@@ -333,42 +382,120 @@ impl PadStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn key(name: &str) -> Vec<u8> {
-        format!("{CONTACT_PREFIX}{name}").into_bytes()
-    }
-
-    /// Write a contact record and fsync the database.
+    /// Write a contact record durably: write `<name>.json.tmp`, fsync it,
+    /// rename it over `<name>.json`, fsync the directory. When this
+    /// returns, the record is on stable storage; a crash at any point
+    /// leaves either the old or the new record, never a mix.
     fn persist(&self, meta: &ContactMeta) -> Result<()> {
+        let v = self.vfs();
         let value = serde_json::to_vec(meta).map_err(|e| Error::CorruptMeta {
             what: meta.name.clone(),
             reason: e.to_string(),
         })?;
-        self.tree
-            .insert(Self::key(&meta.name), value)
-            .map_err(db_err)?;
-        self.tree.flush().map_err(db_err)?;
+        let dir = self.dir.join(CONTACTS_DIR);
+        let path = self.record_path(&meta.name);
+        let tmp = dir.join(format!("{}.json.tmp", meta.name));
+        let what = || format!("cannot write the record of {}", meta.name);
+        match v.remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(what(), e)),
+        }
+        let f = v.open(&tmp, OpenHow::CreateNew).ctx(what)?;
+        f.write_all_at(&value, 0)
+            .and_then(|_| f.sync_all())
+            .ctx(what)?;
+        drop(f);
+        v.rename(&tmp, &path).ctx(what)?;
+        v.sync_dir(&dir).ctx(what)?;
         Ok(())
+    }
+
+    /// Delete a contact's record durably.
+    fn unpersist(&self, name: &str) -> Result<()> {
+        let v = self.vfs();
+        let dir = self.dir.join(CONTACTS_DIR);
+        let what = || format!("cannot delete the record of {name}");
+        match v.remove_file(&self.record_path(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(what(), e)),
+        }
+        v.sync_dir(&dir).ctx(what)
+    }
+
+    /// Whether this data directory ever held the pad `pad_id`.
+    fn was_used(&self, pad_id: &str) -> Result<bool> {
+        let p = self.used_path(pad_id);
+        Ok(self
+            .vfs
+            .kind(&p)
+            .ctx(|| format!("cannot stat {}", p.display()))?
+            .is_some())
+    }
+
+    /// Record durably that this data directory holds (or made) `pad_id`.
+    /// The record is never removed.
+    fn mark_used(&self, pad_id: &str, origin: Origin) -> Result<()> {
+        if self.was_used(pad_id)? {
+            return Ok(());
+        }
+        let v = self.vfs();
+        let p = self.used_path(pad_id);
+        let what = || format!("cannot record pad {pad_id} as used");
+        let f = v.open(&p, OpenHow::CreateNew).ctx(what)?;
+        let text = format!("{}\n", serde_json::to_string(&origin).unwrap_or_default());
+        f.write_all_at(text.as_bytes(), 0)
+            .and_then(|_| f.sync_all())
+            .ctx(what)?;
+        drop(f);
+        v.sync_dir(&self.dir.join(USED_DIR)).ctx(what)
     }
 
     /// Load all contacts, finish interrupted erases, remove orphan files.
     fn load_contacts(&self) -> Result<()> {
+        let v = self.vfs();
         let mut state = self.lock();
-        for item in self.tree.iter() {
-            let (k, v) = item.map_err(db_err)?;
-            let key = String::from_utf8_lossy(&k).to_string();
+        let cdir = self.dir.join(CONTACTS_DIR);
+        let names = v
+            .read_dir(&cdir)
+            .ctx(|| format!("cannot read {}", cdir.display()))?;
+        let mut removed_tmp = false;
+        for fname in names {
+            let fname = fname.to_string_lossy().to_string();
+            let path = cdir.join(&fname);
+            if fname.ends_with(".tmp") {
+                // A record write a crash interrupted: the old record (or
+                // none) is the durable truth.
+                v.remove_file(&path)
+                    .ctx(|| format!("cannot remove {}", path.display()))?;
+                removed_tmp = true;
+                continue;
+            }
+            let Some(name) = fname.strip_suffix(".json") else {
+                continue;
+            };
+            let bytes = vfs::read_all(v, &path, MAX_RECORD)
+                .ctx(|| format!("cannot read {}", path.display()))?;
             let mut meta: ContactMeta =
-                serde_json::from_slice(&v).map_err(|e| Error::CorruptMeta {
-                    what: key.clone(),
+                serde_json::from_slice(&bytes).map_err(|e| Error::CorruptMeta {
+                    what: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
-            if meta.version != META_VERSION {
+            if meta.version != META_VERSION || meta.name != name {
                 return Err(Error::CorruptMeta {
-                    what: key,
-                    reason: format!("record version {} is not supported", meta.version),
+                    what: path.display().to_string(),
+                    reason: format!(
+                        "record version {} for contact {:?} is not supported here",
+                        meta.version, meta.name
+                    ),
                 });
             }
+            // A crash between writing the record and the used-pad mark
+            // leaves the mark missing: add it.
+            self.mark_used(&meta.pad_id, meta.origin)?;
             let path = self.pad_path(&meta.pad_id);
-            let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            let file = match v.open(&path, OpenHow::ReadWrite) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // Keep the contact so it can be listed and removed.
@@ -396,10 +523,10 @@ impl PadStore {
             // burned whose erase may not have reached the disk.
             if meta.erased < meta.reserved || !meta.pending_erase.is_empty() {
                 let r = meta.count_range(meta.side, meta.erased, meta.reserved);
-                zero_at(&file, r.lo, r.len())
+                zero_at(file.as_ref(), r.lo, r.len())
                     .ctx(|| format!("cannot erase used pad for {}", meta.name))?;
                 for p in &meta.pending_erase {
-                    zero_at(&file, p.lo, p.len())
+                    zero_at(file.as_ref(), p.lo, p.len())
                         .ctx(|| format!("cannot erase used pad for {}", meta.name))?;
                 }
                 file.sync_data()
@@ -414,17 +541,24 @@ impl PadStore {
         }
         // Pad files nobody owns (a crash during creation, import or removal)
         // are erased and deleted.
+        if removed_tmp {
+            v.sync_dir(&cdir)
+                .ctx(|| format!("cannot sync directory {}", cdir.display()))?;
+        }
         let known: Vec<PathBuf> = state
             .values()
             .map(|l| self.pad_path(&l.meta.pad_id))
             .collect();
         let pads = self.dir.join(PADS_DIR);
-        if let Ok(entries) = std::fs::read_dir(&pads) {
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_file() && !known.contains(&p) {
-                    fsutil::shred_quietly(&p);
-                }
+        let entries = v
+            .read_dir(&pads)
+            .ctx(|| format!("cannot read {}", pads.display()))?;
+        for e in entries {
+            let p = pads.join(e);
+            if !known.contains(&p)
+                && v.kind(&p).ctx(|| format!("cannot stat {}", p.display()))? == Some(Kind::File)
+            {
+                shred(v, &p, &mut |_, _| {})?;
             }
         }
         Ok(())
@@ -444,17 +578,25 @@ impl PadStore {
                 existing: l.meta.name.clone(),
             });
         }
+        if self.was_used(&meta.pad_id)? {
+            return Err(Error::PadUsedBefore {
+                pad_id: meta.pad_id.clone(),
+            });
+        }
         meta.version = META_VERSION;
+        let v = self.vfs();
         let path = self.pad_path(&meta.pad_id);
-        std::fs::rename(tmp_pad, &path).ctx(|| format!("cannot create {}", path.display()))?;
+        v.rename(tmp_pad, &path)
+            .ctx(|| format!("cannot create {}", path.display()))?;
         let res = (|| {
-            sync_dir(&self.dir.join(PADS_DIR))?;
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
+            let pads = self.dir.join(PADS_DIR);
+            v.sync_dir(&pads)
+                .ctx(|| format!("cannot sync directory {}", pads.display()))?;
+            let file = v
+                .open(&path, OpenHow::ReadWrite)
                 .ctx(|| format!("cannot open {}", path.display()))?;
             self.persist(&meta)?;
+            self.mark_used(&meta.pad_id, meta.origin)?;
             Ok(file)
         })();
         match res {
@@ -465,9 +607,8 @@ impl PadStore {
                 Ok(())
             }
             Err(e) => {
-                let _ = self.tree.remove(Self::key(&meta.name));
-                let _ = self.tree.flush();
-                fsutil::shred_quietly(&path);
+                let _ = self.unpersist(&meta.name);
+                let _ = shred(v, &path, &mut |_, _| {});
                 Err(e)
             }
         }
@@ -482,11 +623,18 @@ impl PadStore {
         Ok(())
     }
 
-    /// Fail early if a pad with this fingerprint is already stored.
+    /// Fail early if a pad with this fingerprint is stored now
+    /// ([`Error::PadAlreadyStored`]) or was ever held or made by this data
+    /// directory ([`Error::PadUsedBefore`]).
     pub(crate) fn check_pad_id_free(&self, pad_id: &str) -> Result<()> {
         if let Some(l) = self.lock().values().find(|l| l.meta.pad_id == pad_id) {
             return Err(Error::PadAlreadyStored {
                 existing: l.meta.name.clone(),
+            });
+        }
+        if self.was_used(pad_id)? {
+            return Err(Error::PadUsedBefore {
+                pad_id: pad_id.to_string(),
             });
         }
         Ok(())
@@ -540,13 +688,24 @@ impl PadStore {
         })
     }
 
+    /// The reservation block for a contact: the configured block, but at
+    /// most 1/[`RESERVE_FRACTION`] of its send side (at least 1 byte; a
+    /// message larger than the block still reserves its whole cost).
+    pub fn reserve_block_for(&self, m: &ContactMeta) -> u64 {
+        self.opts
+            .reserve_block
+            .min(m.send_capacity() / RESERVE_FRACTION)
+            .max(1)
+    }
+
     /// Seal `message` for `contact`.
     ///
     /// Order of events: the range is taken from the in-memory cursor; if it
     /// crosses the durable reserved bound, the pad file is fdatasync'ed (so
     /// every earlier erase is durable) and a new bound, at least one
-    /// reservation block ahead, is written and flushed to sled *before* any
-    /// pad byte is read. Then the bytes are read (pread), the package is
+    /// reservation block ahead, is written to the contact's record and
+    /// made durable (fsync of the record, rename, fsync of the directory)
+    /// *before* any pad byte is read. Then the bytes are read (pread), the package is
     /// sealed, and the bytes are overwritten with zeros (pwrite) before the
     /// package is returned. A crash may skip the rest of a block; it can
     /// never hand out the same byte twice.
@@ -565,7 +724,7 @@ impl PadStore {
             let mut m = l.meta.clone();
             m.erased = used;
             m.reserved = new_next
-                .max(used.saturating_add(self.opts.reserve_block))
+                .max(used.saturating_add(self.reserve_block_for(&m)))
                 .min(m.send_capacity());
             self.persist(&m)?;
             l.meta = m;
@@ -613,13 +772,13 @@ impl PadStore {
     /// Open a package from `contact`.
     ///
     /// Nothing is used unless the tag verifies. On a good tag the range is
-    /// recorded as opened (sled flush), then its bytes are zeroed on disk
-    /// and fdatasync'ed, then the message is returned. A replayed range
-    /// (already opened, so already erased) is refused with
-    /// [`Error::Replay`] without counting a failure. A bad tag counts a
-    /// failure for that exact range (durably); the third failure burns the
-    /// range: its bytes are erased and it is recorded as burned
-    /// ([`Error::RangeBurned`]).
+    /// recorded as opened (durably: record fsync, rename, directory fsync),
+    /// then its bytes are zeroed on disk and fdatasync'ed, then the message
+    /// is returned. A replayed range (already opened, so already erased) is
+    /// refused with [`Error::Replay`]. A bad tag is [`Error::VerifyFailed`]
+    /// and changes nothing, on disk or in memory: the store never burns a
+    /// range no genuine message has passed (see the module docs of
+    /// [`crate::pad`]); limiting tries is the RPC layer's lockout.
     pub fn open(&self, contact: &str, package: &[u8]) -> Result<Opened> {
         let mut state = self.lock();
         let l = state
@@ -650,44 +809,7 @@ impl PadStore {
                     warnings: c.warnings,
                 })
             }
-            Err(otc_proto::ProtoError::BadTag) => {
-                let mut m = l.meta.clone();
-                let count = match m.failures.iter_mut().find(|f| f.range == c.range) {
-                    Some(f) => {
-                        f.count += 1;
-                        f.count
-                    }
-                    None => {
-                        if m.failures.len() >= MAX_FAILURE_RECORDS {
-                            m.failures.remove(0);
-                        }
-                        m.failures.push(Failure {
-                            range: c.range,
-                            count: 1,
-                        });
-                        1
-                    }
-                };
-                if count >= MAX_FAILED_VERIFICATIONS {
-                    m.failures.retain(|f| f.range != c.range);
-                    insert_range(&mut m.burned, c.range);
-                    m.pending_erase.push(c.range);
-                    self.persist(&m)?;
-                    l.meta = m;
-                    self.erase_now(l, c.range)?;
-                    Err(Error::RangeBurned {
-                        index: c.index,
-                        limit: MAX_FAILED_VERIFICATIONS,
-                    })
-                } else {
-                    self.persist(&m)?;
-                    l.meta = m;
-                    Err(Error::VerifyFailed {
-                        attempt: count,
-                        limit: MAX_FAILED_VERIFICATIONS,
-                    })
-                }
-            }
+            Err(otc_proto::ProtoError::BadTag) => Err(Error::VerifyFailed {}),
             Err(e) => Err(Error::BadPackage {
                 format: l.meta.format.to_string(),
                 reason: e.to_string(),
@@ -715,14 +837,19 @@ impl PadStore {
         let l = state
             .get(contact)
             .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+        // The used-pad mark stays forever: importing this pad again would
+        // reuse it. (It is there already; this repairs an older crash.)
+        self.mark_used(&l.meta.pad_id, l.meta.origin)?;
         let path = self.pad_path(&l.meta.pad_id);
-        if path.exists() {
-            fsutil::shred(&path, progress)?;
+        let v = self.vfs();
+        if v.kind(&path)
+            .ctx(|| format!("cannot stat {}", path.display()))?
+            .is_some()
+        {
+            shred(v, &path, progress)?;
         }
         state.remove(contact);
-        self.tree.remove(Self::key(contact)).map_err(db_err)?;
-        self.tree.flush().map_err(db_err)?;
-        Ok(())
+        self.unpersist(contact)
     }
 
     /// Shut down cleanly: sync pad files and give back each contact's
@@ -731,14 +858,18 @@ impl PadStore {
         self.release()
     }
 
-    fn release(&self) -> Result<()> {
+    /// Give back each contact's unused reservation durably (pad files
+    /// fdatasync'ed, records written and fsync'ed), without closing: the
+    /// store stays usable, and the next seal reserves a new block. For a
+    /// clean stop that cannot consume the store (e.g. on SIGTERM).
+    pub fn release(&self) -> Result<()> {
         let mut state = self.lock();
         for l in state.values_mut() {
             if l.next < l.meta.reserved
                 || l.meta.erased < l.next
                 || !l.meta.pending_erase.is_empty()
             {
-                let Some(file) = l.file.as_ref() else {
+                let Some(file) = l.file.as_deref() else {
                     continue;
                 };
                 file.sync_data()
@@ -750,7 +881,6 @@ impl PadStore {
                 l.meta = m;
             }
         }
-        self.db.flush().map_err(db_err)?;
         Ok(())
     }
 }
@@ -761,32 +891,74 @@ impl Drop for PadStore {
     }
 }
 
-/// Work around a crash-recovery bug of sled 0.34: while opening, sled
-/// writes a new snapshot to `snap.<lsn>.generating`, syncs it and renames
-/// it to `snap.<lsn>`; but when it looks for the latest snapshot it also
-/// considers `*.generating` files, so a process killed while writing one
-/// leaves a database that no longer opens ("Corruption"). Such a file is
-/// by construction an unfinished temporary: the complete previous snapshot
-/// (or none, meaning "replay the log from the start") is still there, since
-/// sled removes old snapshots only after the rename. Deleting it restores
-/// the state from before the interrupted open. Found by the SIGKILL test.
-fn remove_interrupted_snapshots(db_dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(db_dir) else {
-        return Ok(()); // no database yet
-    };
-    let mut removed = false;
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            let p = e.path();
-            std::fs::remove_file(&p)
-                .ctx(|| format!("cannot remove unfinished snapshot {}", p.display()))?;
-            removed = true;
-        }
+/// Overwrite `len` bytes at `offset` with zeros (not synced).
+pub(crate) fn zero_at(file: &dyn VFile, offset: u64, len: u64) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
     }
-    if removed {
-        sync_dir(db_dir)?;
+    let zeros = vec![0u8; len.min(CHUNK as u64) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Overwrite a whole file with zeros, sync it, delete it and sync its
+/// directory. Reports progress as (done, total).
+pub(crate) fn shred(v: &dyn Vfs, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    let file = v
+        .open(path, OpenHow::ReadWrite)
+        .ctx(|| format!("cannot open {} to erase it", path.display()))?;
+    let len = file
+        .size()
+        .ctx(|| format!("cannot stat {}", path.display()))?;
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(CHUNK as u64);
+        zero_at(file.as_ref(), done, n).ctx(|| format!("cannot erase {}", path.display()))?;
+        done += n;
+        progress(done, len);
+    }
+    file.sync_all()
+        .ctx(|| format!("cannot sync {}", path.display()))?;
+    drop(file);
+    v.remove_file(path)
+        .ctx(|| format!("cannot delete {}", path.display()))?;
+    if let Some(parent) = path.parent() {
+        v.sync_dir(parent)
+            .ctx(|| format!("cannot sync directory {}", parent.display()))?;
+    }
+    Ok(())
+}
+
+/// Make the data directory and everything the store keeps in it private:
+/// directories 0700, files 0600 (a directory made by hand or restored with
+/// looser modes is tightened on every open). Symbolic links are left alone.
+fn fix_modes(v: &dyn Vfs, dir: &Path) -> Result<()> {
+    let set = |p: &Path, mode: u32| {
+        v.set_mode(p, mode)
+            .ctx(|| format!("cannot make {} private (mode {mode:o})", p.display()))
+    };
+    set(dir, 0o700)?;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let names = v
+            .read_dir(&d)
+            .ctx(|| format!("cannot read {}", d.display()))?;
+        for n in names {
+            let p = d.join(n);
+            match v.kind(&p).ctx(|| format!("cannot stat {}", p.display()))? {
+                Some(Kind::Dir) => {
+                    set(&p, 0o700)?;
+                    dirs.push(p);
+                }
+                Some(Kind::File) => set(&p, 0o600)?,
+                _ => {}
+            }
+        }
     }
     Ok(())
 }
@@ -864,6 +1036,8 @@ fn classify(meta: &ContactMeta, package: &[u8]) -> Result<Classified> {
     if range.lo < region.lo || range.hi > region.hi {
         return Err(out(range.lo, range.hi));
     }
+    // Old records may list burned ranges (earlier versions burned after
+    // three failed verifications); their bytes are zero, so refuse them.
     if overlaps_any(&meta.burned, range) {
         return Err(Error::RangeBurned {
             index,
