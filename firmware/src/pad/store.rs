@@ -460,18 +460,23 @@ impl PadStore {
         let names = v
             .read_dir(&cdir)
             .ctx(|| format!("cannot read {}", cdir.display()))?;
-        let mut removed_tmp = false;
+        // Record writes a crash interrupted (`*.tmp`) go first: the old
+        // record (or none) is the durable truth.
+        let (tmps, names): (Vec<String>, Vec<String>) = names
+            .into_iter()
+            .map(|n| n.to_string_lossy().to_string())
+            .partition(|n| n.ends_with(".tmp"));
+        for fname in &tmps {
+            let path = cdir.join(fname);
+            v.remove_file(&path)
+                .ctx(|| format!("cannot remove {}", path.display()))?;
+        }
+        if !tmps.is_empty() {
+            v.sync_dir(&cdir)
+                .ctx(|| format!("cannot sync directory {}", cdir.display()))?;
+        }
         for fname in names {
-            let fname = fname.to_string_lossy().to_string();
             let path = cdir.join(&fname);
-            if fname.ends_with(".tmp") {
-                // A record write a crash interrupted: the old record (or
-                // none) is the durable truth.
-                v.remove_file(&path)
-                    .ctx(|| format!("cannot remove {}", path.display()))?;
-                removed_tmp = true;
-                continue;
-            }
             let Some(name) = fname.strip_suffix(".json") else {
                 continue;
             };
@@ -541,10 +546,6 @@ impl PadStore {
         }
         // Pad files nobody owns (a crash during creation, import or removal)
         // are erased and deleted.
-        if removed_tmp {
-            v.sync_dir(&cdir)
-                .ctx(|| format!("cannot sync directory {}", cdir.display()))?;
-        }
         let known: Vec<PathBuf> = state
             .values()
             .map(|l| self.pad_path(&l.meta.pad_id))
