@@ -203,54 +203,50 @@ pub fn short_time(unix: u64) -> String {
     )
 }
 
-/// What an audit event says on the alerts screen, and whether it is red.
+/// What an audit event says on the alerts screen, and whether it is red
+/// (red ones are the alerts the owner must acknowledge, [`Event::is_alert`]).
 pub fn alert_text(e: &Event) -> (String, bool) {
-    match e {
-        Event::Approved { action, contact } => (format!("Approved: {action} for {contact}"), false),
-        Event::Rejected { action, contact } => (format!("Rejected: {action} for {contact}"), false),
-        Event::TimedOut { action, contact } => {
-            (format!("Timed out: {action} for {contact}"), false)
+    let text = match e {
+        Event::Approved { action, contact } => format!("Approved: {action} for {contact}"),
+        Event::Rejected { action, contact } => format!("Rejected: {action} for {contact}"),
+        Event::TimedOut { action, contact } => format!("Timed out: {action} for {contact}"),
+        Event::Cancelled { action, contact } => format!("Computer hung up: {action} for {contact}"),
+        Event::Sealed { contact, bytes, .. } => format!("Sealed {bytes} bytes for {contact}"),
+        Event::Opened { contact, bytes, .. } => format!("Opened {bytes} bytes from {contact}"),
+        Event::IntegrityFailure { contact, index } => {
+            format!("Package from {contact} failed verification (pad index {index})")
         }
-        Event::Cancelled { action, contact } => {
-            (format!("Computer hung up: {action} for {contact}"), false)
+        Event::Replay { contact, index } => {
+            format!("Replayed package from {contact} refused (pad index {index})")
         }
-        Event::Sealed { contact, bytes, .. } => {
-            (format!("Sealed {bytes} bytes for {contact}"), false)
+        Event::Skipped { contact, bytes, .. } => {
+            format!("Messages from {contact} were skipped ({bytes} pad bytes)")
         }
-        Event::Opened { contact, bytes, .. } => {
-            (format!("Opened {bytes} bytes from {contact}"), false)
+        Event::Burned { contact, index, .. } => {
+            format!("Pad range at {index} for {contact} burned after repeated failures")
         }
-        Event::IntegrityFailure { contact, index } => (
-            format!("Package from {contact} failed verification (pad index {index})"),
-            true,
-        ),
-        Event::Replay { contact, index } => (
-            format!("Replayed package from {contact} refused (pad index {index})"),
-            true,
-        ),
-        Event::Skipped { contact, bytes, .. } => (
-            format!("Messages from {contact} were skipped ({bytes} pad bytes)"),
-            true,
-        ),
-        Event::Burned { contact, index, .. } => (
-            format!("Pad range at {index} for {contact} burned after repeated failures"),
-            true,
-        ),
-        Event::LockedOut { contact, seconds } => (
-            format!("{contact} locked out for {seconds} s after failed packages"),
-            true,
-        ),
-        Event::LimitHit { limit, detail } => (format!("Limit hit: {limit} ({detail})"), true),
+        Event::LockedOut { contact, seconds } => {
+            format!("{contact} locked out for {seconds} s after failed packages")
+        }
+        Event::LimitHit { limit, detail } => format!("Limit hit: {limit} ({detail})"),
         Event::PadCreated { contact, bytes, .. } => {
-            (format!("Pad created for {contact} ({bytes} bytes)"), false)
+            format!("Pad created for {contact} ({bytes} bytes)")
         }
         Event::PadImported { contact, bytes, .. } => {
-            (format!("Pad imported for {contact} ({bytes} bytes)"), false)
+            format!("Pad imported for {contact} ({bytes} bytes)")
         }
-        Event::PadRemoved { contact, .. } => (format!("Pad for {contact} erased"), false),
-        Event::TamperDetected { detail } => (format!("AUDIT LOG DAMAGED: {detail}"), true),
-        Event::Started { version } => (format!("Device started (version {version})"), false),
-    }
+        Event::PadRemoved { contact, .. } => format!("Pad for {contact} erased"),
+        Event::TamperDetected { detail } => format!("AUDIT LOG DAMAGED: {detail}"),
+        Event::Started { version } => format!("Device started (version {version})"),
+        Event::Stop => "Device stopped".to_string(),
+        Event::Ack { alerts } => format!("{alerts} alerts acknowledged"),
+        Event::Repeated {
+            what,
+            contact,
+            count,
+        } => format!("{count} more {what} from {contact} refused (rate limit)"),
+    };
+    (text, e.is_alert())
 }
 
 /// The screen-facing side of the device: alerts and the home view.
