@@ -554,7 +554,7 @@ impl AuditLog {
 
     /// Alerts not acknowledged yet, oldest first (at most [`ALERTS_KEPT`]):
     /// what the alerts screen shows after a restart.
-    pub fn unacked_alerts(&self) -> impl Iterator<Item = &Entry> {
+    pub fn unacked_alerts(&self) -> impl DoubleEndedIterator<Item = &Entry> {
         self.unacked.iter()
     }
 
