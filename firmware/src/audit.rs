@@ -33,8 +33,9 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -106,6 +107,19 @@ pub enum Event {
     TamperDetected { detail: String },
     /// The device started.
     Started { version: String },
+    /// The device stopped cleanly: the store was closed (its unused
+    /// reservation given back) and this is the last entry of the run.
+    Stop,
+    /// The owner opened the alerts screen: every alert before this entry
+    /// is acknowledged and is not shown again after a restart.
+    Ack { alerts: u64 },
+    /// `count` more events of `what` for `contact` were refused by the
+    /// rate limit and are summed up here instead of one entry each.
+    Repeated {
+        what: String,
+        contact: String,
+        count: u64,
+    },
 }
 
 impl Event {
@@ -119,9 +133,35 @@ impl Event {
                 | Event::Cancelled { .. }
                 | Event::Sealed { .. }
                 | Event::Opened { .. }
+                | Event::Stop
+        )
+    }
+
+    /// Alerts are what the owner must see and acknowledge: they are red on
+    /// the alerts screen, counted on the home screen, and reloaded at start
+    /// until an [`Event::Ack`] follows them.
+    pub fn is_alert(&self) -> bool {
+        matches!(
+            self,
+            Event::IntegrityFailure { .. }
+                | Event::Replay { .. }
+                | Event::Skipped { .. }
+                | Event::Burned { .. }
+                | Event::LockedOut { .. }
+                | Event::LimitHit { .. }
+                | Event::TamperDetected { .. }
+                | Event::Repeated { .. }
         )
     }
 }
+
+/// Alerts kept for the alerts screen; older unacknowledged ones are still
+/// in the log, only not shown.
+pub const ALERTS_KEPT: usize = 100;
+
+/// Longest line read from the log; a longer one is unreadable (and is
+/// never held in memory whole).
+const MAX_LINE: u64 = 64 * 1024;
 
 /// One line of the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,76 +234,178 @@ fn chain_hash(prev: &[u8; 32], seq: u64, time: u64, event: &Event) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Result of reading and checking a log.
+/// Result of reading and checking a log, with every entry (for tests and
+/// diagnostics; the device itself uses the streaming [`scan`]).
 #[derive(Debug, Default)]
 pub struct Checked {
     pub entries: Vec<Entry>,
     pub problems: Vec<Integrity>,
 }
 
-/// Read `log` and check its chain against `head`. Never fails on bad
-/// content (that is a finding); only on I/O errors.
-pub fn check(dir: &Path) -> Result<Checked, AuditError> {
+/// What one streaming pass over the log keeps: a fixed amount, whatever
+/// the log's length (at most [`ALERTS_KEPT`] alerts and a few problems).
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Entries read (lines that parse as entries).
+    pub count: u64,
+    pub problems: Vec<Integrity>,
+    /// The newest entry.
+    pub last: Option<Entry>,
+    /// Alerts ([`Event::is_alert`]) after the last [`Event::Ack`], oldest
+    /// first, at most [`ALERTS_KEPT`] (the newest ones).
+    pub unacked: VecDeque<Entry>,
+    /// The detail of the newest `TamperDetected` entry.
+    pub last_tamper: Option<String>,
+}
+
+/// Problems recorded per pass; past this a damaged log is damaged enough.
+const PROBLEMS_KEPT: usize = 16;
+
+impl Scan {
+    fn problem(&mut self, p: Integrity) {
+        if self.problems.len() < PROBLEMS_KEPT {
+            self.problems.push(p);
+        }
+    }
+
+    fn note(&mut self, e: &Entry) {
+        match &e.event {
+            Event::Ack { .. } => self.unacked.clear(),
+            Event::TamperDetected { detail } => self.last_tamper = Some(detail.clone()),
+            _ => {}
+        }
+        if e.event.is_alert() {
+            self.unacked.push_back(e.clone());
+            if self.unacked.len() > ALERTS_KEPT {
+                self.unacked.pop_front();
+            }
+        }
+    }
+}
+
+/// Read the next line of at most [`MAX_LINE`] bytes into `buf` (without
+/// its newline). `Ok(None)` at the end; `Ok(Some(false))` for a line that
+/// was too long (its rest is skipped, never held in memory).
+fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let n = r.by_ref().take(MAX_LINE + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        return Ok(Some(true));
+    }
+    if (buf.len() as u64) <= MAX_LINE {
+        return Ok(Some(true)); // the last line, without a newline
+    }
+    loop {
+        let (done, used) = {
+            let b = r.fill_buf()?;
+            match b.iter().position(|c| *c == b'\n') {
+                Some(i) => (true, i + 1),
+                None => (b.is_empty(), b.len()),
+            }
+        };
+        r.consume(used);
+        if done {
+            return Ok(Some(false));
+        }
+    }
+}
+
+/// Check the log's chain and head in one pass, line by line, handing each
+/// entry to `each`. Memory stays flat in the log's length: only the running
+/// hash, the newest entry and the unacknowledged alerts are kept. Never
+/// fails on bad content (that is a finding); only on I/O errors.
+pub fn scan_with(dir: &Path, mut each: impl FnMut(&Entry)) -> Result<Scan, AuditError> {
     let log_path = dir.join("audit.log");
     let head_path = dir.join("audit.head");
-    let mut out = Checked::default();
+    // A head that was created but never written counts as absent.
+    let head = std::fs::read_to_string(&head_path)
+        .ok()
+        .filter(|h| !h.trim().is_empty());
+    let parsed_head = head.as_deref().and_then(parse_head);
+    let mut out = Scan::default();
+    // The hash of the entry the head names (by position), once read.
+    let mut at_head: Option<String> = None;
     let mut prev = GENESIS;
     let mut chain_ok = true;
     match File::open(&log_path) {
         Ok(f) => {
-            for (i, line) in BufReader::new(f).lines().enumerate() {
-                let line = line.map_err(io(&log_path))?;
-                let entry: Entry = match serde_json::from_str(&line) {
-                    Ok(e) => e,
-                    Err(_) => {
-                        out.problems
-                            .push(Integrity::Unreadable { line: i as u64 + 1 });
+            let mut reader = BufReader::new(f);
+            let mut buf = Vec::new();
+            let mut line_no = 0u64;
+            while let Some(whole) = next_line(&mut reader, &mut buf).map_err(io(&log_path))? {
+                line_no += 1;
+                let entry: Entry = match whole.then(|| serde_json::from_slice(&buf).ok()).flatten()
+                {
+                    Some(e) => e,
+                    None => {
+                        out.problem(Integrity::Unreadable { line: line_no });
                         chain_ok = false;
                         continue;
                     }
                 };
                 let expect = chain_hash(&prev, entry.seq, entry.time, &entry.event);
                 if chain_ok
-                    && (entry.seq != out.entries.len() as u64
+                    && (entry.seq != out.count
                         || entry.prev != hex::encode(prev)
                         || entry.hash != hex::encode(expect))
                 {
-                    out.problems.push(Integrity::Broken { seq: entry.seq });
+                    out.problem(Integrity::Broken { seq: entry.seq });
                     chain_ok = false;
                 }
                 prev = decode32(&entry.hash).unwrap_or(GENESIS);
-                out.entries.push(entry);
+                if parsed_head.as_ref().is_some_and(|(s, _)| *s == out.count) {
+                    at_head = Some(entry.hash.clone());
+                }
+                out.count += 1;
+                out.note(&entry);
+                each(&entry);
+                out.last = Some(entry);
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(&log_path)(e)),
     }
-    // A head that was created but never written counts as absent.
-    let head = std::fs::read_to_string(&head_path)
-        .ok()
-        .filter(|h| !h.trim().is_empty());
-    let last = out.entries.last();
-    match (head.as_deref().and_then(parse_head), last) {
+    let last_seq = out.last.as_ref().map(|e| e.seq);
+    match (parsed_head, last_seq) {
         (None, None) if head.is_none() => {}
-        (Some((seq, hash)), Some(last)) => {
-            if seq > last.seq {
-                out.problems.push(Integrity::Truncated {
+        (Some((seq, hash)), Some(last_seq)) => {
+            if seq > last_seq {
+                out.problem(Integrity::Truncated {
                     expected: seq + 1,
-                    found: out.entries.len() as u64,
+                    found: out.count,
                 });
-            } else if out.entries.get(seq as usize).is_none_or(|e| e.hash != hash) {
+            } else if at_head.is_none_or(|h| h != hash) {
                 // The head may lag the log (group commit), but the entry it
                 // names must be there, unchanged.
-                out.problems.push(Integrity::HeadMismatch);
+                out.problem(Integrity::HeadMismatch);
             }
         }
-        (Some((seq, _)), None) => out.problems.push(Integrity::Truncated {
+        (Some((seq, _)), None) => out.problem(Integrity::Truncated {
             expected: seq + 1,
             found: 0,
         }),
-        _ => out.problems.push(Integrity::HeadMismatch),
+        _ => out.problem(Integrity::HeadMismatch),
     }
     Ok(out)
+}
+
+/// [`scan_with`] keeping nothing but the [`Scan`].
+pub fn scan(dir: &Path) -> Result<Scan, AuditError> {
+    scan_with(dir, |_| {})
+}
+
+/// Read `log` and check its chain against `head`, keeping every entry.
+pub fn check(dir: &Path) -> Result<Checked, AuditError> {
+    let mut entries = Vec::new();
+    let scanned = scan_with(dir, |e| entries.push(e.clone()))?;
+    Ok(Checked {
+        entries,
+        problems: scanned.problems,
+    })
 }
 
 fn parse_head(s: &str) -> Option<(u64, String)> {
@@ -284,6 +426,8 @@ pub struct AuditLog {
     prev: [u8; 32],
     /// Entries written since the last flush.
     dirty: bool,
+    /// Alerts not yet acknowledged (see [`Scan::unacked`]).
+    unacked: VecDeque<Entry>,
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -306,7 +450,7 @@ impl AuditLog {
         dir: &Path,
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<(AuditLog, Vec<Integrity>), AuditError> {
-        let checked = check(dir)?;
+        let checked = scan(dir)?;
         let log_path = dir.join("audit.log");
         let file = OpenOptions::new()
             .create(true)
@@ -321,7 +465,7 @@ impl AuditLog {
             .write(true)
             .open(&head_path)
             .map_err(io(&head_path))?;
-        let (next_seq, prev) = match checked.entries.last() {
+        let (next_seq, prev) = match &checked.last {
             Some(e) => (e.seq + 1, decode32(&e.hash).unwrap_or(GENESIS)),
             None => (0, GENESIS),
         };
@@ -332,6 +476,7 @@ impl AuditLog {
             next_seq,
             prev,
             dirty: false,
+            unacked: checked.unacked,
             clock,
         };
         if !checked.problems.is_empty() {
@@ -342,12 +487,9 @@ impl AuditLog {
                 .collect::<Vec<_>>()
                 .join("; ");
             // Log the finding once: a damaged log stays damaged, and is
-            // reported at every start, but not appended again and again.
-            let already = matches!(
-                checked.entries.last(),
-                Some(Entry { event: Event::TamperDetected { detail: d }, .. }) if *d == detail
-            );
-            if !already {
+            // reported at every start, but not appended again and again
+            // (its alert stays until the owner acknowledges it).
+            if checked.last_tamper.as_deref() != Some(detail.as_str()) {
                 log.append(Event::TamperDetected { detail })?;
             }
         }
@@ -374,6 +516,15 @@ impl AuditLog {
         self.next_seq += 1;
         self.prev = hash;
         self.dirty = true;
+        if let Event::Ack { .. } = entry.event {
+            self.unacked.clear();
+        }
+        if entry.event.is_alert() {
+            self.unacked.push_back(entry.clone());
+            if self.unacked.len() > ALERTS_KEPT {
+                self.unacked.pop_front();
+            }
+        }
         if severe {
             self.flush()?;
         }
@@ -399,6 +550,12 @@ impl AuditLog {
             .map_err(io(&head_path))?;
         self.dirty = false;
         Ok(())
+    }
+
+    /// Alerts not acknowledged yet, oldest first (at most [`ALERTS_KEPT`]):
+    /// what the alerts screen shows after a restart.
+    pub fn unacked_alerts(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.unacked.iter()
     }
 
     /// Number of entries written so far.
@@ -590,6 +747,74 @@ mod tests {
             problems,
             vec![Integrity::Unreadable { line: 3 }, Integrity::HeadMismatch]
         );
+    }
+
+    #[test]
+    fn a_long_log_is_checked_in_a_stream() {
+        // 200k entries: the chain verifies and the scan hands back a count,
+        // the newest entry and the unacknowledged alerts, never the entries
+        // (the `Scan` type has no place to keep them).
+        let d = tempfile::tempdir().unwrap();
+        let n = 200_000u64;
+        {
+            let (mut log, _) = AuditLog::open_with_clock(d.path(), Box::new(|| 7)).unwrap();
+            log.append(Event::Replay {
+                contact: "mallory".into(),
+                index: 1,
+            })
+            .unwrap();
+            for i in 1..n {
+                log.append(ev(i)).unwrap();
+            }
+        }
+        let mut seen = 0u64;
+        let s = scan_with(d.path(), |_| seen += 1).unwrap();
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        assert_eq!((s.count, seen), (n, n));
+        assert_eq!(s.last.map(|e| e.event), Some(ev(n - 1)));
+        assert_eq!(s.unacked.len(), 1);
+        let (log, problems) = AuditLog::open(d.path()).unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(log.len(), n);
+    }
+
+    #[test]
+    fn unacknowledged_alerts_come_back_until_an_ack() {
+        let d = tempfile::tempdir().unwrap();
+        let replay = |i| Event::Replay {
+            contact: "bob".into(),
+            index: i,
+        };
+        {
+            let (mut log, _) = AuditLog::open(d.path()).unwrap();
+            log.append(replay(1)).unwrap();
+            log.append(ev(1)).unwrap();
+            log.append(replay(2)).unwrap();
+        }
+        let (mut log, _) = AuditLog::open(d.path()).unwrap();
+        let alerts: Vec<Event> = log.unacked_alerts().map(|e| e.event.clone()).collect();
+        assert_eq!(alerts, [replay(1), replay(2)]);
+        log.append(Event::Ack { alerts: 2 }).unwrap();
+        assert_eq!(log.unacked_alerts().count(), 0);
+        log.append(replay(3)).unwrap();
+        drop(log);
+        let (log, _) = AuditLog::open(d.path()).unwrap();
+        let alerts: Vec<Event> = log.unacked_alerts().map(|e| e.event.clone()).collect();
+        assert_eq!(alerts, [replay(3)]);
+    }
+
+    #[test]
+    fn an_endless_line_is_unreadable_not_loaded() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 2);
+        let p = d.path().join("audit.log");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&vec![b'x'; 3 * MAX_LINE as usize]).unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        let s = scan(d.path()).unwrap();
+        assert_eq!(s.count, 2);
+        assert_eq!(s.problems, vec![Integrity::Unreadable { line: 3 }]);
     }
 
     #[test]

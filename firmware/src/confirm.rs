@@ -32,6 +32,8 @@ pub enum Outcome {
     Cancelled,
     /// Another prompt is on screen.
     Busy,
+    /// The device is stopping: the prompt was withdrawn (or never shown).
+    Stopped,
 }
 
 /// Monotonic time for timeouts: the UI's clock, so the broker and the
@@ -56,6 +58,8 @@ pub struct Broker<S: Screen> {
     clock: Arc<dyn Clock>,
     timeout: Duration,
     busy: AtomicBool,
+    /// Set by [`Broker::stop_prompts`]: no prompt is shown any more.
+    stopping: AtomicBool,
     /// How often the client's connection and the clock are looked at.
     poll: Duration,
 }
@@ -74,6 +78,7 @@ impl<S: Screen> Broker<S> {
             clock,
             timeout,
             busy: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             poll: Duration::from_millis(50),
         }
     }
@@ -86,6 +91,17 @@ impl<S: Screen> Broker<S> {
     /// True while a prompt is on screen.
     pub fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Acquire)
+    }
+
+    /// The device is stopping: the prompt on screen (if any) is withdrawn
+    /// within one poll interval and ends as [`Outcome::Stopped`], and no new
+    /// prompt is shown. There is no way back: a stopping broker stays so.
+    pub fn stop_prompts(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// The screen this broker drives.
@@ -104,6 +120,9 @@ impl<S: Screen> Broker<S> {
             return Outcome::Busy;
         }
         let _release = Release(&self.busy);
+        if self.stopping() {
+            return Outcome::Stopped;
+        }
         let deadline = self.clock.now() + self.timeout;
         let ticket = self.screen.show(prompt);
         loop {
@@ -113,6 +132,10 @@ impl<S: Screen> Broker<S> {
                 Some(Answer::Timeout) => return Outcome::TimedOut,
                 Some(Answer::Cancelled) => return Outcome::Cancelled,
                 None => {}
+            }
+            if self.stopping() {
+                self.screen.withdraw(&ticket);
+                return Outcome::Stopped;
             }
             if !still_wanted() {
                 self.screen.withdraw(&ticket);

@@ -9,7 +9,7 @@
 //! [`start`] is also what the integration tests and the RPC bench use, with
 //! a memory display, a scripted touch source and (tests) a fake clock.
 
-use crate::audit::{AuditLog, Event, Integrity};
+use crate::audit::{AuditLog, Event};
 use crate::config::{Config, DisplayKind};
 use crate::confirm::{Answer, Broker, Clock, Screen};
 use crate::error::{Error, Result};
@@ -27,8 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Alerts kept for the alerts screen (newest first).
-const ALERTS_KEPT: usize = 100;
+use crate::audit::ALERTS_KEPT;
+
+/// How long a clean stop waits for requests past their prompt to finish,
+/// and for their threads to let go of the device. The whole stop must end
+/// within 2 s.
+const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 /// The broker's view of the touchscreen.
 pub struct UiScreen {
@@ -203,54 +207,50 @@ pub fn short_time(unix: u64) -> String {
     )
 }
 
-/// What an audit event says on the alerts screen, and whether it is red.
+/// What an audit event says on the alerts screen, and whether it is red
+/// (red ones are the alerts the owner must acknowledge, [`Event::is_alert`]).
 pub fn alert_text(e: &Event) -> (String, bool) {
-    match e {
-        Event::Approved { action, contact } => (format!("Approved: {action} for {contact}"), false),
-        Event::Rejected { action, contact } => (format!("Rejected: {action} for {contact}"), false),
-        Event::TimedOut { action, contact } => {
-            (format!("Timed out: {action} for {contact}"), false)
+    let text = match e {
+        Event::Approved { action, contact } => format!("Approved: {action} for {contact}"),
+        Event::Rejected { action, contact } => format!("Rejected: {action} for {contact}"),
+        Event::TimedOut { action, contact } => format!("Timed out: {action} for {contact}"),
+        Event::Cancelled { action, contact } => format!("Computer hung up: {action} for {contact}"),
+        Event::Sealed { contact, bytes, .. } => format!("Sealed {bytes} bytes for {contact}"),
+        Event::Opened { contact, bytes, .. } => format!("Opened {bytes} bytes from {contact}"),
+        Event::IntegrityFailure { contact, index } => {
+            format!("Package from {contact} failed verification (pad index {index})")
         }
-        Event::Cancelled { action, contact } => {
-            (format!("Computer hung up: {action} for {contact}"), false)
+        Event::Replay { contact, index } => {
+            format!("Replayed package from {contact} refused (pad index {index})")
         }
-        Event::Sealed { contact, bytes, .. } => {
-            (format!("Sealed {bytes} bytes for {contact}"), false)
+        Event::Skipped { contact, bytes, .. } => {
+            format!("Messages from {contact} were skipped ({bytes} pad bytes)")
         }
-        Event::Opened { contact, bytes, .. } => {
-            (format!("Opened {bytes} bytes from {contact}"), false)
+        Event::Burned { contact, index, .. } => {
+            format!("Pad range at {index} for {contact} burned after repeated failures")
         }
-        Event::IntegrityFailure { contact, index } => (
-            format!("Package from {contact} failed verification (pad index {index})"),
-            true,
-        ),
-        Event::Replay { contact, index } => (
-            format!("Replayed package from {contact} refused (pad index {index})"),
-            true,
-        ),
-        Event::Skipped { contact, bytes, .. } => (
-            format!("Messages from {contact} were skipped ({bytes} pad bytes)"),
-            true,
-        ),
-        Event::Burned { contact, index, .. } => (
-            format!("Pad range at {index} for {contact} burned after repeated failures"),
-            true,
-        ),
-        Event::LockedOut { contact, seconds } => (
-            format!("{contact} locked out for {seconds} s after failed packages"),
-            true,
-        ),
-        Event::LimitHit { limit, detail } => (format!("Limit hit: {limit} ({detail})"), true),
+        Event::LockedOut { contact, seconds } => {
+            format!("{contact} locked out for {seconds} s after failed packages")
+        }
+        Event::LimitHit { limit, detail } => format!("Limit hit: {limit} ({detail})"),
         Event::PadCreated { contact, bytes, .. } => {
-            (format!("Pad created for {contact} ({bytes} bytes)"), false)
+            format!("Pad created for {contact} ({bytes} bytes)")
         }
         Event::PadImported { contact, bytes, .. } => {
-            (format!("Pad imported for {contact} ({bytes} bytes)"), false)
+            format!("Pad imported for {contact} ({bytes} bytes)")
         }
-        Event::PadRemoved { contact, .. } => (format!("Pad for {contact} erased"), false),
-        Event::TamperDetected { detail } => (format!("AUDIT LOG DAMAGED: {detail}"), true),
-        Event::Started { version } => (format!("Device started (version {version})"), false),
-    }
+        Event::PadRemoved { contact, .. } => format!("Pad for {contact} erased"),
+        Event::TamperDetected { detail } => format!("AUDIT LOG DAMAGED: {detail}"),
+        Event::Started { version } => format!("Device started (version {version})"),
+        Event::Stop => "Device stopped".to_string(),
+        Event::Ack { alerts } => format!("{alerts} alerts acknowledged"),
+        Event::Repeated {
+            what,
+            contact,
+            count,
+        } => format!("{count} more {what} from {contact} refused (rate limit)"),
+    };
+    (text, e.is_alert())
 }
 
 /// The screen-facing side of the device: alerts and the home view.
@@ -292,11 +292,16 @@ impl Face {
         }
     }
 
-    fn seen(&self) {
-        if let Ok(mut a) = self.alerts.lock() {
-            a.1 = 0;
-        }
+    /// The owner opened the alerts screen: every alert on it is seen.
+    /// Returns how many were not seen before (to be acknowledged).
+    fn seen(&self) -> u32 {
+        let n = self
+            .alerts
+            .lock()
+            .map(|mut a| std::mem::take(&mut a.1))
+            .unwrap_or(0);
         self.refresh_home();
+        n
     }
 
     fn notice(&self, n: Notice) {
@@ -341,9 +346,24 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stop the endpoint and the screen; close the store cleanly (which
-    /// gives back the unused part of the reservation block).
+    /// A clean stop, in this order:
+    ///
+    /// 1. new requests get `cancelled`, and the prompt on screen (if any) is
+    ///    withdrawn: its client gets `cancelled`, nothing is spent;
+    /// 2. requests past their prompt finish (at most [`STOP_GRACE`]);
+    /// 3. the endpoint stops accepting, the screen stops;
+    /// 4. the store is closed: synced, and the unused part of the
+    ///    reservation block given back, so the next start's send cursor
+    ///    continues where the last message ended;
+    /// 5. the audit log gets a `stop` entry (after the rate limit's
+    ///    summaries) and is flushed.
+    ///
+    /// If a request thread still holds the device after the grace time,
+    /// the store cannot be closed here: that is an error (the store's own
+    /// drop gives the reservation back if the thread ends before exit).
     pub fn stop(mut self) -> Result<()> {
+        self.device.begin_stop();
+        let idle = self.device.wait_idle(STOP_GRACE);
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.rpc.take() {
             let _ = t.join();
@@ -356,15 +376,20 @@ impl Running {
         if let Some(t) = self.flusher.take() {
             let _ = t.join();
         }
-        self.device.flush_audit();
-        // Request threads that outlive the server hold the device; then the
-        // store closes when the last one ends (its Drop syncs).
-        if let Ok(device) = Arc::try_unwrap(self.device)
-            && let Ok(store) = Arc::try_unwrap(device.into_store())
-        {
-            store.close()?;
-        }
+        self.device.sum_up_refusals(true);
+        let grace = if idle { STOP_GRACE } else { Duration::ZERO };
+        let device = sole_owner(self.device, grace)?;
+        let (store, mut audit) = device.into_parts();
+        sole_owner(store, grace)?.close()?;
+        audit.append(Event::Stop)?;
+        audit.flush()?;
         Ok(())
+    }
+
+    /// True once the RPC endpoint has stopped by itself (on an error);
+    /// [`Running::wait`] then says why.
+    pub fn endpoint_stopped(&self) -> bool {
+        self.rpc.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Wait until the RPC endpoint stops (it stops on error only).
@@ -385,6 +410,47 @@ impl Running {
     }
 }
 
+/// Take `shared` back once every other holder (a request thread finishing
+/// its reply) has let go, waiting at most `grace`.
+fn sole_owner<T>(mut shared: Arc<T>, grace: Duration) -> Result<T> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        match Arc::try_unwrap(shared) {
+            Ok(t) => return Ok(t),
+            Err(again) if std::time::Instant::now() < deadline => {
+                shared = again;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => {
+                return Err(Error::io(
+                    "the clean stop",
+                    std::io::Error::other(
+                        "a request was still being answered after the grace time; the pad \
+                         store was not closed here (a restart skips the unused reservation)",
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// The alerts screen's rows for alerts from the log, newest first.
+fn alert_rows<'a>(
+    entries: impl DoubleEndedIterator<Item = &'a crate::audit::Entry>,
+) -> Vec<AlertView> {
+    entries
+        .rev()
+        .map(|e| {
+            let (text, severe) = alert_text(&e.event);
+            AlertView {
+                at: short_time(e.time),
+                text,
+                severe,
+            }
+        })
+        .collect()
+}
+
 /// Start the device on data directory `dir` with the given screen.
 pub fn start(
     dir: &Path,
@@ -403,24 +469,25 @@ pub fn start(
         Bind::Loopback(_) => Link::Loopback(addr),
     };
     let store = Arc::new(PadStore::open_dir(dir)?);
-    let (mut audit, problems) = AuditLog::open(dir)?;
+    // Damage found here is logged by `open` (once) as a `tamper_detected`
+    // alert, which is among the unacknowledged alerts below until the owner
+    // has seen it.
+    let (mut audit, _problems) = AuditLog::open(dir)?;
     audit.append(Event::Started {
         version: env!("CARGO_PKG_VERSION").to_string(),
     })?;
+    let unacked = alert_rows(audit.unacked_alerts());
+    let unseen = u32::try_from(unacked.len()).unwrap_or(u32::MAX);
     let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), opts.ui)?;
     let face = Arc::new(Face {
         ui: ui.handle.clone(),
         owner: opts.owner.clone(),
         store: store.clone(),
         link,
-        alerts: Mutex::default(),
+        alerts: Mutex::new((unacked.clone(), unseen)),
         clock: wall_clock,
     });
-    for p in &problems {
-        face.alert(&Event::TamperDetected {
-            detail: Integrity::to_string(p),
-        });
-    }
+    ui.handle.set_alerts(unacked);
     face.refresh_home();
     let broker = Broker::new(
         UiScreen::new(ui.handle.clone(), opts.prompt_timeout),
@@ -450,13 +517,20 @@ pub fn start(
     };
     let events = {
         let rx = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
-        let face = face.clone();
+        let (face, device) = (face.clone(), device.clone());
         std::thread::Builder::new()
             .name("otc-ui-events".into())
             .spawn(move || {
                 while let Ok(e) = rx.recv() {
+                    // Opening the alerts screen acknowledges what it shows:
+                    // audited, and not reloaded at the next start.
                     if e == UiEvent::AlertsOpened {
-                        face.seen();
+                        let alerts = face.seen();
+                        if alerts > 0 {
+                            device.audit(Event::Ack {
+                                alerts: u64::from(alerts),
+                            });
+                        }
                     }
                 }
             })
@@ -584,6 +658,8 @@ pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
                 .into(),
         ));
     }
+    // Before any thread exists, so that every thread inherits the mask.
+    let signals = stop_signals()?;
     let mut cfg = Config::load(dir)?;
     let owner = cfg.owner.clone().ok_or(Error::NoOwner)?;
     let bind = choose_bind(&args, &cfg);
@@ -623,7 +699,45 @@ pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
     #[cfg(not(feature = "emulator"))]
     let _ = emu;
     println!("RPC endpoint:  http://{}/v1/status", running.addr);
-    running.wait()
+    loop {
+        match signals.recv_timeout(Duration::from_millis(100)) {
+            Ok(signal) => {
+                let began = std::time::Instant::now();
+                eprintln!("{signal}: stopping cleanly");
+                running.stop()?;
+                eprintln!("stopped cleanly in {} ms", began.elapsed().as_millis());
+                return Ok(());
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !running.endpoint_stopped() => {}
+            // The endpoint ended by itself, or the signal thread did.
+            Err(_) => return running.wait(),
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, as a channel: they are blocked in this thread (and
+/// so in every thread started after it) and taken by one thread with
+/// `sigwait`, so no handler runs at an arbitrary point of another thread.
+/// The main thread then stops the device cleanly ([`Running::stop`]).
+fn stop_signals() -> Result<std::sync::mpsc::Receiver<nix::sys::signal::Signal>> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.thread_block()
+        .map_err(|e| Error::io("cannot block SIGTERM/SIGINT", e.into()))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("otc-signals".into())
+        .spawn(move || {
+            while let Ok(signal) = set.wait() {
+                if tx.send(signal).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| Error::io("cannot start the signal thread", e))?;
+    Ok(rx)
 }
 
 #[cfg(test)]

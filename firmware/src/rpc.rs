@@ -88,6 +88,11 @@ pub struct Limits {
     pub lockout_failures: u32,
     /// How long a lockout lasts, in seconds.
     pub lockout_seconds: u64,
+    /// Refused packages (replays and failed opens) from one contact per
+    /// minute that are answered and audited one by one; past it, packages
+    /// from that contact get `rate_limited` until the minute is over, and
+    /// the audit log sums them up in one `repeated` entry.
+    pub refused_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -99,6 +104,7 @@ impl Default for Limits {
             max_connections: 8,
             lockout_failures: 5,
             lockout_seconds: 300,
+            refused_per_minute: 10,
         }
     }
 }
@@ -118,6 +124,13 @@ fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
 }
 
 const BAD_PACKAGE: &str = "the package could not be opened";
+
+fn stopping() -> Failure {
+    fail(
+        ErrorCode::Cancelled,
+        "the device is stopping; nothing was used; try again once it is back",
+    )
+}
 
 /// Map a store error to the client's code. Messages for opening failures
 /// carry nothing; others say what to do without internal detail.
@@ -191,6 +204,26 @@ struct Lockout {
     until: Option<Duration>,
 }
 
+/// The rate limit's window for refused packages.
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+
+/// Refused packages from one contact in the current window.
+#[derive(Default)]
+struct Refusals {
+    since: Duration,
+    count: u32,
+    /// Requests refused by the rate limit, not yet in the audit log.
+    suppressed: u64,
+}
+
+/// Counts the request threads inside [`Device::handle`].
+struct InFlight<'a>(&'a AtomicUsize);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The running device: store, broker, audit log, limits.
 pub struct Device<S: Screen<Prompt = Request>> {
     store: Arc<PadStore>,
@@ -201,6 +234,11 @@ pub struct Device<S: Screen<Prompt = Request>> {
     owner: String,
     cursors: Mutex<Cursors>,
     lockouts: Mutex<HashMap<String, Lockout>>,
+    refusals: Mutex<HashMap<String, Refusals>>,
+    /// Set by [`Device::begin_stop`]: new requests are refused.
+    stopping: AtomicBool,
+    /// Requests inside [`Device::handle`].
+    inflight: AtomicUsize,
     notify: Box<dyn Fn(Notice) + Send + Sync>,
 }
 
@@ -259,8 +297,39 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             owner,
             cursors: Mutex::new(cursors),
             lockouts: Mutex::default(),
+            refusals: Mutex::default(),
+            stopping: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
             notify,
         })
+    }
+
+    /// The first step of a clean stop: refuse new requests (`cancelled`)
+    /// and withdraw the prompt on screen, whose client gets `cancelled`
+    /// too. Requests past their prompt (sealing, opening) run to the end.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.broker.stop_prompts();
+    }
+
+    /// Wait until no request is inside [`Device::handle`], at most `limit`.
+    /// True if none is.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.inflight.load(Ordering::Acquire) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Give up the device, keeping its store (to close it cleanly) and its
+    /// audit log (to write the `stop` entry after that).
+    pub fn into_parts(self) -> (Arc<PadStore>, AuditLog) {
+        let audit = self.audit.into_inner().unwrap_or_else(|p| p.into_inner());
+        (self.store, audit)
     }
 
     pub fn limits(&self) -> &Limits {
@@ -289,8 +358,10 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         (self.notify)(Notice::Audit(event));
     }
 
-    /// Make routine audit entries durable (see [`crate::audit`]).
+    /// Make routine audit entries durable (see [`crate::audit`]), after
+    /// summing up the rate-limited refusals of windows that are over.
     pub fn flush_audit(&self) {
+        self.sum_up_refusals(false);
         if let Err(e) = lock(&self.audit).flush() {
             self.audit_failed(&e);
         }
@@ -305,8 +376,78 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         });
     }
 
+    /// Write one `repeated` entry per contact for the requests the rate
+    /// limit refused: for windows that are over, or all of them (`all`,
+    /// at stop).
+    pub fn sum_up_refusals(&self, all: bool) {
+        let now = self.clock.now();
+        let due: Vec<(String, u64)> = lock(&self.refusals)
+            .iter_mut()
+            .filter(|(_, r)| r.suppressed > 0 && (all || now >= r.since + REFUSAL_WINDOW))
+            .map(|(c, r)| (c.clone(), std::mem::take(&mut r.suppressed)))
+            .collect();
+        for (contact, count) in due {
+            self.audit(Event::Repeated {
+                what: "packages".into(),
+                contact,
+                count,
+            });
+        }
+    }
+
+    /// The refusal window of `contact`, started afresh if the last one is
+    /// over (its rate-limited requests are summed up first).
+    fn with_refusals<T>(&self, contact: &str, f: impl FnOnce(&mut Refusals) -> T) -> T {
+        let now = self.clock.now();
+        let (out, summary) = {
+            let mut all = lock(&self.refusals);
+            let r = all.entry(contact.to_string()).or_default();
+            let mut summary = 0;
+            if now >= r.since + REFUSAL_WINDOW {
+                summary = std::mem::take(&mut r.suppressed);
+                *r = Refusals {
+                    since: now,
+                    ..Refusals::default()
+                };
+            }
+            (f(r), summary)
+        };
+        if summary > 0 {
+            self.audit(Event::Repeated {
+                what: "packages".into(),
+                contact: contact.to_string(),
+                count: summary,
+            });
+        }
+        out
+    }
+
+    /// A replay or a failed open from `contact`: counts towards the rate
+    /// limit.
+    fn refused(&self, contact: &str) {
+        self.with_refusals(contact, |r| r.count = r.count.saturating_add(1));
+    }
+
+    /// Seconds until `contact` may send packages again, if it sent too
+    /// many refused ones in this window (this request is counted, not
+    /// audited one by one).
+    fn rate_limited(&self, contact: &str) -> Option<u64> {
+        let now = self.clock.now();
+        let limit = self.limits.refused_per_minute;
+        self.with_refusals(contact, |r| {
+            (r.count >= limit).then(|| {
+                r.suppressed += 1;
+                (r.since + REFUSAL_WINDOW)
+                    .saturating_sub(now)
+                    .as_secs()
+                    .max(1)
+            })
+        })
+    }
+
     /// The whole protocol: `still_wanted` says whether the client is still
-    /// connected (polled while a prompt waits).
+    /// connected (polled while a prompt waits). Once the device is stopping
+    /// every request gets `cancelled`.
     pub fn handle(
         &self,
         method: &str,
@@ -314,6 +455,11 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         body: &[u8],
         still_wanted: &dyn Fn() -> bool,
     ) -> Reply {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let _inflight = InFlight(&self.inflight);
+        if self.stopping.load(Ordering::Acquire) {
+            return error_reply(&stopping());
+        }
         let path = path.split('?').next().unwrap_or(path);
         let result = match (method, path) {
             ("POST", "/v1/package") => parse(body).and_then(|r| self.package(r, still_wanted)),
@@ -346,6 +492,8 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                     "another request is waiting on the device's screen; try again in a moment",
                 ));
             }
+            // The prompt was withdrawn; the `stop` entry follows.
+            Outcome::Stopped => return Err(stopping()),
             Outcome::Approved => (Event::Approved { action, contact }, Ok(())),
             Outcome::Rejected => (
                 Event::Rejected { action, contact },
@@ -454,6 +602,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
     }
 
     fn open_failed(&self, contact: &str, index: Option<u64>) {
+        self.refused(contact);
         if let Some(index) = index {
             self.audit(Event::IntegrityFailure {
                 contact: contact.to_string(),
@@ -506,6 +655,15 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 ),
             ));
         }
+        if let Some(seconds) = self.rate_limited(&contact) {
+            return Err(fail(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many packages from {contact:?} were refused (replays or failed opens); \
+                     try again in {seconds} s"
+                ),
+            ));
+        }
         let check = match self.store.check_open(&contact, &package) {
             Ok(c) => c,
             Err(e) => {
@@ -526,7 +684,9 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             });
             // Not a failed open for the lockout: a client re-fetching old
             // packages from a relay is not guessing tags, and a replay is
-            // refused by range without touching pad bytes.
+            // refused by range without touching pad bytes. It does count
+            // towards the rate limit (each one is an audit entry).
+            self.refused(&contact);
             (self.notify)(Notice::Failed {
                 contact: contact.clone(),
                 what: "a replayed package was refused".into(),

@@ -101,10 +101,11 @@ fn bad_input_gets_its_code_and_consumes_nothing() {
         pad("bob", "alice", Format::V2, SIZE),
         pad("bob-v1", "alice-v1", Format::V1, SIZE),
     ]);
-    // Failed opens would lock Bob out after 5; this table wants to see
-    // each row's own code.
+    // Failed opens would lock Bob out after 5, and rate-limit him after
+    // 10 a minute; this table wants to see each row's own code.
     let no_lockout = Limits {
         lockout_failures: 1000,
+        refused_per_minute: 1000,
         ..limits()
     };
     let alice = Dev::start(&d.alice, "Alice", no_lockout.clone());

@@ -622,7 +622,7 @@ fn replayed_and_skipped_packages() {
         tail,
         [
             "started", "approved", "opened", "replay", "approved", "skipped", "opened", "approved",
-            "opened", "replay", "replay", "replay",
+            "opened", "replay", "replay", "replay", "stop",
         ]
     );
 }
@@ -694,7 +694,7 @@ fn alerts_label(t: &otc_ui::ScreenTrace) -> String {
         .unwrap_or_default()
 }
 
-const SESSION: [&str; 10] = [
+const SESSION: [&str; 11] = [
     "pad_created",
     "started",
     "approved",
@@ -705,6 +705,7 @@ const SESSION: [&str; 10] = [
     "replay",
     "limit_hit",
     "timed_out",
+    "stop",
 ];
 
 #[test]
@@ -732,13 +733,20 @@ fn the_audit_log_chains_a_session_and_shows_an_edit_at_the_next_start() {
     for secret in ["SECRET-PLAINTEXT", "U0VDUkVU"] {
         assert!(!text.contains(secret), "the audit log holds no plaintext");
     }
-    // A clean log starts without alerts.
+    // The session's alerts (the replay, the limit hit) were never seen:
+    // they come back at the next start until the owner opens the alerts.
     let alice = Dev::start(&d.alice, "Alice", limits());
-    let home = alice.screen();
-    assert!(
-        home.has_text("Alice") && alerts_label(&home) == "Alerts",
-        "{home:#?}"
-    );
+    let home = alice.wait_screen("the session's alerts on the home screen", |t| {
+        alerts_label(t) == "Alerts (2)"
+    });
+    assert!(home.has_text("Alice"), "{home:#?}");
+    alice.tap("alerts");
+    let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
+    assert!(alerts.has_text("Replayed package from bob"), "{alerts:#?}");
+    alice.tap("back");
+    alice.wait_screen("home without an alert count", |t| {
+        t.screen == "home" && alerts_label(t) == "Alerts"
+    });
     alice.stop();
     let text = std::fs::read_to_string(&log_path).unwrap();
 
@@ -775,7 +783,15 @@ fn the_audit_log_chains_a_session_and_shows_an_edit_at_the_next_start() {
     let kinds: Vec<String> = c.entries.iter().map(|e| kind(&e.event)).collect();
     assert_eq!(
         &kinds[SESSION.len()..],
-        ["started", "tamper_detected", "started"]
+        [
+            "started",
+            "ack",
+            "stop",
+            "tamper_detected",
+            "started",
+            "ack",
+            "stop"
+        ]
     );
     drop(bob);
 }
@@ -801,18 +817,168 @@ fn cutting_entries_off_the_audit_log_is_an_alert_at_the_next_start() {
         }]
     );
 
+    // The truncation is an alert, with the session's replay and limit hit
+    // (never seen), and it stays across restarts until the owner sees it,
+    // although the log itself checks clean again after the first start.
+    let cut = "AUDIT LOG DAMAGED: audit log was cut short: 9 entries, 11 expected";
     let alice = Dev::start(&d.alice, "Alice", limits());
     alice.wait_screen("a red alert count on the home screen", |t| {
-        alerts_label(t) == "Alerts (1)"
+        alerts_label(t) == "Alerts (3)"
+    });
+    let alice = alice.restart();
+    alice.wait_screen("the same alerts after a restart", |t| {
+        alerts_label(t) == "Alerts (3)"
     });
     alice.tap("alerts");
     let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
-    assert!(
-        alerts.has_text("AUDIT LOG DAMAGED: audit log was cut short: 8 entries, 10 expected"),
-        "{alerts:#?}"
-    );
+    assert!(alerts.has_text(cut), "{alerts:#?}");
+    alice.tap("back");
+    alice.wait_screen("home without an alert count", |t| {
+        t.screen == "home" && alerts_label(t) == "Alerts"
+    });
+    // Acknowledged: gone at the next start, and the ack is on record.
+    let alice = alice.restart();
+    let home = alice.screen();
+    assert_eq!(alerts_label(&home), "Alerts", "{home:#?}");
+    alice.tap("alerts");
+    let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
+    assert!(!alerts.has_text(cut), "{alerts:#?}");
     alice.stop();
     let kinds = audit_kinds(&d.alice);
-    assert_eq!(&kinds[SESSION.len() - 2..], ["tamper_detected", "started"]);
+    assert_eq!(
+        &kinds[SESSION.len() - 2..],
+        [
+            "tamper_detected",
+            "started",
+            "stop",
+            "started",
+            "ack",
+            "stop",
+            "started",
+            "stop"
+        ]
+    );
+    let c = audit::check(&d.alice).unwrap();
+    assert!(
+        c.entries
+            .iter()
+            .any(|e| e.event == audit::Event::Ack { alerts: 3 }),
+        "the ack says what it acknowledged"
+    );
+    drop(bob);
+}
+
+#[test]
+fn failed_opens_and_replays_are_rate_limited() {
+    // A forged package the owner approved, then replays: each is refused
+    // and audited, and counts towards the rate limit (not the lockout,
+    // which is set high here). Past the limit, packages from that contact
+    // get `rate_limited` without a prompt until the window is over.
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let three = otc_device::rpc::Limits {
+        lockout_failures: 100,
+        refused_per_minute: 3,
+        ..limits()
+    };
+    let alice = Dev::start(&d.alice, "Alice", three);
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let mut sent = Vec::new();
+    for m in ["first", "second"] {
+        let (r, _) = bob.seal("alice", m);
+        sent.push(r.ok::<PackageResponse>().package);
+    }
+    alice.open("bob", &sent[0]).0.ok::<UnpackageResponse>();
+    let mut forged = b64::decode(&sent[1]).unwrap();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let (r, _) = alice.open("bob", &b64::encode(&forged));
+    r.expect_error(400, "bad_package");
+    for _ in 0..2 {
+        alice
+            .post("/v1/unpackage", &json!({"from": "bob", "package": sent[0]}))
+            .expect_error(400, "bad_package");
+    }
+    let before = state(&alice, "bob");
+    for p in [&sent[0], &sent[1]] {
+        let r = alice.post("/v1/unpackage", &json!({"from": "bob", "package": p}));
+        r.expect_error(429, "rate_limited");
+    }
+    assert_eq!(state(&alice, "bob"), before, "nothing used");
+    // A minute later the genuine package opens.
+    alice.clock.advance(Duration::from_secs(61));
+    let (r, _) = alice.open("bob", &sent[1]);
+    assert_eq!(
+        r.ok::<UnpackageResponse>().message.as_deref(),
+        Some("second")
+    );
+    alice.stop();
+    let c = audit::check(&d.alice).unwrap();
+    let kinds: Vec<String> = c.entries.iter().map(|e| kind(&e.event)).collect();
+    let tail: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .skip_while(|k| *k != "integrity_failure")
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "integrity_failure",
+            "replay",
+            "replay",
+            "repeated",
+            "approved",
+            "opened",
+            "stop"
+        ]
+    );
+    assert!(c.entries.iter().any(|e| e.event
+        == audit::Event::Repeated {
+            what: "packages".into(),
+            contact: "bob".into(),
+            count: 2
+        }));
+    drop(bob);
+}
+
+#[test]
+fn a_flood_of_replays_adds_a_few_audit_entries() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let (r, _) = bob.seal("alice", "once");
+    let package = r.ok::<PackageResponse>().package;
+    alice.open("bob", &package).0.ok::<UnpackageResponse>();
+    let before = alice.audit_kinds().len();
+    let body = json!({"from": "bob", "package": package});
+    let mut codes = std::collections::BTreeMap::new();
+    for _ in 0..1000 {
+        *codes
+            .entry(alice.post("/v1/unpackage", &body).error_code())
+            .or_insert(0) += 1;
+    }
+    let limit = limits().refused_per_minute as usize;
+    assert_eq!(
+        codes,
+        [
+            ("bad_package".to_string(), limit),
+            ("rate_limited".to_string(), 1000 - limit)
+        ]
+        .into()
+    );
+    alice.stop();
+    let c = audit::check(&d.alice).unwrap();
+    let new = &c.entries[before..];
+    let kinds: Vec<String> = new.iter().map(|e| kind(&e.event)).collect();
+    let mut want = vec!["replay"; limit];
+    want.extend(["repeated", "stop"]);
+    assert_eq!(kinds, want, "a few entries for 1,000 replays");
+    assert_eq!(
+        new[limit].event,
+        audit::Event::Repeated {
+            what: "packages".into(),
+            contact: "bob".into(),
+            count: 1000 - limit as u64
+        }
+    );
     drop(bob);
 }

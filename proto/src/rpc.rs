@@ -137,6 +137,12 @@ pub enum ErrorCode {
     Overloaded,
     /// Something went wrong on the device; nothing was consumed.
     Internal,
+    /// The device is stopping: a prompt was withdrawn or a new request
+    /// refused; nothing was consumed. Retry once it is back.
+    Cancelled,
+    /// Too many refused packages (replays, failed opens) from this contact
+    /// in a short time; retry later. Nothing was consumed.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -151,8 +157,9 @@ impl ErrorCode {
             ErrorCode::Busy => 409,
             ErrorCode::PadExhausted => 410,
             ErrorCode::TooLarge => 413,
-            ErrorCode::Locked | ErrorCode::Overloaded => 429,
+            ErrorCode::Locked | ErrorCode::Overloaded | ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::Cancelled => 503,
         }
     }
 
@@ -172,6 +179,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Internal => "internal",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }
@@ -230,6 +239,8 @@ mod tests {
             ErrorCode::MethodNotAllowed,
             ErrorCode::Overloaded,
             ErrorCode::Internal,
+            ErrorCode::Cancelled,
+            ErrorCode::RateLimited,
         ] {
             let json = serde_json::to_string(&ErrorBody::new(code, "m")).unwrap();
             assert_eq!(
