@@ -29,8 +29,13 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets --features $(FEATURES) -- -D warnings
 	$(CARGO) clippy -p otc-device --all-targets --features bench-approve -- -D warnings
 
+# Tests run under cargo-nextest, one process per test, with the timeouts of
+# .config/nextest.toml: a hung test is killed after 5 minutes and named.
+# nextest does not run doctests, so they run separately with cargo test.
 unit:
-	$(CARGO) test --workspace --features $(FEATURES)
+	@command -v cargo-nextest >/dev/null || { echo "cargo-nextest is missing: run scripts/install-deps" >&2; exit 1; }
+	$(CARGO) nextest run --workspace --features $(FEATURES) --no-tests=warn
+	$(CARGO) test --doc --workspace --features $(FEATURES)
 
 check: fmt clippy unit
 

@@ -288,8 +288,19 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Record a pad change in the audit log. The change itself has happened
 /// and stands; a log that cannot be written is reported, not fatal.
-fn audit_pad(data: &std::path::Path, event: Event) {
-    let res = AuditLog::open(data).and_then(|(mut log, _)| log.append(event));
+///
+/// Takes the open `store` because the store holds the data directory's
+/// lock: the entry is written while no other process (a starting device,
+/// another CLI command) can append to the same log, so two writers never
+/// fork its hash chain. Callers close the store only after this returns.
+fn audit_pad(store: &PadStore, event: Event) {
+    #[cfg(test)]
+    tests::AUDIT_HOOK.with(|h| {
+        if let Some(h) = h.borrow().as_ref() {
+            h(store.dir())
+        }
+    });
+    let res = AuditLog::open(store.dir()).and_then(|(mut log, _)| log.append(event));
     if let Err(e) = res {
         eprintln!("otc-device: warning: could not write the audit log: {e}");
     }
@@ -329,15 +340,15 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
             gen_bar.finish_and_clear();
             exp_bar.finish_and_clear();
             let c = res?;
-            store.close()?;
             audit_pad(
-                data,
+                &store,
                 Event::PadCreated {
                     contact: c.contact.clone(),
                     pad_id: c.pad_id.clone(),
                     bytes: c.size,
                 },
             );
+            store.close()?;
             println!(
                 "Made a {} pad for {} (format {}, pad id {}).",
                 human(c.size),
@@ -366,15 +377,15 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
             let res = export::import(&store, &file, &contact, &mut |d, _| pb.set_position(d));
             pb.finish_and_clear();
             let r = res?;
-            store.close()?;
             audit_pad(
-                data,
+                &store,
                 Event::PadImported {
                     contact: r.contact.clone(),
                     pad_id: r.pad_id.clone(),
                     bytes: r.size,
                 },
             );
+            store.close()?;
             println!(
                 "Imported a {} pad for {} (format {}, side {}, pad id {}).",
                 human(r.size),
@@ -403,15 +414,15 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
                 });
             pb.finish_and_clear();
             let r = res?;
-            store.close()?;
             audit_pad(
-                data,
+                &store,
                 Event::PadImported {
                     contact: r.contact.clone(),
                     pad_id: r.pad_id.clone(),
                     bytes: r.size,
                 },
             );
+            store.close()?;
             println!(
                 "Imported a {} One Time Chat pad for {} (format v1, side {}, {} already used, pad id {}).",
                 human(r.size),
@@ -491,14 +502,14 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
             let res = store.remove(&name, &mut |d, _| pb.set_position(d));
             pb.finish_and_clear();
             res?;
-            store.close()?;
             audit_pad(
-                data,
+                &store,
                 Event::PadRemoved {
                     contact: name.clone(),
                     pad_id: info.pad_id,
                 },
             );
+            store.close()?;
             println!("Erased the pad for {name} and its metadata.");
             Ok(())
         }
@@ -567,5 +578,85 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
             println!("{}", String::from_utf8_lossy(&o.message));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn Fn(&std::path::Path)>;
+
+    thread_local! {
+        /// Called by [`audit_pad`] just before it writes (tests only).
+        pub(super) static AUDIT_HOOK: RefCell<Option<Hook>> = RefCell::new(None);
+    }
+
+    /// Whether some open description holds the data directory's lock right
+    /// now (flock locks conflict between descriptions, even in one process).
+    fn dir_is_locked(dir: &std::path::Path) -> bool {
+        let marker = dir.join(crate::pad::store::MARKER_FILE);
+        let f = std::fs::File::open(&marker)
+            .unwrap_or_else(|e| panic!("open {}: {e}", marker.display()));
+        match f.try_lock() {
+            Ok(()) => false,
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            Err(std::fs::TryLockError::Error(e)) => panic!("try_lock: {e}"),
+        }
+    }
+
+    fn cli(data: &std::path::Path, args: &[&str]) -> Result<()> {
+        let mut argv = vec!["otc-device".to_string(), "--data".into()];
+        argv.push(data.display().to_string());
+        argv.extend(args.iter().map(|a| a.to_string()));
+        run(Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}")))
+    }
+
+    /// Every pad command writes its audit entry while it still holds the
+    /// data directory's lock (it used to close the store first, so a
+    /// device starting at that moment could append to the same log).
+    #[test]
+    fn pad_commands_audit_while_holding_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (alice, bob) = (tmp.path().join("alice"), tmp.path().join("bob"));
+        let export = tmp.path().join("bob.pad");
+        let seen: std::rc::Rc<RefCell<Vec<(std::path::PathBuf, bool)>>> = Default::default();
+        let sink = seen.clone();
+        AUDIT_HOOK.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move |dir| {
+                sink.borrow_mut()
+                    .push((dir.to_path_buf(), dir_is_locked(dir)))
+            }))
+        });
+        let export_s = export.display().to_string();
+        cli(
+            &alice,
+            &[
+                "pad",
+                "new",
+                "--contact",
+                "bob",
+                "--size",
+                "64K",
+                "--export",
+                &export_s,
+            ],
+        )
+        .unwrap();
+        cli(&bob, &["pad", "import", &export_s, "--contact", "alice"]).unwrap();
+        cli(&alice, &["pad", "remove", "bob"]).unwrap();
+        AUDIT_HOOK.with(|h| *h.borrow_mut() = None);
+
+        let seen = seen.borrow();
+        assert_eq!(
+            *seen,
+            vec![(alice.clone(), true), (bob, true), (alice.clone(), true)],
+            "each audit entry must be written with the data directory locked"
+        );
+        // And the lock is released once the command is done.
+        assert!(!dir_is_locked(&alice));
+        let (_, problems) = AuditLog::open(&alice).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

@@ -111,7 +111,15 @@ impl<S: Screen> Broker<S> {
 
     /// Ask the owner. `still_wanted` is polled while waiting; when it says
     /// false the prompt is withdrawn and the outcome is `Cancelled`.
+    ///
+    /// The deadline is read from the clock *before* `busy` is claimed, so
+    /// anyone who sees [`is_busy`](Self::is_busy) (with its acquire load)
+    /// knows the deadline is fixed: moving the clock after that point always
+    /// counts towards this prompt's timeout. (Reading the clock after the
+    /// claim let a test advance a fake clock in between, which put the
+    /// deadline out of reach and hung the test.)
     pub fn confirm(&self, prompt: S::Prompt, still_wanted: &dyn Fn() -> bool) -> Outcome {
+        let deadline = self.clock.now() + self.timeout;
         if self
             .busy
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -123,7 +131,6 @@ impl<S: Screen> Broker<S> {
         if self.stopping() {
             return Outcome::Stopped;
         }
-        let deadline = self.clock.now() + self.timeout;
         let ticket = self.screen.show(prompt);
         loop {
             match self.screen.wait(&ticket, self.poll) {
@@ -206,19 +213,48 @@ mod tests {
         assert_eq!(b.screen().shown.lock().unwrap().len(), 4);
     }
 
+    /// How long any wait in these tests may take before it fails, naming
+    /// what it waited for. Generous: a loaded CI machine is slow, but a
+    /// missed wake-up must fail, not hang.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Polls `cond` until it holds; panics after [`WAIT`] naming `what`.
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up after {WAIT:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Joins `t`, or panics after [`WAIT`] naming what it was doing.
+    fn join_within<T>(t: std::thread::JoinHandle<T>, what: &str) -> T {
+        wait_until(what, || t.is_finished());
+        match t.join() {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+
     #[test]
     fn a_second_request_is_busy_at_once() {
         let (b, tx, _) = broker();
         let b2 = b.clone();
         let first = std::thread::spawn(move || b2.confirm("first", &|| true));
         // Busy is claimed before the prompt is shown: wait for the screen.
-        while b.screen().shown.lock().unwrap().is_empty() {
-            std::thread::yield_now();
-        }
+        wait_until("the first prompt on screen", || {
+            !b.screen().shown.lock().unwrap().is_empty()
+        });
         assert_eq!(b.confirm("second", &|| true), Outcome::Busy);
         assert_eq!(*b.screen().shown.lock().unwrap(), vec!["first"]);
         tx.send(Answer::Approve).unwrap();
-        assert_eq!(first.join().unwrap(), Outcome::Approved);
+        assert_eq!(
+            join_within(first, "the approved confirm to return"),
+            Outcome::Approved
+        );
         assert!(!b.is_busy());
     }
 
@@ -227,15 +263,59 @@ mod tests {
         let (b, _tx, clock) = broker();
         let b2 = b.clone();
         let t = std::thread::spawn(move || b2.confirm("seal", &|| true));
-        while !b.is_busy() {
-            std::thread::yield_now();
-        }
+        // Once busy is visible the deadline is fixed (see `confirm`).
+        wait_until("the broker to claim busy", || b.is_busy());
         clock.advance(Duration::from_secs(29));
+        // Give the broker a few polls at 29 s: it must not time out yet.
         std::thread::sleep(Duration::from_millis(30));
         assert!(b.is_busy(), "29 s is not yet the 30 s timeout");
         clock.advance(Duration::from_secs(1));
-        assert_eq!(t.join().unwrap(), Outcome::TimedOut);
+        assert_eq!(
+            join_within(t, "the broker to time out at 30 s on the fake clock"),
+            Outcome::TimedOut
+        );
         assert_eq!(*b.screen().withdrawn.lock().unwrap(), 1);
+    }
+
+    /// The race behind a hang that struck about one run in three: a test
+    /// that sees busy and moves the clock must know the deadline is already
+    /// fixed. A clock that looks at the broker's busy flag whenever it is
+    /// read proves the order every time: the read for the deadline comes
+    /// before busy is claimed.
+    #[test]
+    fn the_deadline_is_read_before_busy_is_claimed() {
+        #[derive(Default)]
+        struct SpyClock {
+            broker: std::sync::OnceLock<std::sync::Weak<Broker<FakeScreen>>>,
+            busy_at_first_read: Mutex<Option<bool>>,
+        }
+        impl Clock for SpyClock {
+            fn now(&self) -> Duration {
+                let busy = self
+                    .broker
+                    .get()
+                    .and_then(|w| w.upgrade())
+                    .is_some_and(|b| b.is_busy());
+                self.busy_at_first_read.lock().unwrap().get_or_insert(busy);
+                Duration::ZERO
+            }
+        }
+        let (tx, rx) = channel();
+        let clock = Arc::new(SpyClock::default());
+        let screen = FakeScreen {
+            answers: Mutex::new(rx),
+            shown: Mutex::default(),
+            withdrawn: Mutex::default(),
+        };
+        let b = Arc::new(Broker::new(screen, clock.clone(), Duration::from_secs(30)));
+        assert!(clock.broker.set(Arc::downgrade(&b)).is_ok());
+        tx.send(Answer::Approve).unwrap();
+        assert_eq!(b.confirm("seal", &|| true), Outcome::Approved);
+        assert_eq!(
+            *clock.busy_at_first_read.lock().unwrap(),
+            Some(false),
+            "confirm read the clock for its deadline after claiming busy"
+        );
     }
 
     #[test]
@@ -245,10 +325,11 @@ mod tests {
         let b2 = b.clone();
         std::thread::scope(|s| {
             let t = s.spawn(|| b2.confirm("seal", &|| !gone.load(Ordering::Acquire)));
-            while !b.is_busy() {
-                std::thread::yield_now();
-            }
+            wait_until("the broker to claim busy", || b.is_busy());
             gone.store(true, Ordering::Release);
+            wait_until("the broker to notice the client hung up", || {
+                t.is_finished()
+            });
             assert_eq!(t.join().unwrap(), Outcome::Cancelled);
         });
         assert_eq!(*b.screen().withdrawn.lock().unwrap(), 1);

@@ -1,7 +1,16 @@
-//! Number formatting for the screens: sizes in decimal units, counts with
-//! thousands separators, fingerprints in groups of four.
+//! Number formatting for the screens and the command line: sizes in binary
+//! units, counts with thousands separators, fingerprints in groups of four.
+//!
+//! Sizes use one unit system everywhere, binary (KiB = 1024 bytes, MiB,
+//! GiB, TiB), because that is what the command line's `16M` means: a pad
+//! made with `16M` reads "16.0 MiB" on the screen and in the CLI alike,
+//! never "16.7 MB". The CLI (`otc_device::pad::size::human`) calls
+//! [`bytes`].
 
-/// "132 bytes", "9,876 bytes", "45.6 KB", "312 MB", "1.20 GB".
+/// "1 byte", "132 bytes", "9,876 bytes", "44.6 KiB", "297 MiB", "1.11 GiB".
+///
+/// Below 10,000 the exact count; above, three significant digits, rounded
+/// down, so a screen never shows more pad left than there is.
 pub fn bytes(n: u64) -> String {
     if n == 1 {
         return "1 byte".into();
@@ -9,20 +18,23 @@ pub fn bytes(n: u64) -> String {
     if n < 10_000 {
         return format!("{} bytes", count(n));
     }
-    let units = [("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12)];
-    let mut pick = units[0];
-    for u in units {
-        if n as f64 >= u.1 {
-            pick = u;
-        }
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut scale = 1024u64;
+    while unit + 1 < UNITS.len() && n >= scale * 1024 {
+        scale *= 1024;
+        unit += 1;
     }
-    let v = n as f64 / pick.1;
-    if v >= 100.0 {
-        format!("{:.0} {}", v.floor(), pick.0)
-    } else if v >= 10.0 {
-        format!("{:.1} {}", (v * 10.0).floor() / 10.0, pick.0)
+    // Hundredths of the unit, in integers (no float rounding surprises).
+    let hundredths = u128::from(n) * 100 / u128::from(scale);
+    let whole = hundredths / 100;
+    let name = UNITS[unit];
+    if whole >= 100 {
+        format!("{whole} {name}")
+    } else if whole >= 10 {
+        format!("{whole}.{} {name}", (hundredths % 100) / 10)
     } else {
-        format!("{:.2} {}", (v * 100.0).floor() / 100.0, pick.0)
+        format!("{whole}.{:02} {name}", hundredths % 100)
     }
 }
 
@@ -93,10 +105,25 @@ mod tests {
         assert_eq!(bytes(1), "1 byte");
         assert_eq!(bytes(132), "132 bytes");
         assert_eq!(bytes(9_876), "9,876 bytes");
-        assert_eq!(bytes(45_678), "45.6 KB");
-        assert_eq!(bytes(312_000_000), "312 MB");
-        assert_eq!(bytes(1_199_999_868), "1.19 GB");
-        assert_eq!(bytes(2_000_000_000_000), "2.00 TB");
+        assert_eq!(bytes(9_999), "9,999 bytes");
+        assert_eq!(bytes(10_000), "9.76 KiB");
+        assert_eq!(bytes(45_678), "44.6 KiB");
+        assert_eq!(bytes(65_536), "64.0 KiB");
+        assert_eq!(bytes(1024 * 1024 - 1), "1023 KiB");
+        // `16M` on the command line is 16 MiB, and reads so.
+        assert_eq!(bytes(16 << 20), "16.0 MiB");
+        assert_eq!(bytes((8 << 20) + 400_000), "8.38 MiB");
+        assert_eq!(bytes(312_000_000), "297 MiB");
+        assert_eq!(bytes(3 << 29), "1.50 GiB");
+        assert_eq!(bytes(1_199_999_868), "1.11 GiB");
+        assert_eq!(bytes(2 << 40), "2.00 TiB");
+        assert_eq!(bytes(5000 << 40), "5000 TiB");
+        assert_eq!(bytes(u64::MAX), "16777215 TiB");
+        // One unit system: never a decimal unit.
+        for n in [10_000u64, 1 << 20, 8_388_608, 1 << 30, 1 << 40] {
+            let s = bytes(n);
+            assert!(s.ends_with("iB"), "{n} -> {s}");
+        }
     }
 
     #[test]

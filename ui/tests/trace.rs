@@ -18,7 +18,7 @@ fn home_reports_owner_contacts_link_and_alerts() {
         "Alice",
         "Ethernet connected · 10.77.0.1",
         "bob",
-        "734 MB left · 5,560,630 messages",
+        "700 MiB left · 5,560,630 messages",
         "Carol Jiménez",
         "dave",
     ] {
@@ -113,7 +113,7 @@ fn seal_prompt_shows_facts_and_approve_arrives() {
         "bob",
         "100 bytes",
         "132 bytes",
-        "733 MB",
+        "699 MiB",
         "0:30",
     ] {
         assert!(t.has_text(s), "{s:?} missing from {}", t.to_json());
@@ -289,7 +289,7 @@ fn progress_screen_and_cancel() {
     assert_eq!(t.screen, "progress");
     assert!(t.has_text("Creating pad for erin"));
     assert!(t.has_text("42 %"));
-    assert!(t.has_text("420 MB of 1.00 GB"));
+    assert!(t.has_text("400 MiB of 953 MiB"));
     r.tap("cancel");
     assert_eq!(events.try_recv(), Ok(UiEvent::ProgressCancelled));
     r.handle.show_progress(ProgressView {

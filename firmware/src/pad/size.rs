@@ -40,20 +40,11 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(v)
 }
 
-/// Format a byte count for people: `1.2 GiB`, `512 KiB`, `100 B`.
+/// Format a byte count for people, exactly as the screen does
+/// ([`otc_ui::format::bytes`]): binary units, `64.0 KiB`, `1.50 GiB`,
+/// `100 bytes`. One formatter, so the CLI and the screen never disagree.
 pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    otc_ui::format::bytes(bytes)
 }
 
 #[cfg(test)]
@@ -101,8 +92,12 @@ mod tests {
 
     #[test]
     fn human_sizes() {
-        assert_eq!(human(100), "100 B");
+        assert_eq!(human(100), "100 bytes");
         assert_eq!(human(65536), "64.0 KiB");
-        assert_eq!(human(3 << 29), "1.5 GiB");
+        assert_eq!(human(3 << 29), "1.50 GiB");
+        // What `16M` parses to reads back in the same units, as on screen.
+        let n = parse_size("16M").unwrap();
+        assert_eq!(human(n), "16.0 MiB");
+        assert_eq!(human(n), otc_ui::format::bytes(n));
     }
 }
