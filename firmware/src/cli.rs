@@ -93,6 +93,12 @@ pub enum Command {
     /// loopback addresses only.
     Run(RunArgs),
     /// Make, import, list and erase pads.
+    ///
+    /// Never back up, restore or copy the data directory (or clone its SD
+    /// card) and run from the copy: a copy holds old cursors, so it sends
+    /// with pad bytes that were already used, and nothing on the device can
+    /// tell a copy from the original. A pad this data directory ever held or
+    /// made cannot be imported into it again, even after `pad remove`.
     #[command(subcommand)]
     Pad(PadCommand),
     /// Developer tools (not for normal use; debug builds only).
@@ -153,7 +159,8 @@ pub enum PadCommand {
         /// Where side A's region ends (default: half the size). Accepts SIZE syntax.
         #[arg(long, value_name = "SIZE")]
         split: Option<String>,
-        /// Write the partner's export file here (must not exist).
+        /// Write the partner's export file here (neither FILE nor FILE.tmp
+        /// may exist).
         #[arg(long, value_name = "FILE")]
         export: PathBuf,
     },

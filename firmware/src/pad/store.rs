@@ -10,6 +10,7 @@ use otc_proto::Format;
 use serde::Serialize;
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -210,10 +211,31 @@ impl PadStore {
     pub fn open_dir_with(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<PadStore> {
         let dir = dir.as_ref();
         if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .create(dir)
-                .ctx(|| format!("cannot create data directory {}", dir.display()))?;
+            // Create each missing component (0700) and fsync its parent, so
+            // the new directory's entry survives a power cut.
+            let mut missing = Vec::new();
+            let mut p = dir;
+            while !p.as_os_str().is_empty() && !p.exists() {
+                missing.push(p);
+                p = p.parent().unwrap_or(Path::new(""));
+            }
+            for d in missing.into_iter().rev() {
+                match std::fs::DirBuilder::new().mode(0o700).create(d) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!("cannot create data directory {}", d.display()),
+                            e,
+                        ));
+                    }
+                }
+                let parent = match d.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                super::fsutil::sync_dir(parent)?;
+            }
         }
         // Absolute, so the store's paths do not depend on the working directory.
         let dir = std::fs::canonicalize(dir)
