@@ -48,6 +48,7 @@ test: deps check
 bench: deps
 	$(CARGO) bench -p otc-proto --bench formats
 	$(CARGO) bench -p otc-device --bench store
+	$(CARGO) bench -p otc-device --bench audit
 	$(CARGO) bench -p otc-device --bench rpc --features bench-approve
 	$(CARGO) bench -p otc-ui --bench render
 	@scripts/bench-report

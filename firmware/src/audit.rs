@@ -12,6 +12,16 @@
 //! device's alerts screen, and the log is then continued from what is there
 //! (with a `TamperDetected` entry), never silently repaired.
 //!
+//! Opening the log at start ([`scan`]) reads it once, line by line (a line
+//! longer than 64 KiB is unreadable, never held whole), and keeps only the
+//! running hash, the newest entry and the alerts ([`Event::is_alert`]) that
+//! no [`Event::Ack`] followed (the newest [`ALERTS_KEPT`]): start-up memory
+//! is flat in the log's length. Those alerts are shown again after a
+//! restart until the owner opens the alerts screen, which appends the
+//! `ack`. A finding of damage is appended once as `tamper_detected` and is
+//! such an alert, so a cut log stays on the screen even though the log
+//! checks clean again once it is continued.
+//!
 //! What this protects against, honestly: accidental corruption, and an
 //! attacker with brief write access who does not also rewrite the head and
 //! every later hash. Someone who owns the SD card can rewrite the whole

@@ -17,6 +17,7 @@
 //! max_connections = 8
 //! lockout_failures = 5            # failed opens from one contact ...
 //! lockout_seconds = 300           # ... lock it out this long
+//! refused_per_minute = 10         # replays/failed opens per contact, then rate_limited
 //!
 //! [display]
 //! kind = "fbdev"                  # fbdev | spi | memory | emulator

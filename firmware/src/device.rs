@@ -5,7 +5,10 @@
 //! endpoint on another; the broker posts prompts to the screen through
 //! [`UiScreen`] and waits for the owner's tap. What the screen shows comes
 //! from the device's own state: the home screen is rebuilt from the pad
-//! store after every seal and open, and audit events become the alerts list.
+//! store after every seal and open, and audit events become the alerts list
+//! (alerts never acknowledged come back from the audit log at start;
+//! opening the alerts screen acknowledges them, audited as `ack`).
+//! `run` stops cleanly on SIGTERM/SIGINT ([`Running::stop`]).
 //! [`start`] is also what the integration tests and the RPC bench use, with
 //! a memory display, a scripted touch source and (tests) a fake clock.
 

@@ -982,3 +982,39 @@ fn a_flood_of_replays_adds_a_few_audit_entries() {
     );
     drop(bob);
 }
+
+#[test]
+fn a_stop_withdraws_the_prompt_and_gives_the_reservation_back() {
+    // In process (`Running::stop`, what SIGTERM calls; tests/stop.rs sends
+    // the real signal to the real binary).
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let (r, _) = alice.seal("bob", "one");
+    let cost = Format::V2.pad_cost(3) as u64;
+    assert_eq!(r.ok::<PackageResponse>().pad_left, SIZE / 2 - cost);
+    let pending = alice.spawn(
+        "POST",
+        "/v1/package",
+        json!({"to": "bob", "message": "never approved"}),
+    );
+    alice.wait_prompt("confirm-seal");
+    alice.stop();
+    pending
+        .join()
+        .expect("request thread")
+        .expect_error(503, "cancelled");
+    let kinds = audit_kinds(&d.alice);
+    assert_eq!(kinds.last().map(String::as_str), Some("stop"), "{kinds:?}");
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    assert_eq!(
+        alice.contact("bob").send_left,
+        SIZE / 2 - cost,
+        "only the message's own pad is gone"
+    );
+    let (r, _) = alice.seal("bob", "two");
+    assert_eq!(
+        r.ok::<PackageResponse>().index,
+        cost,
+        "the cursor continues"
+    );
+}
