@@ -335,7 +335,9 @@ img.addEventListener("click", async (ev) => {
     body: JSON.stringify({ x, y }),
   });
   touches += 1;
-  status.textContent = `touch ${touches} at (${x}, ${y}): ${r.status}`;
+  const j = await r.json().catch(() => ({}));
+  status.textContent = `touch ${touches} at (${x}, ${y}): ${r.status}`
+    + (j.ignored ? ` (ignored: ${j.ignored})` : (j.error ? ` (${j.error})` : ""));
 });
 
 const events = new EventSource("/emu/events");
