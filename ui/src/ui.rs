@@ -214,7 +214,9 @@ impl TraceHandle {
 
     /// Waits up to `timeout` for the first tap released at (`x`, `y`)
     /// after the first `after` taps, and returns what became of it, or
-    /// `None` if the UI has not handled such a tap by then.
+    /// `None` if the UI has not handled such a tap by then. (Taps are
+    /// matched by place: if another source queued a tap at the very same
+    /// pixel just before, its record is the one returned.)
     pub fn wait_tap(&self, after: u64, x: u32, y: u32, timeout: Duration) -> Option<TapRecord> {
         let deadline = Instant::now() + timeout;
         let (lock, cvar) = &*self.taps;
