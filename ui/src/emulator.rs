@@ -10,12 +10,21 @@
 //! | `GET /emu/screen.png`| the screen now                                        |
 //! | `GET /emu/trace`     | the screen trace as JSON                              |
 //! | `POST /emu/touch`    | `{"x":..,"y":..}` in screen pixels: press and release |
+//! |                      | (answers once the UI handled it: see below)           |
 //! | `GET /emu/events`    | server-sent events, one per screen change             |
 //!
 //! It binds loopback addresses only, answers only requests whose `Host` is a
 //! loopback name (no DNS rebinding) and takes touches only as
 //! `application/json` (so a web page elsewhere cannot post one without a
 //! CORS preflight, which this server never grants).
+//!
+//! A touch is answered only after the UI handled it, with what became of
+//! it: `{"ok":true,"x":..,"y":..}` when it reached the screen, or with an
+//! `ignored` field naming why it did nothing, e.g.
+//! `{"ok":true,"x":..,"y":..,"ignored":"not_armed"}` for a tap on a prompt
+//! whose buttons are not armed yet ([`crate::ignored`] lists the reasons;
+//! the trace's `armed` says beforehand). A UI that has not handled the tap
+//! within [`TAP_WAIT`] gets a 504 (the tap stays queued).
 
 use crate::error::UiError;
 use crate::sink::memory::MemoryScreen;
@@ -28,6 +37,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tiny_http::{Header, Method, Request, Response, Server};
+
+/// How long `POST /emu/touch` waits for the UI to handle the tap.
+pub const TAP_WAIT: Duration = Duration::from_secs(5);
 
 /// A running emulator page. Stops when dropped.
 pub struct Emulator {
@@ -219,11 +231,25 @@ fn touch(req: &mut Request, ctx: &Ctx) -> Response<std::io::Cursor<Vec<u8>>> {
             ),
         );
     }
+    let before = ctx.trace.taps_handled();
     ctx.touch.tap(t.x, t.y);
-    json_response(
-        200,
-        serde_json::json!({ "ok": true, "x": t.x, "y": t.y }).to_string(),
-    )
+    match ctx.trace.wait_tap(before, t.x, t.y, TAP_WAIT) {
+        Some(r) => {
+            let mut j = serde_json::json!({ "ok": true, "x": t.x, "y": t.y });
+            if let Some(why) = r.ignored {
+                j["ignored"] = why.into();
+            }
+            json_response(200, j.to_string())
+        }
+        None => error(
+            504,
+            &format!(
+                "the screen did not take the touch within {} s (it is still queued); \
+                 is the device busy or stopped?",
+                TAP_WAIT.as_secs()
+            ),
+        ),
+    }
 }
 
 /// Server-sent events: `event: screen` with the generation, on every change.
@@ -309,7 +335,9 @@ img.addEventListener("click", async (ev) => {
     body: JSON.stringify({ x, y }),
   });
   touches += 1;
-  status.textContent = `touch ${touches} at (${x}, ${y}): ${r.status}`;
+  const j = await r.json().catch(() => ({}));
+  status.textContent = `touch ${touches} at (${x}, ${y}): ${r.status}`
+    + (j.ignored ? ` (ignored: ${j.ignored})` : (j.error ? ` (${j.error})` : ""));
 });
 
 const events = new EventSource("/emu/events");
@@ -356,17 +384,42 @@ mod tests {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    #[test]
-    fn routes_touch_trace_and_guards() {
-        let (_d, screen) = MemoryDisplay::new(800, 480);
-        let (mut touch, script) = ScriptedTouch::new();
+    fn post_touch(a: SocketAddr, body: &str) -> String {
+        http(
+            a,
+            &format!(
+                "POST /emu/touch HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    }
+
+    /// A real UI behind the page, on a fake clock that moves only when told.
+    fn rig() -> (crate::UiThread, Emulator, crate::FakeClock) {
+        let (display, screen) = MemoryDisplay::new(800, 480);
+        let (touch, script) = ScriptedTouch::new();
+        let clock = crate::FakeClock::new();
+        let ui = crate::Ui::spawn(
+            Box::new(display),
+            Some(Box::new(touch)),
+            std::sync::Arc::new(clock.clone()),
+            crate::UiConfig::default(),
+        )
+        .unwrap();
         let emu = Emulator::start(
             "127.0.0.1:0".parse().unwrap(),
             screen,
             script,
-            TraceHandle::default(),
+            ui.trace.clone(),
         )
         .unwrap();
+        (ui, emu, clock)
+    }
+
+    #[test]
+    fn routes_touch_trace_and_guards() {
+        let (ui, emu, _clock) = rig();
         let a = emu.addr();
         let host = format!("Host: {a}\r\nConnection: close\r\n");
 
@@ -380,24 +433,12 @@ mod tests {
         let r = http(a, &format!("GET /emu/trace HTTP/1.1\r\n{host}\r\n"));
         assert!(r.contains("\"screen\""), "{r}");
 
-        let body = r#"{"x":10,"y":20}"#;
-        let r = http(
-            a,
-            &format!(
-                "POST /emu/touch HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ),
-        );
+        let r = post_touch(a, r#"{"x":10,"y":20}"#);
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-        use crate::touch::{Touch, TouchEvent};
-        assert_eq!(
-            touch.poll(Duration::from_secs(1)).unwrap(),
-            vec![
-                TouchEvent::Down { x: 10, y: 20 },
-                TouchEvent::Up { x: 10, y: 20 }
-            ]
-        );
+        assert!(r.ends_with(r#"{"ok":true,"x":10,"y":20}"#), "{r}");
+        assert_eq!(ui.trace.taps_handled(), 1);
 
+        let body = r#"{"x":10,"y":20}"#;
         let r = http(
             a,
             &format!(
@@ -407,14 +448,7 @@ mod tests {
         );
         assert!(r.starts_with("HTTP/1.1 415"), "{r}");
 
-        let body = r#"{"x":900,"y":20}"#;
-        let r = http(
-            a,
-            &format!(
-                "POST /emu/touch HTTP/1.1\r\n{host}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ),
-        );
+        let r = post_touch(a, r#"{"x":900,"y":20}"#);
         assert!(r.starts_with("HTTP/1.1 400"), "{r}");
 
         let r = http(
@@ -422,6 +456,69 @@ mod tests {
             "GET /emu/trace HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n",
         );
         assert!(r.starts_with("HTTP/1.1 403"), "{r}");
-        assert!(touch.poll(Duration::ZERO).unwrap().is_empty());
+        // The refused touches never reached the UI.
+        assert_eq!(ui.trace.taps_handled(), 1);
+        drop(emu);
+        ui.stop().unwrap();
+    }
+
+    /// A tap on a prompt that is not armed yet is answered as ignored, with
+    /// the reason, and the trace said beforehand that the button was not
+    /// armed; once armed, the same tap approves.
+    #[test]
+    fn a_tap_before_the_prompt_is_armed_is_reported_as_ignored() {
+        let (ui, emu, clock) = rig();
+        let a = emu.addr();
+        let ticket = ui.handle.show_prompt(crate::Prompt::Seal {
+            contact: "bob".into(),
+            message_bytes: 5,
+            cost_bytes: 37,
+            pad_left_after: 1 << 20,
+            timeout: Duration::from_secs(30),
+            client_note: None,
+        });
+        let approve = wait_for_button(&ui.trace, "approve", false);
+        let (x, y) = approve.center();
+        let r = post_touch(a, &format!(r#"{{"x":{x},"y":{y}}}"#));
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains(r#""ignored":"not_armed""#), "{r}");
+        assert_eq!(
+            ticket.try_decision(),
+            None,
+            "an ignored tap decides nothing"
+        );
+
+        clock.advance(Duration::from_secs(1));
+        // No pixel changes when the buttons arm: the UI wakes at the arming
+        // time by itself and republishes the trace.
+        wait_for_button(&ui.trace, "approve", true);
+        let r = post_touch(a, &format!(r#"{{"x":{x},"y":{y}}}"#));
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(!r.contains("ignored"), "{r}");
+        assert_eq!(
+            ticket.wait_timeout(Duration::from_secs(5)),
+            Some(crate::Decision::Approve),
+            "the armed tap must approve within 5 s"
+        );
+        drop(emu);
+        ui.stop().unwrap();
+    }
+
+    /// Waits (at most 5 s, then fails naming it) until the trace shows
+    /// button `id` with `armed` as given.
+    fn wait_for_button(trace: &TraceHandle, id: &str, armed: bool) -> crate::TraceButton {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let t = trace.get();
+            if let Some(b) = t.button(id).filter(|b| b.armed == armed) {
+                return b.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up after 5 s waiting for button {id:?} with armed={armed} in {}",
+                t.to_json()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

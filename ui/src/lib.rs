@@ -51,4 +51,4 @@ pub use model::{
 };
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};
-pub use ui::{PromptTicket, TraceHandle, Ui, UiConfig, UiHandle, UiThread};
+pub use ui::{PromptTicket, TapRecord, TraceHandle, Ui, UiConfig, UiHandle, UiThread, ignored};

@@ -3,7 +3,7 @@
 //! Tests and the emulator page read the trace instead of OCR'ing pixels.
 //! Texts are the exact strings handed to the screen; buttons carry their
 //! geometry in screen (logical) pixels, read back from the laid-out Slint
-//! items.
+//! items, and whether each one takes taps yet (`armed`).
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ pub struct ScreenTrace {
     pub toast: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceButton {
     /// Stable id ("approve", "reject", "alerts", "back", "cancel", "dismiss-toast").
     pub id: String,
@@ -28,6 +28,29 @@ pub struct TraceButton {
     pub y: u32,
     pub w: u32,
     pub h: u32,
+    /// Whether a tap on it counts now. A prompt's buttons are armed only
+    /// its arm delay after it appeared; a tap before that is ignored (the
+    /// emulator page answers `"ignored": "not_armed"`).
+    #[serde(default = "armed_by_default")]
+    pub armed: bool,
+}
+
+fn armed_by_default() -> bool {
+    true
+}
+
+impl Default for TraceButton {
+    fn default() -> Self {
+        TraceButton {
+            id: String::new(),
+            label: String::new(),
+            x: 0,
+            y: 0,
+            w: 0,
+            h: 0,
+            armed: true,
+        }
+    }
 }
 
 impl TraceButton {

@@ -12,6 +12,12 @@
 //!   and never replaces the one the owner is looking at;
 //! - a prompt's buttons are armed only `arm_delay` after it appears, so a
 //!   tap meant for the previous screen cannot approve it;
+//! - both ends of a tap must fall on the same armed prompt: a press on one
+//!   prompt and a release after another was swapped in does nothing (the
+//!   release is dropped and Slint sees the pointer leave instead);
+//! - every tap's fate is recorded ([`TapRecord`], through the
+//!   [`TraceHandle`]), so the emulator page can say that a tap was ignored
+//!   and why instead of answering `ok` for a tap that did nothing;
 //! - prompts time out ([`Decision::Timeout`]); a dropped UI cancels them.
 
 use crate::clock::Clock;
@@ -27,11 +33,12 @@ use slint::platform::software_renderer::{MinimalSoftwareWindow, RepaintBufferTyp
 use slint::platform::{PointerEventButton, WindowEvent};
 use slint::{ComponentHandle, LogicalPosition, Model};
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Settings of a [`Ui`].
 #[derive(Clone, Debug)]
@@ -147,10 +154,44 @@ impl UiHandle {
     }
 }
 
-/// The latest screen trace, shared with other threads (the emulator page).
+/// Why a tap did nothing.
+pub mod ignored {
+    /// The press came before the prompt's buttons were armed.
+    pub const NOT_ARMED: &str = "not_armed";
+    /// The press and the release fell on different prompts (one was
+    /// swapped in while the finger was down).
+    pub const PROMPT_CHANGED: &str = "prompt_changed";
+}
+
+/// What became of one tap (press and release), as the UI handled it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TapRecord {
+    /// Taps handled before this one (counts from 0).
+    pub seq: u64,
+    /// Where the finger was lifted.
+    pub x: u32,
+    pub y: u32,
+    /// `None` if the tap went to the screen; else why it was dropped (one
+    /// of the [`ignored`] reasons).
+    pub ignored: Option<&'static str>,
+}
+
+/// The last taps, newest last.
+#[derive(Default)]
+struct TapLog {
+    handled: u64,
+    recent: VecDeque<TapRecord>,
+}
+
+/// How many tap records are kept for readers that come late.
+const TAPS_KEPT: usize = 32;
+
+/// The latest screen trace and the fate of the last taps, shared with other
+/// threads (the emulator page).
 #[derive(Clone, Default)]
 pub struct TraceHandle {
     inner: Arc<Mutex<ScreenTrace>>,
+    taps: Arc<(Mutex<TapLog>, Condvar)>,
 }
 
 impl TraceHandle {
@@ -160,6 +201,64 @@ impl TraceHandle {
     fn set(&self, t: ScreenTrace) {
         *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = t;
     }
+
+    /// How many taps the UI has handled so far. Read it before sending a
+    /// tap, then [`wait_tap`](Self::wait_tap) for what became of it.
+    pub fn taps_handled(&self) -> u64 {
+        self.taps
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .handled
+    }
+
+    /// Waits up to `timeout` for the first tap released at (`x`, `y`)
+    /// after the first `after` taps, and returns what became of it, or
+    /// `None` if the UI has not handled such a tap by then. (Taps are
+    /// matched by place: if another source queued a tap at the very same
+    /// pixel just before, its record is the one returned.)
+    pub fn wait_tap(&self, after: u64, x: u32, y: u32, timeout: Duration) -> Option<TapRecord> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.taps;
+        let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = log
+                .recent
+                .iter()
+                .find(|r| r.seq >= after && r.x == x && r.y == y)
+            {
+                return Some(r.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            log = match cvar.wait_timeout(log, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    fn record_tap(&self, x: u32, y: u32, ignored: Option<&'static str>) {
+        let (lock, cvar) = &*self.taps;
+        let mut log = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = log.handled;
+        log.handled += 1;
+        if log.recent.len() == TAPS_KEPT {
+            log.recent.pop_front();
+        }
+        log.recent.push_back(TapRecord { seq, x, y, ignored });
+        cvar.notify_all();
+    }
+}
+
+/// A finger that is down: which prompt it pressed on (`None`: no prompt),
+/// or why the press was already dropped.
+#[derive(Clone, Copy)]
+struct Press {
+    prompt: Option<u64>,
+    ignored: Option<&'static str>,
 }
 
 struct ActivePrompt {
@@ -169,6 +268,8 @@ struct ActivePrompt {
     shown_at: Duration,
     deadline: Duration,
     last_secs: u64,
+    /// The trace already says the buttons are armed.
+    armed_traced: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -227,7 +328,7 @@ pub struct Ui {
     prompt: Option<ActivePrompt>,
     toast: Option<(Toast, Duration)>,
     user_screen: UserScreen,
-    swallow_touch: bool,
+    press: Option<Press>,
     screen_texts: Vec<String>,
     countdown_text: Option<String>,
     toast_text: Option<String>,
@@ -286,7 +387,7 @@ impl Ui {
             prompt: None,
             toast: None,
             user_screen: UserScreen::Home,
-            swallow_touch: false,
+            press: None,
             screen_texts: Vec::new(),
             countdown_text: None,
             toast_text: None,
@@ -497,6 +598,8 @@ impl Ui {
         if self.config.emulator_marker {
             texts.push("EMULATOR".into());
         }
+        // Before a prompt is armed, every touch is dropped, whatever it hits.
+        let armed = self.prompt_armed();
         let mut buttons: Vec<TraceButton> = self
             .app
             .get_buttons()
@@ -508,6 +611,7 @@ impl Ui {
                 y: b.y.round().max(0.0) as u32,
                 w: b.w.round().max(0.0) as u32,
                 h: b.h.round().max(0.0) as u32,
+                armed,
             })
             .collect();
         if let Some(t) = &self.toast_text {
@@ -520,6 +624,7 @@ impl Ui {
                 y: b.y.round().max(0.0) as u32,
                 w: b.w.round().max(0.0) as u32,
                 h: b.h.round().max(0.0) as u32,
+                armed,
             });
         }
         ScreenTrace {
@@ -547,6 +652,11 @@ impl Ui {
         let now = self.clock.now();
         let mut next = Duration::from_secs(1);
         if let Some(p) = &self.prompt {
+            // Wake when the buttons arm, so the trace says so at once.
+            let arms_at = p.shown_at + self.config.arm_delay;
+            if !p.armed_traced && arms_at > now {
+                next = next.min(arms_at - now);
+            }
             // Wake at the next whole second of the countdown.
             let left = p.deadline.saturating_sub(now);
             let frac = Duration::from_nanos((left.as_nanos() % 1_000_000_000) as u64);
@@ -581,6 +691,7 @@ impl Ui {
                     shown_at: now,
                     deadline: now + timeout,
                     last_secs: u64::MAX,
+                    armed_traced: false,
                 });
                 // Nothing may cover a prompt's buttons.
                 self.toast = None;
@@ -630,11 +741,18 @@ impl Ui {
         let pos = |x: u32, y: u32| LogicalPosition::new(x as f32, y as f32);
         match e {
             TouchEvent::Down { x, y } => {
+                let prompt = self.prompt.as_ref().map(|p| p.id);
                 if !self.prompt_armed() {
-                    self.swallow_touch = true;
+                    self.press = Some(Press {
+                        prompt,
+                        ignored: Some(ignored::NOT_ARMED),
+                    });
                     return;
                 }
-                self.swallow_touch = false;
+                self.press = Some(Press {
+                    prompt,
+                    ignored: None,
+                });
                 self.dispatch(WindowEvent::PointerMoved {
                     position: pos(x, y),
                 });
@@ -644,23 +762,46 @@ impl Ui {
                 });
             }
             TouchEvent::Move { x, y } => {
-                if !self.swallow_touch {
+                if self.press.is_some_and(|p| p.ignored.is_none()) {
                     self.dispatch(WindowEvent::PointerMoved {
                         position: pos(x, y),
                     });
                 }
             }
             TouchEvent::Up { x, y } => {
-                if std::mem::take(&mut self.swallow_touch) {
-                    return;
+                let now_on = self.prompt.as_ref().map(|p| p.id);
+                let verdict = match self.press.take() {
+                    Some(Press {
+                        ignored: Some(why), ..
+                    }) => Some(why),
+                    Some(p) if p.prompt != now_on => {
+                        // Slint saw the press: let the pointer leave, so
+                        // nothing stays pressed and nothing is clicked.
+                        self.dispatch(WindowEvent::PointerExited);
+                        Some(ignored::PROMPT_CHANGED)
+                    }
+                    // A release without a press (a source that lost the
+                    // press) clicks nothing in Slint; pass it on.
+                    _ => None,
+                };
+                if verdict.is_none() {
+                    self.dispatch(WindowEvent::PointerReleased {
+                        position: pos(x, y),
+                        button: PointerEventButton::Left,
+                    });
+                    self.dispatch(WindowEvent::PointerExited);
                 }
-                self.dispatch(WindowEvent::PointerReleased {
-                    position: pos(x, y),
-                    button: PointerEventButton::Left,
-                });
-                self.dispatch(WindowEvent::PointerExited);
+                // Record after the actions ran, below: a reader that sees
+                // the record sees the tap's effect too.
+                self.run_actions();
+                self.trace.record_tap(x, y, verdict);
+                return;
             }
         }
+        self.run_actions();
+    }
+
+    fn run_actions(&mut self) {
         let actions: Vec<String> = std::mem::take(&mut *self.actions.borrow_mut());
         for a in actions {
             self.on_action(&a);
@@ -718,6 +859,14 @@ impl Ui {
             self.refresh();
         }
         self.update_countdown();
+        // Arming changes no pixel, so no frame would carry it: publish the
+        // trace now, so it says the buttons take taps.
+        if self.prompt.as_ref().is_some_and(|p| !p.armed_traced) && self.prompt_armed() {
+            if let Some(p) = self.prompt.as_mut() {
+                p.armed_traced = true;
+            }
+            self.trace.set(self.trace());
+        }
     }
 
     fn update_countdown(&mut self) {

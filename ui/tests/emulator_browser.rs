@@ -90,7 +90,14 @@ impl Cdp {
         let id = self.next;
         let msg = json!({ "id": id, "method": method, "params": params }).to_string();
         self.ws.send(tungstenite::Message::text(msg)).unwrap();
+        // Chromium sends events too; each read is bounded by the socket's
+        // read timeout, and the whole wait by this deadline.
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                Instant::now() < deadline,
+                "gave up after 30 s waiting for chromium's answer to {method}"
+            );
             let m = self.ws.read().expect("reading from chromium");
             let Ok(text) = m.to_text() else { continue };
             let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
@@ -188,8 +195,16 @@ fn clicking_approve_in_headless_chromium_approves() {
             .unwrap();
         ui.run().unwrap();
     });
-    let (handle, screen, script, trace) = rx.recv().unwrap();
-    let emu = Emulator::start("127.0.0.1:0".parse().unwrap(), screen, script, trace).unwrap();
+    let (handle, screen, script, trace) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the UI thread did not start within 30 s");
+    let emu = Emulator::start(
+        "127.0.0.1:0".parse().unwrap(),
+        screen,
+        script,
+        trace.clone(),
+    )
+    .unwrap();
 
     handle.set_home(HomeView {
         owner: "Alice".into(),
@@ -251,8 +266,17 @@ fn clicking_approve_in_headless_chromium_approves() {
     let px = rect["left"].as_f64().unwrap() + bx as f64 * rect["width"].as_f64().unwrap() / 800.0;
     let py = rect["top"].as_f64().unwrap() + by as f64 * rect["height"].as_f64().unwrap() / 480.0;
 
-    // Let the prompt arm (it ignores taps in its first 400 ms).
-    std::thread::sleep(Duration::from_millis(500));
+    // Let the prompt arm (it ignores taps in its first 400 ms): the trace
+    // says when.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !trace.get().button("approve").is_some_and(|b| b.armed) {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after 20 s waiting for Approve to be armed: {}",
+            trace.get().to_json()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for kind in ["mousePressed", "mouseReleased"] {
         cdp.call(
             "Input.dispatchMouseEvent",
@@ -273,5 +297,13 @@ fn clicking_approve_in_headless_chromium_approves() {
 
     drop(cdp);
     handle.quit();
-    ui_thread.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ui_thread.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after 20 s waiting for the UI thread to quit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ui_thread.join().expect("the UI thread panicked");
 }

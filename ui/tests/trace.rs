@@ -214,13 +214,83 @@ fn taps_before_the_prompt_is_armed_are_ignored() {
     let ticket = r.handle.show_prompt(seal());
     r.step();
     let a = r.trace().button("approve").unwrap().clone();
+    assert!(!a.armed, "the trace must say the button is not armed yet");
+    assert!(r.trace().to_json().contains(r#""armed":false"#));
+    let taps = r.ui.trace_handle();
     r.script.tap_button(&a);
     r.step();
     assert_eq!(ticket.try_decision(), None, "tap during arm delay counted");
+    let (x, y) = a.center();
+    let rec = taps
+        .wait_tap(0, x, y, Duration::ZERO)
+        .expect("tap recorded");
+    assert_eq!(rec.ignored, Some(otc_ui::ignored::NOT_ARMED));
     r.advance(Duration::from_millis(500));
+    // Arming changes no pixel, yet the published trace says so.
+    let now = taps.get().button("approve").unwrap().clone();
+    assert!(now.armed, "{}", taps.get().to_json());
     r.script.tap_button(&a);
     r.step();
     assert_eq!(ticket.try_decision(), Some(Decision::Approve));
+    let rec = taps
+        .wait_tap(1, x, y, Duration::ZERO)
+        .expect("tap recorded");
+    assert_eq!(rec.ignored, None);
+}
+
+/// Both ends of a tap must fall on the same armed prompt: a finger that
+/// went down on prompt A and comes up after prompt B was swapped in (and
+/// armed) approves nothing, and the next honest tap still works.
+#[test]
+fn a_press_on_one_prompt_and_a_release_on_the_next_does_nothing() {
+    use otc_ui::TouchEvent;
+    let mut r = Rig::new(800, 480);
+    let first = r.prompt(seal());
+    let a = r.trace().button("approve").unwrap().clone();
+    let (x, y) = a.center();
+    r.script.push(TouchEvent::Down { x, y });
+    r.step();
+    // While the finger is down, A goes away and B takes its place.
+    r.handle.cancel(&first);
+    r.step();
+    assert_eq!(first.try_decision(), Some(Decision::Cancelled));
+    let second = r.prompt(seal());
+    assert_eq!(r.trace().button("approve"), Some(&a), "same place");
+    r.script.push(TouchEvent::Up { x, y });
+    r.step();
+    assert_eq!(
+        second.try_decision(),
+        None,
+        "a release on B of a press on A approved B"
+    );
+    let rec =
+        r.ui.trace_handle()
+            .wait_tap(0, x, y, Duration::ZERO)
+            .expect("tap recorded");
+    assert_eq!(rec.ignored, Some(otc_ui::ignored::PROMPT_CHANGED));
+    // Nothing stays pressed: an honest tap on B approves it.
+    r.script.tap_button(&a);
+    r.step();
+    assert_eq!(second.try_decision(), Some(Decision::Approve));
+}
+
+/// Same rule the other way round: a press on the home screen, then a prompt
+/// arrives and arms under the finger; the release does nothing.
+#[test]
+fn a_press_before_a_prompt_and_a_release_on_it_does_nothing() {
+    use otc_ui::TouchEvent;
+    let mut r = Rig::new(800, 480);
+    let probe = r.prompt(seal());
+    let a = r.trace().button("approve").unwrap().clone();
+    r.handle.cancel(&probe);
+    r.step();
+    let (x, y) = a.center();
+    r.script.push(TouchEvent::Down { x, y });
+    r.step();
+    let ticket = r.prompt(seal());
+    r.script.push(TouchEvent::Up { x, y });
+    r.step();
+    assert_eq!(ticket.try_decision(), None);
 }
 
 #[test]
@@ -373,11 +443,16 @@ fn spawned_ui_answers_prompts_from_other_threads() {
     let ticket = ui.handle.show_prompt(seal());
     // Wait until the prompt is on screen, let it arm, tap Approve.
     let mut seen = 0;
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
     let approve = loop {
-        seen = screen.wait_for_change(seen, Duration::from_secs(5));
+        seen = screen.wait_for_change(seen, Duration::from_secs(1));
         if let Some(b) = ui.trace.get().button("approve") {
             break b.clone();
         }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "gave up after 10 s waiting for the prompt's Approve button on screen"
+        );
     };
     clock.advance(Duration::from_secs(1));
     script.tap_button(&approve);
