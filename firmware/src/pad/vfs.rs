@@ -236,7 +236,7 @@ impl<V: Vfs> Recorder<V> {
             log: Arc::new(Mutex::new(Vec::new())),
         }
     }
-    /// The operations so far; `clear` empties the log.
+    /// The operations logged since the last call (the log is emptied).
     pub fn take(&self) -> Vec<Op> {
         std::mem::take(&mut *lock(&self.log))
     }
