@@ -434,3 +434,81 @@ fn simulated_power_loss_never_reuses_pad() {
     assert!(stats.seals > crashes / 2, "{stats:?}");
     assert!(stats.opens > crashes / 10, "{stats:?}");
 }
+
+/// Issue 7 item 2 under power loss: import a pad, seal with it, remove it
+/// with the power cut at every point of the removal (and of the import),
+/// reboot, import the same export again: once a seal has used the pad, the
+/// import is refused whatever the crash left.
+#[test]
+fn a_removed_pad_stays_refused_across_power_loss() {
+    let mut rng = Rng::from_entropy();
+    let seed = rng.0;
+    let tmp = tempfile::tempdir().unwrap();
+    let alice_fs = SimFs::new();
+    let alice = sim_store(&alice_fs);
+    let export = tmp.path().join("bob.otcpad");
+    create_pad(
+        &alice,
+        &NewPad {
+            contact: "bob".into(),
+            size: 8192,
+            split: None,
+            format: Format::V2,
+            source: None,
+            export: export.clone(),
+        },
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let import =
+        |s: &PadStore| otc_device::pad::export::import(s, &export, "alice", &mut |_, _| {});
+    let reopen = |fs: &SimFs| {
+        PadStore::open_with_vfs(
+            Arc::new(fs.clone()),
+            PathBuf::from("/data"),
+            StoreOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("reopen after a power cut (seed {seed:#x}): {e}"))
+    };
+    let mut cuts = 0;
+    for point in 0..60u64 {
+        for keep in [0, 50, 100] {
+            let mut fs = SimFs::new();
+            let bob = sim_store(&fs);
+            // A power cut during the import: then import again.
+            fs.die_after(point);
+            let imported = import(&bob).is_ok();
+            drop(bob);
+            if !imported {
+                fs = fs.crash(&mut rng, keep);
+                cuts += 1;
+                let bob = reopen(&fs);
+                match import(&bob) {
+                    Ok(_) => {}
+                    Err(e) => assert_eq!(e.code(), "contact_exists", "seed {seed:#x}: {e}"),
+                }
+                drop(bob);
+            } else {
+                fs.die_after(u64::MAX);
+            }
+            let bob = reopen(&fs);
+            bob.seal("alice", b"attack at dawn").unwrap();
+            // A power cut during the removal.
+            fs.die_after(point);
+            let removed = bob.remove("alice", &mut |_, _| {}).is_ok();
+            fs = fs.crash(&mut rng, keep);
+            drop(bob);
+            cuts += 1;
+            let bob = reopen(&fs);
+            let e = import(&bob).expect_err("a used pad was imported again");
+            let ok = match e.code() {
+                "pad_used_before" => true,
+                // The removal did not finish: the contact is still there.
+                "contact_exists" | "pad_already_stored" => !removed,
+                _ => false,
+            };
+            assert!(ok, "point {point}, keep {keep}, seed {seed:#x}: {e}");
+        }
+    }
+    eprintln!("re-import under power loss: {cuts} power cuts");
+}

@@ -337,6 +337,24 @@ mod tests {
         assert_eq!(a.gap_before(r(900, 952)), 48);
     }
 
+    /// Records may lack the fields earlier versions wrote (`burned`,
+    /// `failures`, `pending_erase`), or carry them: both read. New records
+    /// leave empty `burned`/`failures` out.
+    #[test]
+    fn old_and_new_record_fields_read() {
+        let m = ContactMeta::new("x", "id", 1000, 500, Side::A, Format::V2, Origin::Imported);
+        let json = serde_json::to_value(&m).unwrap();
+        assert!(json.get("burned").is_none() && json.get("failures").is_none());
+        let back: ContactMeta = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, m);
+        let mut old = json;
+        old["burned"] = serde_json::json!([{"lo": 10, "hi": 20}]);
+        old["failures"] = serde_json::json!([{"range": {"lo": 30, "hi": 40}, "count": 2}]);
+        let back: ContactMeta = serde_json::from_value(old).unwrap();
+        assert_eq!(back.burned, vec![r(10, 20)]);
+        assert_eq!(back.failures.len(), 1);
+    }
+
     #[test]
     fn geometry_side_b_v2() {
         let m = ContactMeta::new("x", "id", 1000, 500, Side::B, Format::V2, Origin::Imported);

@@ -55,7 +55,9 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
     /// Reservation block in bytes (the most pad a crash can skip, and the
-    /// most used pad whose erase may not yet be durable).
+    /// most used pad whose erase may not yet be durable). Each contact uses
+    /// at most 1/[`RESERVE_FRACTION`] of its send side
+    /// ([`PadStore::reserve_block_for`]).
     pub reserve_block: u64,
 }
 

@@ -220,6 +220,9 @@ pub enum Op {
     ReadDir(PathBuf),
     SyncDir(PathBuf),
     SetMode(PathBuf, u32),
+    /// A label a test put in the log ([`Recorder::mark`]) to place an
+    /// event that is not a file operation (a prompt, a reply).
+    Mark(String),
 }
 
 /// A [`Vfs`] that logs every operation, then does it on the inner one.
@@ -236,9 +239,13 @@ impl<V: Vfs> Recorder<V> {
             log: Arc::new(Mutex::new(Vec::new())),
         }
     }
-    /// The operations so far; `clear` empties the log.
+    /// The operations logged since the last call (the log is emptied).
     pub fn take(&self) -> Vec<Op> {
         std::mem::take(&mut *lock(&self.log))
+    }
+    /// Put a label in the log (see [`Op::Mark`]).
+    pub fn mark(&self, label: &str) {
+        self.push(Op::Mark(label.to_string()));
     }
     fn push(&self, op: Op) {
         lock(&self.log).push(op);
