@@ -12,11 +12,14 @@
 //! device's alerts screen, and the log is then continued from what is there
 //! (with a `TamperDetected` entry), never silently repaired.
 //!
-//! Opening the log at start ([`scan`]) reads it once, line by line (a line
-//! longer than 64 KiB is unreadable, never held whole), and keeps only the
-//! running hash, the newest entry and the alerts ([`Event::is_alert`]) that
-//! no [`Event::Ack`] followed (the newest [`ALERTS_KEPT`]): start-up memory
-//! is flat in the log's length. Those alerts are shown again after a
+//! The device opens the log with [`AuditLog::open_quick`], which reads only
+//! the head and the newest entry, so start-up time is flat in the log's
+//! length; the chain is then checked by [`Deferred::check`] on a thread.
+//! A check ([`scan`]) reads the log once, line by line (a line longer than
+//! 64 KiB is unreadable, never held whole), and keeps only the running
+//! hash, the newest entry and the alerts ([`Event::is_alert`]) that no
+//! [`Event::Ack`] followed (the newest [`ALERTS_KEPT`]): memory is flat in
+//! the log's length. Those alerts are shown again after a
 //! restart until the owner opens the alerts screen, which appends the
 //! `ack`. A finding of damage is appended once as `tamper_detected` and is
 //! such an alert, so a cut log stays on the screen even though the log
