@@ -12,11 +12,14 @@
 //! device's alerts screen, and the log is then continued from what is there
 //! (with a `TamperDetected` entry), never silently repaired.
 //!
-//! Opening the log at start ([`scan`]) reads it once, line by line (a line
-//! longer than 64 KiB is unreadable, never held whole), and keeps only the
-//! running hash, the newest entry and the alerts ([`Event::is_alert`]) that
-//! no [`Event::Ack`] followed (the newest [`ALERTS_KEPT`]): start-up memory
-//! is flat in the log's length. Those alerts are shown again after a
+//! The device opens the log with [`AuditLog::open_quick`], which reads only
+//! the head and the newest entry, so start-up time is flat in the log's
+//! length; the chain is then checked by [`Deferred::check`] on a thread.
+//! A check ([`scan`]) reads the log once, line by line (a line longer than
+//! 64 KiB is unreadable, never held whole), and keeps only the running
+//! hash, the newest entry and the alerts ([`Event::is_alert`]) that no
+//! [`Event::Ack`] followed (the newest [`ALERTS_KEPT`]): memory is flat in
+//! the log's length. Those alerts are shown again after a
 //! restart until the owner opens the alerts screen, which appends the
 //! `ack`. A finding of damage is appended once as `tamper_detected` and is
 //! such an alert, so a cut log stays on the screen even though the log
@@ -328,13 +331,29 @@ fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<
 /// entry to `each`. Memory stays flat in the log's length: only the running
 /// hash, the newest entry and the unacknowledged alerts are kept. Never
 /// fails on bad content (that is a finding); only on I/O errors.
-pub fn scan_with(dir: &Path, mut each: impl FnMut(&Entry)) -> Result<Scan, AuditError> {
-    let log_path = dir.join("audit.log");
-    let head_path = dir.join("audit.head");
-    // A head that was created but never written counts as absent.
-    let head = std::fs::read_to_string(&head_path)
+pub fn scan_with(dir: &Path, each: impl FnMut(&Entry)) -> Result<Scan, AuditError> {
+    scan_part(dir, read_head(dir), u64::MAX, &|| true, each)
+}
+
+/// The head file's text; a head that was created but never written counts
+/// as absent.
+fn read_head(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("audit.head"))
         .ok()
-        .filter(|h| !h.trim().is_empty());
+        .filter(|h| !h.trim().is_empty())
+}
+
+/// [`scan_with`] over the first `limit` bytes of the log, against `head`
+/// as read earlier; stops early (with what it has) when `keep_going` says
+/// no.
+fn scan_part(
+    dir: &Path,
+    head: Option<String>,
+    limit: u64,
+    keep_going: &dyn Fn() -> bool,
+    mut each: impl FnMut(&Entry),
+) -> Result<Scan, AuditError> {
+    let log_path = dir.join("audit.log");
     let parsed_head = head.as_deref().and_then(parse_head);
     let mut out = Scan::default();
     // The hash of the entry the head names (by position), once read.
@@ -343,10 +362,13 @@ pub fn scan_with(dir: &Path, mut each: impl FnMut(&Entry)) -> Result<Scan, Audit
     let mut chain_ok = true;
     match File::open(&log_path) {
         Ok(f) => {
-            let mut reader = BufReader::new(f);
+            let mut reader = BufReader::new(f.take(limit));
             let mut buf = Vec::new();
             let mut line_no = 0u64;
             while let Some(whole) = next_line(&mut reader, &mut buf).map_err(io(&log_path))? {
+                if !keep_going() {
+                    return Ok(out);
+                }
                 line_no += 1;
                 let entry: Entry = match whole.then(|| serde_json::from_slice(&buf).ok()).flatten()
                 {
@@ -427,6 +449,59 @@ fn decode32(s: &str) -> Option<[u8; 32]> {
     hex::decode(s).ok()?.try_into().ok()
 }
 
+/// What [`AuditLog::open_quick`] left for [`Deferred::check`]: the log as
+/// it was when opened (its first `len` bytes, and the head read then).
+#[derive(Debug)]
+pub struct Deferred {
+    dir: PathBuf,
+    head: Option<String>,
+    len: u64,
+}
+
+impl Deferred {
+    /// Check the chain up to where the log was when it was opened (the
+    /// device goes on appending meanwhile). Stops early, with no finding
+    /// worth reporting, when `keep_going` says no (the device is stopping).
+    pub fn check(self, keep_going: &dyn Fn() -> bool) -> Result<Scan, AuditError> {
+        scan_part(&self.dir, self.head, self.len, keep_going, |_| {})
+    }
+}
+
+/// How [`AuditLog::open_quick`] checked the log.
+#[derive(Debug)]
+pub enum Opened {
+    /// Checked in full already (a small, empty or damaged-looking log):
+    /// these are the problems.
+    Checked(Vec<Integrity>),
+    /// Only the newest entry was read; the chain is checked later.
+    Deferred(Deferred),
+}
+
+/// The newest complete line of the log, if its end is a whole entry: the
+/// log's length and that entry. Reads at most [`MAX_LINE`] bytes.
+fn last_entry(path: &Path) -> std::io::Result<Option<(u64, Entry)>> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let from = len.saturating_sub(MAX_LINE + 1);
+    let mut tail = vec![0u8; (len - from) as usize];
+    f.read_exact_at(&mut tail, from)?;
+    if tail.pop() != Some(b'\n') {
+        return Ok(None);
+    }
+    let start = match tail.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i + 1,
+        None if from == 0 => 0,
+        None => return Ok(None),
+    };
+    Ok(serde_json::from_slice(&tail[start..])
+        .ok()
+        .map(|e| (len, e)))
+}
+
 /// The open log, ready for appends.
 pub struct AuditLog {
     dir: PathBuf,
@@ -436,8 +511,11 @@ pub struct AuditLog {
     prev: [u8; 32],
     /// Entries written since the last flush.
     dirty: bool,
-    /// Alerts not yet acknowledged (see [`Scan::unacked`]).
+    /// Alerts not yet acknowledged (see [`Scan::unacked`]); while the
+    /// check is deferred, only those appended since the open.
     unacked: VecDeque<Entry>,
+    /// An `ack` was appended since the open.
+    acked_since_open: bool,
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -455,40 +533,80 @@ impl AuditLog {
         Self::open_with_clock(dir, Box::new(unix_now))
     }
 
+    /// Open the log for appending after reading only its newest entry and
+    /// the head: start-up time does not grow with the log. The chain itself
+    /// is checked by [`Deferred::check`] (the device runs it on a thread,
+    /// then [`AuditLog::checked`]). A log that is empty, ends in a torn
+    /// line, or is shorter than its head is checked in full here instead.
+    pub fn open_quick(dir: &Path) -> Result<(AuditLog, Opened), AuditError> {
+        let log_path = dir.join("audit.log");
+        let head = read_head(dir);
+        let last = last_entry(&log_path).map_err(io(&log_path))?;
+        let fits = |last: &Entry| {
+            head.as_deref()
+                .and_then(parse_head)
+                .is_some_and(|(seq, _)| seq <= last.seq)
+        };
+        let Some((len, last)) = last.filter(|(_, e)| fits(e)) else {
+            let (log, problems) = AuditLog::open(dir)?;
+            return Ok((log, Opened::Checked(problems)));
+        };
+        let log = AuditLog::from_parts(
+            dir,
+            last.seq + 1,
+            decode32(&last.hash).unwrap_or(GENESIS),
+            VecDeque::new(),
+            Box::new(unix_now),
+        )?;
+        Ok((
+            log,
+            Opened::Deferred(Deferred {
+                dir: dir.to_path_buf(),
+                head,
+                len,
+            }),
+        ))
+    }
+
+    /// The deferred check is done: alerts it found unacknowledged come
+    /// before the ones appended since (unless the owner acknowledged since
+    /// the open, which covers them too). Returns those older alerts, to
+    /// show, and the damage to log (once) as `tamper_detected`, if any.
+    pub fn checked(&mut self, scan: Scan) -> (Vec<Entry>, Option<String>) {
+        let older: Vec<Entry> = if self.acked_since_open {
+            Vec::new()
+        } else {
+            scan.unacked.into_iter().collect()
+        };
+        let mut all: VecDeque<Entry> = older.iter().cloned().collect();
+        all.extend(self.unacked.drain(..));
+        while all.len() > ALERTS_KEPT {
+            all.pop_front();
+        }
+        self.unacked = all;
+        let tamper = (!scan.problems.is_empty())
+            .then(|| {
+                scan.problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .filter(|d| scan.last_tamper.as_deref() != Some(d.as_str()));
+        (older, tamper)
+    }
+
     /// Like [`AuditLog::open`] with an injected clock (tests).
     pub fn open_with_clock(
         dir: &Path,
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<(AuditLog, Vec<Integrity>), AuditError> {
         let checked = scan(dir)?;
-        let log_path = dir.join("audit.log");
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(&log_path))?;
-        let head_path = dir.join("audit.head");
-        let head = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&head_path)
-            .map_err(io(&head_path))?;
         let (next_seq, prev) = match &checked.last {
             Some(e) => (e.seq + 1, decode32(&e.hash).unwrap_or(GENESIS)),
             None => (0, GENESIS),
         };
-        let mut log = AuditLog {
-            dir: dir.to_path_buf(),
-            file,
-            head,
-            next_seq,
-            prev,
-            dirty: false,
-            unacked: checked.unacked,
-            clock,
-        };
+        let mut log = AuditLog::from_parts(dir, next_seq, prev, checked.unacked, clock)?;
         if !checked.problems.is_empty() {
             let detail = checked
                 .problems
@@ -504,6 +622,40 @@ impl AuditLog {
             }
         }
         Ok((log, checked.problems))
+    }
+
+    fn from_parts(
+        dir: &Path,
+        next_seq: u64,
+        prev: [u8; 32],
+        unacked: VecDeque<Entry>,
+        clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<AuditLog, AuditError> {
+        let log_path = dir.join("audit.log");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(&log_path))?;
+        let head_path = dir.join("audit.head");
+        let head = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&head_path)
+            .map_err(io(&head_path))?;
+        Ok(AuditLog {
+            dir: dir.to_path_buf(),
+            file,
+            head,
+            next_seq,
+            prev,
+            dirty: false,
+            unacked,
+            acked_since_open: false,
+            clock,
+        })
     }
 
     /// Append one event. Severe events are durable when this returns;
@@ -528,6 +680,7 @@ impl AuditLog {
         self.dirty = true;
         if let Event::Ack { .. } = entry.event {
             self.unacked.clear();
+            self.acked_since_open = true;
         }
         if entry.event.is_alert() {
             self.unacked.push_back(entry.clone());
@@ -811,6 +964,62 @@ mod tests {
         let (log, _) = AuditLog::open(d.path()).unwrap();
         let alerts: Vec<Event> = log.unacked_alerts().map(|e| e.event.clone()).collect();
         assert_eq!(alerts, [replay(3)]);
+    }
+
+    #[test]
+    fn a_quick_open_reads_the_newest_entry_and_defers_the_chain() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 5);
+        // An edit in the middle: the quick open does not see it ...
+        let p = d.path().join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replacen("\"index\":264", "\"index\":265", 1)).unwrap();
+        let (mut log, opened) = AuditLog::open_quick(d.path()).unwrap();
+        assert_eq!(log.len(), 5);
+        let Opened::Deferred(deferred) = opened else {
+            panic!("a log whose end is whole is checked later: {opened:?}")
+        };
+        log.append(ev(5)).unwrap();
+        // ... the deferred check does, up to where the log was.
+        let s = deferred.check(&|| true).unwrap();
+        assert_eq!(s.problems, vec![Integrity::Broken { seq: 2 }]);
+        assert_eq!(s.count, 5);
+        let (older, tamper) = log.checked(s);
+        assert!(older.is_empty());
+        let detail = tamper.expect("damage to log");
+        assert!(detail.contains("entry 2 was altered"), "{detail}");
+        log.append(Event::TamperDetected { detail }).unwrap();
+        drop(log);
+        // Logged once: the next check finds the same damage, already logged.
+        let (mut log, opened) = AuditLog::open_quick(d.path()).unwrap();
+        let Opened::Deferred(deferred) = opened else {
+            panic!("{opened:?}")
+        };
+        let (older, tamper) = log.checked(deferred.check(&|| true).unwrap());
+        assert_eq!(tamper, None);
+        assert_eq!(older.len(), 1, "the tamper alert is still unacknowledged");
+    }
+
+    #[test]
+    fn a_quick_open_of_a_cut_log_checks_it_in_full() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 5);
+        let p = d.path().join("audit.log");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let kept: Vec<&str> = text.lines().take(3).collect();
+        std::fs::write(&p, kept.join("\n") + "\n").unwrap();
+        let (log, opened) = AuditLog::open_quick(d.path()).unwrap();
+        let Opened::Checked(problems) = opened else {
+            panic!("{opened:?}")
+        };
+        assert_eq!(
+            problems,
+            vec![Integrity::Truncated {
+                expected: 5,
+                found: 3
+            }]
+        );
+        assert_eq!(log.unacked_alerts().count(), 1, "the tamper alert");
     }
 
     #[test]

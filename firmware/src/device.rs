@@ -12,7 +12,7 @@
 //! [`start`] is also what the integration tests and the RPC bench use, with
 //! a memory display, a scripted touch source and (tests) a fake clock.
 
-use crate::audit::{AuditLog, Event};
+use crate::audit::{AuditLog, Event, Opened};
 use crate::config::{Config, DisplayKind};
 use crate::confirm::{Answer, Broker, Clock, Screen};
 use crate::error::{Error, Result};
@@ -295,6 +295,22 @@ impl Face {
         }
     }
 
+    /// Alerts from before this start, found by the deferred audit check:
+    /// below the ones of this run, and unseen.
+    fn add_older(&self, entries: &[crate::audit::Entry]) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Ok(mut a) = self.alerts.lock() {
+            a.0.extend(alert_rows(entries.iter()));
+            a.0.truncate(ALERTS_KEPT);
+            a.1 =
+                a.1.saturating_add(u32::try_from(entries.len()).unwrap_or(u32::MAX));
+            self.ui.set_alerts(a.0.clone());
+        }
+        self.refresh_home();
+    }
+
     /// The owner opened the alerts screen: every alert on it is seen.
     /// Returns how many were not seen before (to be acknowledged).
     fn seen(&self) -> u32 {
@@ -346,6 +362,39 @@ pub struct Running {
     rpc: Option<JoinHandle<std::io::Result<()>>>,
     events: Option<JoinHandle<()>>,
     flusher: Option<JoinHandle<()>>,
+    /// The audit log's chain check, after start (see [`AuditLog::open_quick`]).
+    checker: Option<JoinHandle<()>>,
+}
+
+/// Set once the audit log's chain check is done; acknowledging alerts
+/// waits for it, so an `ack` covers what the check found.
+#[derive(Default)]
+struct Checked {
+    done: Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+/// How long acknowledging alerts waits for the audit check.
+const CHECK_WAIT: Duration = Duration::from_secs(10);
+
+impl Checked {
+    fn set(&self) {
+        if let Ok(mut d) = self.done.lock() {
+            *d = true;
+        }
+        self.cv.notify_all();
+    }
+
+    /// Wait until the check is done, at most `limit`; false if it is not.
+    fn wait(&self, limit: Duration) -> bool {
+        let Ok(d) = self.done.lock() else {
+            return false;
+        };
+        self.cv
+            .wait_timeout_while(d, limit, |d| !*d)
+            .map(|(d, _)| *d)
+            .unwrap_or(false)
+    }
 }
 
 impl Running {
@@ -367,6 +416,11 @@ impl Running {
     pub fn stop(mut self) -> Result<()> {
         self.device.begin_stop();
         let idle = self.device.wait_idle(STOP_GRACE);
+        // The audit check stops at its next line once the device is
+        // stopping.
+        if let Some(t) = self.checker.take() {
+            let _ = t.join();
+        }
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.rpc.take() {
             let _ = t.join();
@@ -472,10 +526,10 @@ pub fn start(
         Bind::Loopback(_) => Link::Loopback(addr),
     };
     let store = Arc::new(PadStore::open_dir(dir)?);
-    // Damage found here is logged by `open` (once) as a `tamper_detected`
-    // alert, which is among the unacknowledged alerts below until the owner
-    // has seen it.
-    let (mut audit, _problems) = AuditLog::open(dir)?;
+    // Damage is logged (once) as a `tamper_detected` alert: by
+    // `open_quick` for a log it checks in full, else by the check thread
+    // below. It is shown until the owner has seen it.
+    let (mut audit, opened) = AuditLog::open_quick(dir)?;
     audit.append(Event::Started {
         version: env!("CARGO_PKG_VERSION").to_string(),
     })?;
@@ -510,6 +564,31 @@ pub fn start(
         )
         .map_err(|e| Error::io("cannot load the relay cursors", e))?,
     );
+    let checked = Arc::new(Checked::default());
+    let checker = match opened {
+        Opened::Checked(_) => {
+            checked.set();
+            None
+        }
+        Opened::Deferred(deferred) => {
+            let (device, face, checked) = (device.clone(), face.clone(), checked.clone());
+            let t = std::thread::Builder::new()
+                .name("otc-audit-check".into())
+                .spawn(move || {
+                    let keep_going = || !device.is_stopping();
+                    match deferred.check(&keep_going) {
+                        // Cut short by a stop: nothing is concluded (the
+                        // next start checks again).
+                        Ok(_) if device.is_stopping() => {}
+                        Ok(scan) => face.add_older(&device.audit_checked(scan)),
+                        Err(e) => device.audit_failed(&e),
+                    }
+                    checked.set();
+                })
+                .map_err(|e| Error::io("cannot start the audit check", e))?;
+            Some(t)
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let rpc = {
         let (device, stop) = (device.clone(), stop.clone());
@@ -520,7 +599,7 @@ pub fn start(
     };
     let events = {
         let rx = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
-        let (face, device) = (face.clone(), device.clone());
+        let (face, device, checked) = (face.clone(), device.clone(), checked.clone());
         std::thread::Builder::new()
             .name("otc-ui-events".into())
             .spawn(move || {
@@ -528,6 +607,9 @@ pub fn start(
                     // Opening the alerts screen acknowledges what it shows:
                     // audited, and not reloaded at the next start.
                     if e == UiEvent::AlertsOpened {
+                        // A check that takes longer than this is not worth
+                        // holding the owner's acknowledgement for.
+                        let _ = checked.wait(CHECK_WAIT);
                         let alerts = face.seen();
                         if alerts > 0 {
                             device.audit(Event::Ack {
@@ -559,6 +641,7 @@ pub fn start(
         rpc: Some(rpc),
         events: Some(events),
         flusher: Some(flusher),
+        checker,
     })
 }
 

@@ -312,6 +312,22 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         self.broker.stop_prompts();
     }
 
+    /// True once [`Device::begin_stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The audit log's deferred chain check is done (see
+    /// [`AuditLog::open_quick`]): damage is logged (once) and shown as an
+    /// alert; returns the older unacknowledged alerts it found, to show.
+    pub fn audit_checked(&self, scan: crate::audit::Scan) -> Vec<crate::audit::Entry> {
+        let (older, tamper) = lock(&self.audit).checked(scan);
+        if let Some(detail) = tamper {
+            self.audit(Event::TamperDetected { detail });
+        }
+        older
+    }
+
     /// Wait until no request is inside [`Device::handle`], at most `limit`.
     /// True if none is.
     pub fn wait_idle(&self, limit: Duration) -> bool {
@@ -369,7 +385,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
 
     /// The screen hears of an audit write that failed (the request's
     /// outcome stands).
-    fn audit_failed(&self, e: &crate::audit::AuditError) {
+    pub fn audit_failed(&self, e: &crate::audit::AuditError) {
         (self.notify)(Notice::Failed {
             contact: String::new(),
             what: format!("audit log: {e}"),
