@@ -97,8 +97,12 @@ image-check: cross image-deps
 	cmp image/out/check-1/otc-pi.img.bmap image/out/check-2/otc-pi.img.bmap
 	@echo "image-check: two builds are identical: $$(cut -d' ' -f1 image/out/check-1/otc-pi.img.sha256)"
 
+# Boots a copy of the image (image/out/qemu-card.img, like a flashed card:
+# it keeps its state between runs; delete it to start afresh), so that
+# otc-pi.img keeps its sha256.
 qemu: image
-	image/qemu $(IMAGE)
+	test -f image/out/qemu-card.img || cp $(IMAGE) image/out/qemu-card.img
+	image/qemu image/out/qemu-card.img
 
 # Boots the image in QEMU and drives it through RPC, QMP screendumps and
 # tablet taps, with power cuts. Not yet part of `make test`.

@@ -31,7 +31,18 @@ fn main() {
             );
         }
         println!("cargo:rerun-if-changed={}", src.display());
-        std::fs::copy(&src, fonts.join(name)).expect("copy font into OUT_DIR");
+        let dst = fonts.join(name);
+        std::fs::copy(&src, &dst).expect("copy font into OUT_DIR");
+        // Keep the source's mtime on the copy: the Slint compiler tells cargo
+        // to watch the copy, and cargo counts a file newer than the build
+        // script's start as changed, so a fresh mtime rebuilt otc-ui (and
+        // everything above it) on every build.
+        if let Ok(mtime) = std::fs::metadata(&src).and_then(|m| m.modified()) {
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(&dst)
+                .and_then(|f| f.set_modified(mtime));
+        }
     }
     // SAFETY: the build script is single-threaded; the Slint compiler reads
     // this variable to know which glyph sizes to pre-render.

@@ -32,7 +32,10 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("otc-image-verify: cannot read the audit log in {}: {e}", dir.display());
+            eprintln!(
+                "otc-image-verify: cannot read the audit log in {}: {e}",
+                dir.display()
+            );
             ExitCode::from(2)
         }
     }
