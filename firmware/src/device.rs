@@ -251,6 +251,13 @@ pub fn alert_text(e: &Event) -> (String, bool) {
             what,
             contact,
             count,
+        } if contact.is_empty() => {
+            format!("{count} more {what} (rate limit)")
+        }
+        Event::Repeated {
+            what,
+            contact,
+            count,
         } => format!("{count} more {what} from {contact} refused (rate limit)"),
     };
     (text, e.is_alert())
