@@ -32,9 +32,9 @@ use std::time::Duration;
 
 use crate::audit::ALERTS_KEPT;
 
-/// How long a clean stop waits for requests past their prompt to finish,
-/// and for their threads to let go of the device. The whole stop must end
-/// within 2 s.
+/// How long a clean stop waits, in all, for requests past their prompt to
+/// finish and for their threads to let go of the device. The whole stop
+/// must end within 2 s.
 const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 /// The broker's view of the touchscreen.
@@ -251,6 +251,13 @@ pub fn alert_text(e: &Event) -> (String, bool) {
             what,
             contact,
             count,
+        } if contact.is_empty() => {
+            format!("{count} more {what} (rate limit)")
+        }
+        Event::Repeated {
+            what,
+            contact,
+            count,
         } => format!("{count} more {what} from {contact} refused (rate limit)"),
     };
     (text, e.is_alert())
@@ -414,8 +421,9 @@ impl Running {
     /// the store cannot be closed here: that is an error (the store's own
     /// drop gives the reservation back if the thread ends before exit).
     pub fn stop(mut self) -> Result<()> {
+        let deadline = std::time::Instant::now() + STOP_GRACE;
         self.device.begin_stop();
-        let idle = self.device.wait_idle(STOP_GRACE);
+        self.device.wait_idle(STOP_GRACE);
         // The audit check stops at its next line once the device is
         // stopping.
         if let Some(t) = self.checker.take() {
@@ -434,7 +442,8 @@ impl Running {
             let _ = t.join();
         }
         self.device.sum_up_refusals(true);
-        let grace = if idle { STOP_GRACE } else { Duration::ZERO };
+        // One grace time in all, for the requests and their threads.
+        let grace = deadline.saturating_duration_since(std::time::Instant::now());
         let device = sole_owner(self.device, grace)?;
         let (store, mut audit) = device.into_parts();
         sole_owner(store, grace)?.close()?;

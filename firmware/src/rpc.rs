@@ -216,6 +216,15 @@ struct Refusals {
     suppressed: u64,
 }
 
+/// The `repeated` entry for `count` hits of `limit` not logged one by one.
+fn limit_summary(limit: &str, count: u64) -> Event {
+    Event::Repeated {
+        what: format!("{limit} limit hits"),
+        contact: String::new(),
+        count,
+    }
+}
+
 /// Counts the request threads inside [`Device::handle`].
 struct InFlight<'a>(&'a AtomicUsize);
 impl Drop for InFlight<'_> {
@@ -235,6 +244,8 @@ pub struct Device<S: Screen<Prompt = Request>> {
     cursors: Mutex<Cursors>,
     lockouts: Mutex<HashMap<String, Lockout>>,
     refusals: Mutex<HashMap<String, Refusals>>,
+    /// Limit hits per limit name in the current window (same scheme).
+    limit_hits: Mutex<HashMap<String, Refusals>>,
     /// Set by [`Device::begin_stop`]: new requests are refused.
     stopping: AtomicBool,
     /// Requests inside [`Device::handle`].
@@ -298,6 +309,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             cursors: Mutex::new(cursors),
             lockouts: Mutex::default(),
             refusals: Mutex::default(),
+            limit_hits: Mutex::default(),
             stopping: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             notify,
@@ -367,7 +379,17 @@ impl<S: Screen<Prompt = Request>> Device<S> {
 
     /// Write an audit event and tell the screen. An audit write that fails
     /// is reported on the screen; the request's outcome stands.
+    ///
+    /// Limit hits are logged one by one up to `limits.refused_per_minute`
+    /// per limit and minute; past that they are counted and summed up in
+    /// one `repeated` entry (a flood of oversized requests must not fill
+    /// the log, nor sync it for each).
     pub fn audit(&self, event: Event) {
+        if let Event::LimitHit { limit, .. } = &event
+            && !self.limit_hit_logged(limit)
+        {
+            return;
+        }
         if let Err(e) = lock(&self.audit).append(event.clone()) {
             self.audit_failed(&e);
         }
@@ -409,6 +431,42 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 count,
             });
         }
+        let due: Vec<(String, u64)> = lock(&self.limit_hits)
+            .iter_mut()
+            .filter(|(_, r)| r.suppressed > 0 && (all || now >= r.since + REFUSAL_WINDOW))
+            .map(|(l, r)| (l.clone(), std::mem::take(&mut r.suppressed)))
+            .collect();
+        for (limit, count) in due {
+            self.audit(limit_summary(&limit, count));
+        }
+    }
+
+    /// Counts a hit of `limit`; false once this window has had its share.
+    fn limit_hit_logged(&self, limit: &str) -> bool {
+        let now = self.clock.now();
+        let share = self.limits.refused_per_minute;
+        let (logged, summary) = {
+            let mut all = lock(&self.limit_hits);
+            let r = all.entry(limit.to_string()).or_default();
+            let mut summary = 0;
+            if now >= r.since + REFUSAL_WINDOW {
+                summary = std::mem::take(&mut r.suppressed);
+                *r = Refusals {
+                    since: now,
+                    ..Refusals::default()
+                };
+            }
+            r.count = r.count.saturating_add(1);
+            let logged = r.count <= share;
+            if !logged {
+                r.suppressed += 1;
+            }
+            (logged, summary)
+        };
+        if summary > 0 {
+            self.audit(limit_summary(limit, summary));
+        }
+        logged
     }
 
     /// The refusal window of `contact`, started afresh if the last one is
