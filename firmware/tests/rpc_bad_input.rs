@@ -72,7 +72,7 @@ fn send(dev: &Dev, c: &Case) -> Resp {
         Body::Bytes(b) => request(dev.addr, c.method, c.path, Some(b)),
         Body::Chunked(b) => {
             let head = format!(
-                "{} {} HTTP/1.1\r\nHost: device\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "{} {} HTTP/1.1\r\nHost: device\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
                 c.method, c.path
             );
             let mut body = Vec::new();
