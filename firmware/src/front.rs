@@ -958,6 +958,15 @@ fn accept<H: Handler>(shared: &Arc<Shared<H>>, stream: TcpStream) {
     }
     if stream.set_nonblocking(true).is_ok() {
         let _ = (&stream).write(&reply_bytes(&refusal.reply, true));
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        // Whatever the client already sent is read and dropped (without
+        // waiting), so closing sends a FIN after our answer, not a reset.
+        let mut chunk = [0u8; 8192];
+        for _ in 0..LINGER_BYTES / chunk.len() {
+            if !matches!((&stream).read(&mut chunk), Ok(n) if n > 0) {
+                break;
+            }
+        }
     }
 }
 
