@@ -145,8 +145,9 @@ const LINGER_BYTES: usize = 64 * 1024;
 pub const AUDIT_EVERY: Duration = Duration::from_secs(5);
 /// How often the accept loop looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
-/// How long `serve` waits for connections to end after a stop.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long `serve` waits, after a stop, for the threads of connections
+/// that were not being handled to end (they were shut down, so at once).
+const STOP_GRACE: Duration = Duration::from_millis(500);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -781,6 +782,8 @@ struct Shared<H: Handler> {
     refusing: AtomicUsize,
     in_flight: AtomicUsize,
     next_id: AtomicU64,
+    /// Set at a stop: connections close after the request they are in.
+    stopping: AtomicBool,
     conns: Mutex<HashMap<u64, Open>>,
     audited: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
@@ -851,6 +854,7 @@ pub fn serve<H: Handler>(
         refusing: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
         next_id: AtomicU64::new(0),
+        stopping: AtomicBool::new(false),
         conns: Mutex::default(),
         audited: Mutex::default(),
     });
@@ -879,15 +883,18 @@ pub fn serve<H: Handler>(
             }
         }
     }
-    // Stop: connections not being handled are closed now; requests being
-    // handled finish (or are withdrawn by the broker) within the grace.
+    // Stop: connections not being handled are closed now; a request being
+    // handled gets its answer (the broker withdraws a waiting prompt) and
+    // its connection closes after it. This does not wait for those.
+    shared.stopping.store(true, Ordering::Release);
     for o in lock(&shared.conns).values() {
         if !o.handling.load(Ordering::Acquire) {
             let _ = o.stream.shutdown(std::net::Shutdown::Both);
         }
     }
     let deadline = Instant::now() + STOP_GRACE;
-    while (shared.open.load(Ordering::Acquire) > 0 || shared.refusing.load(Ordering::Acquire) > 0)
+    while shared.open.load(Ordering::Acquire) + shared.refusing.load(Ordering::Acquire)
+        > shared.in_flight.load(Ordering::Acquire)
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(10));
@@ -1019,7 +1026,7 @@ fn request<H: Handler>(
     let Some(slot) = Slot::take(&shared.in_flight, set.max_in_flight) else {
         return Err(shared.overloaded("max_connections", set.max_in_flight));
     };
-    let keep = head.keep_alive();
+    let keep = head.keep_alive() && !shared.stopping.load(Ordering::Acquire);
     let stream = conn.stream.clone();
     let still_wanted = move || !crate::net::peer_gone(&stream);
     handling.store(true, Ordering::Release);

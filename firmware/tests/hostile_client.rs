@@ -488,3 +488,32 @@ fn read_response_framed(s: &mut TcpStream) -> Resp {
         body: String::from_utf8(body).expect("UTF-8 body"),
     }
 }
+
+/// A stop closes connections that are not being handled at once: half a
+/// head and an idle keep-alive connection do not keep the endpoint (or its
+/// threads, which hold the device) alive until their 10 s deadline.
+#[test]
+fn a_stop_closes_idle_connections() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let mut half = connect(alice.addr);
+    half.write_all(b"GET /v1/status HTTP/1.1\r\nHost: dev")
+        .unwrap();
+    let mut idle = connect(alice.addr);
+    idle.write_all(b"GET /v1/status HTTP/1.1\r\nHost: device\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response_framed(&mut idle).status, 200);
+    alice.stop();
+    for (what, s) in [
+        ("half a head", &mut half),
+        ("an idle keep-alive", &mut idle),
+    ] {
+        // Well inside the 10 s header deadline.
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        match s.read(&mut [0u8; 64]) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("{what}: not closed by the stop within 5 s: {other:?}"),
+        }
+    }
+}
