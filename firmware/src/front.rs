@@ -9,12 +9,19 @@
 //!   socket is owned by exactly one thread and closed on every path (it is
 //!   dropped when that thread ends, whatever happened).
 //! - **A connection cap** (`limits.max_open_connections`, 32): one thread
-//!   per open connection, at most that many. A connection beyond the cap is
+//!   per open connection, at most that many. At the cap, a new connection
+//!   first makes room: the connection that has waited longest for a request
+//!   head (a slowloris, an idle keep-alive) is closed, so a client that
+//!   sends its request at once is served even while others hold every slot
+//!   with heads that never end. Connections reading a body or being handled
+//!   are never closed this way. When there is nothing to close (or
+//!   [`MAX_EVICTING`] closings are still ending), the new connection is
 //!   answered `overloaded` (429) on the raw socket by one of at most
 //!   [`MAX_REFUSERS`] short-lived threads, or, when even those are busy,
 //!   closed at once after a non-blocking attempt to write the answer.
 //!   Threads and descriptors are therefore bounded by
-//!   `max_open_connections + MAX_REFUSERS` (plus the listener).
+//!   `max_open_connections + MAX_EVICTING + MAX_REFUSERS` (plus the
+//!   listener), and only for as long as closed connections take to end.
 //! - **Read deadlines.** The request line and headers must arrive within
 //!   `limits.header_timeout_ms` (10 s) of the connection opening (or of the
 //!   previous reply on a keep-alive connection); the body within
@@ -136,6 +143,12 @@ pub struct Settings {
 
 /// Threads that answer `overloaded` beyond the connection cap.
 pub const MAX_REFUSERS: usize = 4;
+/// Connections closed to make room that may still be ending (each is over
+/// the cap until its thread ends, which is at once).
+pub const MAX_EVICTING: usize = 8;
+/// `ConnState::waiting_since` of a connection that is not waiting for a
+/// head (reading a body, handled, or answering).
+const BUSY: u64 = u64::MAX;
 /// How long a connection being closed after an error may still send bytes
 /// that are read and thrown away (so the client reads our answer rather
 /// than a reset), and how many.
@@ -768,10 +781,23 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// An open connection, as `serve` sees it at a stop.
+/// What the accept loop may know of a connection's thread.
+#[derive(Default)]
+struct ConnState {
+    /// When it began waiting for a request head (milliseconds since
+    /// `Shared::epoch`), or [`BUSY`].
+    waiting_since: AtomicU64,
+    /// A request of it is with the handler.
+    handling: AtomicBool,
+    /// Closed by the accept loop to make room.
+    evicted: AtomicBool,
+}
+
+/// An open connection, as the accept loop sees it (to make room, and at a
+/// stop).
 struct Open {
     stream: Arc<TcpStream>,
-    handling: Arc<AtomicBool>,
+    state: Arc<ConnState>,
 }
 
 /// State shared by the accept loop and the connection threads.
@@ -782,6 +808,8 @@ struct Shared<H: Handler> {
     refusing: AtomicUsize,
     in_flight: AtomicUsize,
     next_id: AtomicU64,
+    evicting: AtomicUsize,
+    epoch: Instant,
     /// Set at a stop: connections close after the request they are in.
     stopping: AtomicBool,
     conns: Mutex<HashMap<u64, Open>>,
@@ -816,6 +844,46 @@ impl<H: Handler> Shared<H> {
                 limit,
                 &format!("{detail}; {left_out} more since the last entry"),
             );
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis().min(u128::from(BUSY - 1)) as u64
+    }
+
+    /// At the cap, make room for a new connection by closing the one that
+    /// has waited longest for a request head (a slowloris, or an idle
+    /// keep-alive). A client that sends its request at once is then served
+    /// even while others hold every slot with heads that never end.
+    /// Connections reading a body or being handled are never closed.
+    fn evict_one(&self) -> bool {
+        let Some(slot) = Slot::take(&self.evicting, MAX_EVICTING) else {
+            return false;
+        };
+        let conns = lock(&self.conns);
+        // The longest waiting; among equals, the first accepted.
+        let victim = conns
+            .iter()
+            .filter(|(_, o)| !o.state.evicted.load(Ordering::Acquire))
+            .filter_map(|(id, o)| {
+                let t = o.state.waiting_since.load(Ordering::Acquire);
+                (t != BUSY).then_some((t, *id, o))
+            })
+            .min_by_key(|(t, id, _)| (*t, *id));
+        match victim {
+            Some((t, _, o))
+                if o.state
+                    .waiting_since
+                    .compare_exchange(t, BUSY, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok() =>
+            {
+                // Its thread gives the `evicting` slot back when it ends.
+                std::mem::forget(slot);
+                o.state.evicted.store(true, Ordering::Release);
+                let _ = o.stream.shutdown(std::net::Shutdown::Both);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -854,6 +922,8 @@ pub fn serve<H: Handler>(
         refusing: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
         next_id: AtomicU64::new(0),
+        evicting: AtomicUsize::new(0),
+        epoch: Instant::now(),
         stopping: AtomicBool::new(false),
         conns: Mutex::default(),
         audited: Mutex::default(),
@@ -888,7 +958,7 @@ pub fn serve<H: Handler>(
     // its connection closes after it. This does not wait for those.
     shared.stopping.store(true, Ordering::Release);
     for o in lock(&shared.conns).values() {
-        if !o.handling.load(Ordering::Acquire) {
+        if !o.state.handling.load(Ordering::Acquire) {
             let _ = o.stream.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -909,15 +979,29 @@ fn accept<H: Handler>(shared: &Arc<Shared<H>>, stream: TcpStream) {
         return;
     }
     let max = shared.settings.max_open_connections;
-    if shared.open.fetch_add(1, Ordering::AcqRel) < max {
+    let admitted = shared.open.fetch_add(1, Ordering::AcqRel) < max || {
+        // Over the cap until the evicted connection's thread ends.
+        let made_room = shared.evict_one();
+        if made_room {
+            shared.limit_hit(
+                "max_open_connections",
+                &format!("{max} open; the longest waiting for a request was closed"),
+            );
+        }
+        made_room
+    };
+    if admitted {
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let stream = Arc::new(stream);
-        let handling = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(ConnState {
+            waiting_since: AtomicU64::new(shared.now_ms()),
+            ..ConnState::default()
+        });
         lock(&shared.conns).insert(
             id,
             Open {
                 stream: stream.clone(),
-                handling: handling.clone(),
+                state: state.clone(),
             },
         );
         let s = shared.clone();
@@ -926,15 +1010,18 @@ fn accept<H: Handler>(shared: &Arc<Shared<H>>, stream: TcpStream) {
             .spawn(move || {
                 // Whatever happens below, the connection is unregistered
                 // (and so closed) and its slot given back.
-                struct Done<'a, H: Handler>(&'a Shared<H>, u64);
+                struct Done<'a, H: Handler>(&'a Shared<H>, u64, &'a ConnState);
                 impl<H: Handler> Drop for Done<'_, H> {
                     fn drop(&mut self) {
                         lock(&self.0.conns).remove(&self.1);
+                        if self.2.evicted.load(Ordering::Acquire) {
+                            self.0.evicting.fetch_sub(1, Ordering::AcqRel);
+                        }
                         self.0.open.fetch_sub(1, Ordering::AcqRel);
                     }
                 }
-                let _done = Done(&s, id);
-                connection(&s, stream, &handling);
+                let _done = Done(&s, id, &state);
+                connection(&s, stream, &state);
             });
         if spawned.is_err() {
             lock(&shared.conns).remove(&id);
@@ -978,7 +1065,7 @@ fn accept<H: Handler>(shared: &Arc<Shared<H>>, stream: TcpStream) {
 }
 
 /// Serve one connection: requests one after another while it is kept open.
-fn connection<H: Handler>(shared: &Shared<H>, stream: Arc<TcpStream>, handling: &AtomicBool) {
+fn connection<H: Handler>(shared: &Shared<H>, stream: Arc<TcpStream>, state: &ConnState) {
     let set = &shared.settings;
     let _ = stream.set_nodelay(true);
     if stream.set_write_timeout(Some(set.body_timeout)).is_err() {
@@ -989,7 +1076,7 @@ fn connection<H: Handler>(shared: &Shared<H>, stream: Arc<TcpStream>, handling: 
         buf: Vec::new(),
     };
     loop {
-        match request(shared, &mut conn, handling) {
+        match request(shared, &mut conn, state) {
             Ok(true) => continue,
             Ok(false) => return,
             Err(refusal) => return shared.refuse_and_close(&stream, refusal),
@@ -1001,11 +1088,23 @@ fn connection<H: Handler>(shared: &Shared<H>, stream: Arc<TcpStream>, handling: 
 fn request<H: Handler>(
     shared: &Shared<H>,
     conn: &mut Conn,
-    handling: &AtomicBool,
+    state: &ConnState,
 ) -> Result<bool, Refusal> {
     let set = &shared.settings;
-    let Some(raw) = conn.read_head(Instant::now() + set.header_timeout, set.max_header_bytes)?
-    else {
+    // Waiting for a head: the accept loop may close this to make room. The
+    // first wait's time was set at accept.
+    let _ = state.waiting_since.compare_exchange(
+        BUSY,
+        shared.now_ms(),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    let raw = conn.read_head(Instant::now() + set.header_timeout, set.max_header_bytes);
+    state.waiting_since.store(BUSY, Ordering::Release);
+    if state.evicted.load(Ordering::Acquire) {
+        return Ok(false);
+    }
+    let Some(raw) = raw? else {
         return Ok(false);
     };
     let head = parse_head(&raw).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
@@ -1029,11 +1128,11 @@ fn request<H: Handler>(
     let keep = head.keep_alive() && !shared.stopping.load(Ordering::Acquire);
     let stream = conn.stream.clone();
     let still_wanted = move || !crate::net::peer_gone(&stream);
-    handling.store(true, Ordering::Release);
+    state.handling.store(true, Ordering::Release);
     let reply = shared
         .handler
         .handle(&head.method, &head.target, &body, &still_wanted);
-    handling.store(false, Ordering::Release);
+    state.handling.store(false, Ordering::Release);
     // Handling is over: the slot is free before the client can read the
     // reply (and send its next request).
     drop(slot);

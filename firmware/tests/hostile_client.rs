@@ -43,6 +43,8 @@ const BODY_MS: u64 = 2000;
 /// The front layer's connection cap (the default) and its refusers.
 const CAP: usize = 32;
 const REFUSERS: usize = otc_device::front::MAX_REFUSERS;
+/// Connections closed to make room that may still be ending.
+const EVICTING: usize = otc_device::front::MAX_EVICTING;
 
 /// The device as a child process; killed when dropped.
 struct ChildDevice {
@@ -178,17 +180,18 @@ fn real_request(addr: SocketAddr, during: &str) {
 /// Assert the child holds no more than the cap allows right now.
 fn assert_bounded(pid: u32, base: Usage, during: &str) {
     let u = usage(pid);
-    // One thread per open connection, the refusers, and nothing else new.
+    // One thread per open connection, the refusers, the connections
+    // closed to make room that are still ending, and nothing else new.
     assert!(
-        u.threads <= base.threads + CAP + REFUSERS,
-        "{during}: {} threads (started with {}, cap {CAP} + {REFUSERS})",
+        u.threads <= base.threads + CAP + EVICTING + REFUSERS,
+        "{during}: {} threads (started with {}, cap {CAP} + {EVICTING} + {REFUSERS})",
         u.threads,
         base.threads
     );
     // One descriptor per open connection (plus the backlog's, which the
     // kernel holds, not the process).
     assert!(
-        u.fds <= base.fds + CAP + REFUSERS + 2,
+        u.fds <= base.fds + CAP + EVICTING + REFUSERS + 2,
         "{during}: {} descriptors (started with {})",
         u.fds,
         base.fds
@@ -516,4 +519,51 @@ fn a_stop_closes_idle_connections() {
             other => panic!("{what}: not closed by the stop within 5 s: {other:?}"),
         }
     }
+}
+
+/// At the cap, a new connection closes the one that has waited longest for
+/// a head, so a real client is served while slowloris connections hold
+/// every slot, long before their deadline (60 s here, longer than any wait
+/// of this test).
+#[test]
+fn a_real_client_gets_in_while_slow_heads_hold_every_slot() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let patient = otc_device::rpc::Limits {
+        header_timeout_ms: 60_000,
+        ..limits()
+    };
+    let alice = Dev::start(&d.alice, "Alice", patient);
+    let mut slow: Vec<TcpStream> = (0..CAP + 4)
+        .map(|_| {
+            let mut s = connect(alice.addr);
+            s.write_all(b"POST /v1/package HTTP/1.1\r\nHost: dev")
+                .unwrap();
+            s
+        })
+        .collect();
+    // The four oldest were closed to let the last four in.
+    for (i, s) in slow.iter_mut().take(4).enumerate() {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        match s.read(&mut [0u8; 64]) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("slow connection {i} was not closed within {WAIT:?}: {other:?}"),
+        }
+    }
+    // Every slot is held by a slow head; a real request still gets in
+    // (retried only while closings are still ending).
+    wait_until(
+        "a real request to succeed while slow heads hold every slot",
+        || {
+            let r = alice.get("/v1/status");
+            (r.status == 200).then_some(())
+        },
+    );
+    // Those that were let in are still waiting (nothing timed out).
+    let last = slow.last_mut().unwrap();
+    last.set_nonblocking(true).unwrap();
+    assert!(
+        matches!(last.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the newest slow connection is still open"
+    );
 }
