@@ -89,6 +89,11 @@
 //! non-blocking peek ([`crate::net::peer_gone`]): end-of-stream or a reset
 //! means the client hung up, and the prompt is withdrawn.
 //!
+//! **Stop.** When `serve`'s stop flag is set it stops accepting, closes
+//! every connection that is not with the handler, and returns within half a
+//! second; a request with the handler gets its answer (the broker withdraws
+//! a waiting prompt) and its connection closes after it.
+//!
 //! **Audit.** Limits hit here are written to the audit log as `limit_hit`
 //! through [`Handler::limit_hit`], at most one entry per limit every
 //! [`AUDIT_EVERY`], the next entry saying how many were left out, so a flood
