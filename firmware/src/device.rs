@@ -357,6 +357,8 @@ pub struct StartOptions {
     pub prompt_timeout: Duration,
     pub limits: rpc::Limits,
     pub ui: UiConfig,
+    /// Host names accepted besides IP literals (`rpc.allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A running device.
@@ -601,9 +603,10 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let rpc = {
         let (device, stop) = (device.clone(), stop.clone());
+        let hosts = opts.allowed_hosts;
         std::thread::Builder::new()
             .name("otc-rpc".into())
-            .spawn(move || rpc::serve(device, listener, stop))
+            .spawn(move || rpc::serve(device, listener, stop, hosts))
             .map_err(|e| Error::io("cannot start the RPC thread", e))?
     };
     let events = {
@@ -771,6 +774,7 @@ pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
             prompt_timeout: Duration::from_secs(cfg.rpc.prompt_timeout_seconds),
             limits: cfg.limits.clone(),
             ui: UiConfig::default(),
+            allowed_hosts: cfg.rpc.allowed_hosts.clone(),
         },
         display,
         touch,
