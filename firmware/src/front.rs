@@ -103,7 +103,7 @@ use otc_proto::rpc::{ErrorBody, ErrorCode};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -885,6 +885,16 @@ impl<H: Handler> Shared<H> {
                 // Its thread gives the `evicting` slot back when it ends.
                 std::mem::forget(slot);
                 o.state.evicted.store(true, Ordering::Release);
+                // Tell it why before closing: one send that never blocks
+                // (MSG_DONTWAIT, so the victim's thread keeps its blocking
+                // socket), then FIN both ways; its thread wakes and ends.
+                let answer = reply_bytes(&self.overloaded("connections", 0).reply, true);
+                let _ = nix::sys::socket::send(
+                    o.stream.as_raw_fd(),
+                    &answer,
+                    nix::sys::socket::MsgFlags::MSG_DONTWAIT
+                        | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+                );
                 let _ = o.stream.shutdown(std::net::Shutdown::Both);
                 true
             }
