@@ -21,6 +21,7 @@ use crate::audit::{AuditLog, Event};
 use crate::confirm::{Broker, Clock, Outcome, Screen};
 use crate::pad::{OpenWarning, PadStore};
 use otc_proto::b64;
+use otc_proto::routes::{self, Endpoint, Method};
 use otc_proto::rpc::{
     ContactInfo, ContactsResponse, Cursor, ErrorBody, ErrorCode, PackageRequest, PackageResponse,
     StatusResponse, UnpackageRequest, UnpackageResponse, Warning,
@@ -139,7 +140,10 @@ fn store_failure(e: &crate::Error, opening: bool) -> Failure {
     match e {
         E::UnknownContact(name) | E::BadContactName(name) => fail(
             ErrorCode::UnknownContact,
-            format!("no pad for contact {name:?}; GET /v1/contacts lists them"),
+            format!(
+                "no pad for contact {name:?}; GET {} lists them",
+                routes::CONTACTS
+            ),
         ),
         E::PadExhausted { .. } => fail(
             ErrorCode::PadExhausted,
@@ -477,20 +481,18 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             return error_reply(&stopping());
         }
         let path = path.split('?').next().unwrap_or(path);
-        let result = match (method, path) {
-            ("POST", "/v1/package") => parse(body).and_then(|r| self.package(r, still_wanted)),
-            ("POST", "/v1/unpackage") => parse(body).and_then(|r| self.unpackage(r, still_wanted)),
-            ("GET", "/v1/contacts") => Ok(self.contacts()),
-            ("GET", "/v1/status") => Ok(self.status()),
-            (m, p) if p.starts_with("/v1/cursor/") => {
-                let relay = &p["/v1/cursor/".len()..];
-                self.cursor(m, relay, body)
-            }
-            (_, "/v1/package" | "/v1/unpackage" | "/v1/contacts" | "/v1/status") => Err(fail(
+        let result = match Endpoint::parse(path) {
+            // The relay name is checked before the method, as `cursor` does.
+            Some(Endpoint::Cursor(relay)) => self.cursor(method, relay, body),
+            Some(e) if !e.allows(method) => Err(fail(
                 ErrorCode::MethodNotAllowed,
                 format!("{method} is not allowed on {path}"),
             )),
-            _ => Err(fail(ErrorCode::NotFound, format!("no endpoint {path}"))),
+            Some(Endpoint::Package) => parse(body).and_then(|r| self.package(r, still_wanted)),
+            Some(Endpoint::Unpackage) => parse(body).and_then(|r| self.unpackage(r, still_wanted)),
+            Some(Endpoint::Contacts) => Ok(self.contacts()),
+            Some(Endpoint::Status) => Ok(self.status()),
+            None => Err(fail(ErrorCode::NotFound, format!("no endpoint {path}"))),
         };
         result.unwrap_or_else(|f| error_reply(&f))
     }
@@ -810,12 +812,12 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 "relay names are 1 to 128 characters of letters, digits, '.', '-', '_' or ':'",
             ));
         }
-        match method {
-            "GET" => {
+        match Method::parse(method) {
+            Some(Method::Get) => {
                 let cursor = lock(&self.cursors).map.get(relay).copied().unwrap_or(0);
                 Ok(json(200, &Cursor { cursor }))
             }
-            "PUT" => {
+            Some(Method::Put) => {
                 let c: Cursor = parse(body)?;
                 lock(&self.cursors).set(relay, c.cursor).map_err(|_| {
                     fail(ErrorCode::Internal, "the device could not save the cursor")

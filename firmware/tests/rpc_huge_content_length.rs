@@ -11,18 +11,19 @@ mod common;
 
 use common::device::*;
 use otc_proto::Format;
+use otc_proto::routes;
 use otc_proto::rpc::StatusResponse;
 
 #[test]
 fn a_terabyte_content_length_is_too_large_and_the_device_lives_on() {
     let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
     let alice = Dev::start(&d.alice, "Alice", limits());
-    for path in ["/v1/package", "/v1/unpackage", "/v1/status"] {
+    for path in [routes::PACKAGE, routes::UNPACKAGE, routes::STATUS] {
         let h = format!(
             "POST {path} HTTP/1.1\r\nHost: device\r\nConnection: close\r\nContent-Length: 1000000000000\r\n\r\n"
         );
         raw(alice.addr, h.as_bytes(), b"{").expect_error(413, "too_large");
     }
-    let status: StatusResponse = alice.get("/v1/status").ok();
+    let status: StatusResponse = alice.get(routes::STATUS).ok();
     assert_eq!(status.owner, "Alice");
 }

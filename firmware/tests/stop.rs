@@ -14,6 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use otc_device::audit::{self, Event};
 use otc_proto::Format;
+use otc_proto::routes;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -196,7 +197,7 @@ impl Device {
     /// Seal `message` for bob from another thread (it waits on a prompt).
     fn spawn_seal(&self, message: &str) -> JoinHandle<(u16, Value)> {
         let (addr, body) = (self.rpc, json!({"to": "bob", "message": message}));
-        std::thread::spawn(move || http(addr, "POST", "/v1/package", Some(&body)))
+        std::thread::spawn(move || http(addr, "POST", routes::PACKAGE, Some(&body)))
     }
 
     /// Seal `message`, tapping Approve until the request is answered (a

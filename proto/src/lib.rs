@@ -12,6 +12,7 @@
 
 pub mod b64;
 pub mod error;
+pub mod routes;
 pub mod rpc;
 pub mod v1;
 pub mod v2;

@@ -15,6 +15,7 @@ use otc_device::device::{self, Running, StartOptions};
 use otc_device::net::Bind;
 use otc_device::rpc::Limits;
 use otc_proto::Format;
+use otc_proto::routes;
 use otc_proto::rpc::{ContactInfo, ContactsResponse};
 use otc_ui::sink::memory::MemoryDisplay;
 use otc_ui::source::scripted::{ScriptedTouch, TouchScript};
@@ -487,7 +488,7 @@ impl Dev {
     /// Seal `message` for `to`, approved on the screen.
     pub fn seal(&self, to: &str, message: &str) -> (Resp, ScreenTrace) {
         self.answered(
-            "/v1/package",
+            routes::PACKAGE,
             serde_json::json!({"to": to, "message": message}),
             "confirm-seal",
             "approve",
@@ -497,7 +498,7 @@ impl Dev {
     /// Open `package` from `from`, approved on the screen.
     pub fn open(&self, from: &str, package: &str) -> (Resp, ScreenTrace) {
         self.answered(
-            "/v1/unpackage",
+            routes::UNPACKAGE,
             serde_json::json!({"from": from, "package": package}),
             "confirm-open",
             "approve",
@@ -521,7 +522,7 @@ impl Dev {
 
     /// `GET /v1/contacts`.
     pub fn contacts(&self) -> Vec<ContactInfo> {
-        self.get("/v1/contacts").ok::<ContactsResponse>().contacts
+        self.get(routes::CONTACTS).ok::<ContactsResponse>().contacts
     }
 
     pub fn contact(&self, name: &str) -> ContactInfo {
