@@ -361,7 +361,7 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
                 human(c.size),
                 c.contact,
                 c.format,
-                &c.pad_id[..16]
+                short_id(&c.pad_id)?
             );
             println!(
                 "This device is side A and sends with the first {}.",
@@ -399,7 +399,7 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
                 r.contact,
                 r.format,
                 r.side,
-                &r.pad_id[..16]
+                short_id(&r.pad_id)?
             );
             println!(
                 "SECRET: now destroy {} and wipe or destroy the media it came on.",
@@ -436,7 +436,7 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
                 r.contact,
                 r.side,
                 human(r.already_used),
-                &r.pad_id[..16]
+                short_id(&r.pad_id)?
             );
             println!(
                 "SECRET: now destroy {} and {}; they still hold the pad.",
@@ -588,10 +588,38 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
     }
 }
 
+/// The first 16 hex digits of a pad id, as the command line shows it. A
+/// pad id is 64 hex digits; a shorter or non-hex one (a damaged record) is
+/// an error, not a panic.
+fn short_id(pad_id: &str) -> Result<&str> {
+    match pad_id.get(..16) {
+        Some(s) if s.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(s),
+        _ => Err(Error::CorruptMeta {
+            what: "pad id".into(),
+            reason: format!("{pad_id:?} is not 64 hex digits"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::RefCell;
+
+    #[test]
+    fn short_ids_of_damaged_pad_ids_are_errors() {
+        assert_eq!(short_id(&"ab".repeat(32)).ok(), Some("abababababababab"));
+        for bad in [
+            "",
+            "abc",
+            "0123456789abcde",
+            "0123456789abcdeX00",
+            "ééééééééé",
+        ] {
+            let e = short_id(bad).expect_err(bad);
+            assert_eq!(e.code(), "corrupt_metadata", "{bad:?}");
+        }
+    }
 
     type Hook = Box<dyn Fn(&std::path::Path)>;
 

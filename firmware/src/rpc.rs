@@ -133,26 +133,30 @@ fn stopping() -> Failure {
     )
 }
 
-/// Map a store error to the client's code. Messages for opening failures
-/// carry nothing; others say what to do without internal detail.
+/// A store error as the client sees it: the code from the one mapping
+/// (`From<&Error> for ErrorCode`, in [`crate::error`]) and a message that
+/// says what to do without internal detail. On the opening path
+/// (`opening`) nothing is `internal`: every failure that is not about the
+/// contact or size is `bad_package`, and its message carries nothing.
 fn store_failure(e: &crate::Error, opening: bool) -> Failure {
     use crate::Error as E;
-    match e {
-        E::UnknownContact(name) | E::BadContactName(name) => fail(
+    match (ErrorCode::from(e), e) {
+        (ErrorCode::UnknownContact, E::UnknownContact(name) | E::BadContactName(name)) => fail(
             ErrorCode::UnknownContact,
             format!(
                 "no pad for contact {name:?}; GET {} lists them",
                 routes::CONTACTS
             ),
         ),
-        E::PadExhausted { .. } => fail(
+        (ErrorCode::PadExhausted, _) => fail(
             ErrorCode::PadExhausted,
             "the pad for this contact is used up; make a new pad on the device",
         ),
-        E::TooLarge { need, left, .. } => fail(
+        (ErrorCode::TooLarge, E::TooLarge { need, left, .. }) => fail(
             ErrorCode::TooLarge,
             format!("this message needs {need} pad bytes but only {left} are left"),
         ),
+        (ErrorCode::BadPackage, _) => fail(ErrorCode::BadPackage, BAD_PACKAGE),
         _ if opening => fail(ErrorCode::BadPackage, BAD_PACKAGE),
         _ => fail(
             ErrorCode::Internal,
