@@ -56,16 +56,16 @@ bench: deps
 bench-report:
 	@scripts/bench-report
 
-# Short fuzzing runs of every parser that input reaches: package opening
-# (fuzz/) and the pad store's export header, legacy metadata, sizes and
-# untrusted packages against a real store (firmware/fuzz/). Needs cargo-fuzz;
-# runs on stable through RUSTC_BOOTSTRAP because no nightly toolchain can be
-# fetched here. FUZZ_SECONDS per target.
+# Short fuzzing runs of every parser that input reaches: package opening,
+# the pad store's export header, legacy metadata, sizes and untrusted
+# packages against a real store. One workspace (fuzz/), one lock file; every
+# target in it is run (`cargo fuzz list`). Needs cargo-fuzz; runs on stable
+# through RUSTC_BOOTSTRAP because no nightly toolchain can be fetched here.
+# FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 30
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none open_package -- -max_total_time=$(FUZZ_SECONDS)
-	cd firmware/fuzz && for t in export_header legacy_metadata size store_open; do \
+	cd fuzz && for t in $$($(CARGO) fuzz list); do \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 # --- the appliance (image/) ---------------------------------------------------
