@@ -9,8 +9,9 @@
 //! (alerts never acknowledged come back from the audit log at start;
 //! opening the alerts screen acknowledges them, audited as `ack`).
 //! `run` stops cleanly on SIGTERM/SIGINT ([`Running::stop`]).
-//! [`start`] is also what the integration tests and the RPC bench use, with
-//! a memory display, a scripted touch source and (tests) a fake clock.
+//! [`start`] is also what the integration tests use, with a memory display,
+//! a scripted touch source and a fake clock; the RPC bench uses
+//! [`start_with_screen`] with its own auto-approving screen twin.
 
 use crate::audit::{AuditLog, Event, Opened};
 use crate::config::{Config, DisplayKind};
@@ -41,15 +42,6 @@ const STOP_GRACE: Duration = Duration::from_millis(1500);
 pub struct UiScreen {
     handle: UiHandle,
     timeout: Duration,
-}
-
-/// A prompt on the screen.
-pub enum Ticket {
-    Ui(PromptTicket),
-    /// Feature `bench-approve`: approved without asking. Never in a
-    /// release image (see `cli::run`).
-    #[cfg(feature = "bench-approve")]
-    Auto,
 }
 
 /// Estimated count of messages behind `bytes` of skipped pad (100-byte
@@ -102,37 +94,23 @@ impl UiScreen {
 
 impl Screen for UiScreen {
     type Prompt = Request;
-    type Ticket = Ticket;
+    type Ticket = PromptTicket;
 
-    fn show(&self, request: Request) -> Ticket {
-        #[cfg(feature = "bench-approve")]
-        {
-            let _ = request;
-            Ticket::Auto
-        }
-        #[cfg(not(feature = "bench-approve"))]
-        Ticket::Ui(self.handle.show_prompt(self.prompt(&request)))
+    fn show(&self, request: Request) -> PromptTicket {
+        self.handle.show_prompt(self.prompt(&request))
     }
 
-    fn wait(&self, ticket: &Ticket, wait: Duration) -> Option<Answer> {
-        match ticket {
-            Ticket::Ui(t) => t.wait_timeout(wait).map(|d| match d {
-                Decision::Approve => Answer::Approve,
-                Decision::Reject => Answer::Reject,
-                Decision::Timeout => Answer::Timeout,
-                Decision::Cancelled | Decision::Busy => Answer::Cancelled,
-            }),
-            #[cfg(feature = "bench-approve")]
-            Ticket::Auto => Some(Answer::Approve),
-        }
+    fn wait(&self, ticket: &PromptTicket, wait: Duration) -> Option<Answer> {
+        ticket.wait_timeout(wait).map(|d| match d {
+            Decision::Approve => Answer::Approve,
+            Decision::Reject => Answer::Reject,
+            Decision::Timeout => Answer::Timeout,
+            Decision::Cancelled | Decision::Busy => Answer::Cancelled,
+        })
     }
 
-    fn withdraw(&self, ticket: &Ticket) {
-        match ticket {
-            Ticket::Ui(t) => self.handle.cancel(t),
-            #[cfg(feature = "bench-approve")]
-            Ticket::Auto => {}
-        }
+    fn withdraw(&self, ticket: &PromptTicket) {
+        self.handle.cancel(ticket)
     }
 }
 
@@ -352,9 +330,11 @@ pub struct StartOptions {
     pub ui: UiConfig,
 }
 
-/// A running device.
-pub struct Running {
-    pub device: Arc<Device<UiScreen>>,
+/// A running device. `S` is the screen the broker asks: the touchscreen
+/// ([`UiScreen`]) on a device; a bench may pass a twin (see
+/// [`start_with_screen`]).
+pub struct Running<S: Screen<Prompt = Request> = UiScreen> {
+    pub device: Arc<Device<S>>,
     pub ui: UiThread,
     /// Where the RPC endpoint listens.
     pub addr: SocketAddr,
@@ -397,7 +377,7 @@ impl Checked {
     }
 }
 
-impl Running {
+impl<S: Screen<Prompt = Request> + 'static> Running<S> {
     /// A clean stop, in this order:
     ///
     /// 1. new requests get `cancelled`, and the prompt on screen (if any) is
@@ -508,7 +488,8 @@ fn alert_rows<'a>(
         .collect()
 }
 
-/// Start the device on data directory `dir` with the given screen.
+/// Start the device on data directory `dir` with the given screen; the
+/// broker asks the owner on it ([`UiScreen`]).
 pub fn start(
     dir: &Path,
     opts: StartOptions,
@@ -517,6 +498,25 @@ pub fn start(
     clock: Arc<dyn Clock>,
     wall_clock: Box<dyn Fn() -> u64 + Send + Sync>,
 ) -> Result<Running> {
+    start_with_screen(dir, opts, display, touch, clock, wall_clock, UiScreen::new)
+}
+
+/// [`start`], with the broker asking the screen `screen` makes from the
+/// UI's handle and the prompt timeout. Only the RPC bench passes anything
+/// but `UiScreen::new` (an auto-approving twin that lives in `benches/`),
+/// so no build of the device can approve by itself.
+pub fn start_with_screen<S>(
+    dir: &Path,
+    opts: StartOptions,
+    display: Box<dyn Display>,
+    touch: Option<Box<dyn Touch>>,
+    clock: Arc<dyn Clock>,
+    wall_clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    screen: impl FnOnce(UiHandle, Duration) -> S,
+) -> Result<Running<S>>
+where
+    S: Screen<Prompt = Request> + 'static,
+{
     let listener = net::listen(&opts.bind)?;
     let addr = listener
         .local_addr()
@@ -547,7 +547,7 @@ pub fn start(
     ui.handle.set_alerts(unacked);
     face.refresh_home();
     let broker = Broker::new(
-        UiScreen::new(ui.handle.clone(), opts.prompt_timeout),
+        screen(ui.handle.clone(), opts.prompt_timeout),
         clock.clone(),
         opts.prompt_timeout,
     );
@@ -737,13 +737,6 @@ pub fn choose_bind(args: &crate::cli::RunArgs, cfg: &Config) -> Bind {
 
 /// `otc-device run`.
 pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
-    if cfg!(feature = "bench-approve") {
-        return Err(Error::NotInThisBuild(
-            "this build approves every prompt by itself (feature bench-approve); it is for \
-             benches only and cannot run as a device"
-                .into(),
-        ));
-    }
     // Before any thread exists, so that every thread inherits the mask.
     let signals = stop_signals()?;
     let mut cfg = Config::load(dir)?;

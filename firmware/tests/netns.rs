@@ -25,10 +25,6 @@
 //!
 //! The tests of `run`'s refusals (wildcard `--listen`, unknown interface)
 //! need no namespaces and run everywhere.
-//!
-//! A build with feature `bench-approve` refuses to `run` at all, so these
-//! tests are left out of it.
-#![cfg(not(feature = "bench-approve"))]
 
 use nix::sched::{CloneFlags, setns};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -8,7 +8,7 @@
 //! `/emu/touch` at the Approve button that `/emu/trace` reports. How long
 //! each stop took is printed (`--nocapture`); the test only asserts that
 //! the process exits within a generous 10 s, never a timing.
-#![cfg(all(feature = "emulator", not(feature = "bench-approve")))]
+#![cfg(feature = "emulator")]
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
