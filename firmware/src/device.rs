@@ -20,9 +20,10 @@ use crate::error::{Error, Result};
 use crate::net::{self, Bind};
 use crate::pad::{PadStore, Side};
 use crate::rpc::{self, Device, Notice, Request};
+use otc_ui::texts::{self, Happened};
 use otc_ui::{
-    AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Toast,
-    Touch, UiConfig, UiEvent, UiHandle, UiThread, Warning,
+    AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Touch,
+    UiConfig, UiEvent, UiHandle, UiThread, Warning,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -168,70 +169,92 @@ pub fn home_view(owner: &str, store: &PadStore, link: &Link, unseen_alerts: u32)
     }
 }
 
-/// `MM-DD HH:MM` (UTC) for a unix time, for the alerts list.
-pub fn short_time(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!(
-        "{month:02}-{day:02} {:02}:{:02}",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
+/// An audit event as the screen tells it (the words are otc-ui's, see
+/// [`otc_ui::texts`]), and whether it is red (red ones are the alerts the
+/// owner must acknowledge, [`Event::is_alert`]).
+pub fn alert_text(e: &Event) -> (String, bool) {
+    (texts::alert_text(&happened(e)), e.is_alert())
 }
 
-/// What an audit event says on the alerts screen, and whether it is red
-/// (red ones are the alerts the owner must acknowledge, [`Event::is_alert`]).
-pub fn alert_text(e: &Event) -> (String, bool) {
-    let text = match e {
-        Event::Approved { action, contact } => format!("Approved: {action} for {contact}"),
-        Event::Rejected { action, contact } => format!("Rejected: {action} for {contact}"),
-        Event::TimedOut { action, contact } => format!("Timed out: {action} for {contact}"),
-        Event::Cancelled { action, contact } => format!("Computer hung up: {action} for {contact}"),
-        Event::Sealed { contact, bytes, .. } => format!("Sealed {bytes} bytes for {contact}"),
-        Event::Opened { contact, bytes, .. } => format!("Opened {bytes} bytes from {contact}"),
-        Event::IntegrityFailure { contact, index } => {
-            format!("Package from {contact} failed verification (pad index {index})")
-        }
-        Event::Replay { contact, index } => {
-            format!("Replayed package from {contact} refused (pad index {index})")
-        }
-        Event::Skipped { contact, bytes, .. } => {
-            format!("Messages from {contact} were skipped ({bytes} pad bytes)")
-        }
-        Event::Burned { contact, index, .. } => {
-            format!("Pad range at {index} for {contact} burned after repeated failures")
-        }
-        Event::LockedOut { contact, seconds } => {
-            format!("{contact} locked out for {seconds} s after failed packages")
-        }
-        Event::LimitHit { limit, detail } => format!("Limit hit: {limit} ({detail})"),
-        Event::PadCreated { contact, bytes, .. } => {
-            format!("Pad created for {contact} ({bytes} bytes)")
-        }
-        Event::PadImported { contact, bytes, .. } => {
-            format!("Pad imported for {contact} ({bytes} bytes)")
-        }
-        Event::PadRemoved { contact, .. } => format!("Pad for {contact} erased"),
-        Event::TamperDetected { detail } => format!("AUDIT LOG DAMAGED: {detail}"),
-        Event::Started { version } => format!("Device started (version {version})"),
-        Event::Stop => "Device stopped".to_string(),
-        Event::Ack { alerts } => format!("{alerts} alerts acknowledged"),
+/// The screen's view of an audit event: the fields it shows.
+fn happened(e: &Event) -> Happened {
+    let c = |s: &String| s.clone();
+    match e {
+        Event::Approved { action, contact } => Happened::Approved {
+            action: c(action),
+            contact: c(contact),
+        },
+        Event::Rejected { action, contact } => Happened::Rejected {
+            action: c(action),
+            contact: c(contact),
+        },
+        Event::TimedOut { action, contact } => Happened::TimedOut {
+            action: c(action),
+            contact: c(contact),
+        },
+        Event::Cancelled { action, contact } => Happened::Cancelled {
+            action: c(action),
+            contact: c(contact),
+        },
+        Event::Sealed { contact, bytes, .. } => Happened::Sealed {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::Opened { contact, bytes, .. } => Happened::Opened {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::IntegrityFailure { contact, index } => Happened::IntegrityFailure {
+            contact: c(contact),
+            index: *index,
+        },
+        Event::Replay { contact, index } => Happened::Replay {
+            contact: c(contact),
+            index: *index,
+        },
+        Event::Skipped { contact, bytes, .. } => Happened::Skipped {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::Burned { contact, index, .. } => Happened::Burned {
+            contact: c(contact),
+            index: *index,
+        },
+        Event::LockedOut { contact, seconds } => Happened::LockedOut {
+            contact: c(contact),
+            seconds: *seconds,
+        },
+        Event::LimitHit { limit, detail } => Happened::LimitHit {
+            limit: c(limit),
+            detail: c(detail),
+        },
+        Event::PadCreated { contact, bytes, .. } => Happened::PadCreated {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::PadImported { contact, bytes, .. } => Happened::PadImported {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::PadRemoved { contact, .. } => Happened::PadRemoved {
+            contact: c(contact),
+        },
+        Event::TamperDetected { detail } => Happened::TamperDetected { detail: c(detail) },
+        Event::Started { version } => Happened::Started {
+            version: c(version),
+        },
+        Event::Stop => Happened::Stop,
+        Event::Ack { alerts } => Happened::Ack { alerts: *alerts },
         Event::Repeated {
             what,
             contact,
             count,
-        } => format!("{count} more {what} from {contact} refused (rate limit)"),
-    };
-    (text, e.is_alert())
+        } => Happened::Repeated {
+            what: c(what),
+            contact: c(contact),
+            count: *count,
+        },
+    }
 }
 
 /// The screen-facing side of the device: alerts and the home view.
@@ -257,7 +280,7 @@ impl Face {
             a.0.insert(
                 0,
                 AlertView {
-                    at: short_time((self.clock)()),
+                    at: texts::short_time((self.clock)()),
                     text,
                     severe,
                 },
@@ -303,18 +326,9 @@ impl Face {
 
     fn notice(&self, n: Notice) {
         match n {
-            Notice::Sealed { contact } => self
-                .ui
-                .toast(Toast::success(format!("Sealed for {contact}"))),
-            Notice::Opened { contact } => self
-                .ui
-                .toast(Toast::success(format!("Opened from {contact}"))),
-            Notice::Failed { contact, what } if contact.is_empty() => {
-                self.ui.toast(Toast::error(what))
-            }
-            Notice::Failed { contact, what } => {
-                self.ui.toast(Toast::error(format!("{contact}: {what}")))
-            }
+            Notice::Sealed { contact } => self.ui.toast(texts::sealed_toast(&contact)),
+            Notice::Opened { contact } => self.ui.toast(texts::opened_toast(&contact)),
+            Notice::Failed { contact, what } => self.ui.toast(texts::failed_toast(&contact, &what)),
             Notice::StateChanged => self.refresh_home(),
             Notice::Audit(e) => self.alert(&e),
         }
@@ -480,7 +494,7 @@ fn alert_rows<'a>(
         .map(|e| {
             let (text, severe) = alert_text(&e.event);
             AlertView {
-                at: short_time(e.time),
+                at: texts::short_time(e.time),
                 text,
                 severe,
             }
@@ -824,12 +838,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_time_is_utc_civil_time() {
-        assert_eq!(short_time(0), "01-01 00:00");
-        // 2026-11-22 05:41:00 UTC
-        assert_eq!(short_time(1_795_326_060), "11-22 05:41");
-        // 2024-02-29 23:59 UTC (leap day)
-        assert_eq!(short_time(1_709_251_140), "02-29 23:59");
+    fn alert_texts_come_from_otc_ui() {
+        let e = Event::Sealed {
+            contact: "bob".into(),
+            index: 0,
+            bytes: 5,
+            cost: 37,
+        };
+        assert_eq!(
+            alert_text(&e),
+            ("Sealed 5 bytes for bob".to_string(), false)
+        );
+        let (_, red) = alert_text(&Event::TamperDetected { detail: "x".into() });
+        assert!(red);
     }
 
     #[test]
