@@ -1,7 +1,7 @@
 # One Time Chat pad device: every entry point.
 #
 #   make run      the emulated device (no hardware)
-#   make test     everything CI checks: fmt, clippy, all tests
+#   make test     everything CI checks: fmt, clippy, all tests, the QEMU system test
 #   make bench    criterion benches + one report with the target ratios
 #   make cross    static aarch64 (musl) release build of otc-device, checked
 #   make image    the SD card image: image/out/otc-pi.img (+ .sha256, .bmap)
@@ -42,7 +42,9 @@ unit:
 
 check: fmt clippy unit
 
-test: deps check
+# The README's test command (and CI's): the host checks, then the image's
+# system test in QEMU (which cross-builds the release binary and the image).
+test: deps check qemu-test
 
 bench: deps
 	$(CARGO) bench -p otc-proto --bench formats
@@ -104,8 +106,8 @@ qemu: image
 	image/qemu image/out/qemu-card.img
 
 # Boots the image in QEMU and drives it through RPC, QMP screendumps and
-# tablet taps, with power cuts. Not yet part of `make test`.
-qemu-test: cross image-deps
+# tablet taps, with power cuts. Part of `make test`.
+qemu-test: deps cross image-deps
 	$(CARGO) build -p otc-device --features debug-cli -p otc-image-verify
 	OTC_CROSS_BIN=$(CROSS_BIN) OTC_HOST_BIN=$(TARGET_DIR)/debug/otc-device \
 	  OTC_VERIFY_BIN=$(TARGET_DIR)/debug/otc-image-verify image/qemu-test

@@ -238,6 +238,7 @@ fn start_device(dir: &std::path::Path) -> device::Running<AutoApprove> {
             prompt_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             ui: otc_ui::UiConfig::default(),
+            allowed_hosts: Vec::new(),
         },
         Box::new(display),
         None,

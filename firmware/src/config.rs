@@ -10,14 +10,23 @@
 //! # listen = "127.0.0.1:9051"     # development: loopback only
 //! port = 9051
 //! prompt_timeout_seconds = 30
+//! # Host names the endpoint answers to, besides IP addresses (which it
+//! # always does). Requests with any other `Host` get `bad_host`: this is
+//! # what stops a web page from reaching the device by DNS rebinding. Names
+//! # only, no port; e.g. ["otc.local"] if the laptop resolves that name.
+//! allowed_hosts = []
 //!
 //! [limits]
 //! max_message_bytes = 65536
 //! max_body_bytes = 131072
-//! max_connections = 8
+//! max_connections = 8             # requests handled at once
 //! lockout_failures = 5            # failed opens from one contact ...
 //! lockout_seconds = 300           # ... lock it out this long
 //! refused_per_minute = 10         # replays/failed opens per contact, then rate_limited
+//! max_open_connections = 32       # connections open at once (src/front.rs)
+//! max_header_bytes = 8192         # request line + headers
+//! header_timeout_ms = 10000       # headers must arrive within this ...
+//! body_timeout_ms = 30000         # ... and the body within this after them
 //!
 //! [display]
 //! kind = "fbdev"                  # fbdev | spi | memory | emulator
@@ -61,6 +70,8 @@ pub struct RpcConfig {
     pub listen: Option<SocketAddr>,
     pub port: u16,
     pub prompt_timeout_seconds: u64,
+    /// Names (besides IP literals) accepted in `Host`; see the module doc.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for RpcConfig {
@@ -70,6 +81,7 @@ impl Default for RpcConfig {
             listen: None,
             port: 9051,
             prompt_timeout_seconds: 30,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -127,10 +139,18 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         };
-        toml::from_str(&text).map_err(|e| Error::Config {
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        cfg.rpc.allowed_hosts =
+            crate::front::allowed_names(&cfg.rpc.allowed_hosts).map_err(|reason| {
+                Error::Config {
+                    path: path.clone(),
+                    reason,
+                }
+            })?;
+        Ok(cfg)
     }
 }
 
@@ -178,6 +198,26 @@ mod tests {
         std::fs::write(d.path().join(FILE), "[rpc]\nprot = 1\n").unwrap();
         let e = Config::load(d.path()).unwrap_err();
         assert!(e.to_string().contains("prot"), "{e}");
+        assert!(c.rpc.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn allowed_hosts_are_names() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join(FILE),
+            "[rpc]\nallowed_hosts = [\"OTC.local.\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(d.path()).unwrap();
+        assert_eq!(c.rpc.allowed_hosts, ["otc.local"]);
+        std::fs::write(
+            d.path().join(FILE),
+            "[rpc]\nallowed_hosts = [\"otc.local:9051\"]\n",
+        )
+        .unwrap();
+        let e = Config::load(d.path()).unwrap_err();
+        assert!(e.to_string().contains("allowed_hosts"), "{e}");
     }
 
     #[test]

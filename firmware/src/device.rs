@@ -34,9 +34,9 @@ use std::time::Duration;
 
 use crate::audit::ALERTS_KEPT;
 
-/// How long a clean stop waits for requests past their prompt to finish,
-/// and for their threads to let go of the device. The whole stop must end
-/// within 2 s.
+/// How long a clean stop waits, in all, for requests past their prompt to
+/// finish and for their threads to let go of the device. The whole stop
+/// must end within 2 s.
 const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 /// The broker's view of the touchscreen.
@@ -342,6 +342,8 @@ pub struct StartOptions {
     pub prompt_timeout: Duration,
     pub limits: rpc::Limits,
     pub ui: UiConfig,
+    /// Host names accepted besides IP literals (`rpc.allowed_hosts`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A running device. `S` is the screen the broker asks: the touchscreen
@@ -408,8 +410,9 @@ impl<S: Screen<Prompt = Request> + 'static> Running<S> {
     /// the store cannot be closed here: that is an error (the store's own
     /// drop gives the reservation back if the thread ends before exit).
     pub fn stop(mut self) -> Result<()> {
+        let deadline = std::time::Instant::now() + STOP_GRACE;
         self.device.begin_stop();
-        let idle = self.device.wait_idle(STOP_GRACE);
+        self.device.wait_idle(STOP_GRACE);
         // The audit check stops at its next line once the device is
         // stopping.
         if let Some(t) = self.checker.take() {
@@ -428,7 +431,8 @@ impl<S: Screen<Prompt = Request> + 'static> Running<S> {
             let _ = t.join();
         }
         self.device.sum_up_refusals(true);
-        let grace = if idle { STOP_GRACE } else { Duration::ZERO };
+        // One grace time in all, for the requests and their threads.
+        let grace = deadline.saturating_duration_since(std::time::Instant::now());
         let device = sole_owner(self.device, grace)?;
         let (store, mut audit) = device.into_parts();
         sole_owner(store, grace)?.close()?;
@@ -606,9 +610,10 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let rpc = {
         let (device, stop) = (device.clone(), stop.clone());
+        let hosts = opts.allowed_hosts;
         std::thread::Builder::new()
             .name("otc-rpc".into())
-            .spawn(move || rpc::serve(device, listener, stop))
+            .spawn(move || rpc::serve(device, listener, stop, hosts))
             .map_err(|e| Error::io("cannot start the RPC thread", e))?
     };
     let events = {
@@ -769,6 +774,7 @@ pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
             prompt_timeout: Duration::from_secs(cfg.rpc.prompt_timeout_seconds),
             limits: cfg.limits.clone(),
             ui: UiConfig::default(),
+            allowed_hosts: cfg.rpc.allowed_hosts.clone(),
         },
         display,
         touch,

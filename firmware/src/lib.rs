@@ -5,8 +5,9 @@
 //!
 //! * [`pad`]: the crash-safe pad store.
 //! * [`confirm`]: the confirmation broker (one prompt at a time).
-//! * [`rpc`]: the HTTP/JSON endpoint for the chat client; [`net`]: where it
-//!   listens (the Ethernet interface only).
+//! * [`rpc`]: the HTTP/JSON endpoint for the chat client; [`front`]: the
+//!   layer every connection passes first (limits, deadlines, Host, Origin,
+//!   Content-Type); [`net`]: where it listens (the Ethernet interface only).
 //! * [`audit`]: the append-only, hash-chained audit log.
 //! * [`device`]: `otc-device run`, wiring all of it to the screen.
 //! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod confirm;
 pub mod device;
 pub mod error;
+pub mod front;
 pub mod net;
 pub mod pad;
 pub mod rpc;

@@ -7,11 +7,13 @@
 //! `--listen ADDR` is for development and tests and accepts loopback only.
 //!
 //! [`peer_gone`] tells whether an HTTP client hung up while its request is
-//! waiting on the owner's tap: tiny_http does not hand out the socket, so
-//! the kernel's connection table (`/proc/net/tcp*`) is read instead. A
-//! connection the peer closed is in `CLOSE_WAIT` (or already gone).
+//! waiting on the owner's tap: the front layer owns the accepted socket
+//! (`crate::front`), so a non-blocking peek says it directly. A peer that
+//! closed shows end-of-stream (the kernel's `CLOSE_WAIT`), one that reset
+//! shows an error.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 
 /// Why the endpoint cannot listen where asked.
 #[derive(Debug, thiserror::Error)]
@@ -103,84 +105,29 @@ pub fn listen(bind: &Bind) -> Result<TcpListener, NetError> {
     Ok(socket.into())
 }
 
-/// `/proc/net/tcp` spelling of an address: host-order hex of each 32-bit
-/// word of the network-order address, then the port in hex.
-fn proc_addr(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(ip) => format!(
-            "{:08X}:{:04X}",
-            u32::from_ne_bytes(ip.octets()),
-            addr.port()
-        ),
-        IpAddr::V6(ip) => {
-            let o = ip.octets();
-            let words: String = o
-                .chunks(4)
-                .map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
-                .collect();
-            format!("{words}:{:04X}", addr.port())
-        }
+/// True when the client at the other end of `stream` no longer waits on
+/// it: it closed its side (end-of-stream) or reset the connection. Bytes
+/// waiting to be read (a pipelined request) mean it is still there. Never
+/// blocks and never consumes anything.
+pub fn peer_gone(stream: &TcpStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    let mut byte = [0u8; 1];
+    match recv(
+        stream.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => false,
+        Err(_) => true,
     }
-}
-
-/// TCP state of the connection `local`↔`peer` from a `/proc/net/tcp*`
-/// table, or `None` when it is not listed.
-fn state_in(table: &str, local: &str, peer: &str) -> Option<u8> {
-    table.lines().skip(1).find_map(|line| {
-        let mut f = line.split_whitespace();
-        let _slot = f.next()?;
-        let (l, r, st) = (f.next()?, f.next()?, f.next()?);
-        (l == local && r == peer).then(|| u8::from_str_radix(st, 16).ok())?
-    })
-}
-
-const TCP_ESTABLISHED: u8 = 0x01;
-
-/// True when the client at `peer` no longer waits on its connection to
-/// `local`: the kernel lists it as half-closed (CLOSE_WAIT) or not at all.
-/// When the table cannot be read the answer is `false` (keep waiting; the
-/// prompt's own timeout still applies).
-pub fn peer_gone(local: SocketAddr, peer: SocketAddr) -> bool {
-    let file = match local {
-        SocketAddr::V4(_) => "/proc/net/tcp",
-        SocketAddr::V6(_) => "/proc/net/tcp6",
-    };
-    let Ok(table) = std::fs::read_to_string(file) else {
-        return false;
-    };
-    state_in(&table, &proc_addr(local), &proc_addr(peer)) != Some(TCP_ESTABLISHED)
-}
-
-/// Our own socket for the connection `local`↔`peer`, found through the
-/// kernel's connection table (its inode) and `/proc/self/fd`. Used only to
-/// answer a request tiny_http cannot be allowed to drop (see
-/// `rpc::handle_http`).
-pub fn connection_fd(local: SocketAddr, peer: SocketAddr) -> Option<std::os::fd::RawFd> {
-    let file = match local {
-        SocketAddr::V4(_) => "/proc/net/tcp",
-        SocketAddr::V6(_) => "/proc/net/tcp6",
-    };
-    let table = std::fs::read_to_string(file).ok()?;
-    let (l, r) = (proc_addr(local), proc_addr(peer));
-    let inode = table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        (f.len() > 9 && f[1] == l && f[2] == r).then(|| f[9].to_string())
-    })?;
-    let want = format!("socket:[{inode}]");
-    std::fs::read_dir("/proc/self/fd").ok()?.find_map(|e| {
-        let e = e.ok()?;
-        let target = std::fs::read_link(e.path()).ok()?;
-        (target.to_str()? == want)
-            .then(|| e.file_name().to_str()?.parse().ok())
-            .flatten()
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::TcpStream;
     use std::time::{Duration, Instant};
 
     #[test]
@@ -216,49 +163,40 @@ mod tests {
     }
 
     #[test]
-    fn proc_spelling_matches_the_kernel() {
-        let a: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        if cfg!(target_endian = "little") {
-            assert_eq!(proc_addr(a), "0100007F:1F90");
-        }
-        let table =
-            "  sl  local_address rem_address   st\n   0: 0100007F:1F90 0100007F:C350 08 0\n";
-        assert_eq!(state_in(table, "0100007F:1F90", "0100007F:C350"), Some(8));
-        assert_eq!(state_in(table, "0100007F:1F90", "0100007F:C351"), None);
-    }
-
-    #[test]
     fn a_client_that_hangs_up_is_seen_as_gone() {
         let listener = listen(&Bind::Loopback("127.0.0.1:0".parse().unwrap())).unwrap();
         let local = listener.local_addr().unwrap();
-        let client = TcpStream::connect(local).unwrap();
-        let (mut server_side, peer) = listener.accept().unwrap();
+        let mut client = TcpStream::connect(local).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
-        assert!(!peer_gone(local, peer), "a live client is not gone");
+        assert!(!peer_gone(&server_side), "a live client is not gone");
+        // Unread bytes (a pipelined request) are not a hang-up, and the
+        // peek leaves them in place.
+        client.write_all(b"x").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server_side.peek(&mut [0u8; 1]).unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "the byte never arrived");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!peer_gone(&server_side));
         drop(client);
-        // The kernel processes the FIN asynchronously; wait until the read
-        // side sees EOF, then the table must say CLOSE_WAIT.
+        // The kernel processes the FIN asynchronously.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 1];
         server_side
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        let mut buf = [0u8; 1];
-        assert_eq!(server_side.read(&mut buf).unwrap(), 0);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !peer_gone(local, peer) && Instant::now() < deadline {
+        assert_eq!(
+            (&server_side).read(&mut buf).unwrap(),
+            1,
+            "the byte is still there"
+        );
+        while !peer_gone(&server_side) {
+            assert!(
+                Instant::now() < deadline,
+                "the hang-up was never seen within 5 s"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(peer_gone(local, peer));
-        let _ = server_side.write(b"x");
-    }
-
-    #[test]
-    fn our_socket_for_a_connection_is_found() {
-        use std::os::fd::AsRawFd;
-        let listener = listen(&Bind::Loopback("127.0.0.1:0".parse().unwrap())).unwrap();
-        let local = listener.local_addr().unwrap();
-        let _client = TcpStream::connect(local).unwrap();
-        let (server_side, peer) = listener.accept().unwrap();
-        assert_eq!(connection_fd(local, peer), Some(server_side.as_raw_fd()));
-        assert_eq!(connection_fd(local, "127.0.0.1:1".parse().unwrap()), None);
     }
 }

@@ -1,5 +1,5 @@
-//! The RPC endpoint: versioned HTTP/JSON over tiny_http, for the untrusted
-//! chat client on the other end of the Ethernet cable.
+//! The RPC endpoint: versioned HTTP/JSON for the untrusted chat client on
+//! the other end of the Ethernet cable.
 //!
 //! | method + path            | body → reply                                             |
 //! |--------------------------|----------------------------------------------------------|
@@ -15,7 +15,9 @@
 //! [`Broker`]; nothing is consumed unless the owner approves.
 //!
 //! [`Device::handle`] is the whole protocol as a function of (method, path,
-//! body); [`serve`] puts it on a socket.
+//! body); [`serve`] puts it on a socket behind [`crate::front`], which
+//! bounds connections, sizes and deadlines and checks `Host`, `Origin` and
+//! `Content-Type` before anything reaches `handle`.
 
 use crate::audit::{AuditLog, Event};
 use crate::confirm::{Broker, Clock, Outcome, Screen};
@@ -28,8 +30,8 @@ use otc_proto::rpc::{
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,7 +77,8 @@ pub enum Notice {
     Audit(Event),
 }
 
-/// Limits on what one request may ask for.
+/// Limits on what one request may ask for, and on what the laptop may
+/// hold open (the front layer's, see [`crate::front`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -94,6 +97,16 @@ pub struct Limits {
     /// from that contact get `rate_limited` until the minute is over, and
     /// the audit log sums them up in one `repeated` entry.
     pub refused_per_minute: u32,
+    /// Connections open at once (one thread each); more get `overloaded`
+    /// on the raw socket.
+    pub max_open_connections: usize,
+    /// Largest request line plus headers, in bytes.
+    pub max_header_bytes: usize,
+    /// A request's headers must arrive within this, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this after its headers, in
+    /// milliseconds.
+    pub body_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -106,6 +119,10 @@ impl Default for Limits {
             lockout_failures: 5,
             lockout_seconds: 300,
             refused_per_minute: 10,
+            max_open_connections: 32,
+            max_header_bytes: 8 * 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -224,6 +241,15 @@ struct Refusals {
     suppressed: u64,
 }
 
+/// The `repeated` entry for `count` hits of `limit` not logged one by one.
+fn limit_summary(limit: &str, count: u64) -> Event {
+    Event::Repeated {
+        what: format!("{limit} limit hits"),
+        contact: String::new(),
+        count,
+    }
+}
+
 /// Counts the request threads inside [`Device::handle`].
 struct InFlight<'a>(&'a AtomicUsize);
 impl Drop for InFlight<'_> {
@@ -243,6 +269,8 @@ pub struct Device<S: Screen<Prompt = Request>> {
     cursors: Mutex<Cursors>,
     lockouts: Mutex<HashMap<String, Lockout>>,
     refusals: Mutex<HashMap<String, Refusals>>,
+    /// Limit hits per limit name in the current window (same scheme).
+    limit_hits: Mutex<HashMap<String, Refusals>>,
     /// Set by [`Device::begin_stop`]: new requests are refused.
     stopping: AtomicBool,
     /// Requests inside [`Device::handle`].
@@ -306,6 +334,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             cursors: Mutex::new(cursors),
             lockouts: Mutex::default(),
             refusals: Mutex::default(),
+            limit_hits: Mutex::default(),
             stopping: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             notify,
@@ -375,7 +404,17 @@ impl<S: Screen<Prompt = Request>> Device<S> {
 
     /// Write an audit event and tell the screen. An audit write that fails
     /// is reported on the screen; the request's outcome stands.
+    ///
+    /// Limit hits are logged one by one up to `limits.refused_per_minute`
+    /// per limit and minute; past that they are counted and summed up in
+    /// one `repeated` entry (a flood of oversized requests must not fill
+    /// the log, nor sync it for each).
     pub fn audit(&self, event: Event) {
+        if let Event::LimitHit { limit, .. } = &event
+            && !self.limit_hit_logged(limit)
+        {
+            return;
+        }
         if let Err(e) = lock(&self.audit).append(event.clone()) {
             self.audit_failed(&e);
         }
@@ -417,6 +456,42 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 count,
             });
         }
+        let due: Vec<(String, u64)> = lock(&self.limit_hits)
+            .iter_mut()
+            .filter(|(_, r)| r.suppressed > 0 && (all || now >= r.since + REFUSAL_WINDOW))
+            .map(|(l, r)| (l.clone(), std::mem::take(&mut r.suppressed)))
+            .collect();
+        for (limit, count) in due {
+            self.audit(limit_summary(&limit, count));
+        }
+    }
+
+    /// Counts a hit of `limit`; false once this window has had its share.
+    fn limit_hit_logged(&self, limit: &str) -> bool {
+        let now = self.clock.now();
+        let share = self.limits.refused_per_minute;
+        let (logged, summary) = {
+            let mut all = lock(&self.limit_hits);
+            let r = all.entry(limit.to_string()).or_default();
+            let mut summary = 0;
+            if now >= r.since + REFUSAL_WINDOW {
+                summary = std::mem::take(&mut r.suppressed);
+                *r = Refusals {
+                    since: now,
+                    ..Refusals::default()
+                };
+            }
+            r.count = r.count.saturating_add(1);
+            let logged = r.count <= share;
+            if !logged {
+                r.suppressed += 1;
+            }
+            (logged, summary)
+        };
+        if summary > 0 {
+            self.audit(limit_summary(limit, summary));
+        }
+        logged
     }
 
     /// The refusal window of `contact`, started afresh if the last one is
@@ -836,147 +911,52 @@ impl<S: Screen<Prompt = Request>> Device<S> {
     }
 }
 
-/// Serve `device` on `listener` until `stop` is set. One thread per request
-/// in flight, at most `limits.max_connections`; more get `overloaded`.
+/// Serve `device` on `listener` until `stop` is set, behind the front
+/// layer ([`crate::front`]): at most `limits.max_open_connections`
+/// connections, at most `limits.max_connections` requests handled at once,
+/// bounded heads and bodies with deadlines, and only requests whose `Host`
+/// is an IP literal or one of `allowed_hosts` (names, see
+/// [`crate::front::allowed_names`]).
 pub fn serve<S>(
     device: Arc<Device<S>>,
     listener: TcpListener,
     stop: Arc<AtomicBool>,
+    allowed_hosts: Vec<String>,
 ) -> std::io::Result<()>
 where
-    S: Screen<Prompt = Request> + 'static,
+    S: Screen<Prompt = Request> + Send + Sync + 'static,
 {
-    let local = listener.local_addr()?;
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let inflight = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::Acquire) {
-        let req = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(e) => return Err(e),
-        };
-        if inflight.fetch_add(1, Ordering::AcqRel) >= device.limits.max_connections {
-            inflight.fetch_sub(1, Ordering::AcqRel);
-            // Answered off this loop: dropping a request makes tiny_http
-            // read the rest of its declared body, and a client that never
-            // sends it would stop the endpoint from accepting anything.
-            let device = device.clone();
-            std::thread::spawn(move || {
-                device.audit(Event::LimitHit {
-                    limit: "max_connections".into(),
-                    detail: format!("{} in flight", device.limits.max_connections),
-                });
-                respond(
-                    req,
-                    error_reply(&fail(
-                        ErrorCode::Overloaded,
-                        "the device is handling too many requests; try again shortly",
-                    )),
-                );
-            });
-            continue;
-        }
-        let device = device.clone();
-        let inflight = inflight.clone();
-        std::thread::spawn(move || {
-            handle_http(&device, req, local);
-            inflight.fetch_sub(1, Ordering::AcqRel);
-        });
-    }
-    Ok(())
-}
-
-fn respond(req: tiny_http::Request, (status, body): Reply) {
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).ok();
-    let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
-    if let Some(h) = header {
-        resp = resp.with_header(h);
-    }
-    // A client that hung up cannot be answered; nothing else to do.
-    let _ = req.respond(resp);
-}
-
-/// Declared bodies above this are never left to tiny_http to drain.
-const UNDROPPABLE_BODY: usize = 16 * 1024 * 1024;
-
-/// Answer a request whose declared body is huge without dropping it.
-///
-/// tiny_http 0.12 drains an unread body when a request is dropped, and
-/// allocates the whole declared remainder for that at once: a declared
-/// terabyte aborts the process. So the reply is written straight to our
-/// socket (found in the kernel's table), the connection is shut down, and
-/// the request is deliberately leaked (a few hundred bytes and one
-/// shut-down descriptor per such request, which only a misbehaving client
-/// sends). If the socket cannot be found the client gets no answer, but the
-/// device lives on.
-fn refuse_undroppable(req: tiny_http::Request, local: SocketAddr, (status, body): Reply) {
-    use std::os::fd::BorrowedFd;
-    if let Some(fd) = req
-        .remote_addr()
-        .and_then(|peer| crate::net::connection_fd(local, *peer))
-    {
-        let head = format!(
-            "HTTP/1.1 {status} Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        // SAFETY: `fd` is this process's socket for the request, open for
-        // as long as `req` is alive, and `req` is never dropped below.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let _ = nix::unistd::write(fd, head.as_bytes());
-        let _ = nix::unistd::write(fd, body.as_bytes());
-        let _ = nix::sys::socket::shutdown(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            nix::sys::socket::Shutdown::Both,
-        );
-    }
-    std::mem::forget(req);
-}
-
-fn handle_http<S: Screen<Prompt = Request>>(
-    device: &Device<S>,
-    mut req: tiny_http::Request,
-    local: SocketAddr,
-) {
-    let max = device.limits.max_body_bytes;
-    let too_large = || {
-        device.audit(Event::LimitHit {
-            limit: "max_body_bytes".into(),
-            detail: format!("more than {max} bytes"),
-        });
-        error_reply(&fail(
-            ErrorCode::TooLarge,
-            format!("the request body is larger than {max} bytes"),
-        ))
+    let l = &device.limits;
+    let settings = crate::front::Settings {
+        max_open_connections: l.max_open_connections,
+        max_in_flight: l.max_connections,
+        max_header_bytes: l.max_header_bytes,
+        max_body_bytes: l.max_body_bytes,
+        header_timeout: Duration::from_millis(l.header_timeout_ms),
+        body_timeout: Duration::from_millis(l.body_timeout_ms),
+        allowed_hosts,
     };
-    if let Some(n) = req.body_length().filter(|n| *n > max) {
-        let reply = too_large();
-        if n > UNDROPPABLE_BODY {
-            return refuse_undroppable(req, local, reply);
-        }
-        return respond(req, reply);
+    crate::front::serve(device, listener, stop, settings)
+}
+
+impl<S> crate::front::Handler for Device<S>
+where
+    S: Screen<Prompt = Request> + Send + Sync + 'static,
+{
+    fn handle(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Reply {
+        Device::handle(self, method, path, body, still_wanted)
     }
-    let mut body = Vec::new();
-    if req
-        .as_reader()
-        .take(max as u64 + 1)
-        .read_to_end(&mut body)
-        .is_err()
-    {
-        let reply = error_reply(&fail(
-            ErrorCode::BadRequest,
-            "could not read the request body",
-        ));
-        return respond(req, reply);
+
+    fn limit_hit(&self, limit: &str, detail: &str) {
+        self.audit(Event::LimitHit {
+            limit: limit.to_string(),
+            detail: detail.to_string(),
+        });
     }
-    if body.len() > max {
-        let reply = too_large();
-        return respond(req, reply);
-    }
-    let method = req.method().as_str().to_string();
-    let url = req.url().to_string();
-    let peer = req.remote_addr().copied();
-    let still_wanted = move || peer.is_none_or(|p| !crate::net::peer_gone(local, p));
-    let reply = device.handle(&method, &url, &body, &still_wanted);
-    respond(req, reply);
 }

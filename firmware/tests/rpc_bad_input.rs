@@ -72,7 +72,7 @@ fn send(dev: &Dev, c: &Case) -> Resp {
         Body::Bytes(b) => request(dev.addr, c.method, c.path, Some(b)),
         Body::Chunked(b) => {
             let head = format!(
-                "{} {} HTTP/1.1\r\nHost: device\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "{} {} HTTP/1.1\r\nHost: device\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
                 c.method, c.path
             );
             let mut body = Vec::new();
@@ -698,4 +698,143 @@ fn bad_input_gets_its_code_and_consumes_nothing() {
             .as_deref(),
         Some("genuine v1")
     );
+}
+
+/// Issue #7, "A hostile web page": a page in the laptop's browser can send
+/// cross-site `text/plain` POSTs, and with DNS rebinding read replies. None
+/// of it reaches the handler or the screen: each is refused with its own
+/// code, no prompt appears, nothing is consumed and nothing is audited. A
+/// plain client (curl, or a port forward to `127.0.0.1:PORT`) works.
+#[test]
+fn a_hostile_web_page_is_refused_before_the_screen() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let before = snapshot(&alice);
+    let audit_before = alice.audit_kinds();
+    let seal = serde_json::to_vec(&json!({"to": "bob", "message": "attack"})).unwrap();
+    let a = alice.addr;
+    let post = |headers: &str| {
+        format!(
+            "POST /v1/package HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            seal.len()
+        )
+    };
+    let get =
+        |headers: &str| format!("GET /v1/contacts HTTP/1.1\r\n{headers}Connection: close\r\n\r\n");
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "cross-site text/plain POST",
+            post(&format!("Host: {a}\r\nContent-Type: text/plain\r\n")),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "form-encoded POST",
+            post(&format!(
+                "Host: {a}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            )),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST without Content-Type",
+            post(&format!("Host: {a}\r\n")),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "text/plain POST from a page on the device's own address",
+            post(&format!(
+                "Host: {a}\r\nOrigin: http://{a}\r\nContent-Type: text/plain;charset=UTF-8\r\n"
+            )),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "DNS rebinding: GET /v1/contacts with Host evil.com",
+            get("Host: evil.com\r\n"),
+            421,
+            "bad_host",
+        ),
+        (
+            "DNS rebinding: JSON POST with Host evil.com and its own Origin",
+            post(
+                "Host: evil.com:9051\r\nOrigin: http://evil.com:9051\r\nContent-Type: application/json\r\n",
+            ),
+            421,
+            "bad_host",
+        ),
+        ("no Host", get(""), 421, "bad_host"),
+        (
+            "a foreign Origin",
+            post(&format!(
+                "Host: {a}\r\nOrigin: http://evil.com\r\nContent-Type: application/json\r\n"
+            )),
+            403,
+            "forbidden_origin",
+        ),
+        (
+            "a foreign Origin reading contacts",
+            get(&format!("Host: {a}\r\nOrigin: http://evil.com\r\n")),
+            403,
+            "forbidden_origin",
+        ),
+        (
+            "another port on the same machine",
+            get(&format!("Host: {a}\r\nOrigin: http://127.0.0.1:1\r\n")),
+            403,
+            "forbidden_origin",
+        ),
+        (
+            "Origin null (sandboxed page, file://)",
+            post(&format!(
+                "Host: {a}\r\nOrigin: null\r\nContent-Type: application/json\r\n"
+            )),
+            403,
+            "forbidden_origin",
+        ),
+    ];
+    for (what, head, status, code) in &cases {
+        let body: &[u8] = if head.starts_with("POST") { &seal } else { b"" };
+        let r = raw(a, head.as_bytes(), body);
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (*status, *code),
+            "{what}: {}",
+            r.body
+        );
+        assert_eq!(r.header("Content-Type"), Some("application/json"), "{what}");
+        assert_eq!(alice.screen().screen, "home", "{what}: no prompt");
+    }
+    assert_eq!(
+        snapshot(&alice),
+        before,
+        "a hostile page consumed something"
+    );
+    assert_eq!(
+        alice.audit_kinds(),
+        audit_before,
+        "nothing reached the device"
+    );
+
+    // A plain client is served: an IP literal Host (a port forward to
+    // 127.0.0.1:PORT says just that), with or without the device's own
+    // Origin, JSON with a charset.
+    let r = raw(a, get(&format!("Host: {a}\r\n")).as_bytes(), b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = raw(
+        a,
+        get(&format!("Host: {a}\r\nOrigin: http://{a}\r\n")).as_bytes(),
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = raw(a, get("Host: [::1]:2222\r\n").as_bytes(), b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let curl = post("Host: 127.0.0.1:2222\r\nContent-Type: application/json; charset=utf-8\r\n");
+    let seal2 = seal.clone();
+    let h = std::thread::spawn(move || raw(a, curl.as_bytes(), &seal2));
+    alice.wait_prompt("confirm-seal");
+    alice.tap("approve");
+    h.join().unwrap().ok::<PackageResponse>();
+    alice.wait_no_prompt();
 }

@@ -1020,3 +1020,38 @@ fn a_stop_withdraws_the_prompt_and_gives_the_reservation_back() {
         "the cursor continues"
     );
 }
+
+#[test]
+fn a_flood_of_oversized_requests_adds_a_few_audit_entries() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let small = otc_device::rpc::Limits {
+        max_message_bytes: 10,
+        ..limits()
+    };
+    let alice = Dev::start(&d.alice, "Alice", small);
+    let before = alice.audit_kinds().len();
+    for _ in 0..1000 {
+        alice
+            .post(
+                "/v1/package",
+                &json!({"to": "bob", "message": "x".repeat(11)}),
+            )
+            .expect_error(413, "too_large");
+    }
+    alice.stop();
+    let c = audit::check(&d.alice).unwrap();
+    let new = &c.entries[before..];
+    let kinds: Vec<String> = new.iter().map(|e| kind(&e.event)).collect();
+    let limit = limits().refused_per_minute as usize;
+    let mut want = vec!["limit_hit"; limit];
+    want.extend(["repeated", "stop"]);
+    assert_eq!(kinds, want);
+    assert_eq!(
+        new[limit].event,
+        audit::Event::Repeated {
+            what: "max_message_bytes limit hits".into(),
+            contact: String::new(),
+            count: 1000 - limit as u64
+        }
+    );
+}

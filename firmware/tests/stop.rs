@@ -1,5 +1,5 @@
 //! Issue #7, "a stop wastes pad": the real `otc-device run` binary, stopped
-//! by SIGTERM, gives the unused reservation back, withdraws a prompt (its
+//! by SIGTERM or SIGINT, gives the unused reservation back, withdraws a prompt (its
 //! client gets `cancelled`), ends the audit log with a `stop` entry and
 //! exits 0.
 //!
@@ -212,11 +212,11 @@ impl Device {
         request.join().expect("seal thread")
     }
 
-    /// SIGTERM, then wait (at most 10 s) for the exit; returns how long the
-    /// stop took.
-    fn terminate(mut self) -> Duration {
+    /// Send `signal`, then wait (at most 10 s) for the exit; returns how
+    /// long the stop took.
+    fn terminate(mut self, signal: Signal) -> Duration {
         let began = Instant::now();
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("send the signal");
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for otc-device") {
                 assert_eq!(status.code(), Some(0), "a clean stop exits 0: {status}");
@@ -224,7 +224,7 @@ impl Device {
             }
             assert!(
                 began.elapsed() < WAIT,
-                "gave up after {WAIT:?} waiting for otc-device to exit after SIGTERM"
+                "gave up after {WAIT:?} waiting for otc-device to exit after {signal}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -249,7 +249,7 @@ fn sigterm_gives_the_unused_reservation_back() {
     assert_eq!(status, 200, "{reply}");
     let cost = Format::V2.pad_cost(message.len()) as u64;
     assert_eq!(reply["pad_left"].as_u64(), Some(before - cost), "{reply}");
-    let took = dev.terminate();
+    let took = dev.terminate(Signal::SIGTERM);
     eprintln!("clean stop after one seal took {} ms", took.as_millis());
     assert_eq!(
         send_left(&data),
@@ -263,19 +263,20 @@ fn sigterm_gives_the_unused_reservation_back() {
     let (status, reply) = dev.seal(message);
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["index"].as_u64(), Some(cost), "{reply}");
-    dev.terminate();
+    dev.terminate(Signal::SIGTERM);
     assert_eq!(send_left(&data), before - 2 * cost);
 }
 
 #[test]
-fn sigterm_withdraws_the_prompt_and_the_client_hears_cancelled() {
+fn sigint_withdraws_the_prompt_and_the_client_hears_cancelled() {
     let root = data_dir();
     let data = root.path().join("alice");
     let before = send_left(&data);
     let dev = start(&data);
     let request = dev.spawn_seal("never approved");
     dev.wait_prompt();
-    let took = dev.terminate();
+    // Ctrl-C in a terminal: the same clean stop.
+    let took = dev.terminate(Signal::SIGINT);
     eprintln!("clean stop with a prompt up took {} ms", took.as_millis());
     let (status, reply) = request.join().expect("seal thread");
     assert_eq!(

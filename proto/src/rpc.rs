@@ -135,6 +135,14 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Too many connections at once.
     Overloaded,
+    /// A POST or PUT (or any request with a body) without
+    /// `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// The `Host` header is neither an IP address nor a name the owner
+    /// allowed (`rpc.allowed_hosts`): DNS rebinding is refused this way.
+    BadHost,
+    /// The request came from a web page of another origin.
+    ForbiddenOrigin,
     /// Something went wrong on the device; nothing was consumed.
     Internal,
     /// The device is stopping: a prompt was withdrawn or a new request
@@ -150,13 +158,15 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadRequest | ErrorCode::BadPackage => 400,
-            ErrorCode::Rejected => 403,
+            ErrorCode::Rejected | ErrorCode::ForbiddenOrigin => 403,
             ErrorCode::UnknownContact | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Timeout => 408,
             ErrorCode::Busy => 409,
             ErrorCode::PadExhausted => 410,
             ErrorCode::TooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::BadHost => 421,
             ErrorCode::Locked | ErrorCode::Overloaded | ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Cancelled => 503,
@@ -178,6 +188,9 @@ impl ErrorCode {
             ErrorCode::Locked => "locked",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::BadHost => "bad_host",
+            ErrorCode::ForbiddenOrigin => "forbidden_origin",
             ErrorCode::Internal => "internal",
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::RateLimited => "rate_limited",
@@ -238,6 +251,9 @@ mod tests {
             ErrorCode::Locked,
             ErrorCode::MethodNotAllowed,
             ErrorCode::Overloaded,
+            ErrorCode::UnsupportedMediaType,
+            ErrorCode::BadHost,
+            ErrorCode::ForbiddenOrigin,
             ErrorCode::Internal,
             ErrorCode::Cancelled,
             ErrorCode::RateLimited,

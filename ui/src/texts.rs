@@ -131,6 +131,13 @@ pub fn alert_text(h: &Happened) -> String {
             what,
             contact,
             count,
+        } if contact.is_empty() => {
+            format!("{count} more {what} (rate limit)")
+        }
+        Happened::Repeated {
+            what,
+            contact,
+            count,
         } => format!("{count} more {what} from {contact} refused (rate limit)"),
     }
 }
@@ -205,6 +212,14 @@ mod tests {
                 count: 3
             }),
             "3 more packages from bob refused (rate limit)"
+        );
+        assert_eq!(
+            alert_text(&Happened::Repeated {
+                what: "requests".into(),
+                contact: String::new(),
+                count: 4
+            }),
+            "4 more requests (rate limit)"
         );
     }
 

@@ -294,6 +294,9 @@ impl Dev {
                 prompt_timeout: PROMPT_TIMEOUT,
                 limits: limits.clone(),
                 ui: ui_config(),
+                // The requests below say `Host: device`, as a client would
+                // after the owner allowed that name in otc.toml.
+                allowed_hosts: vec!["device".into()],
             },
             Box::new(display),
             Some(Box::new(touch)),

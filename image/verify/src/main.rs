@@ -3,10 +3,13 @@
 //! image after its power cuts, with the device's own chain check
 //! ([`otc_device::audit::check`], read-only).
 //!
-//! Prints `entries N` and one `problem: ...` line per finding; exits 0 when
-//! the chain verifies from the first entry to the last, 1 when it does not,
-//! 2 on a usage or I/O error.
+//! Prints `entries N`, one `sealed CONTACT INDEX COST` line per seal the log
+//! records (so the test can check that no pad range was handed out twice,
+//! including seals whose reply a power cut lost), and one `problem: ...`
+//! line per finding; exits 0 when the chain verifies from the first entry
+//! to the last, 1 when it does not, 2 on a usage or I/O error.
 
+use otc_device::audit::Event;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,6 +25,17 @@ fn main() -> ExitCode {
     match otc_device::audit::check(&dir) {
         Ok(checked) => {
             println!("entries {}", checked.entries.len());
+            for e in &checked.entries {
+                if let Event::Sealed {
+                    contact,
+                    index,
+                    cost,
+                    ..
+                } = &e.event
+                {
+                    println!("sealed {contact} {index} {cost}");
+                }
+            }
             for p in &checked.problems {
                 println!("problem: {p}");
             }
