@@ -43,7 +43,7 @@ fn a_terabyte_while_every_slot_is_busy_is_too_large_and_the_device_lives_on() {
     // The only handling slot waits on the owner's tap.
     let held = alice.spawn(
         "POST",
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "hold"}),
     );
     alice.wait_prompt("confirm-seal");
@@ -52,12 +52,12 @@ fn a_terabyte_while_every_slot_is_busy_is_too_large_and_the_device_lives_on() {
                  Content-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n";
         raw(alice.addr, h.as_bytes(), b"{").expect_error(413, "too_large");
     }
-    alice.get("/v1/status").expect_error(429, "overloaded");
+    alice.get(routes::STATUS).expect_error(429, "overloaded");
     alice.tap("approve");
     held.join()
         .expect("the held request")
         .ok::<otc_proto::rpc::PackageResponse>();
     alice.wait_no_prompt();
-    let status: StatusResponse = alice.get("/v1/status").ok();
+    let status: StatusResponse = alice.get(routes::STATUS).ok();
     assert_eq!(status.owner, "Alice");
 }
