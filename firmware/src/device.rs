@@ -583,7 +583,39 @@ where
         .map_err(|e| Error::io("cannot load the relay cursors", e))?,
     );
     let checked = Arc::new(Checked::default());
-    let checker = match opened {
+    let checker = spawn_audit_check(opened, &device, &face, &checked)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let rpc = {
+        let (device, stop) = (device.clone(), stop.clone());
+        let hosts = opts.allowed_hosts;
+        std::thread::Builder::new()
+            .name("otc-rpc".into())
+            .spawn(move || rpc::serve(device, listener, stop, hosts))
+            .map_err(|e| Error::io("cannot start the RPC thread", e))?
+    };
+    let events = spawn_ui_events(&mut ui, &face, &device, &checked)?;
+    let flusher = spawn_audit_flusher(&device, &stop)?;
+    Ok(Running {
+        device,
+        ui,
+        addr,
+        stop,
+        rpc: Some(rpc),
+        events: Some(events),
+        flusher: Some(flusher),
+        checker,
+    })
+}
+
+/// The audit log's deferred chain check, on its own thread (none when
+/// `open_quick` already checked it all).
+fn spawn_audit_check<S: Screen<Prompt = Request> + 'static>(
+    opened: Opened,
+    device: &Arc<Device<S>>,
+    face: &Arc<Face>,
+    checked: &Arc<Checked>,
+) -> Result<Option<JoinHandle<()>>> {
+    Ok(match opened {
         Opened::Checked(_) => {
             checked.set();
             None
@@ -606,17 +638,17 @@ where
                 .map_err(|e| Error::io("cannot start the audit check", e))?;
             Some(t)
         }
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let rpc = {
-        let (device, stop) = (device.clone(), stop.clone());
-        let hosts = opts.allowed_hosts;
-        std::thread::Builder::new()
-            .name("otc-rpc".into())
-            .spawn(move || rpc::serve(device, listener, stop, hosts))
-            .map_err(|e| Error::io("cannot start the RPC thread", e))?
-    };
-    let events = {
+    })
+}
+
+/// The thread that acts on what the owner does on the screen.
+fn spawn_ui_events<S: Screen<Prompt = Request> + 'static>(
+    ui: &mut UiThread,
+    face: &Arc<Face>,
+    device: &Arc<Device<S>>,
+    checked: &Arc<Checked>,
+) -> Result<JoinHandle<()>> {
+    Ok({
         let rx = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
         let (face, device, checked) = (face.clone(), device.clone(), checked.clone());
         std::thread::Builder::new()
@@ -639,8 +671,16 @@ where
                 }
             })
             .map_err(|e| Error::io("cannot start the UI event thread", e))?
-    };
-    let flusher = {
+    })
+}
+
+/// The thread that makes routine audit entries durable every
+/// [`crate::audit::FLUSH_INTERVAL`] until `stop`.
+fn spawn_audit_flusher<S: Screen<Prompt = Request> + 'static>(
+    device: &Arc<Device<S>>,
+    stop: &Arc<AtomicBool>,
+) -> Result<JoinHandle<()>> {
+    Ok({
         let (device, stop) = (device.clone(), stop.clone());
         std::thread::Builder::new()
             .name("otc-audit-flush".into())
@@ -651,16 +691,6 @@ where
                 }
             })
             .map_err(|e| Error::io("cannot start the audit flusher", e))?
-    };
-    Ok(Running {
-        device,
-        ui,
-        addr,
-        stop,
-        rpc: Some(rpc),
-        events: Some(events),
-        flusher: Some(flusher),
-        checker,
     })
 }
 
