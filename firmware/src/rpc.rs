@@ -21,7 +21,7 @@
 
 use crate::audit::{AuditLog, Event};
 use crate::confirm::{Broker, Clock, Outcome, Screen};
-use crate::pad::{OpenWarning, PadStore};
+use crate::pad::{OpenCheck, OpenWarning, Opened, PadStore};
 use otc_proto::b64;
 use otc_proto::routes::{self, Endpoint, Method};
 use otc_proto::rpc::{
@@ -730,6 +730,93 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         }
     }
 
+    /// A contact locked out (too many failed opens) or over the refusal
+    /// rate limit is refused before anything is read.
+    fn refuse_if_limited(&self, contact: &str) -> Result<(), Failure> {
+        if self.locked_out(contact) {
+            return Err(fail(
+                ErrorCode::Locked,
+                format!(
+                    "too many packages from {contact:?} failed to open; try again in up to {} s",
+                    self.limits.lockout_seconds
+                ),
+            ));
+        }
+        if let Some(seconds) = self.rate_limited(contact) {
+            return Err(fail(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many packages from {contact:?} were refused (replays or failed opens); \
+                     try again in {seconds} s"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Everything that can refuse a package without a prompt and without
+    /// reading pad bytes: malformed, out of range, or a replay (audited,
+    /// counted towards the rate limit, shown on the screen).
+    fn check_before_prompt(&self, contact: &str, package: &[u8]) -> Result<OpenCheck, Failure> {
+        let check = match self.store.check_open(contact, package) {
+            Ok(c) => c,
+            Err(e) => {
+                let f = store_failure(&e, true);
+                if f.code == ErrorCode::BadPackage {
+                    self.open_failed(contact, None);
+                }
+                return Err(f);
+            }
+        };
+        if check.warnings.contains(&OpenWarning::Replay) {
+            // The range was opened before, so its pad is erased: it cannot
+            // open again. Refused before any prompt; the owner sees it in
+            // the alerts.
+            self.audit(Event::Replay {
+                contact: contact.to_string(),
+                index: check.index,
+            });
+            // Not a failed open for the lockout: a client re-fetching old
+            // packages from a relay is not guessing tags, and a replay is
+            // refused by range without touching pad bytes. It does count
+            // towards the rate limit (each one is an audit entry).
+            self.refused(contact);
+            (self.notify)(Notice::Failed {
+                contact: contact.to_string(),
+                what: "a replayed package was refused".into(),
+            });
+            return Err(fail(ErrorCode::BadPackage, BAD_PACKAGE));
+        }
+        Ok(check)
+    }
+
+    /// Open an approved package; a failure is audited (a burned range) and
+    /// counted towards the lockout.
+    fn open_approved(
+        &self,
+        contact: &str,
+        package: &[u8],
+        check: &OpenCheck,
+    ) -> Result<Opened, Failure> {
+        match self.store.open(contact, package) {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                let f = store_failure(&e, true);
+                if let crate::Error::RangeBurned { index, .. } = e {
+                    self.audit(Event::Burned {
+                        contact: contact.to_string(),
+                        index,
+                        bytes: check.cost,
+                    });
+                }
+                if f.code == ErrorCode::BadPackage {
+                    self.open_failed(contact, Some(check.index));
+                }
+                Err(f)
+            }
+        }
+    }
+
     fn unpackage(
         &self,
         req: UnpackageRequest,
@@ -743,53 +830,8 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             .store
             .contact(&contact)
             .map_err(|e| store_failure(&e, false))?;
-        if self.locked_out(&contact) {
-            return Err(fail(
-                ErrorCode::Locked,
-                format!(
-                    "too many packages from {contact:?} failed to open; try again in up to {} s",
-                    self.limits.lockout_seconds
-                ),
-            ));
-        }
-        if let Some(seconds) = self.rate_limited(&contact) {
-            return Err(fail(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many packages from {contact:?} were refused (replays or failed opens); \
-                     try again in {seconds} s"
-                ),
-            ));
-        }
-        let check = match self.store.check_open(&contact, &package) {
-            Ok(c) => c,
-            Err(e) => {
-                let f = store_failure(&e, true);
-                if f.code == ErrorCode::BadPackage {
-                    self.open_failed(&contact, None);
-                }
-                return Err(f);
-            }
-        };
-        if check.warnings.contains(&OpenWarning::Replay) {
-            // The range was opened before, so its pad is erased: it cannot
-            // open again. Refused before any prompt; the owner sees it in
-            // the alerts.
-            self.audit(Event::Replay {
-                contact: contact.clone(),
-                index: check.index,
-            });
-            // Not a failed open for the lockout: a client re-fetching old
-            // packages from a relay is not guessing tags, and a replay is
-            // refused by range without touching pad bytes. It does count
-            // towards the rate limit (each one is an audit entry).
-            self.refused(&contact);
-            (self.notify)(Notice::Failed {
-                contact: contact.clone(),
-                what: "a replayed package was refused".into(),
-            });
-            return Err(fail(ErrorCode::BadPackage, BAD_PACKAGE));
-        }
+        self.refuse_if_limited(&contact)?;
+        let check = self.check_before_prompt(&contact, &package)?;
         let skipped_bytes = check.warnings.iter().find_map(|w| match w {
             OpenWarning::Skipped { bytes } => Some(*bytes),
             OpenWarning::Replay => None,
@@ -803,23 +845,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             },
             still_wanted,
         )?;
-        let opened = match self.store.open(&contact, &package) {
-            Ok(o) => o,
-            Err(e) => {
-                let f = store_failure(&e, true);
-                if let crate::Error::RangeBurned { index, .. } = e {
-                    self.audit(Event::Burned {
-                        contact: contact.clone(),
-                        index,
-                        bytes: check.cost,
-                    });
-                }
-                if f.code == ErrorCode::BadPackage {
-                    self.open_failed(&contact, Some(check.index));
-                }
-                return Err(f);
-            }
-        };
+        let opened = self.open_approved(&contact, &package, &check)?;
         // A genuine package from this contact: earlier failures no longer
         // count towards a lockout.
         lock(&self.lockouts).remove(&contact);
