@@ -71,8 +71,9 @@ fn crash_loop(format: Format, block: u64, size: u64) {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
             s
         });
+        // Every complete line goes to the channel as it arrives.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
             let mut r = BufReader::new(stdout);
             loop {
                 let mut buf = Vec::new();
@@ -80,19 +81,57 @@ fn crash_loop(format: Format, block: u64, size: u64) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         // only complete lines count as "handed out"
-                        if buf.last() == Some(&b'\n') {
-                            lines.push(String::from_utf8_lossy(&buf).trim().to_string());
+                        if buf.last() == Some(&b'\n')
+                            && tx
+                                .send(String::from_utf8_lossy(&buf).trim().to_string())
+                                .is_err()
+                        {
+                            break;
                         }
                     }
                 }
             }
-            lines
         });
-        // random moment: sometimes before the store is even open
-        std::thread::sleep(Duration::from_micros(rng.below(80_000)));
+        // The kill moment is tied to the child's progress, not to the
+        // clock, so the pad a run uses is bounded however fast the machine
+        // is (a timed kill let a fast, idle machine run the pad out): kill
+        // after `k` packages (k = 0: sometimes before the store is even
+        // open), plus a random sub-millisecond jitter so the kill lands at
+        // varying points inside a seal. The child is at most a pipe buffer
+        // ahead of what we have read.
+        let k = rng.below(100);
+        let mut lines = Vec::new();
+        if k == 0 {
+            std::thread::sleep(Duration::from_micros(rng.below(5_000)));
+        } else {
+            while (lines.len() as u64) < k {
+                match rx.recv_timeout(Duration::from_secs(60)) {
+                    Ok(l) => lines.push(l),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        let _ = child.kill();
+                        panic!(
+                            "run {run}: waited 60 s for package {} of {k} from the seal-loop child",
+                            lines.len() + 1
+                        );
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_micros(rng.below(300)));
+        }
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
-        let lines = reader.join().unwrap();
+        // After the kill the pipe ends, so the reader stops at EOF.
+        loop {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(l) => lines.push(l),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("run {run}: the killed child's output did not end within 60 s")
+                }
+            }
+        }
+        reader.join().unwrap();
         let errors = err_reader.join().unwrap();
         match status.signal() {
             Some(9) => kills += 1,
@@ -202,7 +241,7 @@ fn hex_decode(s: &str) -> Vec<u8> {
 
 #[test]
 fn sigkill_never_reuses_pad_v2() {
-    crash_loop(Format::V2, 4096, 8 << 20);
+    crash_loop(Format::V2, 4096, 16 << 20);
 }
 
 #[test]
