@@ -2,8 +2,8 @@
 //!
 //! The device runs in-process ([`device::start`] on 127.0.0.1:0, memory
 //! display, no touch) with a real durable store in a temporary directory
-//! holding a 64 MiB v2 pad. Feature `bench-approve` makes the broker approve
-//! every prompt by itself, so the figures are the endpoint's own cost:
+//! holding a 64 MiB v2 pad. The broker asks a screen twin that approves
+//! every prompt by itself ([`AutoApprove`], defined here only), so the figures are the endpoint's own cost:
 //! HTTP, JSON, broker, durable pad reservation, seal, erase, audit log and
 //! screen updates. The echo server is tiny_http answering each request
 //! body as JSON on its receiving thread, nothing else.
@@ -15,13 +15,14 @@
 //! HTTP cost from the device's own, the same seal called in-process through
 //! `Device::handle`. Timing is reported, never asserted.
 //!
-//! Run: `cargo bench -p otc-device --bench rpc --features bench-approve`
+//! Run: `cargo bench -p otc-device --bench rpc`
 
+use otc_device::confirm::{Answer, Screen};
 use otc_device::device::{self, StartOptions};
 use otc_device::net::Bind;
 use otc_device::pad::PadStore;
 use otc_device::pad::generate::{NewPad, create_pad};
-use otc_device::rpc::Limits;
+use otc_device::rpc::{Limits, Request};
 use otc_proto::Format;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -145,7 +146,7 @@ fn measure(addr: SocketAddr, path: &str, body: &[u8], n: usize) -> Figures {
 /// The same seal without HTTP: `Device::handle` called in-process, to tell
 /// the endpoint's HTTP cost from the device's own (broker, store, audit
 /// log, screen updates).
-fn measure_in_process(running: &device::Running, body: &[u8], n: usize) -> Figures {
+fn measure_in_process(running: &device::Running<AutoApprove>, body: &[u8], n: usize) -> Figures {
     let call = || {
         let (status, reply) = running.device.handle("POST", "/v1/package", body, &|| true);
         assert_eq!(status, 200, "{reply}");
@@ -194,8 +195,22 @@ fn echo_server() -> (
     (server, addr, thread)
 }
 
+/// The bench's screen twin: approves every prompt at once. It exists only
+/// here, so no build of the device can approve by itself.
+struct AutoApprove;
+
+impl Screen for AutoApprove {
+    type Prompt = Request;
+    type Ticket = ();
+    fn show(&self, _: Request) {}
+    fn wait(&self, _: &(), _: Duration) -> Option<Answer> {
+        Some(Answer::Approve)
+    }
+    fn withdraw(&self, _: &()) {}
+}
+
 /// The device on 127.0.0.1:0 with a fresh 64 MiB v2 pad for "bob".
-fn start_device(dir: &std::path::Path) -> device::Running {
+fn start_device(dir: &std::path::Path) -> device::Running<AutoApprove> {
     let store = PadStore::open_dir(dir).expect("open store");
     let export = dir.with_extension("export");
     create_pad(
@@ -215,7 +230,7 @@ fn start_device(dir: &std::path::Path) -> device::Running {
     store.close().expect("close store");
 
     let (display, _screen) = otc_ui::sink::memory::MemoryDisplay::new(800, 480);
-    device::start(
+    device::start_with_screen(
         dir,
         StartOptions {
             owner: "Alice".into(),
@@ -234,6 +249,7 @@ fn start_device(dir: &std::path::Path) -> device::Running {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
         }),
+        |_, _| AutoApprove,
     )
     .expect("start the device")
 }

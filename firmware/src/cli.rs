@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use otc_proto::Format;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const LONG_ABOUT: &str = "\
@@ -313,7 +313,8 @@ fn audit_pad(store: &PadStore, event: Event) {
     }
 }
 
-fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
+/// `pad ...`: one function per subcommand.
+fn run_pad(data: &Path, cmd: PadCommand) -> Result<()> {
     match cmd {
         PadCommand::New {
             contact,
@@ -322,205 +323,250 @@ fn run_pad(data: &std::path::Path, cmd: PadCommand) -> Result<()> {
             format,
             split,
             export,
-        } => {
-            let size = parse_size(&size)?;
-            let split = split.as_deref().map(parse_size).transpose()?;
-            generate::check_geometry(size, split)?;
-            let store = PadStore::open_dir(data)?;
-            let gen_bar = bar(size, "generating");
-            let exp_bar = bar(size, "exporting");
-            let req = NewPad {
-                contact,
-                size,
-                split,
-                format,
-                source,
-                export,
-            };
-            let res = generate::create_pad(&store, &req, &mut |phase, done, _| match phase {
-                Phase::Generating => gen_bar.set_position(done),
-                Phase::Exporting => {
-                    gen_bar.finish_and_clear();
-                    exp_bar.set_position(done)
-                }
-            });
-            gen_bar.finish_and_clear();
-            exp_bar.finish_and_clear();
-            let c = res?;
-            audit_pad(
-                &store,
-                Event::PadCreated {
-                    contact: c.contact.clone(),
-                    pad_id: c.pad_id.clone(),
-                    bytes: c.size,
-                },
-            );
-            store.close()?;
-            println!(
-                "Made a {} pad for {} (format {}, pad id {}).",
-                human(c.size),
-                c.contact,
-                c.format,
-                &c.pad_id[..16]
-            );
-            println!(
-                "This device is side A and sends with the first {}.",
-                human(c.split)
-            );
-            println!();
-            println!("SECRET: {} holds the whole pad.", c.export.display());
-            println!(
-                "  Move it to {}'s device only (e.g. on removable media),",
-                c.contact
-            );
-            println!("  import it there with `otc-device pad import FILE --contact NAME`,");
-            println!("  then destroy the file and wipe or destroy the media.");
-            Ok(())
-        }
-        PadCommand::Import { file, contact } => {
-            let store = PadStore::open_dir(data)?;
-            let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            let pb = bar(len, "importing");
-            let res = export::import(&store, &file, &contact, &mut |d, _| pb.set_position(d));
-            pb.finish_and_clear();
-            let r = res?;
-            audit_pad(
-                &store,
-                Event::PadImported {
-                    contact: r.contact.clone(),
-                    pad_id: r.pad_id.clone(),
-                    bytes: r.size,
-                },
-            );
-            store.close()?;
-            println!(
-                "Imported a {} pad for {} (format {}, side {}, pad id {}).",
-                human(r.size),
-                r.contact,
-                r.format,
-                r.side,
-                &r.pad_id[..16]
-            );
-            println!(
-                "SECRET: now destroy {} and wipe or destroy the media it came on.",
-                file.display()
-            );
-            Ok(())
-        }
+        } => pad_new(
+            data,
+            contact,
+            &size,
+            source,
+            format,
+            split.as_deref(),
+            export,
+        ),
+        PadCommand::Import { file, contact } => pad_import(data, &file, &contact),
         PadCommand::ImportLegacy {
-            store: store_path,
+            store,
             metadata,
             contact,
-        } => {
-            let store = PadStore::open_dir(data)?;
-            let len = std::fs::metadata(&store_path).map(|m| m.len()).unwrap_or(0);
-            let pb = bar(len, "importing");
-            let res =
-                legacy::import_legacy(&store, &store_path, &metadata, &contact, &mut |d, _| {
-                    pb.set_position(d)
-                });
-            pb.finish_and_clear();
-            let r = res?;
-            audit_pad(
-                &store,
-                Event::PadImported {
-                    contact: r.contact.clone(),
-                    pad_id: r.pad_id.clone(),
-                    bytes: r.size,
-                },
-            );
-            store.close()?;
-            println!(
-                "Imported a {} One Time Chat pad for {} (format v1, side {}, {} already used, pad id {}).",
-                human(r.size),
-                r.contact,
-                r.side,
-                human(r.already_used),
-                &r.pad_id[..16]
-            );
-            println!(
-                "SECRET: now destroy {} and {}; they still hold the pad.",
-                store_path.display(),
-                metadata.display()
-            );
-            Ok(())
-        }
-        PadCommand::List { json } => {
-            let store = PadStore::open_dir(data)?;
-            let list = store.list();
-            store.close()?;
-            let mut out = std::io::stdout().lock();
-            if json {
-                let text = serde_json::to_string_pretty(&list).map_err(|e| Error::CorruptMeta {
-                    what: "contact list".into(),
-                    reason: e.to_string(),
-                })?;
-                writeln!(out, "{text}").map_err(|e| Error::io("cannot write", e))?;
-                return Ok(());
-            }
-            if list.is_empty() {
-                writeln!(out, "No pads yet. Make one with `otc-device pad new`.")
-                    .map_err(|e| Error::io("cannot write", e))?;
-                return Ok(());
-            }
-            let w = |out: &mut std::io::StdoutLock, s: String| {
-                writeln!(out, "{s}").map_err(|e| Error::io("cannot write", e))
-            };
-            w(
-                &mut out,
-                format!(
-                    "{:<20} {:>4} {:>6} {:>11} {:>11} {:>10} {:>11} {:>10}",
-                    "CONTACT",
-                    "SIDE",
-                    "FORMAT",
-                    "SIZE",
-                    "SEND LEFT",
-                    "MESSAGES",
-                    "RECV LEFT",
-                    "MESSAGES"
-                ),
-            )?;
-            for c in &list {
-                w(
-                    &mut out,
-                    format!(
-                        "{:<20} {:>4} {:>6} {:>11} {:>11} {:>10} {:>11} {:>10}",
-                        c.name,
-                        c.side.to_string(),
-                        c.format.to_string(),
-                        human(c.size),
-                        human(c.send_left),
-                        c.send_messages_left,
-                        human(c.recv_left),
-                        c.recv_messages_left
-                    ),
-                )?;
-            }
-            w(
-                &mut out,
-                "(messages: 100-byte messages in the contact's format)".into(),
-            )?;
-            Ok(())
-        }
-        PadCommand::Remove { name } => {
-            let store = PadStore::open_dir(data)?;
-            let info = store.contact(&name)?;
-            let pb = bar(info.size, "erasing");
-            let res = store.remove(&name, &mut |d, _| pb.set_position(d));
-            pb.finish_and_clear();
-            res?;
-            audit_pad(
-                &store,
-                Event::PadRemoved {
-                    contact: name.clone(),
-                    pad_id: info.pad_id,
-                },
-            );
-            store.close()?;
-            println!("Erased the pad for {name} and its metadata.");
-            Ok(())
-        }
+        } => pad_import_legacy(data, &store, &metadata, &contact),
+        PadCommand::List { json } => pad_list(data, json),
+        PadCommand::Remove { name } => pad_remove(data, &name),
     }
+}
+
+/// `pad new`.
+fn pad_new(
+    data: &Path,
+    contact: String,
+    size: &str,
+    source: Option<PathBuf>,
+    format: Format,
+    split: Option<&str>,
+    export: PathBuf,
+) -> Result<()> {
+    let size = parse_size(size)?;
+    let split = split.map(parse_size).transpose()?;
+    generate::check_geometry(size, split)?;
+    let store = PadStore::open_dir(data)?;
+    let gen_bar = bar(size, "generating");
+    let exp_bar = bar(size, "exporting");
+    let req = NewPad {
+        contact,
+        size,
+        split,
+        format,
+        source,
+        export,
+    };
+    let res = generate::create_pad(&store, &req, &mut |phase, done, _| match phase {
+        Phase::Generating => gen_bar.set_position(done),
+        Phase::Exporting => {
+            gen_bar.finish_and_clear();
+            exp_bar.set_position(done)
+        }
+    });
+    gen_bar.finish_and_clear();
+    exp_bar.finish_and_clear();
+    let c = res?;
+    audit_pad(
+        &store,
+        Event::PadCreated {
+            contact: c.contact.clone(),
+            pad_id: c.pad_id.clone(),
+            bytes: c.size,
+        },
+    );
+    store.close()?;
+    println!(
+        "Made a {} pad for {} (format {}, pad id {}).",
+        human(c.size),
+        c.contact,
+        c.format,
+        short_id(&c.pad_id)?
+    );
+    println!(
+        "This device is side A and sends with the first {}.",
+        human(c.split)
+    );
+    println!();
+    println!("SECRET: {} holds the whole pad.", c.export.display());
+    println!(
+        "  Move it to {}'s device only (e.g. on removable media),",
+        c.contact
+    );
+    println!("  import it there with `otc-device pad import FILE --contact NAME`,");
+    println!("  then destroy the file and wipe or destroy the media.");
+    Ok(())
+}
+
+/// What an import made, for the audit entry.
+struct ImportedPad {
+    contact: String,
+    pad_id: String,
+    size: u64,
+}
+
+/// The part both imports share: open the store, run `import` with a
+/// progress bar over `file`'s length, audit the new pad, close the store.
+fn import_pad<T>(
+    data: &Path,
+    file: &Path,
+    import: impl FnOnce(&PadStore, &mut dyn FnMut(u64, u64)) -> Result<T>,
+    pad: impl Fn(&T) -> ImportedPad,
+) -> Result<T> {
+    let store = PadStore::open_dir(data)?;
+    let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let pb = bar(len, "importing");
+    let res = import(&store, &mut |d, _| pb.set_position(d));
+    pb.finish_and_clear();
+    let r = res?;
+    let p = pad(&r);
+    audit_pad(
+        &store,
+        Event::PadImported {
+            contact: p.contact,
+            pad_id: p.pad_id,
+            bytes: p.size,
+        },
+    );
+    store.close()?;
+    Ok(r)
+}
+
+/// `pad import`.
+fn pad_import(data: &Path, file: &Path, contact: &str) -> Result<()> {
+    let r = import_pad(
+        data,
+        file,
+        |store, progress| export::import(store, file, contact, progress),
+        |r| ImportedPad {
+            contact: r.contact.clone(),
+            pad_id: r.pad_id.clone(),
+            size: r.size,
+        },
+    )?;
+    println!(
+        "Imported a {} pad for {} (format {}, side {}, pad id {}).",
+        human(r.size),
+        r.contact,
+        r.format,
+        r.side,
+        short_id(&r.pad_id)?
+    );
+    println!(
+        "SECRET: now destroy {} and wipe or destroy the media it came on.",
+        file.display()
+    );
+    Ok(())
+}
+
+/// `pad import-legacy`.
+fn pad_import_legacy(data: &Path, store_path: &Path, metadata: &Path, contact: &str) -> Result<()> {
+    let r = import_pad(
+        data,
+        store_path,
+        |store, progress| legacy::import_legacy(store, store_path, metadata, contact, progress),
+        |r| ImportedPad {
+            contact: r.contact.clone(),
+            pad_id: r.pad_id.clone(),
+            size: r.size,
+        },
+    )?;
+    println!(
+        "Imported a {} One Time Chat pad for {} (format v1, side {}, {} already used, pad id {}).",
+        human(r.size),
+        r.contact,
+        r.side,
+        human(r.already_used),
+        short_id(&r.pad_id)?
+    );
+    println!(
+        "SECRET: now destroy {} and {}; they still hold the pad.",
+        store_path.display(),
+        metadata.display()
+    );
+    Ok(())
+}
+
+/// `pad list`.
+fn pad_list(data: &Path, json: bool) -> Result<()> {
+    let store = PadStore::open_dir(data)?;
+    let list = store.list();
+    store.close()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string_pretty(&list).map_err(|e| Error::CorruptMeta {
+            what: "contact list".into(),
+            reason: e.to_string(),
+        })?;
+        writeln!(out, "{text}").map_err(|e| Error::io("cannot write", e))?;
+        return Ok(());
+    }
+    if list.is_empty() {
+        writeln!(out, "No pads yet. Make one with `otc-device pad new`.")
+            .map_err(|e| Error::io("cannot write", e))?;
+        return Ok(());
+    }
+    let w = |out: &mut std::io::StdoutLock, s: String| {
+        writeln!(out, "{s}").map_err(|e| Error::io("cannot write", e))
+    };
+    w(
+        &mut out,
+        format!(
+            "{:<20} {:>4} {:>6} {:>11} {:>11} {:>10} {:>11} {:>10}",
+            "CONTACT", "SIDE", "FORMAT", "SIZE", "SEND LEFT", "MESSAGES", "RECV LEFT", "MESSAGES"
+        ),
+    )?;
+    for c in &list {
+        w(
+            &mut out,
+            format!(
+                "{:<20} {:>4} {:>6} {:>11} {:>11} {:>10} {:>11} {:>10}",
+                c.name,
+                c.side.to_string(),
+                c.format.to_string(),
+                human(c.size),
+                human(c.send_left),
+                c.send_messages_left,
+                human(c.recv_left),
+                c.recv_messages_left
+            ),
+        )?;
+    }
+    w(
+        &mut out,
+        "(messages: 100-byte messages in the contact's format)".into(),
+    )?;
+    Ok(())
+}
+
+/// `pad remove`.
+fn pad_remove(data: &Path, name: &str) -> Result<()> {
+    let store = PadStore::open_dir(data)?;
+    let info = store.contact(name)?;
+    let pb = bar(info.size, "erasing");
+    let res = store.remove(name, &mut |d, _| pb.set_position(d));
+    pb.finish_and_clear();
+    res?;
+    audit_pad(
+        &store,
+        Event::PadRemoved {
+            contact: name.to_string(),
+            pad_id: info.pad_id,
+        },
+    );
+    store.close()?;
+    println!("Erased the pad for {name} and its metadata.");
+    Ok(())
 }
 
 #[cfg(any(debug_assertions, feature = "debug-cli"))]
@@ -588,10 +634,38 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
     }
 }
 
+/// The first 16 hex digits of a pad id, as the command line shows it. A
+/// pad id is 64 hex digits; a shorter or non-hex one (a damaged record) is
+/// an error, not a panic.
+fn short_id(pad_id: &str) -> Result<&str> {
+    match pad_id.get(..16) {
+        Some(s) if s.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(s),
+        _ => Err(Error::CorruptMeta {
+            what: "pad id".into(),
+            reason: format!("{pad_id:?} is not 64 hex digits"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::cell::RefCell;
+
+    #[test]
+    fn short_ids_of_damaged_pad_ids_are_errors() {
+        assert_eq!(short_id(&"ab".repeat(32)).ok(), Some("abababababababab"));
+        for bad in [
+            "",
+            "abc",
+            "0123456789abcde",
+            "0123456789abcdeX00",
+            "ééééééééé",
+        ] {
+            let e = short_id(bad).expect_err(bad);
+            assert_eq!(e.code(), "corrupt_metadata", "{bad:?}");
+        }
+    }
 
     type Hook = Box<dyn Fn(&std::path::Path)>;
 

@@ -9,8 +9,9 @@
 //! (alerts never acknowledged come back from the audit log at start;
 //! opening the alerts screen acknowledges them, audited as `ack`).
 //! `run` stops cleanly on SIGTERM/SIGINT ([`Running::stop`]).
-//! [`start`] is also what the integration tests and the RPC bench use, with
-//! a memory display, a scripted touch source and (tests) a fake clock.
+//! [`start`] is also what the integration tests use, with a memory display,
+//! a scripted touch source and a fake clock; the RPC bench uses
+//! [`start_with_screen`] with its own auto-approving screen twin.
 
 use crate::audit::{AuditLog, Event, Opened};
 use crate::config::{Config, DisplayKind};
@@ -19,9 +20,10 @@ use crate::error::{Error, Result};
 use crate::net::{self, Bind};
 use crate::pad::{PadStore, Side};
 use crate::rpc::{self, Device, Notice, Request};
+use otc_ui::texts::{self, Happened};
 use otc_ui::{
-    AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Toast,
-    Touch, UiConfig, UiEvent, UiHandle, UiThread, Warning,
+    AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Touch,
+    UiConfig, UiEvent, UiHandle, UiThread, Warning,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,15 +43,6 @@ const STOP_GRACE: Duration = Duration::from_millis(1500);
 pub struct UiScreen {
     handle: UiHandle,
     timeout: Duration,
-}
-
-/// A prompt on the screen.
-pub enum Ticket {
-    Ui(PromptTicket),
-    /// Feature `bench-approve`: approved without asking. Never in a
-    /// release image (see `cli::run`).
-    #[cfg(feature = "bench-approve")]
-    Auto,
 }
 
 /// Estimated count of messages behind `bytes` of skipped pad (100-byte
@@ -102,37 +95,23 @@ impl UiScreen {
 
 impl Screen for UiScreen {
     type Prompt = Request;
-    type Ticket = Ticket;
+    type Ticket = PromptTicket;
 
-    fn show(&self, request: Request) -> Ticket {
-        #[cfg(feature = "bench-approve")]
-        {
-            let _ = request;
-            Ticket::Auto
-        }
-        #[cfg(not(feature = "bench-approve"))]
-        Ticket::Ui(self.handle.show_prompt(self.prompt(&request)))
+    fn show(&self, request: Request) -> PromptTicket {
+        self.handle.show_prompt(self.prompt(&request))
     }
 
-    fn wait(&self, ticket: &Ticket, wait: Duration) -> Option<Answer> {
-        match ticket {
-            Ticket::Ui(t) => t.wait_timeout(wait).map(|d| match d {
-                Decision::Approve => Answer::Approve,
-                Decision::Reject => Answer::Reject,
-                Decision::Timeout => Answer::Timeout,
-                Decision::Cancelled | Decision::Busy => Answer::Cancelled,
-            }),
-            #[cfg(feature = "bench-approve")]
-            Ticket::Auto => Some(Answer::Approve),
-        }
+    fn wait(&self, ticket: &PromptTicket, wait: Duration) -> Option<Answer> {
+        ticket.wait_timeout(wait).map(|d| match d {
+            Decision::Approve => Answer::Approve,
+            Decision::Reject => Answer::Reject,
+            Decision::Timeout => Answer::Timeout,
+            Decision::Cancelled | Decision::Busy => Answer::Cancelled,
+        })
     }
 
-    fn withdraw(&self, ticket: &Ticket) {
-        match ticket {
-            Ticket::Ui(t) => self.handle.cancel(t),
-            #[cfg(feature = "bench-approve")]
-            Ticket::Auto => {}
-        }
+    fn withdraw(&self, ticket: &PromptTicket) {
+        self.handle.cancel(ticket)
     }
 }
 
@@ -190,77 +169,92 @@ pub fn home_view(owner: &str, store: &PadStore, link: &Link, unseen_alerts: u32)
     }
 }
 
-/// `MM-DD HH:MM` (UTC) for a unix time, for the alerts list.
-pub fn short_time(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!(
-        "{month:02}-{day:02} {:02}:{:02}",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
+/// An audit event as the screen tells it (the words are otc-ui's, see
+/// [`otc_ui::texts`]), and whether it is red (red ones are the alerts the
+/// owner must acknowledge, [`Event::is_alert`]).
+pub fn alert_text(e: &Event) -> (String, bool) {
+    (texts::alert_text(&happened(e)), e.is_alert())
 }
 
-/// What an audit event says on the alerts screen, and whether it is red
-/// (red ones are the alerts the owner must acknowledge, [`Event::is_alert`]).
-pub fn alert_text(e: &Event) -> (String, bool) {
-    let text = match e {
-        Event::Approved { action, contact } => format!("Approved: {action} for {contact}"),
-        Event::Rejected { action, contact } => format!("Rejected: {action} for {contact}"),
-        Event::TimedOut { action, contact } => format!("Timed out: {action} for {contact}"),
-        Event::Cancelled { action, contact } => format!("Computer hung up: {action} for {contact}"),
-        Event::Sealed { contact, bytes, .. } => format!("Sealed {bytes} bytes for {contact}"),
-        Event::Opened { contact, bytes, .. } => format!("Opened {bytes} bytes from {contact}"),
-        Event::IntegrityFailure { contact, index } => {
-            format!("Package from {contact} failed verification (pad index {index})")
-        }
-        Event::Replay { contact, index } => {
-            format!("Replayed package from {contact} refused (pad index {index})")
-        }
-        Event::Skipped { contact, bytes, .. } => {
-            format!("Messages from {contact} were skipped ({bytes} pad bytes)")
-        }
-        Event::Burned { contact, index, .. } => {
-            format!("Pad range at {index} for {contact} burned after repeated failures")
-        }
-        Event::LockedOut { contact, seconds } => {
-            format!("{contact} locked out for {seconds} s after failed packages")
-        }
-        Event::LimitHit { limit, detail } => format!("Limit hit: {limit} ({detail})"),
-        Event::PadCreated { contact, bytes, .. } => {
-            format!("Pad created for {contact} ({bytes} bytes)")
-        }
-        Event::PadImported { contact, bytes, .. } => {
-            format!("Pad imported for {contact} ({bytes} bytes)")
-        }
-        Event::PadRemoved { contact, .. } => format!("Pad for {contact} erased"),
-        Event::TamperDetected { detail } => format!("AUDIT LOG DAMAGED: {detail}"),
-        Event::Started { version } => format!("Device started (version {version})"),
-        Event::Stop => "Device stopped".to_string(),
-        Event::Ack { alerts } => format!("{alerts} alerts acknowledged"),
+/// The screen's view of an audit event: the fields it shows.
+fn happened(e: &Event) -> Happened {
+    let c = |s: &String| s.clone();
+    match e {
+        Event::Approved { action, contact } => Happened::Approved {
+            action: c(action),
+            contact: c(contact),
+        },
+        Event::Rejected { action, contact } => Happened::Rejected {
+            action: c(action),
+            contact: c(contact),
+        },
+        Event::TimedOut { action, contact } => Happened::TimedOut {
+            action: c(action),
+            contact: c(contact),
+        },
+        Event::Cancelled { action, contact } => Happened::Cancelled {
+            action: c(action),
+            contact: c(contact),
+        },
+        Event::Sealed { contact, bytes, .. } => Happened::Sealed {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::Opened { contact, bytes, .. } => Happened::Opened {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::IntegrityFailure { contact, index } => Happened::IntegrityFailure {
+            contact: c(contact),
+            index: *index,
+        },
+        Event::Replay { contact, index } => Happened::Replay {
+            contact: c(contact),
+            index: *index,
+        },
+        Event::Skipped { contact, bytes, .. } => Happened::Skipped {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::Burned { contact, index, .. } => Happened::Burned {
+            contact: c(contact),
+            index: *index,
+        },
+        Event::LockedOut { contact, seconds } => Happened::LockedOut {
+            contact: c(contact),
+            seconds: *seconds,
+        },
+        Event::LimitHit { limit, detail } => Happened::LimitHit {
+            limit: c(limit),
+            detail: c(detail),
+        },
+        Event::PadCreated { contact, bytes, .. } => Happened::PadCreated {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::PadImported { contact, bytes, .. } => Happened::PadImported {
+            contact: c(contact),
+            bytes: *bytes,
+        },
+        Event::PadRemoved { contact, .. } => Happened::PadRemoved {
+            contact: c(contact),
+        },
+        Event::TamperDetected { detail } => Happened::TamperDetected { detail: c(detail) },
+        Event::Started { version } => Happened::Started {
+            version: c(version),
+        },
+        Event::Stop => Happened::Stop,
+        Event::Ack { alerts } => Happened::Ack { alerts: *alerts },
         Event::Repeated {
             what,
             contact,
             count,
-        } if contact.is_empty() => {
-            format!("{count} more {what} (rate limit)")
-        }
-        Event::Repeated {
-            what,
-            contact,
-            count,
-        } => format!("{count} more {what} from {contact} refused (rate limit)"),
-    };
-    (text, e.is_alert())
+        } => Happened::Repeated {
+            what: c(what),
+            contact: c(contact),
+            count: *count,
+        },
+    }
 }
 
 /// The screen-facing side of the device: alerts and the home view.
@@ -286,7 +280,7 @@ impl Face {
             a.0.insert(
                 0,
                 AlertView {
-                    at: short_time((self.clock)()),
+                    at: texts::short_time((self.clock)()),
                     text,
                     severe,
                 },
@@ -332,18 +326,9 @@ impl Face {
 
     fn notice(&self, n: Notice) {
         match n {
-            Notice::Sealed { contact } => self
-                .ui
-                .toast(Toast::success(format!("Sealed for {contact}"))),
-            Notice::Opened { contact } => self
-                .ui
-                .toast(Toast::success(format!("Opened from {contact}"))),
-            Notice::Failed { contact, what } if contact.is_empty() => {
-                self.ui.toast(Toast::error(what))
-            }
-            Notice::Failed { contact, what } => {
-                self.ui.toast(Toast::error(format!("{contact}: {what}")))
-            }
+            Notice::Sealed { contact } => self.ui.toast(texts::sealed_toast(&contact)),
+            Notice::Opened { contact } => self.ui.toast(texts::opened_toast(&contact)),
+            Notice::Failed { contact, what } => self.ui.toast(texts::failed_toast(&contact, &what)),
             Notice::StateChanged => self.refresh_home(),
             Notice::Audit(e) => self.alert(&e),
         }
@@ -361,9 +346,11 @@ pub struct StartOptions {
     pub allowed_hosts: Vec<String>,
 }
 
-/// A running device.
-pub struct Running {
-    pub device: Arc<Device<UiScreen>>,
+/// A running device. `S` is the screen the broker asks: the touchscreen
+/// ([`UiScreen`]) on a device; a bench may pass a twin (see
+/// [`start_with_screen`]).
+pub struct Running<S: Screen<Prompt = Request> = UiScreen> {
+    pub device: Arc<Device<S>>,
     pub ui: UiThread,
     /// Where the RPC endpoint listens.
     pub addr: SocketAddr,
@@ -406,7 +393,7 @@ impl Checked {
     }
 }
 
-impl Running {
+impl<S: Screen<Prompt = Request> + 'static> Running<S> {
     /// A clean stop, in this order:
     ///
     /// 1. new requests get `cancelled`, and the prompt on screen (if any) is
@@ -511,7 +498,7 @@ fn alert_rows<'a>(
         .map(|e| {
             let (text, severe) = alert_text(&e.event);
             AlertView {
-                at: short_time(e.time),
+                at: texts::short_time(e.time),
                 text,
                 severe,
             }
@@ -519,7 +506,8 @@ fn alert_rows<'a>(
         .collect()
 }
 
-/// Start the device on data directory `dir` with the given screen.
+/// Start the device on data directory `dir` with the given screen; the
+/// broker asks the owner on it ([`UiScreen`]).
 pub fn start(
     dir: &Path,
     opts: StartOptions,
@@ -528,6 +516,25 @@ pub fn start(
     clock: Arc<dyn Clock>,
     wall_clock: Box<dyn Fn() -> u64 + Send + Sync>,
 ) -> Result<Running> {
+    start_with_screen(dir, opts, display, touch, clock, wall_clock, UiScreen::new)
+}
+
+/// [`start`], with the broker asking the screen `screen` makes from the
+/// UI's handle and the prompt timeout. Only the RPC bench passes anything
+/// but `UiScreen::new` (an auto-approving twin that lives in `benches/`),
+/// so no build of the device can approve by itself.
+pub fn start_with_screen<S>(
+    dir: &Path,
+    opts: StartOptions,
+    display: Box<dyn Display>,
+    touch: Option<Box<dyn Touch>>,
+    clock: Arc<dyn Clock>,
+    wall_clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    screen: impl FnOnce(UiHandle, Duration) -> S,
+) -> Result<Running<S>>
+where
+    S: Screen<Prompt = Request> + 'static,
+{
     let listener = net::listen(&opts.bind)?;
     let addr = listener
         .local_addr()
@@ -558,7 +565,7 @@ pub fn start(
     ui.handle.set_alerts(unacked);
     face.refresh_home();
     let broker = Broker::new(
-        UiScreen::new(ui.handle.clone(), opts.prompt_timeout),
+        screen(ui.handle.clone(), opts.prompt_timeout),
         clock.clone(),
         opts.prompt_timeout,
     );
@@ -576,7 +583,39 @@ pub fn start(
         .map_err(|e| Error::io("cannot load the relay cursors", e))?,
     );
     let checked = Arc::new(Checked::default());
-    let checker = match opened {
+    let checker = spawn_audit_check(opened, &device, &face, &checked)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let rpc = {
+        let (device, stop) = (device.clone(), stop.clone());
+        let hosts = opts.allowed_hosts;
+        std::thread::Builder::new()
+            .name("otc-rpc".into())
+            .spawn(move || rpc::serve(device, listener, stop, hosts))
+            .map_err(|e| Error::io("cannot start the RPC thread", e))?
+    };
+    let events = spawn_ui_events(&mut ui, &face, &device, &checked)?;
+    let flusher = spawn_audit_flusher(&device, &stop)?;
+    Ok(Running {
+        device,
+        ui,
+        addr,
+        stop,
+        rpc: Some(rpc),
+        events: Some(events),
+        flusher: Some(flusher),
+        checker,
+    })
+}
+
+/// The audit log's deferred chain check, on its own thread (none when
+/// `open_quick` already checked it all).
+fn spawn_audit_check<S: Screen<Prompt = Request> + 'static>(
+    opened: Opened,
+    device: &Arc<Device<S>>,
+    face: &Arc<Face>,
+    checked: &Arc<Checked>,
+) -> Result<Option<JoinHandle<()>>> {
+    Ok(match opened {
         Opened::Checked(_) => {
             checked.set();
             None
@@ -599,17 +638,17 @@ pub fn start(
                 .map_err(|e| Error::io("cannot start the audit check", e))?;
             Some(t)
         }
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let rpc = {
-        let (device, stop) = (device.clone(), stop.clone());
-        let hosts = opts.allowed_hosts;
-        std::thread::Builder::new()
-            .name("otc-rpc".into())
-            .spawn(move || rpc::serve(device, listener, stop, hosts))
-            .map_err(|e| Error::io("cannot start the RPC thread", e))?
-    };
-    let events = {
+    })
+}
+
+/// The thread that acts on what the owner does on the screen.
+fn spawn_ui_events<S: Screen<Prompt = Request> + 'static>(
+    ui: &mut UiThread,
+    face: &Arc<Face>,
+    device: &Arc<Device<S>>,
+    checked: &Arc<Checked>,
+) -> Result<JoinHandle<()>> {
+    Ok({
         let rx = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
         let (face, device, checked) = (face.clone(), device.clone(), checked.clone());
         std::thread::Builder::new()
@@ -632,8 +671,16 @@ pub fn start(
                 }
             })
             .map_err(|e| Error::io("cannot start the UI event thread", e))?
-    };
-    let flusher = {
+    })
+}
+
+/// The thread that makes routine audit entries durable every
+/// [`crate::audit::FLUSH_INTERVAL`] until `stop`.
+fn spawn_audit_flusher<S: Screen<Prompt = Request> + 'static>(
+    device: &Arc<Device<S>>,
+    stop: &Arc<AtomicBool>,
+) -> Result<JoinHandle<()>> {
+    Ok({
         let (device, stop) = (device.clone(), stop.clone());
         std::thread::Builder::new()
             .name("otc-audit-flush".into())
@@ -644,16 +691,6 @@ pub fn start(
                 }
             })
             .map_err(|e| Error::io("cannot start the audit flusher", e))?
-    };
-    Ok(Running {
-        device,
-        ui,
-        addr,
-        stop,
-        rpc: Some(rpc),
-        events: Some(events),
-        flusher: Some(flusher),
-        checker,
     })
 }
 
@@ -749,13 +786,6 @@ pub fn choose_bind(args: &crate::cli::RunArgs, cfg: &Config) -> Bind {
 
 /// `otc-device run`.
 pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
-    if cfg!(feature = "bench-approve") {
-        return Err(Error::NotInThisBuild(
-            "this build approves every prompt by itself (feature bench-approve); it is for \
-             benches only and cannot run as a device"
-                .into(),
-        ));
-    }
     // Before any thread exists, so that every thread inherits the mask.
     let signals = stop_signals()?;
     let mut cfg = Config::load(dir)?;
@@ -844,12 +874,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_time_is_utc_civil_time() {
-        assert_eq!(short_time(0), "01-01 00:00");
-        // 2026-11-22 05:41:00 UTC
-        assert_eq!(short_time(1_795_326_060), "11-22 05:41");
-        // 2024-02-29 23:59 UTC (leap day)
-        assert_eq!(short_time(1_709_251_140), "02-29 23:59");
+    fn alert_texts_come_from_otc_ui() {
+        let e = Event::Sealed {
+            contact: "bob".into(),
+            index: 0,
+            bytes: 5,
+            cost: 37,
+        };
+        assert_eq!(
+            alert_text(&e),
+            ("Sealed 5 bytes for bob".to_string(), false)
+        );
+        let (_, red) = alert_text(&Event::TamperDetected { detail: "x".into() });
+        assert!(red);
     }
 
     #[test]

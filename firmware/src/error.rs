@@ -1,9 +1,18 @@
 //! The one error type of otc-device.
 //!
-//! Every variant has a stable machine code ([`Error::code`]) that the RPC
-//! layer (issue #4) hands to clients, and a message that tells a person
-//! what to do next. Errors never carry pad bytes, keys or plaintext.
+//! Every variant has a stable machine code ([`Error::code`]) that the
+//! command line prints (`error[bad_tag]: ...`) and tests match on, and a
+//! message that tells a person what to do next. Errors never carry pad
+//! bytes, keys or plaintext.
+//!
+//! The RPC endpoint does not hand these codes to clients: it sends the
+//! coarser [`ErrorCode`] of otc-proto, through the one mapping
+//! `impl From<&Error> for ErrorCode` below. Every reason a package fails to
+//! open (`bad_tag`, `replay`, `out_of_region`, ...) is `bad_package` there,
+//! so an untrusted client learns nothing about why; anything else that is
+//! not the client's to fix is `internal`.
 
+use otc_proto::rpc::ErrorCode;
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -90,7 +99,8 @@ pub enum Error {
     Replay { index: u64 },
 
     /// The package failed authentication (forged, corrupted or wrong pad).
-    /// Nothing was used: the genuine package for these pad bytes still opens.
+    /// Code `bad_tag` on the command line; RPC clients get `bad_package`
+    /// like every other opening failure. Nothing was used: the genuine package for these pad bytes still opens.
     #[error(
         "the package failed authentication; nothing was released and no pad was used. It is forged, damaged or not for this pad"
     )]
@@ -292,6 +302,51 @@ impl Error {
     }
 }
 
+/// The one mapping from the device's errors to the RPC's stable codes.
+impl From<&Error> for ErrorCode {
+    fn from(e: &Error) -> ErrorCode {
+        match e {
+            Error::UnknownContact(_) | Error::BadContactName(_) => ErrorCode::UnknownContact,
+            Error::PadExhausted { .. } => ErrorCode::PadExhausted,
+            Error::TooLarge { .. } => ErrorCode::TooLarge,
+            // Why a package did not open is never told to the client.
+            Error::BadPackage { .. }
+            | Error::OutOfRegion { .. }
+            | Error::Replay { .. }
+            | Error::VerifyFailed {}
+            | Error::RangeBurned { .. } => ErrorCode::BadPackage,
+            Error::ContactExists(_)
+            | Error::PadUsedBefore { .. }
+            | Error::PadAlreadyStored { .. }
+            | Error::PadFileMissing { .. }
+            | Error::NotOurs(_)
+            | Error::OldLayout(_)
+            | Error::Locked(_)
+            | Error::CorruptMeta { .. }
+            | Error::BadSize(_)
+            | Error::SizeOutOfRange { .. }
+            | Error::BadSplit { .. }
+            | Error::HealthTest { .. }
+            | Error::SourceTooShort(_)
+            | Error::Rng(_)
+            | Error::ExportTruncated { .. }
+            | Error::ExportCorrupt { .. }
+            | Error::LegacyWrongSize { .. }
+            | Error::LegacyMetadata { .. }
+            | Error::OutputExists(_)
+            | Error::Io { .. }
+            | Error::Config { .. }
+            | Error::OwnerAlreadySet(_)
+            | Error::NoOwner
+            | Error::Net(_)
+            | Error::Audit(_)
+            | Error::Ui(_)
+            | Error::NotInThisBuild(_)
+            | Error::Proto(_) => ErrorCode::Internal,
+        }
+    }
+}
+
 /// Attach context to `std::io::Result`s.
 pub(crate) trait IoContext<T> {
     fn ctx<F: FnOnce() -> String>(self, what: F) -> Result<T>;
@@ -300,5 +355,65 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx<F: FnOnce() -> String>(self, what: F) -> Result<T> {
         self.map_err(|e| Error::io(what(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_opening_failure_is_bad_package_over_rpc() {
+        let opening = [
+            Error::VerifyFailed {},
+            Error::Replay { index: 3 },
+            Error::OutOfRegion {
+                lo: 0,
+                hi: 1,
+                region_lo: 2,
+                region_hi: 3,
+            },
+            Error::BadPackage {
+                format: "v2".into(),
+                reason: "short".into(),
+            },
+            Error::RangeBurned { index: 0, limit: 5 },
+        ];
+        for e in &opening {
+            assert_eq!(ErrorCode::from(e), ErrorCode::BadPackage, "{e}");
+        }
+        // The command line's code for a bad tag is not what RPC sends.
+        assert_eq!(Error::VerifyFailed {}.code(), "bad_tag");
+    }
+
+    #[test]
+    fn client_fixable_errors_keep_their_code() {
+        assert_eq!(
+            ErrorCode::from(&Error::UnknownContact("x".into())),
+            ErrorCode::UnknownContact
+        );
+        assert_eq!(
+            ErrorCode::from(&Error::BadContactName("../x".into())),
+            ErrorCode::UnknownContact
+        );
+        assert_eq!(
+            ErrorCode::from(&Error::PadExhausted {
+                contact: "x".into(),
+                left: 0
+            }),
+            ErrorCode::PadExhausted
+        );
+        assert_eq!(
+            ErrorCode::from(&Error::TooLarge {
+                contact: "x".into(),
+                need: 9,
+                left: 1
+            }),
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            ErrorCode::from(&Error::io("reading", std::io::Error::other("disk"))),
+            ErrorCode::Internal
+        );
     }
 }

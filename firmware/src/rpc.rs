@@ -21,8 +21,9 @@
 
 use crate::audit::{AuditLog, Event};
 use crate::confirm::{Broker, Clock, Outcome, Screen};
-use crate::pad::{OpenWarning, PadStore};
+use crate::pad::{OpenCheck, OpenWarning, Opened, PadStore};
 use otc_proto::b64;
+use otc_proto::routes::{self, Endpoint, Method};
 use otc_proto::rpc::{
     ContactInfo, ContactsResponse, Cursor, ErrorBody, ErrorCode, PackageRequest, PackageResponse,
     StatusResponse, UnpackageRequest, UnpackageResponse, Warning,
@@ -149,23 +150,30 @@ fn stopping() -> Failure {
     )
 }
 
-/// Map a store error to the client's code. Messages for opening failures
-/// carry nothing; others say what to do without internal detail.
+/// A store error as the client sees it: the code from the one mapping
+/// (`From<&Error> for ErrorCode`, in [`crate::error`]) and a message that
+/// says what to do without internal detail. On the opening path
+/// (`opening`) nothing is `internal`: every failure that is not about the
+/// contact or size is `bad_package`, and its message carries nothing.
 fn store_failure(e: &crate::Error, opening: bool) -> Failure {
     use crate::Error as E;
-    match e {
-        E::UnknownContact(name) | E::BadContactName(name) => fail(
+    match (ErrorCode::from(e), e) {
+        (ErrorCode::UnknownContact, E::UnknownContact(name) | E::BadContactName(name)) => fail(
             ErrorCode::UnknownContact,
-            format!("no pad for contact {name:?}; GET /v1/contacts lists them"),
+            format!(
+                "no pad for contact {name:?}; GET {} lists them",
+                routes::CONTACTS
+            ),
         ),
-        E::PadExhausted { .. } => fail(
+        (ErrorCode::PadExhausted, _) => fail(
             ErrorCode::PadExhausted,
             "the pad for this contact is used up; make a new pad on the device",
         ),
-        E::TooLarge { need, left, .. } => fail(
+        (ErrorCode::TooLarge, E::TooLarge { need, left, .. }) => fail(
             ErrorCode::TooLarge,
             format!("this message needs {need} pad bytes but only {left} are left"),
         ),
+        (ErrorCode::BadPackage, _) => fail(ErrorCode::BadPackage, BAD_PACKAGE),
         _ if opening => fail(ErrorCode::BadPackage, BAD_PACKAGE),
         _ => fail(
             ErrorCode::Internal,
@@ -552,20 +560,18 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             return error_reply(&stopping());
         }
         let path = path.split('?').next().unwrap_or(path);
-        let result = match (method, path) {
-            ("POST", "/v1/package") => parse(body).and_then(|r| self.package(r, still_wanted)),
-            ("POST", "/v1/unpackage") => parse(body).and_then(|r| self.unpackage(r, still_wanted)),
-            ("GET", "/v1/contacts") => Ok(self.contacts()),
-            ("GET", "/v1/status") => Ok(self.status()),
-            (m, p) if p.starts_with("/v1/cursor/") => {
-                let relay = &p["/v1/cursor/".len()..];
-                self.cursor(m, relay, body)
-            }
-            (_, "/v1/package" | "/v1/unpackage" | "/v1/contacts" | "/v1/status") => Err(fail(
+        let result = match Endpoint::parse(path) {
+            // The relay name is checked before the method, as `cursor` does.
+            Some(Endpoint::Cursor(relay)) => self.cursor(method, relay, body),
+            Some(e) if !e.allows(method) => Err(fail(
                 ErrorCode::MethodNotAllowed,
                 format!("{method} is not allowed on {path}"),
             )),
-            _ => Err(fail(ErrorCode::NotFound, format!("no endpoint {path}"))),
+            Some(Endpoint::Package) => parse(body).and_then(|r| self.package(r, still_wanted)),
+            Some(Endpoint::Unpackage) => parse(body).and_then(|r| self.unpackage(r, still_wanted)),
+            Some(Endpoint::Contacts) => Ok(self.contacts()),
+            Some(Endpoint::Status) => Ok(self.status()),
+            None => Err(fail(ErrorCode::NotFound, format!("no endpoint {path}"))),
         };
         result.unwrap_or_else(|f| error_reply(&f))
     }
@@ -724,6 +730,93 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         }
     }
 
+    /// A contact locked out (too many failed opens) or over the refusal
+    /// rate limit is refused before anything is read.
+    fn refuse_if_limited(&self, contact: &str) -> Result<(), Failure> {
+        if self.locked_out(contact) {
+            return Err(fail(
+                ErrorCode::Locked,
+                format!(
+                    "too many packages from {contact:?} failed to open; try again in up to {} s",
+                    self.limits.lockout_seconds
+                ),
+            ));
+        }
+        if let Some(seconds) = self.rate_limited(contact) {
+            return Err(fail(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many packages from {contact:?} were refused (replays or failed opens); \
+                     try again in {seconds} s"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Everything that can refuse a package without a prompt and without
+    /// reading pad bytes: malformed, out of range, or a replay (audited,
+    /// counted towards the rate limit, shown on the screen).
+    fn check_before_prompt(&self, contact: &str, package: &[u8]) -> Result<OpenCheck, Failure> {
+        let check = match self.store.check_open(contact, package) {
+            Ok(c) => c,
+            Err(e) => {
+                let f = store_failure(&e, true);
+                if f.code == ErrorCode::BadPackage {
+                    self.open_failed(contact, None);
+                }
+                return Err(f);
+            }
+        };
+        if check.warnings.contains(&OpenWarning::Replay) {
+            // The range was opened before, so its pad is erased: it cannot
+            // open again. Refused before any prompt; the owner sees it in
+            // the alerts.
+            self.audit(Event::Replay {
+                contact: contact.to_string(),
+                index: check.index,
+            });
+            // Not a failed open for the lockout: a client re-fetching old
+            // packages from a relay is not guessing tags, and a replay is
+            // refused by range without touching pad bytes. It does count
+            // towards the rate limit (each one is an audit entry).
+            self.refused(contact);
+            (self.notify)(Notice::Failed {
+                contact: contact.to_string(),
+                what: "a replayed package was refused".into(),
+            });
+            return Err(fail(ErrorCode::BadPackage, BAD_PACKAGE));
+        }
+        Ok(check)
+    }
+
+    /// Open an approved package; a failure is audited (a burned range) and
+    /// counted towards the lockout.
+    fn open_approved(
+        &self,
+        contact: &str,
+        package: &[u8],
+        check: &OpenCheck,
+    ) -> Result<Opened, Failure> {
+        match self.store.open(contact, package) {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                let f = store_failure(&e, true);
+                if let crate::Error::RangeBurned { index, .. } = e {
+                    self.audit(Event::Burned {
+                        contact: contact.to_string(),
+                        index,
+                        bytes: check.cost,
+                    });
+                }
+                if f.code == ErrorCode::BadPackage {
+                    self.open_failed(contact, Some(check.index));
+                }
+                Err(f)
+            }
+        }
+    }
+
     fn unpackage(
         &self,
         req: UnpackageRequest,
@@ -737,53 +830,8 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             .store
             .contact(&contact)
             .map_err(|e| store_failure(&e, false))?;
-        if self.locked_out(&contact) {
-            return Err(fail(
-                ErrorCode::Locked,
-                format!(
-                    "too many packages from {contact:?} failed to open; try again in up to {} s",
-                    self.limits.lockout_seconds
-                ),
-            ));
-        }
-        if let Some(seconds) = self.rate_limited(&contact) {
-            return Err(fail(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many packages from {contact:?} were refused (replays or failed opens); \
-                     try again in {seconds} s"
-                ),
-            ));
-        }
-        let check = match self.store.check_open(&contact, &package) {
-            Ok(c) => c,
-            Err(e) => {
-                let f = store_failure(&e, true);
-                if f.code == ErrorCode::BadPackage {
-                    self.open_failed(&contact, None);
-                }
-                return Err(f);
-            }
-        };
-        if check.warnings.contains(&OpenWarning::Replay) {
-            // The range was opened before, so its pad is erased: it cannot
-            // open again. Refused before any prompt; the owner sees it in
-            // the alerts.
-            self.audit(Event::Replay {
-                contact: contact.clone(),
-                index: check.index,
-            });
-            // Not a failed open for the lockout: a client re-fetching old
-            // packages from a relay is not guessing tags, and a replay is
-            // refused by range without touching pad bytes. It does count
-            // towards the rate limit (each one is an audit entry).
-            self.refused(&contact);
-            (self.notify)(Notice::Failed {
-                contact: contact.clone(),
-                what: "a replayed package was refused".into(),
-            });
-            return Err(fail(ErrorCode::BadPackage, BAD_PACKAGE));
-        }
+        self.refuse_if_limited(&contact)?;
+        let check = self.check_before_prompt(&contact, &package)?;
         let skipped_bytes = check.warnings.iter().find_map(|w| match w {
             OpenWarning::Skipped { bytes } => Some(*bytes),
             OpenWarning::Replay => None,
@@ -797,23 +845,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             },
             still_wanted,
         )?;
-        let opened = match self.store.open(&contact, &package) {
-            Ok(o) => o,
-            Err(e) => {
-                let f = store_failure(&e, true);
-                if let crate::Error::RangeBurned { index, .. } = e {
-                    self.audit(Event::Burned {
-                        contact: contact.clone(),
-                        index,
-                        bytes: check.cost,
-                    });
-                }
-                if f.code == ErrorCode::BadPackage {
-                    self.open_failed(&contact, Some(check.index));
-                }
-                return Err(f);
-            }
-        };
+        let opened = self.open_approved(&contact, &package, &check)?;
         // A genuine package from this contact: earlier failures no longer
         // count towards a lockout.
         lock(&self.lockouts).remove(&contact);
@@ -885,12 +917,12 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 "relay names are 1 to 128 characters of letters, digits, '.', '-', '_' or ':'",
             ));
         }
-        match method {
-            "GET" => {
+        match Method::parse(method) {
+            Some(Method::Get) => {
                 let cursor = lock(&self.cursors).map.get(relay).copied().unwrap_or(0);
                 Ok(json(200, &Cursor { cursor }))
             }
-            "PUT" => {
+            Some(Method::Put) => {
                 let c: Cursor = parse(body)?;
                 lock(&self.cursors).set(relay, c.cursor).map_err(|_| {
                     fail(ErrorCode::Internal, "the device could not save the cursor")

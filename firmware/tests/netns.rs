@@ -25,13 +25,9 @@
 //!
 //! The tests of `run`'s refusals (wildcard `--listen`, unknown interface)
 //! need no namespaces and run everywhere.
-//!
-//! A build with feature `bench-approve` refuses to `run` at all, so these
-//! tests are left out of it.
-#![cfg(not(feature = "bench-approve"))]
 
 use nix::sched::{CloneFlags, setns};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -210,27 +206,22 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
     .expect("namespace thread panicked")
 }
 
-/// `GET /v1/status` from the current namespace: the status line's code and
-/// the body, or the connection error.
+/// `GET /v1/status` from the current namespace through the shared client:
+/// the status code and the body, or the connection error (refused, reset
+/// or timed out, as the kernel said).
 fn get_status(addr: SocketAddr) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply)?;
-    let code = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
+    use otc_rpc_client::ClientError;
+    let reply = otc_rpc_client::Client::new(addr)
+        .with_timeout(Duration::from_secs(5))
+        .send("GET", otc_proto::routes::STATUS, None)
+        .map_err(|e| match e {
+            ClientError::Connect { source, .. } | ClientError::Io { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        })?;
+    Ok((
+        reply.status,
+        String::from_utf8_lossy(&reply.body).into_owned(),
+    ))
 }
 
 fn addr(s: &str) -> SocketAddr {

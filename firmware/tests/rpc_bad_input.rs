@@ -11,6 +11,7 @@ use common::device::*;
 use otc_device::rpc::Limits;
 use otc_proto::Format;
 use otc_proto::b64;
+use otc_proto::routes;
 use otc_proto::rpc::{ContactInfo, PackageResponse};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -136,8 +137,8 @@ fn bad_input_gets_its_code_and_consumes_nothing() {
     let pkg = |p: &[u8]| b64::encode(p);
     let open = |from: &str, package: String| json!({"from": from, "package": package});
     use Body::*;
-    let seal = "/v1/package";
-    let unpack = "/v1/unpackage";
+    let seal = routes::PACKAGE;
+    let unpack = routes::UNPACKAGE;
     let cases = vec![
         // ---- seal: the request itself
         Case {

@@ -12,6 +12,7 @@ use otc_device::pad::vfs::{Op, RealFs, Recorder};
 use otc_device::pad::{PadStore, StoreOptions};
 use otc_device::rpc::{Device, Limits, Request};
 use otc_proto::Format;
+use otc_proto::routes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,7 +78,7 @@ fn the_reply_comes_after_the_bound_is_durable() {
     rec.take();
     let (status, body) = device.handle(
         "POST",
-        "/v1/package",
+        routes::PACKAGE,
         br#"{"to": "bob", "message": "attack at dawn"}"#,
         &|| true,
     );

@@ -9,6 +9,7 @@ use common::device::*;
 use otc_device::audit;
 use otc_proto::Format;
 use otc_proto::b64;
+use otc_proto::routes;
 use otc_proto::rpc::{PackageResponse, StatusResponse, UnpackageResponse, Warning};
 use serde_json::json;
 use std::time::Duration;
@@ -23,7 +24,7 @@ fn seal_and_open_round_trip_between_two_devices() {
     ]);
     let alice = Dev::start(&d.alice, "Alice", limits());
     let bob = Dev::start(&d.bob, "Bob", limits());
-    let status: StatusResponse = alice.get("/v1/status").ok();
+    let status: StatusResponse = alice.get(routes::STATUS).ok();
     assert_eq!(
         (status.owner.as_str(), status.contacts, status.busy),
         ("Alice", 2, false)
@@ -82,7 +83,7 @@ fn seal_and_open_round_trip_between_two_devices() {
         // Bob -> Alice, binary (not UTF-8).
         let bytes: Vec<u8> = (0..=255u8).rev().chain([0xff, 0xfe, 0x00]).collect();
         let (r, _) = bob.answered(
-            "/v1/package",
+            routes::PACKAGE,
             json!({"to": to_alice, "message_b64": b64::encode(&bytes)}),
             "confirm-seal",
             "approve",
@@ -123,29 +124,29 @@ fn error_codes_that_need_no_prompt() {
 
     // bad_request: not JSON, and a request the endpoint cannot parse.
     alice
-        .post_bytes("/v1/package", b"{not json")
+        .post_bytes(routes::PACKAGE, b"{not json")
         .expect_error(400, "bad_request");
     alice
-        .post("/v1/package", &json!({"to": "bob"}))
+        .post(routes::PACKAGE, &json!({"to": "bob"}))
         .expect_error(400, "bad_request");
     // unknown_contact, both ways.
     alice
-        .post("/v1/package", &json!({"to": "carol", "message": "hi"}))
+        .post(routes::PACKAGE, &json!({"to": "carol", "message": "hi"}))
         .expect_error(404, "unknown_contact");
     alice
         .post(
-            "/v1/unpackage",
+            routes::UNPACKAGE,
             &json!({"from": "carol", "package": b64::encode(&[2u8; 40])}),
         )
         .expect_error(404, "unknown_contact");
     // too_large: over the message limit ...
     let big = "x".repeat(alice.limits.max_message_bytes + 1);
     alice
-        .post("/v1/package", &json!({"to": "bob", "message": big}))
+        .post(routes::PACKAGE, &json!({"to": "bob", "message": big}))
         .expect_error(413, "too_large");
     // ... and bigger than the pad left (8 KiB to send with).
     let r = alice.post(
-        "/v1/package",
+        routes::PACKAGE,
         &json!({"to": "bob", "message": "y".repeat(SIZE as usize / 2)}),
     );
     r.expect_error(413, "too_large");
@@ -158,13 +159,13 @@ fn error_codes_that_need_no_prompt() {
     // (too short to be one).
     alice
         .post(
-            "/v1/unpackage",
+            routes::UNPACKAGE,
             &json!({"from": "bob", "package": b64::encode(&[7u8; 60])}),
         )
         .expect_error(400, "bad_package");
     alice
         .post(
-            "/v1/unpackage",
+            routes::UNPACKAGE,
             &json!({"from": "bob", "package": b64::encode(&[2u8; 5])}),
         )
         .expect_error(400, "bad_package");
@@ -173,10 +174,10 @@ fn error_codes_that_need_no_prompt() {
         request(alice.addr, "GET", path, None).expect_error(404, "not_found");
     }
     for (method, path) in [
-        ("GET", "/v1/package"),
-        ("PUT", "/v1/unpackage"),
-        ("POST", "/v1/contacts"),
-        ("DELETE", "/v1/status"),
+        ("GET", routes::PACKAGE),
+        ("PUT", routes::UNPACKAGE),
+        ("POST", routes::CONTACTS),
+        ("DELETE", routes::STATUS),
         ("DELETE", "/v1/cursor/relay1"),
     ] {
         request(alice.addr, method, path, Some(b"{}")).expect_error(405, "method_not_allowed");
@@ -190,7 +191,7 @@ fn error_codes_that_need_no_prompt() {
     let tiny = state(&alice, "tiny");
     for m in ["", "a"] {
         alice
-            .post("/v1/package", &json!({"to": "tiny", "message": m}))
+            .post(routes::PACKAGE, &json!({"to": "tiny", "message": m}))
             .expect_error(410, "pad_exhausted");
     }
     assert_eq!(state(&alice, "tiny"), tiny);
@@ -251,7 +252,7 @@ fn reject_consumes_nothing() {
     let bob = Dev::start(&d.bob, "Bob", limits());
     let a0 = state(&alice, "bob");
     let (r, prompt) = alice.answered(
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "no"}),
         "confirm-seal",
         "reject",
@@ -264,7 +265,7 @@ fn reject_consumes_nothing() {
     let package = r.ok::<PackageResponse>().package;
     let b0 = state(&bob, "alice");
     let (r, _) = bob.answered(
-        "/v1/unpackage",
+        routes::UNPACKAGE,
         json!({"from": "alice", "package": package}),
         "confirm-open",
         "reject",
@@ -301,7 +302,7 @@ fn a_prompt_times_out_on_the_fake_clock() {
     let a0 = state(&alice, "bob");
     let pending = alice.spawn(
         "POST",
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "late"}),
     );
     let shown = alice.wait_prompt("confirm-seal");
@@ -311,7 +312,7 @@ fn a_prompt_times_out_on_the_fake_clock() {
     );
     alice.clock.advance(PROMPT_TIMEOUT - Duration::from_secs(1));
     alice.wait_screen("the countdown to reach 0:01", |t| t.has_text("0:01"));
-    let status: StatusResponse = alice.get("/v1/status").ok();
+    let status: StatusResponse = alice.get(routes::STATUS).ok();
     assert!(status.busy, "29 s is not yet the timeout");
     assert!(!pending.is_finished(), "29 s is not yet the timeout");
     alice.clock.advance(Duration::from_secs(2));
@@ -324,7 +325,7 @@ fn a_prompt_times_out_on_the_fake_clock() {
         a0,
         "a timed-out prompt spends nothing"
     );
-    assert!(!alice.get("/v1/status").ok::<StatusResponse>().busy);
+    assert!(!alice.get(routes::STATUS).ok::<StatusResponse>().busy);
     alice.wait_audit("timed_out");
     // The device takes the next request as usual.
     let (r, _) = alice.seal("bob", "on time");
@@ -338,7 +339,7 @@ fn a_second_request_while_a_prompt_is_up_is_busy() {
     let a0 = state(&alice, "bob");
     let first = alice.spawn(
         "POST",
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "first!"}),
     );
     let shown = alice.wait_prompt("confirm-seal");
@@ -346,11 +347,11 @@ fn a_second_request_while_a_prompt_is_up_is_busy() {
         json!({"to": "bob", "message": "second, much longer message"}),
         json!({"to": "bob", "message": "third"}),
     ] {
-        alice.post("/v1/package", &body).expect_error(409, "busy");
+        alice.post(routes::PACKAGE, &body).expect_error(409, "busy");
     }
     alice
         .post(
-            "/v1/unpackage",
+            routes::UNPACKAGE,
             &json!({"from": "bob", "package": b64::encode(&{
                 // v2, index 8192: inside Bob's region, so it gets as far as the prompt.
                 let mut p = vec![2u8, 0, 0x20, 0, 0, 0, 0];
@@ -360,7 +361,7 @@ fn a_second_request_while_a_prompt_is_up_is_busy() {
         )
         .expect_error(409, "busy");
     // Reads still work, and say busy.
-    assert!(alice.get("/v1/status").ok::<StatusResponse>().busy);
+    assert!(alice.get(routes::STATUS).ok::<StatusResponse>().busy);
     assert_eq!(state(&alice, "bob"), a0);
     // The owner still sees the first prompt, unchanged.
     assert_eq!(alice.screen().texts, shown.texts);
@@ -371,7 +372,7 @@ fn a_second_request_while_a_prompt_is_up_is_busy() {
         a0.0.send_left - Format::V2.pad_cost(6) as u64
     );
     alice.wait_no_prompt();
-    assert!(!alice.get("/v1/status").ok::<StatusResponse>().busy);
+    assert!(!alice.get(routes::STATUS).ok::<StatusResponse>().busy);
 }
 
 #[test]
@@ -384,20 +385,20 @@ fn overloaded_when_every_connection_is_in_use() {
     let alice = Dev::start(&d.alice, "Alice", one);
     let held = alice.spawn(
         "POST",
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "hold"}),
     );
     alice.wait_prompt("confirm-seal");
-    alice.get("/v1/status").expect_error(429, "overloaded");
+    alice.get(routes::STATUS).expect_error(429, "overloaded");
     alice
-        .post("/v1/package", &json!({"to": "bob", "message": "x"}))
+        .post(routes::PACKAGE, &json!({"to": "bob", "message": "x"}))
         .expect_error(429, "overloaded");
     // A client that declares a body and never sends it is told the same,
     // and does not stop the endpoint (it stays connected throughout).
     let mut slow = connect(alice.addr);
     std::io::Write::write_all(
         &mut slow,
-        head("POST", "/v1/package", Some(2000)).as_bytes(),
+        head("POST", routes::PACKAGE, Some(2000)).as_bytes(),
     )
     .unwrap();
     read_response(&mut slow).expect_error(429, "overloaded");
@@ -406,7 +407,7 @@ fn overloaded_when_every_connection_is_in_use() {
     alice.wait_no_prompt();
     // The slot is free again once the held request is answered.
     wait_until("the connection slot to be free", || {
-        (alice.get("/v1/status").status == 200).then_some(())
+        (alice.get(routes::STATUS).status == 200).then_some(())
     });
     let (r, _) = alice.seal("bob", "after");
     r.ok::<PackageResponse>();
@@ -450,13 +451,16 @@ fn repeated_failed_opens_lock_a_contact_out_until_the_clock_says() {
     for p in [vec![0u8; 3], vec![9u8; 40]] {
         alice
             .post(
-                "/v1/unpackage",
+                routes::UNPACKAGE,
                 &json!({"from": "bob", "package": b64::encode(&p)}),
             )
             .expect_error(400, "bad_package");
     }
     // Locked: even the genuine package is refused, without a prompt.
-    let r = alice.post("/v1/unpackage", &json!({"from": "bob", "package": genuine}));
+    let r = alice.post(
+        routes::UNPACKAGE,
+        &json!({"from": "bob", "package": genuine}),
+    );
     r.expect_error(429, "locked");
     alice.wait_audit("locked_out");
     // Only that contact.
@@ -468,7 +472,10 @@ fn repeated_failed_opens_lock_a_contact_out_until_the_clock_says() {
     // Still locked a second before the end ...
     alice.clock.advance(Duration::from_secs(299));
     alice
-        .post("/v1/unpackage", &json!({"from": "bob", "package": genuine}))
+        .post(
+            routes::UNPACKAGE,
+            &json!({"from": "bob", "package": genuine}),
+        )
         .expect_error(429, "locked");
     // ... and open again after it.
     alice.clock.advance(Duration::from_secs(2));
@@ -493,12 +500,12 @@ fn a_client_that_hangs_up_cancels_its_prompt() {
     let a0 = state(&alice, "bob");
     for (n, (path, body, prompt)) in [
         (
-            "/v1/package",
+            routes::PACKAGE,
             json!({"to": "bob", "message": "never mind"}),
             "confirm-seal",
         ),
         (
-            "/v1/unpackage",
+            routes::UNPACKAGE,
             json!({"from": "bob", "package": package}),
             "confirm-open",
         ),
@@ -528,7 +535,7 @@ fn a_client_that_hangs_up_cancels_its_prompt() {
             a0,
             "a cancelled {prompt} spends nothing"
         );
-        assert!(!alice.get("/v1/status").ok::<StatusResponse>().busy);
+        assert!(!alice.get(routes::STATUS).ok::<StatusResponse>().busy);
     }
     // Nothing was used: the same package still opens, and seals go on.
     let (r, _) = alice.open("bob", &package);
@@ -583,7 +590,10 @@ fn replayed_and_skipped_packages() {
     // prompt up forever), nothing used, and the owner is told.
     let before = state(&alice, "bob");
     alice
-        .post("/v1/unpackage", &json!({"from": "bob", "package": sent[0]}))
+        .post(
+            routes::UNPACKAGE,
+            &json!({"from": "bob", "package": sent[0]}),
+        )
         .expect_error(400, "bad_package");
     assert_eq!(state(&alice, "bob"), before);
     alice.wait_audit("replay");
@@ -608,7 +618,7 @@ fn replayed_and_skipped_packages() {
     // And now every one of them is a replay.
     for p in &sent {
         alice
-            .post("/v1/unpackage", &json!({"from": "bob", "package": p}))
+            .post(routes::UNPACKAGE, &json!({"from": "bob", "package": p}))
             .expect_error(400, "bad_package");
     }
     alice.stop();
@@ -642,7 +652,7 @@ fn replays_never_lock_a_contact_out() {
     alice.open("bob", &first).0.ok::<UnpackageResponse>();
     for _ in 0..=limits().lockout_failures {
         alice
-            .post("/v1/unpackage", &json!({"from": "bob", "package": first}))
+            .post(routes::UNPACKAGE, &json!({"from": "bob", "package": first}))
             .expect_error(400, "bad_package");
     }
     let (r, _) = alice.open("bob", &second);
@@ -659,7 +669,7 @@ fn session(alice: &Dev, bob: &Dev) {
     let (r, _) = alice.seal("bob", "SECRET-PLAINTEXT-1");
     r.ok::<PackageResponse>();
     let (r, _) = alice.answered(
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "no"}),
         "confirm-seal",
         "reject",
@@ -670,15 +680,18 @@ fn session(alice: &Dev, bob: &Dev) {
     let (r, _) = alice.open("bob", &package);
     r.ok::<UnpackageResponse>();
     alice
-        .post("/v1/unpackage", &json!({"from": "bob", "package": package}))
+        .post(
+            routes::UNPACKAGE,
+            &json!({"from": "bob", "package": package}),
+        )
         .expect_error(400, "bad_package");
     let big = "x".repeat(alice.limits.max_message_bytes + 1);
     alice
-        .post("/v1/package", &json!({"to": "bob", "message": big}))
+        .post(routes::PACKAGE, &json!({"to": "bob", "message": big}))
         .expect_error(413, "too_large");
     let pending = alice.spawn(
         "POST",
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "late"}),
     );
     alice.wait_prompt("confirm-seal");
@@ -897,12 +910,15 @@ fn failed_opens_and_replays_are_rate_limited() {
     r.expect_error(400, "bad_package");
     for _ in 0..2 {
         alice
-            .post("/v1/unpackage", &json!({"from": "bob", "package": sent[0]}))
+            .post(
+                routes::UNPACKAGE,
+                &json!({"from": "bob", "package": sent[0]}),
+            )
             .expect_error(400, "bad_package");
     }
     let before = state(&alice, "bob");
     for p in [&sent[0], &sent[1]] {
-        let r = alice.post("/v1/unpackage", &json!({"from": "bob", "package": p}));
+        let r = alice.post(routes::UNPACKAGE, &json!({"from": "bob", "package": p}));
         r.expect_error(429, "rate_limited");
     }
     assert_eq!(state(&alice, "bob"), before, "nothing used");
@@ -955,7 +971,7 @@ fn a_flood_of_replays_adds_a_few_audit_entries() {
     let mut codes = std::collections::BTreeMap::new();
     for _ in 0..1000 {
         *codes
-            .entry(alice.post("/v1/unpackage", &body).error_code())
+            .entry(alice.post(routes::UNPACKAGE, &body).error_code())
             .or_insert(0) += 1;
     }
     let limit = limits().refused_per_minute as usize;
@@ -996,7 +1012,7 @@ fn a_stop_withdraws_the_prompt_and_gives_the_reservation_back() {
     assert_eq!(r.ok::<PackageResponse>().pad_left, SIZE / 2 - cost);
     let pending = alice.spawn(
         "POST",
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "never approved"}),
     );
     alice.wait_prompt("confirm-seal");
@@ -1033,7 +1049,7 @@ fn a_flood_of_oversized_requests_adds_a_few_audit_entries() {
     for _ in 0..1000 {
         alice
             .post(
-                "/v1/package",
+                routes::PACKAGE,
                 &json!({"to": "bob", "message": "x".repeat(11)}),
             )
             .expect_error(413, "too_large");

@@ -14,6 +14,7 @@ mod common;
 
 use common::device::*;
 use otc_proto::Format;
+use otc_proto::routes;
 use otc_proto::rpc::StatusResponse;
 use serde_json::json;
 
@@ -21,13 +22,13 @@ use serde_json::json;
 fn a_terabyte_content_length_is_too_large_and_the_device_lives_on() {
     let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
     let alice = Dev::start(&d.alice, "Alice", limits());
-    for path in ["/v1/package", "/v1/unpackage", "/v1/status"] {
+    for path in [routes::PACKAGE, routes::UNPACKAGE, routes::STATUS] {
         let h = format!(
             "POST {path} HTTP/1.1\r\nHost: device\r\nConnection: close\r\nContent-Length: 1000000000000\r\n\r\n"
         );
         raw(alice.addr, h.as_bytes(), b"{").expect_error(413, "too_large");
     }
-    let status: StatusResponse = alice.get("/v1/status").ok();
+    let status: StatusResponse = alice.get(routes::STATUS).ok();
     assert_eq!(status.owner, "Alice");
 }
 
@@ -42,7 +43,7 @@ fn a_terabyte_while_every_slot_is_busy_is_too_large_and_the_device_lives_on() {
     // The only handling slot waits on the owner's tap.
     let held = alice.spawn(
         "POST",
-        "/v1/package",
+        routes::PACKAGE,
         json!({"to": "bob", "message": "hold"}),
     );
     alice.wait_prompt("confirm-seal");
@@ -51,12 +52,12 @@ fn a_terabyte_while_every_slot_is_busy_is_too_large_and_the_device_lives_on() {
                  Content-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n";
         raw(alice.addr, h.as_bytes(), b"{").expect_error(413, "too_large");
     }
-    alice.get("/v1/status").expect_error(429, "overloaded");
+    alice.get(routes::STATUS).expect_error(429, "overloaded");
     alice.tap("approve");
     held.join()
         .expect("the held request")
         .ok::<otc_proto::rpc::PackageResponse>();
     alice.wait_no_prompt();
-    let status: StatusResponse = alice.get("/v1/status").ok();
+    let status: StatusResponse = alice.get(routes::STATUS).ok();
     assert_eq!(status.owner, "Alice");
 }

@@ -8,15 +8,16 @@
 //! `/emu/touch` at the Approve button that `/emu/trace` reports. How long
 //! each stop took is printed (`--nocapture`); the test only asserts that
 //! the process exits within a generous 10 s, never a timing.
-#![cfg(all(feature = "emulator", not(feature = "bench-approve")))]
+#![cfg(feature = "emulator")]
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use otc_device::audit::{self, Event};
 use otc_proto::Format;
+use otc_proto::routes;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -144,33 +145,16 @@ fn start(data: &Path) -> Device {
     Device { child, rpc, emu }
 }
 
-/// One HTTP/1.1 request with `Connection: close`; (status, JSON body).
+/// One request through the shared client; (status, JSON body or null).
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
-    // A prompt may wait for the test's tap: the read limit is generous.
-    s.set_read_timeout(Some(WAIT * 2)).expect("read timeout");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).expect("send head");
-    s.write_all(body.as_bytes()).expect("send body");
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply)
-        .unwrap_or_else(|e| panic!("{method} {path}: no reply within the read limit: {e}"));
-    let text = String::from_utf8_lossy(&reply);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP reply: {text}"));
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
+    let body = body.map(|b| b.to_string());
+    // A prompt may wait for the test's tap: the limit is generous.
+    let reply = otc_rpc_client::Client::new(addr)
+        .with_timeout(WAIT * 2)
+        .send(method, path, body.as_deref().map(str::as_bytes))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    (reply.status, json)
 }
 
 impl Device {
@@ -196,7 +180,7 @@ impl Device {
     /// Seal `message` for bob from another thread (it waits on a prompt).
     fn spawn_seal(&self, message: &str) -> JoinHandle<(u16, Value)> {
         let (addr, body) = (self.rpc, json!({"to": "bob", "message": message}));
-        std::thread::spawn(move || http(addr, "POST", "/v1/package", Some(&body)))
+        std::thread::spawn(move || http(addr, "POST", routes::PACKAGE, Some(&body)))
     }
 
     /// Seal `message`, tapping Approve until the request is answered (a

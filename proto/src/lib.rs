@@ -1,6 +1,8 @@
 //! otc-proto: the wire contract of One Time Chat.
 //!
-//! Package formats v1 (compatible with the original One Time Chat, HMAC tag)
+//! Modules: [`routes`] (the RPC route table), [`rpc`] (the device RPC
+//! bodies), [`relay`] (the relay API of the original One Time Chat), and
+//! package formats v1 (compatible with the original One Time Chat, HMAC tag)
 //! and v2 (Poly1305 one-time authenticator, the default) as pure functions
 //! over pad slices: no I/O, no allocation of pad copies that outlive a call,
 //! constant-time tag comparison, and no plaintext released on a bad tag.
@@ -12,6 +14,8 @@
 
 pub mod b64;
 pub mod error;
+pub mod relay;
+pub mod routes;
 pub mod rpc;
 pub mod v1;
 pub mod v2;

@@ -30,6 +30,7 @@ mod platform;
 mod screens;
 pub mod sink;
 pub mod source;
+pub mod texts;
 pub mod touch;
 pub mod trace;
 mod ui;

@@ -1,5 +1,6 @@
 //! From view models to screen content: every string a screen shows is made
-//! here, handed to the Slint globals, and kept as the trace's texts.
+//! here (or, for alert rows, toasts and alert times, in [`crate::texts`]),
+//! handed to the Slint globals, and kept as the trace's texts.
 
 use crate::format;
 use crate::generated::{

@@ -238,76 +238,13 @@ pub fn import(
 ) -> Result<Imported> {
     validate_contact_name(contact)?;
     store.check_new_contact(contact)?;
-    let corrupt = |reason: String| Error::ExportCorrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
     let file = File::open(path).ctx(|| format!("cannot open {}", path.display()))?;
-    let len = file
-        .metadata()
-        .ctx(|| format!("cannot stat {}", path.display()))?
-        .len();
-    let mut head = [0u8; HEADER_LEN as usize];
-    if len < HEADER_LEN + TRAILER_LEN {
-        // Too short for even a header: if what is there starts like an
-        // export, call it truncated, otherwise corrupt.
-        let n = fsutil::read_full(&mut &file, &mut head)
-            .ctx(|| format!("cannot read {}", path.display()))?;
-        if n >= MAGIC.len() && &head[..MAGIC.len()] == MAGIC {
-            return Err(Error::ExportTruncated {
-                path: path.to_path_buf(),
-                len,
-                expected: HEADER_LEN + MIN_PAD_SIZE + TRAILER_LEN,
-            });
-        }
-        return Err(corrupt("not an otc-device pad export".into()));
-    }
-    file.read_exact_at(&mut head, 0)
-        .ctx(|| format!("cannot read {}", path.display()))?;
-    let header = ExportHeader::decode(&head).map_err(corrupt)?;
-    if len != header.file_len() {
-        return Err(Error::ExportTruncated {
-            path: path.to_path_buf(),
-            len,
-            expected: header.file_len(),
-        });
-    }
+    let (header, head) = read_header(&file, path)?;
     let pad_id = hex::encode(header.pad_id);
     store.check_pad_id_free(&pad_id)?;
 
     let (tmp, out) = store.create_temp_pad()?;
-    let res = (|| {
-        out.set_len(header.size)
-            .ctx(|| format!("cannot size {}", tmp.display()))?;
-        let mut all = Sha256::new();
-        all.update(head);
-        let mut pad_hash = Sha256::new();
-        let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
-        let mut done = 0u64;
-        while done < header.size {
-            let n = (header.size - done).min(CHUNK as u64) as usize;
-            file.read_exact_at(&mut buf[..n], HEADER_LEN + done)
-                .ctx(|| format!("cannot read {}", path.display()))?;
-            all.update(&buf[..n]);
-            pad_hash.update(&buf[..n]);
-            out.write_all_at(&buf[..n], done)
-                .ctx(|| format!("cannot write {}", tmp.display()))?;
-            done += n as u64;
-            progress(done, header.size);
-        }
-        if pad_hash.finalize().as_slice() != header.pad_id {
-            return Err(corrupt("the pad bytes do not match the pad id".into()));
-        }
-        let mut trailer = [0u8; TRAILER_LEN as usize];
-        file.read_exact_at(&mut trailer, HEADER_LEN + header.size)
-            .ctx(|| format!("cannot read {}", path.display()))?;
-        if all.finalize().as_slice() != trailer {
-            return Err(corrupt("trailing checksum mismatch".into()));
-        }
-        out.sync_all()
-            .ctx(|| format!("cannot sync {}", tmp.display()))?;
-        Ok(())
-    })();
+    let res = copy_checked(&file, path, &*out, &tmp, &header, &head, progress);
     drop(out);
     if let Err(e) = res {
         store.discard_temp(&tmp);
@@ -333,6 +270,94 @@ pub fn import(
         side: header.side,
         format: header.format,
     })
+}
+
+/// Read and decode the header of the export file `file` (at `path`), and
+/// check the file's length against it. Returns the header and its bytes
+/// (the trailing checksum covers them).
+fn read_header(file: &File, path: &Path) -> Result<(ExportHeader, [u8; HEADER_LEN as usize])> {
+    let corrupt = |reason: String| Error::ExportCorrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let len = file
+        .metadata()
+        .ctx(|| format!("cannot stat {}", path.display()))?
+        .len();
+    let mut head = [0u8; HEADER_LEN as usize];
+    if len < HEADER_LEN + TRAILER_LEN {
+        // Too short for even a header: if what is there starts like an
+        // export, call it truncated, otherwise corrupt.
+        let n = fsutil::read_full(&mut &*file, &mut head)
+            .ctx(|| format!("cannot read {}", path.display()))?;
+        if n >= MAGIC.len() && &head[..MAGIC.len()] == MAGIC {
+            return Err(Error::ExportTruncated {
+                path: path.to_path_buf(),
+                len,
+                expected: HEADER_LEN + MIN_PAD_SIZE + TRAILER_LEN,
+            });
+        }
+        return Err(corrupt("not an otc-device pad export".into()));
+    }
+    file.read_exact_at(&mut head, 0)
+        .ctx(|| format!("cannot read {}", path.display()))?;
+    let header = ExportHeader::decode(&head).map_err(corrupt)?;
+    if len != header.file_len() {
+        return Err(Error::ExportTruncated {
+            path: path.to_path_buf(),
+            len,
+            expected: header.file_len(),
+        });
+    }
+    Ok((header, head))
+}
+
+/// Copy the pad bytes of `file` into the temporary pad `out` (at `tmp`),
+/// checking the pad id and the trailing checksum, and sync it. Nothing is
+/// kept by the caller unless this succeeds.
+fn copy_checked(
+    file: &File,
+    path: &Path,
+    out: &dyn VFile,
+    tmp: &Path,
+    header: &ExportHeader,
+    head: &[u8; HEADER_LEN as usize],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    let corrupt = |reason: String| Error::ExportCorrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    out.set_len(header.size)
+        .ctx(|| format!("cannot size {}", tmp.display()))?;
+    let mut all = Sha256::new();
+    all.update(head);
+    let mut pad_hash = Sha256::new();
+    let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
+    let mut done = 0u64;
+    while done < header.size {
+        let n = (header.size - done).min(CHUNK as u64) as usize;
+        file.read_exact_at(&mut buf[..n], HEADER_LEN + done)
+            .ctx(|| format!("cannot read {}", path.display()))?;
+        all.update(&buf[..n]);
+        pad_hash.update(&buf[..n]);
+        out.write_all_at(&buf[..n], done)
+            .ctx(|| format!("cannot write {}", tmp.display()))?;
+        done += n as u64;
+        progress(done, header.size);
+    }
+    if pad_hash.finalize().as_slice() != header.pad_id {
+        return Err(corrupt("the pad bytes do not match the pad id".into()));
+    }
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    file.read_exact_at(&mut trailer, HEADER_LEN + header.size)
+        .ctx(|| format!("cannot read {}", path.display()))?;
+    if all.finalize().as_slice() != trailer {
+        return Err(corrupt("trailing checksum mismatch".into()));
+    }
+    out.sync_all()
+        .ctx(|| format!("cannot sync {}", tmp.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]

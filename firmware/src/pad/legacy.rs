@@ -29,8 +29,9 @@
 //! opened after an import may carry a "skipped" warning.
 
 use super::fsutil::CHUNK;
-use super::meta::{ContactMeta, Origin, Side};
+use super::meta::{ContactMeta, Origin, Range, Side};
 use super::store::{MAX_PAD_SIZE, MIN_PAD_SIZE, PadStore, validate_contact_name};
+use super::vfs::VFile;
 use crate::error::{Error, IoContext, Result};
 use otc_proto::Format;
 use sha2::{Digest, Sha256};
@@ -142,20 +143,7 @@ pub fn import_legacy(
 ) -> Result<LegacyImported> {
     validate_contact_name(contact)?;
     store.check_new_contact(contact)?;
-    let md_err = |reason: String| Error::LegacyMetadata {
-        path: metadata_path.to_path_buf(),
-        reason,
-    };
-    let md_len = std::fs::metadata(metadata_path)
-        .ctx(|| format!("cannot open {}", metadata_path.display()))?
-        .len();
-    if md_len > MAX_METADATA {
-        return Err(md_err(format!("it is {md_len} bytes, far too large")));
-    }
-    let text =
-        std::fs::read(metadata_path).ctx(|| format!("cannot read {}", metadata_path.display()))?;
-    let text = String::from_utf8(text).map_err(|_| md_err("it is not UTF-8 text".into()))?;
-    let lm = parse_metadata(&text).map_err(md_err)?;
+    let lm = read_metadata(metadata_path)?;
 
     let src = File::open(store_path).ctx(|| format!("cannot open {}", store_path.display()))?;
     let len = src
@@ -186,32 +174,9 @@ pub fn import_legacy(
         Origin::Legacy,
     );
     let used_range = probe.send_range(0, used);
-    let res = (|| {
-        out.set_len(lm.n_bytes)
-            .ctx(|| format!("cannot size {}", tmp.display()))?;
-        let mut hash = Sha256::new();
-        let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
-        let mut done = 0u64;
-        while done < lm.n_bytes {
-            let n = (lm.n_bytes - done).min(CHUNK as u64) as usize;
-            src.read_exact_at(&mut buf[..n], done)
-                .ctx(|| format!("cannot read {}", store_path.display()))?;
-            hash.update(&buf[..n]);
-            // Zero what the original already used to send.
-            let lo = used_range.lo.max(done);
-            let hi = used_range.hi.min(done + n as u64);
-            if lo < hi {
-                buf[(lo - done) as usize..(hi - done) as usize].fill(0);
-            }
-            out.write_all_at(&buf[..n], done)
-                .ctx(|| format!("cannot write {}", tmp.display()))?;
-            done += n as u64;
-            progress(done, lm.n_bytes);
-        }
-        out.sync_all()
-            .ctx(|| format!("cannot sync {}", tmp.display()))?;
-        Ok(hex::encode(hash.finalize()))
-    })();
+    let res = copy_zeroing_used(
+        &src, store_path, &*out, &tmp, lm.n_bytes, used_range, progress,
+    );
     drop(out);
     let pad_id = match res {
         Ok(id) => id,
@@ -238,6 +203,64 @@ pub fn import_legacy(
         side: lm.side,
         already_used: used,
     })
+}
+
+/// Read and parse the original's metadata file (at most
+/// [`MAX_METADATA`] bytes of UTF-8 JSON).
+fn read_metadata(metadata_path: &Path) -> Result<LegacyMeta> {
+    let md_err = |reason: String| Error::LegacyMetadata {
+        path: metadata_path.to_path_buf(),
+        reason,
+    };
+    let md_len = std::fs::metadata(metadata_path)
+        .ctx(|| format!("cannot open {}", metadata_path.display()))?
+        .len();
+    if md_len > MAX_METADATA {
+        return Err(md_err(format!("it is {md_len} bytes, far too large")));
+    }
+    let text =
+        std::fs::read(metadata_path).ctx(|| format!("cannot read {}", metadata_path.display()))?;
+    let text = String::from_utf8(text).map_err(|_| md_err("it is not UTF-8 text".into()))?;
+    parse_metadata(&text).map_err(md_err)
+}
+
+/// Copy the original's store `src` (at `store_path`) into the temporary
+/// pad `out` (at `tmp`), zeroing the `used` range the original already
+/// sent with, and sync it. Returns the pad id: the SHA-256 of the store as
+/// it was (before zeroing).
+fn copy_zeroing_used(
+    src: &File,
+    store_path: &Path,
+    out: &dyn VFile,
+    tmp: &Path,
+    n_bytes: u64,
+    used_range: Range,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<String> {
+    out.set_len(n_bytes)
+        .ctx(|| format!("cannot size {}", tmp.display()))?;
+    let mut hash = Sha256::new();
+    let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
+    let mut done = 0u64;
+    while done < n_bytes {
+        let n = (n_bytes - done).min(CHUNK as u64) as usize;
+        src.read_exact_at(&mut buf[..n], done)
+            .ctx(|| format!("cannot read {}", store_path.display()))?;
+        hash.update(&buf[..n]);
+        // Zero what the original already used to send.
+        let lo = used_range.lo.max(done);
+        let hi = used_range.hi.min(done + n as u64);
+        if lo < hi {
+            buf[(lo - done) as usize..(hi - done) as usize].fill(0);
+        }
+        out.write_all_at(&buf[..n], done)
+            .ctx(|| format!("cannot write {}", tmp.display()))?;
+        done += n as u64;
+        progress(done, n_bytes);
+    }
+    out.sync_all()
+        .ctx(|| format!("cannot sync {}", tmp.display()))?;
+    Ok(hex::encode(hash.finalize()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Helpers for the RPC integration tests: whole devices (`device::start`)
 //! with a memory display, a scripted touch source and a fake clock, talked
-//! to over real HTTP on 127.0.0.1 by a tiny HTTP/1.1 client written here.
+//! to over real HTTP on 127.0.0.1 through the shared client
+//! (`otc-rpc-client`); raw sockets only for deliberately bad requests.
 //!
 //! Nothing here measures time. Real-time waits (for the screen to show a
 //! prompt, for an audit entry to appear) poll with a bound and fail with a
@@ -15,12 +16,14 @@ use otc_device::device::{self, Running, StartOptions};
 use otc_device::net::Bind;
 use otc_device::rpc::Limits;
 use otc_proto::Format;
+use otc_proto::routes;
 use otc_proto::rpc::{ContactInfo, ContactsResponse};
+use otc_rpc_client::Client;
 use otc_ui::sink::memory::MemoryDisplay;
 use otc_ui::source::scripted::{ScriptedTouch, TouchScript};
 use otc_ui::{FakeClock, ScreenTrace, TraceHandle, UiConfig};
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -112,7 +115,7 @@ impl Resp {
     }
 }
 
-/// Connect with bounded timeouts.
+/// Connect with bounded timeouts (for raw, deliberately bad requests).
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     s.set_read_timeout(Some(READ_TIMEOUT))
@@ -122,22 +125,29 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// The request head for `method path` with a `Content-Length` body.
+/// The shared client's request head for `method path` (with a
+/// `Content-Length` when there is a body), for raw requests.
 pub fn head(method: &str, path: &str, body_len: Option<usize>) -> String {
-    let mut h = format!("{method} {path} HTTP/1.1\r\nHost: device\r\nConnection: close\r\n");
-    if let Some(n) = body_len {
-        h.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {n}\r\n"
-        ));
-    }
-    h.push_str("\r\n");
-    h
+    otc_rpc_client::request_head(method, path, "device", body_len)
 }
 
-/// One request, `Connection: close`, body with `Content-Length`.
+/// One request through the shared client; any reply.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> Resp {
-    let h = head(method, path, body.map(<[u8]>::len));
-    raw(addr, h.as_bytes(), body.unwrap_or_default())
+    Client::new(addr)
+        .with_timeout(READ_TIMEOUT)
+        .send(method, path, body)
+        .map(Resp::from)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+impl From<otc_rpc_client::Response> for Resp {
+    fn from(r: otc_rpc_client::Response) -> Resp {
+        Resp {
+            status: r.status,
+            headers: r.headers,
+            body: String::from_utf8(r.body).expect("reply body is UTF-8"),
+        }
+    }
 }
 
 /// Send `head` then `body` (from another thread, so a server that answers
@@ -164,99 +174,11 @@ pub fn raw(addr: SocketAddr, head: &[u8], body: &[u8]) -> Resp {
     resp
 }
 
-/// Read one HTTP/1.1 response (Content-Length, chunked, or to EOF).
+/// Read one HTTP/1.1 response with the shared client's reader.
 pub fn read_response(s: &mut TcpStream) -> Resp {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        match s.read(&mut chunk) {
-            Ok(0) => panic!(
-                "connection closed before a full reply head: {:?}",
-                String::from_utf8_lossy(&buf)
-            ),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) => panic!(
-                "reading the reply head: {e} (after {:?})",
-                String::from_utf8_lossy(&buf)
-            ),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let mut rest = buf[head_end + 4..].to_vec();
-    let mut more = |rest: &mut Vec<u8>| -> bool {
-        match s.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                rest.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) => panic!("reading the reply body: {e}"),
-        }
-    };
-    let body = if let Some(len) = get("Content-Length") {
-        let len: usize = len.parse().expect("Content-Length");
-        while rest.len() < len {
-            assert!(more(&mut rest), "reply body cut short");
-        }
-        rest.truncate(len);
-        rest
-    } else if get("Transfer-Encoding").is_some_and(|v| v.contains("chunked")) {
-        let mut out = Vec::new();
-        let mut pos = 0;
-        loop {
-            let line_end = loop {
-                if let Some(i) = find(&rest[pos..], b"\r\n") {
-                    break pos + i;
-                }
-                assert!(more(&mut rest), "chunked reply cut short");
-            };
-            let size_text = String::from_utf8_lossy(&rest[pos..line_end]).to_string();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
-            pos = line_end + 2;
-            if size == 0 {
-                break;
-            }
-            while rest.len() < pos + size + 2 {
-                assert!(more(&mut rest), "chunked reply cut short");
-            }
-            out.extend_from_slice(&rest[pos..pos + size]);
-            pos += size + 2;
-        }
-        out
-    } else {
-        while more(&mut rest) {}
-        rest
-    };
-    Resp {
-        status,
-        headers,
-        body: String::from_utf8(body).expect("reply body is UTF-8"),
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    otc_rpc_client::read_response(s)
+        .map(Resp::from)
+        .unwrap_or_else(|e| panic!("reading the reply: {e}"))
 }
 
 // ------------------------------------------------------------- devices ---
@@ -490,7 +412,7 @@ impl Dev {
     /// Seal `message` for `to`, approved on the screen.
     pub fn seal(&self, to: &str, message: &str) -> (Resp, ScreenTrace) {
         self.answered(
-            "/v1/package",
+            routes::PACKAGE,
             serde_json::json!({"to": to, "message": message}),
             "confirm-seal",
             "approve",
@@ -500,7 +422,7 @@ impl Dev {
     /// Open `package` from `from`, approved on the screen.
     pub fn open(&self, from: &str, package: &str) -> (Resp, ScreenTrace) {
         self.answered(
-            "/v1/unpackage",
+            routes::UNPACKAGE,
             serde_json::json!({"from": from, "package": package}),
             "confirm-open",
             "approve",
@@ -524,7 +446,7 @@ impl Dev {
 
     /// `GET /v1/contacts`.
     pub fn contacts(&self) -> Vec<ContactInfo> {
-        self.get("/v1/contacts").ok::<ContactsResponse>().contacts
+        self.get(routes::CONTACTS).ok::<ContactsResponse>().contacts
     }
 
     pub fn contact(&self, name: &str) -> ContactInfo {

@@ -1,0 +1,557 @@
+//! otc-rpc-client: the one typed, blocking HTTP client of the device's RPC
+//! (`/v1`, see `otc_proto::routes`), used by the chat client (`otc`), the
+//! firmware's integration tests and the benches.
+//!
+//! Why a crate of its own, and not a module of otc-proto or of the
+//! firmware: otc-proto is pure functions with no I/O, and the client and
+//! the relay must not depend on the firmware. This crate depends on
+//! otc-proto only, so `cargo tree` shows client → rpc-client → proto.
+//!
+//! Why std-only: the device serves one request per connection over plain
+//! HTTP/1.1 on a cable; a request head, a `Content-Length` body and a reply
+//! read to its length (or chunked, or to EOF) is all it takes, and it adds
+//! no dependency to audit.
+//!
+//! Every request:
+//! - carries `Host` and `Content-Type: application/json` (the device refuses
+//!   requests without them) and `Connection: close`;
+//! - is bounded: connecting, writing and the whole reply each within the
+//!   client's timeout ([`DEFAULT_TIMEOUT`] unless set). A seal or open waits
+//!   for the owner's tap, so the timeout must exceed the device's prompt
+//!   timeout;
+//! - reads at most [`MAX_REPLY`] bytes of reply.
+//!
+//! The typed calls ([`Client::package`], ...) turn a device error body into
+//! [`ClientError::Device`] with its stable [`ErrorCode`]; [`Client::send`]
+//! returns any reply as it came, for tests that look at statuses.
+
+use otc_proto::routes::{Endpoint, Method};
+use otc_proto::rpc::{
+    ContactInfo, ContactsResponse, Cursor, ErrorBody, ErrorCode, PackageRequest, PackageResponse,
+    StatusResponse, UnpackageRequest, UnpackageResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// Default bound on connecting, writing and reading one reply: longer than
+/// the device's longest prompt timeout, so a prompt the owner answers late
+/// still gets its reply.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Largest reply (head and body) read; a longer one is an error.
+pub const MAX_REPLY: usize = 16 * 1024 * 1024;
+
+/// What went wrong with a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the device at {addr}: {source}; check the cable and that the device is running"
+    )]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "the device at {addr} did not answer within {timeout:?}; is a prompt waiting on its screen?"
+    )]
+    Timeout { addr: SocketAddr, timeout: Duration },
+    #[error("talking to the device at {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the device said {code:?} (HTTP {status}): {message}")]
+    Device {
+        status: u16,
+        code: ErrorCode,
+        message: String,
+    },
+    #[error(
+        "the reply from {addr} is not one an otc-device gives ({what}); is that the device's address?"
+    )]
+    BadReply { addr: SocketAddr, what: String },
+}
+
+impl ClientError {
+    /// The device's error code, if the device answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Device { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A reply as it came: status, headers, body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// The request head every request of this client starts with (public so
+/// that tests sending deliberately bad bodies start from the same bytes).
+pub fn request_head(method: &str, path: &str, host: &str, body_len: Option<usize>) -> String {
+    let mut h = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    );
+    if let Some(n) = body_len {
+        h.push_str(&format!("Content-Length: {n}\r\n"));
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// A client of one device.
+#[derive(Clone, Debug)]
+pub struct Client {
+    addr: SocketAddr,
+    host: String,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client of the device at `addr`, with [`DEFAULT_TIMEOUT`].
+    pub fn new(addr: SocketAddr) -> Client {
+        Client {
+            addr,
+            host: addr.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Bound connecting, writing and reading a reply by `timeout` each.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// One request; any reply, success or not, as it came.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response, ClientError> {
+        let io = |source| ClientError::Io {
+            addr: self.addr,
+            source,
+        };
+        let mut s = TcpStream::connect_timeout(&self.addr, self.timeout).map_err(|source| {
+            ClientError::Connect {
+                addr: self.addr,
+                source,
+            }
+        })?;
+        s.set_write_timeout(Some(self.timeout)).map_err(io)?;
+        let head = request_head(method, path, &self.host, body.map(<[u8]>::len));
+        s.write_all(head.as_bytes()).map_err(io)?;
+        let deadline = Instant::now() + self.timeout;
+        let body = body.unwrap_or_default();
+        if body.is_empty() {
+            return self.read(&mut s, deadline);
+        }
+        // The device may answer (413, 400) and close before reading the
+        // whole body: write from another thread and read the reply here, so
+        // neither side waits for the other. A failed write is not an error
+        // by itself: the reply says what happened.
+        let writer = s.try_clone().map_err(io)?;
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut w = writer;
+                let _ = w.write_all(body);
+            });
+            let reply = self.read(&mut s, deadline);
+            // Unblock the writer if the device stopped reading (the write
+            // timeout would end it too).
+            let _ = s.shutdown(std::net::Shutdown::Both);
+            reply
+        })
+    }
+
+    fn read(&self, s: &mut TcpStream, deadline: Instant) -> Result<Response, ClientError> {
+        let mut timed = Deadline { s, deadline };
+        read_response(&mut timed).map_err(|e| match e.kind() {
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => ClientError::Timeout {
+                addr: self.addr,
+                timeout: self.timeout,
+            },
+            ErrorKind::InvalidData | ErrorKind::UnexpectedEof => ClientError::BadReply {
+                addr: self.addr,
+                what: e.to_string(),
+            },
+            _ => ClientError::Io {
+                addr: self.addr,
+                source: e,
+            },
+        })
+    }
+
+    /// A typed call: `body` as JSON, a 2xx reply parsed as `T`, an error
+    /// reply as [`ClientError::Device`].
+    pub fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: Endpoint<'_>,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::BadReply {
+                addr: self.addr,
+                what: format!("request does not serialize: {e}"),
+            })?),
+            None => None,
+        };
+        let reply = self.send(method.as_str(), &endpoint.path(), bytes.as_deref())?;
+        self.parse(&reply)
+    }
+
+    fn parse<T: DeserializeOwned>(&self, reply: &Response) -> Result<T, ClientError> {
+        if reply.is_success() {
+            return serde_json::from_slice(&reply.body).map_err(|e| ClientError::BadReply {
+                addr: self.addr,
+                what: format!("HTTP {} body does not parse: {e}", reply.status),
+            });
+        }
+        match serde_json::from_slice::<ErrorBody>(&reply.body) {
+            Ok(b) => Err(ClientError::Device {
+                status: reply.status,
+                code: b.error.code,
+                message: b.error.message,
+            }),
+            Err(e) => Err(ClientError::BadReply {
+                addr: self.addr,
+                what: format!("HTTP {} without an error body: {e}", reply.status),
+            }),
+        }
+    }
+
+    /// `POST /v1/package`: seal (waits for the owner's tap).
+    pub fn package(&self, req: &PackageRequest) -> Result<PackageResponse, ClientError> {
+        self.call(Method::Post, Endpoint::Package, Some(req))
+    }
+
+    /// `POST /v1/unpackage`: open (waits for the owner's tap).
+    pub fn unpackage(&self, req: &UnpackageRequest) -> Result<UnpackageResponse, ClientError> {
+        self.call(Method::Post, Endpoint::Unpackage, Some(req))
+    }
+
+    /// `GET /v1/contacts`.
+    pub fn contacts(&self) -> Result<Vec<ContactInfo>, ClientError> {
+        self.call::<(), ContactsResponse>(Method::Get, Endpoint::Contacts, None)
+            .map(|r| r.contacts)
+    }
+
+    /// `GET /v1/status`.
+    pub fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.call::<(), _>(Method::Get, Endpoint::Status, None)
+    }
+
+    /// `GET /v1/cursor/{relay}`: the read position kept for `relay`.
+    pub fn cursor(&self, relay: &str) -> Result<u64, ClientError> {
+        self.call::<(), Cursor>(Method::Get, Endpoint::Cursor(relay), None)
+            .map(|c| c.cursor)
+    }
+
+    /// `PUT /v1/cursor/{relay}`.
+    pub fn set_cursor(&self, relay: &str, cursor: u64) -> Result<u64, ClientError> {
+        self.call::<Cursor, Cursor>(
+            Method::Put,
+            Endpoint::Cursor(relay),
+            Some(&Cursor { cursor }),
+        )
+        .map(|c| c.cursor)
+    }
+}
+
+/// A socket whose every read is bounded by what is left of one deadline.
+struct Deadline<'a> {
+    s: &'a mut TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.s.set_read_timeout(Some(left))?;
+        self.s.read(buf)
+    }
+}
+
+fn bad(what: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(ErrorKind::InvalidData, what.into())
+}
+
+/// Read one HTTP/1.1 response from `r`: the body by `Content-Length`,
+/// chunked, or to EOF; at most [`MAX_REPLY`] bytes. A malformed reply is
+/// `InvalidData`, one cut short `UnexpectedEof`.
+pub fn read_response(r: &mut impl Read) -> std::io::Result<Response> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut more = |buf: &mut Vec<u8>| -> std::io::Result<bool> {
+        let n = r.read(&mut chunk)?;
+        if buf.len() + n > MAX_REPLY {
+            return Err(bad(format!("reply longer than {MAX_REPLY} bytes")));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    };
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        if !more(&mut buf)? {
+            return Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                format!(
+                    "connection closed before a whole reply head: {:?}",
+                    String::from_utf8_lossy(&buf)
+                ),
+            ));
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut reply = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let mut rest = buf.split_off(head_end + 4);
+    let cut = || std::io::Error::new(ErrorKind::UnexpectedEof, "reply body cut short");
+    if let Some(len) = reply.header("Content-Length") {
+        let len: usize = len
+            .parse()
+            .map_err(|_| bad(format!("bad Content-Length {len:?}")))?;
+        if len > MAX_REPLY {
+            return Err(bad(format!("reply longer than {MAX_REPLY} bytes")));
+        }
+        while rest.len() < len {
+            if !more(&mut rest)? {
+                return Err(cut());
+            }
+        }
+        rest.truncate(len);
+        reply.body = rest;
+    } else if reply
+        .header("Transfer-Encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        let mut pos = 0;
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&rest[pos..], b"\r\n") {
+                    break pos + i;
+                }
+                if !more(&mut rest)? {
+                    return Err(cut());
+                }
+            };
+            let size_text = String::from_utf8_lossy(&rest[pos..line_end]).to_string();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| bad(format!("bad chunk size {size_text:?}")))?;
+            pos = line_end + 2;
+            if size == 0 {
+                break;
+            }
+            let end = pos
+                .checked_add(size)
+                .and_then(|e| e.checked_add(2))
+                .filter(|&e| e <= MAX_REPLY)
+                .ok_or_else(|| bad(format!("reply longer than {MAX_REPLY} bytes")))?;
+            while rest.len() < end {
+                if !more(&mut rest)? {
+                    return Err(cut());
+                }
+            }
+            reply.body.extend_from_slice(&rest[pos..pos + size]);
+            pos = end;
+        }
+    } else {
+        while more(&mut rest)? {}
+        reply.body = rest;
+    }
+    Ok(reply)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A one-shot server: reads one request head (and a `Content-Length`
+    /// body), sends it back on the channel, answers `reply`.
+    fn server(reply: &'static [u8]) -> (SocketAddr, mpsc::Receiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut got = Vec::new();
+            let mut b = [0u8; 4096];
+            while find(&got, b"\r\n\r\n").is_none() {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&b[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&got).to_string();
+            let len = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let head_end = find(&got, b"\r\n\r\n").map_or(got.len(), |i| i + 4);
+            while got.len() < head_end + len {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&b[..n]),
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&got).to_string());
+            let _ = s.write_all(reply);
+        });
+        (addr, rx)
+    }
+
+    fn request_seen(rx: &mpsc::Receiver<String>) -> String {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the test server never saw a request")
+    }
+
+    #[test]
+    fn sends_host_and_content_type_and_parses_a_typed_reply() {
+        let (addr, rx) = server(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 61\r\n\r\n{\"owner\":\"Alice\",\"version\":\"0.1.0\",\"contacts\":2,\"busy\":false}",
+        );
+        let status = Client::new(addr).status().expect("status");
+        assert_eq!(status.owner, "Alice");
+        assert_eq!(status.contacts, 2);
+        let req = request_seen(&rx);
+        assert!(req.starts_with("GET /v1/status HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains(&format!("\r\nHost: {addr}\r\n")), "{req}");
+        assert!(
+            req.contains("\r\nContent-Type: application/json\r\n"),
+            "{req}"
+        );
+    }
+
+    #[test]
+    fn posts_json_bodies() {
+        let (addr, rx) = server(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"cursor\":9}");
+        assert_eq!(Client::new(addr).set_cursor("r1", 9).expect("put"), 9);
+        let req = request_seen(&rx);
+        assert!(req.starts_with("PUT /v1/cursor/r1 HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("\r\nContent-Length: 12\r\n"), "{req}");
+        assert!(req.ends_with("\r\n\r\n{\"cursor\":9}"), "{req}");
+    }
+
+    #[test]
+    fn device_errors_carry_their_code() {
+        let (addr, _rx) = server(
+            b"HTTP/1.1 409 Conflict\r\nContent-Length: 52\r\n\r\n{\"error\":{\"code\":\"busy\",\"message\":\"a prompt is up\"}}",
+        );
+        let e = Client::new(addr).contacts().expect_err("busy");
+        assert_eq!(e.code(), Some(ErrorCode::Busy));
+        assert!(e.to_string().contains("a prompt is up"), "{e}");
+    }
+
+    #[test]
+    fn chunked_and_eof_bodies() {
+        let (addr, _rx) = server(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"cur\r\n8;x=y\r\nsor\":42}\r\n0\r\n\r\n",
+        );
+        assert_eq!(Client::new(addr).cursor("r").expect("chunked"), 42);
+        let (addr, _rx) = server(b"HTTP/1.1 200 OK\r\n\r\n{\"cursor\":7}");
+        assert_eq!(Client::new(addr).cursor("r").expect("to eof"), 7);
+    }
+
+    #[test]
+    fn garbage_is_a_bad_reply_not_a_panic() {
+        for reply in [
+            &b"SSH-2.0-OpenSSH\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n{}",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]",
+            b"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ] {
+            let (addr, _rx) = server(reply);
+            let e = Client::new(addr).status().expect_err("garbage");
+            assert!(
+                matches!(e, ClientError::BadReply { .. }),
+                "{e:?} for {:?}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
+
+    #[test]
+    fn a_silent_device_is_a_timeout() {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        // Accepted by the kernel, never answered; `l` lives to the end.
+        let e = Client::new(addr)
+            .with_timeout(Duration::from_millis(300))
+            .status()
+            .expect_err("no reply");
+        assert!(matches!(e, ClientError::Timeout { .. }), "{e:?}");
+        drop(l);
+    }
+
+    #[test]
+    fn nobody_listening_is_a_connect_error() {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop(l);
+        let e = Client::new(addr).status().expect_err("closed port");
+        assert!(matches!(e, ClientError::Connect { .. }), "{e:?}");
+        assert!(e.to_string().contains("check the cable"), "{e}");
+    }
+}
