@@ -1,0 +1,85 @@
+//! The `otc-relay` binary: parses the command line and runs [`otc_relay::Relay`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use otc_relay::{Config, Relay};
+
+/// One Time Chat's untrusted message relay.
+///
+/// Stores opaque messages from sender to recipient and hands them out by
+/// ref, with the original relay's HTTP API: GET /check, POST /send
+/// (form-encoded or JSON: sender_uid, recipient_uid, contents),
+/// GET /getmessages?recipient_uid=..&start_ref=..[&maxcount=..][&wait=SECONDS],
+/// GET /getnextref?recipient_uid=..
+///
+/// Messages are appended to DIR/messages.log and synced to disk before a
+/// send is acknowledged; refs only ever increase, across restarts.
+/// The relay never sees a pad byte: it is untrusted by design.
+///
+/// EXAMPLES:
+///   otc-relay --listen 127.0.0.1:8000 --data /var/lib/otc-relay
+///   otc-relay --listen 0.0.0.0:8000 --data ./relay-data --mischief
+#[derive(Parser, Debug)]
+#[command(name = "otc-relay", version, verbatim_doc_comment)]
+struct Args {
+    /// Address and port to listen on (port 0 picks a free one, printed at start).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// Directory for the message log (created if missing).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Largest message contents accepted, in bytes (larger: 413).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    max_message: usize,
+    /// Most messages stored for one recipient (more: 429 "mailbox full").
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_mailbox: usize,
+    /// Sustained requests per second allowed from one client address (more: 429).
+    #[arg(long, value_name = "PER_SEC", default_value_t = 50.0)]
+    rate: f64,
+    /// Requests one client address may make in a burst before --rate applies.
+    #[arg(long, value_name = "N", default_value_t = 200.0)]
+    burst: f64,
+    /// Most requests handled at once, long polls included (more: 429).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_connections: usize,
+    /// DANGER, for demonstrations and tests only: serve GET/POST /mischief
+    /// (userid, kind=drop|corrupt|replay|reorder), which tampers with that
+    /// user's next message.
+    #[arg(long)]
+    mischief: bool,
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    if !(a.rate > 0.0 && a.burst >= 1.0) {
+        eprintln!("otc-relay: --rate must be above 0 and --burst at least 1");
+        return ExitCode::from(2);
+    }
+    let mut cfg = Config::new(a.listen, a.data);
+    cfg.max_message = a.max_message;
+    cfg.max_mailbox = a.max_mailbox;
+    cfg.rate = a.rate;
+    cfg.burst = a.burst;
+    cfg.max_connections = a.max_connections.max(1);
+    cfg.mischief = a.mischief;
+    if cfg.mischief {
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+        eprintln!("!! otc-relay: MISCHIEF MODE IS ON. /mischief can drop, corrupt,     !!");
+        eprintln!("!! replay and reorder messages. For demonstrations and tests only.  !!");
+        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    }
+    match Relay::start(cfg) {
+        Ok(relay) => {
+            println!("otc-relay: listening on http://{}", relay.addr());
+            relay.wait();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("otc-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
