@@ -1,0 +1,147 @@
+//! The original relay API over real HTTP: JSON shapes byte for byte, form
+//! and JSON sends, refs, long-poll, errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn check_is_byte_exact() {
+    let (relay, _d) = start(|_| {});
+    let r = get(relay.addr(), "/check");
+    assert_eq!((r.status, r.body.as_str()), (200, r#"{"status":"ok"}"#));
+}
+
+#[test]
+fn send_form_and_json_and_get_messages_shapes() {
+    let (relay, _d) = start(|_| {});
+    let a = relay.addr();
+    let r = post_form(
+        a,
+        "/send",
+        "sender_uid=alice&recipient_uid=bob&contents=QUJDRA%3D%3D",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        r#"{"received":true,"echo_tail":"QUJDRA==","ref":1}"#
+    );
+    let r = post_json(
+        a,
+        "/send",
+        r#"{"sender_uid":"carol","recipient_uid":"bob","contents":"0123456789abcdefXYZ"}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        r#"{"received":true,"echo_tail":"3456789abcdefXYZ","ref":2}"#
+    );
+    let r = get(a, "/getmessages?recipient_uid=bob&start_ref=0");
+    assert_eq!(
+        r.body,
+        concat!(
+            r#"{"recipient_uid":"bob","count":2,"messages":["#,
+            r#"{"ref":1,"recipient_uid":"bob","sender_uid":"alice","contents":"QUJDRA=="},"#,
+            r#"{"ref":2,"recipient_uid":"bob","sender_uid":"carol","contents":"0123456789abcdefXYZ"}"#,
+            r#"],"complete":true}"#
+        )
+    );
+    // start_ref filters, maxcount cuts and says so.
+    let r = get(a, "/getmessages?recipient_uid=bob&start_ref=2");
+    assert_eq!(r.json()["count"], 1);
+    let r = get(a, "/getmessages?recipient_uid=bob&start_ref=0&maxcount=1");
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["complete"], false);
+    // Another recipient sees nothing.
+    assert_eq!(
+        get(a, "/getmessages?recipient_uid=alice&start_ref=0").body,
+        r#"{"recipient_uid":"alice","count":0,"messages":[],"complete":true}"#
+    );
+    assert_eq!(
+        get(a, "/getnextref?recipient_uid=bob").body,
+        r#"{"nextref":3}"#
+    );
+}
+
+#[test]
+fn refs_only_increase() {
+    let (relay, _d) = start(|_| {});
+    let a = relay.addr();
+    let refs: Vec<u64> = (0..5)
+        .map(|i| send(a, "alice", if i % 2 == 0 { "bob" } else { "carol" }, "AAAA"))
+        .collect();
+    assert!(refs.windows(2).all(|w| w[0] < w[1]), "{refs:?}");
+    let next = get(a, "/getnextref?recipient_uid=zed").json()["nextref"]
+        .as_u64()
+        .unwrap();
+    assert!(next > refs[4]);
+}
+
+#[test]
+fn errors_are_4xx_json() {
+    let (relay, _d) = start(|_| {});
+    let a = relay.addr();
+    for (r, status) in [
+        (get(a, "/getmessages?start_ref=0"), 400),
+        (get(a, "/getmessages?recipient_uid=bob&start_ref=x"), 400),
+        (get(a, "/getmessages?recipient_uid=bob"), 400),
+        (get(a, "/getnextref"), 400),
+        (post_form(a, "/send", "sender_uid=a&recipient_uid=b"), 400),
+        (post_json(a, "/send", "{not json"), 400),
+        (post_json(a, "/send", "[1,2]"), 400),
+        (post_form(a, "/send", "%%%&&&==="), 400),
+        (get(a, "/send"), 405),
+        (get(a, "/nope"), 404),
+        // Mischief is off by default.
+        (get(a, "/mischief?userid=bob&kind=drop"), 404),
+        (post_form(a, "/mischief", "userid=bob&kind=drop"), 404),
+    ] {
+        assert_eq!(r.status, status, "{}", r.body);
+        let j = r.json();
+        assert_eq!(j["error"], status);
+        assert!(j["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(j.as_object().unwrap().len(), 2, "{}", r.body);
+    }
+    // The relay still works after all that.
+    assert_eq!(get(a, "/check").status, 200);
+}
+
+#[test]
+fn long_poll_wakes_on_send_and_times_out_empty() {
+    let (relay, _d) = start(|_| {});
+    let a = relay.addr();
+    let poll = std::thread::spawn(move || {
+        request_with(
+            a,
+            "GET",
+            "/getmessages?recipient_uid=bob&start_ref=1&wait=30",
+            None,
+            b"",
+            // Shorter than the wait: only a wake-up answers in time.
+            Duration::from_secs(15),
+        )
+    });
+    // Give the poll a moment to park; the send wakes it whether or not it
+    // has parked yet (a message already there is returned at once).
+    std::thread::sleep(Duration::from_millis(200));
+    send(a, "alice", "bob", "HELLO");
+    let r = poll.join().expect("poll thread");
+    assert_eq!(r.json()["count"], 1, "{}", r.body);
+    assert_eq!(r.json()["messages"][0]["contents"], "HELLO");
+
+    // Nothing arrives: an empty reply after the wait.
+    let r = request_with(
+        a,
+        "GET",
+        "/getmessages?recipient_uid=bob&start_ref=2&wait=1",
+        None,
+        b"",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        r.body,
+        r#"{"recipient_uid":"bob","count":0,"messages":[],"complete":true}"#
+    );
+}

@@ -1,0 +1,99 @@
+//! Each limit is a clear 4xx JSON error, and the relay keeps serving.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn is_error(r: &Reply, status: u16, words: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.json()["error"], status);
+    let m = r.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(m.contains(words), "{m:?} should say {words:?}");
+}
+
+#[test]
+fn message_size() {
+    let (relay, _d) = start(|c| c.max_message = 100);
+    let a = relay.addr();
+    send(a, "alice", "bob", &"A".repeat(100));
+    let big = format!(
+        "sender_uid=alice&recipient_uid=bob&contents={}",
+        "A".repeat(101)
+    );
+    is_error(&post_form(a, "/send", &big), 413, "message too large");
+    // A body far over the limit is refused from its Content-Length.
+    let huge = "A".repeat(1 << 20);
+    is_error(&post_form(a, "/send", &huge), 413, "too large");
+    assert_eq!(contents(a, "bob", 0).len(), 1);
+}
+
+#[test]
+fn mailbox_size() {
+    let (relay, _d) = start(|c| c.max_mailbox = 3);
+    let a = relay.addr();
+    for _ in 0..3 {
+        send(a, "alice", "bob", "AAAA");
+    }
+    let r = post_form(
+        a,
+        "/send",
+        "sender_uid=alice&recipient_uid=bob&contents=AAAA",
+    );
+    is_error(&r, 429, "mailbox full");
+    // Others' mailboxes are not affected.
+    send(a, "alice", "carol", "AAAA");
+}
+
+#[test]
+fn request_rate_per_address() {
+    let (relay, _d) = start(|c| {
+        c.rate = 0.001;
+        c.burst = 3.0;
+    });
+    let a = relay.addr();
+    for _ in 0..3 {
+        assert_eq!(get(a, "/check").status, 200);
+    }
+    is_error(&get(a, "/check"), 429, "too many requests");
+}
+
+#[test]
+fn connections() {
+    let (relay, _d) = start(|c| c.max_connections = 1);
+    let a = relay.addr();
+    // The poll may itself meet a /check in the one slot: it retries
+    // (bounded) until it gets in.
+    let poll = std::thread::spawn(move || {
+        for _ in 0..100 {
+            let r = request_with(
+                a,
+                "GET",
+                "/getmessages?recipient_uid=bob&start_ref=1&wait=3",
+                None,
+                b"",
+                Duration::from_secs(15),
+            );
+            if r.status != 429 {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the long poll never got the one connection slot in 100 tries");
+    });
+    // Wait (bounded) until the long poll holds the one slot.
+    let mut refused = None;
+    for _ in 0..200 {
+        let r = get(a, "/check");
+        if r.status == 429 {
+            refused = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = refused.expect("within 4 s, a second request while the long poll runs is refused");
+    is_error(&r, 429, "too many connections");
+    assert_eq!(poll.join().expect("poll").status, 200);
+    assert_eq!(get(a, "/check").status, 200);
+}
