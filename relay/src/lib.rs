@@ -493,14 +493,6 @@ fn send(sh: &Shared, body: Fields) -> Reply {
 /// Stores a message (through any pending mischief) and wakes long polls.
 fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, (u16, RelayError)> {
     let storage = |e: RelayFailure| err(507, e.to_string());
-    let trick = if sh.cfg.mischief {
-        lock(&sh.mischief)
-            .pending
-            .get_mut(&m.recipient_uid)
-            .and_then(VecDeque::pop_front)
-    } else {
-        None
-    };
     let mut store = lock(&sh.store);
     if store.mailbox_len(&m.recipient_uid) >= sh.cfg.max_mailbox {
         return Err(err(
@@ -511,6 +503,17 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, (u16, RelayError)> {
             ),
         ));
     }
+    // Lock order everywhere: store, then mischief.
+    // Popped only once the message is accepted, so a refused send does
+    // not use up a trick.
+    let trick = if sh.cfg.mischief {
+        lock(&sh.mischief)
+            .pending
+            .get_mut(&m.recipient_uid)
+            .and_then(VecDeque::pop_front)
+    } else {
+        None
+    };
     let held = if sh.cfg.mischief {
         lock(&sh.mischief).held.remove(&m.recipient_uid)
     } else {

@@ -1,0 +1,148 @@
+//! The real binary: messages and refs survive a SIGKILL and restart; a
+//! torn record at the end of the log is dropped, not fatal.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `otc-relay` on port 0 and reads the address it prints.
+fn spawn(data: &Path, extra: &[&str]) -> (Running, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otc-relay"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("otc-relay starts");
+    let out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            all.push_str(&l);
+            all.push('\n');
+            let _ = etx.send(all.clone());
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("within 20 s, otc-relay prints the address it listens on");
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no address in {line:?}; stderr: {:?}",
+                erx.try_iter().last()
+            )
+        });
+    (running, addr)
+}
+
+#[test]
+fn survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut relay, a) = spawn(dir.path(), &[]);
+    let mut refs = Vec::new();
+    for i in 0..20 {
+        refs.push(send(a, "alice", "bob", &format!("M{i}")));
+    }
+    send(a, "bob", "alice", "HI");
+    let next_before = get(a, "/getnextref?recipient_uid=bob").json()["nextref"]
+        .as_u64()
+        .unwrap();
+    // SIGKILL: no chance to flush anything.
+    relay.0.kill().expect("SIGKILL the relay");
+    relay.0.wait().expect("reap the relay");
+
+    let (_relay, a) = spawn(dir.path(), &[]);
+    let got = contents(a, "bob", 0);
+    let want: Vec<String> = (0..20).map(|i| format!("M{i}")).collect();
+    assert_eq!(got, want);
+    assert_eq!(contents(a, "alice", 0), ["HI"]);
+    let next_after = get(a, "/getnextref?recipient_uid=bob").json()["nextref"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(next_after, next_before);
+    let r = send(a, "alice", "bob", "AFTER");
+    assert!(r > *refs.last().unwrap());
+    assert_eq!(r, next_before);
+}
+
+#[test]
+fn torn_tail_is_dropped_and_refs_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_relay, a) = spawn(dir.path(), &["--mischief"]);
+        send(a, "alice", "bob", "ONE");
+        // A dropped message uses up its ref; a restart must not reuse it.
+        post_form(a, "/mischief", "userid=bob&kind=drop");
+        send(a, "alice", "bob", "GONE");
+    }
+    // A write cut short by a crash.
+    let log = dir.path().join(otc_relay::store::LOG_NAME);
+    let mut text = std::fs::read(&log).unwrap();
+    text.extend_from_slice(br#"{"t":"m","ref":99,"recipient_uid":"bo"#);
+    std::fs::write(&log, text).unwrap();
+
+    let (_relay, a) = spawn(dir.path(), &[]);
+    assert_eq!(contents(a, "bob", 0), ["ONE"]);
+    assert_eq!(send(a, "alice", "bob", "THREE"), 3);
+    assert_eq!(contents(a, "bob", 0), ["ONE", "THREE"]);
+}
+
+#[test]
+fn mischief_mode_is_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_otc-relay"))
+        .args(["--listen", "not an address", "--data"])
+        .arg(dir.path())
+        .arg("--mischief")
+        .output()
+        .expect("otc-relay runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("MISCHIEF MODE IS ON"), "{err}");
+    assert!(err.contains("cannot listen on not an address"), "{err}");
+    assert!(!out.status.success());
+    let help = Command::new(env!("CARGO_BIN_EXE_otc-relay"))
+        .arg("--help")
+        .output()
+        .expect("otc-relay --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for w in [
+        "--listen",
+        "--data",
+        "--mischief",
+        "EXAMPLES",
+        "/getmessages",
+    ] {
+        assert!(help.contains(w), "--help lacks {w}");
+    }
+}
