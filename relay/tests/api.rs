@@ -145,3 +145,51 @@ fn long_poll_wakes_on_send_and_times_out_empty() {
         r#"{"recipient_uid":"bob","count":0,"messages":[],"complete":true}"#
     );
 }
+
+#[test]
+fn garbage_never_takes_the_relay_down() {
+    use std::io::{Read, Write};
+    let (relay, _d) = start(|_| {});
+    let a = relay.addr();
+    let raw: [&[u8]; 6] = [
+        b"\x00\xff\xfe garbage\r\n\r\n",
+        b"GET /getmessages?recipient_uid=%ff%fe&start_ref=99999999999999999999999 HTTP/1.1\r\n\r\n",
+        b"POST /send HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"POST /send HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n\xff\xfe\x00{[",
+        b"GET /check HTTP/1.1\r\nHost: \xff\r\n",
+        b"POST /send HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzzzz\r\n",
+    ];
+    for bytes in raw {
+        let mut s = std::net::TcpStream::connect(a).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    for q in [
+        "/getmessages?recipient_uid=bob&start_ref=-1",
+        "/getmessages?recipient_uid=bob&start_ref=0&maxcount=99999999999999999999",
+        "/getmessages?recipient_uid=bob&start_ref=0&wait=x",
+        "/getnextref?recipient_uid=",
+        "/getnextref?recipient_uid=%00",
+    ] {
+        let r = get(a, q);
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+    }
+    let long_uid = "u".repeat(65);
+    let r = post_form(
+        a,
+        "/send",
+        &format!("sender_uid={long_uid}&recipient_uid=bob&contents=A"),
+    );
+    assert_eq!(r.status, 400);
+    // Unicode contents: the echo tail is cut on a character boundary.
+    let r = post_json(
+        a,
+        "/send",
+        r#"{"sender_uid":"a","recipient_uid":"b","contents":"ééééééééééééééééééé"}"#,
+    );
+    assert_eq!(r.json()["echo_tail"], "éééééééééééééééé");
+    assert_eq!(get(a, "/check").body, r#"{"status":"ok"}"#);
+}
