@@ -13,6 +13,7 @@
 //! | `POST /send`        | [`SendRequest`] (form-encoded or JSON)    | [`SendResponse`]         |
 //! | `GET /getmessages`  | [`GetMessagesQuery`] (query string)       | [`GetMessagesResponse`]  |
 //! | `GET /getnextref`   | [`GetNextRefQuery`] (query string)        | [`NextRefResponse`]      |
+//! | `GET/POST /mischief`| [`MischiefRequest`] (`--mischief` only)   | [`MischiefResponse`]     |
 //! | any failure (4xx)   |                                           | [`RelayError`]           |
 //!
 //! Decisions:
@@ -34,6 +35,10 @@ pub const SEND: &str = "/send";
 pub const GET_MESSAGES: &str = "/getmessages";
 /// `GET`: the ref the next message to a recipient will get.
 pub const GET_NEXT_REF: &str = "/getnextref";
+/// `GET` (the form page, or an order in the query) and `POST` (an order,
+/// form-encoded or JSON): make the relay misbehave. Only served by a relay
+/// started with `--mischief`.
+pub const MISCHIEF: &str = "/mischief";
 
 /// Reply to `GET /check`: `{"status":"ok"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +135,24 @@ pub struct NextRefResponse {
 pub struct RelayError {
     pub error: u16,
     pub message: String,
+}
+
+/// A `/mischief` order: play `kind` (`drop`, `corrupt`, `replay` or
+/// `reorder`) on `userid`'s next incoming message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MischiefRequest {
+    pub userid: String,
+    pub kind: String,
+}
+
+/// Reply to [`MischiefRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MischiefResponse {
+    pub ok: bool,
+    pub userid: String,
+    pub kind: String,
+    /// Tricks now waiting for that user's next messages.
+    pub pending: u64,
 }
 
 #[cfg(test)]
@@ -263,10 +286,36 @@ mod tests {
     }
 
     #[test]
+    fn mischief() {
+        both_ways(
+            MischiefRequest {
+                userid: "bob".into(),
+                kind: "drop".into(),
+            },
+            r#"{"userid":"bob","kind":"drop"}"#,
+        );
+        both_ways(
+            MischiefResponse {
+                ok: true,
+                userid: "bob".into(),
+                kind: "replay".into(),
+                pending: 2,
+            },
+            r#"{"ok":true,"userid":"bob","kind":"replay","pending":2}"#,
+        );
+    }
+
+    #[test]
     fn paths() {
         assert_eq!(
-            [CHECK, SEND, GET_MESSAGES, GET_NEXT_REF],
-            ["/check", "/send", "/getmessages", "/getnextref"]
+            [CHECK, SEND, GET_MESSAGES, GET_NEXT_REF, MISCHIEF],
+            [
+                "/check",
+                "/send",
+                "/getmessages",
+                "/getnextref",
+                "/mischief"
+            ]
         );
     }
 }

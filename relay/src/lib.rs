@@ -36,16 +36,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use otc_proto::relay::{
-    CHECK, CheckResponse, GET_MESSAGES, GET_NEXT_REF, GetMessagesResponse, NextRefResponse,
-    RelayError, SEND, SendRequest, SendResponse,
+    CHECK, CheckResponse, GET_MESSAGES, GET_NEXT_REF, GetMessagesResponse, MISCHIEF,
+    MischiefResponse, NextRefResponse, RelayError, SEND, SendRequest, SendResponse,
 };
 use serde::Serialize;
 use tiny_http::{Header, Method, Request, Response};
 
 use store::Store;
 
-/// `GET`/`POST` (only with `--mischief`): make the relay misbehave.
-pub const MISCHIEF: &str = "/mischief";
 /// The longest long-poll a client may ask for, in seconds.
 pub const MAX_WAIT_SECS: u64 = 30;
 /// Characters of `contents` echoed back in `echo_tail`.
@@ -593,16 +591,6 @@ fn get_messages(sh: &Shared, q: &HashMap<String, String>) -> Reply {
     })
 }
 
-/// Reply to a mischief order.
-#[derive(Serialize)]
-struct MischiefResponse<'a> {
-    ok: bool,
-    userid: &'a str,
-    kind: &'a str,
-    /// Tricks now waiting for that recipient's next messages.
-    pending: usize,
-}
-
 const MISCHIEF_PAGE: &str = "<!doctype html><title>otc-relay mischief</title>\
 <h1>Mischief</h1><p>Applies to the user's next incoming message.</p>\
 <form method=post action=/mischief>userid <input name=userid> kind \
@@ -629,8 +617,8 @@ fn mischief(sh: &Shared, f: &HashMap<String, String>) -> Reply {
     eprintln!("otc-relay: MISCHIEF: {kind} queued for {userid}'s next message");
     json(&MischiefResponse {
         ok: true,
-        userid,
-        kind,
-        pending,
+        userid: userid.to_owned(),
+        kind: kind.clone(),
+        pending: pending as u64,
     })
 }
