@@ -157,10 +157,22 @@ impl Relay {
     /// Opens the store, binds and starts serving on a background thread.
     pub fn start(cfg: Config) -> Result<Relay, RelayFailure> {
         let store = Store::open(&cfg.data)?;
-        let server = tiny_http::Server::http(&cfg.listen).map_err(|e| RelayFailure::Listen {
+        let listen_err = |why: String| RelayFailure::Listen {
             addr: cfg.listen.clone(),
-            why: e.to_string(),
-        })?;
+            why,
+        };
+        let listener =
+            std::net::TcpListener::bind(&cfg.listen).map_err(|e| listen_err(e.to_string()))?;
+        // Linux copies TCP_NODELAY from the listener to accepted sockets.
+        // Without it, a reply over tiny_http's 1 KiB write buffer goes out
+        // as two segments and the second waits for the client's delayed
+        // ACK (measured: 47 ms per getmessages of ten 200-byte messages,
+        // against 0.4 ms with it).
+        socket2::SockRef::from(&listener)
+            .set_tcp_nodelay(true)
+            .map_err(|e| listen_err(format!("cannot set TCP_NODELAY: {e}")))?;
+        let server = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| listen_err(e.to_string()))?;
         let addr = server
             .server_addr()
             .to_ip()
