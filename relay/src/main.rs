@@ -22,7 +22,12 @@ use otc_relay::{Config, Relay};
 ///   otc-relay --listen 127.0.0.1:8000 --data /var/lib/otc-relay
 ///   otc-relay --listen 0.0.0.0:8000 --data ./relay-data --mischief
 #[derive(Parser, Debug)]
-#[command(name = "otc-relay", version, verbatim_doc_comment)]
+#[command(
+    name = "otc-relay",
+    version,
+    verbatim_doc_comment,
+    after_long_help = AFTER_HELP
+)]
 struct Args {
     /// Address and port to listen on (port 0 picks a free one, printed at start).
     #[arg(long, value_name = "ADDR")]
@@ -51,6 +56,22 @@ struct Args {
     #[arg(long)]
     mischief: bool,
 }
+
+const AFTER_HELP: &str = "\
+ERRORS:
+  Every refusal is a 4xx reply {\"error\": STATUS, \"message\": TEXT}: 400 bad or
+  missing field, 404 no such endpoint (also /mischief without --mischief),
+  405 wrong method, 413 message or body too large, 429 mailbox full, too
+  many requests from one address, or too many requests in flight. A send
+  that cannot be written to disk is 507 and was not stored.
+
+FILES:
+  DIR/messages.log   one JSON record a line, append-only; a torn last line
+                     (a crash mid-write, never acknowledged) is dropped at start.
+
+EXIT STATUS:
+  0 never in normal running (it serves until killed); 1 when it cannot open
+  DIR or listen on ADDR; 2 for a bad command line.";
 
 fn main() -> ExitCode {
     let a = Args::parse();

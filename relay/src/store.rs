@@ -53,6 +53,11 @@ pub struct Store {
     path: PathBuf,
     next_ref: u64,
     by_recipient: HashMap<String, Vec<RelayMessage>>,
+    /// The log's length: everything before it is whole records.
+    len: u64,
+    /// A failed write could not be undone: refuse further writes, since
+    /// records after a torn one would be dropped at the next start.
+    broken: bool,
 }
 
 impl Store {
@@ -126,6 +131,8 @@ impl Store {
             path,
             next_ref,
             by_recipient,
+            len: good_len,
+            broken: false,
         })
     }
 
@@ -140,14 +147,32 @@ impl Store {
     }
 
     fn append(&mut self, rec: &Record) -> Result<(), RelayFailure> {
+        if self.broken {
+            return Err(RelayFailure::Storage(format!(
+                "an earlier write to {} failed and could not be undone; restart the relay",
+                self.path.display()
+            )));
+        }
         let mut line = serde_json::to_vec(rec)
             .map_err(|e| RelayFailure::Storage(format!("cannot encode a record: {e}")))?;
         line.push(b'\n');
-        let fail = |e: std::io::Error| {
-            RelayFailure::Storage(format!("cannot write {}: {e}", self.path.display()))
-        };
-        self.file.write_all(&line).map_err(fail)?;
-        self.file.sync_data().map_err(fail)
+        let written = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Cut off whatever part of the record got out, so that later
+            // records do not follow a torn one.
+            if self.file.set_len(self.len).is_err() {
+                self.broken = true;
+            }
+            return Err(RelayFailure::Storage(format!(
+                "cannot write {}: {e}",
+                self.path.display()
+            )));
+        }
+        self.len += line.len() as u64;
+        Ok(())
     }
 
     /// Stores a message under the next ref, on disk before it returns.
