@@ -539,6 +539,15 @@ impl AuditLog {
     /// then [`AuditLog::checked`]). A log that is empty, ends in a torn
     /// line, or is shorter than its head is checked in full here instead.
     pub fn open_quick(dir: &Path) -> Result<(AuditLog, Opened), AuditError> {
+        Self::open_quick_with_clock(dir, Box::new(unix_now))
+    }
+
+    /// Like [`AuditLog::open_quick`], with entries stamped by `clock`
+    /// (Unix seconds): the device passes its platform's wall clock.
+    pub fn open_quick_with_clock(
+        dir: &Path,
+        clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<(AuditLog, Opened), AuditError> {
         let log_path = dir.join("audit.log");
         let head = read_head(dir);
         let last = last_entry(&log_path).map_err(io(&log_path))?;
@@ -548,7 +557,7 @@ impl AuditLog {
                 .is_some_and(|(seq, _)| seq <= last.seq)
         };
         let Some((len, last)) = last.filter(|(_, e)| fits(e)) else {
-            let (log, problems) = AuditLog::open(dir)?;
+            let (log, problems) = AuditLog::open_with_clock(dir, clock)?;
             return Ok((log, Opened::Checked(problems)));
         };
         let log = AuditLog::from_parts(
@@ -556,7 +565,7 @@ impl AuditLog {
             last.seq + 1,
             decode32(&last.hash).unwrap_or(GENESIS),
             VecDeque::new(),
-            Box::new(unix_now),
+            clock,
         )?;
         Ok((
             log,

@@ -547,7 +547,12 @@ where
     // Damage is logged (once) as a `tamper_detected` alert: by
     // `open_quick` for a log it checks in full, else by the check thread
     // below. It is shown until the owner has seen it.
-    let (mut audit, opened) = AuditLog::open_quick(dir)?;
+    // Entries are stamped by the wall clock this start was given, like
+    // the alerts on screen (issue #9: they used to take the real time).
+    let wall_clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::from(wall_clock);
+    let audit_clock = wall_clock.clone();
+    let (mut audit, opened) =
+        AuditLog::open_quick_with_clock(dir, Box::new(move || audit_clock()))?;
     audit.append(Event::Started {
         version: env!("CARGO_PKG_VERSION").to_string(),
     })?;
@@ -560,7 +565,7 @@ where
         store: store.clone(),
         link,
         alerts: Mutex::new((unacked.clone(), unseen)),
-        clock: wall_clock,
+        clock: Box::new(move || wall_clock()),
     });
     ui.handle.set_alerts(unacked);
     face.refresh_home();
