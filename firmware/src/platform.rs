@@ -12,19 +12,21 @@
 //! * The monotonic clock stays otc-ui's [`Clock`] trait (the screen's
 //!   countdowns and Slint's timers read it, and otc-ui must not depend on
 //!   the firmware); the platform hands out that clock.
-//! * The pad generator and the temporary-name tokens (`pad/generate.rs`,
-//!   `pad/fsutil.rs`) still call `getrandom` themselves: the store is also
-//!   driven by the command line, outside any platform. Routing them
-//!   through [`Platform::fill_random`] is the next step.
+//! * Pad bytes come from [`Platform::fill_random`]
+//!   ([`crate::pad::generate::create_pad_with`]; `create_pad` uses the
+//!   [`RealPlatform`]). The temporary-name tokens (`pad/fsutil.rs`) still
+//!   call `getrandom` themselves: they are names, not secrets, and the
+//!   store is driven by the command line, outside any platform.
 //! * The board's pins and LED join this bundle with the board work.
 
 use otc_ui::{Clock, FakeClock, SystemClock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The random source failed.
+/// The random source failed (the text says how; [`crate::Error::Rng`]
+/// tells the user).
 #[derive(Debug, thiserror::Error)]
-#[error("the random number generator failed: {0}; the kernel RNG is not available")]
+#[error("{0}")]
 pub struct RngError(String);
 
 /// What the device reads from the world. See the module doc.

@@ -998,7 +998,7 @@ mod tests {
 
     use super::*;
     use crate::confirm::Answer;
-    use crate::pad::generate::{NewPad, create_pad};
+    use crate::pad::generate::{NewPad, create_pad_with};
     use crate::platform::TestPlatform;
     use otc_proto::Format;
     use otc_proto::rpc::PackageResponse;
@@ -1027,7 +1027,10 @@ mod tests {
         let dir = tmp.path().join("data");
         std::fs::create_dir(&dir).unwrap();
         let store = PadStore::open_dir(&dir).unwrap();
-        create_pad(
+        let platform = Arc::new(TestPlatform::new(WALL, 42));
+        // The pad itself is made from the twin's seeded RNG.
+        create_pad_with(
+            platform.as_ref(),
             &store,
             &NewPad {
                 contact: "bob".into(),
@@ -1042,7 +1045,6 @@ mod tests {
         .unwrap();
         let before = store.list()[0].send_left;
 
-        let platform = Arc::new(TestPlatform::new(WALL, 42));
         let wall = platform.clone();
         let (audit, _) =
             AuditLog::open_with_clock(&dir, Box::new(move || wall.unix_now())).unwrap();
