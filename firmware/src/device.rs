@@ -130,7 +130,7 @@ impl Link {
         match self {
             Link::Interface(name) => LinkView {
                 up: platform.link_up(name),
-                address: net::interface_ipv4(name).ok().map(|a| a.to_string()),
+                address: platform.ipv4(name).map(|a| a.to_string()),
                 loopback: false,
             },
             Link::Loopback(addr) => LinkView {
@@ -894,6 +894,26 @@ mod tests {
         );
         let (_, red) = alert_text(&Event::TamperDetected { detail: "x".into() });
         assert!(red);
+    }
+
+    /// The home screen's link line reads the platform: down, then up
+    /// with an address, as the twin is told.
+    #[test]
+    fn the_home_screen_shows_the_platforms_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = PadStore::open_dir(tmp.path()).unwrap();
+        let platform = crate::platform::TestPlatform::new(0, 0);
+        let link = Link::Interface("eth0".into());
+        platform.set_link(false);
+        let down = home_view("Alice", &store, &link, &platform, 0).link;
+        assert!(!down.up);
+        assert_eq!(down.address, None);
+        platform.set_link(true);
+        platform.set_address(Some(std::net::Ipv4Addr::new(192, 168, 7, 2)));
+        let up = home_view("Alice", &store, &link, &platform, 0).link;
+        assert!(up.up);
+        assert_eq!(up.address.as_deref(), Some("192.168.7.2"));
+        assert!(!up.loopback);
     }
 
     #[test]

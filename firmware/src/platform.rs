@@ -3,7 +3,7 @@
 //!
 //! [`Platform`] gives the monotonic clock (prompt timeouts, countdowns,
 //! lockouts), the wall clock (audit entries, alert times), random bytes and
-//! the Ethernet link state. [`RealPlatform`] reads the kernel;
+//! the Ethernet link state (up or down, and the interface's address). [`RealPlatform`] reads the kernel;
 //! [`TestPlatform`] is its twin for tests: a [`FakeClock`] that moves only
 //! when told, a wall clock that says what it is set to, a seeded RNG and a
 //! link that is up or down as the test sets it.
@@ -20,6 +20,7 @@
 //! * The board's pins and LED join this bundle with the board work.
 
 use otc_ui::{Clock, FakeClock, SystemClock};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -39,6 +40,8 @@ pub trait Platform: Send + Sync {
     fn fill_random(&self, buf: &mut [u8]) -> Result<(), RngError>;
     /// Whether Ethernet interface `name` has its link up.
     fn link_up(&self, name: &str) -> bool;
+    /// The first IPv4 address of interface `name`, if it has one.
+    fn ipv4(&self, name: &str) -> Option<Ipv4Addr>;
 }
 
 /// Wall time from the system clock, in Unix seconds (0 before 1970).
@@ -86,6 +89,10 @@ impl Platform for RealPlatform {
             .map(|s| s.trim() == "up")
             .unwrap_or(false)
     }
+
+    fn ipv4(&self, name: &str) -> Option<Ipv4Addr> {
+        crate::net::interface_ipv4(name).ok()
+    }
 }
 
 /// The test twin: fake clocks, a seeded RNG, a settable link. Its random
@@ -96,17 +103,19 @@ pub struct TestPlatform {
     wall: AtomicU64,
     rng: Mutex<u64>,
     link: AtomicBool,
+    address: Mutex<Option<Ipv4Addr>>,
 }
 
 impl TestPlatform {
     /// Wall clock at `wall` (Unix seconds), monotonic clock at zero, RNG
-    /// seeded with `seed`, link up.
+    /// seeded with `seed`, link up, no address.
     pub fn new(wall: u64, seed: u64) -> Self {
         TestPlatform {
             clock: FakeClock::new(),
             wall: AtomicU64::new(wall),
             rng: Mutex::new(seed),
             link: AtomicBool::new(true),
+            address: Mutex::new(None),
         }
     }
 
@@ -123,6 +132,11 @@ impl TestPlatform {
     /// Set the link state every interface reports.
     pub fn set_link(&self, up: bool) {
         self.link.store(up, Ordering::Relaxed);
+    }
+
+    /// Set the address every interface reports.
+    pub fn set_address(&self, address: Option<Ipv4Addr>) {
+        *self.address.lock().unwrap_or_else(|e| e.into_inner()) = address;
     }
 }
 
@@ -155,6 +169,10 @@ impl Platform for TestPlatform {
 
     fn link_up(&self, _name: &str) -> bool {
         self.link.load(Ordering::Relaxed)
+    }
+
+    fn ipv4(&self, _name: &str) -> Option<Ipv4Addr> {
+        *self.address.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
