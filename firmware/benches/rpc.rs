@@ -22,6 +22,7 @@ use otc_device::device::{self, StartOptions};
 use otc_device::net::Bind;
 use otc_device::pad::PadStore;
 use otc_device::pad::generate::{NewPad, create_pad};
+use otc_device::platform::RealPlatform;
 use otc_device::rpc::{Limits, Request};
 use otc_proto::Format;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -242,13 +243,7 @@ fn start_device(dir: &std::path::Path) -> device::Running<AutoApprove> {
         },
         Box::new(display),
         None,
-        Arc::new(otc_ui::SystemClock::new()),
-        Box::new(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        }),
+        Arc::new(RealPlatform::new()),
         |_, _| AutoApprove,
     )
     .expect("start the device")

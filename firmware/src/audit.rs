@@ -44,6 +44,7 @@
 //! The head may lag the log by that interval, so cutting off entries newer
 //! than the head is not detected; anything at or before it is.
 
+use crate::platform::system_unix_now;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
@@ -51,7 +52,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often the running device makes routine entries durable.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -519,18 +520,11 @@ pub struct AuditLog {
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl AuditLog {
     /// Open (or create) the log in `dir`, check it, and report what was
     /// wrong. Problems are also appended as a `TamperDetected` entry.
     pub fn open(dir: &Path) -> Result<(AuditLog, Vec<Integrity>), AuditError> {
-        Self::open_with_clock(dir, Box::new(unix_now))
+        Self::open_with_clock(dir, Box::new(system_unix_now))
     }
 
     /// Open the log for appending after reading only its newest entry and
@@ -539,6 +533,15 @@ impl AuditLog {
     /// then [`AuditLog::checked`]). A log that is empty, ends in a torn
     /// line, or is shorter than its head is checked in full here instead.
     pub fn open_quick(dir: &Path) -> Result<(AuditLog, Opened), AuditError> {
+        Self::open_quick_with_clock(dir, Box::new(system_unix_now))
+    }
+
+    /// Like [`AuditLog::open_quick`], with entries stamped by `clock`
+    /// (Unix seconds): the device passes its platform's wall clock.
+    pub fn open_quick_with_clock(
+        dir: &Path,
+        clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<(AuditLog, Opened), AuditError> {
         let log_path = dir.join("audit.log");
         let head = read_head(dir);
         let last = last_entry(&log_path).map_err(io(&log_path))?;
@@ -548,7 +551,7 @@ impl AuditLog {
                 .is_some_and(|(seq, _)| seq <= last.seq)
         };
         let Some((len, last)) = last.filter(|(_, e)| fits(e)) else {
-            let (log, problems) = AuditLog::open(dir)?;
+            let (log, problems) = AuditLog::open_with_clock(dir, clock)?;
             return Ok((log, Opened::Checked(problems)));
         };
         let log = AuditLog::from_parts(
@@ -556,7 +559,7 @@ impl AuditLog {
             last.seq + 1,
             decode32(&last.hash).unwrap_or(GENESIS),
             VecDeque::new(),
-            Box::new(unix_now),
+            clock,
         )?;
         Ok((
             log,

@@ -9,16 +9,19 @@
 //! (alerts never acknowledged come back from the audit log at start;
 //! opening the alerts screen acknowledges them, audited as `ack`).
 //! `run` stops cleanly on SIGTERM/SIGINT ([`Running::stop`]).
+//! Clocks and the link state come from one [`Platform`] bundle.
 //! [`start`] is also what the integration tests use, with a memory display,
-//! a scripted touch source and a fake clock; the RPC bench uses
+//! a scripted touch source and the platform's test twin
+//! ([`crate::platform::TestPlatform`]: fake clocks); the RPC bench uses
 //! [`start_with_screen`] with its own auto-approving screen twin.
 
 use crate::audit::{AuditLog, Event, Opened};
 use crate::config::{Config, DisplayKind};
-use crate::confirm::{Answer, Broker, Clock, Screen};
+use crate::confirm::{Answer, Broker, Screen};
 use crate::error::{Error, Result};
 use crate::net::{self, Bind};
 use crate::pad::{PadStore, Side};
+use crate::platform::{Platform, RealPlatform};
 use crate::rpc::{self, Device, Notice, Request};
 use otc_ui::texts::{self, Happened};
 use otc_ui::{
@@ -123,18 +126,13 @@ pub enum Link {
 }
 
 impl Link {
-    fn view(&self) -> LinkView {
+    fn view(&self, platform: &dyn Platform) -> LinkView {
         match self {
-            Link::Interface(name) => {
-                let up = std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
-                    .map(|s| s.trim() == "up")
-                    .unwrap_or(false);
-                LinkView {
-                    up,
-                    address: net::interface_ipv4(name).ok().map(|a| a.to_string()),
-                    loopback: false,
-                }
-            }
+            Link::Interface(name) => LinkView {
+                up: platform.link_up(name),
+                address: platform.ipv4(name).map(|a| a.to_string()),
+                loopback: false,
+            },
             Link::Loopback(addr) => LinkView {
                 up: true,
                 address: Some(addr.to_string()),
@@ -144,8 +142,15 @@ impl Link {
     }
 }
 
-/// The home screen from the store's own figures.
-pub fn home_view(owner: &str, store: &PadStore, link: &Link, unseen_alerts: u32) -> HomeView {
+/// The home screen from the store's own figures (the link state from
+/// `platform`).
+pub fn home_view(
+    owner: &str,
+    store: &PadStore,
+    link: &Link,
+    platform: &dyn Platform,
+    unseen_alerts: u32,
+) -> HomeView {
     HomeView {
         owner: owner.to_string(),
         contacts: store
@@ -164,7 +169,7 @@ pub fn home_view(owner: &str, store: &PadStore, link: &Link, unseen_alerts: u32)
                 }
             })
             .collect(),
-        link: link.view(),
+        link: link.view(platform),
         unseen_alerts,
     }
 }
@@ -264,14 +269,19 @@ struct Face {
     store: Arc<PadStore>,
     link: Link,
     alerts: Mutex<(Vec<AlertView>, u32)>,
-    clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    platform: Arc<dyn Platform>,
 }
 
 impl Face {
     fn refresh_home(&self) {
         let unseen = self.alerts.lock().map(|a| a.1).unwrap_or(0);
-        self.ui
-            .set_home(home_view(&self.owner, &self.store, &self.link, unseen));
+        self.ui.set_home(home_view(
+            &self.owner,
+            &self.store,
+            &self.link,
+            self.platform.as_ref(),
+            unseen,
+        ));
     }
 
     fn alert(&self, e: &Event) {
@@ -280,7 +290,7 @@ impl Face {
             a.0.insert(
                 0,
                 AlertView {
-                    at: texts::short_time((self.clock)()),
+                    at: texts::short_time(self.platform.unix_now()),
                     text,
                     severe,
                 },
@@ -507,16 +517,17 @@ fn alert_rows<'a>(
 }
 
 /// Start the device on data directory `dir` with the given screen; the
-/// broker asks the owner on it ([`UiScreen`]).
+/// broker asks the owner on it ([`UiScreen`]). Clocks, and the link state
+/// the home screen shows, come from `platform` ([`RealPlatform`] on a
+/// device, [`crate::platform::TestPlatform`] in tests).
 pub fn start(
     dir: &Path,
     opts: StartOptions,
     display: Box<dyn Display>,
     touch: Option<Box<dyn Touch>>,
-    clock: Arc<dyn Clock>,
-    wall_clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    platform: Arc<dyn Platform>,
 ) -> Result<Running> {
-    start_with_screen(dir, opts, display, touch, clock, wall_clock, UiScreen::new)
+    start_with_screen(dir, opts, display, touch, platform, UiScreen::new)
 }
 
 /// [`start`], with the broker asking the screen `screen` makes from the
@@ -528,8 +539,7 @@ pub fn start_with_screen<S>(
     opts: StartOptions,
     display: Box<dyn Display>,
     touch: Option<Box<dyn Touch>>,
-    clock: Arc<dyn Clock>,
-    wall_clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    platform: Arc<dyn Platform>,
     screen: impl FnOnce(UiHandle, Duration) -> S,
 ) -> Result<Running<S>>
 where
@@ -547,12 +557,17 @@ where
     // Damage is logged (once) as a `tamper_detected` alert: by
     // `open_quick` for a log it checks in full, else by the check thread
     // below. It is shown until the owner has seen it.
-    let (mut audit, opened) = AuditLog::open_quick(dir)?;
+    // Entries are stamped by the wall clock this start was given, like
+    // the alerts on screen (issue #9: they used to take the real time).
+    let wall = platform.clone();
+    let (mut audit, opened) =
+        AuditLog::open_quick_with_clock(dir, Box::new(move || wall.unix_now()))?;
     audit.append(Event::Started {
         version: env!("CARGO_PKG_VERSION").to_string(),
     })?;
     let unacked = alert_rows(audit.unacked_alerts());
     let unseen = u32::try_from(unacked.len()).unwrap_or(u32::MAX);
+    let clock = platform.clock();
     let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), opts.ui)?;
     let face = Arc::new(Face {
         ui: ui.handle.clone(),
@@ -560,13 +575,13 @@ where
         store: store.clone(),
         link,
         alerts: Mutex::new((unacked.clone(), unseen)),
-        clock: wall_clock,
+        platform: platform.clone(),
     });
     ui.handle.set_alerts(unacked);
     face.refresh_home();
     let broker = Broker::new(
         screen(ui.handle.clone(), opts.prompt_timeout),
-        clock.clone(),
+        clock,
         opts.prompt_timeout,
     );
     let notify_face = face.clone();
@@ -575,7 +590,7 @@ where
             store,
             broker,
             audit,
-            clock,
+            platform.as_ref(),
             opts.limits,
             opts.owner,
             Box::new(move |n| notify_face.notice(n)),
@@ -756,13 +771,6 @@ pub struct EmulatorParts {
 #[cfg(not(feature = "emulator"))]
 pub enum EmulatorParts {}
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Where to serve: flags first, then `otc.toml`, then `eth0`.
 pub fn choose_bind(args: &crate::cli::RunArgs, cfg: &Config) -> Bind {
     let port = cfg.rpc.port;
@@ -808,8 +816,7 @@ pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
         },
         display,
         touch,
-        Arc::new(otc_ui::SystemClock::new()),
-        Box::new(unix_now),
+        Arc::new(RealPlatform::new()),
     )?;
     #[cfg(feature = "emulator")]
     let _emulator = match emu {
@@ -887,6 +894,26 @@ mod tests {
         );
         let (_, red) = alert_text(&Event::TamperDetected { detail: "x".into() });
         assert!(red);
+    }
+
+    /// The home screen's link line reads the platform: down, then up
+    /// with an address, as the twin is told.
+    #[test]
+    fn the_home_screen_shows_the_platforms_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = PadStore::open_dir(tmp.path()).unwrap();
+        let platform = crate::platform::TestPlatform::new(0, 0);
+        let link = Link::Interface("eth0".into());
+        platform.set_link(false);
+        let down = home_view("Alice", &store, &link, &platform, 0).link;
+        assert!(!down.up);
+        assert_eq!(down.address, None);
+        platform.set_link(true);
+        platform.set_address(Some(std::net::Ipv4Addr::new(192, 168, 7, 2)));
+        let up = home_view("Alice", &store, &link, &platform, 0).link;
+        assert!(up.up);
+        assert_eq!(up.address.as_deref(), Some("192.168.7.2"));
+        assert!(!up.loopback);
     }
 
     #[test]

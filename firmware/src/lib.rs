@@ -11,6 +11,7 @@
 //! * [`audit`]: the append-only, hash-chained audit log.
 //! * [`device`]: `otc-device run`, wiring all of it to the screen.
 //! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line.
+//! * [`platform`]: the clocks, the RNG and the link state, with test twins.
 
 pub mod audit;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod front;
 pub mod net;
 pub mod pad;
+pub mod platform;
 pub mod rpc;
 
 pub use error::{Error, Result};

@@ -22,6 +22,7 @@
 use crate::audit::{AuditLog, Event};
 use crate::confirm::{Broker, Clock, Outcome, Screen};
 use crate::pad::{OpenCheck, OpenWarning, Opened, PadStore};
+use crate::platform::Platform;
 use otc_proto::b64;
 use otc_proto::routes::{self, Endpoint, Method};
 use otc_proto::rpc::{
@@ -313,12 +314,14 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
 }
 
 impl<S: Screen<Prompt = Request>> Device<S> {
-    #[allow(clippy::too_many_arguments)]
+    /// The service over `store`, asking the owner through `broker`,
+    /// auditing to `audit`; lockouts and rate limits read the monotonic
+    /// clock of `platform`.
     pub fn new(
         store: Arc<PadStore>,
         broker: Broker<S>,
         audit: AuditLog,
-        clock: Arc<dyn Clock>,
+        platform: &dyn Platform,
         limits: Limits,
         owner: String,
         notify: Box<dyn Fn(Notice) + Send + Sync>,
@@ -328,7 +331,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             store,
             broker,
             audit: Mutex::new(audit),
-            clock,
+            clock: platform.clock(),
             limits,
             owner,
             cursors: Mutex::new(cursors),
@@ -984,5 +987,104 @@ where
             limit: limit.to_string(),
             detail: detail.to_string(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Issue #9, "Prove": the whole seal path (request, prompt, approval,
+    //! pad spent, audit) on the platform's test twin, with no thread
+    //! sleeps: fake clocks, a seeded RNG, a screen twin that approves.
+
+    use super::*;
+    use crate::confirm::Answer;
+    use crate::pad::generate::{NewPad, create_pad_with};
+    use crate::platform::TestPlatform;
+    use otc_proto::Format;
+    use otc_proto::rpc::PackageResponse;
+
+    const WALL: u64 = 1_700_000_123;
+
+    /// The owner approves every prompt at once; the twin counts prompts.
+    #[derive(Default)]
+    struct Approves(AtomicUsize);
+
+    impl Screen for Approves {
+        type Prompt = Request;
+        type Ticket = ();
+        fn show(&self, _prompt: Request) {
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+        fn wait(&self, _ticket: &(), _wait: Duration) -> Option<Answer> {
+            Some(Answer::Approve)
+        }
+        fn withdraw(&self, _ticket: &()) {}
+    }
+
+    #[test]
+    fn seal_runs_through_the_test_platform() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        let store = PadStore::open_dir(&dir).unwrap();
+        let platform = Arc::new(TestPlatform::new(WALL, 42));
+        // The pad itself is made from the twin's seeded RNG.
+        create_pad_with(
+            platform.as_ref(),
+            &store,
+            &NewPad {
+                contact: "bob".into(),
+                size: 64 * 1024,
+                split: None,
+                format: Format::V2,
+                source: None,
+                export: tmp.path().join("bob.otcpad"),
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let before = store.list()[0].send_left;
+
+        let wall = platform.clone();
+        let (audit, _) =
+            AuditLog::open_with_clock(&dir, Box::new(move || wall.unix_now())).unwrap();
+        let broker = Broker::new(
+            Approves::default(),
+            platform.clock(),
+            Duration::from_secs(30),
+        );
+        let device = Device::new(
+            Arc::new(store),
+            broker,
+            audit,
+            platform.as_ref(),
+            Limits::default(),
+            "alice".into(),
+            Box::new(|_| {}),
+        )
+        .unwrap();
+
+        let (status, body) = device.handle(
+            "POST",
+            routes::PACKAGE,
+            br#"{"to": "bob", "message": "attack at dawn"}"#,
+            &|| true,
+        );
+        assert_eq!(status, 200, "{body}");
+        let reply: PackageResponse = serde_json::from_str(&body).unwrap();
+        assert_eq!(reply.index, 0);
+        assert!(reply.pad_left < before, "the seal spent pad");
+        assert_eq!(device.broker.screen().0.load(Ordering::Acquire), 1);
+
+        let (store, mut audit) = device.into_parts();
+        assert_eq!(store.list()[0].send_left, reply.pad_left);
+        audit.flush().unwrap();
+        let entries = crate::audit::check(&dir).unwrap().entries;
+        let sealed = entries
+            .iter()
+            .find(|e| matches!(e.event, Event::Sealed { .. }))
+            .expect("a sealed entry");
+        assert_eq!(sealed.time, WALL, "stamped by the twin's wall clock");
+        assert!(entries.iter().all(|e| e.time == WALL));
     }
 }

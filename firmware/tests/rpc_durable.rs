@@ -10,6 +10,7 @@ use otc_device::confirm::{Answer, Broker, Screen};
 use otc_device::pad::generate::{NewPad, create_pad};
 use otc_device::pad::vfs::{Op, RealFs, Recorder};
 use otc_device::pad::{PadStore, StoreOptions};
+use otc_device::platform::{Platform, RealPlatform};
 use otc_device::rpc::{Device, Limits, Request};
 use otc_proto::Format;
 use otc_proto::routes;
@@ -62,13 +63,14 @@ fn the_reply_comes_after_the_bound_is_durable() {
     let record_tmp = contacts.join("bob.json.tmp");
     let record = contacts.join("bob.json");
 
-    let clock: Arc<dyn otc_ui::Clock> = Arc::new(otc_ui::SystemClock::new());
+    let platform = RealPlatform::new();
+    let clock = platform.clock();
     let (audit, _) = AuditLog::open(&dir).unwrap();
     let device = Device::new(
         Arc::new(store),
         Broker::new(Approver(rec.clone()), clock.clone(), Duration::from_secs(5)),
         audit,
-        clock,
+        &platform,
         Limits::default(),
         "alice".into(),
         Box::new(|_| {}),

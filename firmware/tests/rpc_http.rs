@@ -1071,3 +1071,32 @@ fn a_flood_of_oversized_requests_adds_a_few_audit_entries() {
         }
     );
 }
+
+/// Issue #9: `device::start` is given a wall clock, and every audit entry
+/// the device writes (from `started` to `stop`, the seal in between) is
+/// stamped by it, not by the real time.
+#[test]
+fn audit_entries_are_stamped_by_the_injected_wall_clock() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let (r, _) = alice.seal("bob", "hello");
+    r.ok::<PackageResponse>();
+    alice.stop();
+    let entries = audit::check(&d.alice).expect("read the audit log").entries;
+    let kinds: Vec<String> = entries.iter().map(|e| kind(&e.event)).collect();
+    for k in ["started", "sealed", "stop"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k:?} entry in {kinds:?}");
+    }
+    // The pad was made by the command line before the device started;
+    // everything from `started` on is the device's.
+    let first = kinds.iter().position(|k| k == "started").unwrap_or(0);
+    for e in &entries[first..] {
+        assert_eq!(
+            e.time,
+            WALL,
+            "audit entry {} ({}) is not stamped by the injected wall clock",
+            e.seq,
+            kind(&e.event)
+        );
+    }
+}

@@ -16,6 +16,7 @@ use super::meta::{ContactMeta, Origin, Side};
 use super::store::{MAX_PAD_SIZE, MIN_PAD_SIZE, PadStore, validate_contact_name};
 use super::vfs::VFile;
 use crate::error::{Error, IoContext, Result};
+use crate::platform::{Platform, RealPlatform};
 use otc_proto::Format;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -72,8 +73,20 @@ pub fn check_geometry(size: u64, split: Option<u64>) -> Result<u64> {
 }
 
 /// Make a new pad for `req.contact` (we are side A) and its export file.
-/// `progress` gets (phase, bytes done in that phase, phase total).
+/// `progress` gets (phase, bytes done in that phase, phase total). The
+/// random bytes come from the kernel ([`RealPlatform`]).
 pub fn create_pad(
+    store: &PadStore,
+    req: &NewPad,
+    progress: &mut dyn FnMut(Phase, u64, u64),
+) -> Result<Created> {
+    create_pad_with(&RealPlatform::new(), store, req, progress)
+}
+
+/// [`create_pad`], with the random bytes from `platform` (tests pass the
+/// seeded [`crate::platform::TestPlatform`]).
+pub fn create_pad_with(
+    platform: &dyn Platform,
     store: &PadStore,
     req: &NewPad,
     progress: &mut dyn FnMut(Phase, u64, u64),
@@ -97,9 +110,13 @@ pub fn create_pad(
     let res = (|| -> Result<Created> {
         pad.set_len(req.size)
             .ctx(|| format!("cannot size {}", tmp.display()))?;
-        let pad_id = fill(pad.as_ref(), req.size, source.as_mut(), &mut |d, t| {
-            progress(Phase::Generating, d, t)
-        })?;
+        let pad_id = fill(
+            platform,
+            pad.as_ref(),
+            req.size,
+            source.as_mut(),
+            &mut |d, t| progress(Phase::Generating, d, t),
+        )?;
         pad.sync_all()
             .ctx(|| format!("cannot sync {}", tmp.display()))?;
         let header = ExportHeader {
@@ -151,6 +168,7 @@ pub fn create_pad(
 
 /// Fill `pad` with `size` random bytes; returns their SHA-256.
 fn fill(
+    platform: &dyn Platform,
     pad: &dyn VFile,
     size: u64,
     mut source: Option<&mut (Box<dyn Read>, String)>,
@@ -164,7 +182,9 @@ fn fill(
     let mut done = 0u64;
     while done < size {
         let n = (size - done).min(CHUNK as u64) as usize;
-        getrandom::fill(&mut buf[..n]).map_err(|e| Error::Rng(e.to_string()))?;
+        platform
+            .fill_random(&mut buf[..n])
+            .map_err(|e| Error::Rng(e.to_string()))?;
         kernel_tests
             .feed(&buf[..n])
             .map_err(|f| Error::HealthTest {
@@ -201,4 +221,40 @@ fn fill(
 /// The path a failed creation must not leave behind (for tests).
 pub fn export_temp_path(export: &Path) -> PathBuf {
     export::temp_path(export)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::TestPlatform;
+
+    /// The pad bytes come from the platform's RNG: the same seed makes
+    /// the same pad, another seed another one.
+    fn pad_id(seed: u64) -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        let store = PadStore::open_dir(&dir).unwrap();
+        let created = create_pad_with(
+            &TestPlatform::new(0, seed),
+            &store,
+            &NewPad {
+                contact: "bob".into(),
+                size: MIN_PAD_SIZE,
+                split: None,
+                format: Format::V2,
+                source: None,
+                export: tmp.path().join("bob.otcpad"),
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        created.pad_id
+    }
+
+    #[test]
+    fn pad_bytes_come_from_the_platform_rng() {
+        assert_eq!(pad_id(5), pad_id(5));
+        assert_ne!(pad_id(5), pad_id(6));
+    }
 }

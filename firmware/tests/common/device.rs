@@ -14,6 +14,7 @@ use otc_device::audit;
 use otc_device::cli::Cli;
 use otc_device::device::{self, Running, StartOptions};
 use otc_device::net::Bind;
+use otc_device::platform::TestPlatform;
 use otc_device::rpc::Limits;
 use otc_proto::Format;
 use otc_proto::routes;
@@ -283,7 +284,8 @@ pub fn ui_config() -> UiConfig {
 impl Dev {
     /// Start a device on `dir` on 127.0.0.1:0.
     pub fn start(dir: &Path, owner: &str, limits: Limits) -> Dev {
-        let clock = FakeClock::new();
+        let platform = TestPlatform::new(WALL, 0);
+        let clock = platform.fake_clock();
         let (display, _screen) = MemoryDisplay::new(800, 480);
         let (touch, script) = ScriptedTouch::new();
         let running = device::start(
@@ -300,8 +302,7 @@ impl Dev {
             },
             Box::new(display),
             Some(Box::new(touch)),
-            Arc::new(clock.clone()),
-            Box::new(|| WALL),
+            Arc::new(platform),
         )
         .unwrap_or_else(|e| panic!("start the device on {}: {e}", dir.display()));
         let dev = Dev {
