@@ -242,6 +242,28 @@ struct Refusals {
     suppressed: u64,
 }
 
+/// Run `f` on `key`'s window in `map`, starting the window afresh first if
+/// the last one is over. Returns `f`'s result and the number of requests
+/// the ended window suppressed (for the caller's summary entry; 0 if none).
+fn in_window<T>(
+    map: &Mutex<HashMap<String, Refusals>>,
+    key: &str,
+    now: Duration,
+    f: impl FnOnce(&mut Refusals) -> T,
+) -> (T, u64) {
+    let mut all = lock(map);
+    let r = all.entry(key.to_string()).or_default();
+    let mut summary = 0;
+    if now >= r.since + REFUSAL_WINDOW {
+        summary = std::mem::take(&mut r.suppressed);
+        *r = Refusals {
+            since: now,
+            ..Refusals::default()
+        };
+    }
+    (f(r), summary)
+}
+
 /// The `repeated` entry for `count` hits of `limit` not logged one by one.
 fn limit_summary(limit: &str, count: u64) -> Event {
     Event::Repeated {
@@ -471,26 +493,15 @@ impl<S: Screen<Prompt = Request>> Device<S> {
 
     /// Counts a hit of `limit`; false once this window has had its share.
     fn limit_hit_logged(&self, limit: &str) -> bool {
-        let now = self.clock.now();
         let share = self.limits.refused_per_minute;
-        let (logged, summary) = {
-            let mut all = lock(&self.limit_hits);
-            let r = all.entry(limit.to_string()).or_default();
-            let mut summary = 0;
-            if now >= r.since + REFUSAL_WINDOW {
-                summary = std::mem::take(&mut r.suppressed);
-                *r = Refusals {
-                    since: now,
-                    ..Refusals::default()
-                };
-            }
+        let (logged, summary) = in_window(&self.limit_hits, limit, self.clock.now(), |r| {
             r.count = r.count.saturating_add(1);
             let logged = r.count <= share;
             if !logged {
                 r.suppressed += 1;
             }
-            (logged, summary)
-        };
+            logged
+        });
         if summary > 0 {
             self.audit(limit_summary(limit, summary));
         }
@@ -500,20 +511,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
     /// The refusal window of `contact`, started afresh if the last one is
     /// over (its rate-limited requests are summed up first).
     fn with_refusals<T>(&self, contact: &str, f: impl FnOnce(&mut Refusals) -> T) -> T {
-        let now = self.clock.now();
-        let (out, summary) = {
-            let mut all = lock(&self.refusals);
-            let r = all.entry(contact.to_string()).or_default();
-            let mut summary = 0;
-            if now >= r.since + REFUSAL_WINDOW {
-                summary = std::mem::take(&mut r.suppressed);
-                *r = Refusals {
-                    since: now,
-                    ..Refusals::default()
-                };
-            }
-            (f(r), summary)
-        };
+        let (out, summary) = in_window(&self.refusals, contact, self.clock.now(), f);
         if summary > 0 {
             self.audit(Event::Repeated {
                 what: "packages".into(),
