@@ -64,7 +64,9 @@
 //!   that carries a body; else `unsupported_media_type` (415). A page can
 //!   send `text/plain` cross-site without asking (a CORS "simple request");
 //!   it cannot send `application/json` without the preflight this endpoint
-//!   never grants.
+//!   never grants. The original One Time Chat client's `POST /runrpc`
+//!   (python-requests' `json=`) sends `application/json` too, so it gets no
+//!   exception (see `otc_proto::runrpc`).
 //!
 //! The order of the checks is Host, Origin, the body's size and framing,
 //! Content-Type, then the handling slot: everything the head can tell is

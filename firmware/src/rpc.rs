@@ -8,6 +8,7 @@
 //! | `GET /v1/contacts`       | → `{contacts: [{name, pad_id, format, send_left, receive_left}]}` |
 //! | `GET /v1/status`         | → `{owner, version, contacts, busy}`                     |
 //! | `GET/PUT /v1/cursor/R`   | `{cursor}`: the client's read position on relay `R`       |
+//! | `POST /runrpc`           | the original One Time Chat client's calls ([`runrpc`]): the same handlers |
 //!
 //! Every failure is a non-2xx status with `{"error": {"code", "message"}}`
 //! and a stable code ([`ErrorCode`]). Opening failures say `bad_package`
@@ -37,6 +38,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+mod runrpc;
 
 /// What the owner is asked to approve. Every figure comes from the
 /// device's own state; only the byte count of the message is the client's.
@@ -133,12 +136,17 @@ impl Default for Limits {
 pub struct Failure {
     pub code: ErrorCode,
     pub message: String,
+    /// The package was refused as a replay. `/v1` says only `bad_package`
+    /// (as for any package that does not open); `/runrpc` reports it as
+    /// the original's `reuse_detected`.
+    pub replay: bool,
 }
 
 fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: message.into(),
+        replay: false,
     }
 }
 
@@ -217,12 +225,7 @@ impl Cursors {
     }
 }
 
-fn valid_relay_name(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b))
-}
+use otc_proto::runrpc::valid_relay_name;
 
 #[derive(Default)]
 struct Lockout {
@@ -557,19 +560,28 @@ impl<S: Screen<Prompt = Request>> Device<S> {
     ) -> Reply {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         let _inflight = InFlight(&self.inflight);
+        let path = path.split('?').next().unwrap_or(path);
+        let endpoint = Endpoint::parse(path);
         if self.stopping.load(Ordering::Acquire) {
+            if endpoint == Some(Endpoint::RunRpc) && Endpoint::RunRpc.allows(method) {
+                return runrpc::call_error(&stopping().message);
+            }
             return error_reply(&stopping());
         }
-        let path = path.split('?').next().unwrap_or(path);
-        let result = match Endpoint::parse(path) {
+        let result = match endpoint {
             // The relay name is checked before the method, as `cursor` does.
             Some(Endpoint::Cursor(relay)) => self.cursor(method, relay, body),
             Some(e) if !e.allows(method) => Err(fail(
                 ErrorCode::MethodNotAllowed,
                 format!("{method} is not allowed on {path}"),
             )),
-            Some(Endpoint::Package) => parse(body).and_then(|r| self.package(r, still_wanted)),
-            Some(Endpoint::Unpackage) => parse(body).and_then(|r| self.unpackage(r, still_wanted)),
+            Some(Endpoint::Package) => parse(body)
+                .and_then(|r| self.seal(r, still_wanted))
+                .map(|r| json(200, &r)),
+            Some(Endpoint::Unpackage) => parse(body)
+                .and_then(|r| self.open(r, still_wanted))
+                .map(|r| json(200, &r)),
+            Some(Endpoint::RunRpc) => Ok(self.runrpc(body, still_wanted)),
             Some(Endpoint::Contacts) => Ok(self.contacts()),
             Some(Endpoint::Status) => Ok(self.status()),
             None => Err(fail(ErrorCode::NotFound, format!("no endpoint {path}"))),
@@ -619,11 +631,13 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         result
     }
 
-    fn package(
+    /// `POST /v1/package` (and the original's `package`): seal a message
+    /// once the owner approves.
+    fn seal(
         &self,
         req: PackageRequest,
         still_wanted: &dyn Fn() -> bool,
-    ) -> Result<Reply, Failure> {
+    ) -> Result<PackageResponse, Failure> {
         let message = match (req.message, req.message_b64) {
             (Some(text), None) => text.into_bytes(),
             (None, Some(b)) => b64::decode(&b)
@@ -674,14 +688,11 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         });
         (self.notify)(Notice::Sealed { contact: req.to });
         (self.notify)(Notice::StateChanged);
-        Ok(json(
-            200,
-            &PackageResponse {
-                package: b64::encode(&sealed.package),
-                index: sealed.index,
-                pad_left: sealed.pad_left,
-            },
-        ))
+        Ok(PackageResponse {
+            package: b64::encode(&sealed.package),
+            index: sealed.index,
+            pad_left: sealed.pad_left,
+        })
     }
 
     fn locked_out(&self, contact: &str) -> bool {
@@ -786,7 +797,10 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 contact: contact.to_string(),
                 what: "a replayed package was refused".into(),
             });
-            return Err(fail(ErrorCode::BadPackage, BAD_PACKAGE));
+            return Err(Failure {
+                replay: true,
+                ..fail(ErrorCode::BadPackage, BAD_PACKAGE)
+            });
         }
         Ok(check)
     }
@@ -818,11 +832,13 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         }
     }
 
-    fn unpackage(
+    /// `POST /v1/unpackage` (and the original's `unpackage`): open a
+    /// package once the owner approves.
+    fn open(
         &self,
         req: UnpackageRequest,
         still_wanted: &dyn Fn() -> bool,
-    ) -> Result<Reply, Failure> {
+    ) -> Result<UnpackageResponse, Failure> {
         let package = b64::decode(&req.package)
             .map_err(|e| fail(ErrorCode::BadRequest, format!("package: {e}")))?;
         let contact = req.from;
@@ -873,14 +889,11 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         }
         let message_b64 = b64::encode(&opened.message);
         let message = String::from_utf8(opened.message).ok();
-        Ok(json(
-            200,
-            &UnpackageResponse {
-                message,
-                message_b64,
-                warnings,
-            },
-        ))
+        Ok(UnpackageResponse {
+            message,
+            message_b64,
+            warnings,
+        })
     }
 
     fn contacts(&self) -> Reply {
@@ -912,22 +925,15 @@ impl<S: Screen<Prompt = Request>> Device<S> {
     }
 
     fn cursor(&self, method: &str, relay: &str, body: &[u8]) -> Result<Reply, Failure> {
-        if !valid_relay_name(relay) {
-            return Err(fail(
-                ErrorCode::BadRequest,
-                "relay names are 1 to 128 characters of letters, digits, '.', '-', '_' or ':'",
-            ));
-        }
+        check_relay_name(relay)?;
         match Method::parse(method) {
             Some(Method::Get) => {
-                let cursor = lock(&self.cursors).map.get(relay).copied().unwrap_or(0);
+                let cursor = self.read_ref(relay)?.unwrap_or(0);
                 Ok(json(200, &Cursor { cursor }))
             }
             Some(Method::Put) => {
                 let c: Cursor = parse(body)?;
-                lock(&self.cursors).set(relay, c.cursor).map_err(|_| {
-                    fail(ErrorCode::Internal, "the device could not save the cursor")
-                })?;
+                self.save_read_ref(relay, c.cursor)?;
                 Ok(json(200, &c))
             }
             _ => Err(fail(
@@ -935,6 +941,34 @@ impl<S: Screen<Prompt = Request>> Device<S> {
                 format!("{method} is not allowed on cursors; use GET or PUT"),
             )),
         }
+    }
+
+    /// The client's read position on `relay`, if it was ever saved
+    /// (`GET /v1/cursor/{relay}` says 0 then; the original's
+    /// `get_next_ref` says `null`).
+    fn read_ref(&self, relay: &str) -> Result<Option<u64>, Failure> {
+        check_relay_name(relay)?;
+        Ok(lock(&self.cursors).map.get(relay).copied())
+    }
+
+    /// Save the client's read position on `relay` (durably, see
+    /// [`Cursors`]).
+    fn save_read_ref(&self, relay: &str, cursor: u64) -> Result<(), Failure> {
+        check_relay_name(relay)?;
+        lock(&self.cursors)
+            .set(relay, cursor)
+            .map_err(|_| fail(ErrorCode::Internal, "the device could not save the cursor"))
+    }
+}
+
+fn check_relay_name(relay: &str) -> Result<(), Failure> {
+    if valid_relay_name(relay) {
+        Ok(())
+    } else {
+        Err(fail(
+            ErrorCode::BadRequest,
+            "relay names are 1 to 128 characters of letters, digits, '.', '-', '_' or ':'",
+        ))
     }
 }
 

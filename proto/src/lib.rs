@@ -1,7 +1,7 @@
 //! otc-proto: the wire contract of One Time Chat.
 //!
 //! Modules: [`routes`] (the RPC route table), [`rpc`] (the device RPC
-//! bodies), [`relay`] (the relay API of the original One Time Chat), and
+//! bodies), [`runrpc`] (the original client's `/runrpc` calls), [`relay`] (the relay API of the original One Time Chat), and
 //! package formats v1 (compatible with the original One Time Chat, HMAC tag)
 //! and v2 (Poly1305 one-time authenticator, the default) as pure functions
 //! over pad slices: no I/O, no allocation of pad copies that outlive a call,
@@ -17,6 +17,7 @@ pub mod error;
 pub mod relay;
 pub mod routes;
 pub mod rpc;
+pub mod runrpc;
 pub mod v1;
 pub mod v2;
 

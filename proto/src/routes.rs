@@ -13,6 +13,10 @@
 //! | [`Endpoint::Contacts`]   | `GET`       | → `ContactsResponse`                  |
 //! | [`Endpoint::Status`]     | `GET`       | → `StatusResponse`                    |
 //! | [`Endpoint::Cursor`]     | `GET`,`PUT` | `Cursor` → `Cursor`                   |
+//! | [`Endpoint::RunRpc`]     | `POST`      | `runrpc::Call` → the original's reply (see [`crate::runrpc`]) |
+//!
+//! Every path starts with [`PREFIX`] except [`RUNRPC`], which is the
+//! original One Time Chat client's path and stays as it wrote it.
 
 use std::fmt;
 
@@ -30,6 +34,9 @@ pub const STATUS: &str = "/v1/status";
 /// `GET`/`PUT` `CURSOR_PREFIX{relay}`: the client's read position on a
 /// relay (see [`cursor_path`]).
 pub const CURSOR_PREFIX: &str = "/v1/cursor/";
+
+/// `POST`: the original One Time Chat client's RPC (see [`crate::runrpc`]).
+pub const RUNRPC: &str = crate::runrpc::PATH;
 
 /// The path of the cursor kept for `relay`.
 pub fn cursor_path(relay: &str) -> String {
@@ -83,6 +90,8 @@ pub enum Endpoint<'a> {
     /// (the device checks it, so that a bad name gets a clear error rather
     /// than `not_found`).
     Cursor(&'a str),
+    /// The original client's `POST /runrpc`.
+    RunRpc,
 }
 
 impl<'a> Endpoint<'a> {
@@ -95,6 +104,7 @@ impl<'a> Endpoint<'a> {
             UNPACKAGE => Some(Endpoint::Unpackage),
             CONTACTS => Some(Endpoint::Contacts),
             STATUS => Some(Endpoint::Status),
+            RUNRPC => Some(Endpoint::RunRpc),
             _ => path.strip_prefix(CURSOR_PREFIX).map(Endpoint::Cursor),
         }
     }
@@ -107,6 +117,7 @@ impl<'a> Endpoint<'a> {
             Endpoint::Contacts => CONTACTS.to_string(),
             Endpoint::Status => STATUS.to_string(),
             Endpoint::Cursor(relay) => cursor_path(relay),
+            Endpoint::RunRpc => RUNRPC.to_string(),
         }
     }
 
@@ -114,7 +125,7 @@ impl<'a> Endpoint<'a> {
     /// `method_not_allowed`.
     pub fn methods(&self) -> &'static [Method] {
         match self {
-            Endpoint::Package | Endpoint::Unpackage => &[Method::Post],
+            Endpoint::Package | Endpoint::Unpackage | Endpoint::RunRpc => &[Method::Post],
             Endpoint::Contacts | Endpoint::Status => &[Method::Get],
             Endpoint::Cursor(_) => &[Method::Get, Method::Put],
         }
@@ -146,6 +157,8 @@ mod tests {
         for p in [PACKAGE, UNPACKAGE, CONTACTS, STATUS, CURSOR_PREFIX] {
             assert!(p.starts_with(PREFIX));
         }
+        // The original client's path, outside the version prefix.
+        assert_eq!(Endpoint::RunRpc.path(), "/runrpc");
     }
 
     #[test]
@@ -157,6 +170,7 @@ mod tests {
             Endpoint::Status,
             Endpoint::Cursor("relay1"),
             Endpoint::Cursor(""),
+            Endpoint::RunRpc,
         ] {
             assert_eq!(Endpoint::parse(&e.path()), Some(e));
         }
@@ -178,6 +192,8 @@ mod tests {
         assert!(Endpoint::Package.allows("POST"));
         assert!(!Endpoint::Package.allows("GET"));
         assert!(!Endpoint::Package.allows("post"));
+        assert!(Endpoint::RunRpc.allows("POST"));
+        assert!(!Endpoint::RunRpc.allows("GET"));
         assert!(Endpoint::Cursor("r").allows("PUT"));
         assert!(!Endpoint::Cursor("r").allows("DELETE"));
         assert!(Endpoint::Status.allows(Method::Get.as_str()));
