@@ -33,6 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub mod original;
+
 /// Longest wait for something a device should do at once.
 pub const WAIT: Duration = Duration::from_secs(20);
 

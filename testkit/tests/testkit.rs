@@ -142,3 +142,60 @@ fn no_shipped_crate_depends_on_the_testkit() {
     }
     assert_eq!(checked, members.len() - 1);
 }
+
+/// The stand-in original relay answers in the original's shapes: one
+/// global ref (so a recipient's refs have gaps), form-encoded sends,
+/// `complete` false when `maxcount` cuts the list, 4xx errors as
+/// `{"error": STATUS, "message": TEXT}`.
+#[test]
+fn the_stand_in_original_relay_speaks_the_original_api() {
+    use otc_rpc_client::Client;
+    let relay = otc_testkit::original::Relay::start();
+    let c = Client::new(relay.addr);
+    let get = |path: &str| {
+        let r = c.send("GET", path, None).expect("GET");
+        (r.status, String::from_utf8(r.body).expect("utf-8"))
+    };
+    let send = |body: &str| {
+        let r = c
+            .send("POST", "/send", Some(body.as_bytes()))
+            .expect("POST /send");
+        (r.status, String::from_utf8(r.body).expect("utf-8"))
+    };
+    assert_eq!(get("/check"), (200, r#"{"status": "ok"}"#.into()));
+    assert_eq!(
+        send("sender_uid=alice&recipient_uid=bob&contents=hello+w%C3%B6rld%21"),
+        (
+            200,
+            r#"{"received": true, "echo_tail": "llo w\u00f6rld!", "ref": 1}"#.into()
+        )
+    );
+    send("sender_uid=alice&recipient_uid=carol&contents=x");
+    send("sender_uid=carol&recipient_uid=bob&contents=y");
+    assert_eq!(
+        get("/getmessages?recipient_uid=bob&start_ref=0&maxcount=1"),
+        (
+            200,
+            r#"{"recipient_uid": "bob", "count": 1, "messages": [{"ref": 1, "recipient_uid": "bob", "sender_uid": "alice", "contents": "hello w\u00f6rld!"}], "complete": false}"#
+                .into()
+        )
+    );
+    let (status, all) = get("/getmessages?recipient_uid=bob&start_ref=2");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&all).expect("json");
+    assert_eq!(v["messages"][0]["ref"], 3, "bob's refs skip carol's: {all}");
+    assert_eq!(v["complete"], true);
+    assert_eq!(
+        get("/getnextref?recipient_uid=bob"),
+        (200, r#"{"nextref": 4}"#.into())
+    );
+    assert_eq!(
+        get("/getmessages?recipient_uid=bob&start_ref=x"),
+        (
+            400,
+            r#"{"error": 400, "message": "start_ref must be a number"}"#.into()
+        )
+    );
+    assert_eq!(relay.messages().len(), 3);
+    assert!(relay.requests().contains(&"POST /send".to_string()));
+}
