@@ -13,17 +13,17 @@
 //! 500 warm-up requests. Prints requests/s, p50 and p99 latency of both and
 //! the ratio seal/echo (issue #4's target: at least 0.5); and, to tell the
 //! HTTP cost from the device's own, the same seal called in-process through
-//! `Device::handle`. Timing is reported, never asserted.
+//! `Service::handle`. Timing is reported, never asserted.
 //!
 //! Run: `cargo bench -p otc-device --bench rpc`
 
-use otc_device::confirm::{Answer, Screen};
+use otc_device::confirm::{Decision, Screen};
 use otc_device::device::{self, StartOptions};
 use otc_device::net::Bind;
 use otc_device::pad::PadStore;
 use otc_device::pad::generate::{NewPad, create_pad};
 use otc_device::platform::RealPlatform;
-use otc_device::rpc::{Limits, Request};
+use otc_device::rpc::{ApprovalPrompt, Limits};
 use otc_proto::Format;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -144,12 +144,14 @@ fn measure(addr: SocketAddr, path: &str, body: &[u8], n: usize) -> Figures {
     figures(n, start.elapsed(), lat)
 }
 
-/// The same seal without HTTP: `Device::handle` called in-process, to tell
+/// The same seal without HTTP: `Service::handle` called in-process, to tell
 /// the endpoint's HTTP cost from the device's own (broker, store, audit
 /// log, screen updates).
 fn measure_in_process(running: &device::Running<AutoApprove>, body: &[u8], n: usize) -> Figures {
     let call = || {
-        let (status, reply) = running.device.handle("POST", "/v1/package", body, &|| true);
+        let (status, reply) = running
+            .service
+            .handle("POST", "/v1/package", body, &|| true);
         assert_eq!(status, 200, "{reply}");
     };
     (0..WARMUP).for_each(|_| call());
@@ -201,11 +203,11 @@ fn echo_server() -> (
 struct AutoApprove;
 
 impl Screen for AutoApprove {
-    type Prompt = Request;
+    type Prompt = ApprovalPrompt;
     type Ticket = ();
-    fn show(&self, _: Request) {}
-    fn wait(&self, _: &(), _: Duration) -> Option<Answer> {
-        Some(Answer::Approve)
+    fn show(&self, _: ApprovalPrompt) {}
+    fn wait(&self, _: &(), _: Duration) -> Option<Decision> {
+        Some(Decision::Approve)
     }
     fn withdraw(&self, _: &()) {}
 }

@@ -12,17 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// How a prompt ended, as the screen reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Answer {
-    Approve,
-    Reject,
-    Timeout,
-    /// The screen withdrew the prompt (it stopped, or another took over).
-    Cancelled,
-}
+/// How a prompt ended, as the screen reports it: the UI's own type (the
+/// owner's tap, the countdown, or a withdrawal). A screen never reports
+/// `Busy` (the broker shows one prompt at a time); if one did, it counts as
+/// `Cancelled`. The broker turns it into an [`Outcome`] for its caller.
+pub use otc_ui::Decision;
 
-/// How a confirmation ended, as the caller sees it.
+/// How a confirmation ended, as the broker's caller sees it (what the
+/// screen's [`Decision`] became, or why no prompt was shown).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Approved,
@@ -47,7 +44,7 @@ pub trait Screen: Send + Sync {
     /// Put `prompt` on screen.
     fn show(&self, prompt: Self::Prompt) -> Self::Ticket;
     /// Wait up to `wait` for the answer.
-    fn wait(&self, ticket: &Self::Ticket, wait: Duration) -> Option<Answer>;
+    fn wait(&self, ticket: &Self::Ticket, wait: Duration) -> Option<Decision>;
     /// Take the prompt off the screen.
     fn withdraw(&self, ticket: &Self::Ticket);
 }
@@ -134,10 +131,10 @@ impl<S: Screen> Broker<S> {
         let ticket = self.screen.show(prompt);
         loop {
             match self.screen.wait(&ticket, self.poll) {
-                Some(Answer::Approve) => return Outcome::Approved,
-                Some(Answer::Reject) => return Outcome::Rejected,
-                Some(Answer::Timeout) => return Outcome::TimedOut,
-                Some(Answer::Cancelled) => return Outcome::Cancelled,
+                Some(Decision::Approve) => return Outcome::Approved,
+                Some(Decision::Reject) => return Outcome::Rejected,
+                Some(Decision::Timeout) => return Outcome::TimedOut,
+                Some(Decision::Cancelled | Decision::Busy) => return Outcome::Cancelled,
                 None => {}
             }
             if self.stopping() {
@@ -166,7 +163,7 @@ mod tests {
 
     /// A screen whose answers come from the test through a channel.
     struct FakeScreen {
-        answers: Mutex<Receiver<Answer>>,
+        answers: Mutex<Receiver<Decision>>,
         shown: Mutex<Vec<&'static str>>,
         withdrawn: Mutex<u32>,
     }
@@ -176,7 +173,7 @@ mod tests {
         fn show(&self, p: &'static str) {
             self.shown.lock().unwrap().push(p);
         }
-        fn wait(&self, _: &(), wait: Duration) -> Option<Answer> {
+        fn wait(&self, _: &(), wait: Duration) -> Option<Decision> {
             self.answers.lock().unwrap().recv_timeout(wait).ok()
         }
         fn withdraw(&self, _: &()) {
@@ -184,7 +181,7 @@ mod tests {
         }
     }
 
-    fn broker() -> (Arc<Broker<FakeScreen>>, Sender<Answer>, Arc<FakeClock>) {
+    fn broker() -> (Arc<Broker<FakeScreen>>, Sender<Decision>, Arc<FakeClock>) {
         let (tx, rx) = channel();
         let clock = Arc::new(FakeClock::new());
         let screen = FakeScreen {
@@ -201,10 +198,10 @@ mod tests {
     fn answers_map_to_outcomes() {
         let (b, tx, _) = broker();
         for (a, o) in [
-            (Answer::Approve, Outcome::Approved),
-            (Answer::Reject, Outcome::Rejected),
-            (Answer::Timeout, Outcome::TimedOut),
-            (Answer::Cancelled, Outcome::Cancelled),
+            (Decision::Approve, Outcome::Approved),
+            (Decision::Reject, Outcome::Rejected),
+            (Decision::Timeout, Outcome::TimedOut),
+            (Decision::Cancelled, Outcome::Cancelled),
         ] {
             tx.send(a).unwrap();
             assert_eq!(b.confirm("seal", &|| true), o);
@@ -250,7 +247,7 @@ mod tests {
         });
         assert_eq!(b.confirm("second", &|| true), Outcome::Busy);
         assert_eq!(*b.screen().shown.lock().unwrap(), vec!["first"]);
-        tx.send(Answer::Approve).unwrap();
+        tx.send(Decision::Approve).unwrap();
         assert_eq!(
             join_within(first, "the approved confirm to return"),
             Outcome::Approved
@@ -309,7 +306,7 @@ mod tests {
         };
         let b = Arc::new(Broker::new(screen, clock.clone(), Duration::from_secs(30)));
         assert!(clock.broker.set(Arc::downgrade(&b)).is_ok());
-        tx.send(Answer::Approve).unwrap();
+        tx.send(Decision::Approve).unwrap();
         assert_eq!(b.confirm("seal", &|| true), Outcome::Approved);
         assert_eq!(
             *clock.busy_at_first_read.lock().unwrap(),

@@ -17,12 +17,12 @@
 
 use crate::audit::{AuditLog, Event, Opened};
 use crate::config::{Config, DisplayKind};
-use crate::confirm::{Answer, Broker, Screen};
+use crate::confirm::{Broker, Screen};
 use crate::error::{Error, Result};
 use crate::net::{self, Bind};
 use crate::pad::{PadStore, Side};
 use crate::platform::{Platform, RealPlatform};
-use crate::rpc::{self, Device, Notice, Request};
+use crate::rpc::{self, ApprovalPrompt, Notice, Service};
 use otc_ui::texts::{self, Happened};
 use otc_ui::{
     AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Touch,
@@ -60,9 +60,9 @@ impl UiScreen {
     }
 
     /// The view model for a broker request.
-    pub fn prompt(&self, r: &Request) -> Prompt {
+    pub fn prompt(&self, r: &ApprovalPrompt) -> Prompt {
         match r {
-            Request::Seal {
+            ApprovalPrompt::Seal {
                 contact,
                 message_bytes,
                 cost,
@@ -75,7 +75,7 @@ impl UiScreen {
                 timeout: self.timeout,
                 client_note: None,
             },
-            Request::Open {
+            ApprovalPrompt::Open {
                 contact,
                 cost,
                 skipped_bytes,
@@ -97,20 +97,15 @@ impl UiScreen {
 }
 
 impl Screen for UiScreen {
-    type Prompt = Request;
+    type Prompt = ApprovalPrompt;
     type Ticket = PromptTicket;
 
-    fn show(&self, request: Request) -> PromptTicket {
+    fn show(&self, request: ApprovalPrompt) -> PromptTicket {
         self.handle.show_prompt(self.prompt(&request))
     }
 
-    fn wait(&self, ticket: &PromptTicket, wait: Duration) -> Option<Answer> {
-        ticket.wait_timeout(wait).map(|d| match d {
-            Decision::Approve => Answer::Approve,
-            Decision::Reject => Answer::Reject,
-            Decision::Timeout => Answer::Timeout,
-            Decision::Cancelled | Decision::Busy => Answer::Cancelled,
-        })
+    fn wait(&self, ticket: &PromptTicket, wait: Duration) -> Option<Decision> {
+        ticket.wait_timeout(wait)
     }
 
     fn withdraw(&self, ticket: &PromptTicket) {
@@ -359,8 +354,8 @@ pub struct StartOptions {
 /// A running device. `S` is the screen the broker asks: the touchscreen
 /// ([`UiScreen`]) on a device; a bench may pass a twin (see
 /// [`start_with_screen`]).
-pub struct Running<S: Screen<Prompt = Request> = UiScreen> {
-    pub device: Arc<Device<S>>,
+pub struct Running<S: Screen<Prompt = ApprovalPrompt> = UiScreen> {
+    pub service: Arc<Service<S>>,
     pub ui: UiThread,
     /// Where the RPC endpoint listens.
     pub addr: SocketAddr,
@@ -403,7 +398,7 @@ impl Checked {
     }
 }
 
-impl<S: Screen<Prompt = Request> + 'static> Running<S> {
+impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
     /// A clean stop, in this order:
     ///
     /// 1. new requests get `cancelled`, and the prompt on screen (if any) is
@@ -421,8 +416,8 @@ impl<S: Screen<Prompt = Request> + 'static> Running<S> {
     /// drop gives the reservation back if the thread ends before exit).
     pub fn stop(mut self) -> Result<()> {
         let deadline = std::time::Instant::now() + STOP_GRACE;
-        self.device.begin_stop();
-        self.device.wait_idle(STOP_GRACE);
+        self.service.begin_stop();
+        self.service.wait_idle(STOP_GRACE);
         // The audit check stops at its next line once the device is
         // stopping.
         if let Some(t) = self.checker.take() {
@@ -440,11 +435,11 @@ impl<S: Screen<Prompt = Request> + 'static> Running<S> {
         if let Some(t) = self.flusher.take() {
             let _ = t.join();
         }
-        self.device.sum_up_refusals(true);
+        self.service.sum_up_refusals(true);
         // One grace time in all, for the requests and their threads.
         let grace = deadline.saturating_duration_since(std::time::Instant::now());
-        let device = sole_owner(self.device, grace)?;
-        let (store, mut audit) = device.into_parts();
+        let service = sole_owner(self.service, grace)?;
+        let (store, mut audit) = service.into_parts();
         sole_owner(store, grace)?.close()?;
         audit.append(Event::Stop)?;
         audit.flush()?;
@@ -543,7 +538,7 @@ pub fn start_with_screen<S>(
     screen: impl FnOnce(UiHandle, Duration) -> S,
 ) -> Result<Running<S>>
 where
-    S: Screen<Prompt = Request> + 'static,
+    S: Screen<Prompt = ApprovalPrompt> + 'static,
 {
     let listener = net::listen(&opts.bind)?;
     let addr = listener
@@ -585,8 +580,8 @@ where
         opts.prompt_timeout,
     );
     let notify_face = face.clone();
-    let device = Arc::new(
-        Device::new(
+    let service = Arc::new(
+        Service::new(
             store,
             broker,
             audit,
@@ -598,20 +593,20 @@ where
         .map_err(|e| Error::io("cannot load the relay cursors", e))?,
     );
     let checked = Arc::new(Checked::default());
-    let checker = spawn_audit_check(opened, &device, &face, &checked)?;
+    let checker = spawn_audit_check(opened, &service, &face, &checked)?;
     let stop = Arc::new(AtomicBool::new(false));
     let rpc = {
-        let (device, stop) = (device.clone(), stop.clone());
+        let (service, stop) = (service.clone(), stop.clone());
         let hosts = opts.allowed_hosts;
         std::thread::Builder::new()
             .name("otc-rpc".into())
-            .spawn(move || rpc::serve(device, listener, stop, hosts))
+            .spawn(move || rpc::serve(service, listener, stop, hosts))
             .map_err(|e| Error::io("cannot start the RPC thread", e))?
     };
-    let events = spawn_ui_events(&mut ui, &face, &device, &checked)?;
-    let flusher = spawn_audit_flusher(&device, &stop)?;
+    let events = spawn_ui_events(&mut ui, &face, &service, &checked)?;
+    let flusher = spawn_audit_flusher(&service, &stop)?;
     Ok(Running {
-        device,
+        service,
         ui,
         addr,
         stop,
@@ -624,9 +619,9 @@ where
 
 /// The audit log's deferred chain check, on its own thread (none when
 /// `open_quick` already checked it all).
-fn spawn_audit_check<S: Screen<Prompt = Request> + 'static>(
+fn spawn_audit_check<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     opened: Opened,
-    device: &Arc<Device<S>>,
+    service: &Arc<Service<S>>,
     face: &Arc<Face>,
     checked: &Arc<Checked>,
 ) -> Result<Option<JoinHandle<()>>> {
@@ -636,17 +631,17 @@ fn spawn_audit_check<S: Screen<Prompt = Request> + 'static>(
             None
         }
         Opened::Deferred(deferred) => {
-            let (device, face, checked) = (device.clone(), face.clone(), checked.clone());
+            let (service, face, checked) = (service.clone(), face.clone(), checked.clone());
             let t = std::thread::Builder::new()
                 .name("otc-audit-check".into())
                 .spawn(move || {
-                    let keep_going = || !device.is_stopping();
+                    let keep_going = || !service.is_stopping();
                     match deferred.check(&keep_going) {
                         // Cut short by a stop: nothing is concluded (the
                         // next start checks again).
-                        Ok(_) if device.is_stopping() => {}
-                        Ok(scan) => face.add_older(&device.audit_checked(scan)),
-                        Err(e) => device.audit_failed(&e),
+                        Ok(_) if service.is_stopping() => {}
+                        Ok(scan) => face.add_older(&service.audit_checked(scan)),
+                        Err(e) => service.audit_failed(&e),
                     }
                     checked.set();
                 })
@@ -657,15 +652,15 @@ fn spawn_audit_check<S: Screen<Prompt = Request> + 'static>(
 }
 
 /// The thread that acts on what the owner does on the screen.
-fn spawn_ui_events<S: Screen<Prompt = Request> + 'static>(
+fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     ui: &mut UiThread,
     face: &Arc<Face>,
-    device: &Arc<Device<S>>,
+    service: &Arc<Service<S>>,
     checked: &Arc<Checked>,
 ) -> Result<JoinHandle<()>> {
     Ok({
         let rx = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
-        let (face, device, checked) = (face.clone(), device.clone(), checked.clone());
+        let (face, service, checked) = (face.clone(), service.clone(), checked.clone());
         std::thread::Builder::new()
             .name("otc-ui-events".into())
             .spawn(move || {
@@ -678,7 +673,7 @@ fn spawn_ui_events<S: Screen<Prompt = Request> + 'static>(
                         let _ = checked.wait(CHECK_WAIT);
                         let alerts = face.seen();
                         if alerts > 0 {
-                            device.audit(Event::Ack {
+                            service.audit(Event::Ack {
                                 alerts: u64::from(alerts),
                             });
                         }
@@ -691,18 +686,18 @@ fn spawn_ui_events<S: Screen<Prompt = Request> + 'static>(
 
 /// The thread that makes routine audit entries durable every
 /// [`crate::audit::FLUSH_INTERVAL`] until `stop`.
-fn spawn_audit_flusher<S: Screen<Prompt = Request> + 'static>(
-    device: &Arc<Device<S>>,
+fn spawn_audit_flusher<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    service: &Arc<Service<S>>,
     stop: &Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>> {
     Ok({
-        let (device, stop) = (device.clone(), stop.clone());
+        let (service, stop) = (service.clone(), stop.clone());
         std::thread::Builder::new()
             .name("otc-audit-flush".into())
             .spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     std::thread::sleep(crate::audit::FLUSH_INTERVAL);
-                    device.flush_audit();
+                    service.flush_audit();
                 }
             })
             .map_err(|e| Error::io("cannot start the audit flusher", e))?

@@ -1,6 +1,6 @@
 //! The RPC endpoint's front layer: the only code that touches the laptop's
 //! bytes before they become a bounded, checked request for
-//! [`Handler::handle`] (which is [`crate::rpc::Device::handle`]).
+//! [`Handler::handle`] (which is [`crate::rpc::Service::handle`]).
 //!
 //! The laptop is untrusted, and so is any web page its browser shows. This
 //! layer makes sure that neither can kill, wedge or exhaust the device:

@@ -15,7 +15,7 @@
 //! and nothing more. Seal and open wait for the owner's tap through the
 //! [`Broker`]; nothing is consumed unless the owner approves.
 //!
-//! [`Device::handle`] is the whole protocol as a function of (method, path,
+//! [`Service::handle`] is the whole protocol as a function of (method, path,
 //! body); [`serve`] puts it on a socket behind [`crate::front`], which
 //! bounds connections, sizes and deadlines and checks `Host`, `Origin` and
 //! `Content-Type` before anything reaches `handle`.
@@ -44,7 +44,7 @@ mod runrpc;
 /// What the owner is asked to approve. Every figure comes from the
 /// device's own state; only the byte count of the message is the client's.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Request {
+pub enum ApprovalPrompt {
     Seal {
         contact: String,
         message_bytes: u64,
@@ -276,7 +276,7 @@ fn limit_summary(limit: &str, count: u64) -> Event {
     }
 }
 
-/// Counts the request threads inside [`Device::handle`].
+/// Counts the request threads inside [`Service::handle`].
 struct InFlight<'a>(&'a AtomicUsize);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -285,7 +285,7 @@ impl Drop for InFlight<'_> {
 }
 
 /// The running device: store, broker, audit log, limits.
-pub struct Device<S: Screen<Prompt = Request>> {
+pub struct Service<S: Screen<Prompt = ApprovalPrompt>> {
     store: Arc<PadStore>,
     broker: Broker<S>,
     audit: Mutex<AuditLog>,
@@ -297,9 +297,9 @@ pub struct Device<S: Screen<Prompt = Request>> {
     refusals: Mutex<HashMap<String, Refusals>>,
     /// Limit hits per limit name in the current window (same scheme).
     limit_hits: Mutex<HashMap<String, Refusals>>,
-    /// Set by [`Device::begin_stop`]: new requests are refused.
+    /// Set by [`Service::begin_stop`]: new requests are refused.
     stopping: AtomicBool,
-    /// Requests inside [`Device::handle`].
+    /// Requests inside [`Service::handle`].
     inflight: AtomicUsize,
     notify: Box<dyn Fn(Notice) + Send + Sync>,
 }
@@ -338,7 +338,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
         .map_err(|e| fail(ErrorCode::BadRequest, format!("invalid request body: {e}")))
 }
 
-impl<S: Screen<Prompt = Request>> Device<S> {
+impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     /// The service over `store`, asking the owner through `broker`,
     /// auditing to `audit`; lockouts and rate limits read the monotonic
     /// clock of `platform`.
@@ -352,7 +352,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         notify: Box<dyn Fn(Notice) + Send + Sync>,
     ) -> std::io::Result<Self> {
         let cursors = Cursors::load(store.dir())?;
-        Ok(Device {
+        Ok(Service {
             store,
             broker,
             audit: Mutex::new(audit),
@@ -377,7 +377,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         self.broker.stop_prompts();
     }
 
-    /// True once [`Device::begin_stop`] was called.
+    /// True once [`Service::begin_stop`] was called.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
@@ -393,7 +393,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         older
     }
 
-    /// Wait until no request is inside [`Device::handle`], at most `limit`.
+    /// Wait until no request is inside [`Service::handle`], at most `limit`.
     /// True if none is.
     pub fn wait_idle(&self, limit: Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;
@@ -589,10 +589,14 @@ impl<S: Screen<Prompt = Request>> Device<S> {
         result.unwrap_or_else(|f| error_reply(&f))
     }
 
-    fn confirm(&self, request: Request, still_wanted: &dyn Fn() -> bool) -> Result<(), Failure> {
+    fn confirm(
+        &self,
+        request: ApprovalPrompt,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Result<(), Failure> {
         let (action, contact) = match &request {
-            Request::Seal { contact, .. } => ("seal".to_string(), contact.clone()),
-            Request::Open { contact, .. } => ("open".to_string(), contact.clone()),
+            ApprovalPrompt::Seal { contact, .. } => ("seal".to_string(), contact.clone()),
+            ApprovalPrompt::Open { contact, .. } => ("open".to_string(), contact.clone()),
         };
         let (event, result) = match self.broker.confirm(request, still_wanted) {
             // Nothing was shown: nothing to audit.
@@ -668,7 +672,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             .quote(&req.to, message.len())
             .map_err(|e| store_failure(&e, false))?;
         self.confirm(
-            Request::Seal {
+            ApprovalPrompt::Seal {
                 contact: req.to.clone(),
                 message_bytes: message.len() as u64,
                 cost: quote.cost,
@@ -854,7 +858,7 @@ impl<S: Screen<Prompt = Request>> Device<S> {
             OpenWarning::Replay => None,
         });
         self.confirm(
-            Request::Open {
+            ApprovalPrompt::Open {
                 contact: contact.clone(),
                 cost: check.cost,
                 skipped_bytes,
@@ -979,13 +983,13 @@ fn check_relay_name(relay: &str) -> Result<(), Failure> {
 /// is an IP literal or one of `allowed_hosts` (names, see
 /// [`crate::front::allowed_names`]).
 pub fn serve<S>(
-    device: Arc<Device<S>>,
+    device: Arc<Service<S>>,
     listener: TcpListener,
     stop: Arc<AtomicBool>,
     allowed_hosts: Vec<String>,
 ) -> std::io::Result<()>
 where
-    S: Screen<Prompt = Request> + Send + Sync + 'static,
+    S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static,
 {
     let l = &device.limits;
     let settings = crate::front::Settings {
@@ -1000,9 +1004,9 @@ where
     crate::front::serve(device, listener, stop, settings)
 }
 
-impl<S> crate::front::Handler for Device<S>
+impl<S> crate::front::Handler for Service<S>
 where
-    S: Screen<Prompt = Request> + Send + Sync + 'static,
+    S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static,
 {
     fn handle(
         &self,
@@ -1011,7 +1015,7 @@ where
         body: &[u8],
         still_wanted: &dyn Fn() -> bool,
     ) -> Reply {
-        Device::handle(self, method, path, body, still_wanted)
+        Service::handle(self, method, path, body, still_wanted)
     }
 
     fn limit_hit(&self, limit: &str, detail: &str) {
@@ -1029,7 +1033,7 @@ mod tests {
     //! sleeps: fake clocks, a seeded RNG, a screen twin that approves.
 
     use super::*;
-    use crate::confirm::Answer;
+    use crate::confirm::Decision;
     use crate::pad::generate::{NewPad, create_pad_with};
     use crate::platform::TestPlatform;
     use otc_proto::Format;
@@ -1042,13 +1046,13 @@ mod tests {
     struct Approves(AtomicUsize);
 
     impl Screen for Approves {
-        type Prompt = Request;
+        type Prompt = ApprovalPrompt;
         type Ticket = ();
-        fn show(&self, _prompt: Request) {
+        fn show(&self, _prompt: ApprovalPrompt) {
             self.0.fetch_add(1, Ordering::AcqRel);
         }
-        fn wait(&self, _ticket: &(), _wait: Duration) -> Option<Answer> {
-            Some(Answer::Approve)
+        fn wait(&self, _ticket: &(), _wait: Duration) -> Option<Decision> {
+            Some(Decision::Approve)
         }
         fn withdraw(&self, _ticket: &()) {}
     }
@@ -1085,7 +1089,7 @@ mod tests {
             platform.clock(),
             Duration::from_secs(30),
         );
-        let device = Device::new(
+        let device = Service::new(
             Arc::new(store),
             broker,
             audit,

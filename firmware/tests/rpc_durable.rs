@@ -1,17 +1,17 @@
 //! Issue 7 item 1 through the RPC layer, in process: an approved
-//! `POST /v1/package` handled by the real [`Device`] on a store whose file
+//! `POST /v1/package` handled by the real [`Service`] on a store whose file
 //! I/O is recorded ([`vfs::Recorder`]). The record holding the new send
 //! bound is fsync'ed, renamed and its directory fsync'ed after the prompt
 //! is approved and before the pad range is first read; the reply exists
 //! only after all of it.
 
 use otc_device::audit::AuditLog;
-use otc_device::confirm::{Answer, Broker, Screen};
+use otc_device::confirm::{Broker, Decision, Screen};
 use otc_device::pad::generate::{NewPad, create_pad};
 use otc_device::pad::vfs::{Op, RealFs, Recorder};
 use otc_device::pad::{PadStore, StoreOptions};
 use otc_device::platform::{Platform, RealPlatform};
-use otc_device::rpc::{Device, Limits, Request};
+use otc_device::rpc::{ApprovalPrompt, Limits, Service};
 use otc_proto::Format;
 use otc_proto::routes;
 use std::sync::Arc;
@@ -21,14 +21,14 @@ use std::time::Duration;
 struct Approver(Recorder<RealFs>);
 
 impl Screen for Approver {
-    type Prompt = Request;
+    type Prompt = ApprovalPrompt;
     type Ticket = ();
-    fn show(&self, _prompt: Request) {
+    fn show(&self, _prompt: ApprovalPrompt) {
         self.0.mark("prompt shown");
     }
-    fn wait(&self, _ticket: &(), _wait: Duration) -> Option<Answer> {
+    fn wait(&self, _ticket: &(), _wait: Duration) -> Option<Decision> {
         self.0.mark("approved");
-        Some(Answer::Approve)
+        Some(Decision::Approve)
     }
     fn withdraw(&self, _ticket: &()) {}
 }
@@ -66,7 +66,7 @@ fn the_reply_comes_after_the_bound_is_durable() {
     let platform = RealPlatform::new();
     let clock = platform.clock();
     let (audit, _) = AuditLog::open(&dir).unwrap();
-    let device = Device::new(
+    let device = Service::new(
         Arc::new(store),
         Broker::new(Approver(rec.clone()), clock.clone(), Duration::from_secs(5)),
         audit,

@@ -4,14 +4,14 @@
 //! The wire shapes and why they are so are in [`otc_proto::runrpc`]. This
 //! module only translates: it binds the call's arguments to the original's
 //! parameter names, checks that the owner's uid is where the original puts
-//! it, and hands a typed `/v1` request to [`Device::seal`], [`Device::open`]
+//! it, and hands a typed `/v1` request to [`Service::seal`], [`Service::open`]
 //! or the cursor store. Nothing here decides about pad bytes, prompts,
 //! limits, lockouts, rate limits or audit entries: those are the `/v1`
 //! handlers', so a call through `/runrpc` is prompted, limited and audited
 //! exactly as the same request on `/v1`. The front layer in front of both is
 //! the same too (same listener, same `Host`/`Origin`/`Content-Type` checks).
 
-use super::{Device, Failure, Reply, Request, json};
+use super::{ApprovalPrompt, Failure, Reply, Service, json};
 use crate::confirm::Screen;
 use otc_proto::b64;
 use otc_proto::rpc::{PackageRequest, UnpackageRequest, Warning};
@@ -151,7 +151,7 @@ fn typed(body: &[u8]) -> Result<Typed, String> {
     })
 }
 
-impl<S: Screen<Prompt = Request>> Device<S> {
+impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     /// Answer one `/runrpc` call (see the module doc).
     pub(super) fn runrpc(&self, body: &[u8], still_wanted: &dyn Fn() -> bool) -> Reply {
         let call = match typed(body) {
