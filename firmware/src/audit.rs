@@ -39,7 +39,7 @@
 //! flush `fdatasync`s the log, then rewrites the head in place (fixed
 //! width) and syncs it, so the head never names an entry that is not
 //! durable. A power cut may lose routine entries of the last interval;
-//! it can never make the pad store reuse a byte (the store's own cursor is
+//! it can never make the pad store reuse a byte (the store's own send offset is
 //! durable before any package leaves), and it never loses a severe entry.
 //! The head may lag the log by that interval, so cutting off entries newer
 //! than the head is not detected; anything at or before it is.

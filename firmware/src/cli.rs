@@ -537,8 +537,8 @@ fn pad_list(data: &Path, json: bool) -> Result<()> {
                 human(c.size),
                 human(c.send_left),
                 c.send_messages_left,
-                human(c.recv_left),
-                c.recv_messages_left
+                human(c.receive_left),
+                c.receive_messages_left
             ),
         )?;
     }

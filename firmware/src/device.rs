@@ -26,7 +26,7 @@ use crate::rpc::{self, ApprovalPrompt, Notice, Service};
 use otc_ui::texts::{self, Happened};
 use otc_ui::{
     AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Touch,
-    UiConfig, UiEvent, UiHandle, UiThread, Warning,
+    UiConfig, UiEvent, UiHandle, UiThread, WarningView,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -84,7 +84,7 @@ impl UiScreen {
                 contact: contact.clone(),
                 cost_bytes: *cost,
                 warnings: skipped_bytes
-                    .map(|b| Warning::Skipped {
+                    .map(|b| WarningView::Skipped {
                         count: skipped_messages(b, *cost_of_100),
                     })
                     .into_iter()
@@ -406,7 +406,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
     /// 2. requests past their prompt finish (at most [`STOP_GRACE`]);
     /// 3. the endpoint stops accepting, the screen stops;
     /// 4. the store is closed: synced, and the unused part of the
-    ///    reservation block given back, so the next start's send cursor
+    ///    reservation block given back, so the next start's send offset
     ///    continues where the last message ended;
     /// 5. the audit log gets a `stop` entry (after the rate limit's
     ///    summaries) and is flushed.

@@ -191,14 +191,17 @@ fn store_failure(e: &crate::Error, opening: bool) -> Failure {
     }
 }
 
-/// The client's read positions on relays, kept on the device in
-/// `DIR/cursors.json` (written atomically: temp file, fsync, rename).
-struct Cursors {
+/// The client's read positions on relays ("read refs": the next relay ref
+/// to fetch; the wire calls them cursors, `/v1/cursor/{relay}`, and the
+/// original client next refs), kept on the device in `DIR/cursors.json`
+/// (written atomically: temp file, fsync, rename). Not the pad's send
+/// offset, which is the store's.
+struct ReadRefs {
     path: PathBuf,
     map: BTreeMap<String, u64>,
 }
 
-impl Cursors {
+impl ReadRefs {
     fn load(dir: &Path) -> std::io::Result<Self> {
         let path = dir.join("cursors.json");
         let map = match std::fs::read(&path) {
@@ -206,7 +209,7 @@ impl Cursors {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
         };
-        Ok(Cursors { path, map })
+        Ok(ReadRefs { path, map })
     }
 
     fn set(&mut self, relay: &str, cursor: u64) -> std::io::Result<()> {
@@ -292,7 +295,7 @@ pub struct Service<S: Screen<Prompt = ApprovalPrompt>> {
     clock: Arc<dyn Clock>,
     limits: Limits,
     owner: String,
-    cursors: Mutex<Cursors>,
+    read_refs: Mutex<ReadRefs>,
     lockouts: Mutex<HashMap<String, Lockout>>,
     refusals: Mutex<HashMap<String, Refusals>>,
     /// Limit hits per limit name in the current window (same scheme).
@@ -351,7 +354,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         owner: String,
         notify: Box<dyn Fn(Notice) + Send + Sync>,
     ) -> std::io::Result<Self> {
-        let cursors = Cursors::load(store.dir())?;
+        let read_refs = ReadRefs::load(store.dir())?;
         Ok(Service {
             store,
             broker,
@@ -359,7 +362,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             clock: platform.clock(),
             limits,
             owner,
-            cursors: Mutex::new(cursors),
+            read_refs: Mutex::new(read_refs),
             lockouts: Mutex::default(),
             refusals: Mutex::default(),
             limit_hits: Mutex::default(),
@@ -570,7 +573,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         }
         let result = match endpoint {
             // The relay name is checked before the method, as `cursor` does.
-            Some(Endpoint::Cursor(relay)) => self.cursor(method, relay, body),
+            Some(Endpoint::Cursor(relay)) => self.cursor_endpoint(method, relay, body),
             Some(e) if !e.allows(method) => Err(fail(
                 ErrorCode::MethodNotAllowed,
                 format!("{method} is not allowed on {path}"),
@@ -910,7 +913,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 pad_id: c.pad_id,
                 format: c.format,
                 send_left: c.send_left,
-                receive_left: c.recv_left,
+                receive_left: c.receive_left,
             })
             .collect();
         json(200, &ContactsResponse { contacts })
@@ -928,7 +931,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         )
     }
 
-    fn cursor(&self, method: &str, relay: &str, body: &[u8]) -> Result<Reply, Failure> {
+    fn cursor_endpoint(&self, method: &str, relay: &str, body: &[u8]) -> Result<Reply, Failure> {
         check_relay_name(relay)?;
         match Method::parse(method) {
             Some(Method::Get) => {
@@ -952,14 +955,14 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     /// `get_next_ref` says `null`).
     fn read_ref(&self, relay: &str) -> Result<Option<u64>, Failure> {
         check_relay_name(relay)?;
-        Ok(lock(&self.cursors).map.get(relay).copied())
+        Ok(lock(&self.read_refs).map.get(relay).copied())
     }
 
     /// Save the client's read position on `relay` (durably, see
-    /// [`Cursors`]).
+    /// [`ReadRefs`]).
     fn save_read_ref(&self, relay: &str, cursor: u64) -> Result<(), Failure> {
         check_relay_name(relay)?;
-        lock(&self.cursors)
+        lock(&self.read_refs)
             .set(relay, cursor)
             .map_err(|_| fail(ErrorCode::Internal, "the device could not save the cursor"))
     }

@@ -351,10 +351,13 @@ fn list_counts_messages_left() {
     assert_eq!(l[0].name, "bob");
     assert_eq!(l[0].send_left, 1 << 19);
     assert_eq!(l[0].send_messages_left, (1 << 19) / 248);
-    assert_eq!(l[0].recv_left, 1 << 19);
+    assert_eq!(l[0].receive_left, 1 << 19);
     let s = p.bob.seal("alice", &[0u8; 100]).unwrap();
     p.alice.open("bob", &s.package).unwrap();
-    assert_eq!(p.alice.contact("bob").unwrap().recv_left, (1 << 19) - 248);
+    assert_eq!(
+        p.alice.contact("bob").unwrap().receive_left,
+        (1 << 19) - 248
+    );
 }
 
 #[test]

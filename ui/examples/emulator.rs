@@ -73,7 +73,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Prompt::Open {
             contact: "bob".into(),
             cost_bytes: 164,
-            warnings: vec![Warning::Replay { index: 41 }, Warning::Skipped { count: 3 }],
+            warnings: vec![
+                WarningView::Replay { index: 41 },
+                WarningView::Skipped { count: 3 },
+            ],
             timeout: Duration::from_secs(30),
             client_note: None,
         },

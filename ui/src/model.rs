@@ -59,7 +59,7 @@ pub enum Prompt {
     Open {
         contact: String,
         cost_bytes: u64,
-        warnings: Vec<Warning>,
+        warnings: Vec<WarningView>,
         timeout: Duration,
         #[serde(default)]
         client_note: Option<String>,
@@ -87,7 +87,7 @@ impl Prompt {
 /// Why opening this message deserves a second look. Shown in red.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Warning {
+pub enum WarningView {
     /// This message's pad range was already used: a replayed package.
     Replay { index: u64 },
     /// `count` earlier messages from this contact never arrived.
@@ -187,7 +187,10 @@ mod tests {
         let p = Prompt::Open {
             contact: "bob".into(),
             cost_bytes: 164,
-            warnings: vec![Warning::Replay { index: 4 }, Warning::Skipped { count: 2 }],
+            warnings: vec![
+                WarningView::Replay { index: 4 },
+                WarningView::Skipped { count: 2 },
+            ],
             timeout: Duration::from_secs(30),
             client_note: None,
         };

@@ -7,7 +7,7 @@ use crate::generated::{
     AlertRow, AlertsData, AppWindow, ContactRow, FactRow, HomeData, ProgressData, PromptData,
     ToastData,
 };
-use crate::model::{AlertView, HomeView, ProgressView, Prompt, Toast, ToastKind, Warning};
+use crate::model::{AlertView, HomeView, ProgressView, Prompt, Toast, ToastKind, WarningView};
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
 
 /// Size class of the screen, which decides how much fits.
@@ -137,12 +137,12 @@ fn note_text(note: &Option<String>) -> String {
     }
 }
 
-pub(crate) fn warning_text(w: &Warning) -> String {
+pub(crate) fn warning_text(w: &WarningView) -> String {
     match w {
-        Warning::Replay { index } => {
+        WarningView::Replay { index } => {
             format!("⚠ Replay: message #{index} was already opened once")
         }
-        Warning::Skipped { count } => format!(
+        WarningView::Skipped { count } => format!(
             "⚠ Skipped: {} earlier message{} never arrived",
             format::count(*count),
             if *count == 1 { "" } else { "s" }

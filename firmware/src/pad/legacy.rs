@@ -8,8 +8,8 @@
 //!  "n_bytes": 1000000, "checksum": "..."}
 //! ```
 //!
-//! * `direction`: 1 = side A (sends with `[0, split)`, cursor moving up from
-//!   0), -1 = side B (sends with `[split, N)`, cursor moving down from N-1).
+//! * `direction`: 1 = side A (sends with `[0, split)`, send offset moving up from
+//!   0), -1 = side B (sends with `[split, N)`, send offset moving down from N-1).
 //! * `split_index`: the split, strictly inside the pad.
 //! * `encrypt_index`: the next offset the sender will read: for side A the
 //!   count of bytes used so far (0..=split), for side B the next offset to

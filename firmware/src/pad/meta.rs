@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 /// Which half of the pad a device sends with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Side {
-    /// The device that generated the pad: sends with `[0, split)`, cursor up.
+    /// The device that generated the pad: sends with `[0, split)`, send offset up.
     A,
-    /// The partner: sends with `[split, N)`, cursor down from the top.
+    /// The partner: sends with `[split, N)`, send offset down from the top.
     B,
 }
 
@@ -231,7 +231,7 @@ impl ContactMeta {
     }
 
     /// Bytes of the sender's region not yet passed by the receive frontier.
-    pub fn recv_left(&self) -> u64 {
+    pub fn receive_left(&self) -> u64 {
         self.region(self.side.other())
             .len()
             .saturating_sub(self.recv_frontier)
@@ -362,6 +362,6 @@ mod tests {
         assert_eq!(rg, r(868, 900));
         assert_eq!(m.index_of(Side::B, rg), 868);
         assert_eq!(m.send_capacity(), 500);
-        assert_eq!(m.recv_left(), 500);
+        assert_eq!(m.receive_left(), 500);
     }
 }

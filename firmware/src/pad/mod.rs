@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! DIR/otc-device.data        marker "layout 2": makes the directory ours; also the lock
-//! DIR/contacts/<name>.json   one JSON record per contact (cursors, received ranges)
+//! DIR/contacts/<name>.json   one JSON record per contact (send offsets, received ranges)
 //! DIR/pads/<pad_id>.pad      pad bytes, plain file, pad_id = hex SHA-256
 //! DIR/used/<pad_id>          every pad this directory ever held or made; never removed
 //! ```
@@ -51,10 +51,10 @@
 //! added; `pad remove` leaves it). `pad import` of an export or legacy pad
 //! whose id is there is refused ([`crate::Error::PadUsedBefore`]): a
 //! removed pad imported again, or the export of a pad this device made,
-//! would restart the cursors and reuse pad.
+//! would restart the send offsets and reuse pad.
 //!
 //! **A restored copy of the data directory cannot be detected.** A backup
-//! (or a cloned SD card) holds old cursors; running from it hands out pad
+//! (or a cloned SD card) holds old send offsets; running from it hands out pad
 //! bytes the original already used. Nothing inside the directory can tell
 //! the copy from the original, so: never back up or restore a data
 //! directory, and destroy any copy.
@@ -65,14 +65,14 @@
 //!
 //! # The rules it keeps
 //!
-//! * **Never reuse, even across a crash.** The send cursor is a
+//! * **Never reuse, even across a crash.** The send offset is a
 //!   sequence cache: the durable record holds a "reserved up to" bound that
 //!   moves ahead in blocks ([`StoreOptions::reserve_block`], 64 KiB by
 //!   default but at most 1/256 of the send side, so a 64 KiB legacy pad
 //!   loses at most 128 bytes to a crash, not its whole send side; or the
 //!   message's cost if larger), written and made durable (record fsync,
 //!   rename, directory fsync) *before* any byte of the new block is read. In memory the store
-//!   keeps the next offset. After a crash the cursor restarts at the durable
+//!   keeps the next offset. After a crash the send offset restarts at the durable
 //!   bound: at most one block is skipped, none is handed out twice. A clean
 //!   [`PadStore::close`] gives the unused part of the block back.
 //! * **Erase after use.** Every byte used to seal is overwritten with zeros
@@ -147,5 +147,5 @@ pub mod vfs;
 
 pub use meta::{ContactMeta, Origin, Range, Side};
 pub use store::{
-    ContactInfo, OpenCheck, OpenWarning, Opened, PadStore, Quote, Sealed, StoreOptions,
+    ContactSummary, OpenCheck, OpenWarning, Opened, PadStore, Quote, Sealed, StoreOptions,
 };

@@ -1,4 +1,4 @@
-//! The pad store proper: data directory, contacts, durable send cursors,
+//! The pad store proper: data directory, contacts, durable send offsets,
 //! the received-range log, erase after use. See the module docs of
 //! [`crate::pad`] for the rules it keeps.
 
@@ -123,9 +123,12 @@ pub struct Opened {
     pub warnings: Vec<OpenWarning>,
 }
 
-/// A contact as `pad list` shows it.
+/// A contact as `pad list` shows it: everything the store knows about it
+/// (the RPC's `otc_proto::rpc::ContactInfo` is the part the laptop sees,
+/// with the same field names). `pad list --json` keeps its older names
+/// `recv_left` and `recv_messages_left`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContactInfo {
+pub struct ContactSummary {
     pub name: String,
     pub pad_id: String,
     pub size: u64,
@@ -136,24 +139,27 @@ pub struct ContactInfo {
     /// Pad bytes left for sending.
     pub send_left: u64,
     /// Pad bytes of the partner's region not yet passed by what we opened.
-    pub recv_left: u64,
+    #[serde(rename = "recv_left")]
+    pub receive_left: u64,
     /// 100-byte messages we can still send.
     pub send_messages_left: u64,
     /// 100-byte messages the partner can still send us (at most).
-    pub recv_messages_left: u64,
+    #[serde(rename = "recv_messages_left")]
+    pub receive_messages_left: u64,
     /// Pad bytes burned after failed verifications.
     pub burned: u64,
 }
 
-/// One contact with its open pad file and in-memory cursor.
+/// One contact with its open pad file and in-memory send offset.
 struct Live {
     meta: ContactMeta,
     /// `None` when the pad file is missing: the contact can only be listed
     /// and removed.
     file: Option<Box<dyn VFile>>,
-    /// In-memory send count: the next message starts here. Always between
+    /// In-memory send offset (a count from our edge; "the pad cursor" in
+    /// older docs): the next message starts here. Always between
     /// `meta.erased` and `meta.reserved` (inclusive).
-    next: u64,
+    send_offset: u64,
 }
 
 impl Live {
@@ -209,7 +215,7 @@ impl PadStore {
     /// directory with [`Error::OldLayout`]. On open, the modes of the
     /// directory and everything in it are set to 0700/0600, any erase a
     /// crash interrupted is finished, and each contact's in-memory send
-    /// cursor starts at its durable reserved bound.
+    /// send offset starts at its durable reserved bound.
     pub fn open_dir_with(dir: impl AsRef<Path>, opts: StoreOptions) -> Result<PadStore> {
         let dir = dir.as_ref();
         if !dir.exists() {
@@ -400,8 +406,8 @@ impl PadStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Live>> {
-        // A panic while holding the lock cannot leave a cursor behind a used
-        // byte (the cursor moves before bytes are read), so the state is safe
+        // A panic while holding the lock cannot leave a send offset behind a used
+        // byte (the send offset moves before bytes are read), so the state is safe
         // to keep using.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -528,14 +534,14 @@ impl PadStore {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // Keep the contact so it can be listed and removed.
-                    let next = meta.reserved;
+                    let send_offset = meta.reserved;
                     let name = meta.name.clone();
                     state.insert(
                         name,
                         Live {
                             meta,
                             file: None,
-                            next,
+                            send_offset,
                         },
                     );
                     continue;
@@ -564,9 +570,16 @@ impl PadStore {
                 meta.pending_erase.clear();
                 self.persist(&meta)?;
             }
-            let next = meta.reserved;
+            let send_offset = meta.reserved;
             let file = Some(file);
-            state.insert(meta.name.clone(), Live { meta, file, next });
+            state.insert(
+                meta.name.clone(),
+                Live {
+                    meta,
+                    file,
+                    send_offset,
+                },
+            );
         }
         // Pad files nobody owns (a crash during creation, import or removal)
         // are erased and deleted.
@@ -626,9 +639,16 @@ impl PadStore {
         })();
         match res {
             Ok(file) => {
-                let next = meta.reserved;
+                let send_offset = meta.reserved;
                 let file = Some(file);
-                state.insert(meta.name.clone(), Live { meta, file, next });
+                state.insert(
+                    meta.name.clone(),
+                    Live {
+                        meta,
+                        file,
+                        send_offset,
+                    },
+                );
                 Ok(())
             }
             Err(e) => {
@@ -671,17 +691,17 @@ impl PadStore {
     }
 
     /// Facts about one contact.
-    pub fn contact(&self, name: &str) -> Result<ContactInfo> {
+    pub fn contact(&self, name: &str) -> Result<ContactSummary> {
         let state = self.lock();
         let l = state
             .get(name)
             .ok_or_else(|| Error::UnknownContact(name.to_string()))?;
-        Ok(info(l))
+        Ok(summary(l))
     }
 
     /// Facts about every contact, sorted by name.
-    pub fn list(&self) -> Vec<ContactInfo> {
-        self.lock().values().map(info).collect()
+    pub fn list(&self) -> Vec<ContactSummary> {
+        self.lock().values().map(summary).collect()
     }
 
     /// The metadata record of a contact (for tests and diagnostics; it
@@ -725,7 +745,7 @@ impl PadStore {
 
     /// Seal `message` for `contact`.
     ///
-    /// Order of events: the range is taken from the in-memory cursor; if it
+    /// Order of events: the range is taken from the in-memory send offset; if it
     /// crosses the durable reserved bound, the pad file is fdatasync'ed (so
     /// every earlier erase is durable) and a new bound, at least one
     /// reservation block ahead, is written to the contact's record and
@@ -740,21 +760,21 @@ impl PadStore {
             .get_mut(contact)
             .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
         let (cost, left) = check_fits(l, contact, message.len())?;
-        let used = l.next;
-        let new_next = used + cost;
-        if new_next > l.meta.reserved {
+        let used = l.send_offset;
+        let new_offset = used + cost;
+        if new_offset > l.meta.reserved {
             l.file()?
                 .sync_data()
                 .ctx(|| format!("cannot sync pad file for {contact}"))?;
             let mut m = l.meta.clone();
             m.erased = used;
-            m.reserved = new_next
+            m.reserved = new_offset
                 .max(used.saturating_add(self.reserve_block_for(&m)))
                 .min(m.send_capacity());
             self.persist(&m)?;
             l.meta = m;
         }
-        l.next = new_next;
+        l.send_offset = new_offset;
         let range = l.meta.send_range(used, cost);
         let index = l.meta.index_of(l.meta.side, range);
         let sealed = read_pad(l, range, l.meta.descending(l.meta.side)).and_then(|pad| {
@@ -890,8 +910,8 @@ impl PadStore {
     pub fn release(&self) -> Result<()> {
         let mut state = self.lock();
         for l in state.values_mut() {
-            if l.next < l.meta.reserved
-                || l.meta.erased < l.next
+            if l.send_offset < l.meta.reserved
+                || l.meta.erased < l.send_offset
                 || !l.meta.pending_erase.is_empty()
             {
                 let Some(file) = l.file.as_deref() else {
@@ -900,8 +920,8 @@ impl PadStore {
                 file.sync_data()
                     .ctx(|| format!("cannot sync pad file for {}", l.meta.name))?;
                 let mut m = l.meta.clone();
-                m.reserved = l.next;
-                m.erased = l.next;
+                m.reserved = l.send_offset;
+                m.erased = l.send_offset;
                 self.persist(&m)?;
                 l.meta = m;
             }
@@ -990,7 +1010,7 @@ fn fix_modes(v: &dyn Vfs, dir: &Path) -> Result<()> {
 
 /// Cost of a message and pad left, or the reason it cannot be sent.
 fn check_fits(l: &Live, contact: &str, message_len: usize) -> Result<(u64, u64)> {
-    let left = l.meta.send_capacity().saturating_sub(l.next);
+    let left = l.meta.send_capacity().saturating_sub(l.send_offset);
     let min = l.meta.format.pad_cost(0) as u64;
     if left < min {
         return Err(Error::PadExhausted {
@@ -1086,12 +1106,12 @@ fn classify(meta: &ContactMeta, package: &[u8]) -> Result<Classified> {
     })
 }
 
-fn info(l: &Live) -> ContactInfo {
+fn summary(l: &Live) -> ContactSummary {
     let m = &l.meta;
-    let send_left = m.send_capacity().saturating_sub(l.next);
-    let recv_left = m.recv_left();
+    let send_left = m.send_capacity().saturating_sub(l.send_offset);
+    let receive_left = m.receive_left();
     let per = m.format.pad_cost(NOMINAL_MESSAGE) as u64;
-    ContactInfo {
+    ContactSummary {
         name: m.name.clone(),
         pad_id: m.pad_id.clone(),
         size: m.size,
@@ -1100,9 +1120,9 @@ fn info(l: &Live) -> ContactInfo {
         format: m.format,
         origin: m.origin,
         send_left,
-        recv_left,
+        receive_left,
         send_messages_left: send_left / per,
-        recv_messages_left: recv_left / per,
+        receive_messages_left: receive_left / per,
         burned: m.burned.iter().map(|r| r.len()).sum(),
     }
 }

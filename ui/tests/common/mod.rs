@@ -131,7 +131,10 @@ pub fn open() -> Prompt {
     Prompt::Open {
         contact: "bob".into(),
         cost_bytes: 164,
-        warnings: vec![Warning::Replay { index: 41 }, Warning::Skipped { count: 3 }],
+        warnings: vec![
+            WarningView::Replay { index: 41 },
+            WarningView::Skipped { count: 3 },
+        ],
         timeout: Duration::from_secs(30),
         client_note: None,
     }
