@@ -1,7 +1,11 @@
 //! The `otc-device` command line: pad management on a data directory.
 
 use crate::audit::{AuditLog, Event};
+use crate::board::ScreenOptions;
+use crate::config::Config;
+use crate::device::{RunOptions, StartOptions};
 use crate::error::{Error, Result};
+use crate::net::Bind;
 use crate::pad::PadStore;
 #[cfg(any(debug_assertions, feature = "debug-cli"))]
 use crate::pad::StoreOptions;
@@ -15,6 +19,7 @@ use otc_proto::Format;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 const LONG_ABOUT: &str = "\
 otc-device keeps one-time pads for One Time Chat and spends each pad byte at
@@ -286,10 +291,61 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Run(args) => crate::device::run_cli(&cli.data, args),
+        Command::Run(args) => {
+            let opts = run_options(&cli.data, &args)?;
+            crate::device::run(&cli.data, opts)
+        }
         Command::Pad(cmd) => run_pad(&cli.data, cmd),
         #[cfg(any(debug_assertions, feature = "debug-cli"))]
         Command::Debug(cmd) => run_debug(&cli.data, cmd),
+    }
+}
+
+/// `run`'s flags and `DIR/otc.toml`, resolved into the device's plain
+/// options: a flag wins over the file, the file over the defaults.
+pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
+    let cfg = Config::load(dir)?;
+    let owner = cfg.owner.clone().ok_or(Error::NoOwner)?;
+    let bind = choose_bind(args, &cfg);
+    let mut display = cfg.display.clone();
+    if let Some(a) = args.emulator_listen {
+        display.emulator_listen = a;
+    }
+    Ok(RunOptions {
+        start: StartOptions {
+            owner,
+            bind,
+            prompt_timeout: Duration::from_secs(cfg.rpc.prompt_timeout_seconds),
+            limits: cfg.limits.clone(),
+            ui: otc_ui::UiConfig::default(),
+            allowed_hosts: cfg.rpc.allowed_hosts.clone(),
+        },
+        screen: ScreenOptions {
+            kind: args.display.unwrap_or(cfg.display.kind),
+            display,
+            touch: cfg.touch.clone(),
+        },
+    })
+}
+
+/// Where to serve: flags first, then `otc.toml`, then `eth0`.
+pub fn choose_bind(args: &RunArgs, cfg: &Config) -> Bind {
+    let port = cfg.rpc.port;
+    if let Some(addr) = args.listen {
+        return Bind::Loopback(addr);
+    }
+    if let Some(name) = &args.interface {
+        return Bind::Interface {
+            name: name.clone(),
+            port,
+        };
+    }
+    if let Some(addr) = cfg.rpc.listen {
+        return Bind::Loopback(addr);
+    }
+    Bind::Interface {
+        name: cfg.rpc.interface.clone().unwrap_or_else(|| "eth0".into()),
+        port,
     }
 }
 

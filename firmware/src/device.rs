@@ -16,7 +16,7 @@
 //! [`start_with_screen`] with its own auto-approving screen twin.
 
 use crate::audit::{AuditLog, Event, Opened};
-use crate::config::{Config, DisplayKind};
+use crate::board;
 use crate::confirm::{Broker, Screen};
 use crate::error::{Error, Result};
 use crate::net::{self, Bind};
@@ -704,111 +704,24 @@ fn spawn_audit_flusher<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     })
 }
 
-/// A display, its touch source, and the emulator's parts if it is one.
-pub type ScreenParts = (
-    Box<dyn Display>,
-    Option<Box<dyn Touch>>,
-    Option<EmulatorParts>,
-);
-
-/// Which display/touch pair `kind` means, opened from the config.
-pub fn open_screen(cfg: &Config, kind: DisplayKind) -> Result<ScreenParts> {
-    match kind {
-        DisplayKind::Memory => {
-            let (d, _screen) =
-                otc_ui::sink::memory::MemoryDisplay::new(cfg.display.width, cfg.display.height);
-            Ok((Box::new(d), None, None))
-        }
-        DisplayKind::Fbdev => {
-            let d = otc_ui::sink::fbdev::FbdevSink::open(&cfg.display.fbdev)?;
-            let size = d.size();
-            let t = otc_ui::source::evdev::EvdevTouch::open(&cfg.touch, size)?;
-            Ok((Box::new(d), Some(Box::new(t)), None))
-        }
-        #[cfg(feature = "spi-display")]
-        DisplayKind::Spi => {
-            let d = otc_ui::sink::spi::SpiSink::open(&cfg.display.spi)?;
-            let size = d.size();
-            let t = otc_ui::source::evdev::EvdevTouch::open(&cfg.touch, size)?;
-            Ok((Box::new(d), Some(Box::new(t)), None))
-        }
-        #[cfg(not(feature = "spi-display"))]
-        DisplayKind::Spi => Err(Error::NotInThisBuild(
-            "this build has no SPI display; build with feature spi-display".into(),
-        )),
-        #[cfg(feature = "emulator")]
-        DisplayKind::Emulator => {
-            let (d, screen) =
-                otc_ui::sink::memory::MemoryDisplay::new(cfg.display.width, cfg.display.height);
-            let (t, script) = otc_ui::source::scripted::ScriptedTouch::new();
-            Ok((
-                Box::new(d),
-                Some(Box::new(t)),
-                Some(EmulatorParts { screen, script }),
-            ))
-        }
-        #[cfg(not(feature = "emulator"))]
-        DisplayKind::Emulator => Err(Error::NotInThisBuild(
-            "this build has no emulator page; build with feature emulator (never for a device image)"
-                .into(),
-        )),
-    }
+/// `otc-device run`, resolved: everything the command line and
+/// `DIR/otc.toml` decided (see `cli::run_options`), as plain values. This
+/// module never sees the command line itself.
+pub struct RunOptions {
+    pub start: StartOptions,
+    /// Which screen to open (the board's business, see [`board`]).
+    pub screen: board::ScreenOptions,
 }
 
-/// What the emulator page needs (feature `emulator`).
-#[cfg(feature = "emulator")]
-pub struct EmulatorParts {
-    pub screen: otc_ui::sink::memory::MemoryScreen,
-    pub script: otc_ui::source::scripted::TouchScript,
-}
-
-/// Without feature `emulator` there is never an emulator page.
-#[cfg(not(feature = "emulator"))]
-pub enum EmulatorParts {}
-
-/// Where to serve: flags first, then `otc.toml`, then `eth0`.
-pub fn choose_bind(args: &crate::cli::RunArgs, cfg: &Config) -> Bind {
-    let port = cfg.rpc.port;
-    if let Some(addr) = args.listen {
-        return Bind::Loopback(addr);
-    }
-    if let Some(name) = &args.interface {
-        return Bind::Interface {
-            name: name.clone(),
-            port,
-        };
-    }
-    if let Some(addr) = cfg.rpc.listen {
-        return Bind::Loopback(addr);
-    }
-    Bind::Interface {
-        name: cfg.rpc.interface.clone().unwrap_or_else(|| "eth0".into()),
-        port,
-    }
-}
-
-/// `otc-device run`.
-pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
+/// `otc-device run`: start on the real platform with the board's screen,
+/// until SIGTERM or SIGINT, then stop cleanly.
+pub fn run(dir: &Path, opts: RunOptions) -> Result<()> {
     // Before any thread exists, so that every thread inherits the mask.
     let signals = stop_signals()?;
-    let mut cfg = Config::load(dir)?;
-    let owner = cfg.owner.clone().ok_or(Error::NoOwner)?;
-    let bind = choose_bind(&args, &cfg);
-    let kind = args.display.unwrap_or(cfg.display.kind);
-    if let Some(a) = args.emulator_listen {
-        cfg.display.emulator_listen = a;
-    }
-    let (display, touch, emu) = open_screen(&cfg, kind)?;
+    let (display, touch, emu) = board::open_screen(&opts.screen)?;
     let running = start(
         dir,
-        StartOptions {
-            owner,
-            bind,
-            prompt_timeout: Duration::from_secs(cfg.rpc.prompt_timeout_seconds),
-            limits: cfg.limits.clone(),
-            ui: UiConfig::default(),
-            allowed_hosts: cfg.rpc.allowed_hosts.clone(),
-        },
+        opts.start,
         display,
         touch,
         Arc::new(RealPlatform::new()),
@@ -817,7 +730,7 @@ pub fn run_cli(dir: &Path, args: crate::cli::RunArgs) -> Result<()> {
     let _emulator = match emu {
         Some(parts) => {
             let e = otc_ui::emulator::Emulator::start(
-                cfg.display.emulator_listen,
+                opts.screen.display.emulator_listen,
                 parts.screen,
                 parts.script,
                 running.ui.trace.clone(),

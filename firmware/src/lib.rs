@@ -9,11 +9,13 @@
 //!   layer every connection passes first (limits, deadlines, Host, Origin,
 //!   Content-Type); [`net`]: where it listens (the Ethernet interface only).
 //! * [`audit`]: the append-only, hash-chained audit log.
-//! * [`device`]: `otc-device run`, wiring all of it to the screen.
+//! * [`device`]: `otc-device run`, wiring all of it to the screen;
+//!   [`board`]: what it runs on (which screen to open).
 //! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line.
 //! * [`platform`]: the clocks, the RNG and the link state, with test twins.
 
 pub mod audit;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod confirm;

@@ -87,3 +87,28 @@ fn only_the_endpoint_modules_touch_sockets() {
         "socket types outside the endpoint's modules ({allowed:?}): {offenders:?}"
     );
 }
+
+/// Issue #9, item 2: the command line resolves its flags and `otc.toml`
+/// into plain options (`device::RunOptions`); the running device never
+/// sees the command line's types, so `cli.rs` -> `device.rs` is one-way.
+#[test]
+fn the_device_module_does_not_name_the_command_line() {
+    let path = repo().join("firmware/src/device.rs");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert!(
+        text.contains("pub fn start"),
+        "{} does not look like the device module",
+        path.display()
+    );
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        for forbidden in ["cli::", "clap::", "RunArgs"] {
+            assert!(
+                !code.contains(forbidden),
+                "device.rs line {} names {forbidden:?}: {line}",
+                n + 1
+            );
+        }
+    }
+}
