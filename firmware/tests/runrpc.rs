@@ -717,11 +717,20 @@ impl Original {
 fn approving<T: Send>(dev: &Dev, screen: &str, prompts: usize, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         let h = s.spawn(f);
-        for _ in 0..prompts {
-            dev.wait_prompt(screen);
+        // Prompts are told apart by their id: the next may follow the last
+        // before the screen has shown anything in between.
+        let mut last = None;
+        for i in 0..prompts {
+            let t = dev.wait_screen(&format!("prompt {} of {prompts} ({screen})", i + 1), |t| {
+                t.screen == screen
+                    && t.prompt.is_some()
+                    && t.prompt != last
+                    && t.button("approve").is_some()
+            });
+            last = t.prompt;
             dev.tap("approve");
-            dev.wait_no_prompt();
         }
+        dev.wait_screen("the last prompt to leave the screen", |t| t.prompt != last);
         h.join().expect("the client thread")
     })
 }
