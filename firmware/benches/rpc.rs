@@ -8,7 +8,8 @@
 //! screen updates. The echo server is tiny_http answering each request
 //! body as JSON on its receiving thread, nothing else.
 //!
-//! One client, one keep-alive HTTP/1.1 connection, sequential requests of a
+//! One client (the shared `otc-rpc-client`, one kept-alive HTTP/1.1
+//! connection: `Client::keep_alive`), sequential requests of a
 //! 100-byte message, `N` of them (default 5000, env `OTC_BENCH_N`) after
 //! 500 warm-up requests. Prints requests/s, p50 and p99 latency of both and
 //! the ratio seal/echo (issue #4's target: at least 0.5); and, to tell the
@@ -25,100 +26,13 @@ use otc_device::pad::generate::{NewPad, create_pad};
 use otc_device::platform::RealPlatform;
 use otc_device::rpc::{ApprovalPrompt, Limits};
 use otc_proto::Format;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PAD: u64 = 64 << 20;
 const WARMUP: usize = 500;
 const MESSAGE_LEN: usize = 100;
-
-/// A minimal HTTP/1.1 client on one keep-alive connection.
-struct Client {
-    out: TcpStream,
-    input: BufReader<TcpStream>,
-    host: String,
-    line: String,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_nodelay(true).expect("TCP_NODELAY");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("read timeout");
-        Client {
-            input: BufReader::new(s.try_clone().expect("clone socket")),
-            out: s,
-            host: addr.to_string(),
-            line: String::new(),
-        }
-    }
-
-    fn next_line(&mut self) -> &str {
-        self.line.clear();
-        let n = self.input.read_line(&mut self.line).expect("read reply");
-        assert!(n > 0, "the server closed the keep-alive connection");
-        self.line.trim_end()
-    }
-
-    /// `POST path` with a JSON body; the status and the reply body.
-    fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let mut req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        self.out.write_all(&req).expect("send request");
-
-        let status: u16 = self
-            .next_line()
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        let (mut length, mut chunked) = (None, false);
-        loop {
-            let line = self.next_line().to_ascii_lowercase();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.strip_prefix("content-length:") {
-                length = v.trim().parse::<usize>().ok();
-            } else if line.starts_with("transfer-encoding:") && line.contains("chunked") {
-                chunked = true;
-            }
-        }
-        let mut reply = Vec::new();
-        if chunked {
-            loop {
-                let size = usize::from_str_radix(
-                    self.next_line().split(';').next().unwrap_or("").trim(),
-                    16,
-                )
-                .expect("chunk size");
-                if size == 0 {
-                    while !self.next_line().is_empty() {}
-                    break;
-                }
-                let start = reply.len();
-                reply.resize(start + size, 0);
-                self.input
-                    .read_exact(&mut reply[start..])
-                    .expect("read chunk");
-                self.next_line();
-            }
-        } else {
-            reply.resize(length.expect("Content-Length or chunked"), 0);
-            self.input.read_exact(&mut reply).expect("read body");
-        }
-        (status, reply)
-    }
-}
 
 struct Figures {
     rate: f64,
@@ -127,20 +41,36 @@ struct Figures {
 }
 
 /// `WARMUP` then `n` timed requests of `body` to `path`, one at a time.
+/// On one kept-alive connection of the shared client
+/// ([`otc_rpc_client::Client::keep_alive`]).
 fn measure(addr: SocketAddr, path: &str, body: &[u8], n: usize) -> Figures {
-    let mut client = Client::connect(addr);
-    for _ in 0..WARMUP {
-        let (status, reply) = client.post(path, body);
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
-    }
+    let mut session = otc_rpc_client::Client::new(addr)
+        .with_timeout(Duration::from_secs(30))
+        .keep_alive();
+    let mut post = || {
+        let reply = session
+            .send("POST", path, Some(body))
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    };
+    (0..WARMUP).for_each(|_| post());
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
     for _ in 0..n {
         let t = Instant::now();
-        let (status, reply) = client.post(path, body);
+        post();
         lat.push(t.elapsed());
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
     }
+    assert_eq!(
+        session.connections(),
+        1,
+        "{addr} did not keep the connection alive"
+    );
     figures(n, start.elapsed(), lat)
 }
 

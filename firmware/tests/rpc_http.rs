@@ -1100,3 +1100,33 @@ fn audit_entries_are_stamped_by_the_injected_wall_clock() {
         );
     }
 }
+
+/// Issue #9, item 4: the shared client's opt-in keep-alive session serves
+/// reads and a seal (waiting on the owner's tap) on one connection.
+#[test]
+fn a_keep_alive_session_uses_one_connection() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let mut session = otc_rpc_client::Client::new(alice.addr)
+        .with_timeout(READ_TIMEOUT)
+        .keep_alive();
+    assert_eq!(session.status().expect("status").owner, "Alice");
+    let before = session.contacts().expect("contacts")[0].send_left;
+    let sealed = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            session.package(&otc_proto::rpc::PackageRequest {
+                to: "bob".into(),
+                message: Some("kept alive".into()),
+                message_b64: None,
+            })
+        });
+        alice.wait_prompt("confirm-seal");
+        alice.tap("approve");
+        h.join().expect("the seal thread")
+    })
+    .expect("sealed");
+    assert_eq!(sealed.pad_left, before - Format::V2.pad_cost(10) as u64);
+    assert_eq!(session.set_cursor("r1", 3).expect("put"), 3);
+    assert_eq!(session.cursor("r1").expect("get"), 3);
+    assert_eq!(session.connections(), 1, "the device kept the connection");
+}

@@ -7,14 +7,16 @@
 //! the relay must not depend on the firmware. This crate depends on
 //! otc-proto only, so `cargo tree` shows client → rpc-client → proto.
 //!
-//! Why std-only: the device serves one request per connection over plain
-//! HTTP/1.1 on a cable; a request head, a `Content-Length` body and a reply
-//! read to its length (or chunked, or to EOF) is all it takes, and it adds
-//! no dependency to audit.
+//! Why std-only: the device serves plain HTTP/1.1 on a cable, one request
+//! at a time per connection; a request head, a `Content-Length` body and a
+//! reply read to its length (or chunked, or to EOF) is all it takes, and it
+//! adds no dependency to audit.
 //!
 //! Every request:
 //! - carries `Host` and `Content-Type: application/json` (the device refuses
-//!   requests without them) and `Connection: close`;
+//!   requests without them) and `Connection: close`, unless it goes through
+//!   a [`Session`] ([`Client::keep_alive`]), which keeps one connection open
+//!   for request after request;
 //! - is bounded: connecting, writing and the whole reply each within the
 //!   client's timeout ([`DEFAULT_TIMEOUT`] unless set). A seal or open waits
 //!   for the owner's tap, so the timeout must exceed the device's prompt
@@ -40,6 +42,10 @@ use std::time::{Duration, Instant};
 /// the device's longest prompt timeout, so a prompt the owner answers late
 /// still gets its reply.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Request bodies up to this size are written with the head in one write;
+/// larger ones from a second thread while the reply is read.
+const INLINE_BODY: usize = 32 * 1024;
 
 /// Largest reply (head and body) read; a longer one is an error.
 pub const MAX_REPLY: usize = 16 * 1024 * 1024;
@@ -110,8 +116,19 @@ impl Response {
 /// The request head every request of this client starts with (public so
 /// that tests sending deliberately bad bodies start from the same bytes).
 pub fn request_head(method: &str, path: &str, host: &str, body_len: Option<usize>) -> String {
+    head(method, path, host, body_len, false)
+}
+
+/// [`request_head`], or the same without `Connection: close` for a
+/// [`Session`] (HTTP/1.1 keeps the connection by default).
+fn head(method: &str, path: &str, host: &str, body_len: Option<usize>, keep_alive: bool) -> String {
+    let connection = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
     let mut h = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{connection}Content-Type: application/json\r\n"
     );
     if let Some(n) = body_len {
         h.push_str(&format!("Content-Length: {n}\r\n"));
@@ -159,24 +176,62 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Response, ClientError> {
-        let io = |source| ClientError::Io {
-            addr: self.addr,
-            source,
-        };
-        let mut s = TcpStream::connect_timeout(&self.addr, self.timeout).map_err(|source| {
+        let mut s = self.connect()?;
+        self.exchange(&mut s, method, path, body, false)
+    }
+
+    /// A [`Session`] of this client: requests one after another on one
+    /// kept-alive connection (opt-in; [`Client`] itself opens a connection
+    /// per request).
+    pub fn keep_alive(&self) -> Session {
+        Session {
+            client: self.clone(),
+            conn: None,
+            connections: 0,
+        }
+    }
+
+    fn connect(&self) -> Result<TcpStream, ClientError> {
+        let s = TcpStream::connect_timeout(&self.addr, self.timeout).map_err(|source| {
             ClientError::Connect {
                 addr: self.addr,
                 source,
             }
         })?;
-        s.set_write_timeout(Some(self.timeout)).map_err(io)?;
-        let head = request_head(method, path, &self.host, body.map(<[u8]>::len));
-        s.write_all(head.as_bytes()).map_err(io)?;
+        s.set_write_timeout(Some(self.timeout))
+            .and_then(|()| s.set_nodelay(true))
+            .map_err(|source| ClientError::Io {
+                addr: self.addr,
+                source,
+            })?;
+        Ok(s)
+    }
+
+    /// Write one request on `s` and read its reply.
+    fn exchange(
+        &self,
+        s: &mut TcpStream,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        keep_alive: bool,
+    ) -> Result<Response, ClientError> {
+        let io = |source| ClientError::Io {
+            addr: self.addr,
+            source,
+        };
+        let head = head(method, path, &self.host, body.map(<[u8]>::len), keep_alive);
         let deadline = Instant::now() + self.timeout;
         let body = body.unwrap_or_default();
-        if body.is_empty() {
-            return self.read(&mut s, deadline);
+        if body.len() <= INLINE_BODY {
+            // Small enough for the socket buffers even if the device
+            // answers without reading it: one write, no thread.
+            let mut req = head.into_bytes();
+            req.extend_from_slice(body);
+            s.write_all(&req).map_err(io)?;
+            return self.read(s, deadline);
         }
+        s.write_all(head.as_bytes()).map_err(io)?;
         // The device may answer (413, 400) and close before reading the
         // whole body: write from another thread and read the reply here, so
         // neither side waits for the other. A failed write is not an error
@@ -187,10 +242,13 @@ impl Client {
                 let mut w = writer;
                 let _ = w.write_all(body);
             });
-            let reply = self.read(&mut s, deadline);
+            let reply = self.read(s, deadline);
             // Unblock the writer if the device stopped reading (the write
-            // timeout would end it too).
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            // timeout would end it too). A session keeps the connection
+            // only after a success, when the device read the whole body.
+            if !keep_alive || !reply.as_ref().is_ok_and(Response::is_success) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
             reply
         })
     }
@@ -221,15 +279,19 @@ impl Client {
         endpoint: Endpoint<'_>,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let bytes = match body {
-            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::BadReply {
-                addr: self.addr,
-                what: format!("request does not serialize: {e}"),
-            })?),
-            None => None,
-        };
+        let bytes = self.encode(body)?;
         let reply = self.send(method.as_str(), &endpoint.path(), bytes.as_deref())?;
         self.parse(&reply)
+    }
+
+    fn encode<B: Serialize>(&self, body: Option<&B>) -> Result<Option<Vec<u8>>, ClientError> {
+        body.map(|b| {
+            serde_json::to_vec(b).map_err(|e| ClientError::BadReply {
+                addr: self.addr,
+                what: format!("request does not serialize: {e}"),
+            })
+        })
+        .transpose()
     }
 
     fn parse<T: DeserializeOwned>(&self, reply: &Response) -> Result<T, ClientError> {
@@ -288,6 +350,126 @@ impl Client {
         )
         .map(|c| c.cursor)
     }
+}
+
+/// Requests to one device on one kept-alive HTTP/1.1 connection, made by
+/// [`Client::keep_alive`]; the same calls as [`Client`], with the same
+/// bounds.
+///
+/// - The connection is opened at the first request and kept while the
+///   device keeps it: a reply that says `Connection: close`, a body read to
+///   the end of the stream, or any error closes it, and the next request
+///   opens a new one.
+/// - Before a request is written on a kept connection, a non-blocking peek
+///   checks that the device has not closed it meanwhile (it closes idle
+///   connections after its header timeout); if it has, a new one is opened.
+///   A request that fails once written is never sent again by the session:
+///   a seal must not be repeated behind the caller's back.
+#[derive(Debug)]
+pub struct Session {
+    client: Client,
+    conn: Option<TcpStream>,
+    connections: u64,
+}
+
+impl Session {
+    /// The client this session belongs to.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Connections opened so far (1 for a session the device kept alive
+    /// throughout).
+    pub fn connections(&self) -> u64 {
+        self.connections
+    }
+
+    /// One request on the kept connection; any reply, as it came.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Response, ClientError> {
+        let mut s = match self.conn.take() {
+            Some(s) if still_open(&s) => s,
+            _ => {
+                let s = self.client.connect()?;
+                self.connections += 1;
+                s
+            }
+        };
+        let reply = self.client.exchange(&mut s, method, path, body, true)?;
+        let closes = reply
+            .header("Connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+            || (reply.header("Content-Length").is_none()
+                && reply.header("Transfer-Encoding").is_none());
+        if !closes {
+            self.conn = Some(s);
+        }
+        Ok(reply)
+    }
+
+    /// A typed call, as [`Client::call`].
+    pub fn call<B: Serialize, T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        endpoint: Endpoint<'_>,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.client.encode(body)?;
+        let reply = self.send(method.as_str(), &endpoint.path(), bytes.as_deref())?;
+        self.client.parse(&reply)
+    }
+
+    /// `POST /v1/package`, as [`Client::package`].
+    pub fn package(&mut self, req: &PackageRequest) -> Result<PackageResponse, ClientError> {
+        self.call(Method::Post, Endpoint::Package, Some(req))
+    }
+
+    /// `POST /v1/unpackage`, as [`Client::unpackage`].
+    pub fn unpackage(&mut self, req: &UnpackageRequest) -> Result<UnpackageResponse, ClientError> {
+        self.call(Method::Post, Endpoint::Unpackage, Some(req))
+    }
+
+    /// `GET /v1/contacts`.
+    pub fn contacts(&mut self) -> Result<Vec<ContactInfo>, ClientError> {
+        self.call::<(), ContactsResponse>(Method::Get, Endpoint::Contacts, None)
+            .map(|r| r.contacts)
+    }
+
+    /// `GET /v1/status`.
+    pub fn status(&mut self) -> Result<StatusResponse, ClientError> {
+        self.call::<(), _>(Method::Get, Endpoint::Status, None)
+    }
+
+    /// `GET /v1/cursor/{relay}`.
+    pub fn cursor(&mut self, relay: &str) -> Result<u64, ClientError> {
+        self.call::<(), Cursor>(Method::Get, Endpoint::Cursor(relay), None)
+            .map(|c| c.cursor)
+    }
+
+    /// `PUT /v1/cursor/{relay}`.
+    pub fn set_cursor(&mut self, relay: &str, cursor: u64) -> Result<u64, ClientError> {
+        self.call::<Cursor, Cursor>(
+            Method::Put,
+            Endpoint::Cursor(relay),
+            Some(&Cursor { cursor }),
+        )
+        .map(|c| c.cursor)
+    }
+}
+
+/// True if the peer has not closed `s` and sent nothing unasked (a kept
+/// connection between requests has nothing to read).
+fn still_open(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let open = matches!(s.peek(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock);
+    s.set_nonblocking(false).is_ok() && open
 }
 
 /// A socket whose every read is bounded by what is left of one deadline.
@@ -391,6 +573,17 @@ pub fn read_response(r: &mut impl Read) -> std::io::Result<Response> {
                 .map_err(|_| bad(format!("bad chunk size {size_text:?}")))?;
             pos = line_end + 2;
             if size == 0 {
+                // Trailer lines up to the empty line, so that a kept
+                // connection's next reply starts where it should (a peer
+                // that closes without the last CRLF loses nothing).
+                loop {
+                    match find(&rest[pos..], b"\r\n") {
+                        Some(0) => break,
+                        Some(i) => pos += i + 2,
+                        None if more(&mut rest)? => {}
+                        None => break,
+                    }
+                }
                 break;
             }
             let end = pos
@@ -543,6 +736,121 @@ mod tests {
             .expect_err("no reply");
         assert!(matches!(e, ClientError::Timeout { .. }), "{e:?}");
         drop(l);
+    }
+
+    /// A keep-alive server: on each connection, answers requests in turn
+    /// with the next of `replies` (by request count over all
+    /// connections); `close_after` closes a connection after that many
+    /// replies on it. Sends each request's head line and its connection's
+    /// number on the channel.
+    fn keep_alive_server(
+        replies: Vec<&'static [u8]>,
+        close_after: usize,
+    ) -> (SocketAddr, mpsc::Receiver<(usize, String)>) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut next = 0;
+            for conn in 0.. {
+                let Ok((mut s, _)) = l.accept() else { return };
+                s.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                let mut got = Vec::new();
+                let mut b = [0u8; 4096];
+                for _ in 0..close_after {
+                    let end = loop {
+                        if let Some(i) = find(&got, b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&b[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).to_string();
+                    got.drain(..end);
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    if tx.send((conn, line)).is_err() || next >= replies.len() {
+                        return;
+                    }
+                    let _ = s.write_all(replies[next]);
+                    next += 1;
+                }
+            }
+        });
+        (addr, rx)
+    }
+
+    const STATUS: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 61\r\n\r\n{\"owner\":\"Alice\",\"version\":\"0.1.0\",\"contacts\":2,\"busy\":false}";
+
+    fn seen(rx: &mpsc::Receiver<(usize, String)>, n: usize) -> Vec<(usize, String)> {
+        (0..n)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).expect("a request"))
+            .collect()
+    }
+
+    #[test]
+    fn a_session_keeps_one_connection() {
+        let (addr, rx) = keep_alive_server(
+            vec![
+                STATUS,
+                // Chunked, with the final CRLF: the next reply still parses.
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n{\"cursor\":5}\r\n0\r\n\r\n",
+                STATUS,
+            ],
+            usize::MAX,
+        );
+        let mut s = Client::new(addr).keep_alive();
+        assert_eq!(s.status().expect("first").owner, "Alice");
+        assert_eq!(s.cursor("r").expect("chunked"), 5);
+        assert_eq!(s.status().expect("third").contacts, 2);
+        assert_eq!(s.connections(), 1);
+        let reqs = seen(&rx, 3);
+        assert!(reqs.iter().all(|(c, _)| *c == 0), "{reqs:?}");
+        assert_eq!(reqs[1].1, "GET /v1/cursor/r HTTP/1.1");
+    }
+
+    #[test]
+    fn a_session_reconnects_when_the_device_closed() {
+        // One reply per connection, the first saying so, the second not
+        // (the peek finds it closed before the next request is written).
+        let (addr, rx) = keep_alive_server(
+            vec![
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 12\r\n\r\n{\"cursor\":1}",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"cursor\":2}",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"cursor\":3}",
+            ],
+            1,
+        );
+        let mut s = Client::new(addr).keep_alive();
+        assert_eq!(s.cursor("r").expect("1"), 1);
+        assert_eq!(s.cursor("r").expect("2"), 2);
+        // The server closes connection 1 after its one reply, without
+        // saying so; wait (bounded) until the session's peek can see it.
+        let reqs = seen(&rx, 2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while still_open(s.conn.as_ref().expect("connection 1 is kept")) {
+            assert!(Instant::now() < deadline, "the server never closed");
+            std::thread::yield_now();
+        }
+        assert_eq!(s.cursor("r").expect("3"), 3);
+        assert_eq!(s.connections(), 3);
+        let third = seen(&rx, 1);
+        let conns: Vec<usize> = reqs.iter().chain(&third).map(|(c, _)| *c).collect();
+        assert_eq!(conns, [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_session_sends_no_connection_close() {
+        let (addr, rx) = server(STATUS);
+        Client::new(addr).keep_alive().status().expect("status");
+        let req = request_seen(&rx);
+        assert!(!req.contains("Connection: close"), "{req}");
+        assert!(
+            req.contains("\r\nContent-Type: application/json\r\n"),
+            "{req}"
+        );
     }
 
     #[test]
