@@ -403,7 +403,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
     ///
     /// 1. new requests get `cancelled`, and the prompt on screen (if any) is
     ///    withdrawn: its client gets `cancelled`, nothing is spent;
-    /// 2. requests past their prompt finish (at most [`STOP_GRACE`]);
+    /// 2. requests past their prompt finish (at most `STOP_GRACE`, 1.5 s);
     /// 3. the endpoint stops accepting, the screen stops;
     /// 4. the store is closed: synced, and the unused part of the
     ///    reservation block given back, so the next start's send offset

@@ -8,7 +8,7 @@
 //! | `GET /v1/contacts`       | → `{contacts: [{name, pad_id, format, send_left, receive_left}]}` |
 //! | `GET /v1/status`         | → `{owner, version, contacts, busy}`                     |
 //! | `GET/PUT /v1/cursor/R`   | `{cursor}`: the client's read position on relay `R`       |
-//! | `POST /runrpc`           | the original One Time Chat client's calls ([`runrpc`]): the same handlers |
+//! | `POST /runrpc`           | the original One Time Chat client's calls (`rpc/runrpc.rs`; shapes in [`otc_proto::runrpc`]): the same handlers |
 //!
 //! Every failure is a non-2xx status with `{"error": {"code", "message"}}`
 //! and a stable code ([`ErrorCode`]). Opening failures say `bad_package`
