@@ -309,6 +309,36 @@ fn calls_that_cannot_run_are_call_errors() {
 }
 
 #[test]
+fn a_stopping_device_refuses_calls_in_the_originals_shape() {
+    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    // A prompt up when the stop begins is withdrawn: its call fails.
+    let first = alice.spawn(
+        "POST",
+        routes::RUNRPC,
+        call("package", json!(["alice", "bob", "first"])),
+    );
+    alice.wait_prompt("confirm-seal");
+    let a0 = alice.contact("bob");
+    alice.running().service.begin_stop();
+    let v = returned(&first.join().unwrap());
+    assert!(failed(&v).contains("stopping"), "{v}");
+    // A new call is refused before anything else.
+    let e = call_error(&rpc_now(
+        &alice,
+        &call("get_next_ref", json!(["alice", "r"])),
+    ));
+    assert!(e.contains("stopping"), "{e}");
+    alice
+        .post(routes::PACKAGE, &json!({"to": "bob", "message": "x"}))
+        .expect_error(503, "cancelled");
+    assert_eq!(
+        alice.running().service.store().list()[0].send_left,
+        a0.send_left,
+        "nothing was spent"
+    );
+}
+
+#[test]
 fn replay_and_skip_flags() {
     let (d, alice, bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
     let mut sent = Vec::new();
