@@ -1,14 +1,16 @@
 //! Board support: what the appliance runs on, as opposed to what it does.
 //!
-//! Today this is the choice and opening of the screen: which display sink
-//! and touch source `otc-device run` drives ([`open_screen`]: the Linux
-//! framebuffer with evdev touch, the SPI TFT, memory only, or the emulator
-//! page). The Ethernet link state and address are read through the
-//! platform seam ([`crate::platform`], `RealPlatform` reads `/sys` and
-//! `getifaddrs`), which is where the board's pins and LED will join. The
-//! SPI sink still opens its GPIO chip (`/dev/gpiochip0`) itself inside
-//! otc-ui; moving that behind the platform is the next step for this
-//! module.
+//! Today this is:
+//! - the choice and opening of the screen: which display sink and touch
+//!   source `otc-device run` drives ([`open_screen`]: the Linux framebuffer
+//!   with evdev touch, the SPI TFT, memory only, or the emulator page);
+//! - link detection ([`link_up`]: the kernel's operstate of the Ethernet
+//!   interface), which the rest of the device reads only through the
+//!   platform seam (`RealPlatform::link_up` calls it; tests use the twin).
+//!
+//! The SPI sink still opens its GPIO chip (`/dev/gpiochip0`) itself inside
+//! otc-ui; handing it pins opened here, through the platform, is the next
+//! step for this module (it needs an otc-ui API that takes opened pins).
 //!
 //! [`crate::device`] receives what this module opened; it never decides
 //! which screen there is.
@@ -89,3 +91,21 @@ pub struct EmulatorParts {
 /// Without feature `emulator` there is never an emulator page.
 #[cfg(not(feature = "emulator"))]
 pub enum EmulatorParts {}
+
+/// True if the kernel says interface `name` is up (`/sys/class/net/NAME/
+/// operstate` is `up`); false when it is down, unknown or absent.
+pub fn link_up(name: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
+        .map(|s| s.trim() == "up")
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_interface_is_down() {
+        assert!(!link_up("otc-no-such0"));
+    }
+}

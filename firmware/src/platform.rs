@@ -85,9 +85,7 @@ impl Platform for RealPlatform {
     }
 
     fn link_up(&self, name: &str) -> bool {
-        std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
-            .map(|s| s.trim() == "up")
-            .unwrap_or(false)
+        crate::board::link_up(name)
     }
 
     fn ipv4(&self, name: &str) -> Option<Ipv4Addr> {
