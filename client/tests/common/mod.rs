@@ -1,0 +1,185 @@
+//! Shared parts of the client's tests: a real `otc-relay` in-process on
+//! 127.0.0.1, a hostile HTTP server scripted by the test, and the real
+//! `otc` binary run with a deadline.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A real relay on 127.0.0.1:0 with its data in a temp dir.
+pub struct TestRelay {
+    pub relay: Option<otc_relay::Relay>,
+    pub dir: tempfile::TempDir,
+    pub mischief: bool,
+}
+
+impl TestRelay {
+    pub fn start(mischief: bool) -> TestRelay {
+        let dir = tempfile::tempdir().expect("relay temp dir");
+        let mut cfg = otc_relay::Config::new("127.0.0.1:0", dir.path());
+        cfg.mischief = mischief;
+        // Tests make many requests quickly from one address.
+        cfg.rate = 10_000.0;
+        cfg.burst = 10_000.0;
+        let relay = otc_relay::Relay::start(cfg).expect("start the relay");
+        TestRelay {
+            relay: Some(relay),
+            dir,
+            mischief,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.relay.as_ref().expect("relay running").addr()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// Stops it (the port is then closed: "relay down").
+    pub fn stop(&mut self) {
+        self.relay.take();
+    }
+
+    /// Queues a `/mischief` trick on `user`'s next message.
+    pub fn mischief(&self, user: &str, kind: &str) {
+        let body = format!("userid={user}&kind={kind}");
+        let reply = raw_request(
+            self.addr(),
+            &format!(
+                "POST /mischief HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "mischief refused: {reply}"
+        );
+    }
+}
+
+/// One request on a fresh connection; the whole reply as text.
+pub fn raw_request(addr: SocketAddr, req: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("the server did not finish its reply within 10 s");
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// What a hostile server does with one request.
+pub type Script = dyn Fn(&str, &mut TcpStream) + Send + Sync;
+
+/// A hostile HTTP server: each request's head (request line and headers)
+/// goes to `script`, which writes whatever it likes. Stops when dropped.
+pub struct Hostile {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Hostile {
+    pub fn start(script: Arc<Script>) -> Hostile {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut s) = conn else { continue };
+                let script = script.clone();
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    script(&head, &mut s);
+                });
+            }
+        });
+        Hostile { addr, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Writes a 200 reply with `body`.
+pub fn reply_json(s: &mut TcpStream, body: &str) {
+    let _ = write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A port nobody listens on.
+pub fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Runs the real `otc` binary with `args` (and no config file, no OTC_*
+/// environment), killed if it has not finished within `deadline`; `what`
+/// says what was awaited.
+pub fn otc(args: &[&str], deadline: Duration, what: &str) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_otc"));
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env("OTC_CONFIG", "/dev/null")
+        .env_remove("OTC_DEVICE")
+        .env_remove("OTC_RELAY")
+        .env_remove("OTC_USER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start otc");
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("wait for otc") {
+            Some(_) => return child.wait_with_output().expect("otc output"),
+            None if start.elapsed() > deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("otc output");
+                panic!(
+                    "otc {args:?} did not finish within {deadline:?} while waiting for {what}; stdout: {}; stderr: {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
