@@ -152,15 +152,11 @@ fn silence_and_a_slow_drip_time_out_in_bounded_time() {
         let c = RelayClient::new(&h.url())
             .expect("client")
             .with_timeout(Duration::from_millis(500));
-        let t = Instant::now();
+        // The drip never lets a single read wait 500 ms: only a deadline on
+        // the whole reply ends it as a timeout (else it would end after 20 s
+        // as a reply cut short).
         let e = c.get_messages("bob", 0, 20, None).expect_err("no reply");
         assert!(matches!(e, RelayClientError::Timeout { .. }), "{e:?}");
-        // Bounded: the whole reply within the timeout, not per read.
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "took {:?}",
-            t.elapsed()
-        );
     }
 }
 
