@@ -16,6 +16,11 @@ pub struct ScreenTrace {
     /// The toast shown over the screen, if any.
     #[serde(default)]
     pub toast: Option<String>,
+    /// The id of the prompt on screen, if any: a new id for every prompt
+    /// shown, so a test (or the testkit's thumb) can tell one prompt from
+    /// the next even when they look alike.
+    #[serde(default)]
+    pub prompt: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

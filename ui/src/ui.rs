@@ -632,6 +632,7 @@ impl Ui {
             texts,
             buttons,
             toast: self.toast_text.clone(),
+            prompt: self.prompt.as_ref().map(|p| p.id),
         }
     }
 
