@@ -62,6 +62,8 @@ pub struct Args {
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Seal TEXT for NAME and send it; exits 0 once the relay has it.
+    /// NAME may be A,B,.. or a group from the config file: one message
+    /// each, and the exit status is the worst of them.
     Send {
         name: String,
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
@@ -135,7 +137,20 @@ pub fn run(args: Args) -> ExitCode {
     let style = Style::detect();
     match args.command {
         None => crate::interactive::run(chat, &settings, style),
-        Some(Cmd::Send { name, text }) => send(&chat, &name, &text.join(" "), style),
+        Some(Cmd::Send { name, text }) => {
+            let names = chat.group(&name).unwrap_or_else(|| {
+                name.split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            });
+            let text = text.join(" ");
+            let codes: Vec<ExitCode> = names.iter().map(|n| send(&chat, n, &text, style)).collect();
+            codes
+                .into_iter()
+                .find(|c| *c != ExitCode::from(EXIT_OK))
+                .unwrap_or(ExitCode::from(EXIT_OK))
+        }
         Some(Cmd::Recv { follow, json }) => recv(&chat, follow, json, style),
         Some(Cmd::Contacts { json }) => contacts(&chat, json),
         Some(Cmd::Resend { name, package }) => match chat.deliver(&name, &package) {

@@ -183,3 +183,116 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
+
+/// Owners with real devices (otc-testkit), every pair sharing a pad, and
+/// a real relay.
+pub struct World {
+    pub root: tempfile::TempDir,
+    pub dirs: std::collections::BTreeMap<String, std::path::PathBuf>,
+    pub devices: std::collections::BTreeMap<String, otc_testkit::TestDevice>,
+    pub relay: TestRelay,
+}
+
+/// Pad size of the tests' pads.
+pub const PAD: u64 = 1 << 16;
+
+impl World {
+    pub fn new(owners: &[&str], mischief: bool) -> World {
+        Self::with(owners, mischief, otc_testkit::Options::default())
+    }
+
+    pub fn with(owners: &[&str], mischief: bool, opts: otc_testkit::Options) -> World {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dirs = otc_testkit::mesh(root.path(), owners, PAD, otc_proto::Format::V2);
+        let devices = owners
+            .iter()
+            .map(|o| {
+                (
+                    o.to_string(),
+                    otc_testkit::TestDevice::start_with(&dirs[*o], o, opts.clone()),
+                )
+            })
+            .collect();
+        World {
+            root,
+            dirs,
+            devices,
+            relay: TestRelay::start(mischief),
+        }
+    }
+
+    pub fn dev(&self, owner: &str) -> &otc_testkit::TestDevice {
+        &self.devices[owner]
+    }
+
+    /// The flags `otc` needs to run as `owner`.
+    pub fn flags(&self, owner: &str) -> Vec<String> {
+        self.flags_with_relay(owner, &self.relay.url())
+    }
+
+    pub fn flags_with_relay(&self, owner: &str, relay: &str) -> Vec<String> {
+        vec![
+            "--device".into(),
+            self.dev(owner).url(),
+            "--relay".into(),
+            relay.to_string(),
+            "--user".into(),
+            owner.into(),
+        ]
+    }
+
+    /// Runs `otc` as `owner` with `args` after the flags.
+    pub fn otc(&self, owner: &str, args: &[&str], what: &str) -> Output {
+        let flags = self.flags(owner);
+        let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        otc(&all, Duration::from_secs(60), what)
+    }
+
+    /// The read position `owner`'s device keeps for the relay.
+    pub fn cursor(&self, owner: &str) -> u64 {
+        let name = otc_rpc_client::relay::RelayClient::from_addr(self.relay.addr()).cursor_name();
+        self.dev(owner)
+            .client()
+            .cursor(&name)
+            .expect("read the cursor")
+    }
+
+    /// The relay's next ref.
+    pub fn next_ref(&self) -> u64 {
+        otc_rpc_client::relay::RelayClient::from_addr(self.relay.addr())
+            .next_ref("x")
+            .expect("next ref")
+    }
+
+    /// `owner`'s contact `name` as the device lists it.
+    pub fn contact(&self, owner: &str, name: &str) -> otc_proto::rpc::ContactInfo {
+        self.dev(owner)
+            .client()
+            .contacts()
+            .expect("contacts")
+            .into_iter()
+            .find(|c| c.name == name)
+            .expect("the contact")
+    }
+
+    /// A library [`otc_client::chat::Chat`] for `owner`.
+    pub fn chat(&self, owner: &str) -> otc_client::chat::Chat {
+        otc_client::chat::Chat::new(
+            self.dev(owner).client(),
+            otc_rpc_client::relay::RelayClient::from_addr(self.relay.addr()),
+            owner,
+        )
+    }
+}
+
+/// Asserts `o` exited with `code`, showing its output otherwise.
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status; stdout: {}; stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}

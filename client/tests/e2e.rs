@@ -1,0 +1,107 @@
+//! End to end with real parts: real devices (otc-testkit, the owner's
+//! thumb approving), the real otc-relay on 127.0.0.1, and the real `otc`
+//! binary for every one-shot command.
+
+mod common;
+
+use common::{World, assert_exit, stderr, stdout};
+
+#[test]
+fn alice_to_bob_then_bob_to_alice() {
+    let w = World::new(&["alice", "bob"], false);
+    let first = w.next_ref();
+    let o = w.otc(
+        "alice",
+        &["send", "bob", "hello", "bob"],
+        "alice's send to bob",
+    );
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!("sent to bob (ref {first}")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("approve on the device"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(w.cursor("bob"), 0);
+    let o = w.otc("bob", &["recv"], "bob's recv");
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "alice: hello bob\n");
+    // The read position moved past it, on bob's device.
+    assert_eq!(w.cursor("bob"), first + 1);
+    let o = w.otc("bob", &["recv"], "bob's second recv");
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "", "nothing new: nothing printed");
+
+    let o = w.otc(
+        "bob",
+        &["send", "alice", "hi alice, got it"],
+        "bob's send to alice",
+    );
+    assert_exit(&o, 0);
+    let o = w.otc("alice", &["recv", "--json"], "alice's recv --json");
+    assert_exit(&o, 0);
+    let line: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON line");
+    assert_eq!(line["from"], "bob");
+    assert_eq!(line["text"], "hi alice, got it");
+    assert_eq!(line["ref"], first + 1);
+    assert_eq!(line["warnings"], serde_json::json!([]));
+    // Each side's pad was used once each way.
+    assert!(w.contact("alice", "bob").send_left < common::PAD);
+    assert!(w.contact("bob", "alice").send_left < common::PAD);
+}
+
+#[test]
+fn a_group_send_reaches_everyone() {
+    let w = World::new(&["alice", "bob", "carol"], false);
+    let cfg = w.root.path().join("otc.toml");
+    std::fs::write(&cfg, "[groups]\nfriends = [\"bob\", \"carol\"]\n").expect("config");
+    let flags = w.flags("alice");
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cfg_s = cfg.to_str().expect("utf-8 path");
+    args.extend_from_slice(&["--config", cfg_s, "send", "friends", "party", "at", "eight"]);
+    let o = common::otc(
+        &args,
+        std::time::Duration::from_secs(60),
+        "alice's group send",
+    );
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("sent to bob") && stdout(&o).contains("sent to carol"),
+        "{}",
+        stdout(&o)
+    );
+    for who in ["bob", "carol"] {
+        let o = w.otc(who, &["recv"], "a group member's recv");
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o), "alice: party at eight\n", "{who}");
+    }
+    // ms-style A,B works too, and the library's group is what `gs` uses.
+    let o = w.otc("bob", &["send", "alice,carol", "ok!"], "bob's multi-send");
+    assert_exit(&o, 0);
+    let carol = w.chat("carol");
+    carol.set_group("pals", vec!["alice".into(), "bob".into()]);
+    for m in carol.group("pals").expect("group") {
+        carol.send(&m, "me too", &|_| {}).expect("group send");
+    }
+    let o = w.otc("alice", &["recv"], "alice's recv");
+    assert_eq!(stdout(&o), "bob: ok!\ncarol: me too\n");
+    let o = w.otc("bob", &["recv"], "bob's recv");
+    assert_eq!(stdout(&o), "carol: me too\n");
+}
+
+#[test]
+fn contacts_lists_pad_left() {
+    let w = World::new(&["alice", "bob"], false);
+    let o = w.otc("alice", &["contacts"], "contacts");
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("bob") && out.contains("send left"), "{out}");
+    let o = w.otc("alice", &["contacts", "--json"], "contacts --json");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v[0]["name"], "bob");
+    assert_eq!(v[0]["send_left"], w.contact("alice", "bob").send_left);
+}
