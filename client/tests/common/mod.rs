@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// A real relay on 127.0.0.1:0 with its data in a temp dir.
 pub struct TestRelay {
     pub relay: Option<otc_relay::Relay>,
+    /// Where it listens (kept when stopped).
+    pub at: SocketAddr,
     pub dir: tempfile::TempDir,
     pub mischief: bool,
 }
@@ -27,6 +29,7 @@ impl TestRelay {
         cfg.burst = 10_000.0;
         let relay = otc_relay::Relay::start(cfg).expect("start the relay");
         TestRelay {
+            at: relay.addr(),
             relay: Some(relay),
             dir,
             mischief,
@@ -34,7 +37,7 @@ impl TestRelay {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.relay.as_ref().expect("relay running").addr()
+        self.at
     }
 
     pub fn url(&self) -> String {
