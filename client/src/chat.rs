@@ -31,6 +31,10 @@ use std::time::{Duration, SystemTime};
 
 /// Messages asked for per `/getmessages`.
 pub const BATCH: u64 = 20;
+/// Batches one [`Chat::fetch`] takes at most (a relay that always says
+/// there is more cannot keep a fetch going for ever; the next fetch goes
+/// on from the saved read position).
+pub const MAX_BATCHES: usize = 50;
 /// Warnings kept for the `log` command.
 pub const LOG_LEN: usize = 200;
 /// Attempts at handing a sealed package to the relay before it is kept
@@ -479,16 +483,17 @@ impl Chat {
     pub fn fetch(&self, emit: &dyn Fn(&Event)) -> Result<Fetched, FetchError> {
         self.flush_outbox(emit);
         let mut total = Fetched::default();
-        loop {
+        for _ in 0..MAX_BATCHES {
             let (f, complete) = self.fetch_once(None, emit)?;
             total.opened += f.opened;
             total.refused += f.refused;
             total.held = f.held;
             total.cursor = f.cursor;
             if complete || f.held.is_some() {
-                return Ok(total);
+                break;
             }
         }
+        Ok(total)
     }
 
     /// One batch; with `wait`, a long poll of that many seconds when there

@@ -313,3 +313,36 @@ fn unknown_contact_and_too_large() {
     }
     assert!(stdout(&o).is_empty());
 }
+
+#[test]
+fn a_relay_that_always_has_more_cannot_keep_a_fetch_going() {
+    let w = World::new(&["alice", "bob"], false);
+    // Every reply: one junk message at the ref asked for, "more to come".
+    let endless = Hostile::start(Arc::new(|head: &str, s: &mut std::net::TcpStream| {
+        let start: u64 = head
+            .split("start_ref=")
+            .nth(1)
+            .and_then(|r| r.split(['&', ' ']).next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        reply_json(
+            s,
+            &format!(
+                r#"{{"recipient_uid":"bob","count":1,"messages":[{{"ref":{start},"recipient_uid":"bob","sender_uid":"alice","contents":"not base64!"}}],"complete":false}}"#
+            ),
+        )
+    }));
+    let relay = otc_rpc_client::relay::RelayClient::new(&endless.url()).expect("url");
+    let name = relay.cursor_name();
+    let chat = otc_client::chat::Chat::new(w.dev("bob").client(), relay, "bob");
+    let f = chat.fetch(&|_| {}).expect("the fetch ends");
+    let max = otc_client::chat::MAX_BATCHES;
+    assert_eq!((f.opened, f.refused, f.held), (0, max, None));
+    // Refused for good (not a package): the position moved past each, and
+    // the device saved it.
+    assert_eq!(
+        w.dev("bob").client().cursor(&name).expect("cursor"),
+        max as u64
+    );
+    assert_eq!(w.dev("bob").prompts_answered(), 0);
+}
