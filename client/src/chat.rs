@@ -521,8 +521,8 @@ impl Chat {
             if m.msg_ref < done.cursor {
                 continue;
             }
-            let verdict = if st.opened_refs.contains(&m.msg_ref) {
-                Verdict::Settled
+            let (verdict, opened) = if st.opened_refs.contains(&m.msg_ref) {
+                (Verdict::Settled, None)
             } else {
                 self.open(&mut st, m, &mut formats, &mut done, emit)
             };
@@ -534,6 +534,11 @@ impl Chat {
             st.cursor = Some(done.cursor);
             st.cursor_dirty = true;
             self.save_cursor(&mut st, emit);
+            // Shown once the position is saved: a script that stops
+            // after reading a message will not be given it again.
+            if let Some(incoming) = opened {
+                emit(&Event::Message(incoming));
+            }
         }
         Ok((done, batch.complete))
     }
@@ -560,7 +565,7 @@ impl Chat {
         formats: &mut Option<HashMap<String, Format>>,
         done: &mut Fetched,
         emit: &dyn Fn(&Event),
-    ) -> Verdict {
+    ) -> (Verdict, Option<Incoming>) {
         // The index the package claims (unauthenticated), to recognise a
         // replay of a range this process opened. Best effort only.
         if formats.is_none() {
@@ -601,14 +606,14 @@ impl Chat {
                     );
                 }
                 done.opened += 1;
-                emit(&Event::Message(Incoming {
+                let incoming = Incoming {
                     msg_ref: m.msg_ref,
                     from: m.sender_uid.clone(),
                     text: r.message,
                     text_b64: r.message_b64,
                     warnings: r.warnings,
-                }));
-                Verdict::Settled
+                };
+                (Verdict::Settled, Some(incoming))
             }
             Err(e) if e.code().is_some_and(fails_for_good) => {
                 let why = match e.code() {
@@ -633,7 +638,7 @@ impl Chat {
                     },
                     emit,
                 );
-                Verdict::Settled
+                (Verdict::Settled, None)
             }
             Err(e) => {
                 self.note(
@@ -644,7 +649,7 @@ impl Chat {
                     },
                     emit,
                 );
-                Verdict::Held
+                (Verdict::Held, None)
             }
         }
     }

@@ -105,3 +105,46 @@ fn contacts_lists_pad_left() {
     assert_eq!(v[0]["name"], "bob");
     assert_eq!(v[0]["send_left"], w.contact("alice", "bob").send_left);
 }
+
+#[test]
+fn recv_follow_prints_messages_as_they_come() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let w = World::new(&["alice", "bob"], false);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otc"))
+        .args(w.flags("bob"))
+        .args(["recv", "--follow"])
+        .env("NO_COLOR", "1")
+        .env("OTC_CONFIG", "/dev/null")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start otc recv --follow");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    for text in ["first", "second"] {
+        assert_exit(&w.otc("alice", &["send", "bob", text], "alice's send"), 0);
+        let line = rx.recv_timeout(Duration::from_secs(30));
+        if line.is_err() {
+            let _ = child.kill();
+        }
+        assert_eq!(
+            line.expect("recv --follow printed nothing within 30 s"),
+            format!("alice: {text}")
+        );
+    }
+    child.kill().expect("stop recv --follow");
+    let _ = child.wait();
+    assert_eq!(w.cursor("bob"), w.next_ref());
+}

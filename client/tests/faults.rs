@@ -250,8 +250,10 @@ fn nobody_taps_and_the_prompt_times_out() {
 
 #[test]
 fn a_busy_device_keeps_the_message() {
+    // Long enough that the recv below surely comes while the other
+    // prompt is up, even on a loaded machine.
     let opts = Options {
-        prompt_timeout: Duration::from_secs(2),
+        prompt_timeout: Duration::from_secs(10),
         thumb: Thumb::Leave,
         ..Options::default()
     };
