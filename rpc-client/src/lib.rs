@@ -24,6 +24,10 @@
 //! The typed calls ([`Client::package`], ...) turn a device error body into
 //! [`ClientError::Device`] with its stable [`ErrorCode`]; [`Client::send`]
 //! returns any reply as it came, for tests that look at statuses.
+//!
+//! The relay's client is the module [`relay`] ([`relay::RelayClient`]):
+//! the same HTTP reading, with its own errors, and every reply checked
+//! because the relay is untrusted.
 
 pub mod relay;
 
