@@ -63,7 +63,7 @@ pub struct Args {
 pub enum Cmd {
     /// Seal TEXT for NAME and send it; exits 0 once the relay has it.
     /// NAME may be A,B,.. or a group from the config file: one message
-    /// each, and the exit status is the worst of them.
+    /// each; if any fails, the exit status is the first failure's.
     Send {
         name: String,
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
