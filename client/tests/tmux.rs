@@ -189,6 +189,8 @@ fn interactive_client_in_tmux() {
     tmux.keys(&["Enter"]);
     tmux.wait("the log", |s| s.matches("WARNING skipped").count() >= 2);
 
+    // For the log of the run: what the user saw.
+    println!("the pane before quit:\n{}", tmux.screen(false));
     tmux.type_text("quit");
     tmux.keys(&["Enter"]);
     let deadline = Instant::now() + Duration::from_secs(30);
