@@ -364,6 +364,17 @@ impl Chat {
         self.cursor_locked(&mut st)
     }
 
+    /// The read position as the device has it now (another client on the
+    /// same device may have moved it), or ours if we are ahead (a save
+    /// that failed).
+    fn refresh_cursor(&self) -> Result<u64, ClientError> {
+        let mut st = lock(&self.state);
+        let saved = self.device.cursor(&self.cursor_name)?;
+        let c = st.cursor.map_or(saved, |ours| ours.max(saved));
+        st.cursor = Some(c);
+        Ok(c)
+    }
+
     fn cursor_locked(&self, st: &mut State) -> Result<u64, ClientError> {
         if let Some(c) = st.cursor {
             return Ok(c);
@@ -504,12 +515,17 @@ impl Chat {
         wait: Option<u64>,
         emit: &dyn Fn(&Event),
     ) -> Result<(Fetched, bool), FetchError> {
-        let start = self.cursor().map_err(FetchError::Device)?;
+        let start = self.refresh_cursor().map_err(FetchError::Device)?;
         // No lock while the relay holds the request.
         let batch = self
             .relay
             .get_messages(&self.user, start, BATCH, wait)
             .map_err(FetchError::Relay)?;
+        // A long poll may have waited while another client on the same
+        // device opened some of these: read the position again.
+        if wait.is_some() && !batch.messages.is_empty() {
+            self.refresh_cursor().map_err(FetchError::Device)?;
+        }
         let mut st = lock(&self.state);
         let mut done = Fetched {
             cursor: self.cursor_locked(&mut st).map_err(FetchError::Device)?,

@@ -148,3 +148,20 @@ fn recv_follow_prints_messages_as_they_come() {
     let _ = child.wait();
     assert_eq!(w.cursor("bob"), w.next_ref());
 }
+
+#[test]
+fn two_clients_on_one_device_share_the_read_position() {
+    let w = World::new(&["alice", "bob"], false);
+    // An interactive client that has already read the position...
+    let first = w.chat("bob");
+    assert_eq!(first.fetch(&|_| {}).expect("fetch").opened, 0);
+    assert_exit(&w.otc("alice", &["send", "bob", "once"], "alice's send"), 0);
+    // ...and a one-shot recv that opens the message meanwhile.
+    let o = w.otc("bob", &["recv"], "bob's one-shot recv");
+    assert_eq!(stdout(&o), "alice: once\n");
+    // The first client does not try to open it again (which the device
+    // would refuse as a replay).
+    let f = first.fetch(&|_| {}).expect("fetch again");
+    assert_eq!((f.opened, f.refused, f.held), (0, 0, None));
+    assert_eq!(f.cursor, w.cursor("bob"));
+}
