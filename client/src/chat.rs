@@ -35,6 +35,10 @@ pub const BATCH: u64 = 20;
 /// there is more cannot keep a fetch going for ever; the next fetch goes
 /// on from the saved read position).
 pub const MAX_BATCHES: usize = 50;
+/// Shortest time between two polls that brought nothing: a relay that
+/// ignores `wait` (the original) answers at once, and the client must not
+/// ask it again at once.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Warnings kept for the `log` command.
 pub const LOG_LEN: usize = 200;
 /// Attempts at handing a sealed package to the relay before it is kept
@@ -505,6 +509,21 @@ impl Chat {
             }
         }
         Ok(total)
+    }
+
+    /// One long poll of `wait` seconds ([`Chat::fetch_once`]); when it
+    /// brought nothing, it takes at least [`MIN_POLL_INTERVAL`], so that a
+    /// loop of polls does not spin on a relay without long poll.
+    pub fn poll(&self, wait: u64, emit: &dyn Fn(&Event)) -> Result<(Fetched, bool), FetchError> {
+        let started = std::time::Instant::now();
+        let r = self.fetch_once(Some(wait), emit);
+        if let Ok((f, _)) = &r
+            && f.opened + f.refused == 0
+            && f.held.is_none()
+        {
+            std::thread::sleep(MIN_POLL_INTERVAL.saturating_sub(started.elapsed()));
+        }
+        r
     }
 
     /// One batch; with `wait`, a long poll of that many seconds when there

@@ -269,7 +269,7 @@ fn recv(chat: &Chat, follow: bool, json: bool, style: Style) -> ExitCode {
     let mut relay_down = false;
     loop {
         chat.flush_outbox(&emit);
-        match chat.fetch_once(Some(20), &emit) {
+        match chat.poll(20, &emit) {
             Ok((f, _)) if f.held.is_some() => return ExitCode::from(EXIT_DEVICE),
             Ok(_) => {
                 if relay_down {

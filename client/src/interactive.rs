@@ -239,7 +239,7 @@ fn poll_loop(chat: &Chat, poller: &Poller, printer: &Printer, style: Style) {
         if chat.outbox_len() > 0 {
             chat.flush_outbox(&emit);
         }
-        match chat.fetch_once(Some(POLL_WAIT_SECS), &emit) {
+        match chat.poll(POLL_WAIT_SECS, &emit) {
             Ok((f, _)) => {
                 if relay_down {
                     print(printer, style.ok("the relay answers again"));
