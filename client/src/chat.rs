@@ -689,3 +689,43 @@ impl Chat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decision of what is final, pinned: changing it changes what a
+    /// user can lose.
+    #[test]
+    fn which_device_errors_are_for_good() {
+        use ErrorCode as E;
+        let final_ = [
+            E::BadPackage,
+            E::UnknownContact,
+            E::BadRequest,
+            E::TooLarge,
+            E::PadExhausted,
+        ];
+        let again = [
+            E::Rejected,
+            E::Timeout,
+            E::Busy,
+            E::Locked,
+            E::RateLimited,
+            E::Cancelled,
+            E::Overloaded,
+            E::Internal,
+            E::NotFound,
+            E::MethodNotAllowed,
+            E::UnsupportedMediaType,
+            E::BadHost,
+            E::ForbiddenOrigin,
+        ];
+        for c in final_ {
+            assert!(fails_for_good(c), "{c:?}");
+        }
+        for c in again {
+            assert!(!fails_for_good(c), "{c:?}");
+        }
+    }
+}
