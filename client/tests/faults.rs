@@ -348,3 +348,38 @@ fn a_relay_that_always_has_more_cannot_keep_a_fetch_going() {
     );
     assert_eq!(w.dev("bob").prompts_answered(), 0);
 }
+
+#[test]
+fn a_slow_relay_is_a_clear_timeout_and_spends_nothing() {
+    let w = World::new(&["alice", "bob"], false);
+    let slow = Hostile::start(Arc::new(|_: &str, _s: &mut std::net::TcpStream| {
+        std::thread::sleep(Duration::from_secs(30));
+    }));
+    let left = w.contact("alice", "bob").send_left;
+    for (who, cmd) in [
+        ("alice", vec!["send", "bob", "hello?"]),
+        ("bob", vec!["recv"]),
+    ] {
+        let flags = w.flags_with_relay(who, &slow.url());
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+        args.extend_from_slice(&["--relay-timeout", "1"]);
+        args.extend_from_slice(&cmd);
+        let o = common::otc(
+            &args,
+            Duration::from_secs(60),
+            "otc against a relay that never answers",
+        );
+        assert_exit(&o, 3);
+        assert!(
+            stderr(&o).contains("did not answer within 1s"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!stdout(&o).contains("sent"), "{}", stdout(&o));
+    }
+    assert_eq!(w.contact("alice", "bob").send_left, left, "nothing sealed");
+    assert_eq!(
+        w.dev("alice").prompts_answered() + w.dev("bob").prompts_answered(),
+        0
+    );
+}
