@@ -1,5 +1,5 @@
 //! The interactive client in a real terminal: `otc` runs in a tmux pane
-//! (its own tmux server, on a socket named after this process), keys are
+//! (its own tmux server, its socket in a temp dir), keys are
 //! typed with send-keys, the screen is read with capture-pane. A send; a
 //! message that arrives while a line is half typed (the half line
 //! survives under it); a skipped warning, in colour; `log`; `quit`.
@@ -12,13 +12,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Tmux {
+    /// The server's socket, in a temp dir of this test (removed with it).
     socket: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Tmux {
     fn run(&self, args: &[&str]) -> String {
         let o = Command::new("tmux")
-            .arg("-L")
+            .arg("-S")
             .arg(&self.socket)
             .args(args)
             .output()
@@ -60,20 +62,27 @@ impl Tmux {
     /// not all taken by rustyline while an ExternalPrinter exists:
     /// rustyline issue #976, see the crate README.)
     fn type_text(&self, text: &str) {
-        // capture-pane drops trailing spaces: an empty prompt reads "bob>".
-        let mut before = self.prompt_line();
-        if before.ends_with('>') {
-            before.push(' ');
-        }
+        // Each key is seen by the cursor moving one column on (a typed
+        // space does not show in capture-pane, which trims lines).
+        assert!(text.is_ascii(), "one column per key");
+        let base = self.cursor_x();
         for (i, c) in text.char_indices() {
             let mut buf = [0u8; 4];
             self.run(&["send-keys", "-t", "otc", "-l", c.encode_utf8(&mut buf)]);
-            let want = format!("{before}{}", &text[..i + c.len_utf8()]);
-            let want = want.trim_end().to_string();
-            self.wait(&format!("{want:?} on the prompt line"), |_| {
-                self.prompt_line() == want
-            });
+            let want = base + i + 1;
+            self.wait(
+                &format!("the cursor at column {want} after typing {c:?}"),
+                |_| self.cursor_x() == want,
+            );
         }
+    }
+
+    /// The pane's cursor column.
+    fn cursor_x(&self) -> usize {
+        let x = self.run(&["display-message", "-p", "-t", "otc", "#{cursor_x}"]);
+        x.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("tmux cursor_x {x:?}"))
     }
 
     /// The last line with the prompt on it, without trailing spaces.
@@ -98,7 +107,7 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         // Only our own server (its own socket).
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .args(["-S", &self.socket, "kill-server"])
             .output();
     }
 }
@@ -110,8 +119,10 @@ fn interactive_client_in_tmux() {
         return;
     }
     let w = World::new(&["alice", "bob"], true);
+    let dir = tempfile::tempdir().expect("temp dir for the tmux socket");
     let tmux = Tmux {
-        socket: format!("otc-test-{}", std::process::id()),
+        socket: dir.path().join("tmux.sock").to_string_lossy().to_string(),
+        _dir: dir,
     };
     let flags = w.flags("bob").join(" ");
     let cmd = format!(
@@ -195,7 +206,7 @@ fn interactive_client_in_tmux() {
     tmux.keys(&["Enter"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while Command::new("tmux")
-        .args(["-L", &tmux.socket, "has-session", "-t", "otc"])
+        .args(["-S", &tmux.socket, "has-session", "-t", "otc"])
         .output()
         .is_ok_and(|o| o.status.success())
     {
