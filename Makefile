@@ -52,6 +52,7 @@ bench: deps
 	$(CARGO) bench -p otc-device --bench audit
 	$(CARGO) bench -p otc-device --bench rpc
 	$(CARGO) bench -p otc-ui --bench render
+	$(CARGO) bench -p otc-client --bench roundtrip
 	@scripts/bench-report
 
 bench-report:

@@ -26,6 +26,12 @@
 //! The typed calls ([`Client::package`], ...) turn a device error body into
 //! [`ClientError::Device`] with its stable [`ErrorCode`]; [`Client::send`]
 //! returns any reply as it came, for tests that look at statuses.
+//!
+//! The relay's client is the module [`relay`] ([`relay::RelayClient`]):
+//! the same HTTP reading, with its own errors, and every reply checked
+//! because the relay is untrusted.
+
+pub mod relay;
 
 use otc_proto::routes::{Endpoint, Method};
 use otc_proto::rpc::{
@@ -473,9 +479,9 @@ fn still_open(s: &TcpStream) -> bool {
 }
 
 /// A socket whose every read is bounded by what is left of one deadline.
-struct Deadline<'a> {
-    s: &'a mut TcpStream,
-    deadline: Instant,
+pub(crate) struct Deadline<'a> {
+    pub(crate) s: &'a mut TcpStream,
+    pub(crate) deadline: Instant,
 }
 
 impl Read for Deadline<'_> {
@@ -497,12 +503,20 @@ fn bad(what: impl Into<String>) -> std::io::Error {
 /// chunked, or to EOF; at most [`MAX_REPLY`] bytes. A malformed reply is
 /// `InvalidData`, one cut short `UnexpectedEof`.
 pub fn read_response(r: &mut impl Read) -> std::io::Result<Response> {
+    read_response_limited(r, MAX_REPLY)
+}
+
+/// [`read_response`] with another bound than [`MAX_REPLY`]: at most
+/// `max_reply` bytes of head and body are read; a longer reply is
+/// `InvalidData`.
+pub fn read_response_limited(r: &mut impl Read, max_reply: usize) -> std::io::Result<Response> {
+    let max_reply = max_reply.min(MAX_REPLY);
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let mut more = |buf: &mut Vec<u8>| -> std::io::Result<bool> {
         let n = r.read(&mut chunk)?;
-        if buf.len() + n > MAX_REPLY {
-            return Err(bad(format!("reply longer than {MAX_REPLY} bytes")));
+        if buf.len() + n > max_reply {
+            return Err(bad(format!("reply longer than {max_reply} bytes")));
         }
         buf.extend_from_slice(&chunk[..n]);
         Ok(n > 0)
@@ -544,8 +558,8 @@ pub fn read_response(r: &mut impl Read) -> std::io::Result<Response> {
         let len: usize = len
             .parse()
             .map_err(|_| bad(format!("bad Content-Length {len:?}")))?;
-        if len > MAX_REPLY {
-            return Err(bad(format!("reply longer than {MAX_REPLY} bytes")));
+        if len > max_reply {
+            return Err(bad(format!("reply longer than {max_reply} bytes")));
         }
         while rest.len() < len {
             if !more(&mut rest)? {
@@ -589,8 +603,8 @@ pub fn read_response(r: &mut impl Read) -> std::io::Result<Response> {
             let end = pos
                 .checked_add(size)
                 .and_then(|e| e.checked_add(2))
-                .filter(|&e| e <= MAX_REPLY)
-                .ok_or_else(|| bad(format!("reply longer than {MAX_REPLY} bytes")))?;
+                .filter(|&e| e <= max_reply)
+                .ok_or_else(|| bad(format!("reply longer than {max_reply} bytes")))?;
             while rest.len() < end {
                 if !more(&mut rest)? {
                     return Err(cut());

@@ -1,0 +1,331 @@
+//! The `otc` command line: flags (clap, with environment variables), the
+//! one-shot subcommands for scripts (`send`, `recv`, `contacts`,
+//! `resend`), and the interactive client when no subcommand is given.
+//! Everything here is a thin layer over [`crate::chat::Chat`].
+
+use crate::chat::{Chat, Event, FetchError, Notice, Refusal, SendError};
+use crate::config::{self, Given, Settings};
+use crate::style::{Style, clean};
+use clap::{Parser, Subcommand};
+use otc_rpc_client::Client;
+use otc_rpc_client::relay::{HttpUrl, RelayClient};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Done.
+pub const EXIT_OK: u8 = 0;
+/// The device refused, could not be reached, or a message was left to be
+/// fetched again (nothing lost, nothing sent).
+pub const EXIT_DEVICE: u8 = 1;
+/// A bad command line or config.
+pub const EXIT_USAGE: u8 = 2;
+/// The relay could not be reached, refused, or sent an untrusted reply
+/// (nothing sealed, no pad spent).
+pub const EXIT_RELAY: u8 = 3;
+/// Sealed but the relay did not take it: the pad bytes are spent, the
+/// package is printed for `otc resend`.
+pub const EXIT_UNSENT: u8 = 4;
+
+/// One Time Chat's chat client: messages sealed and opened by your pad
+/// device, carried by an untrusted relay.
+///
+/// Without a subcommand it is interactive (type `help`). Every use of pad
+/// bytes waits for Approve on the device's screen ("approve on the
+/// device…").
+#[derive(Parser, Debug)]
+#[command(name = "otc", version, after_long_help = AFTER_HELP)]
+pub struct Args {
+    /// The device's RPC endpoint, e.g. http://192.168.7.2:9051.
+    #[arg(long, value_name = "URL", env = "OTC_DEVICE", global = true)]
+    pub device: Option<String>,
+    /// The relay, e.g. http://relay.example:8000.
+    #[arg(long, value_name = "URL", env = "OTC_RELAY", global = true)]
+    pub relay: Option<String>,
+    /// Your name on the relay (your contacts know you by it).
+    #[arg(long, value_name = "NAME", env = "OTC_USER", global = true)]
+    pub user: Option<String>,
+    /// Config file [default: $XDG_CONFIG_HOME/otc/config.toml, else ~/.config/otc/config.toml].
+    #[arg(long, value_name = "FILE", env = "OTC_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Seconds to wait for the device (a prompt waits for your tap) [default: 120].
+    #[arg(long, value_name = "SECS", env = "OTC_DEVICE_TIMEOUT", global = true)]
+    pub device_timeout: Option<u64>,
+    /// Seconds to wait for the relay [default: 10].
+    #[arg(long, value_name = "SECS", env = "OTC_RELAY_TIMEOUT", global = true)]
+    pub relay_timeout: Option<u64>,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Seal TEXT for NAME and send it; exits 0 once the relay has it.
+    /// NAME may be A,B,.. or a group from the config file: one message
+    /// each; if any fails, the exit status is the first failure's.
+    Send {
+        name: String,
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        text: Vec<String>,
+    },
+    /// Open new messages and print them as `NAME: TEXT`; moves the read
+    /// position kept on the device past each one opened or refused for good.
+    Recv {
+        /// Keep waiting for messages (long poll) until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object a line: {"ref","from","text","text_b64","warnings"}
+        /// for a message, {"ref","from","refused"} for one refused.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pad bytes left per contact, from the device.
+    Contacts {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hand an already sealed PACKAGE (printed by a failed send) to the relay.
+    Resend { name: String, package: String },
+}
+
+const AFTER_HELP: &str = "\
+CONFIGURATION:
+  Each setting comes from its flag, else its environment variable, else the
+  config file (TOML), else the default:
+    --device  OTC_DEVICE   device = \"http://192.168.7.2:9051\"
+    --relay   OTC_RELAY    relay = \"http://relay.example:8000\"
+    --user    OTC_USER     user = \"alice\"
+    --device-timeout OTC_DEVICE_TIMEOUT  device_timeout = 120
+    --relay-timeout  OTC_RELAY_TIMEOUT   relay_timeout = 10
+    --config  OTC_CONFIG   (default $XDG_CONFIG_HOME/otc/config.toml,
+                            else ~/.config/otc/config.toml; may be absent)
+  Groups for `gs` can be kept in the file:  [groups]  friends = [\"bob\", \"carol\"]
+  NO_COLOR (set, non-empty) turns colour off; colour is only used on a terminal.
+
+THE READ POSITION:
+  Kept on the device (GET/PUT /v1/cursor/HOST:PORT of the relay). It moves
+  past a message once it is opened or refused for good (it does not open:
+  corrupted, forged, replayed; no pad for the sender; not a package). A
+  message not opened because the device was busy, unplugged, timed out or
+  the owner tapped Reject is fetched again next time.
+
+EXIT STATUS:
+  0 done; 1 the device refused or could not be reached, or a message was
+  left for next time (nothing lost); 2 bad command line or config; 3 the
+  relay could not be reached, refused or misbehaved (nothing sealed); 4
+  sealed but the relay did not take it (the package is printed: `otc resend`).";
+
+/// Runs `otc` with `args`.
+pub fn run(args: Args) -> ExitCode {
+    let given = Given {
+        config: args.config,
+        device: args.device,
+        relay: args.relay,
+        user: args.user,
+        device_timeout: args.device_timeout,
+        relay_timeout: args.relay_timeout,
+    };
+    let settings = match config::resolve(given) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_USAGE, &e),
+    };
+    let chat = match connect(&settings) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_USAGE, &e),
+    };
+    let style = Style::detect();
+    match args.command {
+        None => crate::interactive::run(chat, &settings, style),
+        Some(Cmd::Send { name, text }) => {
+            let names = chat.group(&name).unwrap_or_else(|| {
+                name.split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            });
+            let text = text.join(" ");
+            let codes: Vec<ExitCode> = names.iter().map(|n| send(&chat, n, &text, style)).collect();
+            codes
+                .into_iter()
+                .find(|c| *c != ExitCode::from(EXIT_OK))
+                .unwrap_or(ExitCode::from(EXIT_OK))
+        }
+        Some(Cmd::Recv { follow, json }) => recv(&chat, follow, json, style),
+        Some(Cmd::Contacts { json }) => contacts(&chat, json),
+        Some(Cmd::Resend { name, package }) => match chat.deliver(&name, &package) {
+            Ok(r) => {
+                println!("sent to {} (ref {r})", clean(&name));
+                ExitCode::from(EXIT_OK)
+            }
+            Err(e) => fail(EXIT_RELAY, &format!("not sent: {e}")),
+        },
+    }
+}
+
+fn fail(code: u8, msg: &str) -> ExitCode {
+    eprintln!("otc: {}", clean(msg));
+    ExitCode::from(code)
+}
+
+/// A [`Chat`] for `settings` (URLs parsed and resolved, not contacted).
+pub fn connect(s: &Settings) -> Result<Chat, String> {
+    let dev =
+        HttpUrl::parse(&s.device).map_err(|e| format!("bad device URL {:?}: {e}", s.device))?;
+    if !dev.prefix.is_empty() {
+        return Err(format!(
+            "bad device URL {:?}: the device serves at the root (http://HOST:PORT)",
+            s.device
+        ));
+    }
+    let addr = dev
+        .resolve()
+        .map_err(|e| format!("bad device URL {:?}: {e}", s.device))?;
+    let device = Client::new(addr).with_timeout(s.device_timeout);
+    let relay = RelayClient::new(&s.relay)
+        .map_err(|e| e.to_string())?
+        .with_timeout(s.relay_timeout);
+    if s.user.is_empty() || s.user.len() > 64 || s.user.chars().any(char::is_control) {
+        return Err("--user must be 1 to 64 bytes with no control characters".into());
+    }
+    let chat = Chat::new(device, relay, s.user.clone());
+    for (g, members) in &s.groups {
+        chat.set_group(g, members.clone());
+    }
+    Ok(chat)
+}
+
+fn send(chat: &Chat, to: &str, text: &str, style: Style) -> ExitCode {
+    let emit = |e: &Event| eprintln!("{}", style.event(e));
+    match chat.send(to, text, &emit) {
+        Ok(s) => {
+            println!(
+                "sent to {} (ref {}, {} pad bytes left)",
+                clean(&s.to),
+                s.msg_ref,
+                s.pad_left
+            );
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e @ SendError::Relay(_)) => fail(EXIT_RELAY, &e.to_string()),
+        Err(SendError::Unsent { to, package, error }) => {
+            eprintln!(
+                "otc: NOT SENT to {}: sealed, but the relay did not take it: {}",
+                clean(&to),
+                clean(&error.to_string())
+            );
+            eprintln!(
+                "otc: the pad bytes are spent; send the package once the relay is back with:"
+            );
+            eprintln!("otc resend {} {package}", clean(&to));
+            ExitCode::from(EXIT_UNSENT)
+        }
+        Err(e) => fail(EXIT_DEVICE, &e.to_string()),
+    }
+}
+
+fn json_line(v: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn recv(chat: &Chat, follow: bool, json: bool, style: Style) -> ExitCode {
+    let emit = |e: &Event| match e {
+        Event::Message(m) if json => json_line(serde_json::json!({
+            "ref": m.msg_ref,
+            "from": m.from,
+            "text": m.text,
+            "text_b64": m.text_b64,
+            "warnings": m.warnings,
+        })),
+        Event::Message(m) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", style.message(m));
+            let _ = out.flush();
+        }
+        Event::Notice(n) => {
+            eprintln!("{}", style.notice(n));
+            if let (true, Notice::Refused { msg_ref, from, why }) = (json, n) {
+                let why = match why {
+                    Refusal::Replay => "replay",
+                    Refusal::Integrity => "integrity",
+                    Refusal::UnknownSender => "unknown_sender",
+                    Refusal::Malformed => "malformed",
+                };
+                json_line(serde_json::json!({"ref": msg_ref, "from": from, "refused": why}));
+            }
+        }
+        Event::Approve(w) => eprintln!("{}", style.approve(w)),
+    };
+    if !follow {
+        return match chat.fetch(&emit) {
+            Ok(f) if f.held.is_some() => ExitCode::from(EXIT_DEVICE),
+            Ok(_) => ExitCode::from(EXIT_OK),
+            Err(e @ FetchError::Relay(_)) => fail(EXIT_RELAY, &e.to_string()),
+            Err(e) => fail(EXIT_DEVICE, &e.to_string()),
+        };
+    }
+    let mut relay_down = false;
+    loop {
+        chat.flush_outbox(&emit);
+        match chat.poll(20, &emit) {
+            Ok((f, _)) if f.held.is_some() => return ExitCode::from(EXIT_DEVICE),
+            Ok(_) => {
+                if relay_down {
+                    eprintln!("{}", style.ok("the relay answers again"));
+                }
+                relay_down = false;
+            }
+            Err(FetchError::Relay(e)) => {
+                if !relay_down {
+                    eprintln!("{}", style.error(&format!("{e}; trying again every 3 s")));
+                }
+                relay_down = true;
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            Err(e) => return fail(EXIT_DEVICE, &e.to_string()),
+        }
+    }
+}
+
+fn contacts(chat: &Chat, json: bool) -> ExitCode {
+    match chat.contacts() {
+        Ok(cs) if json => {
+            json_line(serde_json::to_value(&cs).unwrap_or_default());
+            ExitCode::from(EXIT_OK)
+        }
+        Ok(cs) => {
+            print!("{}", contacts_table(&cs));
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(EXIT_DEVICE, &e.to_string()),
+    }
+}
+
+/// The `contacts` table.
+pub fn contacts_table(cs: &[otc_proto::rpc::ContactInfo]) -> String {
+    if cs.is_empty() {
+        return "no contacts: make or import a pad on the device\n".into();
+    }
+    let w = cs
+        .iter()
+        .map(|c| clean(&c.name).chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut s = format!(
+        "{:<w$}  {:>12}  {:>12}  format\n",
+        "name", "send left", "receive left"
+    );
+    for c in cs {
+        s.push_str(&format!(
+            "{:<w$}  {:>12}  {:>12}  {}\n",
+            clean(&c.name),
+            c.send_left,
+            c.receive_left,
+            c.format
+        ));
+    }
+    s
+}

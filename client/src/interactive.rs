@@ -1,0 +1,277 @@
+//! The interactive client: a rustyline prompt with history, and a
+//! background thread that long-polls the relay and prints incoming
+//! messages and warnings above the prompt (rustyline's ExternalPrinter
+//! redraws the line being typed underneath).
+//!
+//! When a message cannot be opened for now (device busy, unplugged, owner
+//! tapped Reject, ...) the background thread stops opening until the user
+//! presses Enter, so the owner is not asked again and again.
+
+use crate::chat::{Chat, Event, FetchError, LogEntry};
+use crate::cli::{EXIT_OK, EXIT_USAGE, contacts_table};
+use crate::commands::{self, Command, HELP};
+use crate::config::Settings;
+use crate::style::{Style, clean};
+use rustyline::error::ReadlineError;
+use rustyline::{DefaultEditor, ExternalPrinter};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Seconds of each long poll of the background thread.
+pub const POLL_WAIT_SECS: u64 = 20;
+
+type Printer = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
+
+struct Poller {
+    /// A message is held: do not open until Enter.
+    held: Mutex<bool>,
+    wake: Condvar,
+    quit: AtomicBool,
+}
+
+fn print(p: &Printer, line: String) {
+    let mut f = p.lock().unwrap_or_else(|e| e.into_inner());
+    f(format!("{line}\n"));
+}
+
+pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
+    let mut rl = match DefaultEditor::new() {
+        Ok(rl) => rl,
+        Err(e) => {
+            eprintln!("otc: cannot start the line editor: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let printer: Printer = match rl.create_external_printer() {
+        Ok(mut p) => Arc::new(Mutex::new(Box::new(move |s: String| {
+            let _ = p.print(s);
+        }))),
+        // Not a terminal: plain lines on stdout.
+        Err(_) => Arc::new(Mutex::new(Box::new(|s: String| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(s.as_bytes());
+            let _ = out.flush();
+        }))),
+    };
+    let chat = Arc::new(chat);
+    print(&printer, id_text(&chat, settings));
+    print(
+        &printer,
+        "type `help` for the commands; messages arrive by themselves".into(),
+    );
+    let poller = Arc::new(Poller {
+        held: Mutex::new(false),
+        wake: Condvar::new(),
+        quit: AtomicBool::new(false),
+    });
+    {
+        let (chat, poller, p) = (chat.clone(), poller.clone(), printer.clone());
+        let spawned = std::thread::Builder::new()
+            .name("otc-poll".into())
+            .spawn(move || poll_loop(&chat, &poller, &p, style));
+        if let Err(e) = spawned {
+            print(
+                &printer,
+                style.error(&format!(
+                    "cannot start the receiving thread ({e}); press Enter to fetch"
+                )),
+            );
+        }
+    }
+    let emit = {
+        let printer = printer.clone();
+        move |e: &Event| print(&printer, style.event(e))
+    };
+    loop {
+        let line = match rl.readline(&format!("{}> ", clean(chat.user()))) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("otc: reading the terminal: {e}");
+                break;
+            }
+        };
+        if !line.trim().is_empty() {
+            let _ = rl.add_history_entry(line.as_str());
+        }
+        let cmd = match commands::parse(&line) {
+            Ok(c) => c,
+            Err(usage) => {
+                print(&printer, style.error(&usage));
+                continue;
+            }
+        };
+        match cmd {
+            Command::Quit => break,
+            Command::Fetch => {
+                let held = match chat.fetch(&emit) {
+                    Ok(f) => {
+                        if f.opened + f.refused == 0 && f.held.is_none() {
+                            print(&printer, style.approve("no new messages"));
+                        }
+                        f.held.is_some()
+                    }
+                    Err(e) => {
+                        print(&printer, style.error(&e.to_string()));
+                        matches!(e, FetchError::Device(_))
+                    }
+                };
+                if held {
+                    print(&printer, style.approve("press Enter to try again"));
+                }
+                *poller.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
+                poller.wake.notify_all();
+            }
+            Command::Send { to, text } => send_each(&chat, &[to], &text, &emit, &printer, style),
+            Command::Multi { to, text } => send_each(&chat, &to, &text, &emit, &printer, style),
+            Command::Group { name, members } => {
+                print(
+                    &printer,
+                    style.ok(&format!("group {name}: {}", members.join(", "))),
+                );
+                chat.set_group(&name, members);
+            }
+            Command::GroupSend { group, text } => match chat.group(&group) {
+                Some(members) => send_each(&chat, &members, &text, &emit, &printer, style),
+                None => print(
+                    &printer,
+                    style.error(&format!(
+                        "no group {group:?}; define it with `group {group} A B ..`"
+                    )),
+                ),
+            },
+            Command::Id => print(&printer, id_text(&chat, settings)),
+            Command::Clear => {
+                let _ = rl.clear_screen();
+            }
+            Command::Help => print(&printer, HELP.into()),
+            Command::Contacts => match chat.contacts() {
+                Ok(cs) => print(&printer, contacts_table(&cs).trim_end().to_string()),
+                Err(e) => print(&printer, style.error(&e.to_string())),
+            },
+            Command::Log => {
+                let log = chat.log();
+                if log.is_empty() {
+                    print(&printer, "no warnings".into());
+                }
+                for entry in log {
+                    print(&printer, log_line(&entry, style));
+                }
+            }
+        }
+    }
+    poller.quit.store(true, Ordering::SeqCst);
+    poller.wake.notify_all();
+    if chat.outbox_len() > 0 {
+        eprintln!(
+            "otc: {} sealed message(s) were never taken by the relay and are lost with this session",
+            chat.outbox_len()
+        );
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+fn send_each(
+    chat: &Chat,
+    to: &[String],
+    text: &str,
+    emit: &dyn Fn(&Event),
+    printer: &Printer,
+    style: Style,
+) {
+    chat.flush_outbox(emit);
+    for name in to {
+        match chat.send(name, text, emit) {
+            Ok(s) => print(
+                printer,
+                style.ok(&format!(
+                    "sent to {} (ref {}, {} pad bytes left)",
+                    s.to, s.msg_ref, s.pad_left
+                )),
+            ),
+            Err(e) => print(printer, style.error(&format!("to {name}: {e}"))),
+        }
+    }
+}
+
+fn id_text(chat: &Chat, s: &Settings) -> String {
+    let owner = match chat.device().status() {
+        Ok(st) => format!("owner {}", clean(&st.owner)),
+        Err(e) => format!("not answering: {e}"),
+    };
+    let relay = match chat.relay().check() {
+        Ok(()) => "up".to_string(),
+        Err(e) => format!("not answering: {e}"),
+    };
+    let cursor = match chat.cursor() {
+        Ok(c) => c.to_string(),
+        Err(_) => "unknown".into(),
+    };
+    format!(
+        "you are {} | device {} ({owner}) | relay {} ({relay}) | read position {cursor}",
+        clean(chat.user()),
+        clean(&s.device),
+        clean(&s.relay)
+    )
+}
+
+fn log_line(e: &LogEntry, style: Style) -> String {
+    let secs = e.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02} UTC {}", style.notice(&e.notice))
+}
+
+fn poll_loop(chat: &Chat, poller: &Poller, printer: &Printer, style: Style) {
+    let emit = |e: &Event| print(printer, style.event(e));
+    let mut relay_down = false;
+    while !poller.quit.load(Ordering::SeqCst) {
+        {
+            let held = poller.held.lock().unwrap_or_else(|e| e.into_inner());
+            if *held {
+                let _ = poller.wake.wait_timeout(held, Duration::from_secs(1));
+                continue;
+            }
+        }
+        if chat.outbox_len() > 0 {
+            chat.flush_outbox(&emit);
+        }
+        match chat.poll(POLL_WAIT_SECS, &emit) {
+            Ok((f, _)) => {
+                if relay_down {
+                    print(printer, style.ok("the relay answers again"));
+                }
+                relay_down = false;
+                if f.held.is_some() {
+                    print(printer, style.approve("press Enter to try again"));
+                    *poller.held.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                }
+            }
+            Err(FetchError::Relay(e)) => {
+                if !relay_down {
+                    print(
+                        printer,
+                        style.error(&format!("{e}; trying again every 3 s")),
+                    );
+                }
+                relay_down = true;
+                for _ in 0..30 {
+                    if poller.quit.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            Err(e) => {
+                print(
+                    printer,
+                    style.error(&format!("{e}; press Enter to try again")),
+                );
+                *poller.held.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            }
+        }
+    }
+}

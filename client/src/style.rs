@@ -1,0 +1,124 @@
+//! How things look on the terminal: one line per message or warning,
+//! colour only when the output is a terminal and `NO_COLOR` is not set
+//! (<https://no-color.org>), and every character that could move the
+//! cursor or change the terminal escaped (message text and names come from
+//! other people and from the untrusted relay).
+
+use crate::chat::{Event, Incoming, Notice};
+use std::io::IsTerminal;
+
+/// Colour or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty.
+    pub fn detect() -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style {
+            color: !no_color && std::io::stdout().is_terminal(),
+        }
+    }
+
+    pub fn plain() -> Style {
+        Style { color: false }
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// `NAME: TEXT`.
+    pub fn message(&self, m: &Incoming) -> String {
+        format!(
+            "{}: {}",
+            self.paint("1;36", &clean(&m.from)),
+            message_text(m)
+        )
+    }
+
+    /// A warning or notice; security warnings in red, others in yellow.
+    pub fn notice(&self, n: &Notice) -> String {
+        let code = if n.is_security() { "1;31" } else { "33" };
+        self.paint(code, &clean(&n.text()))
+    }
+
+    /// The "approve on the device…" line.
+    pub fn approve(&self, what: &str) -> String {
+        self.paint("2", &clean(what))
+    }
+
+    pub fn error(&self, s: &str) -> String {
+        self.paint("31", &clean(s))
+    }
+
+    pub fn ok(&self, s: &str) -> String {
+        self.paint("32", &clean(s))
+    }
+
+    /// Any event as one line.
+    pub fn event(&self, e: &Event) -> String {
+        match e {
+            Event::Approve(w) => self.approve(w),
+            Event::Message(m) => self.message(m),
+            Event::Notice(n) => self.notice(n),
+        }
+    }
+}
+
+/// The text of a message for a terminal line: control characters
+/// (newlines included) escaped; a binary message as its size.
+pub fn message_text(m: &Incoming) -> String {
+    match &m.text {
+        Some(t) => clean(t),
+        None => format!(
+            "[{} bytes, not text: {}]",
+            m.text_b64.len() / 4 * 3,
+            m.text_b64
+        ),
+    }
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`, ...).
+pub fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_colour() {
+        let m = Incoming {
+            msg_ref: 1,
+            from: "al\x1bice".into(),
+            text: Some("hi\nthere\x1b[2J".into()),
+            text_b64: String::new(),
+            warnings: vec![],
+        };
+        assert_eq!(
+            Style::plain().message(&m),
+            "al\\u{1b}ice: hi\\nthere\\u{1b}[2J"
+        );
+        let coloured = Style { color: true }.message(&m);
+        assert!(
+            coloured.starts_with("\x1b[1;36m") && coloured.contains("hi\\nthere"),
+            "{coloured}"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! Shared parts of the client's tests: a real `otc-relay` in-process on
+//! 127.0.0.1, a hostile HTTP server scripted by the test, and the real
+//! `otc` binary run with a deadline.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A real relay on 127.0.0.1:0 with its data in a temp dir.
+pub struct TestRelay {
+    pub relay: Option<otc_relay::Relay>,
+    /// Where it listens (kept when stopped).
+    pub at: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub mischief: bool,
+}
+
+impl TestRelay {
+    pub fn start(mischief: bool) -> TestRelay {
+        let dir = tempfile::tempdir().expect("relay temp dir");
+        let mut cfg = otc_relay::Config::new("127.0.0.1:0", dir.path());
+        cfg.mischief = mischief;
+        // Tests make many requests quickly from one address.
+        cfg.rate = 10_000.0;
+        cfg.burst = 10_000.0;
+        let relay = otc_relay::Relay::start(cfg).expect("start the relay");
+        TestRelay {
+            at: relay.addr(),
+            relay: Some(relay),
+            dir,
+            mischief,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.at
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// Stops it (the port is then closed: "relay down").
+    pub fn stop(&mut self) {
+        self.relay.take();
+    }
+
+    /// Queues a `/mischief` trick on `user`'s next message.
+    pub fn mischief(&self, user: &str, kind: &str) {
+        let body = format!("userid={user}&kind={kind}");
+        let reply = raw_request(
+            self.addr(),
+            &format!(
+                "POST /mischief HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "mischief refused: {reply}"
+        );
+    }
+}
+
+/// One request on a fresh connection; the whole reply as text.
+pub fn raw_request(addr: SocketAddr, req: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(req.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("the server did not finish its reply within 10 s");
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// What a hostile server does with one request.
+pub type Script = dyn Fn(&str, &mut TcpStream) + Send + Sync;
+
+/// A hostile HTTP server: each request's head (request line and headers)
+/// goes to `script`, which writes whatever it likes. Stops when dropped.
+pub struct Hostile {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Hostile {
+    pub fn start(script: Arc<Script>) -> Hostile {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut s) = conn else { continue };
+                let script = script.clone();
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    script(&head, &mut s);
+                });
+            }
+        });
+        Hostile { addr, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Writes a 200 reply with `body`.
+pub fn reply_json(s: &mut TcpStream, body: &str) {
+    let _ = write!(
+        s,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A port nobody listens on.
+pub fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// Runs the real `otc` binary with `args` (and no config file, no OTC_*
+/// environment), killed if it has not finished within `deadline`; `what`
+/// says what was awaited.
+pub fn otc(args: &[&str], deadline: Duration, what: &str) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_otc"));
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env("OTC_CONFIG", "/dev/null")
+        .env_remove("OTC_DEVICE")
+        .env_remove("OTC_RELAY")
+        .env_remove("OTC_USER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start otc");
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("wait for otc") {
+            Some(_) => return child.wait_with_output().expect("otc output"),
+            None if start.elapsed() > deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("otc output");
+                panic!(
+                    "otc {args:?} did not finish within {deadline:?} while waiting for {what}; stdout: {}; stderr: {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Owners with real devices (otc-testkit), every pair sharing a pad, and
+/// a real relay.
+pub struct World {
+    pub root: tempfile::TempDir,
+    pub dirs: std::collections::BTreeMap<String, std::path::PathBuf>,
+    pub devices: std::collections::BTreeMap<String, otc_testkit::TestDevice>,
+    pub relay: TestRelay,
+}
+
+/// Pad size of the tests' pads.
+pub const PAD: u64 = 1 << 16;
+
+impl World {
+    pub fn new(owners: &[&str], mischief: bool) -> World {
+        Self::with(owners, mischief, otc_testkit::Options::default())
+    }
+
+    pub fn with(owners: &[&str], mischief: bool, opts: otc_testkit::Options) -> World {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dirs = otc_testkit::mesh(root.path(), owners, PAD, otc_proto::Format::V2);
+        let devices = owners
+            .iter()
+            .map(|o| {
+                (
+                    o.to_string(),
+                    otc_testkit::TestDevice::start_with(&dirs[*o], o, opts.clone()),
+                )
+            })
+            .collect();
+        World {
+            root,
+            dirs,
+            devices,
+            relay: TestRelay::start(mischief),
+        }
+    }
+
+    pub fn dev(&self, owner: &str) -> &otc_testkit::TestDevice {
+        &self.devices[owner]
+    }
+
+    /// The flags `otc` needs to run as `owner`.
+    pub fn flags(&self, owner: &str) -> Vec<String> {
+        self.flags_with_relay(owner, &self.relay.url())
+    }
+
+    pub fn flags_with_relay(&self, owner: &str, relay: &str) -> Vec<String> {
+        vec![
+            "--device".into(),
+            self.dev(owner).url(),
+            "--relay".into(),
+            relay.to_string(),
+            "--user".into(),
+            owner.into(),
+        ]
+    }
+
+    /// Runs `otc` as `owner` with `args` after the flags.
+    pub fn otc(&self, owner: &str, args: &[&str], what: &str) -> Output {
+        let flags = self.flags(owner);
+        let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        otc(&all, Duration::from_secs(60), what)
+    }
+
+    /// The read position `owner`'s device keeps for the relay.
+    pub fn cursor(&self, owner: &str) -> u64 {
+        let name = otc_rpc_client::relay::RelayClient::from_addr(self.relay.addr()).cursor_name();
+        self.dev(owner)
+            .client()
+            .cursor(&name)
+            .expect("read the cursor")
+    }
+
+    /// The relay's next ref.
+    pub fn next_ref(&self) -> u64 {
+        otc_rpc_client::relay::RelayClient::from_addr(self.relay.addr())
+            .next_ref("x")
+            .expect("next ref")
+    }
+
+    /// `owner`'s contact `name` as the device lists it.
+    pub fn contact(&self, owner: &str, name: &str) -> otc_proto::rpc::ContactInfo {
+        self.dev(owner)
+            .client()
+            .contacts()
+            .expect("contacts")
+            .into_iter()
+            .find(|c| c.name == name)
+            .expect("the contact")
+    }
+
+    /// A library [`otc_client::chat::Chat`] for `owner`.
+    pub fn chat(&self, owner: &str) -> otc_client::chat::Chat {
+        otc_client::chat::Chat::new(
+            self.dev(owner).client(),
+            otc_rpc_client::relay::RelayClient::from_addr(self.relay.addr()),
+            owner,
+        )
+    }
+}
+
+/// Asserts `o` exited with `code`, showing its output otherwise.
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status; stdout: {}; stderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
