@@ -47,9 +47,13 @@ struct Args {
     /// Requests one client address may make in a burst before --rate applies.
     #[arg(long, value_name = "N", default_value_t = 200.0)]
     burst: f64,
-    /// Most requests handled at once, long polls included (more: 429).
+    /// Most connections open at once, idle keep-alive ones and long polls
+    /// included (one more: 503). Lowered to fit the open-files limit.
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_connections: usize,
+    /// Most connections open at once from one client address (one more: 429).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_connections_per_ip: usize,
     /// DANGER, for demonstrations and tests only: serve GET/POST /mischief
     /// (userid, kind=drop|corrupt|replay|reorder), which tampers with that
     /// user's next message.
@@ -61,9 +65,16 @@ const AFTER_HELP: &str = "\
 ERRORS:
   Every refusal is a 4xx reply {\"error\": STATUS, \"message\": TEXT}: 400 bad or
   missing field, 404 no such endpoint (also /mischief without --mischief),
-  405 wrong method, 413 message or body too large, 429 mailbox full, too
-  many requests from one address, or too many requests in flight. A send
-  that cannot be written to disk is 507 and was not stored.
+  405 wrong method, 408 a request not sent whole within 10 s, 411 chunked
+  body, 413 message or body too large, 429 mailbox full, too many requests
+  or too many connections from one address. Two are not the client's
+  fault and are 5xx: 503 the relay has --max-connections open (try again),
+  507 a send could not be written to disk (it was not stored).
+
+CONNECTIONS:
+  A connection may stay open (keep-alive) between requests; one idle for
+  30 s is closed. Open connections are capped in all and per address, so
+  idle ones cannot exhaust the relay's threads or files.
 
 FILES:
   DIR/messages.log   one JSON record a line, append-only; a torn last line
@@ -85,6 +96,7 @@ fn main() -> ExitCode {
     cfg.rate = a.rate;
     cfg.burst = a.burst;
     cfg.max_connections = a.max_connections.max(1);
+    cfg.max_connections_per_ip = a.max_connections_per_ip.max(1);
     cfg.mischief = a.mischief;
     if cfg.mischief {
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");

@@ -411,7 +411,17 @@ impl Outcome {
                 got.windows(2).all(|w| w[0].0 < w[1].0),
                 "mailbox {m}: refs delivered in strictly increasing order"
             );
-            assert_eq!(got, stored, "mailbox {m}: the receiver saw what is stored");
+            if got != stored {
+                let i = got.iter().zip(stored).take_while(|(a, b)| a == b).count();
+                panic!(
+                    "mailbox {m}: the receiver saw {} messages, {} are stored; first \
+                     difference at #{i}: saw {:?}, stored {:?}",
+                    got.len(),
+                    stored.len(),
+                    got.get(i).map(|(r, c)| (r, &c[..c.len().min(12)])),
+                    stored.get(i).map(|(r, c)| (r, &c[..c.len().min(12)])),
+                );
+            }
         }
         let mut seen: HashMap<&str, (usize, u64)> = HashMap::new();
         for (m, got) in self.received.iter().enumerate() {
