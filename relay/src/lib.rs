@@ -89,6 +89,11 @@ pub struct Config {
     pub max_count: usize,
     /// Serve `/mischief`.
     pub mischief: bool,
+    /// How long a message is kept, read or not (`None`: forever).
+    pub keep: Option<Duration>,
+    /// Concurrent sends share one fsync. Off (for the bench's comparison
+    /// only): sends are written and synced one at a time.
+    pub group_commit: bool,
 }
 
 impl Config {
@@ -105,6 +110,8 @@ impl Config {
             max_connections_per_ip: 32,
             max_count: 100,
             mischief: false,
+            keep: Some(Duration::from_secs(30 * 24 * 3600)),
+            group_commit: true,
         }
     }
 }
@@ -149,10 +156,13 @@ struct Bucket {
 pub(crate) struct Shared {
     cfg: Config,
     store: Mutex<Store>,
+    commit: store::Commit,
     arrived: Condvar,
     mischief: Mutex<MischiefState>,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
     conns: Mutex<http::Conns>,
+    /// Held across a whole send when group commit is off.
+    one_at_a_time: Mutex<()>,
     stop: AtomicBool,
 }
 
@@ -176,7 +186,7 @@ impl Relay {
             );
             cfg.max_connections = most;
         }
-        let store = Store::open(&cfg.data)?;
+        let store = Store::open(&cfg.data, cfg.keep)?;
         let listen_err = |why: String| RelayFailure::Listen {
             addr: cfg.listen.clone(),
             why,
@@ -194,10 +204,12 @@ impl Relay {
         let shared = Arc::new(Shared {
             cfg,
             store: Mutex::new(store),
+            commit: store::Commit::default(),
             arrived: Condvar::new(),
             mischief: Mutex::new(MischiefState::default()),
             buckets: Mutex::new(HashMap::new()),
             conns: Mutex::new(http::Conns::default()),
+            one_at_a_time: Mutex::new(()),
             stop: AtomicBool::new(false),
         });
         let sh = shared.clone();
@@ -334,9 +346,11 @@ fn send(sh: &Shared, req: &SendRequest) -> Reply {
     })
 }
 
-/// Stores a message (through any pending mischief) and wakes long polls.
+/// Stores a message (through any pending mischief), waits until it is
+/// durable (sharing the fsync with concurrent sends), and wakes long polls.
 fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
     let storage = |e: RelayFailure| err(507, e.to_string());
+    let _alone = (!sh.cfg.group_commit).then(|| lock(&sh.one_at_a_time));
     let mut store = lock(&sh.store);
     if store.mailbox_len(&m.recipient_uid) >= sh.cfg.max_mailbox {
         return Err(err(
@@ -350,48 +364,43 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
     // Lock order everywhere: store, then mischief.
     // Popped only once the message is accepted, so a refused send does
     // not use up a trick.
-    let trick = if sh.cfg.mischief {
-        lock(&sh.mischief)
+    let (trick, held) = if sh.cfg.mischief {
+        let mut mis = lock(&sh.mischief);
+        let trick = mis
             .pending
             .get_mut(&m.recipient_uid)
-            .and_then(VecDeque::pop_front)
+            .and_then(VecDeque::pop_front);
+        let held = mis.held.remove(&m.recipient_uid);
+        (trick, held)
     } else {
-        None
+        (None, None)
     };
-    let held = if sh.cfg.mischief {
-        lock(&sh.mischief).held.remove(&m.recipient_uid)
-    } else {
-        None
-    };
-    let r = match trick {
-        None => store.push(&m.sender_uid, &m.recipient_uid, &m.contents),
-        Some(Mischief::Drop) => store.skip(),
-        Some(Mischief::Corrupt) => {
-            store.push(&m.sender_uid, &m.recipient_uid, &corrupt(&m.contents))
-        }
-        Some(Mischief::Replay) => store
-            .push(&m.sender_uid, &m.recipient_uid, &m.contents)
-            .and_then(|r| {
-                store.push(&m.sender_uid, &m.recipient_uid, &m.contents)?;
-                Ok(r)
-            }),
+    let (s, r, c) = (&m.sender_uid, &m.recipient_uid, &m.contents);
+    // (ref, sequence number of the last record staged; 0: nothing staged)
+    let (msg_ref, mut seq) = match trick {
+        None => store.stage_message(s, r, c),
+        Some(Mischief::Drop) => store.stage_skip(),
+        Some(Mischief::Corrupt) => store.stage_message(s, r, &corrupt(c)),
+        Some(Mischief::Replay) => store.stage_message(s, r, c).and_then(|(first, _)| {
+            let (_, seq) = store.stage_message(s, r, c)?;
+            Ok((first, seq))
+        }),
         Some(Mischief::Reorder) => {
-            lock(&sh.mischief).held.insert(
-                m.recipient_uid.clone(),
-                (m.sender_uid.clone(), m.contents.clone()),
-            );
+            lock(&sh.mischief)
+                .held
+                .insert(r.clone(), (s.clone(), c.clone()));
             // Tell the sender the ref it would have had; the held message
             // is stored (under a later ref) after the next one.
-            Ok(store.next_ref())
+            Ok((store.next_ref(), 0))
         }
     }
     .map_err(storage)?;
-    if let Some((s, c)) = held {
-        store.push(&s, &m.recipient_uid, &c).map_err(storage)?;
+    if let Some((hs, hc)) = held {
+        seq = store.stage_message(&hs, r, &hc).map_err(storage)?.1;
     }
     drop(store);
-    sh.arrived.notify_all();
-    Ok(r)
+    Store::wait_durable(&sh.store, &sh.commit, seq, || sh.arrived.notify_all()).map_err(storage)?;
+    Ok(msg_ref)
 }
 
 /// Changes one character in the middle of `s` (to another base64 character).

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use otc_relay::{Config, Relay};
@@ -54,6 +55,14 @@ struct Args {
     /// Most connections open at once from one client address (one more: 429).
     #[arg(long, value_name = "N", default_value_t = 32)]
     max_connections_per_ip: usize,
+    /// Days a message is kept, read or not; older ones are dropped (0: keep
+    /// forever). Refs are never reused; /getmessages from a ref already
+    /// dropped starts at the oldest message kept.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    keep_days: u64,
+    /// For benchmarks only: sync every send on its own (no group commit).
+    #[arg(long, hide = true)]
+    no_group_commit: bool,
     /// DANGER, for demonstrations and tests only: serve GET/POST /mischief
     /// (userid, kind=drop|corrupt|replay|reorder), which tampers with that
     /// user's next message.
@@ -79,6 +88,18 @@ CONNECTIONS:
 FILES:
   DIR/messages.log   one JSON record a line, append-only; a torn last line
                      (a crash mid-write, never acknowledged) is dropped at start.
+                     Rewritten without messages older than --keep-days at
+                     start, and while running when mostly dead.
+
+DURABILITY:
+  A send is answered only once its record is synced to disk (fsync);
+  concurrent sends share one sync (group commit). A SIGKILL or power cut
+  loses no acknowledged message, and refs only ever increase.
+
+MAILBOXES:
+  A message is kept --keep-days (default 30), read or not, then dropped.
+  A full mailbox (--max-mailbox) refuses new sends with 429 rather than
+  drop anything acknowledged.
 
 EXIT STATUS:
   0 never in normal running (it serves until killed); 1 when it cannot open
@@ -98,6 +119,8 @@ fn main() -> ExitCode {
     cfg.max_connections = a.max_connections.max(1);
     cfg.max_connections_per_ip = a.max_connections_per_ip.max(1);
     cfg.mischief = a.mischief;
+    cfg.group_commit = !a.no_group_commit;
+    cfg.keep = (a.keep_days > 0).then(|| Duration::from_secs(a.keep_days.saturating_mul(86_400)));
     if cfg.mischief {
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         eprintln!("!! otc-relay: MISCHIEF MODE IS ON. /mischief can drop, corrupt,     !!");

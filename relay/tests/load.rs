@@ -18,6 +18,7 @@ fn nothing_acknowledged_is_lost_or_doubled_across_a_sigkill() {
         mailboxes: 16,
         half: Duration::from_millis(2500),
         contents_len: 64,
+        extra: Vec::new(),
     };
     let out = load::run(env!("CARGO_BIN_EXE_otc-relay"), dir.path(), &plan);
     out.check();

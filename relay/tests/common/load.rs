@@ -152,6 +152,8 @@ pub struct Plan {
     pub half: Duration,
     /// Bytes of each message's contents (at least the id's length).
     pub contents_len: usize,
+    /// More arguments for `otc-relay`.
+    pub extra: Vec<String>,
 }
 
 /// One acknowledged send.
@@ -214,14 +216,17 @@ fn parse_messages(body: &str) -> Option<Vec<(u64, String)>> {
 
 /// Runs the plan against the binary `bin`; `data` is the relay's directory.
 pub fn run(bin: &str, data: &Path, plan: &Plan) -> Outcome {
-    let limits = [
+    let mut limits = vec![
         "--rate",
         "1000000000",
         "--burst",
         "1000000000",
         "--max-connections",
         "1024",
+        "--max-connections-per-ip",
+        "1024",
     ];
+    limits.extend(plan.extra.iter().map(String::as_str));
     let started = Instant::now();
     let (first, addr) = spawn_relay(bin, "127.0.0.1:0", data, &limits);
     let addr = Arc::new(Mutex::new(addr));
