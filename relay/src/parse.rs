@@ -71,7 +71,12 @@ pub fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
     let http10 = match version {
         "HTTP/1.1" => false,
         "HTTP/1.0" => true,
-        _ => return Err(err(505, format!("unsupported HTTP version {version:?}"))),
+        _ => {
+            return Err(err(
+                400,
+                format!("unsupported HTTP version {version:?}: HTTP/1.1 or HTTP/1.0"),
+            ));
+        }
     };
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(err(400, "bad request line: the method is not a word"));
@@ -265,7 +270,7 @@ mod tests {
         assert!(!h.keep_alive);
         for (bad, status) in [
             (&b"GET /\r\n\r\n"[..], 400),
-            (b"GET / HTTP/2\r\n\r\n", 505),
+            (b"GET / HTTP/2\r\n\r\n", 400),
             (b"get / HTTP/1.1\r\n\r\n", 400),
             (b"GET nope HTTP/1.1\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),

@@ -338,7 +338,7 @@ impl Store {
         if self.last_prune.elapsed() >= PRUNE_EVERY {
             self.last_prune = Instant::now();
             self.prune(now);
-            if self.dead >= COMPACT_MIN_DEAD && self.dead > self.len - self.dead {
+            if self.dead >= COMPACT_MIN_DEAD && self.dead > self.len.saturating_sub(self.dead) {
                 self.compact()?;
             }
         }
@@ -660,5 +660,31 @@ mod tests {
         let s = Store::open(dir.path(), None).unwrap();
         assert!(msgs(&s, "bob").is_empty());
         assert_eq!(s.next_ref(), 2);
+    }
+
+    #[test]
+    fn sends_prune_old_messages_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Mutex::new(Store::open(dir.path(), Some(Duration::from_secs(100))).unwrap());
+        let commit = Commit::default();
+        let seq = lock(&store).stage_message("a", "bob", "OLD").unwrap().1;
+        Store::wait_durable(&store, &commit, seq, || {}).unwrap();
+        {
+            let mut s = lock(&store);
+            s.by_recipient.get_mut("bob").unwrap()[0].at = 0;
+            // Not yet time to prune: the old message stays.
+            let seq = s.stage_message("a", "carol", "X").unwrap().1;
+            drop(s);
+            Store::wait_durable(&store, &commit, seq, || {}).unwrap();
+            assert_eq!(msgs(&lock(&store), "bob").len(), 1);
+        }
+        let mut s = lock(&store);
+        s.last_prune = Instant::now()
+            .checked_sub(PRUNE_EVERY)
+            .expect("a monotonic clock a minute past its start");
+        let seq = s.stage_message("a", "bob", "NEW").unwrap().1;
+        drop(s);
+        Store::wait_durable(&store, &commit, seq, || {}).unwrap();
+        assert_eq!(msgs(&lock(&store), "bob"), [(3, "NEW".into())]);
     }
 }
