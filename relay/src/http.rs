@@ -16,9 +16,9 @@
 //!   `max_connections_per_ip` from one address (one more: 429). One thread
 //!   per open connection, so threads are bounded too.
 //! - **Idle connections are closed**: no first byte of a request within
-//!   [`IDLE`]; a request (head and body) must arrive whole within
-//!   [`REQUEST_TIME`] of its first byte; a reply must be taken within
-//!   [`WRITE_TIME`].
+//!   [`IDLE`] (closed without a word); a request (head and body) must
+//!   arrive whole within [`REQUEST_TIME`] of its first byte (408); a reply
+//!   must be taken within [`WRITE_TIME`].
 //! - **Heads and bodies are bounded before they are read**: head at most
 //!   [`crate::parse::MAX_HEAD_BYTES`] (431), body at most the message limit
 //!   plus 4 KiB, checked on `Content-Length` (413). A refused body is not
@@ -36,9 +36,11 @@ use std::time::{Duration, Instant};
 use crate::parse::{self, Head, MAX_HEAD_BYTES, Refusal};
 use crate::{Shared, lock};
 
-/// How long an open connection may wait for the first byte of a request.
+/// How long an open connection may wait for the first byte of a request
+/// (the default of [`crate::Config::idle`]).
 pub const IDLE: Duration = Duration::from_secs(30);
-/// How long a request may take to arrive whole, from its first byte.
+/// How long a request may take to arrive whole, from its first byte (the
+/// default of [`crate::Config::request_time`]).
 pub const REQUEST_TIME: Duration = Duration::from_secs(10);
 /// How long writing one reply may take.
 pub const WRITE_TIME: Duration = Duration::from_secs(10);
@@ -221,6 +223,8 @@ fn write_reply(
 struct Input<'a> {
     stream: &'a TcpStream,
     buf: Vec<u8>,
+    idle: Duration,
+    request_time: Duration,
 }
 
 enum Got {
@@ -245,7 +249,7 @@ impl Input<'_> {
     }
 
     fn head(&mut self) -> Got {
-        let idle = Instant::now() + IDLE;
+        let idle = Instant::now() + self.idle;
         let mut deadline = None;
         loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -258,7 +262,7 @@ impl Input<'_> {
                 ));
             }
             if !self.buf.is_empty() && deadline.is_none() {
-                deadline = Some(Instant::now() + REQUEST_TIME);
+                deadline = Some(Instant::now() + self.request_time);
             }
             match self.fill(deadline.unwrap_or(idle)) {
                 Ok(n) if n > 0 => {}
@@ -298,6 +302,8 @@ fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
     let mut input = Input {
         stream: &stream,
         buf: Vec::new(),
+        idle: shared.cfg.idle,
+        request_time: shared.cfg.request_time,
     };
     let limit = shared.cfg.max_message + 4096;
     while !shared.stop.load(Ordering::SeqCst) {
@@ -334,7 +340,7 @@ fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
         if head.expect_continue && length > 0 && input.buf.is_empty() {
             let _ = (&stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let body = match input.body(length, started + REQUEST_TIME) {
+        let body = match input.body(length, started + input.request_time) {
             Ok(b) => b,
             Err(r) => {
                 let _ = write_reply(&stream, r.0, JSON, &json_error(&r), false);

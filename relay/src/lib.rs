@@ -91,6 +91,10 @@ pub struct Config {
     pub mischief: bool,
     /// How long a message is kept, read or not (`None`: forever).
     pub keep: Option<Duration>,
+    /// An open connection with no request for this long is closed.
+    pub idle: Duration,
+    /// A request must arrive whole within this long of its first byte (408).
+    pub request_time: Duration,
     /// Concurrent sends share one fsync. Off (for the bench's comparison
     /// only): sends are written and synced one at a time.
     pub group_commit: bool,
@@ -112,6 +116,8 @@ impl Config {
             mischief: false,
             keep: Some(Duration::from_secs(30 * 24 * 3600)),
             group_commit: true,
+            idle: http::IDLE,
+            request_time: http::REQUEST_TIME,
         }
     }
 }

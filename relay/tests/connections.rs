@@ -32,9 +32,22 @@ fn get_on(mut s: TcpStream, path: &str) -> std::io::Result<(u16, String)> {
     read_reply(&mut s)
 }
 
+/// Reads until the relay closes. A refusal at the connection cap may end
+/// in a reset after the reply (the relay closes without waiting for the
+/// request): what arrived before it counts.
 fn read_reply(s: &mut TcpStream) -> std::io::Result<(u16, String)> {
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if raw.is_empty() || e.kind() != std::io::ErrorKind::ConnectionReset => {
+                return Err(e);
+            }
+            Err(_) => break,
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text
         .split(' ')
@@ -195,4 +208,35 @@ fn running_out_of_file_descriptors_does_not_stop_the_relay() {
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
     drop(idle);
     drop(child);
+}
+
+/// An idle connection is closed, which frees its slot; a request that
+/// trickles in (slowloris) is cut off with 408.
+#[test]
+fn idle_and_slow_connections_are_closed() {
+    let (relay, _d) = start(|c| {
+        c.idle = Duration::from_millis(300);
+        c.request_time = Duration::from_millis(300);
+        c.max_connections_per_ip = 1;
+    });
+    let a = relay.addr();
+    let local = Ipv4Addr::new(127, 0, 0, 1);
+    let mut idle = connect_from(local, a).expect("connect");
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = idle.read(&mut buf).expect("closed, not timed out (10 s)");
+    assert_eq!(n, 0, "an idle connection is closed without a reply");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // Its slot is free again (the one connection this address may have;
+    // the relay frees it just after closing, so allow it a moment).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check_from(local, a, Duration::from_secs(10)).0 != 200 {
+        assert!(Instant::now() < deadline, "the slot is freed within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut slow = connect_from(local, a).expect("connect");
+    slow.write_all(b"GET /check HTTP/1.1\r\nHost: r\r\n")
+        .unwrap();
+    let (status, body) = read_reply(&mut slow).expect("a reply");
+    is_json_error(status, &body, 408, "did not arrive whole in time");
 }
