@@ -72,13 +72,15 @@ struct Args {
 
 const AFTER_HELP: &str = "\
 ERRORS:
-  Every refusal is a 4xx reply {\"error\": STATUS, \"message\": TEXT}: 400 bad or
-  missing field, 404 no such endpoint (also /mischief without --mischief),
-  405 wrong method, 408 a request not sent whole within 10 s, 411 chunked
-  body, 413 message or body too large, 429 mailbox full, too many requests
-  or too many connections from one address. Two are not the client's
-  fault and are 5xx: 503 the relay has --max-connections open (try again),
-  507 a send could not be written to disk (it was not stored).
+  Every refusal is a reply {\"error\": STATUS, \"message\": TEXT} with a 4xx
+  status: 400 bad or missing field, bad request line or header, 404 no such
+  endpoint (also /mischief without --mischief), 405 wrong method, 408 a
+  request not sent whole within 10 s, 411 chunked body, 413 message or body
+  too large, 417 an Expect other than 100-continue, 429 mailbox full, too
+  many requests or too many connections from one address, 431 request head
+  over 8 KiB. Two are not the client's fault and are 5xx: 503 the relay
+  has --max-connections open (try again), 507 a send could not be written
+  to disk (it was not stored).
 
 CONNECTIONS:
   A connection may stay open (keep-alive) between requests; one idle for

@@ -198,6 +198,11 @@ impl Store {
             .create(true)
             .open(&path)
             .map_err(|e| io("cannot open the message log", e))?;
+        // The log's directory entry must be durable too (a new log, or one
+        // renamed over by a rewrite that a crash cut short).
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("cannot sync the data directory", e))?;
         let now = unix_now();
         let mut next_ref = 1u64;
         let mut by_recipient: HashMap<String, VecDeque<Kept>> = HashMap::new();
