@@ -53,6 +53,8 @@ bench: deps
 	$(CARGO) bench -p otc-device --bench rpc
 	$(CARGO) bench -p otc-ui --bench render
 	$(CARGO) bench -p otc-client --bench roundtrip
+	$(CARGO) bench -p otc-relay --bench throughput
+	$(CARGO) bench -p otc-relay --bench load
 	@scripts/bench-report
 
 bench-report:

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use otc_relay::{Config, Relay};
@@ -47,9 +48,21 @@ struct Args {
     /// Requests one client address may make in a burst before --rate applies.
     #[arg(long, value_name = "N", default_value_t = 200.0)]
     burst: f64,
-    /// Most requests handled at once, long polls included (more: 429).
+    /// Most connections open at once, idle keep-alive ones and long polls
+    /// included (one more: 503). Lowered to fit the open-files limit.
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_connections: usize,
+    /// Most connections open at once from one client address (one more: 429).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    max_connections_per_ip: usize,
+    /// Days a message is kept, read or not; older ones are dropped (0: keep
+    /// forever). Refs are never reused; /getmessages from a ref already
+    /// dropped starts at the oldest message kept.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    keep_days: u64,
+    /// For benchmarks only: sync every send on its own (no group commit).
+    #[arg(long, hide = true)]
+    no_group_commit: bool,
     /// DANGER, for demonstrations and tests only: serve GET/POST /mischief
     /// (userid, kind=drop|corrupt|replay|reorder), which tampers with that
     /// user's next message.
@@ -59,15 +72,36 @@ struct Args {
 
 const AFTER_HELP: &str = "\
 ERRORS:
-  Every refusal is a 4xx reply {\"error\": STATUS, \"message\": TEXT}: 400 bad or
-  missing field, 404 no such endpoint (also /mischief without --mischief),
-  405 wrong method, 413 message or body too large, 429 mailbox full, too
-  many requests from one address, or too many requests in flight. A send
-  that cannot be written to disk is 507 and was not stored.
+  Every refusal is a reply {\"error\": STATUS, \"message\": TEXT} with a 4xx
+  status: 400 bad or missing field, bad request line or header, 404 no such
+  endpoint (also /mischief without --mischief), 405 wrong method, 408 a
+  request not sent whole within 10 s, 411 chunked body, 413 message or body
+  too large, 417 an Expect other than 100-continue, 429 mailbox full, too
+  many requests or too many connections from one address, 431 request head
+  over 8 KiB. Two are not the client's fault and are 5xx: 503 the relay
+  has --max-connections open (try again), 507 a send could not be written
+  to disk (it was not stored).
+
+CONNECTIONS:
+  A connection may stay open (keep-alive) between requests; one idle for
+  30 s is closed. Open connections are capped in all and per address, so
+  idle ones cannot exhaust the relay's threads or files.
 
 FILES:
   DIR/messages.log   one JSON record a line, append-only; a torn last line
                      (a crash mid-write, never acknowledged) is dropped at start.
+                     Rewritten without messages older than --keep-days at
+                     start, and while running when mostly dead.
+
+DURABILITY:
+  A send is answered only once its record is synced to disk (fsync);
+  concurrent sends share one sync (group commit). A SIGKILL or power cut
+  loses no acknowledged message, and refs only ever increase.
+
+MAILBOXES:
+  A message is kept --keep-days (default 30), read or not, then dropped.
+  A full mailbox (--max-mailbox) refuses new sends with 429 rather than
+  drop anything acknowledged.
 
 EXIT STATUS:
   0 never in normal running (it serves until killed); 1 when it cannot open
@@ -85,7 +119,10 @@ fn main() -> ExitCode {
     cfg.rate = a.rate;
     cfg.burst = a.burst;
     cfg.max_connections = a.max_connections.max(1);
+    cfg.max_connections_per_ip = a.max_connections_per_ip.max(1);
     cfg.mischief = a.mischief;
+    cfg.group_commit = !a.no_group_commit;
+    cfg.keep = (a.keep_days > 0).then(|| Duration::from_secs(a.keep_days.saturating_mul(86_400)));
     if cfg.mischief {
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
         eprintln!("!! otc-relay: MISCHIEF MODE IS ON. /mischief can drop, corrupt,     !!");

@@ -193,3 +193,89 @@ fn garbage_never_takes_the_relay_down() {
     assert_eq!(r.json()["echo_tail"], "éééééééééééééééé");
     assert_eq!(get(a, "/check").body, r#"{"status":"ok"}"#);
 }
+
+/// Every refusal, from the HTTP layer too, is exactly
+/// `{"error":STATUS,"message":TEXT}` with a 4xx status and a JSON type.
+#[test]
+fn refusals_are_exactly_error_then_message() {
+    use std::io::{Read, Write};
+    let (relay, _d) = start(|c| c.max_message = 100);
+    let a = relay.addr();
+    let r = get(a, "/getmessages?recipient_uid=bob");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, r#"{"error":400,"message":"missing start_ref"}"#)
+    );
+    let raw = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(a).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let huge_head = format!("GET /check HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+    for (bytes, status) in [
+        (
+            &b"POST /send HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+            411,
+        ),
+        (b"BAD\r\n\r\n", 400),
+        (b"GET /check HTTP/2.0\r\n\r\n", 400),
+        (huge_head.as_bytes(), 431),
+        (
+            b"POST /send HTTP/1.1\r\nContent-Length: 999999\r\n\r\n",
+            413,
+        ),
+        (b"GET /check HTTP/1.1\r\nExpect: something\r\n\r\n", 417),
+    ] {
+        let reply = raw(bytes);
+        let (head, body) = reply.split_once("\r\n\r\n").expect("a reply");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(head.contains("Content-Type: application/json"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(v["error"], status);
+        let msg = v["message"].as_str().unwrap_or_default();
+        assert!(!msg.is_empty());
+        assert_eq!(
+            body,
+            format!(
+                r#"{{"error":{status},"message":{}}}"#,
+                serde_json::json!(msg)
+            )
+        );
+    }
+}
+
+/// curl sends `Expect: 100-continue` before bodies over 1 KiB: the relay
+/// says continue, then reads the body.
+#[test]
+fn expect_continue() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (relay, _d) = start(|_| {});
+    let body = format!(
+        "sender_uid=alice&recipient_uid=bob&contents={}",
+        "A".repeat(2000)
+    );
+    let mut s = std::net::TcpStream::connect(relay.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /send HTTP/1.1\r\nHost: r\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).expect("the interim reply");
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "\r\n");
+    s.write_all(body.as_bytes()).unwrap();
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).expect("the reply");
+    assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
+    assert!(rest.ends_with(r#""ref":1}"#), "{rest}");
+}

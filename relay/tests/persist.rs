@@ -146,3 +146,57 @@ fn mischief_mode_is_announced() {
         assert!(help.contains(w), "--help lacks {w}");
     }
 }
+
+/// `--keep-days`: messages older than that are dropped at start (and the
+/// log rewritten without them); refs are never reused; `--keep-days 0`
+/// keeps everything.
+#[test]
+fn old_messages_are_pruned_at_start_and_refs_stay_above() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join(otc_relay::store::LOG_NAME);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = 86_400;
+    std::fs::write(
+        &log,
+        format!(
+            concat!(
+                r#"{{"t":"m","ref":1,"recipient_uid":"bob","sender_uid":"a","contents":"ANCIENT","at":{}}}"#,
+                "\n",
+                r#"{{"t":"m","ref":2,"recipient_uid":"bob","sender_uid":"a","contents":"OLD","at":{}}}"#,
+                "\n",
+                r#"{{"t":"m","ref":5,"recipient_uid":"bob","sender_uid":"a","contents":"RECENT","at":{}}}"#,
+                "\n",
+                // Written before pruning existed: no "at", counts as new.
+                r#"{{"t":"m","ref":6,"recipient_uid":"carol","sender_uid":"a","contents":"UNDATED"}}"#,
+                "\n"
+            ),
+            now - 400 * day,
+            now - 8 * day,
+            now - day
+        ),
+    )
+    .unwrap();
+    {
+        let (_relay, a) = spawn(dir.path(), &["--keep-days", "0"]);
+        assert_eq!(contents(a, "bob", 0), ["ANCIENT", "OLD", "RECENT"]);
+    }
+    {
+        let (_relay, a) = spawn(dir.path(), &["--keep-days", "7"]);
+        // start_ref below the oldest kept: starts at the oldest kept.
+        assert_eq!(contents(a, "bob", 0), ["RECENT"]);
+        assert_eq!(contents(a, "carol", 0), ["UNDATED"]);
+        assert_eq!(send(a, "alice", "bob", "NEW"), 7);
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("OLD") && !text.contains("ANCIENT"), "{text}");
+    // After the rewrite, refs continue above every ref used.
+    let (_relay, a) = spawn(dir.path(), &["--keep-days", "7"]);
+    assert_eq!(contents(a, "bob", 0), ["RECENT", "NEW"]);
+    let next = get(a, "/getnextref?recipient_uid=bob").json()["nextref"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(next, 8);
+}
