@@ -109,7 +109,8 @@ qemu: image
 	image/qemu image/out/qemu-card.img
 
 # Boots the image in QEMU and drives it through RPC, QMP screendumps and
-# tablet taps, with power cuts. Part of `make test`.
+# tablet taps, with power cuts; checks the data partition's growth, the
+# restart of a killed otc-device and a watchdog reset. Part of `make test`.
 qemu-test: deps cross image-deps
 	$(CARGO) build -p otc-device --features debug-cli -p otc-image-verify
 	OTC_CROSS_BIN=$(CROSS_BIN) OTC_HOST_BIN=$(TARGET_DIR)/debug/otc-device \
