@@ -1,6 +1,7 @@
 //! The relay's `--mischief` against real devices and the real `otc`
 //! binary: a dropped message shows a skipped warning; a replayed one is
-//! refused with a replay warning and spends no pad; a corrupted one is
+//! refused with a replay warning and spends no pad (also when the client
+//! that meets it never opened the first copy); a corrupted one is
 //! rejected and a later genuine one still opens; a reordered pair both
 //! open.
 
@@ -52,6 +53,40 @@ fn replayed_is_refused_with_a_warning_and_spends_no_pad() {
     let cost = otc_proto::Format::V2.pad_cost("only once".len()) as u64;
     assert_eq!(w.contact("bob", "alice").receive_left, full - cost);
     // And the read position is past both copies.
+    assert_eq!(w.cursor("bob"), w.next_ref());
+}
+
+#[test]
+fn a_replay_reaching_a_fresh_process_is_still_a_replay() {
+    // The device, not the client's memory, says what a replay is: a
+    // one-shot `otc recv` that never saw the first copy (the read position
+    // was rolled back, as a restored laptop or a second client would
+    // have it) still warns of a replay, not of an integrity failure.
+    let w = World::new(&["alice", "bob"], false);
+    send(&w, "read once");
+    assert_eq!(
+        stdout(&w.otc("bob", &["recv"], "the first recv")),
+        "alice: read once
+"
+    );
+    let left = w.contact("bob", "alice").receive_left;
+    let name = otc_rpc_client::relay::RelayClient::from_addr(w.relay.addr()).cursor_name();
+    w.dev("bob")
+        .client()
+        .set_cursor(&name, 0)
+        .expect("roll the read position back");
+    let o = w.otc("bob", &["recv", "--json"], "a recv that meets a replay");
+    assert_exit(&o, 0);
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", stdout(&o));
+    assert_eq!(lines[0]["refused"], "replay", "{}", stdout(&o));
+    assert!(stderr(&o).contains("WARNING replay"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("integrity"), "{}", stderr(&o));
+    assert_eq!(w.contact("bob", "alice").receive_left, left, "no pad spent");
+    // Settled for good: the read position is past it again.
     assert_eq!(w.cursor("bob"), w.next_ref());
 }
 

@@ -664,6 +664,91 @@ fn replays_never_lock_a_contact_out() {
     bob.stop();
 }
 
+#[test]
+fn a_replay_gets_its_own_code_and_a_corrupted_package_does_not() {
+    // Issue 10: the client must tell a replay from a forgery even when it
+    // did not open the first copy itself. A replay is refused by range,
+    // before any prompt and without reading pad, with `replayed`; a
+    // corrupted package at a fresh range is still `bad_package` once the
+    // owner approved it, and burns nothing.
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    let mut sent = Vec::new();
+    for m in ["first", "second"] {
+        let (r, _) = bob.seal("alice", m);
+        sent.push(r.ok::<PackageResponse>().package);
+    }
+    alice.open("bob", &sent[0]).0.ok::<UnpackageResponse>();
+    let before = state(&alice, "bob");
+
+    // The replay: no prompt (the clock is frozen, so a prompt would hang
+    // until the client gave up), nothing spent.
+    let r = alice.post(
+        routes::UNPACKAGE,
+        &json!({"from": "bob", "package": sent[0]}),
+    );
+    r.expect_error(410, "replayed");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("opened before"), "{message}");
+    assert_eq!(alice.screen().screen, "home", "no prompt for a replay");
+    assert_eq!(state(&alice, "bob"), before, "a replay spends nothing");
+    assert_eq!(alice.contact("bob").receive_left, before.0.receive_left);
+    // A tampered copy of an opened range is refused by range as well: its
+    // pad is erased, so no tag is checked and none could verify.
+    let mut tampered = b64::decode(&sent[0]).unwrap();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    alice
+        .post(
+            routes::UNPACKAGE,
+            &json!({"from": "bob", "package": b64::encode(&tampered)}),
+        )
+        .expect_error(410, "replayed");
+    assert_eq!(state(&alice, "bob").0, before.0);
+
+    // A corrupted package at a range never opened: approved, does not
+    // verify, `bad_package`, and nothing burned.
+    let mut corrupted = b64::decode(&sent[1]).unwrap();
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 1;
+    let (r, _) = alice.open("bob", &b64::encode(&corrupted));
+    r.expect_error(400, "bad_package");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "the package could not be opened",
+        "a failed open says nothing more"
+    );
+    assert_eq!(alice.contact("bob").receive_left, before.0.receive_left);
+    // The genuine package still opens.
+    let (r, _) = alice.open("bob", &sent[1]);
+    assert_eq!(
+        r.ok::<UnpackageResponse>().message.as_deref(),
+        Some("second")
+    );
+    alice.stop();
+    bob.stop();
+    let kinds = audit_kinds(&d.alice);
+    let after_first: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .skip_while(|k| *k != "opened")
+        .skip(1)
+        .collect();
+    assert_eq!(
+        after_first,
+        [
+            "replay",
+            "replay",
+            "approved",
+            "integrity_failure",
+            "approved",
+            "opened",
+            "stop"
+        ]
+    );
+}
+
 /// A session on Alice's device that leaves every kind of routine event.
 fn session(alice: &Dev, bob: &Dev) {
     let (r, _) = alice.seal("bob", "SECRET-PLAINTEXT-1");
