@@ -22,10 +22,9 @@
 
 use otc_proto::relay::RelayMessage;
 use otc_proto::rpc::{ContactInfo, ErrorCode, PackageRequest, UnpackageRequest, Warning};
-use otc_proto::{Format, b64};
 use otc_rpc_client::relay::{RelayClient, RelayClientError};
 use otc_rpc_client::{Client, ClientError};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -48,9 +47,12 @@ pub const SEND_ATTEMPTS: u32 = 3;
 /// True when a device error on *opening* is final: asking again can never
 /// open this message, so the read position may move past it.
 ///
-/// - `bad_package`: the package does not open (corrupted, forged, or a
-///   replay of a range already opened); the device burns nothing for one
-///   failure, and the same bytes fail the same way again.
+/// - `replayed`: the package's pad range was opened before on this device
+///   (by this client or any other, in this process or an earlier one); it
+///   was refused before any prompt, with no pad spent, and can never open.
+/// - `bad_package`: the package does not open (corrupted or forged); the
+///   device burns nothing for one failure, and the same bytes fail the
+///   same way again.
 /// - `unknown_contact`: no pad for the sender on this device.
 /// - `bad_request`: the contents are not a package at all (not base64).
 /// - `too_large`, `pad_exhausted`: the package claims more pad than the
@@ -64,7 +66,8 @@ pub const SEND_ATTEMPTS: u32 = 3;
 pub fn fails_for_good(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::BadPackage
+        ErrorCode::Replayed
+            | ErrorCode::BadPackage
             | ErrorCode::UnknownContact
             | ErrorCode::BadRequest
             | ErrorCode::TooLarge
@@ -87,11 +90,10 @@ pub struct Incoming {
 /// Why a message was given up on for good.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// The same pad range was opened before (this client opened it): a
-    /// replay, refused without spending pad.
+    /// The same pad range was opened before on the device (the device
+    /// says so: `replayed`): a replay, refused without spending pad.
     Replay,
-    /// It does not open: corrupted or forged (or a replay of a range this
-    /// client did not open itself).
+    /// It does not open (`bad_package`): corrupted or forged.
     Integrity,
     /// The sender has no pad on this device.
     UnknownSender,
@@ -150,7 +152,7 @@ impl Notice {
                     "WARNING replay: message ref {msg_ref} from {from} reuses a pad range already opened; refused, no pad spent"
                 ),
                 Refusal::Integrity => format!(
-                    "WARNING integrity: message ref {msg_ref} from {from} does not open (corrupted, forged or replayed); refused"
+                    "WARNING integrity: message ref {msg_ref} from {from} does not open (corrupted or forged); refused"
                 ),
                 Refusal::UnknownSender => format!(
                     "message ref {msg_ref} from {from} cannot be opened: no pad for {from} on the device; skipped"
@@ -268,9 +270,6 @@ struct State {
     /// Refs this process opened (so a ref whose position was not saved is
     /// not opened twice).
     opened_refs: HashSet<u64>,
-    /// (sender, pad index) of packages this process opened: a later
-    /// package at the same index from the same sender is a replay.
-    opened_index: HashSet<(String, u64)>,
     outbox: VecDeque<Outgoing>,
 }
 
@@ -550,7 +549,6 @@ impl Chat {
             cursor: self.cursor_locked(&mut st).map_err(FetchError::Device)?,
             ..Fetched::default()
         };
-        let mut formats: Option<HashMap<String, Format>> = None;
         for m in &batch.messages {
             // Dealt with meanwhile (another fetch of this session).
             if m.msg_ref < done.cursor {
@@ -559,7 +557,7 @@ impl Chat {
             let (verdict, opened) = if st.opened_refs.contains(&m.msg_ref) {
                 (Verdict::Settled, None)
             } else {
-                self.open(&mut st, m, &mut formats, &mut done, emit)
+                self.open(&mut st, m, &mut done, emit)
             };
             if verdict == Verdict::Held {
                 done.held = Some(m.msg_ref);
@@ -597,26 +595,9 @@ impl Chat {
         &self,
         st: &mut State,
         m: &RelayMessage,
-        formats: &mut Option<HashMap<String, Format>>,
         done: &mut Fetched,
         emit: &dyn Fn(&Event),
     ) -> (Verdict, Option<Incoming>) {
-        // The index the package claims (unauthenticated), to recognise a
-        // replay of a range this process opened. Best effort only.
-        if formats.is_none() {
-            *formats = self
-                .device
-                .contacts()
-                .ok()
-                .map(|cs| cs.into_iter().map(|c| (c.name, c.format)).collect());
-        }
-        let index = formats
-            .as_ref()
-            .and_then(|f| f.get(&m.sender_uid))
-            .and_then(|f| {
-                let bytes = b64::decode(&m.contents).ok()?;
-                f.read_index(&bytes).ok()
-            });
         emit(&Event::Approve(format!(
             "approve on the device… (open message ref {} from {})",
             m.msg_ref, m.sender_uid
@@ -628,9 +609,6 @@ impl Chat {
         match reply {
             Ok(r) => {
                 st.opened_refs.insert(m.msg_ref);
-                if let Some(i) = index {
-                    st.opened_index.insert((m.sender_uid.clone(), i));
-                }
                 if r.warnings.contains(&Warning::Skipped) {
                     self.note(
                         Notice::Skipped {
@@ -651,16 +629,11 @@ impl Chat {
                 (Verdict::Settled, Some(incoming))
             }
             Err(e) if e.code().is_some_and(fails_for_good) => {
+                // The device tells a replay (refused by range, before any
+                // prompt) from a package that does not verify.
                 let why = match e.code() {
-                    Some(ErrorCode::BadPackage) => {
-                        let seen = index
-                            .is_some_and(|i| st.opened_index.contains(&(m.sender_uid.clone(), i)));
-                        if seen {
-                            Refusal::Replay
-                        } else {
-                            Refusal::Integrity
-                        }
-                    }
+                    Some(ErrorCode::Replayed) => Refusal::Replay,
+                    Some(ErrorCode::BadPackage) => Refusal::Integrity,
                     Some(ErrorCode::UnknownContact) => Refusal::UnknownSender,
                     _ => Refusal::Malformed,
                 };
@@ -700,6 +673,7 @@ mod tests {
     fn which_device_errors_are_for_good() {
         use ErrorCode as E;
         let final_ = [
+            E::Replayed,
             E::BadPackage,
             E::UnknownContact,
             E::BadRequest,

@@ -76,7 +76,8 @@ pub enum Cmd {
         #[arg(long)]
         follow: bool,
         /// One JSON object a line: {"ref","from","text","text_b64","warnings"}
-        /// for a message, {"ref","from","refused"} for one refused.
+        /// for a message, {"ref","from","refused"} for one refused for good
+        /// ("replay", "integrity", "unknown_sender" or "malformed").
         #[arg(long)]
         json: bool,
     },

@@ -8,9 +8,11 @@
 //! The RPC endpoint does not hand these codes to clients: it sends the
 //! coarser [`ErrorCode`] of otc-proto, through the one mapping
 //! `impl From<&Error> for ErrorCode` below. Every reason a package fails to
-//! open (`bad_tag`, `replay`, `out_of_region`, ...) is `bad_package` there,
-//! so an untrusted client learns nothing about why; anything else that is
-//! not the client's to fix is `internal`.
+//! open (`bad_tag`, `out_of_region`, ...) is `bad_package` there, so an
+//! untrusted client learns nothing about why, except a replay, which is
+//! `replayed` (the laptop already knows which ranges were opened; see
+//! `ErrorCode::Replayed`); anything else that is not the client's to fix
+//! is `internal`.
 
 use otc_proto::rpc::ErrorCode;
 use std::path::PathBuf;
@@ -309,10 +311,12 @@ impl From<&Error> for ErrorCode {
             Error::UnknownContact(_) | Error::BadContactName(_) => ErrorCode::UnknownContact,
             Error::PadExhausted { .. } => ErrorCode::PadExhausted,
             Error::TooLarge { .. } => ErrorCode::TooLarge,
-            // Why a package did not open is never told to the client.
+            // Why a package did not open is never told to the client,
+            // except that its range was opened before (which the laptop,
+            // having handed over every package, knows already).
+            Error::Replay { .. } => ErrorCode::Replayed,
             Error::BadPackage { .. }
             | Error::OutOfRegion { .. }
-            | Error::Replay { .. }
             | Error::VerifyFailed {}
             | Error::RangeBurned { .. } => ErrorCode::BadPackage,
             Error::ContactExists(_)
@@ -363,10 +367,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_opening_failure_is_bad_package_over_rpc() {
+    fn every_opening_failure_but_a_replay_is_bad_package_over_rpc() {
         let opening = [
             Error::VerifyFailed {},
-            Error::Replay { index: 3 },
             Error::OutOfRegion {
                 lo: 0,
                 hi: 1,
@@ -382,6 +385,10 @@ mod tests {
         for e in &opening {
             assert_eq!(ErrorCode::from(e), ErrorCode::BadPackage, "{e}");
         }
+        assert_eq!(
+            ErrorCode::from(&Error::Replay { index: 3 }),
+            ErrorCode::Replayed
+        );
         // The command line's code for a bad tag is not what RPC sends.
         assert_eq!(Error::VerifyFailed {}.code(), "bad_tag");
     }

@@ -11,8 +11,9 @@
 //! | `POST /runrpc`           | the original One Time Chat client's calls (`rpc/runrpc.rs`; shapes in [`otc_proto::runrpc`]): the same handlers |
 //!
 //! Every failure is a non-2xx status with `{"error": {"code", "message"}}`
-//! and a stable code ([`ErrorCode`]). Opening failures say `bad_package`
-//! and nothing more. Seal and open wait for the owner's tap through the
+//! and a stable code ([`ErrorCode`]). A package whose pad range was opened
+//! before is refused as `replayed` (410) before any prompt; every other
+//! opening failure says `bad_package` and nothing more. Seal and open wait for the owner's tap through the
 //! [`Broker`]; nothing is consumed unless the owner approves.
 //!
 //! [`Service::handle`] is the whole protocol as a function of (method, path,
@@ -131,26 +132,34 @@ impl Default for Limits {
     }
 }
 
-/// A failed request.
+/// A failed request. A replay is `code` [`ErrorCode::Replayed`] (which
+/// `/runrpc` reports as the original's `reuse_detected`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub code: ErrorCode,
     pub message: String,
-    /// The package was refused as a replay. `/v1` says only `bad_package`
-    /// (as for any package that does not open); `/runrpc` reports it as
-    /// the original's `reuse_detected`.
-    pub replay: bool,
 }
 
 fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: message.into(),
-        replay: false,
     }
 }
 
 const BAD_PACKAGE: &str = "the package could not be opened";
+
+/// Why a replay may be named (and not just `bad_package`): the laptop
+/// hands the device every package and sees every reply, and a package's
+/// index is in the clear, so which ranges were opened is nothing it does
+/// not know already. The refusal is by range, before any pad byte is read,
+/// so it says nothing about pad or tags. See [`ErrorCode::Replayed`].
+fn replayed() -> Failure {
+    fail(
+        ErrorCode::Replayed,
+        "this package's pad range was opened before: a replay; refused, nothing was used",
+    )
+}
 
 fn stopping() -> Failure {
     fail(
@@ -183,6 +192,7 @@ fn store_failure(e: &crate::Error, opening: bool) -> Failure {
             format!("this message needs {need} pad bytes but only {left} are left"),
         ),
         (ErrorCode::BadPackage, _) => fail(ErrorCode::BadPackage, BAD_PACKAGE),
+        (ErrorCode::Replayed, _) => replayed(),
         _ if opening => fail(ErrorCode::BadPackage, BAD_PACKAGE),
         _ => fail(
             ErrorCode::Internal,
@@ -791,25 +801,28 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             // The range was opened before, so its pad is erased: it cannot
             // open again. Refused before any prompt; the owner sees it in
             // the alerts.
-            self.audit(Event::Replay {
-                contact: contact.to_string(),
-                index: check.index,
-            });
-            // Not a failed open for the lockout: a client re-fetching old
-            // packages from a relay is not guessing tags, and a replay is
-            // refused by range without touching pad bytes. It does count
-            // towards the rate limit (each one is an audit entry).
-            self.refused(contact);
-            (self.notify)(Notice::Failed {
-                contact: contact.to_string(),
-                what: "a replayed package was refused".into(),
-            });
-            return Err(Failure {
-                replay: true,
-                ..fail(ErrorCode::BadPackage, BAD_PACKAGE)
-            });
+            return Err(self.replay_refused(contact, check.index));
         }
         Ok(check)
+    }
+
+    /// A replay from `contact` at `index`: audited, shown on the screen,
+    /// counted towards the rate limit, answered `replayed`.
+    fn replay_refused(&self, contact: &str, index: u64) -> Failure {
+        self.audit(Event::Replay {
+            contact: contact.to_string(),
+            index,
+        });
+        // Not a failed open for the lockout: a client re-fetching old
+        // packages from a relay is not guessing tags, and a replay is
+        // refused by range without touching pad bytes. It does count
+        // towards the rate limit (each one is an audit entry).
+        self.refused(contact);
+        (self.notify)(Notice::Failed {
+            contact: contact.to_string(),
+            what: "a replayed package was refused".into(),
+        });
+        replayed()
     }
 
     /// Open an approved package; a failure is audited (a burned range) and
@@ -822,6 +835,9 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     ) -> Result<Opened, Failure> {
         match self.store.open(contact, package) {
             Ok(o) => Ok(o),
+            // Opened meanwhile by another request for the same range
+            // (approved while this one waited): still a replay.
+            Err(crate::Error::Replay { index }) => Err(self.replay_refused(contact, index)),
             Err(e) => {
                 let f = store_failure(&e, true);
                 if let crate::Error::RangeBurned { index, .. } = e {

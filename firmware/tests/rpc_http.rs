@@ -594,7 +594,7 @@ fn replayed_and_skipped_packages() {
             routes::UNPACKAGE,
             &json!({"from": "bob", "package": sent[0]}),
         )
-        .expect_error(400, "bad_package");
+        .expect_error(410, "replayed");
     assert_eq!(state(&alice, "bob"), before);
     alice.wait_audit("replay");
 
@@ -619,7 +619,7 @@ fn replayed_and_skipped_packages() {
     for p in &sent {
         alice
             .post(routes::UNPACKAGE, &json!({"from": "bob", "package": p}))
-            .expect_error(400, "bad_package");
+            .expect_error(410, "replayed");
     }
     alice.stop();
     let kinds = audit_kinds(&d.alice);
@@ -653,7 +653,7 @@ fn replays_never_lock_a_contact_out() {
     for _ in 0..=limits().lockout_failures {
         alice
             .post(routes::UNPACKAGE, &json!({"from": "bob", "package": first}))
-            .expect_error(400, "bad_package");
+            .expect_error(410, "replayed");
     }
     let (r, _) = alice.open("bob", &second);
     assert_eq!(
@@ -769,7 +769,7 @@ fn session(alice: &Dev, bob: &Dev) {
             routes::UNPACKAGE,
             &json!({"from": "bob", "package": package}),
         )
-        .expect_error(400, "bad_package");
+        .expect_error(410, "replayed");
     let big = "x".repeat(alice.limits.max_message_bytes + 1);
     alice
         .post(routes::PACKAGE, &json!({"to": "bob", "message": big}))
@@ -999,7 +999,7 @@ fn failed_opens_and_replays_are_rate_limited() {
                 routes::UNPACKAGE,
                 &json!({"from": "bob", "package": sent[0]}),
             )
-            .expect_error(400, "bad_package");
+            .expect_error(410, "replayed");
     }
     let before = state(&alice, "bob");
     for p in [&sent[0], &sent[1]] {
@@ -1063,8 +1063,8 @@ fn a_flood_of_replays_adds_a_few_audit_entries() {
     assert_eq!(
         codes,
         [
-            ("bad_package".to_string(), limit),
-            ("rate_limited".to_string(), 1000 - limit)
+            ("rate_limited".to_string(), 1000 - limit),
+            ("replayed".to_string(), limit)
         ]
         .into()
     );

@@ -338,6 +338,10 @@ fn a_stopping_device_refuses_calls_in_the_originals_shape() {
     );
 }
 
+/// What a replay's `error` says (the `/v1` message of `replayed`).
+const REPLAYED: &str =
+    "this package's pad range was opened before: a replay; refused, nothing was used";
+
 #[test]
 fn replay_and_skip_flags() {
     let (d, alice, bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
@@ -357,7 +361,7 @@ fn replay_and_skip_flags() {
         &alice,
         &call("unpackage", json!(["bob", "alice", sent[0]])),
     ));
-    assert_eq!(failed(&v), "the package could not be opened");
+    assert_eq!(failed(&v), REPLAYED);
     assert_eq!(
         (&v["skip_detected"], &v["reuse_detected"]),
         (&json!(false), &json!(true))
@@ -383,7 +387,7 @@ fn replay_and_skip_flags() {
         &alice,
         &call("unpackage", json!(["bob", "alice", b64::encode(&forged)])),
     ));
-    assert_eq!(failed(&v), "the package could not be opened");
+    assert_eq!(failed(&v), REPLAYED);
     assert_eq!(
         v["reuse_detected"],
         json!(true),
@@ -831,9 +835,9 @@ fn the_original_client_talks_through_otc_relay() {
         shown,
         [
             "WARNING: reuse",
-            "Failed to decode message from 'alice' (\"the package could not be opened\")",
+            "Failed to decode message from 'alice' (\"this package's pad range was opened before: a replay; refused, nothing was used\")",
             "WARNING: reuse",
-            "Failed to decode message from 'alice' (\"the package could not be opened\")",
+            "Failed to decode message from 'alice' (\"this package's pad range was opened before: a replay; refused, nothing was used\")",
         ]
     );
     alice_dev.stop();

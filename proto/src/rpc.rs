@@ -125,8 +125,22 @@ pub enum ErrorCode {
     Timeout,
     /// Another prompt is on the screen.
     Busy,
-    /// The package cannot be opened (any reason; no detail is given).
+    /// The package cannot be opened: malformed, out of range, or its tag
+    /// does not verify (corrupted or forged). No more detail is given.
+    /// Final: the same bytes fail the same way again.
     BadPackage,
+    /// The package's pad range overlaps one this device has already
+    /// opened: a replay (or a forgery claiming that range). Refused by
+    /// range before any prompt, without reading pad; nothing was consumed,
+    /// and it can never open (those pad bytes are erased). Final.
+    ///
+    /// Why this is told apart from [`ErrorCode::BadPackage`]: the laptop
+    /// hands the device every package and sees every reply, so it already
+    /// knows which ranges were opened (the index is in the clear in the
+    /// package head); this code tells it nothing it could not work out,
+    /// and says nothing about pad bytes or tags. The original client's
+    /// `/runrpc` reply says the same with `reuse_detected`.
+    Replayed,
     /// No such endpoint or resource.
     NotFound,
     /// Too many failed opens from this contact: locked out for a while.
@@ -163,7 +177,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Timeout => 408,
             ErrorCode::Busy => 409,
-            ErrorCode::PadExhausted => 410,
+            ErrorCode::PadExhausted | ErrorCode::Replayed => 410,
             ErrorCode::TooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::BadHost => 421,
@@ -184,6 +198,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Busy => "busy",
             ErrorCode::BadPackage => "bad_package",
+            ErrorCode::Replayed => "replayed",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Locked => "locked",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -247,6 +262,7 @@ mod tests {
             ErrorCode::Timeout,
             ErrorCode::Busy,
             ErrorCode::BadPackage,
+            ErrorCode::Replayed,
             ErrorCode::NotFound,
             ErrorCode::Locked,
             ErrorCode::MethodNotAllowed,

@@ -14,7 +14,7 @@
 use super::{ApprovalPrompt, Failure, Reply, Service, json};
 use crate::confirm::Screen;
 use otc_proto::b64;
-use otc_proto::rpc::{PackageRequest, UnpackageRequest, Warning};
+use otc_proto::rpc::{ErrorCode, PackageRequest, UnpackageRequest, Warning};
 use otc_proto::runrpc::{
     self, Call, CallError, METHODS, PackageReturn, Return, UnpackageReturn, relay_key,
 };
@@ -284,9 +284,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                     reuse_detected: r.warnings.contains(&Warning::Replay),
                 }
             }
-            Err(Failure {
-                message, replay, ..
-            }) => failed(message, replay),
+            Err(Failure { code, message }) => failed(message, code == ErrorCode::Replayed),
         }
     }
 }
