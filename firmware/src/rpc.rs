@@ -1076,6 +1076,111 @@ mod tests {
         fn withdraw(&self, _ticket: &()) {}
     }
 
+    /// The owner approves every prompt, after `before_approving` ran (once).
+    struct ApprovesAfter {
+        shown: AtomicUsize,
+        before_approving: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl Screen for ApprovesAfter {
+        type Prompt = ApprovalPrompt;
+        type Ticket = ();
+        fn show(&self, _prompt: ApprovalPrompt) {
+            self.shown.fetch_add(1, Ordering::AcqRel);
+        }
+        fn wait(&self, _ticket: &(), _wait: Duration) -> Option<Decision> {
+            if let Some(f) = lock(&self.before_approving).take() {
+                f();
+            }
+            Some(Decision::Approve)
+        }
+        fn withdraw(&self, _ticket: &()) {}
+    }
+
+    #[test]
+    fn a_range_opened_while_its_prompt_was_up_is_still_a_replay() {
+        // The package passed the check before the prompt, then its range
+        // was opened (by another request) while the owner looked at the
+        // prompt: the approved open finds a replay, answers `replayed`,
+        // audits `replay` (not an integrity failure) and spends nothing
+        // more.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("alice");
+        let bob_dir = tmp.path().join("bob");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::create_dir(&bob_dir).unwrap();
+        let store = Arc::new(PadStore::open_dir(&dir).unwrap());
+        let platform = Arc::new(TestPlatform::new(WALL, 7));
+        let export = tmp.path().join("bob.otcpad");
+        create_pad_with(
+            platform.as_ref(),
+            &store,
+            &NewPad {
+                contact: "bob".into(),
+                size: 64 * 1024,
+                split: None,
+                format: Format::V2,
+                source: None,
+                export: export.clone(),
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let bob = PadStore::open_dir(&bob_dir).unwrap();
+        crate::pad::export::import(&bob, &export, "alice", &mut |_, _| {}).unwrap();
+        let package = bob.seal("alice", b"only once").unwrap().package;
+        let full = store.list()[0].receive_left;
+
+        let other = store.clone();
+        let first = package.clone();
+        let screen = ApprovesAfter {
+            shown: AtomicUsize::new(0),
+            before_approving: Mutex::new(Some(Box::new(move || {
+                other.open("bob", &first).expect("the other opener");
+            }))),
+        };
+        let wall = platform.clone();
+        let (audit, _) =
+            AuditLog::open_with_clock(&dir, Box::new(move || wall.unix_now())).unwrap();
+        let broker = Broker::new(screen, platform.clock(), Duration::from_secs(30));
+        let device = Service::new(
+            store,
+            broker,
+            audit,
+            platform.as_ref(),
+            Limits::default(),
+            "alice".into(),
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        let body = serde_json::json!({"from": "bob", "package": b64::encode(&package)});
+        let (status, reply) = device.handle(
+            "POST",
+            routes::UNPACKAGE,
+            body.to_string().as_bytes(),
+            &|| true,
+        );
+        assert_eq!(status, 410, "{reply}");
+        let reply: ErrorBody = serde_json::from_str(&reply).unwrap();
+        assert_eq!(reply.error.code, ErrorCode::Replayed);
+        assert_eq!(device.broker.screen().shown.load(Ordering::Acquire), 1);
+        let cost = Format::V2.pad_cost(b"only once".len()) as u64;
+        let (store, mut audit) = device.into_parts();
+        assert_eq!(store.list()[0].receive_left, full - cost, "spent once");
+        audit.flush().unwrap();
+        let kinds: Vec<String> = crate::audit::check(&dir)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| {
+                let v = serde_json::to_value(&e.event).unwrap();
+                v["kind"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        assert!(kinds.iter().any(|k| k == "replay"), "{kinds:?}");
+        assert!(!kinds.iter().any(|k| k == "integrity_failure"), "{kinds:?}");
+    }
+
     #[test]
     fn seal_runs_through_the_test_platform() {
         let tmp = tempfile::tempdir().unwrap();
