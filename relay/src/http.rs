@@ -54,6 +54,11 @@ pub(crate) struct Conns {
 }
 
 impl Conns {
+    /// How many connections are open.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
     /// Shuts every open connection (their threads then end).
     pub(crate) fn shutdown_all(&mut self) {
         for s in self.open.values() {

@@ -261,6 +261,15 @@ impl Drop for Relay {
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
+        // Let the connection threads finish (bounded), so that a relay
+        // started again on the same directory is the log's only writer.
+        // (Again: one may have been admitted while the first call ran.)
+        lock(&self.shared.conns).shutdown_all();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lock(&self.shared.conns).open_count() > 0 && Instant::now() < deadline {
+            self.shared.arrived.notify_all();
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }
 
