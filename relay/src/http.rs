@@ -492,3 +492,20 @@ pub(crate) fn wake(addr: SocketAddr, shared: &Mutex<Conns>) {
     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
     lock(shared).shutdown_all();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_64() {
+        let k = |s: &str| address_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(connections_for(64), 24);
+        assert_eq!(connections_for(0), 1);
+    }
+}
