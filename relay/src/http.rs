@@ -12,9 +12,13 @@
 //! sender's first request waited seconds). Here:
 //!
 //! - **Open connections are bounded**, idle ones included: at most
-//!   `max_connections` in all (one more is answered 503 and closed) and
-//!   `max_connections_per_ip` from one address (one more: 429). One thread
-//!   per open connection, so threads are bounded too.
+//!   `max_connections_per_ip` from one address (one more: 429; IPv6
+//!   addresses count by /64, which one host usually has whole) and
+//!   `max_connections` in all. At the total cap, the connection idle the
+//!   longest (waiting for a request, for at least [`EVICT_AFTER`]) is
+//!   closed to make room; only when none is, a new one is answered 503.
+//!   So idle connections, from however many addresses, never lock a
+//!   client out. One thread per open connection: threads are bounded too.
 //! - **Idle connections are closed**: no first byte of a request within
 //!   [`IDLE`] (closed without a word); a request (head and body) must
 //!   arrive whole within [`REQUEST_TIME`] of its first byte (408); a reply
@@ -45,19 +49,83 @@ pub const REQUEST_TIME: Duration = Duration::from_secs(10);
 /// How long writing one reply may take.
 pub const WRITE_TIME: Duration = Duration::from_secs(10);
 
+/// An idle connection may be closed to make room after this long.
+pub const EVICT_AFTER: Duration = Duration::from_secs(1);
+
 /// The open connections, for the caps and for closing them at stop.
 #[derive(Default)]
 pub(crate) struct Conns {
     next_id: u64,
-    open: HashMap<u64, TcpStream>,
+    open: HashMap<u64, Open>,
     per_ip: HashMap<IpAddr, usize>,
 }
 
+struct Open {
+    stream: TcpStream,
+    /// Since when it has been waiting for a request (`None`: busy, or
+    /// already being closed).
+    idle_since: Option<Instant>,
+}
+
+/// The address a client is counted under: IPv4 as is, IPv6 by its /64
+/// (IPv4-mapped IPv6 as IPv4).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+fn shown(key: IpAddr) -> String {
+    match key {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("{a}/64"),
+    }
+}
+
 impl Conns {
+    /// How many connections are open.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
     /// Shuts every open connection (their threads then end).
     pub(crate) fn shutdown_all(&mut self) {
-        for s in self.open.values() {
-            let _ = s.shutdown(Shutdown::Both);
+        for o in self.open.values() {
+            let _ = o.stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Marks connection `id` idle (waiting for a request) or busy.
+    fn mark(&mut self, id: u64, idle: bool) {
+        if let Some(o) = self.open.get_mut(&id) {
+            o.idle_since = idle.then(Instant::now);
+        }
+    }
+
+    /// Closes the connection idle the longest, if one has been idle for
+    /// [`EVICT_AFTER`]; whether one was.
+    fn evict_one(&mut self) -> bool {
+        let now = Instant::now();
+        let victim = self
+            .open
+            .iter_mut()
+            .filter_map(|(_, o)| o.idle_since.map(|t| (t, o)))
+            .filter(|(t, _)| now.duration_since(*t) >= EVICT_AFTER)
+            .min_by_key(|(t, _)| *t);
+        match victim {
+            Some((_, o)) => {
+                let _ = o.stream.shutdown(Shutdown::Both);
+                o.idle_since = None;
+                true
+            }
+            None => false,
         }
     }
 }
@@ -103,25 +171,30 @@ pub(crate) fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 }
 
 fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
-    let ip = peer.ip();
+    let ip = address_key(peer.ip());
     let cfg = &shared.cfg;
     let (slot, clone) = {
         let mut c = lock(&shared.conns);
         let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
-        let refusal = if c.open.len() >= cfg.max_connections {
-            Some(parse::err(
-                503,
-                format!(
-                    "too many connections: the relay has {} open, its limit; try again shortly",
-                    cfg.max_connections
-                ),
-            ))
-        } else if from_ip >= cfg.max_connections_per_ip {
+        // An evicted connection leaves `open` once its thread has seen the
+        // close (microseconds), so `open` may be over the cap by the
+        // evictions still under way.
+        let refusal = if from_ip >= cfg.max_connections_per_ip {
             Some(parse::err(
                 429,
                 format!(
-                    "too many connections from {ip}: {from_ip} open, the limit per address; \
-                     close some or reuse one (keep-alive)"
+                    "too many connections from {}: {from_ip} open, the limit per address; \
+                     close some or reuse one (keep-alive)",
+                    shown(ip)
+                ),
+            ))
+        } else if c.open.len() >= cfg.max_connections && !c.evict_one() {
+            Some(parse::err(
+                503,
+                format!(
+                    "too many connections: the relay has {} open and busy, its limit; \
+                     try again shortly",
+                    cfg.max_connections
                 ),
             ))
         } else {
@@ -137,7 +210,13 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         };
         c.next_id += 1;
         let id = c.next_id;
-        c.open.insert(id, clone);
+        c.open.insert(
+            id,
+            Open {
+                stream: clone,
+                idle_since: None,
+            },
+        );
         *c.per_ip.entry(ip).or_default() += 1;
         (
             Slot {
@@ -151,7 +230,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let spawned = std::thread::Builder::new()
         .name("relay-conn".into())
         .stack_size(256 * 1024)
-        .spawn(move || serve(clone, ip, slot));
+        .spawn(move || serve(clone, peer.ip(), slot));
     if let Err(e) = spawned {
         eprintln!("otc-relay: cannot start a connection thread: {e}");
     }
@@ -307,7 +386,10 @@ fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
     };
     let limit = shared.cfg.max_message + 4096;
     while !shared.stop.load(Ordering::SeqCst) {
-        let head = match input.head() {
+        lock(&shared.conns).mark(slot.id, true);
+        let got = input.head();
+        lock(&shared.conns).mark(slot.id, false);
+        let head = match got {
             Got::Gone => return,
             Got::Refused(r) => {
                 let _ = write_reply(&stream, r.0, JSON, &json_error(&r), false);
@@ -409,4 +491,21 @@ pub fn connections_for(fds: usize) -> usize {
 pub(crate) fn wake(addr: SocketAddr, shared: &Mutex<Conns>) {
     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
     lock(shared).shutdown_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_64() {
+        let k = |s: &str| address_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(connections_for(64), 24);
+        assert_eq!(connections_for(0), 1);
+    }
 }

@@ -12,8 +12,8 @@
 //! | request body size             | 413    | (message size + 4 KiB) |
 //! | messages stored per recipient | 429    | `--max-mailbox`      |
 //! | requests per second per IP    | 429    | `--rate`, `--burst`  |
-//! | open connections per IP       | 429    | `--max-connections-per-ip` |
-//! | open connections in all       | 503    | `--max-connections`  |
+//! | open connections per IP (v6: /64) | 429 | `--max-connections-per-ip` |
+//! | open connections in all, none idle | 503 | `--max-connections`  |
 //!
 //! Modules: [`http`] reads the client's bytes (connections, caps,
 //! deadlines), [`parse`] turns them into requests (pure, fuzzed), this file
@@ -261,6 +261,15 @@ impl Drop for Relay {
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
+        // Let the connection threads finish (bounded), so that a relay
+        // started again on the same directory is the log's only writer.
+        // (Again: one may have been admitted while the first call ran.)
+        lock(&self.shared.conns).shutdown_all();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lock(&self.shared.conns).open_count() > 0 && Instant::now() < deadline {
+            self.shared.arrived.notify_all();
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }
 
@@ -285,7 +294,7 @@ fn json<T: Serialize>(v: &T) -> Reply {
 
 /// One request, read whole by [`http`], to its reply.
 pub(crate) fn route(sh: &Shared, head: &Head, body: &[u8], ip: IpAddr) -> Reply {
-    rate_check(sh, ip)?;
+    rate_check(sh, http::address_key(ip))?;
     let q = parse::parse_form(head.query.as_bytes());
     match (head.method.as_str(), head.path.as_str()) {
         ("GET", CHECK) => json(&CheckResponse::ok()),

@@ -49,10 +49,13 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 200.0)]
     burst: f64,
     /// Most connections open at once, idle keep-alive ones and long polls
-    /// included (one more: 503). Lowered to fit the open-files limit.
+    /// included. At the cap the longest-idle connection is closed to make
+    /// room; when all are busy, one more gets 503. Lowered to fit the
+    /// open-files limit.
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_connections: usize,
-    /// Most connections open at once from one client address (one more: 429).
+    /// Most connections open at once from one client address, IPv6 counted
+    /// by /64 (one more: 429).
     #[arg(long, value_name = "N", default_value_t = 32)]
     max_connections_per_ip: usize,
     /// Days a message is kept, read or not; older ones are dropped (0: keep
@@ -79,13 +82,15 @@ ERRORS:
   too large, 417 an Expect other than 100-continue, 429 mailbox full, too
   many requests or too many connections from one address, 431 request head
   over 8 KiB. Two are not the client's fault and are 5xx: 503 the relay
-  has --max-connections open (try again), 507 a send could not be written
-  to disk (it was not stored).
+  has --max-connections open and none idle (try again), 507 a send could
+  not be written to disk (it was not stored).
 
 CONNECTIONS:
   A connection may stay open (keep-alive) between requests; one idle for
-  30 s is closed. Open connections are capped in all and per address, so
-  idle ones cannot exhaust the relay's threads or files.
+  30 s is closed, and at --max-connections the longest-idle one (idle 1 s
+  or more) is closed to make room. Open connections are capped in all and
+  per address (IPv6 by /64), so idle ones cannot exhaust the relay's
+  threads or files, nor lock other clients out.
 
 FILES:
   DIR/messages.log   one JSON record a line, append-only; a torn last line

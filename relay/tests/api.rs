@@ -279,3 +279,41 @@ fn expect_continue() {
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
     assert!(rest.ends_with(r#""ref":1}"#), "{rest}");
 }
+
+/// Dropping a relay closes its connections and waits for them, so that a
+/// relay started again at once on the same directory is the log's only
+/// writer and has everything.
+#[test]
+fn drop_closes_connections_and_a_restart_has_everything() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = otc_relay::Config::new("127.0.0.1:0", dir.path());
+    let relay = otc_relay::Relay::start(cfg).expect("relay starts");
+    let a = relay.addr();
+    send(a, "alice", "bob", "ONE");
+    let mut idle = std::net::TcpStream::connect(a).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut poll = std::net::TcpStream::connect(a).expect("connect");
+    poll.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    poll.write_all(b"GET /getmessages?recipient_uid=bob&start_ref=2&wait=30 HTTP/1.1\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(relay);
+    // Both connections end (an empty reply, or the poll's, then EOF)
+    // rather than wait out the 20 s read timeouts.
+    for (name, s) in [("idle", &mut idle), ("long poll", &mut poll)] {
+        let mut all = Vec::new();
+        let end = s.read_to_end(&mut all);
+        assert!(
+            !matches!(&end, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "the {name} connection was not closed: {end:?}"
+        );
+    }
+    let mut cfg = otc_relay::Config::new(a.to_string(), dir.path());
+    cfg.rate = 1000.0;
+    let relay = otc_relay::Relay::start(cfg).expect("restart on the same address");
+    assert_eq!(contents(relay.addr(), "bob", 0), ["ONE"]);
+    assert_eq!(send(relay.addr(), "alice", "bob", "TWO"), 2);
+}
