@@ -8,9 +8,10 @@
 //!   interface), which the rest of the device reads only through the
 //!   platform seam (`RealPlatform::link_up` calls it; tests use the twin).
 //!
-//! The SPI sink still opens its GPIO chip (`/dev/gpiochip0`) itself inside
-//! otc-ui; handing it pins opened here, through the platform, is the next
-//! step for this module (it needs an otc-ui API that takes opened pins).
+//! - the SPI display's hardware ([`open_spi_display`], feature
+//!   `spi-display`): the spidev node and the GPIO character device's lines
+//!   (`/dev/gpiochip0` by default) are opened here and handed to otc-ui's
+//!   sink, which opens nothing itself.
 //!
 //! [`crate::device`] receives what this module opened; it never decides
 //! which screen there is.
@@ -53,7 +54,7 @@ pub fn open_screen(opts: &ScreenOptions) -> Result<ScreenParts> {
         }
         #[cfg(feature = "spi-display")]
         DisplayKind::Spi => {
-            let d = otc_ui::sink::spi::SpiSink::open(&cfg.spi)?;
+            let d = open_spi_display(&cfg.spi)?;
             let size = d.size();
             let t = otc_ui::source::evdev::EvdevTouch::open(&opts.touch, size)?;
             Ok((Box::new(d), Some(Box::new(t)), None))
@@ -79,6 +80,63 @@ pub fn open_screen(opts: &ScreenOptions) -> Result<ScreenParts> {
                 .into(),
         )),
     }
+}
+
+/// Open the SPI panel's bus (`cfg.spidev`, configured for mode 0, 8-bit
+/// words, `cfg.speed_hz`) and its lines on `cfg.gpiochip` (data/command
+/// starting low, reset starting high, the backlight if any), and hand them
+/// to otc-ui's SPI sink, which resets and initialises the panel.
+#[cfg(feature = "spi-display")]
+pub fn open_spi_display(
+    cfg: &otc_ui::sink::spi::SpiConfig,
+) -> std::result::Result<otc_ui::sink::spi::SpiSink, otc_ui::UiError> {
+    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
+    use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
+    use linux_embedded_hal::{CdevPin, SpidevDevice};
+    use otc_ui::UiError;
+    use otc_ui::sink::spi::{SpiPins, SpiSink};
+
+    let name = cfg.spidev.display().to_string();
+    let io_err = |path: &str, msg: String| UiError::DisplayIo {
+        path: path.to_string(),
+        source: std::io::Error::other(msg),
+    };
+    let mut spi = SpidevDevice::open(&cfg.spidev).map_err(|e| UiError::DisplayIo {
+        path: name.clone(),
+        source: std::io::Error::new(
+            e.inner().kind(),
+            format!("{e}; is dtparam=spi=on set and no fbtft overlay loaded?"),
+        ),
+    })?;
+    spi.configure(
+        &SpidevOptions::new()
+            .bits_per_word(8)
+            .max_speed_hz(cfg.speed_hz)
+            .mode(SpiModeFlags::SPI_MODE_0)
+            .build(),
+    )
+    .map_err(|source| UiError::DisplayIo {
+        path: name.clone(),
+        source,
+    })?;
+    let chip_name = cfg.gpiochip.display().to_string();
+    let mut chip = Chip::new(&cfg.gpiochip).map_err(|e| io_err(&chip_name, e.to_string()))?;
+    let mut out = |line: u32, initial: u8, what: &str| -> std::result::Result<CdevPin, UiError> {
+        let handle = chip
+            .get_line(line)
+            .and_then(|l| l.request(LineRequestFlags::OUTPUT, initial, what))
+            .map_err(|e| io_err(&chip_name, format!("{what} line {line}: {e}")))?;
+        CdevPin::new(handle).map_err(|e| io_err(&chip_name, format!("{what} line {line}: {e}")))
+    };
+    let pins = SpiPins {
+        dc: out(cfg.dc_pin, 0, "otc-display-dc")?,
+        reset: out(cfg.reset_pin, 1, "otc-display-reset")?,
+        backlight: match cfg.backlight_pin {
+            Some(n) => Some(out(n, 1, "otc-display-backlight")?),
+            None => None,
+        },
+    };
+    SpiSink::new(cfg, &name, spi, pins, &mut linux_embedded_hal::Delay)
 }
 
 /// What the emulator page needs (feature `emulator`).
@@ -107,5 +165,19 @@ mod tests {
     #[test]
     fn an_absent_interface_is_down() {
         assert!(!link_up("otc-no-such0"));
+    }
+
+    #[cfg(feature = "spi-display")]
+    #[test]
+    fn opening_missing_hardware_is_a_clear_error() {
+        let cfg = otc_ui::sink::spi::SpiConfig {
+            spidev: std::path::PathBuf::from("/nonexistent/spidev9.9"),
+            ..Default::default()
+        };
+        let err = open_spi_display(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("/nonexistent/spidev9.9") && err.contains("dtparam=spi=on"),
+            "{err}"
+        );
     }
 }

@@ -17,7 +17,10 @@
 //!   [`RealPlatform`]). The temporary-name tokens (`pad/fsutil.rs`) still
 //!   call `getrandom` themselves: they are names, not secrets, and the
 //!   store is driven by the command line, outside any platform.
-//! * The board's pins and LED join this bundle with the board work.
+//! * The board's pins are not in this bundle: the SPI display's lines are
+//!   opened once at start by `board::open_spi_display` and handed
+//!   to otc-ui's sink as `embedded-hal` pins (nothing reads them at run
+//!   time; their twin is in otc-ui's SPI sink tests).
 
 use otc_ui::{Clock, FakeClock, SystemClock};
 use std::net::Ipv4Addr;

@@ -195,18 +195,7 @@ fn contact_exists_and_pad_already_stored() {
     );
     let export2 = p.dir.path().join("again.otcpad");
     expect_code(
-        create_pad(
-            &p.alice,
-            &NewPad {
-                contact: "bob".into(),
-                size: 4096,
-                split: None,
-                format: Format::V2,
-                source: None,
-                export: export2.clone(),
-            },
-            &mut |_, _, _| {},
-        ),
+        new_pad(&p.alice, "bob", 4096, Format::V2, &export2),
         "contact_exists",
     );
     assert!(!export2.exists());
@@ -398,18 +387,7 @@ fn export_temp_in_the_way_is_refused_and_untouched() {
     let export = dir.path().join("bob.otcpad");
     let tmp = dir.path().join("bob.otcpad.tmp");
     std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-    let r = otc_device::pad::generate::create_pad(
-        &alice,
-        &otc_device::pad::generate::NewPad {
-            contact: "bob".into(),
-            size: 8192,
-            split: None,
-            format: Format::V2,
-            source: None,
-            export: export.clone(),
-        },
-        &mut |_, _, _| {},
-    );
+    let r = new_pad(&alice, "bob", 8192, Format::V2, &export);
     let e = expect_code(r, "output_exists");
     assert!(e.to_string().contains("bob.otcpad.tmp"), "{e}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
@@ -424,18 +402,7 @@ fn export_temp_in_the_way_is_refused_and_untouched() {
     // A plain leftover file is refused the same way, and kept.
     std::fs::remove_file(&tmp).unwrap();
     std::fs::write(&tmp, b"leftover").unwrap();
-    let r = otc_device::pad::generate::create_pad(
-        &alice,
-        &otc_device::pad::generate::NewPad {
-            contact: "bob".into(),
-            size: 8192,
-            split: None,
-            format: Format::V2,
-            source: None,
-            export: export.clone(),
-        },
-        &mut |_, _, _| {},
-    );
+    let r = new_pad(&alice, "bob", 8192, Format::V2, &export);
     expect_code(r, "output_exists");
     assert_eq!(std::fs::read(&tmp).unwrap(), b"leftover");
 }

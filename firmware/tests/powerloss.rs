@@ -24,7 +24,6 @@ mod common;
 
 use common::Rng;
 use otc_device::Error;
-use otc_device::pad::generate::{NewPad, create_pad};
 use otc_device::pad::vfs::{self, CrashRng, Op, Recorder, SimFs, Vfs};
 use otc_device::pad::{PadStore, StoreOptions};
 use otc_proto::Format;
@@ -56,19 +55,7 @@ fn sim_store(fs: &SimFs) -> PadStore {
 /// Make a pad in `alice` for "bob" and import it in `bob` as "alice".
 fn pair_on(alice: &PadStore, bob: &PadStore, tmp: &Path, size: u64, format: Format, tag: u64) {
     let export = tmp.join(format!("pad-{tag}.otcpad"));
-    create_pad(
-        alice,
-        &NewPad {
-            contact: "bob".into(),
-            size,
-            split: None,
-            format,
-            source: None,
-            export: export.clone(),
-        },
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    common::new_pad(alice, "bob", size, format, &export).unwrap();
     otc_device::pad::export::import(bob, &export, "alice", &mut |_, _| {}).unwrap();
     std::fs::remove_file(&export).unwrap();
 }
@@ -447,19 +434,7 @@ fn a_removed_pad_stays_refused_across_power_loss() {
     let alice_fs = SimFs::new();
     let alice = sim_store(&alice_fs);
     let export = tmp.path().join("bob.otcpad");
-    create_pad(
-        &alice,
-        &NewPad {
-            contact: "bob".into(),
-            size: 8192,
-            split: None,
-            format: Format::V2,
-            source: None,
-            export: export.clone(),
-        },
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    common::new_pad(&alice, "bob", 8192, Format::V2, &export).unwrap();
     let import =
         |s: &PadStore| otc_device::pad::export::import(s, &export, "alice", &mut |_, _| {});
     let reopen = |fs: &SimFs| {

@@ -5,9 +5,10 @@
 //! is approved and before the pad range is first read; the reply exists
 //! only after all of it.
 
+mod common;
+
 use otc_device::audit::AuditLog;
 use otc_device::confirm::{Broker, Decision, Screen};
-use otc_device::pad::generate::{NewPad, create_pad};
 use otc_device::pad::vfs::{Op, RealFs, Recorder};
 use otc_device::pad::{PadStore, StoreOptions};
 use otc_device::platform::{Platform, RealPlatform};
@@ -43,17 +44,12 @@ fn the_reply_comes_after_the_bound_is_durable() {
     let store =
         PadStore::open_with_vfs(Arc::new(rec.clone()), dir.clone(), StoreOptions::default())
             .unwrap();
-    create_pad(
+    common::new_pad(
         &store,
-        &NewPad {
-            contact: "bob".into(),
-            size: 1 << 20,
-            split: None,
-            format: Format::V2,
-            source: None,
-            export: tmp.path().join("bob.otcpad"),
-        },
-        &mut |_, _, _| {},
+        "bob",
+        1 << 20,
+        Format::V2,
+        &tmp.path().join("bob.otcpad"),
     )
     .unwrap();
     let pad = dir

@@ -12,13 +12,19 @@
 //! [`Options::prompt_timeout`]).
 //!
 //! [`mesh`] prepares the data directories of a group of owners, each pair
-//! sharing a pad, with the device's own `pad new` / `pad import` commands.
+//! sharing a pad, with the device's own `pad new` / `pad import` commands
+//! ([`otc_device`], [`init`], [`share_pad`]).
+//!
+//! The pieces a [`TestDevice`] is made of are public for tests that drive
+//! the screen themselves or run on the platform's test twin (otc-device's
+//! own integration tests): [`start_options`], [`start_device`],
+//! [`wait_screen`], [`wait_until`].
 //!
 //! Every wait here is bounded and panics saying what it waited for.
 
 use otc_device::device::{self, Running, StartOptions};
 use otc_device::net::Bind;
-use otc_device::platform::RealPlatform;
+use otc_device::platform::{Platform, RealPlatform};
 use otc_device::rpc::Limits;
 use otc_proto::Format;
 use otc_rpc_client::Client;
@@ -113,28 +119,15 @@ impl TestDevice {
 
     /// Start a device on `dir` with `opts`.
     pub fn start_with(dir: &Path, owner: &str, opts: Options) -> TestDevice {
-        let (display, _pixels) = MemoryDisplay::new(800, 480);
-        let (touch, script) = ScriptedTouch::new();
-        let running = device::start(
+        let (running, script) = start_device(
             dir,
             StartOptions {
-                owner: owner.to_string(),
-                bind: Bind::Loopback(SocketAddr::from(([127, 0, 0, 1], 0))),
                 prompt_timeout: opts.prompt_timeout,
                 limits: opts.limits,
-                // Taps count at once: the arm delay is the UI's own
-                // business, tested in otc-ui.
-                ui: UiConfig {
-                    arm_delay: Duration::ZERO,
-                    ..Default::default()
-                },
-                allowed_hosts: Vec::new(),
+                ..start_options(owner)
             },
-            Box::new(display),
-            Some(Box::new(touch)),
             Arc::new(RealPlatform::new()),
-        )
-        .unwrap_or_else(|e| panic!("start the device on {}: {e}", dir.display()));
+        );
         let trace = running.ui.trace.clone();
         let thumb = Arc::new(AtomicU8::new(opts.thumb.to_u8()));
         let answered = Arc::new(AtomicU64::new(0));
@@ -151,7 +144,7 @@ impl TestDevice {
                 move || run_thumb(trace, script, thumb, answered, stop)
             })
             .expect("spawn the thumb thread");
-        let dev = TestDevice {
+        TestDevice {
             dir: dir.to_path_buf(),
             owner: owner.to_string(),
             addr: running.addr,
@@ -161,9 +154,7 @@ impl TestDevice {
             stop_thumb,
             thumb_thread: Some(thumb_thread),
             running: Some(running),
-        };
-        dev.wait_screen("the home screen after start", |t| t.screen == "home");
-        dev
+        }
     }
 
     /// `http://127.0.0.1:PORT`, the device URL a client is given.
@@ -193,20 +184,7 @@ impl TestDevice {
 
     /// Wait until the screen matches `pred` (at most [`WAIT`]).
     pub fn wait_screen(&self, what: &str, pred: impl Fn(&ScreenTrace) -> bool) -> ScreenTrace {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let t = self.trace.get();
-            if pred(&t) {
-                return t;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{}: gave up after {WAIT:?} waiting for {what}; the screen shows {t:#?}",
-                    self.owner
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_screen(&self.trace, &format!("{}: {what}", self.owner), pred)
     }
 
     /// The running device (its service, UI thread, address).
@@ -273,6 +251,89 @@ fn run_thumb(
     }
 }
 
+/// The options every test device starts with: `owner`, the RPC endpoint
+/// on 127.0.0.1 with a port the kernel picks, the device's default prompt
+/// timeout and limits, no extra allowed hosts, and taps that count at once
+/// (the arm delay is the UI's own business, tested in otc-ui). Change a
+/// field with `StartOptions { limits, ..start_options(owner) }`.
+pub fn start_options(owner: &str) -> StartOptions {
+    StartOptions {
+        owner: owner.to_string(),
+        bind: Bind::Loopback(SocketAddr::from(([127, 0, 0, 1], 0))),
+        prompt_timeout: Options::default().prompt_timeout,
+        limits: Limits::default(),
+        ui: UiConfig {
+            arm_delay: Duration::ZERO,
+            ..Default::default()
+        },
+        allowed_hosts: Vec::new(),
+    }
+}
+
+/// Start the real device (`device::start`) on data directory `dir` with
+/// `opts` and `platform`, drawing on an 800x480 memory display and touched
+/// through a scripted touch source; return once the home screen shows,
+/// with the script that taps it.
+pub fn start_device(
+    dir: &Path,
+    opts: StartOptions,
+    platform: Arc<dyn Platform>,
+) -> (Running, TouchScript) {
+    let (display, _pixels) = MemoryDisplay::new(800, 480);
+    let (touch, script) = ScriptedTouch::new();
+    let owner = opts.owner.clone();
+    let running = device::start(
+        dir,
+        opts,
+        Box::new(display),
+        Some(Box::new(touch)),
+        platform,
+    )
+    .unwrap_or_else(|e| panic!("start the device on {}: {e}", dir.display()));
+    wait_screen(
+        &running.ui.trace,
+        &format!("{owner}: the home screen after start"),
+        |t| t.screen == "home",
+    );
+    (running, script)
+}
+
+/// Poll `f` until it gives `Some`, for at most [`WAIT`]; panic saying
+/// `what` was waited for.
+pub fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll(what, f, String::new)
+}
+
+/// Wait until the screen `trace` follows matches `pred` (at most
+/// [`WAIT`]); returns that trace, or panics saying `what` was waited for
+/// and what the screen shows.
+pub fn wait_screen(
+    trace: &TraceHandle,
+    what: &str,
+    pred: impl Fn(&ScreenTrace) -> bool,
+) -> ScreenTrace {
+    poll(
+        what,
+        || Some(trace.get()).filter(|t| pred(t)),
+        || format!("; the screen shows {:#?}", trace.get()),
+    )
+}
+
+/// The one bounded wait: `f` every 5 ms for at most [`WAIT`], then a panic
+/// with `what` and `describe()`.
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>, describe: impl Fn() -> String) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("gave up after {WAIT:?} waiting for {what}{}", describe());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Run an `otc-device` command on data directory `dir`, in this process
 /// (so it is audited exactly as on a device).
 pub fn otc_device(dir: &Path, args: &[&str]) {
@@ -285,6 +346,45 @@ pub fn otc_device(dir: &Path, args: &[&str]) {
     otc_device::cli::run(cli).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
 }
 
+/// `otc-device init --owner OWNER` on data directory `dir`.
+pub fn init(dir: &Path, owner: &str) {
+    otc_device(dir, &["init", "--owner", owner]);
+}
+
+/// A pad of `size` bytes in `format` between two data directories, as two
+/// real devices would share it: `maker` (a directory and its name for the
+/// other side) makes it with `pad new --export`, `taker` (likewise) imports
+/// the export file, which is made under `root` and removed after.
+pub fn share_pad(
+    root: &Path,
+    (maker, at_maker): (&Path, &str),
+    (taker, at_taker): (&Path, &str),
+    size: u64,
+    format: Format,
+) {
+    let export = root.join(format!("{at_taker}-{at_maker}.otcpad"));
+    let e = export.to_str().expect("a UTF-8 path");
+    let (size, format) = (size.to_string(), format.to_string());
+    otc_device(
+        maker,
+        &[
+            "pad",
+            "new",
+            "--contact",
+            at_maker,
+            "--size",
+            &size,
+            "--format",
+            &format,
+            "--export",
+            e,
+        ],
+    );
+    otc_device(taker, &["pad", "import", e, "--contact", at_taker]);
+    std::fs::remove_file(&export)
+        .unwrap_or_else(|err| panic!("remove {}: {err}", export.display()));
+}
+
 /// Data directories for `owners` under `root` (one each, named by the
 /// owner), every pair sharing a pad of `size` bytes in `format`. In each
 /// owner's directory the contact for another owner has that owner's name.
@@ -294,32 +394,12 @@ pub fn mesh(root: &Path, owners: &[&str], size: u64, format: Format) -> BTreeMap
     let mut dirs = BTreeMap::new();
     for o in owners {
         let dir = root.join(o);
-        otc_device(&dir, &["init", "--owner", o]);
+        init(&dir, o);
         dirs.insert(o.to_string(), dir);
     }
-    let (size, format) = (size.to_string(), format.to_string());
     for (i, a) in owners.iter().enumerate() {
         for b in &owners[i + 1..] {
-            let export = root.join(format!("{a}-{b}.otcpad"));
-            let e = export.to_str().expect("a UTF-8 path");
-            otc_device(
-                &dirs[*a],
-                &[
-                    "pad",
-                    "new",
-                    "--contact",
-                    b,
-                    "--size",
-                    &size,
-                    "--format",
-                    &format,
-                    "--export",
-                    e,
-                ],
-            );
-            otc_device(&dirs[*b], &["pad", "import", e, "--contact", a]);
-            std::fs::remove_file(&export)
-                .unwrap_or_else(|err| panic!("remove {}: {err}", export.display()));
+            share_pad(root, (&dirs[*a], b), (&dirs[*b], a), size, format);
         }
     }
     dirs

@@ -2,6 +2,9 @@
 //! with a memory display, a scripted touch source and a fake clock, talked
 //! to over real HTTP on 127.0.0.1 through the shared client
 //! (`otc-rpc-client`); raw sockets only for deliberately bad requests.
+//! Starting a device, making data directories and the bounded waits are
+//! the testkit's (`otc-testkit`), shared with the client's tests; what is
+//! here adds the fake clock, the manual taps and the RPC helpers.
 //!
 //! Nothing here measures time. Real-time waits (for the screen to show a
 //! prompt, for an audit entry to appear) poll with a bound and fail with a
@@ -11,48 +14,33 @@
 //! and the client's read timeout turns that into a clear failure.
 
 use otc_device::audit;
-use otc_device::cli::Cli;
-use otc_device::device::{self, Running, StartOptions};
-use otc_device::net::Bind;
+use otc_device::device::{Running, StartOptions};
 use otc_device::platform::TestPlatform;
 use otc_device::rpc::Limits;
 use otc_proto::Format;
 use otc_proto::routes;
 use otc_proto::rpc::{ContactInfo, ContactsResponse};
 use otc_rpc_client::Client;
-use otc_ui::sink::memory::MemoryDisplay;
-use otc_ui::source::scripted::{ScriptedTouch, TouchScript};
-use otc_ui::{FakeClock, ScreenTrace, TraceHandle, UiConfig};
+use otc_ui::source::scripted::TouchScript;
+use otc_ui::{FakeClock, ScreenTrace, TraceHandle};
 use serde_json::Value;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Longest real-time wait for something the device should do at once.
-pub const WAIT: Duration = Duration::from_secs(20);
+/// Longest real-time wait for something the device should do at once, and
+/// the bounded polls (from the testkit, which runs every test device).
+#[allow(unused_imports)] // not every test binary uses them
+pub use otc_testkit::{WAIT, wait_until};
 /// Longest wait for an HTTP reply (a prompt nobody answers never replies).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The prompt timeout the devices run with (the default).
 pub const PROMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Wall clock for audit entries and alert times (fixed: tests never read it).
 pub const WALL: u64 = 1_795_326_060;
-
-/// Poll `f` until it gives `Some`, for at most [`WAIT`]; panic with `what`.
-pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("gave up after {WAIT:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 // ---------------------------------------------------------------- HTTP ---
 
@@ -186,15 +174,8 @@ pub fn read_response(s: &mut TcpStream) -> Resp {
 
 /// Run `otc-device` commands in this process (so pad creation and import
 /// are audited exactly as on a real device).
-pub fn otc(data: &Path, args: &[&str]) {
-    use clap::Parser;
-    let mut argv = vec!["otc-device", "--data"];
-    let d = data.to_str().expect("utf-8 path");
-    argv.push(d);
-    argv.extend_from_slice(args);
-    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-    otc_device::cli::run(cli).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use otc_testkit::otc_device as otc;
 
 /// A pad between Alice and Bob: Alice's name for Bob, Bob's name for
 /// Alice, the format and the size.
@@ -232,30 +213,16 @@ pub fn dirs(pads: &[PadSpec]) -> Dirs {
     let root = tempfile::tempdir().expect("tempdir");
     let alice = root.path().join("alice");
     let bob = root.path().join("bob");
-    otc(&alice, &["init", "--owner", "Alice"]);
-    otc(&bob, &["init", "--owner", "Bob"]);
+    otc_testkit::init(&alice, "Alice");
+    otc_testkit::init(&bob, "Bob");
     for p in pads {
-        let export = root.path().join(format!("{}.otcpad", p.at_alice));
-        let export_s = export.to_str().expect("utf-8 path");
-        let size = p.size.to_string();
-        let format = p.format.to_string();
-        otc(
-            &alice,
-            &[
-                "pad",
-                "new",
-                "--contact",
-                p.at_alice,
-                "--size",
-                &size,
-                "--format",
-                &format,
-                "--export",
-                export_s,
-            ],
+        otc_testkit::share_pad(
+            root.path(),
+            (&alice, p.at_alice),
+            (&bob, p.at_bob),
+            p.size,
+            p.format,
         );
-        otc(&bob, &["pad", "import", export_s, "--contact", p.at_bob]);
-        std::fs::remove_file(&export).expect("remove export");
     }
     Dirs { root, alice, bob }
 }
@@ -272,40 +239,24 @@ pub struct Dev {
     running: Option<Running>,
 }
 
-/// UI settings for tests: taps count at once (the arm delay is the UI's
-/// own business, tested in otc-ui).
-pub fn ui_config() -> UiConfig {
-    UiConfig {
-        arm_delay: Duration::ZERO,
-        ..Default::default()
-    }
-}
-
 impl Dev {
     /// Start a device on `dir` on 127.0.0.1:0.
     pub fn start(dir: &Path, owner: &str, limits: Limits) -> Dev {
         let platform = TestPlatform::new(WALL, 0);
         let clock = platform.fake_clock();
-        let (display, _screen) = MemoryDisplay::new(800, 480);
-        let (touch, script) = ScriptedTouch::new();
-        let running = device::start(
+        let (running, script) = otc_testkit::start_device(
             dir,
             StartOptions {
-                owner: owner.to_string(),
-                bind: Bind::Loopback(SocketAddr::from(([127, 0, 0, 1], 0))),
                 prompt_timeout: PROMPT_TIMEOUT,
                 limits: limits.clone(),
-                ui: ui_config(),
                 // The requests below say `Host: device`, as a client would
                 // after the owner allowed that name in otc.toml.
                 allowed_hosts: vec!["device".into()],
+                ..otc_testkit::start_options(owner)
             },
-            Box::new(display),
-            Some(Box::new(touch)),
             Arc::new(platform),
-        )
-        .unwrap_or_else(|e| panic!("start the device on {}: {e}", dir.display()));
-        let dev = Dev {
+        );
+        Dev {
             dir: dir.to_path_buf(),
             owner: owner.to_string(),
             limits,
@@ -314,9 +265,7 @@ impl Dev {
             trace: running.ui.trace.clone(),
             addr: running.addr,
             running: Some(running),
-        };
-        dev.wait_screen("the home screen after start", |t| t.screen == "home");
-        dev
+        }
     }
 
     /// Stop the device (closes its store cleanly).
@@ -347,17 +296,7 @@ impl Dev {
 
     /// Wait until the screen matches `pred`; returns that trace.
     pub fn wait_screen(&self, what: &str, pred: impl Fn(&ScreenTrace) -> bool) -> ScreenTrace {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let t = self.trace.get();
-            if pred(&t) {
-                return t;
-            }
-            if Instant::now() >= deadline {
-                panic!("gave up after {WAIT:?} waiting for {what}; the screen shows {t:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        otc_testkit::wait_screen(&self.trace, what, pred)
     }
 
     /// Wait for a prompt (`confirm-seal` or `confirm-open`) with its buttons.

@@ -4,7 +4,7 @@
 pub mod device;
 
 use otc_device::pad::export::HEADER_LEN;
-use otc_device::pad::generate::{NewPad, create_pad};
+use otc_device::pad::generate::{Created, NewPad, create_pad};
 use otc_device::pad::{PadStore, Range, StoreOptions};
 use otc_proto::Format;
 use std::os::unix::fs::FileExt;
@@ -24,6 +24,29 @@ pub fn data_dir(root: &Path, name: &str) -> PathBuf {
     root.join(name)
 }
 
+/// `create_pad` of a plain pad: `size` bytes in `format` for `contact`,
+/// from the kernel RNG, exported to `export`, no progress report.
+pub fn new_pad(
+    store: &PadStore,
+    contact: &str,
+    size: u64,
+    format: Format,
+    export: &Path,
+) -> otc_device::Result<Created> {
+    create_pad(
+        store,
+        &NewPad {
+            contact: contact.into(),
+            size,
+            split: None,
+            format,
+            source: None,
+            export: export.to_path_buf(),
+        },
+        &mut |_, _, _| {},
+    )
+}
+
 /// Make a pad in `store` for `contact`; returns (export path, pad bytes).
 pub fn make_pad(
     store: &PadStore,
@@ -33,19 +56,7 @@ pub fn make_pad(
     format: Format,
 ) -> (PathBuf, Vec<u8>) {
     let export = root.join(format!("{contact}.otcpad"));
-    create_pad(
-        store,
-        &NewPad {
-            contact: contact.into(),
-            size,
-            split: None,
-            format,
-            source: None,
-            export: export.clone(),
-        },
-        &mut |_, _, _| {},
-    )
-    .expect("create pad");
+    new_pad(store, contact, size, format, &export).expect("create pad");
     let bytes = std::fs::read(&export).expect("read export");
     let pad = bytes[HEADER_LEN as usize..HEADER_LEN as usize + size as usize].to_vec();
     (export, pad)

@@ -1,7 +1,11 @@
 //! SPI TFT sink (feature `spi-display`): drives a small ILI9486 or ILI9341
-//! panel directly over `/dev/spidev*` with `mipidsi`, using
-//! `linux-embedded-hal` (spidev + GPIO character device) for the bus, the
-//! data/command line, reset and an optional backlight.
+//! panel directly over `/dev/spidev*` with `mipidsi`.
+//!
+//! The sink opens nothing itself: the board code (otc-device's
+//! `board::open_spi_display`) opens the spidev node and the GPIO character
+//! device's lines (data/command, reset, optional backlight) and hands them
+//! to [`SpiSink::new`] as an `embedded-hal` SPI device and [`SpiPins`].
+//! The configuration ([`SpiConfig`], `[display.spi]`) still names them all.
 //!
 //! Supported panels:
 //!
@@ -468,7 +472,8 @@ pub struct SpiSink {
     panel: Box<dyn Panel>,
     size: (u32, u32),
     name: String,
-    _backlight: Option<linux_embedded_hal::CdevPin>,
+    /// Held so the backlight line stays driven (released on drop).
+    _backlight: Option<Box<dyn Send>>,
 }
 
 impl std::fmt::Debug for SpiSink {
@@ -480,57 +485,54 @@ impl std::fmt::Debug for SpiSink {
     }
 }
 
-impl SpiSink {
-    /// Opens the SPI device and GPIO lines, resets and initialises the panel.
-    pub fn open(cfg: &SpiConfig) -> Result<Self, UiError> {
-        use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
-        use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
-        use linux_embedded_hal::{CdevPin, SpidevDevice};
+/// The panel's lines, already opened by the board code (otc-ui never opens
+/// a GPIO chip or a spidev node): data/command, reset (active low) and an
+/// optional backlight enable, which the sink drives high and holds for as
+/// long as it lives. Any `embedded-hal` output pin will do: the device
+/// hands over GPIO character-device lines, the tests a recording twin.
+pub struct SpiPins<P> {
+    pub dc: P,
+    pub reset: P,
+    pub backlight: Option<P>,
+}
 
-        let name = cfg.spidev.display().to_string();
-        let io_err = |path: &str, msg: String| UiError::DisplayIo {
-            path: path.to_string(),
+impl SpiSink {
+    /// Resets and initialises the panel on `spi` (an opened spidev,
+    /// configured for `cfg.speed_hz`) and `pins`. `name` names the device
+    /// in errors (the spidev path).
+    pub fn new<SPI, P>(
+        cfg: &SpiConfig,
+        name: &str,
+        spi: SPI,
+        pins: SpiPins<P>,
+        delay: &mut impl embedded_hal::delay::DelayNs,
+    ) -> Result<Self, UiError>
+    where
+        SPI: SpiDevice + Send + 'static,
+        P: OutputPin + Send + 'static,
+    {
+        let io_err = |msg: String| UiError::DisplayIo {
+            path: name.to_string(),
             source: std::io::Error::other(msg),
         };
-        let mut spi = SpidevDevice::open(&cfg.spidev).map_err(|e| UiError::DisplayIo {
-            path: name.clone(),
-            source: std::io::Error::new(
-                e.inner().kind(),
-                format!("{e}; is dtparam=spi=on set and no fbtft overlay loaded?"),
-            ),
-        })?;
-        spi.configure(
-            &SpidevOptions::new()
-                .bits_per_word(8)
-                .max_speed_hz(cfg.speed_hz)
-                .mode(SpiModeFlags::SPI_MODE_0)
-                .build(),
-        )
-        .map_err(|source| UiError::DisplayIo {
-            path: name.clone(),
-            source,
-        })?;
-        let chip_name = cfg.gpiochip.display().to_string();
-        let mut chip = Chip::new(&cfg.gpiochip).map_err(|e| io_err(&chip_name, e.to_string()))?;
-        let mut out = |line: u32, initial: u8, what: &str| -> Result<CdevPin, UiError> {
-            let handle = chip
-                .get_line(line)
-                .and_then(|l| l.request(LineRequestFlags::OUTPUT, initial, what))
-                .map_err(|e| io_err(&chip_name, format!("{what} line {line}: {e}")))?;
-            CdevPin::new(handle).map_err(|e| io_err(&chip_name, format!("{what} line {line}: {e}")))
-        };
-        let dc = out(cfg.dc_pin, 0, "otc-display-dc")?;
-        let rst = out(cfg.reset_pin, 1, "otc-display-reset")?;
-        let backlight = match cfg.backlight_pin {
-            Some(n) => Some(out(n, 1, "otc-display-backlight")?),
+        let SpiPins {
+            dc,
+            reset,
+            backlight,
+        } = pins;
+        let backlight = match backlight {
+            Some(mut pin) => {
+                pin.set_high()
+                    .map_err(|e| io_err(bus_err("backlight pin", e)))?;
+                Some(Box::new(pin) as Box<dyn Send>)
+            }
             None => None,
         };
-        let mut delay = linux_embedded_hal::Delay;
-        let panel = init_panel(cfg, spi, dc, rst, &mut delay).map_err(|m| io_err(&name, m))?;
+        let panel = init_panel(cfg, spi, dc, reset, delay).map_err(io_err)?;
         Ok(SpiSink {
             panel,
             size: cfg.logical_size(),
-            name,
+            name: name.to_string(),
             _backlight: backlight,
         })
     }
@@ -587,6 +589,7 @@ mod tests {
     enum Op {
         Dc(bool),
         Rst(bool),
+        Backlight(bool),
         Write(Vec<u8>),
     }
 
@@ -617,24 +620,37 @@ mod tests {
         }
     }
 
-    struct FakePin(Log, bool);
+    /// Which line a [`FakePin`] twin stands for.
+    #[derive(Clone, Copy)]
+    enum Line {
+        Dc,
+        Reset,
+        Backlight,
+    }
+
+    /// The pins' twin: records its level changes in the shared log.
+    struct FakePin(Log, Line);
     impl embedded_hal::digital::ErrorType for FakePin {
         type Error = Infallible;
     }
     impl OutputPin for FakePin {
         fn set_low(&mut self) -> Result<(), Infallible> {
-            let op = if self.1 {
-                Op::Dc(false)
-            } else {
-                Op::Rst(false)
-            };
-            self.0.0.lock().unwrap().push(op);
+            self.set(false);
             Ok(())
         }
         fn set_high(&mut self) -> Result<(), Infallible> {
-            let op = if self.1 { Op::Dc(true) } else { Op::Rst(true) };
-            self.0.0.lock().unwrap().push(op);
+            self.set(true);
             Ok(())
+        }
+    }
+    impl FakePin {
+        fn set(&mut self, level: bool) {
+            let op = match self.1 {
+                Line::Dc => Op::Dc(level),
+                Line::Reset => Op::Rst(level),
+                Line::Backlight => Op::Backlight(level),
+            };
+            self.0.0.lock().unwrap().push(op);
         }
     }
 
@@ -654,7 +670,7 @@ mod tests {
         for op in ops {
             match op {
                 Op::Dc(level) => dc = *level,
-                Op::Rst(_) => {}
+                Op::Rst(_) | Op::Backlight(_) => {}
                 Op::Write(b) if !dc => out.push((b.clone(), Vec::new())),
                 Op::Write(b) => out.last_mut().expect("data before any command").1.extend(b),
             }
@@ -729,7 +745,7 @@ mod tests {
     #[test]
     fn four_wire_encoding_and_chunking() {
         let log = Log::default();
-        let mut bus = FourWire::new(FakeSpi(log.clone()), FakePin(log.clone(), true));
+        let mut bus = FourWire::new(FakeSpi(log.clone()), FakePin(log.clone(), Line::Dc));
         bus.send_command(0x2A, &[0, 1, 0, 2]).unwrap();
         assert_eq!(
             log.take(),
@@ -759,7 +775,7 @@ mod tests {
     #[test]
     fn waveshare_encoding() {
         let log = Log::default();
-        let mut bus = Shift16::new(FakeSpi(log.clone()), FakePin(log.clone(), true));
+        let mut bus = Shift16::new(FakeSpi(log.clone()), FakePin(log.clone(), Line::Dc));
         bus.send_command(0x36, &[0x28, 0x01]).unwrap();
         assert_eq!(
             log.take(),
@@ -790,8 +806,8 @@ mod tests {
         let mut panel = init_panel(
             cfg,
             FakeSpi(log.clone()),
-            FakePin(log.clone(), true),
-            FakePin(log.clone(), false),
+            FakePin(log.clone(), Line::Dc),
+            FakePin(log.clone(), Line::Reset),
             &mut NoDelay,
         )
         .unwrap();
@@ -899,8 +915,8 @@ mod tests {
         let mut panel = init_panel(
             &cfg,
             FakeSpi(log.clone()),
-            FakePin(log.clone(), true),
-            FakePin(log.clone(), false),
+            FakePin(log.clone(), Line::Dc),
+            FakePin(log.clone(), Line::Reset),
             &mut NoDelay,
         )
         .unwrap();
@@ -924,16 +940,57 @@ mod tests {
         assert!(log.take().is_empty());
     }
 
+    /// A sink made by [`SpiSink::new`] on the twins, with or without a
+    /// backlight line, and the log they write to.
+    fn sink_on_twins(cfg: &SpiConfig, backlight: bool) -> (SpiSink, Log) {
+        let log = Log::default();
+        let pins = SpiPins {
+            dc: FakePin(log.clone(), Line::Dc),
+            reset: FakePin(log.clone(), Line::Reset),
+            backlight: backlight.then(|| FakePin(log.clone(), Line::Backlight)),
+        };
+        let sink = SpiSink::new(
+            cfg,
+            "/dev/spidev0.0",
+            FakeSpi(log.clone()),
+            pins,
+            &mut NoDelay,
+        )
+        .unwrap();
+        (sink, log)
+    }
+
     #[test]
-    fn opening_missing_hardware_is_a_clear_error() {
+    fn the_sink_takes_opened_pins_and_holds_the_backlight_high() {
         let cfg = SpiConfig {
-            spidev: PathBuf::from("/nonexistent/spidev9.9"),
+            backlight_pin: Some(18),
             ..SpiConfig::default()
         };
-        let err = SpiSink::open(&cfg).unwrap_err().to_string();
-        assert!(
-            err.contains("/nonexistent/spidev9.9") && err.contains("dtparam=spi=on"),
-            "{err}"
+        let (mut sink, log) = sink_on_twins(&cfg, true);
+        let init = log.take();
+        // Backlight on, then the reset pulse, then the init commands.
+        assert_eq!(
+            init[..3],
+            [Op::Backlight(true), Op::Rst(false), Op::Rst(true)]
         );
+        assert!(
+            !init[3..].iter().any(|op| matches!(op, Op::Backlight(_))),
+            "the backlight is left on: {init:?}"
+        );
+        assert!(!commands(&init).is_empty());
+        assert_eq!(sink.size(), (480, 320));
+        sink.present(&Frame::new(480, 320), Rect::new(0, 0, 1, 1))
+            .unwrap();
+        let cmds = commands(&log.take());
+        assert_eq!(
+            cmds.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+            vec![vec![0, 0x2A], vec![0, 0x2B], vec![0, 0x2C]]
+        );
+
+        // Without a backlight line only the panel's own lines move.
+        let (_sink, log) = sink_on_twins(&SpiConfig::default(), false);
+        let init = log.take();
+        assert_eq!(init[..2], [Op::Rst(false), Op::Rst(true)]);
+        assert!(!init.iter().any(|op| matches!(op, Op::Backlight(_))));
     }
 }
