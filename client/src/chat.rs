@@ -20,6 +20,7 @@
 //! position cannot jump over a message), and the message is fetched again
 //! next time.
 
+use crate::outbox::{Entry, Outbox};
 use otc_proto::relay::RelayMessage;
 use otc_proto::rpc::{ContactInfo, ErrorCode, PackageRequest, UnpackageRequest, Warning};
 use otc_rpc_client::relay::{RelayClient, RelayClientError};
@@ -40,7 +41,7 @@ pub const MAX_BATCHES: usize = 50;
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Warnings kept for the `log` command.
 pub const LOG_LEN: usize = 200;
-/// Attempts at handing a sealed package to the relay before it is kept
+/// Attempts at handing a sealed package to the relay before it is left
 /// in the outbox.
 pub const SEND_ATTEMPTS: u32 = 3;
 
@@ -124,6 +125,8 @@ pub enum Notice {
     CursorNotSaved { error: String },
     /// A sealed message the relay would not take, kept for retry.
     Unsent { to: String, error: String },
+    /// The outbox file could not be written or read.
+    Outbox { error: String },
     /// A message from the outbox finally delivered.
     Delivered { to: String, msg_ref: u64 },
 }
@@ -172,8 +175,9 @@ impl Notice {
                 format!("the device did not save the read position: {error}")
             }
             Notice::Unsent { to, error } => format!(
-                "NOT SENT to {to}: {error}; the sealed message is kept and retried on the next fetch"
+                "NOT SENT to {to}: {error}; the sealed message is kept in the outbox and retried on the next fetch"
             ),
+            Notice::Outbox { error } => format!("outbox: {error}"),
             Notice::Delivered { to, msg_ref } => {
                 format!("delivered to {to} from the outbox (ref {msg_ref})")
             }
@@ -211,6 +215,8 @@ pub enum SendError {
     Device(ClientError),
     #[error("not sent (nothing sealed, no pad spent): {0}")]
     Relay(RelayClientError),
+    #[error("not sent (nothing sealed, no pad spent): {0}")]
+    Outbox(String),
     #[error(
         "NOT SENT: sealed, but the relay did not take it: {error}. The pad bytes are spent; the package is kept"
     )]
@@ -256,9 +262,15 @@ pub struct LogEntry {
     pub notice: Notice,
 }
 
-struct Outgoing {
-    to: String,
-    package: String,
+/// What a retry of the outbox did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Delivered now.
+    pub sent: usize,
+    /// Still waiting (for this user and relay).
+    pub left: usize,
+    /// Why the first one left was not taken.
+    pub error: Option<String>,
 }
 
 #[derive(Default)]
@@ -270,7 +282,6 @@ struct State {
     /// Refs this process opened (so a ref whose position was not saved is
     /// not opened twice).
     opened_refs: HashSet<u64>,
-    outbox: VecDeque<Outgoing>,
 }
 
 /// A chat session of one user, on one device and one relay.
@@ -282,6 +293,9 @@ pub struct Chat {
     state: Mutex<State>,
     log: Mutex<VecDeque<LogEntry>>,
     groups: Mutex<BTreeMap<String, Vec<String>>>,
+    outbox: Outbox,
+    /// One retry of the outbox at a time in this process.
+    flushing: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -299,7 +313,20 @@ impl Chat {
             state: Mutex::new(State::default()),
             log: Mutex::new(VecDeque::new()),
             groups: Mutex::new(BTreeMap::new()),
+            outbox: Outbox::memory(),
+            flushing: Mutex::new(()),
         }
+    }
+
+    /// Keeps sealed packages the relay has not taken in `outbox` (the
+    /// default is in memory only).
+    pub fn with_outbox(mut self, outbox: Outbox) -> Chat {
+        self.outbox = outbox;
+        self
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     pub fn user(&self) -> &str {
@@ -337,9 +364,18 @@ impl Chat {
         lock(&self.log).iter().cloned().collect()
     }
 
-    /// Sealed messages the relay has not taken yet.
+    /// Sealed messages of this user for this relay that the relay has not
+    /// taken yet (0 when the outbox cannot be read).
     pub fn outbox_len(&self) -> usize {
-        lock(&self.state).outbox.len()
+        self.outbox
+            .pending(&self.user, &self.cursor_name)
+            .map_or(0, |v| v.len())
+    }
+
+    /// Removes `package` from the outbox once the relay has it (`otc
+    /// resend`); true if it was there.
+    pub fn outbox_delivered(&self, package: &str) -> Result<bool, String> {
+        self.outbox.remove(package)
     }
 
     fn note(&self, n: Notice, emit: &dyn Fn(&Event)) {
@@ -406,8 +442,10 @@ impl Chat {
                 left: c.send_left,
             });
         }
-        // A relay that is down is found out before any pad is spent.
+        // A relay that is down, or an outbox that cannot be written, is
+        // found out before any pad is spent.
         self.relay.check().map_err(SendError::Relay)?;
+        self.outbox.check().map_err(SendError::Outbox)?;
         emit(&Event::Approve(format!(
             "approve on the device… (seal {} bytes for {to})",
             text.len()
@@ -424,17 +462,35 @@ impl Chat {
                 _ => SendError::Device(e),
             })?;
         drop(st);
+        // Kept before the relay is asked, so that a crash from here on
+        // loses nothing; the next start sends it.
+        if let Err(error) = self.outbox.add(Entry::new(
+            &self.user,
+            &self.cursor_name,
+            to,
+            &sealed.package,
+        )) {
+            self.note(Notice::Outbox { error }, emit);
+        }
         match self.deliver(to, &sealed.package) {
-            Ok(msg_ref) => Ok(Sent {
-                to: to.to_string(),
-                msg_ref,
-                pad_left: sealed.pad_left,
-            }),
-            Err(error) => {
-                lock(&self.state).outbox.push_back(Outgoing {
+            Ok(msg_ref) => {
+                if let Err(error) = self.outbox.remove(&sealed.package) {
+                    self.note(
+                        Notice::Outbox {
+                            error: format!(
+                                "{error}; the message was delivered, and may be sent again at the next start (the receiver's device refuses the copy as a replay)"
+                            ),
+                        },
+                        emit,
+                    );
+                }
+                Ok(Sent {
                     to: to.to_string(),
-                    package: sealed.package.clone(),
-                });
+                    msg_ref,
+                    pad_left: sealed.pad_left,
+                })
+            }
+            Err(error) => {
                 self.note(
                     Notice::Unsent {
                         to: to.to_string(),
@@ -468,28 +524,43 @@ impl Chat {
         Err(last.expect("at least one attempt"))
     }
 
-    /// Try the outbox again (oldest first, stops at the first failure).
-    pub fn flush_outbox(&self, emit: &dyn Fn(&Event)) {
-        loop {
-            let next = {
-                let st = lock(&self.state);
-                st.outbox.front().map(|o| (o.to.clone(), o.package.clone()))
-            };
-            let Some((to, package)) = next else { return };
-            match self.relay.send(&self.user, &to, &package) {
+    /// Try the outbox again: this user's packages for this relay, oldest
+    /// first, one attempt each; stops at the first the relay does not take.
+    pub fn flush_outbox(&self, emit: &dyn Fn(&Event)) -> Flushed {
+        let _one = lock(&self.flushing);
+        let mut done = Flushed::default();
+        let pending = match self.outbox.pending(&self.user, &self.cursor_name) {
+            Ok(p) => p,
+            Err(error) => {
+                done.error = Some(error.clone());
+                self.note(Notice::Outbox { error }, emit);
+                return done;
+            }
+        };
+        for (i, e) in pending.iter().enumerate() {
+            match self.relay.send(&self.user, &e.to, &e.package) {
                 Ok(r) => {
-                    lock(&self.state).outbox.pop_front();
+                    done.sent += 1;
+                    if let Err(error) = self.outbox.remove(&e.package) {
+                        // Sent again next time: refused there as a replay.
+                        self.note(Notice::Outbox { error }, emit);
+                    }
                     self.note(
                         Notice::Delivered {
-                            to,
+                            to: e.to.clone(),
                             msg_ref: r.msg_ref,
                         },
                         emit,
                     );
                 }
-                Err(_) => return,
+                Err(err) => {
+                    done.left = pending.len() - i;
+                    done.error = Some(err.to_string());
+                    break;
+                }
             }
         }
+        done
     }
 
     /// Fetch and open everything the relay has from the read position on

@@ -1,10 +1,11 @@
 //! The `otc` command line: flags (clap, with environment variables), the
 //! one-shot subcommands for scripts (`send`, `recv`, `contacts`,
-//! `resend`), and the interactive client when no subcommand is given.
+//! `resend`, `outbox`), and the interactive client when no subcommand is given.
 //! Everything here is a thin layer over [`crate::chat::Chat`].
 
 use crate::chat::{Chat, Event, FetchError, Notice, Refusal, SendError};
 use crate::config::{self, Given, Settings};
+use crate::outbox::Outbox;
 use crate::style::{Style, clean};
 use clap::{Parser, Subcommand};
 use otc_rpc_client::Client;
@@ -25,7 +26,8 @@ pub const EXIT_USAGE: u8 = 2;
 /// (nothing sealed, no pad spent).
 pub const EXIT_RELAY: u8 = 3;
 /// Sealed but the relay did not take it: the pad bytes are spent, the
-/// package is printed for `otc resend`.
+/// package is kept in the outbox (sent by the next start) and printed for
+/// `otc resend`.
 pub const EXIT_UNSENT: u8 = 4;
 
 /// One Time Chat's chat client: messages sealed and opened by your pad
@@ -55,6 +57,10 @@ pub struct Args {
     /// Seconds to wait for the relay [default: 10].
     #[arg(long, value_name = "SECS", env = "OTC_RELAY_TIMEOUT", global = true)]
     pub relay_timeout: Option<u64>,
+    /// The outbox: sealed messages the relay has not taken yet [default:
+    /// $XDG_STATE_HOME/otc/outbox-USER.jsonl, else ~/.local/state/otc/outbox-USER.jsonl].
+    #[arg(long, value_name = "FILE", env = "OTC_OUTBOX", global = true)]
+    pub outbox: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Cmd>,
 }
@@ -86,8 +92,17 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Hand an already sealed PACKAGE (printed by a failed send) to the relay.
+    /// Hand an already sealed PACKAGE (printed by a failed send) to the
+    /// relay; removes it from the outbox once the relay has it.
     Resend { name: String, package: String },
+    /// List the sealed messages waiting in the outbox (for every relay;
+    /// those for --relay are sent by the next `send`, `recv` or
+    /// interactive start).
+    Outbox {
+        /// One JSON object a line: {"user","relay","to","package","sealed_at"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const AFTER_HELP: &str = "\
@@ -99,10 +114,24 @@ CONFIGURATION:
     --user    OTC_USER     user = \"alice\"
     --device-timeout OTC_DEVICE_TIMEOUT  device_timeout = 120
     --relay-timeout  OTC_RELAY_TIMEOUT   relay_timeout = 10
+    --outbox  OTC_OUTBOX   outbox = \"/path/outbox.jsonl\"  (default
+                            $XDG_STATE_HOME/otc/outbox-USER.jsonl, else
+                            ~/.local/state/otc/outbox-USER.jsonl)
     --config  OTC_CONFIG   (default $XDG_CONFIG_HOME/otc/config.toml,
                             else ~/.config/otc/config.toml; may be absent)
   Groups for `gs` can be kept in the file:  [groups]  friends = [\"bob\", \"carol\"]
   NO_COLOR (set, non-empty) turns colour off; colour is only used on a terminal.
+
+THE OUTBOX:
+  A message is sealed on the device (its pad bytes spent) and then handed
+  to the relay. Before the relay is asked, the sealed package (ciphertext)
+  is written to the outbox file (fsync'd); it is removed once the relay
+  has acknowledged it. Whatever the relay did not take (down, a crash, a
+  kill, quitting) is sent first by the next `send`, `recv` or interactive
+  start for the same relay; `otc outbox` lists it. If a crash comes after
+  the relay took a package but before it left the outbox, it is sent
+  twice: the receiving device opens the first copy and refuses the second
+  as a replay (WARNING replay), with no pad spent.
 
 THE READ POSITION:
   Kept on the device (GET/PUT /v1/cursor/HOST:PORT of the relay). It moves
@@ -115,7 +144,8 @@ EXIT STATUS:
   0 done; 1 the device refused or could not be reached, or a message was
   left for next time (nothing lost); 2 bad command line or config; 3 the
   relay could not be reached, refused or misbehaved (nothing sealed); 4
-  sealed but the relay did not take it (the package is printed: `otc resend`).";
+  sealed but the relay did not take it (kept in the outbox and sent by the
+  next start; the package is also printed for `otc resend`).";
 
 /// Runs `otc` with `args`.
 pub fn run(args: Args) -> ExitCode {
@@ -126,6 +156,7 @@ pub fn run(args: Args) -> ExitCode {
         user: args.user,
         device_timeout: args.device_timeout,
         relay_timeout: args.relay_timeout,
+        outbox: args.outbox,
     };
     let settings = match config::resolve(given) {
         Ok(s) => s,
@@ -139,6 +170,7 @@ pub fn run(args: Args) -> ExitCode {
     match args.command {
         None => crate::interactive::run(chat, &settings, style),
         Some(Cmd::Send { name, text }) => {
+            start_flush(&chat, style);
             let names = chat.group(&name).unwrap_or_else(|| {
                 name.split(',')
                     .filter(|n| !n.is_empty())
@@ -152,16 +184,98 @@ pub fn run(args: Args) -> ExitCode {
                 .find(|c| *c != ExitCode::from(EXIT_OK))
                 .unwrap_or(ExitCode::from(EXIT_OK))
         }
-        Some(Cmd::Recv { follow, json }) => recv(&chat, follow, json, style),
+        Some(Cmd::Recv { follow, json }) => {
+            start_flush(&chat, style);
+            recv(&chat, follow, json, style)
+        }
         Some(Cmd::Contacts { json }) => contacts(&chat, json),
         Some(Cmd::Resend { name, package }) => match chat.deliver(&name, &package) {
             Ok(r) => {
                 println!("sent to {} (ref {r})", clean(&name));
+                if let Err(e) = chat.outbox_delivered(&package) {
+                    eprintln!("{}", style.error(&e));
+                }
                 ExitCode::from(EXIT_OK)
             }
             Err(e) => fail(EXIT_RELAY, &format!("not sent: {e}")),
         },
+        Some(Cmd::Outbox { json }) => list_outbox(&chat, json),
     }
+}
+
+/// What a retry of the outbox at start did, as one line (None when
+/// nothing was waiting).
+pub fn start_flush_text(chat: &Chat, emit: &dyn Fn(&Event)) -> Option<(bool, String)> {
+    let f = chat.flush_outbox(emit);
+    let waiting = f.sent + f.left;
+    if waiting == 0 {
+        return f
+            .error
+            .map(|e| (false, format!("cannot read the outbox: {e}")));
+    }
+    Some(match f.error {
+        None => (
+            true,
+            format!("{waiting} sealed message(s) were waiting; sent"),
+        ),
+        Some(e) => (
+            false,
+            format!(
+                "{waiting} sealed message(s) were waiting; {} sent, {} kept in the outbox ({}): {e}",
+                f.sent,
+                f.left,
+                chat.outbox().describe()
+            ),
+        ),
+    })
+}
+
+/// Sends what is waiting in the outbox for this relay, and says so.
+fn start_flush(chat: &Chat, style: Style) {
+    let emit = |e: &Event| eprintln!("{}", style.event(e));
+    match start_flush_text(chat, &emit) {
+        Some((true, t)) => eprintln!("otc: {}", style.ok(&t)),
+        Some((false, t)) => eprintln!("otc: {}", style.error(&clean(&t))),
+        None => {}
+    }
+}
+
+fn list_outbox(chat: &Chat, json: bool) -> ExitCode {
+    let c = match chat.outbox().contents() {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_USAGE, &e),
+    };
+    let mine: Vec<_> = c.entries.iter().filter(|e| e.user == chat.user()).collect();
+    for n in &c.unreadable {
+        eprintln!(
+            "otc: line {n} of the outbox {} is not an entry (kept as it is)",
+            chat.outbox().describe()
+        );
+    }
+    if json {
+        for e in mine {
+            json_line(serde_json::to_value(e).unwrap_or_default());
+        }
+        return ExitCode::from(EXIT_OK);
+    }
+    if mine.is_empty() {
+        println!("the outbox {} is empty", chat.outbox().describe());
+    }
+    for e in mine {
+        let here = if e.relay == chat.cursor_name() {
+            ""
+        } else {
+            " (another relay)"
+        };
+        println!(
+            "sealed at {} (Unix), to {} via {}{here}, {} bytes",
+            e.sealed_at,
+            clean(&e.to),
+            clean(&e.relay),
+            e.package.len()
+        );
+    }
+    ExitCode::from(EXIT_OK)
 }
 
 fn fail(code: u8, msg: &str) -> ExitCode {
@@ -189,7 +303,11 @@ pub fn connect(s: &Settings) -> Result<Chat, String> {
     if s.user.is_empty() || s.user.len() > 64 || s.user.chars().any(char::is_control) {
         return Err("--user must be 1 to 64 bytes with no control characters".into());
     }
-    let chat = Chat::new(device, relay, s.user.clone());
+    let outbox = match &s.outbox {
+        Ok(p) => Outbox::file(p),
+        Err(why) => Outbox::nowhere(why.clone()),
+    };
+    let chat = Chat::new(device, relay, s.user.clone()).with_outbox(outbox);
     for (g, members) in &s.groups {
         chat.set_group(g, members.clone());
     }
@@ -216,7 +334,8 @@ fn send(chat: &Chat, to: &str, text: &str, style: Style) -> ExitCode {
                 clean(&error.to_string())
             );
             eprintln!(
-                "otc: the pad bytes are spent; send the package once the relay is back with:"
+                "otc: the pad bytes are spent; the sealed message is kept in the outbox ({}) and sent by the next `otc send` or `otc recv`; or send it yourself with:",
+                clean(&chat.outbox().describe())
             );
             eprintln!("otc resend {} {package}", clean(&to));
             ExitCode::from(EXIT_UNSENT)

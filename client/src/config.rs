@@ -8,6 +8,7 @@
 //! | your name       | `--user`           | `OTC_USER`           | `user`           |
 //! | device timeout  | `--device-timeout` | `OTC_DEVICE_TIMEOUT` | `device_timeout` |
 //! | relay timeout   | `--relay-timeout`  | `OTC_RELAY_TIMEOUT`  | `relay_timeout`  |
+//! | outbox file     | `--outbox`         | `OTC_OUTBOX`         | `outbox`         |
 //! | config file     | `--config`         | `OTC_CONFIG`         |                  |
 //! | groups          |                    |                      | `[groups]`       |
 //!
@@ -15,6 +16,11 @@
 //! (else `~/.config/otc/config.toml`); a missing default file is fine, a
 //! missing named one is an error. Unknown keys are an error, so a typo is
 //! not silently ignored.
+//!
+//! The outbox (sealed messages the relay has not taken yet, see
+//! [`crate::outbox`]) is by default
+//! `$XDG_STATE_HOME/otc/outbox-USER.jsonl`, else
+//! `~/.local/state/otc/outbox-USER.jsonl`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -35,6 +41,7 @@ pub struct FileConfig {
     pub user: Option<String>,
     pub device_timeout: Option<u64>,
     pub relay_timeout: Option<u64>,
+    pub outbox: Option<PathBuf>,
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
 }
@@ -48,6 +55,7 @@ pub struct Given {
     pub user: Option<String>,
     pub device_timeout: Option<u64>,
     pub relay_timeout: Option<u64>,
+    pub outbox: Option<PathBuf>,
 }
 
 /// The settings the client runs with.
@@ -59,6 +67,8 @@ pub struct Settings {
     pub device_timeout: Duration,
     pub relay_timeout: Duration,
     pub groups: BTreeMap<String, Vec<String>>,
+    /// The outbox file, or why there is none (no `HOME`).
+    pub outbox: Result<PathBuf, String>,
     /// The config file read, if any.
     pub file: Option<PathBuf>,
 }
@@ -69,6 +79,28 @@ pub fn default_path() -> Option<PathBuf> {
     match xdg {
         Some(d) => Some(PathBuf::from(d).join("otc/config.toml")),
         None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/otc/config.toml")),
+    }
+}
+
+/// The default outbox file of `user` (whether or not it exists). Bytes
+/// of the name other than ASCII letters, digits, `.`, `_` and `-` become
+/// `_` (entries name their user, so two names that meet here stay apart).
+pub fn default_outbox(user: &str) -> Option<PathBuf> {
+    let safe: String = user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let file = format!("otc/outbox-{safe}.jsonl");
+    let xdg = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty());
+    match xdg {
+        Some(d) => Some(PathBuf::from(d).join(file)),
+        None => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state").join(file)),
     }
 }
 
@@ -109,6 +141,7 @@ pub fn resolve(given: Given) -> Result<Settings, String> {
         "relay",
     )?;
     let user = need(given.user.or(file.user), "--user NAME", "OTC_USER", "user")?;
+    let user_for_outbox = user.clone();
     let secs = |v: Option<u64>, d: u64| Duration::from_secs(v.unwrap_or(d).max(1));
     Ok(Settings {
         device,
@@ -122,6 +155,15 @@ pub fn resolve(given: Given) -> Result<Settings, String> {
             given.relay_timeout.or(file.relay_timeout),
             DEFAULT_RELAY_TIMEOUT_SECS,
         ),
+        outbox: given
+            .outbox
+            .or(file.outbox)
+            .filter(|p| !p.as_os_str().is_empty())
+            .or_else(|| default_outbox(&user_for_outbox))
+            .ok_or_else(|| {
+                "neither XDG_STATE_HOME nor HOME is set: give --outbox FILE or OTC_OUTBOX"
+                    .to_string()
+            }),
         groups: file.groups,
         file: path,
     })

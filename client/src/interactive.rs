@@ -62,6 +62,14 @@ pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
         &printer,
         "type `help` for the commands; messages arrive by themselves".into(),
     );
+    {
+        let emit = |e: &Event| print(&printer, style.event(e));
+        match crate::cli::start_flush_text(&chat, &emit) {
+            Some((true, t)) => print(&printer, style.ok(&t)),
+            Some((false, t)) => print(&printer, style.error(&clean(&t))),
+            None => {}
+        }
+    }
     let poller = Arc::new(Poller {
         held: Mutex::new(false),
         wake: Condvar::new(),
@@ -166,10 +174,11 @@ pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
     }
     poller.quit.store(true, Ordering::SeqCst);
     poller.wake.notify_all();
-    if chat.outbox_len() > 0 {
+    let waiting = chat.outbox_len();
+    if waiting > 0 {
         eprintln!(
-            "otc: {} sealed message(s) were never taken by the relay and are lost with this session",
-            chat.outbox_len()
+            "otc: {waiting} sealed message(s) not taken by the relay yet are kept in the outbox ({}); the next start sends them",
+            clean(&chat.outbox().describe())
         );
     }
     ExitCode::from(EXIT_OK)

@@ -3,6 +3,7 @@
 //!
 //! - [`chat`]: the engine (send, fetch and open, the read position, the
 //!   outbox, the warnings log); no terminal.
+//! - [`outbox`]: sealed packages the relay has not taken, kept in a file.
 //! - [`config`]: settings from flags, environment and the config file.
 //! - [`commands`]: the interactive command line, parsed.
 //! - [`style`]: lines, colour, escaping of untrusted text.
@@ -16,4 +17,5 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod interactive;
+pub mod outbox;
 pub mod style;

@@ -150,9 +150,22 @@ pub fn dead_addr() -> SocketAddr {
 /// environment), killed if it has not finished within `deadline`; `what`
 /// says what was awaited.
 pub fn otc(args: &[&str], deadline: Duration, what: &str) -> Output {
+    let state = tempfile::tempdir().expect("a state dir for otc");
+    let child = command(args)
+        .env("XDG_STATE_HOME", state.path())
+        .spawn()
+        .expect("start otc");
+    finish(child, args, deadline, what)
+}
+
+/// The real `otc` binary with `args`, no config file, no OTC_* environment
+/// (and no default outbox: give `--outbox`).
+pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_otc"));
     cmd.args(args)
         .env("NO_COLOR", "1")
+        .env("XDG_STATE_HOME", "/nonexistent/otc-test-state")
+        .env_remove("OTC_OUTBOX")
         .env("OTC_CONFIG", "/dev/null")
         .env_remove("OTC_DEVICE")
         .env_remove("OTC_RELAY")
@@ -160,7 +173,17 @@ pub fn otc(args: &[&str], deadline: Duration, what: &str) -> Output {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start otc");
+    cmd
+}
+
+/// Waits for `child` (started with `args`) at most `deadline`, killing it
+/// and panicking with `what` if it has not finished by then.
+pub fn finish(
+    mut child: std::process::Child,
+    args: &[&str],
+    deadline: Duration,
+    what: &str,
+) -> Output {
     let start = Instant::now();
     loop {
         match child.try_wait().expect("wait for otc") {
@@ -233,8 +256,15 @@ impl World {
         self.flags_with_relay(owner, &self.relay.url())
     }
 
+    /// `owner`'s outbox file (kept in the world's temp dir).
+    pub fn outbox(&self, owner: &str) -> std::path::PathBuf {
+        self.root.path().join(format!("outbox-{owner}.jsonl"))
+    }
+
     pub fn flags_with_relay(&self, owner: &str, relay: &str) -> Vec<String> {
         vec![
+            "--outbox".into(),
+            self.outbox(owner).to_string_lossy().to_string(),
             "--device".into(),
             self.dev(owner).url(),
             "--relay".into(),
