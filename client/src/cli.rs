@@ -39,7 +39,7 @@ pub const EXIT_UNSENT: u8 = 4;
 #[derive(Parser, Debug)]
 #[command(name = "otc", version, after_long_help = AFTER_HELP)]
 pub struct Args {
-    /// The device's RPC endpoint, e.g. http://192.168.7.2:9051.
+    /// The device's RPC endpoint, e.g. http://10.0.0.2:9051.
     #[arg(long, value_name = "URL", env = "OTC_DEVICE", global = true)]
     pub device: Option<String>,
     /// The relay, e.g. http://relay.example:8000.
@@ -109,7 +109,7 @@ const AFTER_HELP: &str = "\
 CONFIGURATION:
   Each setting comes from its flag, else its environment variable, else the
   config file (TOML), else the default:
-    --device  OTC_DEVICE   device = \"http://192.168.7.2:9051\"
+    --device  OTC_DEVICE   device = \"http://10.0.0.2:9051\"
     --relay   OTC_RELAY    relay = \"http://relay.example:8000\"
     --user    OTC_USER     user = \"alice\"
     --device-timeout OTC_DEVICE_TIMEOUT  device_timeout = 120
