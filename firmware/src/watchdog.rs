@@ -233,7 +233,7 @@ impl<W: Write> Petter<W> {
                 eprintln!(
                     "otc-device: watchdog: {}; no longer petting {}: the board resets when it \
                      expires",
-                    why(&verdict),
+                    why(&verdict, self.health.start_limit),
                     self.label
                 );
             }
@@ -259,14 +259,14 @@ impl<W: Write> Petter<W> {
 }
 
 /// What the console says about a verdict that does not pet.
-fn why(v: &Verdict) -> String {
+fn why(v: &Verdict, start_limit: Duration) -> String {
     match v {
         Verdict::Stalled { name, for_ } => {
             format!("{name} has not turned for {} s", for_.as_secs())
         }
         Verdict::StartTooLong => format!(
             "the device has not finished starting in {} s",
-            START_LIMIT.as_secs()
+            start_limit.as_secs()
         ),
         Verdict::Healthy | Verdict::Starting => "healthy".into(),
     }
