@@ -115,7 +115,9 @@ pub struct WatchdogOptions {
 
 /// Open the watchdog for writing (the Linux watchdog API: opening arms it,
 /// every write pets it) and, when it is a character device, set its
-/// timeout (`WDIOC_SETTIMEOUT`). A FIFO or a regular file is opened as it
+/// timeout (`WDIOC_SETTIMEOUT`; a timeout the hardware cannot do is a
+/// warning, and it keeps its own; a device that is no watchdog is an
+/// error). A FIFO or a regular file is opened as it
 /// is, with no timeout to set: the tests' stand-ins for the device.
 /// Only one process may hold a watchdog open: `EBUSY` means another one
 /// (e.g. a watchdog daemon) has it.
@@ -139,20 +141,48 @@ pub fn open_watchdog(opts: &WatchdogOptions) -> Result<std::fs::File> {
         .file_type();
     if kind.is_char_device() {
         let want = opts.timeout.as_secs();
-        let got = set_watchdog_timeout(&f, want).map_err(|e| {
-            crate::Error::io(
-                format!("cannot set the timeout of the watchdog {name} to {want} s"),
-                e.into(),
-            )
-        })?;
-        if got != want {
-            eprintln!("otc-device: the watchdog {name} took a timeout of {got} s (asked {want} s)");
+        match set_watchdog_timeout(&f, want) {
+            Ok(got) if got == want => {}
+            Ok(got) => {
+                eprintln!(
+                    "otc-device: the watchdog {name} took a timeout of {got} s (asked {want} s)"
+                )
+            }
+            // A timeout this hardware cannot do: it is still a watchdog,
+            // petted every second, with the timeout it has (better than a
+            // device that never starts).
+            Err(nix::errno::Errno::EINVAL) => {
+                let has = get_watchdog_timeout(&f)
+                    .map(|t| format!("{t} s"))
+                    .unwrap_or_else(|e| format!("unknown: {e}"));
+                eprintln!(
+                    "otc-device: the watchdog {name} cannot time out after {want} s; it keeps its \
+                     own timeout ({has})"
+                );
+            }
+            Err(e) => {
+                return Err(crate::Error::io(
+                    format!("cannot set the timeout of the watchdog {name} to {want} s"),
+                    e.into(),
+                ));
+            }
         }
     }
     Ok(f)
 }
 
 nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, nix::libc::c_int);
+nix::ioctl_read!(wdioc_gettimeout, b'W', 7, nix::libc::c_int);
+
+/// `WDIOC_GETTIMEOUT`: the driver's timeout, in seconds.
+fn get_watchdog_timeout(f: &std::fs::File) -> nix::Result<i64> {
+    use std::os::fd::AsRawFd;
+    let mut t: nix::libc::c_int = 0;
+    // SAFETY: the descriptor is open for the call's length, and `t` is the
+    // `int` the ioctl writes.
+    unsafe { wdioc_gettimeout(f.as_raw_fd(), &mut t) }?;
+    Ok(i64::from(t))
+}
 
 /// `WDIOC_SETTIMEOUT`: returns the timeout the driver took (it may round).
 fn set_watchdog_timeout(f: &std::fs::File, seconds: u64) -> nix::Result<u64> {
