@@ -6,7 +6,9 @@
 //!   with evdev touch, the SPI TFT, memory only, or the emulator page);
 //! - link detection ([`link_up`]: the kernel's operstate of the Ethernet
 //!   interface), which the rest of the device reads only through the
-//!   platform seam (`RealPlatform::link_up` calls it; tests use the twin).
+//!   platform seam (`RealPlatform::link_up` calls it; tests use the twin);
+//! - the hardware watchdog's opening ([`open_watchdog`]: `/dev/watchdog`
+//!   and its timeout); when to pet it is [`crate::watchdog`]'s business.
 //!
 //! - the SPI display's hardware ([`open_spi_display`], feature
 //!   `spi-display`): the spidev node and the GPIO character device's lines
@@ -158,6 +160,98 @@ pub fn link_up(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The hardware watchdog `otc-device run --watchdog` pets (see
+/// [`crate::watchdog`] for when).
+#[derive(Clone, Debug)]
+pub struct WatchdogOptions {
+    /// The device, e.g. `/dev/watchdog` (bcm2835_wdt on the Pi, i6300esb
+    /// in the QEMU test).
+    pub device: std::path::PathBuf,
+    /// The hardware timeout to set: no pet for this long resets the board.
+    pub timeout: std::time::Duration,
+}
+
+/// Open the watchdog for writing (the Linux watchdog API: opening arms it,
+/// every write pets it) and, when it is a character device, set its
+/// timeout (`WDIOC_SETTIMEOUT`; a timeout the hardware cannot do is a
+/// warning, and it keeps its own; a device that is no watchdog is an
+/// error). A FIFO or a regular file is opened as it
+/// is, with no timeout to set: the tests' stand-ins for the device.
+/// Only one process may hold a watchdog open: `EBUSY` means another one
+/// (e.g. a watchdog daemon) has it.
+pub fn open_watchdog(opts: &WatchdogOptions) -> Result<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt;
+    let name = opts.device.display();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&opts.device)
+        .map_err(|e| {
+            let hint = if e.raw_os_error() == Some(nix::libc::EBUSY) {
+                " (another process, e.g. a watchdog daemon, holds it)"
+            } else {
+                ""
+            };
+            crate::Error::io(format!("cannot open the watchdog {name}{hint}"), e)
+        })?;
+    let kind = f
+        .metadata()
+        .map_err(|e| crate::Error::io(format!("cannot stat the watchdog {name}"), e))?
+        .file_type();
+    if kind.is_char_device() {
+        let want = opts.timeout.as_secs();
+        match set_watchdog_timeout(&f, want) {
+            Ok(got) if got == want => {}
+            Ok(got) => {
+                eprintln!(
+                    "otc-device: the watchdog {name} took a timeout of {got} s (asked {want} s)"
+                )
+            }
+            // A timeout this hardware cannot do: it is still a watchdog,
+            // petted every second, with the timeout it has (better than a
+            // device that never starts).
+            Err(nix::errno::Errno::EINVAL) => {
+                let has = get_watchdog_timeout(&f)
+                    .map(|t| format!("{t} s"))
+                    .unwrap_or_else(|e| format!("unknown: {e}"));
+                eprintln!(
+                    "otc-device: the watchdog {name} cannot time out after {want} s; it keeps its \
+                     own timeout ({has})"
+                );
+            }
+            Err(e) => {
+                return Err(crate::Error::io(
+                    format!("cannot set the timeout of the watchdog {name} to {want} s"),
+                    e.into(),
+                ));
+            }
+        }
+    }
+    Ok(f)
+}
+
+nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, nix::libc::c_int);
+nix::ioctl_read!(wdioc_gettimeout, b'W', 7, nix::libc::c_int);
+
+/// `WDIOC_GETTIMEOUT`: the driver's timeout, in seconds.
+fn get_watchdog_timeout(f: &std::fs::File) -> nix::Result<i64> {
+    use std::os::fd::AsRawFd;
+    let mut t: nix::libc::c_int = 0;
+    // SAFETY: the descriptor is open for the call's length, and `t` is the
+    // `int` the ioctl writes.
+    unsafe { wdioc_gettimeout(f.as_raw_fd(), &mut t) }?;
+    Ok(i64::from(t))
+}
+
+/// `WDIOC_SETTIMEOUT`: returns the timeout the driver took (it may round).
+fn set_watchdog_timeout(f: &std::fs::File, seconds: u64) -> nix::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut t = nix::libc::c_int::try_from(seconds).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: the descriptor is open for the call's length, and `t` is the
+    // `int` the ioctl reads and writes.
+    unsafe { wdioc_settimeout(f.as_raw_fd(), &mut t) }?;
+    Ok(u64::try_from(t).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +272,38 @@ mod tests {
         assert!(
             err.contains("/nonexistent/spidev9.9") && err.contains("dtparam=spi=on"),
             "{err}"
+        );
+    }
+
+    fn watchdog_at(device: std::path::PathBuf) -> WatchdogOptions {
+        WatchdogOptions {
+            device,
+            timeout: std::time::Duration::from_secs(15),
+        }
+    }
+
+    #[test]
+    fn a_watchdog_stand_in_file_opens_and_a_missing_one_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("watchdog");
+        std::fs::write(&file, b"").unwrap();
+        open_watchdog(&watchdog_at(file)).unwrap();
+        let missing = tmp.path().join("no-watchdog");
+        let e = open_watchdog(&watchdog_at(missing.clone())).unwrap_err();
+        assert!(
+            e.to_string().contains(&missing.display().to_string()),
+            "{e}"
+        );
+    }
+
+    /// A character device that is not a watchdog (/dev/null) is refused:
+    /// petting it would protect nothing.
+    #[test]
+    fn a_char_device_that_is_no_watchdog_is_refused() {
+        let e = open_watchdog(&watchdog_at("/dev/null".into())).unwrap_err();
+        assert!(
+            e.to_string().contains("timeout of the watchdog /dev/null"),
+            "{e}"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! The `otc-device` command line: pad management on a data directory.
 
 use crate::audit::{AuditLog, Event};
-use crate::board::ScreenOptions;
+use crate::board::{ScreenOptions, WatchdogOptions};
 use crate::config::Config;
 use crate::device::{RunOptions, StartOptions};
 use crate::error::{Error, Result};
@@ -130,6 +130,28 @@ pub struct RunArgs {
     /// 127.0.0.1:9080).
     #[arg(long, value_name = "ADDR")]
     pub emulator_listen: Option<std::net::SocketAddr>,
+    /// Pet this hardware watchdog (e.g. /dev/watchdog) while the device
+    /// works: once a second, as long as the RPC endpoint's accept loop, the
+    /// UI loop and the audit flusher have each turned within the last 10 s
+    /// (and for up to 60 s while it starts). Otherwise it stops petting and
+    /// the board resets when the watchdog expires. It is opened first of
+    /// all, with its timeout set (--watchdog-timeout). A stop on
+    /// SIGTERM/SIGINT disarms it (magic close); a crash leaves it
+    /// counting, so whoever restarts the device must do so within the
+    /// timeout. Only one process may hold it. No watchdog without this
+    /// flag.
+    #[arg(long, value_name = "DEVICE")]
+    pub watchdog: Option<PathBuf>,
+    /// The watchdog's timeout: no pet for this long resets the board
+    /// (bcm2835 on the Pi allows at most 15).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 15,
+        requires = "watchdog",
+        value_parser = clap::value_parser!(u64).range(2..=3600)
+    )]
+    pub watchdog_timeout: u64,
 }
 
 /// `otc-device pad ...`
@@ -325,6 +347,10 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
             display,
             touch: cfg.touch.clone(),
         },
+        watchdog: args.watchdog.clone().map(|device| WatchdogOptions {
+            device,
+            timeout: Duration::from_secs(args.watchdog_timeout),
+        }),
     })
 }
 

@@ -23,6 +23,7 @@ use crate::net::{self, Bind};
 use crate::pad::{PadStore, Side};
 use crate::platform::{Platform, RealPlatform};
 use crate::rpc::{self, ApprovalPrompt, Notice, Service};
+use crate::watchdog::{self, Heartbeat, Pulse, Watchdog};
 use otc_ui::texts::{self, Happened};
 use otc_ui::{
     AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Touch,
@@ -365,6 +366,10 @@ pub struct Running<S: Screen<Prompt = ApprovalPrompt> = UiScreen> {
     flusher: Option<JoinHandle<()>>,
     /// The audit log's chain check, after start (see [`AuditLog::open_quick`]).
     checker: Option<JoinHandle<()>>,
+    /// Heartbeats of the accept loop and the audit flusher (the UI loop's
+    /// is in its trace handle); see [`Running::pulses`].
+    rpc_beat: Heartbeat,
+    flush_beat: Heartbeat,
 }
 
 /// Set once the audit log's chain check is done; acknowledging alerts
@@ -444,6 +449,18 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
         audit.append(Event::Stop)?;
         audit.flush()?;
         Ok(())
+    }
+
+    /// The heartbeats that say whether this device works, for the
+    /// hardware watchdog ([`crate::watchdog`]): the RPC endpoint's accept
+    /// loop, the UI loop and the audit flusher.
+    pub fn pulses(&self) -> Vec<Pulse> {
+        let trace = self.ui.trace.clone();
+        vec![
+            Pulse::of("the RPC accept loop", &self.rpc_beat),
+            Pulse::new("the UI loop", move || trace.loop_turns()),
+            Pulse::of("the audit flusher", &self.flush_beat),
+        ]
     }
 
     /// True once the RPC endpoint has stopped by itself (on an error);
@@ -595,16 +612,18 @@ where
     let checked = Arc::new(Checked::default());
     let checker = spawn_audit_check(opened, &service, &face, &checked)?;
     let stop = Arc::new(AtomicBool::new(false));
+    let (rpc_beat, flush_beat) = (Heartbeat::new(), Heartbeat::new());
     let rpc = {
         let (service, stop) = (service.clone(), stop.clone());
         let hosts = opts.allowed_hosts;
+        let beat = rpc_beat.clone();
         std::thread::Builder::new()
             .name("otc-rpc".into())
-            .spawn(move || rpc::serve(service, listener, stop, hosts))
+            .spawn(move || rpc::serve(service, listener, stop, hosts, beat))
             .map_err(|e| Error::io("cannot start the RPC thread", e))?
     };
     let events = spawn_ui_events(&mut ui, &face, &service, &checked)?;
-    let flusher = spawn_audit_flusher(&service, &stop)?;
+    let flusher = spawn_audit_flusher(&service, &stop, &flush_beat)?;
     Ok(Running {
         service,
         ui,
@@ -614,6 +633,8 @@ where
         events: Some(events),
         flusher: Some(flusher),
         checker,
+        rpc_beat,
+        flush_beat,
     })
 }
 
@@ -685,19 +706,22 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
 }
 
 /// The thread that makes routine audit entries durable every
-/// [`crate::audit::FLUSH_INTERVAL`] until `stop`.
+/// [`crate::audit::FLUSH_INTERVAL`] until `stop`; `beat` beats after each
+/// flush.
 fn spawn_audit_flusher<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     service: &Arc<Service<S>>,
     stop: &Arc<AtomicBool>,
+    beat: &Heartbeat,
 ) -> Result<JoinHandle<()>> {
     Ok({
-        let (service, stop) = (service.clone(), stop.clone());
+        let (service, stop, beat) = (service.clone(), stop.clone(), beat.clone());
         std::thread::Builder::new()
             .name("otc-audit-flush".into())
             .spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     std::thread::sleep(crate::audit::FLUSH_INTERVAL);
                     service.flush_audit();
+                    beat.beat();
                 }
             })
             .map_err(|e| Error::io("cannot start the audit flusher", e))?
@@ -711,21 +735,44 @@ pub struct RunOptions {
     pub start: StartOptions,
     /// Which screen to open (the board's business, see [`board`]).
     pub screen: board::ScreenOptions,
+    /// The hardware watchdog to pet while the device works, if any
+    /// ([`crate::watchdog`]).
+    pub watchdog: Option<board::WatchdogOptions>,
 }
 
 /// `otc-device run`: start on the real platform with the board's screen,
 /// until SIGTERM or SIGINT, then stop cleanly.
+///
+/// With a watchdog, it is opened first of all (a restarted device must
+/// pet it again before the timeout) and petted while the device starts,
+/// then while its loops turn ([`crate::watchdog`]). A stop on a signal
+/// ends with the magic close; any other end leaves it counting.
 pub fn run(dir: &Path, opts: RunOptions) -> Result<()> {
     // Before any thread exists, so that every thread inherits the mask.
     let signals = stop_signals()?;
+    let platform = Arc::new(RealPlatform::new());
+    let watchdog = match &opts.watchdog {
+        Some(w) => {
+            let dev = board::open_watchdog(w)?;
+            let limits = watchdog::Limits::default();
+            let label = w.device.display().to_string();
+            let petter = watchdog::Petter::new(dev, &label, platform.clock(), limits);
+            Some(
+                Watchdog::spawn(petter, limits.every)
+                    .map_err(|e| Error::io("cannot start the watchdog thread", e))?,
+            )
+        }
+        None => None,
+    };
     let (display, touch, emu) = board::open_screen(&opts.screen)?;
-    let running = start(
-        dir,
-        opts.start,
-        display,
-        touch,
-        Arc::new(RealPlatform::new()),
-    )?;
+    let running = start(dir, opts.start, display, touch, platform)?;
+    if let Some(w) = &watchdog {
+        w.watch(running.pulses());
+        eprintln!(
+            "otc-device: petting the watchdog while the endpoint, the screen and the audit log \
+             work"
+        );
+    }
     #[cfg(feature = "emulator")]
     let _emulator = match emu {
         Some(parts) => {
@@ -748,7 +795,13 @@ pub fn run(dir: &Path, opts: RunOptions) -> Result<()> {
             Ok(signal) => {
                 let began = std::time::Instant::now();
                 eprintln!("{signal}: stopping cleanly");
-                running.stop()?;
+                let stopped = running.stop();
+                // A deliberate stop: the watchdog is disarmed either way.
+                if let Some(w) = watchdog {
+                    w.stop_clean()
+                        .map_err(|e| Error::io("cannot disarm the watchdog", e))?;
+                }
+                stopped?;
                 eprintln!("stopped cleanly in {} ms", began.elapsed().as_millis());
                 return Ok(());
             }

@@ -924,11 +924,15 @@ impl<H: Handler> Shared<H> {
 
 /// Serve `handler` on `listener` until `stop` is set; see the module doc.
 /// Errors of single connections (or of `accept`) never end it.
+///
+/// `heartbeat` beats at every turn of the accept loop (at least every
+/// `STOP_POLL`, 200 ms, while the loop is alive; see [`crate::watchdog`]).
 pub fn serve<H: Handler>(
     handler: Arc<H>,
     listener: TcpListener,
     stop: Arc<AtomicBool>,
     settings: Settings,
+    heartbeat: crate::watchdog::Heartbeat,
 ) -> std::io::Result<()> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     listener.set_nonblocking(true)?;
@@ -947,6 +951,7 @@ pub fn serve<H: Handler>(
     });
     let poll_ms = PollTimeout::try_from(STOP_POLL).unwrap_or(PollTimeout::MAX);
     while !stop.load(Ordering::Acquire) {
+        heartbeat.beat();
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, poll_ms) {
             Ok(0) => continue,

@@ -26,6 +26,7 @@ pub mod net;
 pub mod pad;
 pub mod platform;
 pub mod rpc;
+pub mod watchdog;
 
 pub use error::{Error, Result};
 pub use pad::PadStore;

@@ -1006,6 +1006,7 @@ pub fn serve<S>(
     listener: TcpListener,
     stop: Arc<AtomicBool>,
     allowed_hosts: Vec<String>,
+    heartbeat: crate::watchdog::Heartbeat,
 ) -> std::io::Result<()>
 where
     S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static,
@@ -1020,7 +1021,7 @@ where
         body_timeout: Duration::from_millis(l.body_timeout_ms),
         allowed_hosts,
     };
-    crate::front::serve(device, listener, stop, settings)
+    crate::front::serve(device, listener, stop, settings, heartbeat)
 }
 
 impl<S> crate::front::Handler for Service<S>

@@ -192,6 +192,8 @@ const TAPS_KEPT: usize = 32;
 pub struct TraceHandle {
     inner: Arc<Mutex<ScreenTrace>>,
     taps: Arc<(Mutex<TapLog>, Condvar)>,
+    /// Turns of [`Ui::run`]'s loop: a heartbeat for a watchdog.
+    turns: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TraceHandle {
@@ -200,6 +202,13 @@ impl TraceHandle {
     }
     fn set(&self, t: ScreenTrace) {
         *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+
+    /// How many turns the UI loop ([`Ui::run`]) has made. It turns at least
+    /// once a second (plus the time to draw a frame) while the UI is alive,
+    /// so a count that stops moving means a stuck UI thread.
+    pub fn loop_turns(&self) -> u64 {
+        self.turns.load(Ordering::Relaxed)
     }
 
     /// How many taps the UI has handled so far. Read it before sending a
@@ -488,6 +497,7 @@ impl Ui {
             if let Err(e) = self.step(Duration::from_secs(1)) {
                 break Err(e);
             }
+            self.trace.turns.fetch_add(1, Ordering::Relaxed);
             if self.quit {
                 break Ok(());
             }
