@@ -383,3 +383,39 @@ fn a_slow_relay_is_a_clear_timeout_and_spends_nothing() {
         0
     );
 }
+
+/// Anyone can send through the relay under any name. A name (or text) with
+/// Unicode bidi controls (U+202E RIGHT-TO-LEFT OVERRIDE and friends) or a
+/// line separator would reorder or break what the terminal shows after it
+/// (a "Trojan Source" spoof of the warning line): `otc` shows them escaped,
+/// like control characters.
+#[test]
+fn bidi_controls_in_a_sender_name_are_shown_escaped() {
+    let w = World::new(&["alice", "bob"], false);
+    let name = "eve\u{202e}ecila\u{2066}x\u{2028}y";
+    let body = format!(
+        "sender_uid={}&recipient_uid=bob&contents=AAAA",
+        otc_rpc_client::relay::form_encode(name)
+    );
+    let reply = common::raw_request(
+        w.relay.addr(),
+        &format!(
+            "POST /send HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "the relay took it: {reply}"
+    );
+    let o = w.otc("bob", &["recv"], "recv a message from a spoofing name");
+    let err = stderr(&o);
+    assert!(
+        err.contains("eve\\u{202e}ecila\\u{2066}x\\u{2028}y"),
+        "{err}"
+    );
+    for c in ['\u{202e}', '\u{2066}', '\u{2028}'] {
+        assert!(!err.contains(c), "{c:?} reached the terminal: {err:?}");
+    }
+}
