@@ -419,3 +419,38 @@ fn bidi_controls_in_a_sender_name_are_shown_escaped() {
         assert!(!err.contains(c), "{c:?} reached the terminal: {err:?}");
     }
 }
+
+/// One hostile reply used to stop delivery for good: a relay (or whoever
+/// answers in its place once, on plain HTTP) hands out a made-up message at
+/// a huge ref from a name with no pad. It is refused for good, so the read
+/// position, kept on the device, moves past it, and every real message
+/// (all at lower refs) was never fetched again, even from an honest relay.
+/// The state that reply leaves is set here directly. Now a fetch that finds
+/// nothing asks the relay for its next ref and, when the position is past
+/// every ref the relay ever gave out, says so and reads from there.
+/// (The test fails on the previous code at its first assertion.)
+#[test]
+fn a_read_position_past_every_ref_the_relay_gave_out_comes_back() {
+    let w = World::new(&["alice", "bob"], false);
+    let name = otc_rpc_client::relay::RelayClient::from_addr(w.relay.addr()).cursor_name();
+    let bogus = 1u64 << 60;
+    w.dev("bob")
+        .client()
+        .set_cursor(&name, bogus)
+        .expect("set the position a bogus ref left");
+    let o = w.otc("bob", &["recv"], "recv after a bogus ref");
+    assert!(stderr(&o).contains(&bogus.to_string()), "{}", stderr(&o));
+    assert!(w.cursor("bob") < bogus);
+    // Messages sent from now on arrive. (Any sent while the position was
+    // bogus are skipped; the next one from that contact then opens with
+    // the device's skipped warning.)
+    let o = w.otc("alice", &["send", "bob", "still there?"], "a send");
+    assert_exit(&o, 0);
+    let o = w.otc("bob", &["recv"], "recv after the rewind");
+    assert!(
+        stdout(&o).contains("still there?"),
+        "stdout: {}\nstderr: {}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
