@@ -129,6 +129,10 @@ pub enum Notice {
     Outbox { error: String },
     /// A message from the outbox finally delivered.
     Delivered { to: String, msg_ref: u64 },
+    /// The read position was past every ref the relay ever gave out (a
+    /// bogus ref from a hostile reply, or a relay started afresh): it was
+    /// moved back to the relay's next ref.
+    Rewound { from: u64, to: u64 },
 }
 
 impl Notice {
@@ -181,6 +185,9 @@ impl Notice {
             Notice::Delivered { to, msg_ref } => {
                 format!("delivered to {to} from the outbox (ref {msg_ref})")
             }
+            Notice::Rewound { from, to } => format!(
+                "the read position {from} is past every ref the relay gave out (its next is {to}): reading from {to}"
+            ),
         }
     }
 }
@@ -614,6 +621,32 @@ impl Chat {
         // device opened some of these: read the position again.
         if wait.is_some() && !batch.messages.is_empty() {
             self.refresh_cursor().map_err(FetchError::Device)?;
+        }
+        if batch.messages.is_empty() && batch.complete && start > 0 {
+            // A position no relay ref ever reached (left by a bogus ref in
+            // a hostile reply) would skip every real message for good.
+            if let Ok(next) = self.relay.next_ref(&self.user)
+                && next < start
+            {
+                let mut st = lock(&self.state);
+                st.cursor = Some(next);
+                st.cursor_dirty = true;
+                self.save_cursor(&mut st, emit);
+                self.note(
+                    Notice::Rewound {
+                        from: start,
+                        to: next,
+                    },
+                    emit,
+                );
+                return Ok((
+                    Fetched {
+                        cursor: next,
+                        ..Fetched::default()
+                    },
+                    false,
+                ));
+            }
         }
         let mut st = lock(&self.state);
         let mut done = Fetched {

@@ -85,17 +85,26 @@ pub fn message_text(m: &Incoming) -> String {
     }
 }
 
-/// `s` with control characters escaped (`\n`, `\u{1b}`, ...).
+/// `s` with control characters escaped (`\n`, `\u{1b}`, ...), and the
+/// invisible characters that reorder or break the rest of a terminal line
+/// too: bidi controls (a U+202E in a sender's name would show the warning
+/// after it backwards) and the line and paragraph separators.
 pub fn clean(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() {
+        if c.is_control() || reorders_the_line(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Unicode's bidi formatting characters (UAX #9: ALM, LRM, RLM, the
+/// embeddings, overrides and isolates) and U+2028/U+2029.
+fn reorders_the_line(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
 #[cfg(test)]

@@ -383,3 +383,74 @@ fn a_slow_relay_is_a_clear_timeout_and_spends_nothing() {
         0
     );
 }
+
+/// Anyone can send through the relay under any name. A name (or text) with
+/// Unicode bidi controls (U+202E RIGHT-TO-LEFT OVERRIDE and friends) or a
+/// line separator would reorder or break what the terminal shows after it
+/// (a "Trojan Source" spoof of the warning line): `otc` shows them escaped,
+/// like control characters.
+#[test]
+fn bidi_controls_in_a_sender_name_are_shown_escaped() {
+    let w = World::new(&["alice", "bob"], false);
+    let name = "eve\u{202e}ecila\u{2066}x\u{2028}y";
+    let body = format!(
+        "sender_uid={}&recipient_uid=bob&contents=AAAA",
+        otc_rpc_client::relay::form_encode(name)
+    );
+    let reply = common::raw_request(
+        w.relay.addr(),
+        &format!(
+            "POST /send HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "the relay took it: {reply}"
+    );
+    let o = w.otc("bob", &["recv"], "recv a message from a spoofing name");
+    let err = stderr(&o);
+    assert!(
+        err.contains("eve\\u{202e}ecila\\u{2066}x\\u{2028}y"),
+        "{err}"
+    );
+    for c in ['\u{202e}', '\u{2066}', '\u{2028}'] {
+        assert!(!err.contains(c), "{c:?} reached the terminal: {err:?}");
+    }
+}
+
+/// One hostile reply used to stop delivery for good: a relay (or whoever
+/// answers in its place once, on plain HTTP) hands out a made-up message at
+/// a huge ref from a name with no pad. It is refused for good, so the read
+/// position, kept on the device, moves past it, and every real message
+/// (all at lower refs) was never fetched again, even from an honest relay.
+/// The state that reply leaves is set here directly. Now a fetch that finds
+/// nothing asks the relay for its next ref and, when the position is past
+/// every ref the relay ever gave out, says so and reads from there.
+/// (The test fails on the previous code at its first assertion.)
+#[test]
+fn a_read_position_past_every_ref_the_relay_gave_out_comes_back() {
+    let w = World::new(&["alice", "bob"], false);
+    let name = otc_rpc_client::relay::RelayClient::from_addr(w.relay.addr()).cursor_name();
+    let bogus = 1u64 << 60;
+    w.dev("bob")
+        .client()
+        .set_cursor(&name, bogus)
+        .expect("set the position a bogus ref left");
+    let o = w.otc("bob", &["recv"], "recv after a bogus ref");
+    assert!(stderr(&o).contains(&bogus.to_string()), "{}", stderr(&o));
+    assert!(w.cursor("bob") < bogus);
+    // Messages sent from now on arrive. (Any sent while the position was
+    // bogus are skipped; the next one from that contact then opens with
+    // the device's skipped warning.)
+    let o = w.otc("alice", &["send", "bob", "still there?"], "a send");
+    assert_exit(&o, 0);
+    let o = w.otc("bob", &["recv"], "recv after the rewind");
+    assert!(
+        stdout(&o).contains("still there?"),
+        "stdout: {}\nstderr: {}",
+        stdout(&o),
+        stderr(&o)
+    );
+}

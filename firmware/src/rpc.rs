@@ -222,6 +222,11 @@ impl ReadRefs {
         Ok(ReadRefs { path, map })
     }
 
+    /// Whether `relay` may be saved: already kept, or room for one more.
+    fn has_room_for(&self, relay: &str) -> bool {
+        self.map.contains_key(relay) || self.map.len() < MAX_RELAYS
+    }
+
     fn set(&mut self, relay: &str, cursor: u64) -> std::io::Result<()> {
         let mut next = self.map.clone();
         next.insert(relay.to_string(), cursor);
@@ -239,6 +244,11 @@ impl ReadRefs {
 }
 
 use otc_proto::runrpc::valid_relay_name;
+
+/// The most relays the device keeps a read position for: each save
+/// rewrites them all, and a hostile laptop must not fill the data
+/// partition (where the pads live) with made-up relay names.
+pub const MAX_RELAYS: usize = 64;
 
 #[derive(Default)]
 struct Lockout {
@@ -978,8 +988,17 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     /// [`ReadRefs`]).
     fn save_read_ref(&self, relay: &str, cursor: u64) -> Result<(), Failure> {
         check_relay_name(relay)?;
-        lock(&self.read_refs)
-            .set(relay, cursor)
+        let mut refs = lock(&self.read_refs);
+        if !refs.has_room_for(relay) {
+            return Err(fail(
+                ErrorCode::TooLarge,
+                format!(
+                    "the device keeps read positions for at most {MAX_RELAYS} relays, \
+                     and {relay:?} is not one of them"
+                ),
+            ));
+        }
+        refs.set(relay, cursor)
             .map_err(|_| fail(ErrorCode::Internal, "the device could not save the cursor"))
     }
 }

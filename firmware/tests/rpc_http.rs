@@ -1215,3 +1215,55 @@ fn a_keep_alive_session_uses_one_connection() {
     assert_eq!(session.cursor("r1").expect("get"), 3);
     assert_eq!(session.connections(), 1, "the device kept the connection");
 }
+
+/// A hostile laptop cannot fill the device's data partition (where the
+/// pads live) with read positions: every new relay name used to add an
+/// entry to `cursors.json`, rewritten and fsynced whole on every save.
+/// Past the cap a new relay is refused with `too_large`, through `/v1`
+/// and `/runrpc` alike; the relays already kept still save.
+#[test]
+fn read_positions_are_kept_for_a_bounded_number_of_relays() {
+    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let max = otc_device::rpc::MAX_RELAYS;
+    for i in 0..max {
+        request(
+            alice.addr,
+            "PUT",
+            &format!("/v1/cursor/relay{i}"),
+            Some(br#"{"cursor": 7}"#),
+        )
+        .ok::<serde_json::Value>();
+    }
+    request(
+        alice.addr,
+        "PUT",
+        "/v1/cursor/one-too-many",
+        Some(br#"{"cursor": 7}"#),
+    )
+    .expect_error(413, "too_large");
+    let r = alice.post(
+        "/runrpc",
+        &json!({"method": "save_next_ref", "args": ["Alice", "http://another:1", 3]}),
+    );
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("relays")),
+        "{}",
+        r.json()
+    );
+    // A relay already kept still moves.
+    request(
+        alice.addr,
+        "PUT",
+        "/v1/cursor/relay0",
+        Some(br#"{"cursor": 9}"#),
+    )
+    .ok::<serde_json::Value>();
+    assert_eq!(alice.get("/v1/cursor/relay0").json(), json!({"cursor": 9}));
+    let saved = std::fs::read(d.alice.join("cursors.json")).expect("cursors.json");
+    let saved: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&saved).expect("cursors.json is JSON");
+    assert_eq!(saved.len(), max);
+}

@@ -850,3 +850,65 @@ fn the_original_client_talks_through_otc_relay() {
     );
     assert!(kinds.iter().any(|k| k == "skipped"), "{kinds:?}");
 }
+
+/// Hostile bodies the review tried (a laptop or a page in its browser):
+/// deep nesting, a web page's Origin, a uid in another case or with an
+/// invisible character, a relay name in another case, an absurd ref. Each
+/// is refused or kept within bounds, and no prompt is shown.
+#[test]
+fn hostile_calls_are_refused_without_a_prompt() {
+    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let a0 = alice.contact("bob");
+    let deep = format!(
+        r#"{{"method":"package","args":["alice","bob",{}"m"{}],"kwargs":{{}}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    assert!(
+        call_error(&alice.post_bytes(routes::RUNRPC, deep.as_bytes())).contains("not an rpc call")
+    );
+    for (src, dst) in [
+        ("Alice", "bob"),
+        ("alice\u{200b}", "bob"),
+        ("alice", "alice"),
+        ("bob", "alice"),
+    ] {
+        let v = returned(&rpc_now(&alice, &call("package", json!([src, dst, "m"]))));
+        failed(&v);
+    }
+    let body = serde_json::to_vec(&call("package", json!(["alice", "bob", "m"]))).unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        routes::RUNRPC,
+        body.len()
+    );
+    raw(alice.addr, head.as_bytes(), &body).expect_error(403, "forbidden_origin");
+    let max = u64::MAX;
+    returned(&rpc_now(
+        &alice,
+        &call("save_next_ref", json!(["alice", "http://R:1", max])),
+    ));
+    assert_eq!(
+        returned(&rpc_now(
+            &alice,
+            &call("get_next_ref", json!(["alice", "http://R:1"]))
+        )),
+        json!(max)
+    );
+    assert_eq!(
+        returned(&rpc_now(
+            &alice,
+            &call("get_next_ref", json!(["alice", "http://r:1"]))
+        )),
+        Value::Null,
+        "relay keys are as written"
+    );
+    assert_eq!(alice.contact("bob"), a0, "nothing was spent");
+    assert!(
+        !events(&alice.dir)
+            .iter()
+            .any(|e| matches!(e, Event::Approved { .. })),
+        "no prompt was approved"
+    );
+}

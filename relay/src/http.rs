@@ -22,7 +22,9 @@
 //! - **Idle connections are closed**: no first byte of a request within
 //!   [`IDLE`] (closed without a word); a request (head and body) must
 //!   arrive whole within [`REQUEST_TIME`] of its first byte (408); a reply
-//!   must be taken within [`WRITE_TIME`].
+//!   must be taken at [`MIN_TAKEN`] bytes per [`WRITE_TIME`] or faster
+//!   (the socket timeout alone is per `write`: a reader taking a trickle
+//!   at a time held its connection for as long as it liked).
 //! - **Heads and bodies are bounded before they are read**: head at most
 //!   [`crate::parse::MAX_HEAD_BYTES`] (431), body at most the message limit
 //!   plus 4 KiB, checked on `Content-Length` (413). A refused body is not
@@ -48,6 +50,11 @@ pub const IDLE: Duration = Duration::from_secs(30);
 pub const REQUEST_TIME: Duration = Duration::from_secs(10);
 /// How long writing one reply may take.
 pub const WRITE_TIME: Duration = Duration::from_secs(10);
+
+/// A client must take at least this much of a reply per [`WRITE_TIME`]
+/// (about 26 kB/s), so that a slow link still gets a large
+/// `/getmessages` reply and a trickling reader does not hold a thread.
+pub const MIN_TAKEN: usize = 256 * 1024;
 
 /// An idle connection may be closed to make room after this long.
 pub const EVICT_AFTER: Duration = Duration::from_secs(1);
@@ -295,7 +302,34 @@ fn write_reply(
     )
     .into_bytes();
     out.extend_from_slice(body.as_bytes());
-    s.write_all(&out)
+    // A socket timeout is per `write`, and a client taking a trickle at a
+    // time would never hit it: each [`MIN_TAKEN`] bytes must be taken
+    // within the socket's write timeout (put back for the next reply).
+    let budget = s.write_timeout()?.unwrap_or(WRITE_TIME);
+    let mut deadline = Instant::now() + budget;
+    let mut taken = 0;
+    let mut left = &out[..];
+    while !left.is_empty() {
+        if taken >= MIN_TAKEN {
+            taken = 0;
+            deadline = Instant::now() + budget;
+        }
+        let time = deadline.saturating_duration_since(Instant::now());
+        if time.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        s.set_write_timeout(Some(time))?;
+        match s.write(left) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                left = &left[n..];
+                taken += n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    s.set_write_timeout(Some(budget))
 }
 
 /// Bytes read from a connection and not used yet.

@@ -62,6 +62,9 @@ pub fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
     let text = std::str::from_utf8(bytes).map_err(|_| err(400, "the request head is not UTF-8"))?;
     let mut lines = text.split("\r\n");
     let line = lines.next().unwrap_or_default();
+    if line.contains(['\r', '\n']) {
+        return Err(err(400, "bad request line: a bare CR or LF"));
+    }
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -111,11 +114,27 @@ pub fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
         let (name, value) = line
             .split_once(':')
             .ok_or_else(|| err(400, "bad header line: no colon"))?;
+        // Framing must read the same to every parser on the way (a proxy in
+        // front, say): a name that is not a plain token (`Content-Length :`,
+        // a folded line) or a bare CR or LF could hide a `Content-Length` or
+        // `Transfer-Encoding` from this one and smuggle a request.
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(err(
+                400,
+                "bad header line: the name must be letters, digits or !#$%&'*+-.^_`|~ right before the colon",
+            ));
+        }
+        if value.contains(['\r', '\n']) {
+            return Err(err(400, "bad header line: a bare CR or LF"));
+        }
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             let n = value
-                .parse::<usize>()
-                .map_err(|_| err(400, format!("bad Content-Length {value:?}")))?;
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| value.parse::<usize>().ok())
+                .flatten()
+                .ok_or_else(|| err(400, format!("bad Content-Length {value:?}")))?;
             if head.content_length.is_some_and(|m| m != n) {
                 return Err(err(400, "two different Content-Length headers"));
             }
@@ -143,6 +162,12 @@ pub fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
         }
     }
     Ok(head)
+}
+
+/// A byte of an HTTP token (RFC 9110, section 5.6.2): what a header
+/// name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A query string's (or form body's) fields; the last of a repeated name wins.
