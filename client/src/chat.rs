@@ -516,19 +516,19 @@ impl Chat {
 
     /// Hand an already sealed package to the relay (a few attempts).
     pub fn deliver(&self, to: &str, package: &str) -> Result<u64, RelayClientError> {
-        let mut last = None;
-        for attempt in 0..SEND_ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(300 * u64::from(attempt)));
-            }
+        let mut attempt = 1;
+        loop {
             match self.relay.send(&self.user, to, package) {
                 Ok(r) => return Ok(r.msg_ref),
                 // The relay answered and refused: asking again is no use.
                 Err(e @ RelayClientError::Refused { .. }) => return Err(e),
-                Err(e) => last = Some(e),
+                Err(e) if attempt >= SEND_ATTEMPTS => return Err(e),
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(300 * u64::from(attempt)));
+                    attempt += 1;
+                }
             }
         }
-        Err(last.expect("at least one attempt"))
     }
 
     /// Try the outbox again: this user's packages for this relay, oldest
