@@ -148,8 +148,10 @@ pub struct UnpackageReturn {
 
 /// The `/v1/cursor/{relay}` name the original's `server_address` maps to
 /// (see the module doc); `None` if what is left is not a relay name
-/// (1 to 128 letters, digits, `.`, `-`, `_`, `:`).
-pub fn relay_key(server_address: &str) -> Option<&str> {
+/// (1 to 128 letters, digits, `.`, `-`, `_`, `:`). Host names are
+/// case-insensitive, so the key is lower-cased (as `otc` does): the same
+/// relay written two ways keeps one read position.
+pub fn relay_key(server_address: &str) -> Option<String> {
     let strip = |scheme: &str| {
         server_address
             .get(..scheme.len())
@@ -160,7 +162,7 @@ pub fn relay_key(server_address: &str) -> Option<&str> {
         .or_else(|| strip("https://"))
         .unwrap_or(server_address);
     let key = rest.trim_end_matches('/');
-    valid_relay_name(key).then_some(key)
+    valid_relay_name(key).then(|| key.to_ascii_lowercase())
 }
 
 /// True if `name` can name a relay in `/v1/cursor/{relay}`.
@@ -231,12 +233,18 @@ mod tests {
 
     #[test]
     fn relay_keys() {
+        let key = |k: &str| Some(k.to_string());
         assert_eq!(
             relay_key("http://relay.example:5000/"),
-            Some("relay.example:5000")
+            key("relay.example:5000")
         );
-        assert_eq!(relay_key("HTTPS://127.0.0.1:8"), Some("127.0.0.1:8"));
-        assert_eq!(relay_key("127.0.0.1:8"), Some("127.0.0.1:8"));
+        assert_eq!(
+            relay_key("http://Relay.EXAMPLE:5000"),
+            key("relay.example:5000"),
+            "host names are case-insensitive"
+        );
+        assert_eq!(relay_key("HTTPS://127.0.0.1:8"), key("127.0.0.1:8"));
+        assert_eq!(relay_key("127.0.0.1:8"), key("127.0.0.1:8"));
         assert_eq!(relay_key("http://x/path"), None);
         assert_eq!(relay_key("http://"), None);
         assert_eq!(relay_key(""), None);

@@ -304,7 +304,10 @@ impl HttpUrl {
 
     /// A name for this relay that the device accepts as a cursor key
     /// (`/v1/cursor/{name}`: letters, digits, `.-_:`, at most 128):
-    /// `HOST:PORT`, with any other character as `_`.
+    /// `HOST:PORT`, lower-cased (host names are case-insensitive, so one
+    /// relay written two ways keeps one read position; the device's
+    /// `/runrpc` keys the original client's `server_address` the same way),
+    /// with any other character as `_`.
     pub fn cursor_name(&self) -> String {
         let host = match self.host.rsplit_once(':') {
             Some((h, p)) if !p.contains(']') => h,
@@ -315,7 +318,7 @@ impl HttpUrl {
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || ".-_:".contains(c) {
-                    c
+                    c.to_ascii_lowercase()
                 } else {
                     '_'
                 }
@@ -722,6 +725,12 @@ mod tests {
         let u = HttpUrl::parse("http://relay.example/otc").expect("url");
         assert_eq!((u.port, u.prefix.as_str()), (80, "/otc"));
         assert_eq!(u.cursor_name(), "relay.example:80_otc");
+        let u = HttpUrl::parse("http://Relay.EXAMPLE:8000").expect("url");
+        assert_eq!(
+            u.cursor_name(),
+            "relay.example:8000",
+            "case-insensitive host"
+        );
         let u = HttpUrl::parse("http://[::1]:9").expect("v6");
         assert_eq!(u.resolve().expect("resolves").port(), 9);
         assert_eq!(u.cursor_name(), "_::1_:9");

@@ -174,7 +174,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 server_address,
             } => match self
                 .owners_relay(&uid, &server_address)
-                .and_then(|relay| self.read_ref(relay).map_err(|f| f.message))
+                .and_then(|relay| self.read_ref(&relay).map_err(|f| f.message))
             {
                 Ok(nextref) => returned(nextref),
                 Err(e) => call_error(&e),
@@ -185,7 +185,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 nextref,
             } => match self
                 .owners_relay(&uid, &server_address)
-                .and_then(|relay| self.save_read_ref(relay, nextref).map_err(|f| f.message))
+                .and_then(|relay| self.save_read_ref(&relay, nextref).map_err(|f| f.message))
             {
                 Ok(()) => returned(()),
                 Err(e) => call_error(&e),
@@ -206,7 +206,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         }
     }
 
-    fn owners_relay<'a>(&self, uid: &str, server_address: &'a str) -> Result<&'a str, String> {
+    fn owners_relay(&self, uid: &str, server_address: &str) -> Result<String, String> {
         self.owner_is("uid", uid)?;
         relay_key(server_address).ok_or_else(|| {
             format!(
