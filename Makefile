@@ -1,6 +1,7 @@
 # One Time Chat pad device: every entry point.
 #
 #   make run      the emulated device (no hardware)
+#   make chat-demo  two emulated devices and a relay, to chat with otc
 #   make test     everything CI checks: fmt, clippy, all tests, the QEMU system test
 #   make bench    criterion benches + one report with the target ratios
 #   make cross    static aarch64 (musl) release build of otc-device, checked
@@ -13,13 +14,16 @@
 CARGO ?= cargo
 DATA ?= $(CURDIR)/build/demo-data
 
-.PHONY: deps run test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test image-deps
+.PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test image-deps
 
 deps:
 	@scripts/install-deps
 
 run: deps
 	scripts/run-demo
+
+chat-demo: deps
+	scripts/chat-demo
 
 fmt:
 	$(CARGO) fmt --all -- --check
