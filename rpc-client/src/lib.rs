@@ -75,7 +75,7 @@ pub enum ClientError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the device said {code:?} (HTTP {status}): {message}")]
+    #[error("the device said {} (HTTP {status}): {message}", code.as_str())]
     Device {
         status: u16,
         code: ErrorCode,
@@ -629,6 +629,21 @@ mod tests {
     use super::*;
     use std::net::TcpListener;
     use std::sync::mpsc;
+
+    /// A device refusal names the stable code as the device and the README
+    /// spell it (`rejected`), not the Rust variant (`Rejected`).
+    #[test]
+    fn a_device_refusal_reads_with_its_stable_code() {
+        let e = ClientError::Device {
+            status: 403,
+            code: ErrorCode::Rejected,
+            message: "the owner tapped Reject".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the device said rejected (HTTP 403): the owner tapped Reject"
+        );
+    }
 
     /// A one-shot server: reads one request head (and a `Content-Length`
     /// body), sends it back on the channel, answers `reply`.
