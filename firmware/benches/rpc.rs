@@ -26,6 +26,7 @@ use otc_device::pad::generate::{NewPad, create_pad};
 use otc_device::platform::RealPlatform;
 use otc_device::rpc::{ApprovalPrompt, Limits};
 use otc_proto::Format;
+use otc_testkit::bench::{Figures, echo_server};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,12 +34,6 @@ use std::time::{Duration, Instant};
 const PAD: u64 = 64 << 20;
 const WARMUP: usize = 500;
 const MESSAGE_LEN: usize = 100;
-
-struct Figures {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-}
 
 /// `WARMUP` then `n` timed requests of `body` to `path`, one at a time.
 /// On one kept-alive connection of the shared client
@@ -71,7 +66,7 @@ fn measure(addr: SocketAddr, path: &str, body: &[u8], n: usize) -> Figures {
         1,
         "{addr} did not keep the connection alive"
     );
-    figures(n, start.elapsed(), lat)
+    Figures::of(n, start.elapsed(), lat)
 }
 
 /// The same seal without HTTP: `Service::handle` called in-process, to tell
@@ -92,40 +87,7 @@ fn measure_in_process(running: &device::Running<AutoApprove>, body: &[u8], n: us
         call();
         lat.push(t.elapsed());
     }
-    figures(n, start.elapsed(), lat)
-}
-
-fn figures(n: usize, total: Duration, mut lat: Vec<Duration>) -> Figures {
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    Figures {
-        rate: n as f64 / total.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
-    }
-}
-
-/// A bare tiny_http server that answers each body as `{"echo": BODY}`.
-fn echo_server() -> (
-    Arc<tiny_http::Server>,
-    SocketAddr,
-    std::thread::JoinHandle<()>,
-) {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("echo server"));
-    let addr = server.server_addr().to_ip().expect("echo address");
-    let s = server.clone();
-    let thread = std::thread::spawn(move || {
-        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-            .expect("header");
-        for mut req in s.incoming_requests() {
-            let mut body = String::new();
-            let _ = req.as_reader().read_to_string(&mut body);
-            let reply = serde_json::json!({ "echo": body }).to_string();
-            let _ =
-                req.respond(tiny_http::Response::from_string(reply).with_header(header.clone()));
-        }
-    });
-    (server, addr, thread)
+    Figures::of(n, start.elapsed(), lat)
 }
 
 /// The bench's screen twin: approves every prompt at once. It exists only

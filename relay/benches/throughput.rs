@@ -21,19 +21,13 @@
 mod load;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use load::Conn;
 use otc_relay::{Config, Relay};
+use otc_testkit::bench::{Figures, echo_server};
 
 const WARMUP: usize = 300;
-
-struct Figures {
-    rate: f64,
-    p50: Duration,
-    p99: Duration,
-}
 
 /// `WARMUP` then `n` timed requests made by `req(i)`, one at a time.
 fn measure(
@@ -54,37 +48,7 @@ fn measure(
         lat.push(t.elapsed());
         assert_eq!(status, 200, "{body}");
     }
-    let total = start.elapsed();
-    lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    Figures {
-        rate: n as f64 / total.as_secs_f64(),
-        p50: pct(0.5),
-        p99: pct(0.99),
-    }
-}
-
-/// A bare tiny_http server that answers each body as `{"echo": BODY}`.
-fn echo_server() -> (
-    Arc<tiny_http::Server>,
-    SocketAddr,
-    std::thread::JoinHandle<()>,
-) {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("echo server"));
-    let addr = server.server_addr().to_ip().expect("echo address");
-    let s = server.clone();
-    let thread = std::thread::spawn(move || {
-        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-            .expect("header");
-        for mut req in s.incoming_requests() {
-            let mut body = String::new();
-            let _ = req.as_reader().read_to_string(&mut body);
-            let reply = serde_json::json!({ "echo": body }).to_string();
-            let _ =
-                req.respond(tiny_http::Response::from_string(reply).with_header(header.clone()));
-        }
-    });
-    (server, addr, thread)
+    Figures::of(n, start.elapsed(), lat)
 }
 
 fn ms(d: Duration) -> String {

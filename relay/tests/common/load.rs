@@ -472,13 +472,8 @@ impl Outcome {
 
     /// Messages per second acknowledged, and p50/p99 send latency.
     pub fn figures(&self) -> (f64, Duration, Duration) {
-        let mut lat: Vec<Duration> = self.acks.iter().map(|a| a.latency).collect();
-        lat.sort_unstable();
-        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-        (
-            self.acks.len() as f64 / self.sending.as_secs_f64(),
-            pct(0.5),
-            pct(0.99),
-        )
+        let lat: Vec<Duration> = self.acks.iter().map(|a| a.latency).collect();
+        let f = otc_testkit::bench::Figures::of(self.acks.len(), self.sending, lat);
+        (f.rate, f.p50, f.p99)
     }
 }
