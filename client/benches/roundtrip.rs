@@ -46,7 +46,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let root = tempfile::tempdir().expect("temp dir");
-    let dirs = mesh(root.path(), &["alice", "bob"], 4 << 20, Format::V2);
+    let dirs = mesh(root.path(), &["alice", "bob"], 4 << 20, Format::V3);
     let alice_dev = TestDevice::start(&dirs["alice"], "alice");
     let bob_dev = TestDevice::start(&dirs["bob"], "bob");
     let relay_dir = tempfile::tempdir().expect("relay dir");

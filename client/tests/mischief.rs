@@ -50,7 +50,7 @@ fn replayed_is_refused_with_a_warning_and_spends_no_pad() {
     assert_eq!(lines[1]["refused"], "replay");
     assert!(stderr(&o).contains("WARNING replay"), "{}", stderr(&o));
     // The copy spent nothing: exactly one message's pad is gone.
-    let cost = otc_proto::Format::V2.pad_cost("only once".len()) as u64;
+    let cost = otc_proto::Format::V3.pad_cost("only once".len()) as u64;
     assert_eq!(w.contact("bob", "alice").receive_left, full - cost);
     // And the read position is past both copies.
     assert_eq!(w.cursor("bob"), w.next_ref());

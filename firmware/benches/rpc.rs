@@ -2,7 +2,7 @@
 //!
 //! The device runs in-process ([`device::start`] on 127.0.0.1:0, memory
 //! display, no touch) with a real durable store in a temporary directory
-//! holding a 64 MiB v2 pad. The broker asks a screen twin that approves
+//! holding a 64 MiB v3 pad. The broker asks a screen twin that approves
 //! every prompt by itself ([`AutoApprove`], defined here only), so the figures are the endpoint's own cost:
 //! HTTP, JSON, broker, durable pad reservation, seal, erase, audit log and
 //! screen updates. The echo server is tiny_http answering each request
@@ -104,7 +104,7 @@ impl Screen for AutoApprove {
     fn withdraw(&self, _: &()) {}
 }
 
-/// The device on 127.0.0.1:0 with a fresh 64 MiB v2 pad for "bob".
+/// The device on 127.0.0.1:0 with a fresh 64 MiB v3 pad for "bob".
 fn start_device(dir: &std::path::Path) -> device::Running<AutoApprove> {
     let store = PadStore::open_dir(dir).expect("open store");
     let export = dir.with_extension("export");
@@ -114,7 +114,7 @@ fn start_device(dir: &std::path::Path) -> device::Running<AutoApprove> {
             contact: "bob".into(),
             size: PAD,
             split: None,
-            format: Format::V2,
+            format: Format::V3,
             source: None,
             export: export.clone(),
         },

@@ -87,11 +87,17 @@ pub enum Event {
     IntegrityFailure { contact: String, index: u64 },
     /// A package's range overlaps one already opened.
     Replay { contact: String, index: u64 },
-    /// A gap since the last opened range: messages were skipped.
+    /// A gap since the last opened message: messages were skipped.
+    /// `messages`: how many (v3: the spec's slot count; v1: an estimate
+    /// from `bytes`, the skipped pad bytes, 0 for v3). Entries written
+    /// before `messages` existed read it as 0, and a 0 is not written, so
+    /// they hash (and chain) exactly as they did.
     Skipped {
         contact: String,
         index: u64,
         bytes: u64,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        messages: u64,
     },
     /// A range was burned after repeated failed verifications.
     Burned {
@@ -167,6 +173,10 @@ impl Event {
                 | Event::Repeated { .. }
         )
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Alerts kept for the alerts screen; older unacknowledged ones are still
@@ -746,6 +756,23 @@ impl Drop for AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `skipped` entry written before the `messages` field existed
+    /// re-serializes to the same bytes, so its chain hash still holds.
+    #[test]
+    fn an_old_skipped_entry_hashes_as_it_did() {
+        let old = r#"{"kind":"skipped","contact":"bob","index":5,"bytes":132}"#;
+        let e: Event = serde_json::from_str(old).unwrap();
+        assert_eq!(serde_json::to_string(&e).unwrap(), old);
+        let new = Event::Skipped {
+            contact: "bob".into(),
+            index: 5,
+            bytes: 0,
+            messages: 2,
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.contains(r#""messages":2"#), "{text}");
+    }
 
     fn ev(i: u64) -> Event {
         Event::Sealed {

@@ -179,9 +179,10 @@ pub enum PadCommand {
         /// Extra entropy source to XOR in, e.g. /dev/hwrng.
         #[arg(long, value_name = "PATH")]
         source: Option<PathBuf>,
-        /// Package format: v2 (default; information-theoretic tag) or v1
-        /// (compatible with the original One Time Chat).
-        #[arg(long, value_name = "v1|v2", default_value = "v2")]
+        /// Package format: v3 (default; information-theoretically
+        /// authenticated, n + 16 pad bytes a message) or v1 (compatible
+        /// with the original One Time Chat, 2n + 48). v2 is withdrawn.
+        #[arg(long, value_name = "v1|v3", default_value = "v3")]
         format: Format,
         /// Where side A's region ends (default: half the size). Accepts SIZE syntax.
         #[arg(long, value_name = "SIZE")]
@@ -223,7 +224,9 @@ pub enum PadCommand {
     },
     /// List contacts with pad left to send and to receive.
     ///
-    /// "Messages" counts 100-byte messages in the contact's format.
+    /// "Messages" counts 100-byte messages in the contact's format (v3:
+    /// 116 pad bytes each; v1: 248). Pads of the withdrawn format v2 are
+    /// named on standard error, to be removed.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -583,7 +586,14 @@ fn pad_import_legacy(data: &Path, store_path: &Path, metadata: &Path, contact: &
 fn pad_list(data: &Path, json: bool) -> Result<()> {
     let store = PadStore::open_dir(data)?;
     let list = store.list();
+    let withdrawn = store.withdrawn();
     store.close()?;
+    for w in &withdrawn {
+        eprintln!(
+            "{}: this pad uses format v2, which is withdrawn because a relay that knows one message can forge another; it cannot be used. Erase it with `otc-device pad remove {}` and make a new pad with `otc-device pad new`.",
+            w.name, w.name
+        );
+    }
     let mut out = std::io::stdout().lock();
     if json {
         let text = serde_json::to_string_pretty(&list).map_err(|e| Error::CorruptMeta {
@@ -593,7 +603,7 @@ fn pad_list(data: &Path, json: bool) -> Result<()> {
         writeln!(out, "{text}").map_err(|e| Error::io("cannot write", e))?;
         return Ok(());
     }
-    if list.is_empty() {
+    if list.is_empty() && withdrawn.is_empty() {
         writeln!(out, "No pads yet. Make one with `otc-device pad new`.")
             .map_err(|e| Error::io("cannot write", e))?;
         return Ok(());
@@ -634,6 +644,20 @@ fn pad_list(data: &Path, json: bool) -> Result<()> {
 /// `pad remove`.
 fn pad_remove(data: &Path, name: &str) -> Result<()> {
     let store = PadStore::open_dir(data)?;
+    if let Some(w) = store.withdrawn().into_iter().find(|w| w.name == name) {
+        // A v2 pad (withdrawn): erased like any other.
+        store.remove(name, &mut |_, _| {})?;
+        audit_pad(
+            &store,
+            Event::PadRemoved {
+                contact: name.to_string(),
+                pad_id: w.pad_id,
+            },
+        );
+        store.close()?;
+        println!("Erased the withdrawn (v2) pad for {name} and its metadata.");
+        return Ok(());
+    }
     let info = store.contact(name)?;
     let pb = bar(info.size, "erasing");
     let res = store.remove(name, &mut |d, _| pb.set_position(d));

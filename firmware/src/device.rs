@@ -49,12 +49,6 @@ pub struct UiScreen {
     timeout: Duration,
 }
 
-/// Estimated count of messages behind `bytes` of skipped pad (100-byte
-/// messages in the contact's format), at least 1.
-fn skipped_messages(bytes: u64, cost_of_100: u64) -> u64 {
-    bytes.div_ceil(cost_of_100.max(1)).max(1)
-}
-
 impl UiScreen {
     pub fn new(handle: UiHandle, timeout: Duration) -> Self {
         UiScreen { handle, timeout }
@@ -79,15 +73,12 @@ impl UiScreen {
             ApprovalPrompt::Open {
                 contact,
                 cost,
-                skipped_bytes,
-                cost_of_100,
+                skipped,
             } => Prompt::Open {
                 contact: contact.clone(),
                 cost_bytes: *cost,
-                warnings: skipped_bytes
-                    .map(|b| WarningView::Skipped {
-                        count: skipped_messages(b, *cost_of_100),
-                    })
+                warnings: skipped
+                    .map(|count| WarningView::Skipped { count })
                     .into_iter()
                     .collect(),
                 timeout: self.timeout,
@@ -213,8 +204,14 @@ fn happened(e: &Event) -> Happened {
             contact: c(contact),
             index: *index,
         },
-        Event::Skipped { contact, bytes, .. } => Happened::Skipped {
+        Event::Skipped {
+            contact,
+            bytes,
+            messages,
+            ..
+        } => Happened::Skipped {
             contact: c(contact),
+            messages: *messages,
             bytes: *bytes,
         },
         Event::Burned { contact, index, .. } => Happened::Burned {
@@ -875,13 +872,5 @@ mod tests {
         assert!(up.up);
         assert_eq!(up.address.as_deref(), Some("192.168.7.2"));
         assert!(!up.loopback);
-    }
-
-    #[test]
-    fn skipped_message_estimate() {
-        assert_eq!(skipped_messages(1, 132), 1);
-        assert_eq!(skipped_messages(132, 132), 1);
-        assert_eq!(skipped_messages(133, 132), 2);
-        assert_eq!(skipped_messages(5, 0), 5);
     }
 }

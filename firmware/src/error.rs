@@ -78,6 +78,21 @@ pub enum Error {
         left: u64,
     },
 
+    /// A v3 pad one of whose sides has a hash key `r` that is zero after
+    /// Poly1305's clamp: every tag would equal the slot's mask, so anyone
+    /// could forge. Refused when the pad is made or imported.
+    #[error(
+        "this pad's hash key for side {side} is zero after clamping, so anyone could forge packages with it; it was refused and nothing was kept for {contact:?}. Make a new pad with `otc-device pad new`"
+    )]
+    WeakKey {
+        contact: String,
+        side: crate::pad::Side,
+    },
+    /// Format v2 (a pad, an export file or a record naming it).
+    #[error(
+        "{what} uses package format v2, which is withdrawn because a relay that knows one message can forge another; it cannot be used. Make a new pad with `otc-device pad new` (format v3), and {remedy}"
+    )]
+    FormatWithdrawn { what: String, remedy: String },
     // ---- receiving ------------------------------------------------------
     /// The package is malformed (too short, wrong marker, ...).
     #[error("not a valid package for this contact's pad format ({format}): {reason}")]
@@ -148,7 +163,9 @@ pub enum Error {
     SizeOutOfRange { size: u64, min: u64, max: u64 },
 
     /// The split point is outside the pad.
-    #[error("the split {split} must be strictly between 0 and the pad size {size}")]
+    #[error(
+        "the split {split} must be strictly between 0 and the pad size {size}, leaving each side at least 32 bytes"
+    )]
     BadSplit { split: u64, size: u64 },
 
     /// An entropy source failed an SP 800-90B health test.
@@ -285,6 +302,8 @@ impl Error {
             Error::OutputExists(_) => "output_exists",
             Error::Io { .. } => "io",
             Error::Proto(_) => "proto",
+            Error::WeakKey { .. } => "weak_key",
+            Error::FormatWithdrawn { .. } => "format_withdrawn",
             Error::Config { .. } => "config",
             Error::OwnerAlreadySet(_) => "owner_already_set",
             Error::NoOwner => "no_owner",
@@ -346,7 +365,12 @@ impl From<&Error> for ErrorCode {
             | Error::Audit(_)
             | Error::Ui(_)
             | Error::NotInThisBuild(_)
-            | Error::Proto(_) => ErrorCode::Internal,
+            | Error::Proto(_)
+            // Pads are made and imported on the device, never over the
+            // RPC, so a weak key never reaches a client; a withdrawn (v2)
+            // contact is not listed there.
+            | Error::WeakKey { .. }
+            | Error::FormatWithdrawn { .. } => ErrorCode::Internal,
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::audit::{AuditLog, Event};
 use crate::confirm::{Broker, Clock, Outcome, Screen};
 use crate::pad::{OpenCheck, OpenWarning, Opened, PadStore};
 use crate::platform::Platform;
+use otc_proto::Format;
 use otc_proto::b64;
 use otc_proto::routes::{self, Endpoint, Method};
 use otc_proto::rpc::{
@@ -52,14 +53,15 @@ pub enum ApprovalPrompt {
         cost: u64,
         pad_left_after: u64,
     },
+    /// Shown only for a package whose tag verified (the spec's checks 1
+    /// to 5 ran before): every figure on it is verified.
     Open {
         contact: String,
         cost: u64,
-        /// Pad bytes skipped since the last opened message, if any.
-        skipped_bytes: Option<u64>,
-        /// Pad cost of a 100-byte message in this contact's format (to
-        /// estimate how many messages the skipped bytes were).
-        cost_of_100: u64,
+        /// Messages the partner sent before this one that never arrived,
+        /// if any: v3's slot count (the spec's `skipped`); for v1, the
+        /// skipped pad bytes in 100-byte messages.
+        skipped: Option<u64>,
     },
 }
 
@@ -93,14 +95,18 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Requests handled at once; more get `overloaded`.
     pub max_connections: usize,
-    /// Failed opens from one contact before it is locked out.
+    /// Opens from one contact that failed after the owner approved them,
+    /// before it is locked out. Packages refused before the prompt
+    /// (forgeries, replays, junk) never count: they cannot block genuine
+    /// mail.
     pub lockout_failures: u32,
     /// How long a lockout lasts, in seconds.
     pub lockout_seconds: u64,
-    /// Refused packages (replays and failed opens) from one contact per
-    /// minute that are answered and audited one by one; past it, packages
-    /// from that contact get `rate_limited` until the minute is over, and
-    /// the audit log sums them up in one `repeated` entry.
+    /// Refused packages (replays, forgeries, junk) from one contact per
+    /// minute that are answered and audited one by one; past it, refused
+    /// packages from that contact get `rate_limited` until the minute is
+    /// over (a package that verifies still reaches the prompt), and the
+    /// audit log sums them up in one `repeated` entry.
     pub refused_per_minute: u32,
     /// Connections open at once (one thread each); more get `overloaded`
     /// on the raw socket.
@@ -159,6 +165,28 @@ fn replayed() -> Failure {
         ErrorCode::Replayed,
         "this package's pad range was opened before: a replay; refused, nothing was used",
     )
+}
+
+fn rate_limited(contact: &str, seconds: u64) -> Failure {
+    fail(
+        ErrorCode::RateLimited,
+        format!(
+            "too many packages from {contact:?} were refused (replays, forgeries or junk); \
+             try again in {seconds} s"
+        ),
+    )
+}
+
+/// The index of a package that was well formed and in range but whose tag
+/// did not verify (a forgery, or damage in transit), if `e` says so.
+fn forged_at(e: &crate::Error, package: &[u8], format: Format) -> Option<u64> {
+    if !matches!(e, crate::Error::VerifyFailed {}) {
+        return None;
+    }
+    match format {
+        Format::V3 => otc_proto::v3::parse(package).ok().map(|p| p.head.text),
+        Format::V1 => otc_proto::v1::read_index(package).ok(),
+    }
 }
 
 fn stopping() -> Failure {
@@ -548,8 +576,8 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         out
     }
 
-    /// A replay or a failed open from `contact`: counts towards the rate
-    /// limit.
+    /// A replay or a refused package from `contact`: counts towards the
+    /// rate limit.
     fn refused(&self, contact: &str) {
         self.with_refusals(contact, |r| r.count = r.count.saturating_add(1));
     }
@@ -769,8 +797,9 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         }
     }
 
-    /// A contact locked out (too many failed opens) or over the refusal
-    /// rate limit is refused before anything is read.
+    /// A contact locked out (too many opens that failed after approval) is
+    /// refused before anything is read. (Packages refused before a prompt
+    /// never lock a contact out; see [`Service::check_before_prompt`].)
     fn refuse_if_limited(&self, contact: &str) -> Result<(), Failure> {
         if self.locked_out(contact) {
             return Err(fail(
@@ -781,39 +810,52 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 ),
             ));
         }
-        if let Some(seconds) = self.rate_limited(contact) {
-            return Err(fail(
-                ErrorCode::RateLimited,
-                format!(
-                    "too many packages from {contact:?} were refused (replays or failed opens); \
-                     try again in {seconds} s"
-                ),
-            ));
-        }
         Ok(())
     }
 
-    /// Everything that can refuse a package without a prompt and without
-    /// reading pad bytes: malformed, out of range, or a replay (audited,
-    /// counted towards the rate limit, shown on the screen).
-    fn check_before_prompt(&self, contact: &str, package: &[u8]) -> Result<OpenCheck, Failure> {
-        let check = match self.store.check_open(contact, package) {
-            Ok(c) => c,
-            Err(e) => {
-                let f = store_failure(&e, true);
-                if f.code == ErrorCode::BadPackage {
-                    self.open_failed(contact, None);
-                }
-                return Err(f);
-            }
+    /// Everything that refuses a package before a prompt, with nothing
+    /// spent: malformed, out of range, a replay, or a tag that does not
+    /// verify (the store's `check_open` runs the spec's checks 1 to 5, or
+    /// v1's range checks and HMAC). A refusal is answered at once
+    /// (`replayed` or `bad_package`), audited and shown on the screen, and
+    /// counted towards the per-contact rate limit; past the limit it is
+    /// answered `rate_limited` and summed up in the audit log. It never
+    /// counts towards the lockout, and the rate limit never holds back a
+    /// package that verifies: junk cannot block genuine mail.
+    fn check_before_prompt(
+        &self,
+        contact: &str,
+        format: Format,
+        package: &[u8],
+    ) -> Result<OpenCheck, Failure> {
+        let e = match self.store.check_open(contact, package) {
+            Ok(c) => return Ok(c),
+            Err(e) => e,
         };
-        if check.warnings.contains(&OpenWarning::Replay) {
-            // The range was opened before, so its pad is erased: it cannot
-            // open again. Refused before any prompt; the owner sees it in
-            // the alerts.
-            return Err(self.replay_refused(contact, check.index));
+        let f = store_failure(&e, true);
+        if !matches!(f.code, ErrorCode::BadPackage | ErrorCode::Replayed) {
+            return Err(f);
         }
-        Ok(check)
+        if let Some(seconds) = self.rate_limited(contact) {
+            return Err(rate_limited(contact, seconds));
+        }
+        if let crate::Error::Replay { index } = e {
+            return Err(self.replay_refused(contact, index));
+        }
+        self.refused(contact);
+        if let Some(index) = forged_at(&e, package, format) {
+            // A well-formed package whose tag did not verify: a forgery
+            // or damage in transit. Worth an alert.
+            self.audit(Event::IntegrityFailure {
+                contact: contact.to_string(),
+                index,
+            });
+        }
+        (self.notify)(Notice::Failed {
+            contact: contact.to_string(),
+            what: "a package was refused before opening".into(),
+        });
+        Err(f)
     }
 
     /// A replay from `contact` at `index`: audited, shown on the screen,
@@ -881,17 +923,16 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             .contact(&contact)
             .map_err(|e| store_failure(&e, false))?;
         self.refuse_if_limited(&contact)?;
-        let check = self.check_before_prompt(&contact, &package)?;
-        let skipped_bytes = check.warnings.iter().find_map(|w| match w {
-            OpenWarning::Skipped { bytes } => Some(*bytes),
-            OpenWarning::Replay => None,
-        });
+        let check = self.check_before_prompt(&contact, info.format, &package)?;
+        let (skipped, skipped_bytes) = match check.warnings.first() {
+            Some(OpenWarning::Skipped { messages, bytes }) => (Some(*messages), Some(*bytes)),
+            None => (None, None),
+        };
         self.confirm(
             ApprovalPrompt::Open {
                 contact: contact.clone(),
                 cost: check.cost,
-                skipped_bytes,
-                cost_of_100: info.format.pad_cost(100) as u64,
+                skipped,
             },
             still_wanted,
         )?;
@@ -899,11 +940,12 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         // A genuine package from this contact: earlier failures no longer
         // count towards a lockout.
         lock(&self.lockouts).remove(&contact);
-        if let Some(bytes) = skipped_bytes {
+        if let (Some(messages), Some(bytes)) = (skipped, skipped_bytes) {
             self.audit(Event::Skipped {
                 contact: contact.clone(),
                 index: opened.index,
                 bytes,
+                messages,
             });
         }
         self.audit(Event::Opened {
@@ -917,7 +959,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         });
         (self.notify)(Notice::StateChanged);
         let mut warnings = Vec::new();
-        if skipped_bytes.is_some() {
+        if skipped.is_some() {
             warnings.push(Warning::Skipped);
         }
         let message_b64 = b64::encode(&opened.message);
@@ -1139,7 +1181,7 @@ mod tests {
                 contact: "bob".into(),
                 size: 64 * 1024,
                 split: None,
-                format: Format::V2,
+                format: Format::V3,
                 source: None,
                 export: export.clone(),
             },
@@ -1184,7 +1226,7 @@ mod tests {
         let reply: ErrorBody = serde_json::from_str(&reply).unwrap();
         assert_eq!(reply.error.code, ErrorCode::Replayed);
         assert_eq!(device.broker.screen().shown.load(Ordering::Acquire), 1);
-        let cost = Format::V2.pad_cost(b"only once".len()) as u64;
+        let cost = Format::V3.pad_cost(b"only once".len()) as u64;
         let (store, mut audit) = device.into_parts();
         assert_eq!(store.list()[0].receive_left, full - cost, "spent once");
         audit.flush().unwrap();
@@ -1216,7 +1258,7 @@ mod tests {
                 contact: "bob".into(),
                 size: 64 * 1024,
                 split: None,
-                format: Format::V2,
+                format: Format::V3,
                 source: None,
                 export: tmp.path().join("bob.otcpad"),
             },

@@ -35,7 +35,7 @@ fn expect_code<T: std::fmt::Debug>(r: Result<T, Error>, code: &'static str) -> E
 
 #[test]
 fn unknown_contact() {
-    let p = pair(Format::V2, 4096);
+    let p = pair(Format::V3, 4096);
     let before = tree(p.dir.path());
     expect_code(p.alice.seal("carol", b"x"), "unknown_contact");
     expect_code(p.alice.quote("carol", 1), "unknown_contact");
@@ -112,7 +112,7 @@ fn assert_nothing_imported(bob: &PadStore) {
 
 #[test]
 fn truncated_export() {
-    let (dir, _alice, export) = alice_with_export(Format::V2, 8192);
+    let (dir, _alice, export) = alice_with_export(Format::V3, 8192);
     let bob = PadStore::open_dir(dir.path().join("bob")).unwrap();
     let bytes = std::fs::read(&export).unwrap();
     for cut in [bytes.len() - 1, bytes.len() - 32, 4096, 100, 50, 10] {
@@ -138,7 +138,7 @@ fn truncated_export() {
 
 #[test]
 fn corrupt_export() {
-    let (dir, _alice, export) = alice_with_export(Format::V2, 8192);
+    let (dir, _alice, export) = alice_with_export(Format::V3, 8192);
     let bob = PadStore::open_dir(dir.path().join("bob")).unwrap();
     let bytes = std::fs::read(&export).unwrap();
     let flips = [
@@ -181,7 +181,7 @@ fn corrupt_export() {
 
 #[test]
 fn contact_exists_and_pad_already_stored() {
-    let p = pair(Format::V2, 4096);
+    let p = pair(Format::V3, 4096);
     let before = tree(p.dir.path());
     // same name again
     expect_code(
@@ -195,7 +195,7 @@ fn contact_exists_and_pad_already_stored() {
     );
     let export2 = p.dir.path().join("again.otcpad");
     expect_code(
-        new_pad(&p.alice, "bob", 4096, Format::V2, &export2),
+        new_pad(&p.alice, "bob", 4096, Format::V3, &export2),
         "contact_exists",
     );
     assert!(!export2.exists());
@@ -214,7 +214,7 @@ fn creation_failures_leave_nothing() {
         contact: "bob".into(),
         size,
         split: None,
-        format: Format::V2,
+        format: Format::V3,
         source: source.map(Path::to_path_buf),
         export: dir.path().join(export),
     };
@@ -362,7 +362,7 @@ fn section_4_errors_are_distinct() {
 
 #[test]
 fn missing_pad_file_is_reported_and_removable() {
-    let p = pair(Format::V2, 4096);
+    let p = pair(Format::V3, 4096);
     let path = pad_file(&p.alice, "bob");
     let dir = p.alice.dir().to_path_buf();
     drop(p.alice);
@@ -387,7 +387,7 @@ fn export_temp_in_the_way_is_refused_and_untouched() {
     let export = dir.path().join("bob.otcpad");
     let tmp = dir.path().join("bob.otcpad.tmp");
     std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-    let r = new_pad(&alice, "bob", 8192, Format::V2, &export);
+    let r = new_pad(&alice, "bob", 8192, Format::V3, &export);
     let e = expect_code(r, "output_exists");
     assert!(e.to_string().contains("bob.otcpad.tmp"), "{e}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
@@ -402,7 +402,7 @@ fn export_temp_in_the_way_is_refused_and_untouched() {
     // A plain leftover file is refused the same way, and kept.
     std::fs::remove_file(&tmp).unwrap();
     std::fs::write(&tmp, b"leftover").unwrap();
-    let r = new_pad(&alice, "bob", 8192, Format::V2, &export);
+    let r = new_pad(&alice, "bob", 8192, Format::V3, &export);
     expect_code(r, "output_exists");
     assert_eq!(std::fs::read(&tmp).unwrap(), b"leftover");
 }

@@ -54,7 +54,7 @@ fn help_reads_like_a_man_page() {
         "--export",
         "--format",
         "SP 800-90B",
-        "v1|v2",
+        "v1|v3",
     ] {
         assert!(h.contains(want), "missing {want:?} in:\n{h}");
     }
@@ -101,11 +101,12 @@ fn new_import_list_seal_open_remove() {
     let c = &v[0];
     assert_eq!(c["name"], "alice");
     assert_eq!(c["side"], "B");
-    assert_eq!(c["format"], "v2");
+    assert_eq!(c["format"], "v3");
     assert_eq!(c["size"], 65536);
-    assert_eq!(c["send_left"], 32768);
-    assert_eq!(c["recv_left"], 32768 - 38);
-    assert_eq!(c["send_messages_left"], 32768 / 132);
+    // v3: the side less its 16-byte r; "hi bob" cost 6 + 16.
+    assert_eq!(c["send_left"], 32768 - 16);
+    assert_eq!(c["recv_left"], 32768 - 16 - 22);
+    assert_eq!(c["send_messages_left"], (32768 - 16) / 116);
     let table = ok(&otc(&a, &["pad", "list"]));
     assert!(
         table.contains("bob") && table.contains("SEND LEFT"),
@@ -228,12 +229,34 @@ fn usage_and_input_errors() {
             "--size",
             "1K",
             "--format",
-            "v3",
+            "v4",
             "--export",
             &x,
         ],
     );
     assert_eq!(o.status.code(), Some(2));
+    // v2 is withdrawn: refused with the plain sentence
+    let o = otc(
+        &a,
+        &[
+            "pad",
+            "new",
+            "--contact",
+            "bob",
+            "--size",
+            "1K",
+            "--format",
+            "v2",
+            "--export",
+            &x,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("withdrawn") && err.contains("make a new pad"),
+        "{err}"
+    );
     // a directory that is not ours
     let theirs = dir.path().join("theirs");
     std::fs::create_dir(&theirs).unwrap();

@@ -19,7 +19,7 @@ mod common;
 use common::*;
 use otc_device::pad::export;
 use otc_device::pad::{PadStore, Range};
-use otc_proto::Format;
+use otc_proto::{Format, v3};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -179,15 +179,41 @@ fn crash_loop(format: Format, block: u64, size: u64) {
             &pad[beyond.lo as usize..beyond.hi as usize],
             "run {run}: pad past the reserved bound was touched (seed {seed:#x})"
         );
+        if let Some(masks) = m.slots_range(m.side, 0, m.slots_reserved) {
+            assert_eq!(m.slots_erased, m.slots_reserved, "seed {seed:#x}");
+            assert!(
+                is_zero(&read_disk(&store, "bob", masks)),
+                "run {run}: tag masks of reserved slots are not all zero (seed {seed:#x})"
+            );
+        }
         drop(store);
         assert!(run < KILLS * 4, "the child keeps exiting on its own");
     }
 
-    // No offset handed out twice.
+    // No offset handed out twice (v3: no text byte and no slot).
+    // v3: the cost is the text mask and one slot's 16-byte s_k.
+    let text_len = |h: &Handed| match format {
+        Format::V3 => h.cost - 16,
+        Format::V1 => h.cost,
+    };
     let mut ranges: Vec<(u64, u64, usize)> = handed
         .iter()
-        .map(|h| (h.index, h.index + h.cost, h.run))
+        .map(|h| (h.index, h.index + text_len(h), h.run))
         .collect();
+    if format == Format::V3 {
+        let mut slots: Vec<u32> = handed
+            .iter()
+            .map(|h| v3::parse(&h.package).unwrap().head.slot)
+            .collect();
+        slots.sort();
+        let n = slots.len();
+        slots.dedup();
+        assert_eq!(
+            slots.len(),
+            n,
+            "a slot was handed out twice; seed {seed:#x}"
+        );
+    }
     ranges.sort();
     for w in ranges.windows(2) {
         assert!(
@@ -208,8 +234,27 @@ fn crash_loop(format: Format, block: u64, size: u64) {
     // The packages are real: each opens with the original pad bytes at its
     // index (side A consumes ascending in both formats), none fails.
     for h in &handed {
-        let slice = &pad[h.index as usize..(h.index + h.cost) as usize];
-        let m = format.open(&h.package, slice).unwrap_or_else(|e| {
+        let opened = match format {
+            Format::V3 => {
+                let g = v3::Region::new(0, size / 2).unwrap();
+                let key = |at: u64| -> [u8; 16] {
+                    pad[at as usize..at as usize + 16].try_into().unwrap()
+                };
+                let slot = v3::parse(&h.package).unwrap().head.slot;
+                let text = &pad[h.index as usize..(h.index + text_len(h)) as usize];
+                v3::open(
+                    &h.package,
+                    text,
+                    &key(g.key_span().lo),
+                    &key(g.slot_span(slot).unwrap().lo),
+                )
+            }
+            Format::V1 => {
+                let slice = &pad[h.index as usize..(h.index + h.cost) as usize];
+                otc_proto::v1::open(&h.package, slice)
+            }
+        };
+        let m = opened.unwrap_or_else(|e| {
             panic!(
                 "package at {} from run {} does not open: {e}",
                 h.index, h.run
@@ -240,8 +285,8 @@ fn hex_decode(s: &str) -> Vec<u8> {
 }
 
 #[test]
-fn sigkill_never_reuses_pad_v2() {
-    crash_loop(Format::V2, 4096, 16 << 20);
+fn sigkill_never_reuses_pad_v3() {
+    crash_loop(Format::V3, 4096, 16 << 20);
 }
 
 #[test]

@@ -361,7 +361,7 @@ fn slowloris_terabytes_and_a_flood_neither_kill_nor_wedge_nor_exhaust_the_device
 /// One request's framing and deadlines, on an in-process device.
 #[test]
 fn deadlines_and_framing_one_request_at_a_time() {
-    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
     let short = otc_device::rpc::Limits {
         header_timeout_ms: 300,
         body_timeout_ms: 300,
@@ -497,7 +497,7 @@ fn read_response_framed(s: &mut TcpStream) -> Resp {
 /// threads, which hold the device) alive until their 10 s deadline.
 #[test]
 fn a_stop_closes_idle_connections() {
-    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
     let alice = Dev::start(&d.alice, "Alice", limits());
     let mut half = connect(alice.addr);
     half.write_all(b"GET /v1/status HTTP/1.1\r\nHost: dev")
@@ -527,7 +527,7 @@ fn a_stop_closes_idle_connections() {
 /// of this test).
 #[test]
 fn a_real_client_gets_in_while_slow_heads_hold_every_slot() {
-    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
     let patient = otc_device::rpc::Limits {
         header_timeout_ms: 60_000,
         ..limits()

@@ -92,7 +92,7 @@ fn legacy_pair_talks_both_ways() {
     let mut bytes = pad[19_500 - cost..19_500].to_vec();
     bytes.reverse();
     assert_eq!(
-        Format::V1.open(&s.package, &bytes).unwrap(),
+        otc_proto::v1::open(&s.package, &bytes).unwrap(),
         b"hello from bob"
     );
     let o = alice.open("bob", &s.package).unwrap();

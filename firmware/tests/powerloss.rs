@@ -12,9 +12,11 @@
 //!   operations (between a write and its sync); after each cut the unsynced
 //!   writes are dropped, all of them or a random subset (some torn), and
 //!   the store is reopened. Across all lives: no send offset is handed out
-//!   twice, no received range is opened twice, every package handed out
-//!   opens at the partner, and every byte handed out or opened is zero on
-//!   the (post-crash) disk once the store has reopened.
+//!   twice (v3: no text byte and no slot, whose tag mask `s_k` is a pad
+//!   range of its own), no received range (v3: text or slot) is opened
+//!   twice, every package handed out opens at the partner, every byte
+//!   handed out or opened is zero on the (post-crash) disk once the store
+//!   has reopened, and v3's hash key `r` is never erased.
 //!
 //! The default run is sized for `cargo test` in debug; set
 //! `OTC_POWERLOSS_CRASHES=100000` for a bigger one and
@@ -26,7 +28,7 @@ use common::Rng;
 use otc_device::Error;
 use otc_device::pad::vfs::{self, CrashRng, Op, Recorder, SimFs, Vfs};
 use otc_device::pad::{PadStore, StoreOptions};
-use otc_proto::Format;
+use otc_proto::{Format, v3};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,7 +89,7 @@ fn the_bound_is_durable_before_the_pad_is_read() {
             .unwrap();
     let bob_fs = SimFs::new();
     let bob = sim_store(&bob_fs);
-    pair_on(&alice, &bob, tmp.path(), 1 << 20, Format::V2, 0);
+    pair_on(&alice, &bob, tmp.path(), 1 << 20, Format::V3, 0);
     let pad = pad_path(&alice, "bob");
     let contacts = dir.join("contacts");
     let record = contacts.join("bob.json");
@@ -96,10 +98,12 @@ fn the_bound_is_durable_before_the_pad_is_read() {
     rec.take();
     let s = alice.seal("bob", b"attack at dawn").unwrap();
     let ops = rec.take();
-    let first_read = position(&ops, "read of the pad range", |op| {
-        matches!(op, Op::Read { path, offset, len }
-            if *path == pad && *offset < s.index + s.cost && s.index < offset + len)
-    });
+    // Any pad byte: the text mask, r or s_k.
+    let first_read = position(
+        &ops,
+        "read of the pad",
+        |op| matches!(op, Op::Read { path, .. } if *path == pad),
+    );
     let pad_sync = position(&ops, "fdatasync of the pad", |op| {
         *op == Op::SyncData(pad.clone())
     });
@@ -112,21 +116,29 @@ fn the_bound_is_durable_before_the_pad_is_read() {
     let dir_sync = position(&ops, "fsync of contacts/", |op| {
         *op == Op::SyncDir(contacts.clone())
     });
-    let zeroed = position(&ops, "erase of the used range", |op| {
+    // v3: the text mask (14 bytes at the index), then slot 0's s_k,
+    // just below r at the top of side A's half.
+    let zeroed = position(&ops, "erase of the used text", |op| {
         matches!(op, Op::Write { path, offset, len }
-            if *path == pad && *offset == s.index && *len == s.cost)
+            if *path == pad && *offset == s.index && *len == 14)
+    });
+    let mask_zeroed = position(&ops, "erase of s_0", |op| {
+        matches!(op, Op::Write { path, offset, len }
+            if *path == pad && *offset == (1 << 19) - 32 && *len == 16)
     });
     assert!(
         pad_sync < tmp_sync && tmp_sync < rename && rename < dir_sync && dir_sync < first_read,
         "order: pad sync {pad_sync}, record fsync {tmp_sync}, rename {rename}, dir fsync {dir_sync}, first read {first_read}: {ops:#?}"
     );
-    assert!(first_read < zeroed, "{ops:#?}");
+    assert!(first_read < zeroed && zeroed < mask_zeroed, "{ops:#?}");
     // The package is returned after the last operation of the seal: the
     // log ends with the erase, nothing after it.
-    assert_eq!(zeroed, ops.len() - 1, "{ops:#?}");
-    // The durable record (what a reboot would read) covers the message.
+    assert_eq!(mask_zeroed, ops.len() - 1, "{ops:#?}");
+    // The durable record (what a reboot would read) covers the message:
+    // its text and its slot.
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
-    assert!(m["reserved"].as_u64().unwrap() >= s.cost);
+    assert!(m["reserved"].as_u64().unwrap() >= 14);
+    assert!(m["slots_reserved"].as_u64().unwrap() >= 1);
 
     // A second message inside the same block needs no metadata write.
     let s2 = alice.seal("bob", b"retreat at ten").unwrap();
@@ -173,6 +185,9 @@ fn the_bound_is_durable_before_the_pad_is_read() {
     assert_eq!(erase_sync, ops.len() - 1, "{ops:#?}");
 }
 
+/// A package bob sealed: (package, message, the pad ranges it spent).
+type Sent = (Vec<u8>, Vec<u8>, Vec<(u64, u64)>);
+
 /// What the test remembers across lives.
 #[derive(Default)]
 struct World {
@@ -180,8 +195,11 @@ struct World {
     sent: BTreeMap<u64, u64>,
     /// Ranges alice opened (the message was returned), lo -> hi.
     opened: BTreeMap<u64, u64>,
-    /// Packages bob sealed for alice: (package, message, lo, hi).
-    inbox: Vec<(Vec<u8>, Vec<u8>, u64, u64)>,
+    /// v3 slots alice handed out.
+    slots: std::collections::BTreeSet<u32>,
+    /// Packages bob sealed for alice: (package, message, the pad ranges
+    /// it spent).
+    inbox: Vec<Sent>,
 }
 
 fn overlaps(map: &BTreeMap<u64, u64>, lo: u64, hi: u64) -> Option<(u64, u64)> {
@@ -200,12 +218,30 @@ struct Stats {
     seals: u64,
     opens: u64,
     sessions: u64,
+    /// v3 slots handed out (each checked to be new).
+    slots: u64,
 }
 
-fn sent_range(format: Format, index: u64, cost: u64) -> (u64, u64) {
-    // Alice is side A: ascending in both formats, index = lowest offset.
-    let _ = format;
-    (index, index + cost)
+/// The pad ranges a package spent: v1 one range (`cost` bytes, side A
+/// ascending from the index, side B descending to it); v3 its text mask
+/// `[t, t + n)` and its slot's `s_k` in the sender's region `[lo, hi)`.
+fn spent(
+    format: Format,
+    region: (u64, u64),
+    package: &[u8],
+    index: u64,
+    cost: u64,
+) -> Vec<(u64, u64)> {
+    match format {
+        Format::V1 if region.0 == 0 => vec![(index, index + cost)],
+        Format::V1 => vec![(index + 1 - cost, index + 1)],
+        Format::V3 => {
+            let head = v3::parse(package).unwrap().head;
+            let g = v3::Region::new(region.0, region.1).unwrap();
+            let mask = g.slot_span(head.slot).unwrap();
+            vec![(index, index + cost - 16), (mask.lo, mask.hi)]
+        }
+    }
 }
 
 /// Cut the power: keep none, half or all of the unsynced writes (a third
@@ -222,7 +258,7 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
     stats.sessions += 1;
     let tmp = tempfile::tempdir().unwrap();
     let format = if rng.below(2) == 0 {
-        Format::V2
+        Format::V3
     } else {
         Format::V1
     };
@@ -238,6 +274,12 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
     // Make the setup durable in the simulated sense: it was (close and
     // add_contact sync everything); check by crashing once with nothing kept.
     fs = fs.crash(rng, 0);
+    let (a_region, b_region) = ((0, size / 2), (size / 2, size));
+    // v3's hash keys: never erased.
+    let keys: Vec<(u64, u64)> = match format {
+        Format::V3 => vec![(size / 2 - 16, size / 2), (size - 16, size)],
+        Format::V1 => Vec::new(),
+    };
     let mut w = World::default();
     let sess = stats.sessions;
     let ctx = |what: &str| format!("{what} (seed {seed:#x}, session {sess})");
@@ -273,6 +315,13 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
                     ctx(&format!("used range {lo}..{hi} not erased after reopen"))
                 );
             }
+            for &(lo, hi) in &keys {
+                assert!(
+                    disk[lo as usize..hi as usize].iter().any(|&b| b != 0),
+                    "{}",
+                    ctx(&format!("the hash key r at {lo}..{hi} was erased"))
+                );
+            }
         }
         let steps = 1 + rng.below(12);
         for _ in 0..steps {
@@ -283,16 +332,25 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
                     match alice.seal("bob", &msg) {
                         Ok(s) => {
                             stats.seals += 1;
-                            let (lo, hi) = sent_range(format, s.index, s.cost);
-                            if let Some(prev) = overlaps(&w.sent, lo, hi) {
-                                panic!(
-                                    "{}",
-                                    ctx(&format!(
-                                        "send range {lo}..{hi} handed out twice (before: {prev:?})"
-                                    ))
-                                );
+                            for (lo, hi) in spent(format, a_region, &s.package, s.index, s.cost) {
+                                if let Some(prev) = overlaps(&w.sent, lo, hi) {
+                                    panic!(
+                                        "{}",
+                                        ctx(&format!(
+                                            "send range {lo}..{hi} (text or slot) handed out twice (before: {prev:?})"
+                                        ))
+                                    );
+                                }
+                                w.sent.insert(lo, hi);
                             }
-                            w.sent.insert(lo, hi);
+                            if let Some(slot) = s.slot {
+                                assert!(
+                                    w.slots.insert(slot),
+                                    "{}",
+                                    ctx(&format!("slot {slot} handed out twice"))
+                                );
+                                stats.slots += 1;
+                            }
                             let o = bob.open("alice", &s.package).unwrap_or_else(|e| {
                                 panic!("{}: {e}", ctx("bob cannot open alice's package"))
                             });
@@ -313,12 +371,8 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
                     let msg: Vec<u8> = (0..len).map(|i| (i as u8) ^ 0xa5).collect();
                     match bob.seal("alice", &msg) {
                         Ok(s) => {
-                            let (lo, hi) = if format == Format::V1 {
-                                (s.index + 1 - s.cost, s.index + 1)
-                            } else {
-                                (s.index, s.index + s.cost)
-                            };
-                            w.inbox.push((s.package, msg, lo, hi));
+                            let ranges = spent(format, b_region, &s.package, s.index, s.cost);
+                            w.inbox.push((s.package, msg, ranges));
                         }
                         Err(Error::PadExhausted { .. } | Error::TooLarge { .. }) => {}
                         Err(e) => panic!("{}: {e}", ctx("bob cannot seal")),
@@ -329,20 +383,22 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
                         continue;
                     }
                     let k = rng.below(w.inbox.len() as u64) as usize;
-                    let (package, msg, lo, hi) = w.inbox[k].clone();
+                    let (package, msg, ranges) = w.inbox[k].clone();
                     match alice.open("bob", &package) {
                         Ok(o) => {
                             stats.opens += 1;
                             assert_eq!(o.message, msg);
-                            if let Some(prev) = overlaps(&w.opened, lo, hi) {
-                                panic!(
-                                    "{}",
-                                    ctx(&format!(
-                                        "range {lo}..{hi} opened twice (before: {prev:?})"
-                                    ))
-                                );
+                            for (lo, hi) in ranges {
+                                if let Some(prev) = overlaps(&w.opened, lo, hi) {
+                                    panic!(
+                                        "{}",
+                                        ctx(&format!(
+                                            "range {lo}..{hi} (text or slot) opened twice (before: {prev:?})"
+                                        ))
+                                    );
+                                }
+                                w.opened.insert(lo, hi);
                             }
-                            w.opened.insert(lo, hi);
                         }
                         // Opened before, or recorded as opened by a life
                         // whose power went before the message was returned
@@ -408,11 +464,12 @@ fn simulated_power_loss_never_reuses_pad() {
         session(&mut rng, seed, &mut left, &mut stats);
     }
     eprintln!(
-        "power-loss test: {} simulated power losses ({} inside a store operation), {} clean closes, {} seals, {} opens, {} pads, in {:.1} s",
+        "power-loss test: {} simulated power losses ({} inside a store operation), {} clean closes, {} seals ({} v3 slots), {} opens, {} pads, in {:.1} s",
         stats.crashes,
         stats.inside_ops,
         stats.clean_closes,
         stats.seals,
+        stats.slots,
         stats.opens,
         stats.sessions,
         start.elapsed().as_secs_f64()
@@ -420,6 +477,7 @@ fn simulated_power_loss_never_reuses_pad() {
     assert_eq!(stats.crashes, crashes);
     assert!(stats.seals > crashes / 2, "{stats:?}");
     assert!(stats.opens > crashes / 10, "{stats:?}");
+    assert!(stats.slots > crashes / 4, "v3 got its share: {stats:?}");
 }
 
 /// Issue 7 item 2 under power loss: import a pad, seal with it, remove it
@@ -434,7 +492,7 @@ fn a_removed_pad_stays_refused_across_power_loss() {
     let alice_fs = SimFs::new();
     let alice = sim_store(&alice_fs);
     let export = tmp.path().join("bob.otcpad");
-    common::new_pad(&alice, "bob", 8192, Format::V2, &export).unwrap();
+    common::new_pad(&alice, "bob", 8192, Format::V3, &export).unwrap();
     let import =
         |s: &PadStore| otc_device::pad::export::import(s, &export, "alice", &mut |_, _| {});
     let reopen = |fs: &SimFs| {

@@ -99,7 +99,7 @@ fn v2_at(index: u64, n: usize) -> String {
 #[test]
 fn bad_input_gets_its_code_and_consumes_nothing() {
     let d = dirs(&[
-        pad("bob", "alice", Format::V2, SIZE),
+        pad("bob", "alice", Format::V3, SIZE),
         pad("bob-v1", "alice-v1", Format::V1, SIZE),
     ]);
     // Failed opens would lock Bob out after 5, and rate-limit him after
@@ -681,7 +681,13 @@ fn bad_input_gets_its_code_and_consumes_nothing() {
     ] {
         assert!(!new.contains(&k), "{k} in {new:?}");
     }
-    assert!(new.iter().all(|k| *k == "limit_hit"), "{new:?}");
+    // A well-formed package whose tag does not verify is a forgery
+    // (refused before any prompt, and an alert).
+    assert!(
+        new.iter()
+            .all(|k| *k == "limit_hit" || *k == "integrity_failure"),
+        "{new:?}"
+    );
     assert!(new.contains(&"limit_hit"));
 
     // After all that, both genuine packages still open.
@@ -708,7 +714,7 @@ fn bad_input_gets_its_code_and_consumes_nothing() {
 /// plain client (curl, or a port forward to `127.0.0.1:PORT`) works.
 #[test]
 fn a_hostile_web_page_is_refused_before_the_screen() {
-    let d = dirs(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let d = dirs(&[pad("bob", "alice", Format::V3, SIZE)]);
     let alice = Dev::start(&d.alice, "Alice", limits());
     let before = snapshot(&alice);
     let audit_before = alice.audit_kinds();

@@ -48,7 +48,7 @@ fn the_reply_comes_after_the_bound_is_durable() {
         &store,
         "bob",
         1 << 20,
-        Format::V2,
+        Format::V3,
         &tmp.path().join("bob.otcpad"),
     )
     .unwrap();

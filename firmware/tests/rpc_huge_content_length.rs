@@ -20,7 +20,7 @@ use serde_json::json;
 
 #[test]
 fn a_terabyte_content_length_is_too_large_and_the_device_lives_on() {
-    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
     let alice = Dev::start(&d.alice, "Alice", limits());
     for path in [routes::PACKAGE, routes::UNPACKAGE, routes::STATUS] {
         let h = format!(
@@ -34,7 +34,7 @@ fn a_terabyte_content_length_is_too_large_and_the_device_lives_on() {
 
 #[test]
 fn a_terabyte_while_every_slot_is_busy_is_too_large_and_the_device_lives_on() {
-    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
     let one = otc_device::rpc::Limits {
         max_connections: 1,
         ..limits()

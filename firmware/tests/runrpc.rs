@@ -117,7 +117,7 @@ fn two(pads: &[PadSpec]) -> (Dirs, Dev, Dev) {
 
 #[test]
 fn each_method_approved_in_the_original_shapes() {
-    let (_d, alice, bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let (_d, alice, bob) = two(&[pad("bob", "alice", Format::V3, SIZE)]);
     let before = alice.contact("bob");
 
     let v = rpc_package(
@@ -130,7 +130,7 @@ fn each_method_approved_in_the_original_shapes() {
     assert_eq!(keys(&v), ["package", "success"], "{v}");
     assert_eq!(v["success"], json!(true));
     let package = v["package"].as_str().unwrap().to_string();
-    let cost = Format::V2.pad_cost("hello from the original client".len()) as u64;
+    let cost = Format::V3.pad_cost("hello from the original client".len()) as u64;
     assert_eq!(alice.contact("bob").send_left, before.send_left - cost);
 
     let v = rpc_unpackage(&bob, "alice", "bob", &package, "approve");
@@ -169,7 +169,7 @@ fn each_method_approved_in_the_original_shapes() {
 
 #[test]
 fn rejected_calls_spend_nothing() {
-    let (_d, alice, bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let (_d, alice, bob) = two(&[pad("bob", "alice", Format::V3, SIZE)]);
     let a0 = alice.contact("bob");
     let v = rpc_package(&alice, "alice", "bob", "no", "reject");
     assert_eq!(keys(&v), ["error", "success"], "{v}");
@@ -198,7 +198,7 @@ fn rejected_calls_spend_nothing() {
 
 #[test]
 fn a_call_while_a_prompt_is_up_is_busy() {
-    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V3, SIZE)]);
     let a0 = alice.contact("bob");
     let first = alice.spawn(
         "POST",
@@ -225,7 +225,7 @@ fn a_call_while_a_prompt_is_up_is_busy() {
 
 #[test]
 fn calls_that_cannot_run_are_call_errors() {
-    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V3, SIZE)]);
     let a0 = alice.contact("bob");
     for (body, says) in [
         (call("whoami", json!([])), "no such rpc method"),
@@ -310,7 +310,7 @@ fn calls_that_cannot_run_are_call_errors() {
 
 #[test]
 fn a_stopping_device_refuses_calls_in_the_originals_shape() {
-    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V3, SIZE)]);
     // A prompt up when the stop begins is withdrawn: its call fails.
     let first = alice.spawn(
         "POST",
@@ -344,7 +344,7 @@ const REPLAYED: &str =
 
 #[test]
 fn replay_and_skip_flags() {
-    let (d, alice, bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let (d, alice, bob) = two(&[pad("bob", "alice", Format::V3, SIZE)]);
     let mut sent = Vec::new();
     for m in ["message 1", "message 2", "message 3"] {
         let v = rpc_package(&bob, "bob", "alice", m, "approve");
@@ -467,14 +467,15 @@ fn session(alice: &Dev, bob: &Dev, original: bool) {
     open(alice, "alice", "bob", &p[2], "approve");
     open(alice, "alice", "bob", &p[0], "approve");
     no_prompt(alice, "alice", "bob", &p[0]);
-    // Forgeries at the next index until the lockout.
+    // Forgeries at the next slot, as many as the lockout limit: refused
+    // before any prompt, and they lock nothing out.
     let mut forged = b64::decode(&p[1]).unwrap();
     let last = forged.len() - 1;
     forged[last] ^= 1;
     for _ in 0..limits().lockout_failures {
-        open(alice, "alice", "bob", &b64::encode(&forged), "approve");
+        no_prompt(alice, "alice", "bob", &b64::encode(&forged));
     }
-    no_prompt(alice, "alice", "bob", &p[1]);
+    open(alice, "alice", "bob", &p[1], "approve");
     if original {
         rpc_now(alice, &call("package", json!(["alice", "carol", "x"])));
     } else {
@@ -484,7 +485,7 @@ fn session(alice: &Dev, bob: &Dev, original: bool) {
 
 #[test]
 fn audit_entries_equal_the_v1_ones() {
-    let pads = [pad("bob", "alice", Format::V2, SIZE)];
+    let pads = [pad("bob", "alice", Format::V3, SIZE)];
     let mut logs = Vec::new();
     for original in [false, true] {
         let (d, alice, bob) = two(&pads);
@@ -501,11 +502,12 @@ fn audit_entries_equal_the_v1_ones() {
     );
     assert_eq!(logs[1], logs[0], "every field of every event is the same");
     assert!(
-        kinds(&logs[0].0).iter().any(|k| k == "locked_out")
+        kinds(&logs[0].0).iter().any(|k| k == "integrity_failure")
+            && !kinds(&logs[0].0).iter().any(|k| k == "locked_out")
             && kinds(&logs[0].0).iter().any(|k| k == "skipped")
             && kinds(&logs[0].0).iter().any(|k| k == "replay")
             && kinds(&logs[0].1).iter().any(|k| k == "rejected"),
-        "the session covers lockout, skip, replay and reject: {:?}",
+        "the session covers forgeries (no lockout), skip, replay and reject: {:?}",
         kinds(&logs[0].0)
     );
 }
@@ -857,7 +859,7 @@ fn the_original_client_talks_through_otc_relay() {
 /// is refused or kept within bounds, and no prompt is shown.
 #[test]
 fn hostile_calls_are_refused_without_a_prompt() {
-    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V2, SIZE)]);
+    let (_d, alice, _bob) = two(&[pad("bob", "alice", Format::V3, SIZE)]);
     let a0 = alice.contact("bob");
     let deep = format!(
         r#"{{"method":"package","args":["alice","bob",{}"m"{}],"kwargs":{{}}}}"#,

@@ -62,7 +62,7 @@ fn data_dir() -> tempfile::TempDir {
             "--size",
             &SIZE.to_string(),
             "--format",
-            "v2",
+            "v3",
             "--export",
             export.to_str().expect("utf-8 path"),
         ],
@@ -242,12 +242,13 @@ fn sigterm_gives_the_unused_reservation_back() {
     let root = data_dir();
     let data = root.path().join("alice");
     let before = send_left(&data);
-    assert_eq!(before, SIZE / 2);
+    // v3: the side less its 16-byte hash key r.
+    assert_eq!(before, SIZE / 2 - 16);
     let dev = start(&data);
     let message = "one short message";
     let (status, reply) = dev.seal(message);
     assert_eq!(status, 200, "{reply}");
-    let cost = Format::V2.pad_cost(message.len()) as u64;
+    let cost = Format::V3.pad_cost(message.len()) as u64;
     assert_eq!(reply["pad_left"].as_u64(), Some(before - cost), "{reply}");
     let took = dev.terminate(Signal::SIGTERM);
     eprintln!("clean stop after one seal took {} ms", took.as_millis());
@@ -258,11 +259,15 @@ fn sigterm_gives_the_unused_reservation_back() {
     );
     assert_eq!(last_audit_event(&data), Event::Stop);
 
-    // The next start's send cursor continues exactly there.
+    // The next start's send cursor continues exactly there (v3: the text
+    // offset after the first message, and slot 1).
     let dev = start(&data);
     let (status, reply) = dev.seal(message);
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["index"].as_u64(), Some(cost), "{reply}");
+    let text = message.len() as u64;
+    assert_eq!(reply["index"].as_u64(), Some(text), "{reply}");
+    let package = otc_proto::b64::decode(reply["package"].as_str().unwrap()).unwrap();
+    assert_eq!(otc_proto::v3::parse(&package).unwrap().head.slot, 1);
     dev.terminate(Signal::SIGTERM);
     assert_eq!(send_left(&data), before - 2 * cost);
 }

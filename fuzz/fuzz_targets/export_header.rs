@@ -24,6 +24,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(h) = ExportHeader::decode(&bytes) {
         assert_eq!(&h.encode()[..], &bytes[..HEADER_LEN as usize]);
         assert!(h.split > 0 && h.split < h.size);
+        // v2 is withdrawn: never decoded; a v3 side holds r and a slot.
+        assert_ne!(bytes[25], 2);
+        if h.format == otc_proto::Format::V3 {
+            assert!(h.split >= 32 && h.size - h.split >= 32);
+        }
         assert!(h.file_len() > h.size);
     }
 });

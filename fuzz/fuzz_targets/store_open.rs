@@ -1,5 +1,5 @@
 //! Fuzz target: untrusted packages handed to a real pad store (a small v1
-//! or v2 pad in a temporary directory). `check_open` and `open` must never
+//! or v3 pad in a temporary directory). `check_open` and `open` must never
 //! panic; `check_open` must change nothing; nothing may open unless it was
 //! sealed with the pad (the fuzzer cannot forge a tag by chance).
 #![no_main]
@@ -21,7 +21,7 @@ fn fixture() -> &'static Fixture {
         let dir = std::env::temp_dir().join(format!("otc-fuzz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = PadStore::open_dir(dir.join("data")).expect("store");
-        for (name, format) in [("v1", Format::V1), ("v2", Format::V2)] {
+        for (name, format) in [("v1", Format::V1), ("v3", Format::V3)] {
             create_pad(
                 &store,
                 &NewPad {
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let f = fixture();
-    let contact = if sel & 1 == 0 { "v1" } else { "v2" };
+    let contact = if sel & 1 == 0 { "v1" } else { "v3" };
     let before = f.store.meta(contact).expect("meta");
     let _ = f.store.check_open(contact, package);
     assert_eq!(f.store.meta(contact).expect("meta"), before);

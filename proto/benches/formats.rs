@@ -1,14 +1,16 @@
-//! Seal + open of v1 and v2 packages next to the bare primitives over the
+//! Seal + open of v1 and v3 packages next to the bare primitives over the
 //! same bytes, so the framing overhead shows as a ratio
 //! (`make bench-report` prints it).
 //!
 //! "bare" = what any implementation must do at least: XOR the message with
 //! the pad and run the MAC over the same bytes, in preallocated buffers, for
-//! one seal and one open. "framed" = `Format::seal` then `Format::open`.
+//! one seal and one open. "framed" = `seal` then `open` of the format's
+//! module (v3: the text mask, `r` and `s_k` given as the pad store reads
+//! them).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
-use otc_proto::Format;
+use otc_proto::{Format, v1, v3};
 use poly1305::Poly1305;
 use poly1305::universal_hash::KeyInit;
 use sha2::Sha256;
@@ -29,16 +31,38 @@ fn xor(out: &mut [u8], a: &[u8], b: &[u8]) {
     }
 }
 
-fn bare_v2(msg: &[u8], pad: &[u8], buf: &mut [u8], back: &mut [u8]) -> bool {
+fn bare_v3(msg: &[u8], pad: &[u8], buf: &mut [u8], back: &mut [u8]) -> bool {
     let n = msg.len();
-    // seal: ct into buf[7..], tag over buf
-    xor(&mut buf[7..7 + n], msg, &pad[..n]);
+    // seal: ct into buf[11..], tag over buf under r || s (the pad's last 32)
+    xor(&mut buf[11..11 + n], msg, &pad[..n]);
     let key = poly1305::Key::from_slice(&pad[n..n + 32]);
-    let t1 = Poly1305::new(key).compute_unpadded(&buf[..7 + n]);
+    let t1 = Poly1305::new(key).compute_unpadded(&buf[..11 + n]);
     // open: tag again over the same bytes, XOR back
-    let t2 = Poly1305::new(key).compute_unpadded(&buf[..7 + n]);
-    xor(back, &buf[7..7 + n], &pad[..n]);
+    let t2 = Poly1305::new(key).compute_unpadded(&buf[..11 + n]);
+    xor(back, &buf[11..11 + n], &pad[..n]);
     t1 == t2
+}
+
+/// The format's own seal then open. For v3, `pad` is the text mask
+/// followed by `r` and `s` (the pad store reads them from three places).
+fn framed(format: Format, msg: &[u8], pad: &[u8]) -> Vec<u8> {
+    let n = msg.len();
+    match format {
+        Format::V1 => {
+            let p = v1::seal(black_box(12345), black_box(msg), black_box(pad)).expect("seal");
+            v1::open(black_box(&p), black_box(pad)).expect("open")
+        }
+        Format::V3 => {
+            let r: &[u8; 16] = pad[n..n + 16].try_into().expect("r");
+            let s: &[u8; 16] = pad[n + 16..n + 32].try_into().expect("s");
+            let head = v3::Head {
+                text: 12345,
+                slot: 7,
+            };
+            let p = v3::seal(head, black_box(msg), black_box(&pad[..n]), r, s).expect("seal");
+            v3::open(black_box(&p), black_box(&pad[..n]), r, s).expect("open")
+        }
+    }
 }
 
 fn bare_v1(msg: &[u8], pad: &[u8], buf: &mut [u8], back: &mut [u8]) -> bool {
@@ -66,20 +90,18 @@ fn bare_v1(msg: &[u8], pad: &[u8], buf: &mut [u8], back: &mut [u8]) -> bool {
 }
 
 fn formats(c: &mut Criterion) {
-    for format in [Format::V1, Format::V2] {
+    for format in [Format::V1, Format::V3] {
         let mut group = c.benchmark_group(format!("{format}"));
         for n in SIZES {
             let msg = pad_for(n + 1)[1..].to_vec();
-            let pad = pad_for(format.pad_cost(n));
+            // v3: the text mask, then r and s (32 bytes; r survives the clamp).
+            let pad = pad_for(match format {
+                Format::V1 => format.pad_cost(n),
+                Format::V3 => n + 32,
+            });
             group.throughput(Throughput::Bytes(n as u64));
             group.bench_with_input(BenchmarkId::new("framed", n), &n, |b, _| {
-                b.iter(|| {
-                    let p = format
-                        .seal(black_box(12345), black_box(&msg), black_box(&pad))
-                        .expect("seal");
-                    let m = format.open(black_box(&p), black_box(&pad)).expect("open");
-                    black_box(m)
-                })
+                b.iter(|| black_box(framed(format, &msg, &pad)))
             });
             let mut buf = vec![0u8; format.package_len(n)];
             let mut back = vec![0u8; n];
@@ -89,8 +111,8 @@ fn formats(c: &mut Criterion) {
                         Format::V1 => {
                             bare_v1(black_box(&msg), black_box(&pad), &mut buf, &mut back)
                         }
-                        Format::V2 => {
-                            bare_v2(black_box(&msg), black_box(&pad), &mut buf, &mut back)
+                        Format::V3 => {
+                            bare_v3(black_box(&msg), black_box(&pad), &mut buf, &mut back)
                         }
                     };
                     assert!(ok);

@@ -1,16 +1,25 @@
 //! otc-proto: the wire contract of One Time Chat.
 //!
 //! Modules: [`routes`] (the RPC route table), [`rpc`] (the device RPC
-//! bodies), [`runrpc`] (the original client's `/runrpc` calls), [`relay`] (the relay API of the original One Time Chat), and
-//! package formats v1 (compatible with the original One Time Chat, HMAC tag)
-//! and v2 (Poly1305 one-time authenticator, the default) as pure functions
-//! over pad slices: no I/O, no allocation of pad copies that outlive a call,
+//! bodies), [`runrpc`] (the original client's `/runrpc` calls), [`relay`]
+//! (the relay API of the original One Time Chat), and the package formats
+//! as pure functions over pad slices: [`v3`] (the default: a Wegman–Carter
+//! tag under a hash key `r` and per-slot masks `s_k` that are never text
+//! masks) and [`v1`] (compatible with the original One Time Chat, HMAC
+//! tag). No I/O, no allocation of pad copies that outlive a call,
 //! constant-time tag comparison, and no plaintext released on a bad tag.
 //! See `shared/spec/package-formats.md` for the byte layout.
 //!
-//! Every `pad` argument holds exactly the bytes a message consumes, *in
-//! consumption order* (for v1 side B that is descending pad offsets; the pad
-//! store reverses them before calling in here).
+//! Format v2 is withdrawn: its key followed a text mask whose length the
+//! package chose, so a relay that knew one message could forge another.
+//! Nothing here makes or opens it; `"v2"` parses to
+//! [`ProtoError::Withdrawn`], and a v2 package is refused by
+//! [`v3::parse`] (its marker is 0x02).
+//!
+//! v1 functions take the pad bytes a message consumes *in consumption
+//! order* (for v1 side B that is descending pad offsets; the pad store
+//! reverses them before calling in here). v3 functions take the text mask,
+//! `r` and `s_k` separately, each in increasing offset order.
 
 pub mod b64;
 pub mod error;
@@ -19,7 +28,7 @@ pub mod routes;
 pub mod rpc;
 pub mod runrpc;
 pub mod v1;
-pub mod v2;
+pub mod v3;
 
 pub use error::ProtoError;
 
@@ -31,12 +40,13 @@ pub const MAX_INDEX: u64 = (1 << 48) - 1;
 
 /// A package format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Format {
     /// Original One Time Chat: `2n + 48` pad bytes, HMAC-SHA256 tag.
     V1,
-    /// Default: `n + 32` pad bytes, Poly1305 one-time MAC.
-    V2,
+    /// Default: `n + 16` pad bytes a message (plus 16 per side for `r`),
+    /// Poly1305 as a Wegman–Carter one-time MAC.
+    V3,
 }
 
 impl Format {
@@ -44,24 +54,26 @@ impl Format {
     pub fn pad_cost(self, message_len: usize) -> usize {
         match self {
             Format::V1 => v1::pad_cost(message_len),
-            Format::V2 => v2::pad_cost(message_len),
+            Format::V3 => v3::pad_cost(message_len),
+        }
+    }
+
+    /// Package bytes beyond the message.
+    pub fn overhead(self) -> usize {
+        match self {
+            Format::V1 => v1::OVERHEAD,
+            Format::V3 => v3::OVERHEAD,
         }
     }
 
     /// Length of the package for a message of `message_len` bytes.
     pub fn package_len(self, message_len: usize) -> usize {
-        match self {
-            Format::V1 => message_len + v1::OVERHEAD,
-            Format::V2 => message_len + v2::OVERHEAD,
-        }
+        message_len.saturating_add(self.overhead())
     }
 
     /// Message length carried by a package of `package_len` bytes.
     pub fn message_len(self, package_len: usize) -> Result<usize, ProtoError> {
-        let overhead = match self {
-            Format::V1 => v1::OVERHEAD,
-            Format::V2 => v2::OVERHEAD,
-        };
+        let overhead = self.overhead();
         package_len
             .checked_sub(overhead)
             .ok_or(ProtoError::PackageTooShort {
@@ -69,38 +81,13 @@ impl Format {
                 min: overhead,
             })
     }
-
-    /// The pad index a package claims (not authenticated until opened).
-    pub fn read_index(self, package: &[u8]) -> Result<u64, ProtoError> {
-        match self {
-            Format::V1 => v1::read_index(package),
-            Format::V2 => v2::read_index(package),
-        }
-    }
-
-    /// Seal `message` at `index` with `pad` (consumption order).
-    pub fn seal(self, index: u64, message: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
-        match self {
-            Format::V1 => v1::seal(index, message, pad),
-            Format::V2 => v2::seal(index, message, pad),
-        }
-    }
-
-    /// Open `package` with `pad` (consumption order). On a bad tag nothing
-    /// of the plaintext is released.
-    pub fn open(self, package: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
-        match self {
-            Format::V1 => v1::open(package, pad),
-            Format::V2 => v2::open(package, pad),
-        }
-    }
 }
 
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Format::V1 => "v1",
-            Format::V2 => "v2",
+            Format::V3 => "v3",
         })
     }
 }
@@ -110,9 +97,17 @@ impl FromStr for Format {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "v1" | "1" => Ok(Format::V1),
-            "v2" | "2" => Ok(Format::V2),
+            "v3" | "3" => Ok(Format::V3),
+            "v2" | "2" => Err(ProtoError::Withdrawn),
             other => Err(ProtoError::UnknownFormat(other.to_string())),
         }
+    }
+}
+
+impl TryFrom<String> for Format {
+    type Error = ProtoError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 

@@ -10,7 +10,11 @@
 //! ```
 //!
 //! The HMAC tag is only computationally secure; v1 exists for pads made by
-//! the original tool. New pads use [`crate::v2`].
+//! the original tool. New pads use [`crate::v3`].
+//!
+//! [`verify`] checks a package's tag without releasing the message, so the
+//! device refuses a forgery before any prompt (it reads `p_body` and
+//! `p_key`, spends nothing, and never touches `p_text`).
 //!
 //! # Erased pad is refused
 //!
@@ -104,14 +108,30 @@ pub fn seal(index: u64, message: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoErro
     Ok(out)
 }
 
+/// Check a v1 `package`'s tag with `pad` (`2n + 48` bytes, consumption
+/// order) and release nothing: [`ProtoError::BadTag`] on a wrong tag. The
+/// text mask `p_text` is not used, so it may be given as anything (zeros).
+pub fn verify(package: &[u8], pad: &[u8]) -> Result<(), ProtoError> {
+    let mut inner = open_masked(package, pad)?;
+    inner.zeroize();
+    Ok(())
+}
+
 /// Open a v1 `package` with `pad` (`2n + 48` bytes, consumption order).
 /// Returns [`ProtoError::BadTag`] and releases nothing if the tag is wrong.
 pub fn open(package: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    let mut message = open_masked(package, pad)?;
+    let n = message.len();
+    xor_in_place(&mut message, &pad[..n]);
+    Ok(message)
+}
+
+/// The verified ciphertext `ct` (still masked by `p_text`).
+fn open_masked(package: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
     read_index(package)?;
     let n = package.len() - OVERHEAD;
     check_pad(pad_cost(n), pad.len())?;
-    let (p_text, rest) = pad.split_at(n);
-    let (p_body, p_key) = rest.split_at(n + TAG_LEN);
+    let (p_body, p_key) = pad[n..].split_at(n + TAG_LEN);
     check_not_erased(p_body, p_key)?;
     let (i, body) = package.split_at(INDEX_LEN);
 
@@ -126,7 +146,6 @@ pub fn open(package: &[u8], pad: &[u8]) -> Result<Vec<u8>, ProtoError> {
         message.zeroize();
         return Err(ProtoError::BadTag);
     }
-    xor_in_place(&mut message, p_text);
     Ok(message)
 }
 
@@ -201,5 +220,20 @@ mod tests {
             open(&[0u8; 37], &[]),
             Err(ProtoError::PackageTooShort { len: 37, min: 38 })
         ));
+    }
+
+    #[test]
+    fn verify_needs_no_text_mask_and_refuses_a_changed_byte() {
+        let pad: Vec<u8> = (0..pad_cost(9)).map(|i| (i * 7 + 1) as u8).collect();
+        let package = seal(40, b"verify me", &pad).unwrap();
+        let mut no_text = pad.clone();
+        no_text[..9].fill(0);
+        assert_eq!(verify(&package, &no_text), Ok(()));
+        for i in 0..package.len() {
+            let mut bad = package.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(verify(&bad, &pad), Err(ProtoError::BadTag), "byte {i}");
+        }
+        assert_eq!(open(&package, &pad).unwrap(), b"verify me");
     }
 }

@@ -36,7 +36,7 @@ fn every_pair_of_a_mesh_can_talk_and_the_thumb_approves() {
         root.path(),
         &["alice", "bob", "carol"],
         64 << 10,
-        Format::V2,
+        Format::V3,
     );
     let devs: Vec<TestDevice> = ["alice", "bob", "carol"]
         .iter()
@@ -61,7 +61,7 @@ fn every_pair_of_a_mesh_can_talk_and_the_thumb_approves() {
 #[test]
 fn the_thumb_rejects_and_a_prompt_left_alone_times_out() {
     let root = tempfile::tempdir().expect("tempdir");
-    let dirs = mesh(root.path(), &["alice", "bob"], 64 << 10, Format::V2);
+    let dirs = mesh(root.path(), &["alice", "bob"], 64 << 10, Format::V3);
     let alice = TestDevice::start_with(
         &dirs["alice"],
         "alice",

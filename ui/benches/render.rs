@@ -17,7 +17,7 @@ fn seal() -> Prompt {
     Prompt::Seal {
         contact: "bob".into(),
         message_bytes: 100,
-        cost_bytes: 132,
+        cost_bytes: 116,
         pad_left_after: 733_003_068,
         timeout: Duration::from_secs(30),
         client_note: None,

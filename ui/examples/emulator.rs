@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: name.into(),
         pad_left_bytes: left,
         pad_total_bytes: total,
-        messages_left: left / 132,
+        messages_left: left / 116,
     };
     ui.handle.set_home(HomeView {
         owner: "Alice".into(),
@@ -65,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Prompt::Seal {
             contact: "bob".into(),
             message_bytes: 100,
-            cost_bytes: 132,
+            cost_bytes: 116,
             pad_left_after: 733_003_068,
             timeout: Duration::from_secs(30),
             client_note: Some("Re: dinner on Friday".into()),

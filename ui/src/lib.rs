@@ -12,7 +12,7 @@
 //!                    Arc::new(SystemClock::new()), UiConfig::default())?;
 //! // ui.handle is Send + Clone: give it to the confirmation broker.
 //! let ticket = ui.handle.show_prompt(otc_ui::Prompt::Seal {
-//!     contact: "bob".into(), message_bytes: 100, cost_bytes: 132,
+//!     contact: "bob".into(), message_bytes: 100, cost_bytes: 116,
 //!     pad_left_after: 1_000_000, timeout: std::time::Duration::from_secs(30),
 //!     client_note: None,
 //! });

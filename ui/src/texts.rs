@@ -45,8 +45,11 @@ pub enum Happened {
         contact: String,
         index: u64,
     },
+    /// `messages`: how many never arrived (0 when only `bytes`, the
+    /// skipped pad, is known).
     Skipped {
         contact: String,
+        messages: u64,
         bytes: u64,
     },
     Burned {
@@ -106,8 +109,17 @@ pub fn alert_text(h: &Happened) -> String {
         Happened::Replay { contact, index } => {
             format!("Replayed package from {contact} refused (pad index {index})")
         }
-        Happened::Skipped { contact, bytes } => {
+        Happened::Skipped {
+            contact,
+            messages: 0,
+            bytes,
+        } => {
             format!("Messages from {contact} were skipped ({bytes} pad bytes)")
+        }
+        Happened::Skipped {
+            contact, messages, ..
+        } => {
+            format!("{messages} earlier messages from {contact} never arrived")
         }
         Happened::Burned { contact, index } => {
             format!("Pad range at {index} for {contact} burned after repeated failures")

@@ -229,7 +229,7 @@ impl World {
 
     pub fn with(owners: &[&str], mischief: bool, opts: otc_testkit::Options) -> World {
         let root = tempfile::tempdir().expect("temp dir");
-        let dirs = otc_testkit::mesh(root.path(), owners, PAD, otc_proto::Format::V2);
+        let dirs = otc_testkit::mesh(root.path(), owners, PAD, otc_proto::Format::V3);
         let devices = owners
             .iter()
             .map(|o| {

@@ -16,7 +16,7 @@
 //!      8    8  pad size N, u64
 //!     16    8  split, u64 (side A sends with [0, split), side B with [split, N))
 //!     24    1  side of whoever imports this file: b'A' or b'B' (pad new writes b'B')
-//!     25    1  package format: 1 = v1, 2 = v2
+//!     25    1  package format: 1 = v1, 3 = v3 (2 = v2, withdrawn: refused)
 //!     26    6  reserved, zero
 //!     32   32  pad id: SHA-256 of the N pad bytes
 //!     64   32  header checksum: SHA-256 of bytes 0..64
@@ -30,6 +30,11 @@
 //! then streamed into a temporary file in the pads directory while both
 //! hashes are computed; a mismatch of the pad id or the trailer
 //! ([`Error::ExportCorrupt`]) shreds the temporary file and nothing is kept.
+//!
+//! An export of format v2 (format byte 2) is refused before anything is
+//! copied ([`Error::FormatWithdrawn`]): v2 is withdrawn because a relay that
+//! knows one message can forge another. A v3 pad whose hash key `r` is
+//! zero after clamping for either side is refused ([`Error::WeakKey`]).
 
 use super::fsutil::{self, CHUNK, sync_dir};
 use super::meta::{ContactMeta, Origin, Side};
@@ -51,6 +56,8 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: u64 = 96;
 /// Bytes after the pad bytes.
 pub const TRAILER_LEN: u64 = 32;
+/// The format byte of the withdrawn format v2.
+pub const FORMAT_BYTE_V2: u8 = 2;
 
 /// The header fields of an export file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +85,7 @@ impl ExportHeader {
         };
         h[25] = match self.format {
             Format::V1 => 1,
-            Format::V2 => 2,
+            Format::V3 => 3,
         };
         h[32..64].copy_from_slice(&self.pad_id);
         let sum = Sha256::digest(&h[0..64]);
@@ -115,7 +122,8 @@ impl ExportHeader {
         };
         let format = match h[25] {
             1 => Format::V1,
-            2 => Format::V2,
+            3 => Format::V3,
+            FORMAT_BYTE_V2 => return Err(otc_proto::ProtoError::Withdrawn.to_string()),
             x => return Err(format!("unknown package format {x}")),
         };
         if h[26..32].iter().any(|&b| b != 0) {
@@ -126,6 +134,12 @@ impl ExportHeader {
         }
         if split == 0 || split >= size {
             return Err(format!("split {split} outside the pad"));
+        }
+        let min = otc_proto::v3::MIN_REGION;
+        if format == Format::V3 && (split < min || size - split < min) {
+            return Err(format!(
+                "split {split} leaves a side of this v3 pad without room for its key"
+            ));
         }
         let mut pad_id = [0u8; 32];
         pad_id.copy_from_slice(&h[32..64]);
@@ -301,7 +315,25 @@ fn read_header(file: &File, path: &Path) -> Result<(ExportHeader, [u8; HEADER_LE
     }
     file.read_exact_at(&mut head, 0)
         .ctx(|| format!("cannot read {}", path.display()))?;
-    let header = ExportHeader::decode(&head).map_err(corrupt)?;
+    let header = ExportHeader::decode(&head).map_err(|reason| {
+        // A well-formed header of the withdrawn format v2 gets its own
+        // plain sentence.
+        let mut as_v1 = head;
+        as_v1[25] = 1;
+        let sum = Sha256::digest(&as_v1[0..64]);
+        as_v1[64..96].copy_from_slice(&sum);
+        if head[25] == FORMAT_BYTE_V2
+            && Sha256::digest(&head[0..64]).as_slice() == &head[64..96]
+            && ExportHeader::decode(&as_v1).is_ok()
+        {
+            Error::FormatWithdrawn {
+                what: format!("the pad file {}", path.display()),
+                remedy: "destroy this file".into(),
+            }
+        } else {
+            corrupt(reason)
+        }
+    })?;
     if len != header.file_len() {
         return Err(Error::ExportTruncated {
             path: path.to_path_buf(),
@@ -370,7 +402,7 @@ mod tests {
             size: 4096,
             split: 2048,
             side: Side::B,
-            format: Format::V2,
+            format: Format::V3,
             pad_id: [7; 32],
         };
         let b = h.encode();
@@ -382,5 +414,25 @@ mod tests {
         bad[0] = b'X';
         assert!(ExportHeader::decode(&bad).unwrap_err().contains("magic"));
         assert_eq!(h.file_len(), 4096 + 128);
+    }
+
+    /// A v2 header (format byte 2, checksum right) is refused with the
+    /// withdrawal's sentence, not as unknown.
+    #[test]
+    fn a_v2_header_is_refused_as_withdrawn() {
+        let h = ExportHeader {
+            size: 4096,
+            split: 2048,
+            side: Side::B,
+            format: Format::V1,
+            pad_id: [7; 32],
+        };
+        let mut b = h.encode();
+        b[25] = FORMAT_BYTE_V2;
+        let sum = Sha256::digest(&b[0..64]);
+        b[64..96].copy_from_slice(&sum);
+        let e = ExportHeader::decode(&b).unwrap_err();
+        assert!(e.contains("withdrawn"), "{e}");
+        assert!(e.contains("make a new pad"), "{e}");
     }
 }

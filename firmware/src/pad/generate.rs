@@ -66,7 +66,9 @@ pub fn check_geometry(size: u64, split: Option<u64>) -> Result<u64> {
         });
     }
     let split = split.unwrap_or(size / 2);
-    if split == 0 || split >= size {
+    // Each side needs room for v3's hash key `r` and one slot.
+    let min = otc_proto::v3::MIN_REGION;
+    if split < min || split >= size || size - split < min {
         return Err(Error::BadSplit { split, size });
     }
     Ok(split)
@@ -242,7 +244,7 @@ mod tests {
                 contact: "bob".into(),
                 size: MIN_PAD_SIZE,
                 split: None,
-                format: Format::V2,
+                format: Format::V3,
                 source: None,
                 export: tmp.path().join("bob.otcpad"),
             },

@@ -3,10 +3,16 @@
 //!
 //! Offsets here are absolute pad offsets. Send progress is kept as a *count*
 //! of bytes consumed from our region's starting edge in our allocation
-//! direction (up from 0 for side A, down from N for side B), which makes the
-//! sequence-cache arithmetic the same for both sides.
+//! direction, which makes the sequence-cache arithmetic the same for both
+//! sides: for v1 up from 0 for side A and down from N for side B (the
+//! original tool's layout); for v3 the text stream rises from the region's
+//! start for both sides (`[0, split)` for A, `[split, N)` for B), and a
+//! second count, the slot counter, numbers the 16-byte tag masks `s_k`
+//! that fall from the region's end below the hash key `r`
+//! ([`otc_proto::v3::Region`]).
 
 use otc_proto::Format;
+use otc_proto::v3::{self, Received};
 use serde::{Deserialize, Serialize};
 
 /// Which half of the pad a device sends with.
@@ -88,16 +94,31 @@ pub struct ContactMeta {
     pub side: Side,
     pub format: Format,
     pub origin: Origin,
-    /// Send: the durable "reserved up to" bound (count from our edge). No
-    /// byte at or past it has been used; bytes before it may have been.
+    /// Send: the durable "reserved up to" bound (count from our edge; for
+    /// v3 the text stream's). No byte at or past it has been used; bytes
+    /// before it may have been.
     pub reserved: u64,
     /// Send: bytes `[0, erased)` (counts) are known durably zero on disk.
     pub erased: u64,
-    /// Receive: opened ranges, sorted and coalesced.
+    /// Send, v3: the durable bound of the slot counter. No slot at or past
+    /// it has been used; slots below it may have been. Reserved ahead in
+    /// blocks together with `reserved`, in the same record write.
+    #[serde(default)]
+    pub slots_reserved: u64,
+    /// Send, v3: the tag masks of slots `[0, slots_erased)` are known
+    /// durably zero on disk.
+    #[serde(default)]
+    pub slots_erased: u64,
+    /// Receive, v1: opened ranges, sorted and coalesced.
     pub received: Vec<Range>,
-    /// Receive: how far (bytes from the sender's edge, in the sender's
+    /// Receive, v1: how far (bytes from the sender's edge, in the sender's
     /// direction) the furthest opened range reaches.
     pub recv_frontier: u64,
+    /// Receive, v3: the opened slots and opened text ranges of the
+    /// partner's region (the spec's checks 3 and 4 read it; a replay is
+    /// refused from it, not from erased bytes).
+    #[serde(default)]
+    pub rx: Received,
     /// Receive: ranges burned after too many failed verifications by
     /// earlier versions. No longer produced (failed verifications use
     /// nothing, see [`crate::pad`]); still read and honoured.
@@ -112,8 +133,11 @@ pub struct ContactMeta {
     pub pending_erase: Vec<Range>,
 }
 
-/// Current record layout version.
-pub const META_VERSION: u32 = 1;
+/// Current record layout version. Version 2 added the v3 fields
+/// (`slots_reserved`, `slots_erased`, `rx`); a version-1 record (format v1
+/// only: v2 records are refused as withdrawn) reads as version 2 with
+/// those fields empty.
+pub const META_VERSION: u32 = 2;
 
 impl ContactMeta {
     /// A fresh record with nothing used.
@@ -138,8 +162,11 @@ impl ContactMeta {
             origin,
             reserved: 0,
             erased: 0,
+            slots_reserved: 0,
+            slots_erased: 0,
             received: Vec::new(),
             recv_frontier: 0,
+            rx: Received::default(),
             burned: Vec::new(),
             failures: Vec::new(),
             pending_erase: Vec::new(),
@@ -165,13 +192,31 @@ impl ContactMeta {
         self.region(self.side).len()
     }
 
+    /// The v3 geometry of a side's region (`None` for v1 pads, or a
+    /// region too small for `r` and one slot).
+    pub fn v3_region(&self, side: Side) -> Option<v3::Region> {
+        if self.format != Format::V3 {
+            return None;
+        }
+        let r = self.region(side);
+        v3::Region::new(r.lo, r.hi).ok()
+    }
+
     /// Absolute range of `cost` bytes starting at send count `used`.
     pub fn send_range(&self, used: u64, cost: u64) -> Range {
         self.count_range(self.side, used, used + cost)
     }
 
-    /// Absolute range for counts `[a, b)` of `side`'s allocation direction.
+    /// Absolute range for counts `[a, b)` of `side`'s allocation direction
+    /// (v3: the text stream, rising from the region's start).
     pub fn count_range(&self, side: Side, a: u64, b: u64) -> Range {
+        if self.format == Format::V3 {
+            let lo = self.region(side).lo;
+            return Range {
+                lo: lo + a,
+                hi: lo + b,
+            };
+        }
         match side {
             Side::A => Range { lo: a, hi: b },
             Side::B => Range {
@@ -179,6 +224,22 @@ impl ContactMeta {
                 hi: self.size - a,
             },
         }
+    }
+
+    /// Absolute range of the v3 tag masks of slots `[a, b)` of `side`
+    /// (they fall from below `r`, so slot `b - 1` is lowest), or `None`
+    /// for v1 or when the slots leave the region.
+    pub fn slots_range(&self, side: Side, a: u64, b: u64) -> Option<Range> {
+        let g = self.v3_region(side)?;
+        if b <= a {
+            return Some(Range { lo: g.hi, hi: g.hi });
+        }
+        let top = g.slot_span(u32::try_from(a).ok()?)?;
+        let bottom = g.slot_span(u32::try_from(b - 1).ok()?)?;
+        Some(Range {
+            lo: bottom.lo,
+            hi: top.hi,
+        })
     }
 
     /// Whether a side's bytes are consumed in descending order (v1, side B).
@@ -230,8 +291,15 @@ impl ContactMeta {
         }
     }
 
-    /// Bytes of the sender's region not yet passed by the receive frontier.
+    /// Bytes of the sender's region not yet passed by the receive frontier
+    /// (v3: pad the partner can still spend on messages to us, in the
+    /// `n + 16` count, from past the furthest text and slot opened).
     pub fn receive_left(&self) -> u64 {
+        if let Some(g) = self.v3_region(self.side.other()) {
+            let text = self.rx.text_frontier(g);
+            let slot = self.rx.highest().map_or(0, |h| h + 1);
+            return g.left(text, slot);
+        }
         self.region(self.side.other())
             .len()
             .saturating_sub(self.recv_frontier)
@@ -342,7 +410,7 @@ mod tests {
     /// leave empty `burned`/`failures` out.
     #[test]
     fn old_and_new_record_fields_read() {
-        let m = ContactMeta::new("x", "id", 1000, 500, Side::A, Format::V2, Origin::Imported);
+        let m = ContactMeta::new("x", "id", 1000, 500, Side::A, Format::V1, Origin::Imported);
         let json = serde_json::to_value(&m).unwrap();
         assert!(json.get("burned").is_none() && json.get("failures").is_none());
         let back: ContactMeta = serde_json::from_value(json.clone()).unwrap();
@@ -355,13 +423,22 @@ mod tests {
         assert_eq!(back.failures.len(), 1);
     }
 
+    /// v3: both sides' text rises from their region's start; the tag
+    /// masks fall from below `r` at the region's end.
     #[test]
-    fn geometry_side_b_v2() {
-        let m = ContactMeta::new("x", "id", 1000, 500, Side::B, Format::V2, Origin::Imported);
+    fn geometry_v3_both_sides_rise() {
+        let m = ContactMeta::new("x", "id", 1000, 500, Side::B, Format::V3, Origin::Imported);
         let rg = m.send_range(100, 32);
-        assert_eq!(rg, r(868, 900));
-        assert_eq!(m.index_of(Side::B, rg), 868);
-        assert_eq!(m.send_capacity(), 500);
-        assert_eq!(m.receive_left(), 500);
+        assert_eq!(rg, r(600, 632));
+        assert_eq!(m.index_of(Side::B, rg), 600);
+        assert_eq!(m.slots_range(Side::B, 0, 1), Some(r(968, 984)));
+        assert_eq!(m.slots_range(Side::B, 0, 2), Some(r(952, 984)));
+        assert_eq!(m.slots_range(Side::A, 1, 3), Some(r(436, 468)));
+        assert_eq!(m.slots_range(Side::A, 3, 3), Some(r(500, 500)));
+        assert_eq!(m.slots_range(Side::A, 0, 100), None);
+        // Nothing opened yet: all of A's region but r (500 - 16).
+        assert_eq!(m.receive_left(), 484);
+        let v1 = ContactMeta::new("x", "id", 1000, 500, Side::B, Format::V1, Origin::Imported);
+        assert_eq!(v1.slots_range(Side::B, 0, 1), None);
     }
 }

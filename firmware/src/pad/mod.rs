@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! DIR/otc-device.data        marker "layout 2": makes the directory ours; also the lock
-//! DIR/contacts/<name>.json   one JSON record per contact (send offsets, received ranges)
+//! DIR/contacts/<name>.json   one JSON record per contact (send bounds, what was opened)
 //! DIR/pads/<pad_id>.pad      pad bytes, plain file, pad_id = hex SHA-256
 //! DIR/used/<pad_id>          every pad this directory ever held or made; never removed
 //! ```
@@ -44,6 +44,38 @@
 //! device image shipped with it, and a migration would keep sled as a
 //! dependency for a directory nobody has. The error says what to do.
 //!
+//! # Formats: v3 (new pads), v1 (the original tool's), v2 withdrawn
+//!
+//! New pads are v3 (`shared/spec/package-formats.md`): each side's region
+//! holds its text masks rising from its start and the 16-byte tag masks
+//! `s_k` of numbered slots falling from its end, below a 16-byte hash key
+//! `r` kept for the pad's life. Per contact and per side the record keeps
+//! the text offset and the slot counter (our side: durable bounds
+//! `reserved` and `slots_reserved`), and what was opened of the partner's
+//! side: the opened slots and text ranges ([`otc_proto::v3::Received`],
+//! field `rx`). A message costs `n + 16` pad bytes; the `send_left` and
+//! quote figures count that way and never count `r`. A pad whose clamped
+//! `r` is zero for either side is refused when made or imported
+//! ([`crate::Error::WeakKey`], code `weak_key`). A v1 contact keeps the
+//! original geometry (side B descending) and its range log.
+//!
+//! **Format v2 is withdrawn**: its key followed a text mask whose length
+//! the package chose, so a relay that knew one message could forge
+//! another. Nothing here makes, imports or opens it. The owner gets out
+//! like this (decided for issue 22):
+//! * an export file of format v2 is refused by `pad import` with a plain
+//!   sentence ([`crate::Error::FormatWithdrawn`]): make a new pad;
+//! * a data directory that holds a v2 contact still opens, so the rest of
+//!   the device keeps working, but that contact is **withdrawn**: it is
+//!   not among the usable contacts ([`PadStore::list`], `/v1/contacts`,
+//!   the home screen), every use of its name is refused with that sentence,
+//!   `pad list` names it on standard error with what to do, and
+//!   `pad remove NAME` erases its pad the usual way (overwrite, sync,
+//!   delete; the used-pad mark stays). [`PadStore::withdrawn`] lists them.
+//!
+//! Record layout 2 (`version: 2`) added the v3 fields; a version-1 record
+//! (a v1 contact of an earlier build) reads as version 2.
+//!
 //! # Reusing a pad by importing it again, and backups
 //!
 //! `used/` holds one file per pad id this directory ever held or made
@@ -65,7 +97,8 @@
 //!
 //! # The rules it keeps
 //!
-//! * **Never reuse, even across a crash.** The send offset is a
+//! * **Never reuse, even across a crash.** The send offset (v3: the text
+//!   offset and the slot counter, both in the same record write) is a
 //!   sequence cache: the durable record holds a "reserved up to" bound that
 //!   moves ahead in blocks ([`StoreOptions::reserve_block`], 64 KiB by
 //!   default but at most 1/256 of the send side, so a 64 KiB legacy pad
@@ -84,22 +117,27 @@
 //!   used or merely reserved), so the work on start is one block, not the
 //!   pad. Received ranges are recorded as opened (and as pending erase)
 //!   first, then zeroed and synced; pending erases are redone on open.
-//! * **Receive safely.** A package whose range is not wholly inside the
-//!   sender's region is refused ([`crate::Error::OutOfRegion`]) and uses
-//!   nothing. [`PadStore::check_open`] reports, without side effects,
-//!   whether the range overlaps one already opened (replay) and how many
-//!   bytes were skipped since the furthest opened range in the sender's
-//!   direction. A range is recorded and erased only after its tag verifies,
-//!   so a forged package cannot burn the real message's pad.
-//!   A replayed range cannot be opened again: its bytes are zero. [`PadStore::open`]
-//!   therefore refuses it up front with [`crate::Error::Replay`] (the check
-//!   is by range, so this needs no pad bytes).
+//! * **Verify before the prompt.** [`PadStore::check_open`] runs, without
+//!   side effects, every check up to the tag: for v3 the spec's checks 1
+//!   to 5 (shape, bounds, slot opened before: [`crate::Error::Replay`],
+//!   text overlapping an opened range, then the tag under `r` and `s_k`,
+//!   the only pad bytes it reads); for v1 the range checks, replay, and
+//!   the HMAC (it reads the body mask and key, never the text mask). So a
+//!   forgery, a replay or junk is refused before the owner is asked, and
+//!   what the prompt shows (the skipped count: v3's slot count) is about
+//!   a package whose tag verified. A package whose range is not wholly
+//!   inside the sender's region is [`crate::Error::OutOfRegion`].
+//!   [`PadStore::open`] runs the checks again, then records the package
+//!   as opened (and its pad as pending erase) durably, erases it, and only
+//!   then returns the message. A replay is refused from that record, never
+//!   by finding erased bytes. A forged package burns nothing.
 //! * **Never burn on failed verification.** Earlier versions erased a range
 //!   after three failed verifications. That handed the relay a lever: three
 //!   forgeries at the index of the partner's *next* message destroyed its
 //!   pad, and the genuine message was then refused. Burning adds no
-//!   security: a v2 forgery succeeds with probability 2^-106 per try, and a
-//!   v1 forgery means forging HMAC-SHA256 under a 128-bit one-time key.
+//!   security: a v3 forgery succeeds with probability about 2^-100 per
+//!   try, and a v1 forgery means forging HMAC-SHA256 under a 128-bit
+//!   one-time key.
 //!   So a failed open uses nothing and records nothing
 //!   ([`crate::Error::VerifyFailed`]); the store burns no range that no
 //!   genuine message has passed. Limiting tries is the RPC layer's job (the
@@ -148,4 +186,5 @@ pub mod vfs;
 pub use meta::{ContactMeta, Origin, Range, Side};
 pub use store::{
     ContactSummary, OpenCheck, OpenWarning, Opened, PadStore, Quote, Sealed, StoreOptions,
+    Withdrawn,
 };

@@ -6,7 +6,8 @@ use super::fsutil::CHUNK;
 use super::meta::{ContactMeta, META_VERSION, Origin, Range, Side, insert_range, overlaps_any};
 use super::vfs::{self, Kind, OpenHow, RealFs, VFile, Vfs};
 use crate::error::{Error, IoContext, Result};
-use otc_proto::Format;
+use otc_proto::v3::{self, Claim};
+use otc_proto::{Format, ProtoError};
 use serde::Serialize;
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -74,8 +75,10 @@ impl Default for StoreOptions {
 pub struct Sealed {
     /// The package bytes to send.
     pub package: Vec<u8>,
-    /// The pad index the package carries.
+    /// The pad index the package carries (v3: its text offset `t`).
     pub index: u64,
+    /// The v3 slot `k` the package carries (`None` for v1).
+    pub slot: Option<u32>,
     /// Pad bytes this message consumed.
     pub cost: u64,
     /// Pad bytes left for sending to this contact after this message.
@@ -93,22 +96,28 @@ pub struct Quote {
     pub pad_left_after: u64,
 }
 
-/// A warning about a received package, to show before opening it.
+/// A warning about a received package whose tag verified, to show before
+/// opening it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OpenWarning {
-    /// The package's range overlaps one already opened; its pad bytes are
-    /// erased, so opening will fail with [`Error::Replay`].
-    Replay,
-    /// Pad bytes between the last opened package and this one were skipped
-    /// (messages lost, delayed or out of order, or a sender crash).
-    Skipped { bytes: u64 },
+    /// Messages the partner sent before this one never arrived (lost,
+    /// delayed or out of order, or a sender crash). v3: the spec's count of
+    /// slots below this package's slot and above the highest opened one.
+    /// v1 (no slots): the skipped pad bytes in 100-byte messages, at
+    /// least 1. `bytes`: the skipped pad bytes (v1 only, else 0).
+    Skipped { messages: u64, bytes: u64 },
 }
 
-/// The facts about a received package, checked without using anything.
+/// The facts about a received package, checked without using anything:
+/// the package passed every check up to its tag (the spec's checks 1 to 5
+/// for v3; range, replay and HMAC for v1), so these facts are verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OpenCheck {
+    /// The pad index the package carries (v3: its text offset `t`).
     pub index: u64,
+    /// The v3 slot `k` (`None` for v1).
+    pub slot: Option<u32>,
     pub cost: u64,
     pub message_len: u64,
     pub warnings: Vec<OpenWarning>,
@@ -119,6 +128,7 @@ pub struct OpenCheck {
 pub struct Opened {
     pub message: Vec<u8>,
     pub index: u64,
+    pub slot: Option<u32>,
     pub cost: u64,
     pub warnings: Vec<OpenWarning>,
 }
@@ -160,6 +170,30 @@ struct Live {
     /// older docs): the next message starts here. Always between
     /// `meta.erased` and `meta.reserved` (inclusive).
     send_offset: u64,
+    /// v3: the in-memory slot counter, between `meta.slots_erased` and
+    /// `meta.slots_reserved` (inclusive). 0 for v1.
+    send_slot: u64,
+}
+
+impl Live {
+    fn new(meta: ContactMeta, file: Option<Box<dyn VFile>>) -> Live {
+        let send_offset = meta.reserved;
+        let send_slot = meta.slots_reserved;
+        Live {
+            meta,
+            file,
+            send_offset,
+            send_slot,
+        }
+    }
+}
+
+/// A contact whose record names the withdrawn format v2: kept only so its
+/// pad can be erased with `pad remove` (see [`crate::pad`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Withdrawn {
+    pub name: String,
+    pub pad_id: String,
 }
 
 impl Live {
@@ -178,6 +212,9 @@ pub struct PadStore {
     vfs: Arc<dyn Vfs>,
     opts: StoreOptions,
     state: Mutex<BTreeMap<String, Live>>,
+    /// Contacts whose pads are format v2 (withdrawn): listed, refused for
+    /// everything but `remove`.
+    withdrawn: Mutex<BTreeMap<String, Withdrawn>>,
     _lock: Box<dyn Any + Send + Sync>,
 }
 
@@ -332,6 +369,7 @@ impl PadStore {
             vfs,
             opts,
             state: Mutex::new(BTreeMap::new()),
+            withdrawn: Mutex::new(BTreeMap::new()),
             _lock: lock,
         };
         store.load_contacts()?;
@@ -512,17 +550,40 @@ impl PadStore {
             };
             let bytes = vfs::read_all(v, &path, MAX_RECORD)
                 .ctx(|| format!("cannot read {}", path.display()))?;
+            if let Some(w) = withdrawn_record(&bytes, name) {
+                // Format v2 is withdrawn: keep the contact only so that
+                // `pad remove` can erase its pad (see [`crate::pad`]).
+                self.mark_used(&w.pad_id, Origin::Imported)?;
+                lock_map(&self.withdrawn).insert(w.name.clone(), w);
+                continue;
+            }
             let mut meta: ContactMeta =
                 serde_json::from_slice(&bytes).map_err(|e| Error::CorruptMeta {
                     what: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
-            if meta.version != META_VERSION || meta.name != name {
+            // Version 1 records (v1 pads only; v2 is caught above) read
+            // as version 2 with empty v3 fields.
+            let known =
+                meta.version == META_VERSION || (meta.version == 1 && meta.format == Format::V1);
+            if !known || meta.name != name {
                 return Err(Error::CorruptMeta {
                     what: path.display().to_string(),
                     reason: format!(
                         "record version {} for contact {:?} is not supported here",
                         meta.version, meta.name
+                    ),
+                });
+            }
+            meta.version = META_VERSION;
+            if meta.format == Format::V3
+                && (meta.v3_region(Side::A).is_none() || meta.v3_region(Side::B).is_none())
+            {
+                return Err(Error::CorruptMeta {
+                    what: path.display().to_string(),
+                    reason: format!(
+                        "a v3 pad of {} bytes split at {} leaves a side without room for its key",
+                        meta.size, meta.split
                     ),
                 });
             }
@@ -534,16 +595,8 @@ impl PadStore {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // Keep the contact so it can be listed and removed.
-                    let send_offset = meta.reserved;
                     let name = meta.name.clone();
-                    state.insert(
-                        name,
-                        Live {
-                            meta,
-                            file: None,
-                            send_offset,
-                        },
-                    );
+                    state.insert(name, Live::new(meta, None));
                     continue;
                 }
                 Err(e) => {
@@ -556,37 +609,43 @@ impl PadStore {
             // Finish any erase a crash interrupted: everything used or
             // reserved on the send side, and ranges recorded as opened or
             // burned whose erase may not have reached the disk.
-            if meta.erased < meta.reserved || !meta.pending_erase.is_empty() {
+            // v3: the tag masks of slots used or reserved likewise (never
+            // `r`, which lives as long as the pad).
+            if meta.erased < meta.reserved
+                || meta.slots_erased < meta.slots_reserved
+                || !meta.pending_erase.is_empty()
+            {
                 let r = meta.count_range(meta.side, meta.erased, meta.reserved);
-                zero_at(file.as_ref(), r.lo, r.len())
-                    .ctx(|| format!("cannot erase used pad for {}", meta.name))?;
-                for p in &meta.pending_erase {
+                let mut ranges = vec![r];
+                if let Some(s) = meta.slots_range(meta.side, meta.slots_erased, meta.slots_reserved)
+                {
+                    ranges.push(s);
+                }
+                ranges.extend(meta.pending_erase.iter().copied());
+                for p in &ranges {
                     zero_at(file.as_ref(), p.lo, p.len())
                         .ctx(|| format!("cannot erase used pad for {}", meta.name))?;
                 }
                 file.sync_data()
                     .ctx(|| format!("cannot sync pad file for {}", meta.name))?;
                 meta.erased = meta.reserved;
+                meta.slots_erased = meta.slots_reserved;
                 meta.pending_erase.clear();
                 self.persist(&meta)?;
             }
-            let send_offset = meta.reserved;
-            let file = Some(file);
-            state.insert(
-                meta.name.clone(),
-                Live {
-                    meta,
-                    file,
-                    send_offset,
-                },
-            );
+            state.insert(meta.name.clone(), Live::new(meta, Some(file)));
         }
         // Pad files nobody owns (a crash during creation, import or removal)
         // are erased and deleted.
-        let known: Vec<PathBuf> = state
+        let mut known: Vec<PathBuf> = state
             .values()
             .map(|l| self.pad_path(&l.meta.pad_id))
             .collect();
+        known.extend(
+            lock_map(&self.withdrawn)
+                .values()
+                .map(|w| self.pad_path(&w.pad_id)),
+        );
         let pads = self.dir.join(PADS_DIR);
         let entries = v
             .read_dir(&pads)
@@ -623,6 +682,7 @@ impl PadStore {
         }
         meta.version = META_VERSION;
         let v = self.vfs();
+        self.check_keys(&meta, tmp_pad)?;
         let path = self.pad_path(&meta.pad_id);
         v.rename(tmp_pad, &path)
             .ctx(|| format!("cannot create {}", path.display()))?;
@@ -639,16 +699,7 @@ impl PadStore {
         })();
         match res {
             Ok(file) => {
-                let send_offset = meta.reserved;
-                let file = Some(file);
-                state.insert(
-                    meta.name.clone(),
-                    Live {
-                        meta,
-                        file,
-                        send_offset,
-                    },
-                );
+                state.insert(meta.name.clone(), Live::new(meta, Some(file)));
                 Ok(())
             }
             Err(e) => {
@@ -659,13 +710,108 @@ impl PadStore {
         }
     }
 
+    /// A v3 pad must give each side room for `r` and one slot, and
+    /// neither side's `r` may be zero after Poly1305's clamp (then every
+    /// tag would equal `s_k`): [`Error::WeakKey`]. Reads the two keys from
+    /// the pad file `pad` before it becomes a contact's.
+    fn check_keys(&self, meta: &ContactMeta, pad: &Path) -> Result<()> {
+        if meta.format != Format::V3 {
+            return Ok(());
+        }
+        let f = self
+            .vfs
+            .open(pad, OpenHow::ReadWrite)
+            .ctx(|| format!("cannot open {}", pad.display()))?;
+        for side in [Side::A, Side::B] {
+            let g = meta.v3_region(side).ok_or(Error::BadSplit {
+                split: meta.split,
+                size: meta.size,
+            })?;
+            let r = read_key(f.as_ref(), g.key_span().lo)
+                .ctx(|| format!("cannot read {}", pad.display()))?;
+            if v3::is_weak_r(&r) {
+                return Err(Error::WeakKey {
+                    contact: meta.name.clone(),
+                    side,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Add a contact whose pad bytes are in memory already, as side `side`
+    /// of a pad split at `split`: what `pad import` does with an export
+    /// file, for pads a program holds (the spec's session vectors in the
+    /// tests). The same checks as an import (name, pad id never held
+    /// before, a weak v3 key: [`Error::WeakKey`]), except the 256-byte
+    /// minimum: a side needs only room for v3's key and one slot.
+    #[doc(hidden)]
+    pub fn import_pad_bytes(
+        &self,
+        contact: &str,
+        pad: &[u8],
+        split: u64,
+        side: Side,
+        format: Format,
+    ) -> Result<()> {
+        use sha2::{Digest, Sha256};
+        validate_contact_name(contact)?;
+        self.check_new_contact(contact)?;
+        let size = pad.len() as u64;
+        let min = v3::MIN_REGION;
+        if split < min || split >= size || size - split < min {
+            return Err(Error::BadSplit { split, size });
+        }
+        let pad_id = hex::encode(Sha256::digest(pad));
+        self.check_pad_id_free(&pad_id)?;
+        let (tmp, f) = self.create_temp_pad()?;
+        let written = f
+            .write_all_at(pad, 0)
+            .and_then(|_| f.sync_all())
+            .ctx(|| format!("cannot write {}", tmp.display()));
+        drop(f);
+        let meta = ContactMeta::new(
+            contact,
+            &pad_id,
+            size,
+            split,
+            side,
+            format,
+            Origin::Imported,
+        );
+        let res = written.and_then(|_| self.add_contact(meta, &tmp));
+        if res.is_err() {
+            self.discard_temp(&tmp);
+        }
+        res
+    }
+
     /// Fail early (before long work) if a contact name is taken or invalid.
     pub fn check_new_contact(&self, name: &str) -> Result<()> {
         validate_contact_name(name)?;
-        if self.lock().contains_key(name) {
+        if self.lock().contains_key(name) || lock_map(&self.withdrawn).contains_key(name) {
             return Err(Error::ContactExists(name.to_string()));
         }
         Ok(())
+    }
+
+    /// Contacts whose pads are format v2, which is withdrawn: they can only
+    /// be removed (`pad remove`), which erases their pads.
+    pub fn withdrawn(&self) -> Vec<Withdrawn> {
+        lock_map(&self.withdrawn).values().cloned().collect()
+    }
+
+    /// The error for a contact name that is not usable: withdrawn (v2) or
+    /// unknown.
+    fn missing(&self, name: &str) -> Error {
+        if lock_map(&self.withdrawn).contains_key(name) {
+            Error::FormatWithdrawn {
+                what: format!("the pad for {name:?}"),
+                remedy: format!("erase it with `otc-device pad remove {name}`"),
+            }
+        } else {
+            Error::UnknownContact(name.to_string())
+        }
     }
 
     /// Fail early if a pad with this fingerprint is stored now
@@ -693,9 +839,7 @@ impl PadStore {
     /// Facts about one contact.
     pub fn contact(&self, name: &str) -> Result<ContactSummary> {
         let state = self.lock();
-        let l = state
-            .get(name)
-            .ok_or_else(|| Error::UnknownContact(name.to_string()))?;
+        let l = state.get(name).ok_or_else(|| self.missing(name))?;
         Ok(summary(l))
     }
 
@@ -708,9 +852,7 @@ impl PadStore {
     /// holds no pad bytes).
     pub fn meta(&self, name: &str) -> Result<ContactMeta> {
         let state = self.lock();
-        let l = state
-            .get(name)
-            .ok_or_else(|| Error::UnknownContact(name.to_string()))?;
+        let l = state.get(name).ok_or_else(|| self.missing(name))?;
         Ok(l.meta.clone())
     }
 
@@ -719,9 +861,7 @@ impl PadStore {
     /// an unknown contact, an exhausted pad or a message that is too large.
     pub fn quote(&self, contact: &str, message_len: usize) -> Result<Quote> {
         let state = self.lock();
-        let l = state
-            .get(contact)
-            .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+        let l = state.get(contact).ok_or_else(|| self.missing(contact))?;
         let (cost, left) = check_fits(l, contact, message_len)?;
         Ok(Quote {
             contact: contact.to_string(),
@@ -745,20 +885,26 @@ impl PadStore {
 
     /// Seal `message` for `contact`.
     ///
-    /// Order of events: the range is taken from the in-memory send offset; if it
-    /// crosses the durable reserved bound, the pad file is fdatasync'ed (so
-    /// every earlier erase is durable) and a new bound, at least one
-    /// reservation block ahead, is written to the contact's record and
+    /// Order of events: the pad to use is taken from the in-memory send
+    /// state (v1: the send offset; v3: the text offset and the slot
+    /// counter); if it crosses a durable reserved bound, the pad file is
+    /// fdatasync'ed (so every earlier erase is durable) and new bounds, at
+    /// least one reservation block ahead (v3: the text bound and the slot
+    /// bound, in one record write), are written to the contact's record and
     /// made durable (fsync of the record, rename, fsync of the directory)
-    /// *before* any pad byte is read. Then the bytes are read (pread), the package is
-    /// sealed, and the bytes are overwritten with zeros (pwrite) before the
-    /// package is returned. A crash may skip the rest of a block; it can
-    /// never hand out the same byte twice.
+    /// *before* any pad byte is read. Then the bytes are read (pread), the
+    /// package is sealed, and the bytes are overwritten with zeros (pwrite)
+    /// before the package is returned (v3: the text mask and `s_k`; `r`
+    /// stays for the pad's life). A crash may skip the rest of a block; it
+    /// can never hand out the same byte or slot twice.
     pub fn seal(&self, contact: &str, message: &[u8]) -> Result<Sealed> {
         let mut state = self.lock();
         let l = state
             .get_mut(contact)
-            .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+            .ok_or_else(|| self.missing(contact))?;
+        if l.meta.format == Format::V3 {
+            return self.seal_v3(l, contact, message);
+        }
         let (cost, left) = check_fits(l, contact, message.len())?;
         let used = l.send_offset;
         let new_offset = used + cost;
@@ -777,12 +923,8 @@ impl PadStore {
         l.send_offset = new_offset;
         let range = l.meta.send_range(used, cost);
         let index = l.meta.index_of(l.meta.side, range);
-        let sealed = read_pad(l, range, l.meta.descending(l.meta.side)).and_then(|pad| {
-            l.meta
-                .format
-                .seal(index, message, &pad)
-                .map_err(Error::Proto)
-        });
+        let sealed = read_pad(l, range, l.meta.descending(l.meta.side))
+            .and_then(|pad| otc_proto::v1::seal(index, message, &pad).map_err(Error::Proto));
         // Erase whether or not sealing worked: the range is spent either
         // way, and the next block crossing records it as erased.
         let erased = zero_at(l.file()?, range.lo, range.len())
@@ -792,22 +934,135 @@ impl PadStore {
         Ok(Sealed {
             package,
             index,
+            slot: None,
             cost,
             pad_left: left - cost,
         })
     }
 
-    /// Check a received package without using anything: its index, its
-    /// cost, and warnings (replay, skipped pad). Errors for a malformed
-    /// package, a range outside the sender's region, or a burned range.
+    /// [`PadStore::seal`] for a v3 contact.
+    fn seal_v3(&self, l: &mut Live, contact: &str, message: &[u8]) -> Result<Sealed> {
+        let g = v3_region(&l.meta, l.meta.side)?;
+        let (cost, left) = check_fits(l, contact, message.len())?;
+        let n = message.len() as u64;
+        let head = g
+            .next(g.lo + l.send_offset, l.send_slot, n)
+            .map_err(|_| exhausted(l, contact, message.len()))?;
+        let text_end = l.send_offset + n;
+        let slot_end = l.send_slot + 1;
+        if text_end > l.meta.reserved || slot_end > l.meta.slots_reserved {
+            l.file()?
+                .sync_data()
+                .ctx(|| format!("cannot sync pad file for {contact}"))?;
+            let mut m = l.meta.clone();
+            m.erased = l.send_offset;
+            m.slots_erased = l.send_slot;
+            let (text, slots) =
+                self.v3_reservation(&m, g, (l.send_offset, l.send_slot), (text_end, slot_end));
+            m.reserved = text;
+            m.slots_reserved = slots;
+            self.persist(&m)?;
+            l.meta = m;
+        }
+        l.send_offset = text_end;
+        l.send_slot = slot_end;
+        let text = Range {
+            lo: head.text,
+            hi: head.text + n,
+        };
+        let mask = g.slot_span(head.slot).ok_or(Error::PadExhausted {
+            contact: contact.to_string(),
+            left: 0,
+        })?;
+        let file = l.file()?;
+        let sealed = (|| {
+            let text_pad =
+                read_range(file, text).ctx(|| format!("cannot read pad file for {contact}"))?;
+            let r = read_key(file, g.key_span().lo)
+                .ctx(|| format!("cannot read pad file for {contact}"))?;
+            let s =
+                read_key(file, mask.lo).ctx(|| format!("cannot read pad file for {contact}"))?;
+            v3::seal(head, message, &text_pad, &r, &s).map_err(|e| match e {
+                ProtoError::WeakKey => Error::WeakKey {
+                    contact: contact.to_string(),
+                    side: l.meta.side,
+                },
+                e => Error::Proto(e),
+            })
+        })();
+        // Erase whether or not sealing worked: the text and the slot are
+        // spent either way, and the next block crossing records them as
+        // erased.
+        let erased = zero_at(file, text.lo, text.len())
+            .and_then(|_| zero_at(file, mask.lo, mask.len()))
+            .ctx(|| format!("cannot erase used pad for {contact}"));
+        let package = sealed?;
+        erased?;
+        Ok(Sealed {
+            package,
+            index: head.text,
+            slot: Some(head.slot),
+            cost,
+            pad_left: left - cost,
+        })
+    }
+
+    /// The durable v3 send bounds for a message that starts at text count
+    /// `text` and slot `slot` and ends at `text_end` and `slot_end`: each
+    /// stream reserved a block ahead of where the message starts (or to its
+    /// end, if that is further), as v1's offset is; the text block is the
+    /// contact's reservation block, the slot block 1/64 of it in slots (at
+    /// least one). Near the end of the region, where the two reservations
+    /// would overlap, they share the room left between them (the text
+    /// bound never passes the lowest reserved mask), so a crash skips pad
+    /// but the two streams never claim the same byte.
+    fn v3_reservation(
+        &self,
+        m: &ContactMeta,
+        g: v3::Region,
+        (text, slot): (u64, u64),
+        (text_end, slot_end): (u64, u64),
+    ) -> (u64, u64) {
+        let block = self.reserve_block_for(m);
+        let want_text = text.saturating_add(block).max(text_end) - text_end;
+        let want_slots = slot.saturating_add((block / 64).max(1)).max(slot_end) - slot_end;
+        // The message fits, so its text ends at or below the lowest mask
+        // of the slots it reserves: `hi - 16(slot_end + 1)`.
+        let floor = (g.hi - 16 * (slot_end + 1)) - g.lo;
+        let room = floor.saturating_sub(text_end);
+        let (t, k) = if want_text.saturating_add(want_slots.saturating_mul(16)) <= room {
+            (want_text, want_slots)
+        } else {
+            let t = want_text.min(room / 2);
+            (t, want_slots.min((room - t) / 16))
+        };
+        (text_end + t, slot_end + k)
+    }
+
+    /// Check a received package without using anything or showing
+    /// anything: for v3 the spec's opening checks 1 to 5 (shape, bounds,
+    /// slot opened before, text overlapping an opened range, then the tag,
+    /// which reads `r` and `s_k` only); for v1 the range checks, replay,
+    /// then the HMAC (which reads the body mask and the key, never the
+    /// text mask). So a forgery, a replay or junk is refused here, before
+    /// any prompt: [`Error::Replay`] for a slot or range opened before,
+    /// [`Error::VerifyFailed`] for a bad tag, [`Error::BadPackage`] or
+    /// [`Error::OutOfRegion`] for the rest. What it returns (the skipped
+    /// count) is about a package whose tag verified.
     pub fn check_open(&self, contact: &str, package: &[u8]) -> Result<OpenCheck> {
         let state = self.lock();
-        let l = state
-            .get(contact)
-            .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+        let l = state.get(contact).ok_or_else(|| self.missing(contact))?;
+        if l.meta.format == Format::V3 {
+            let claim = verify_v3(l, package)?;
+            return Ok(v3_check(&l.meta, &claim));
+        }
         let c = classify(&l.meta, package)?;
+        let sender = l.meta.side.other();
+        let pad = read_pad(l, c.range, l.meta.descending(sender))?;
+        otc_proto::v1::verify(package, &pad).map_err(|e| v1_refusal(&l.meta, e))?;
         Ok(OpenCheck {
             index: c.index,
+            slot: None,
             cost: c.range.len(),
             message_len: c.message_len,
             warnings: c.warnings,
@@ -816,62 +1071,89 @@ impl PadStore {
 
     /// Open a package from `contact`.
     ///
-    /// Nothing is used unless the tag verifies. On a good tag the range is
-    /// recorded as opened (durably: record fsync, rename, directory fsync),
-    /// then its bytes are zeroed on disk and fdatasync'ed, then the message
-    /// is returned. A replayed range (already opened, so already erased) is
-    /// refused with [`Error::Replay`]. A bad tag is [`Error::VerifyFailed`]
-    /// and changes nothing, on disk or in memory: the store never burns a
-    /// range no genuine message has passed (see the module docs of
-    /// [`crate::pad`]); limiting tries is the RPC layer's lockout.
+    /// Every check of [`PadStore::check_open`] runs again (the state may
+    /// have changed while the owner looked at the prompt). Nothing is used
+    /// unless the tag verifies. On a good tag the package is recorded as
+    /// opened (v3: its slot and its text range, in [`otc_proto::v3::Received`];
+    /// v1: its range) together with the pad it used as pending erase,
+    /// durably (record fsync, rename, directory fsync); then those bytes
+    /// (v3: the text mask and `s_k`) are zeroed on disk and fdatasync'ed;
+    /// only then is the message returned. A replay is refused from the
+    /// record with [`Error::Replay`], never by finding erased bytes. A bad
+    /// tag is [`Error::VerifyFailed`] and changes nothing, on disk or in
+    /// memory: the store never burns pad that no genuine message has
+    /// passed (see the module docs of [`crate::pad`]).
     pub fn open(&self, contact: &str, package: &[u8]) -> Result<Opened> {
         let mut state = self.lock();
         let l = state
             .get_mut(contact)
-            .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
-        let c = classify(&l.meta, package)?;
-        if c.warnings.contains(&OpenWarning::Replay) {
-            return Err(Error::Replay { index: c.index });
+            .ok_or_else(|| self.missing(contact))?;
+        if l.meta.format == Format::V3 {
+            let claim = verify_v3(l, package)?;
+            let check = v3_check(&l.meta, &claim);
+            let text = Range {
+                lo: claim.text.lo,
+                hi: claim.text.hi,
+            };
+            let text_pad = read_range(l.file()?, text)
+                .ctx(|| format!("cannot read pad file for {contact}"))?;
+            let message = v3::decrypt(package, &text_pad).map_err(|e| bad(&l.meta, e))?;
+            drop(text_pad);
+            let mask = Range {
+                lo: claim.mask.lo,
+                hi: claim.mask.hi,
+            };
+            let mut m = l.meta.clone();
+            m.rx.record(&claim);
+            m.pending_erase.push(text);
+            m.pending_erase.push(mask);
+            self.persist(&m)?;
+            l.meta = m;
+            self.erase_now(l, &[text, mask])?;
+            return Ok(Opened {
+                message,
+                index: check.index,
+                slot: check.slot,
+                cost: check.cost,
+                warnings: check.warnings,
+            });
         }
+        let c = classify(&l.meta, package)?;
         let sender = l.meta.side.other();
         let pad = read_pad(l, c.range, l.meta.descending(sender))?;
-        let result = l.meta.format.open(package, &pad);
+        let result = otc_proto::v1::open(package, &pad);
         drop(pad);
-        match result {
-            Ok(message) => {
-                let mut m = l.meta.clone();
-                insert_range(&mut m.received, c.range);
-                m.recv_frontier = m.recv_frontier.max(m.frontier_of(c.range));
-                m.failures.retain(|f| !f.range.overlaps(&c.range));
-                m.pending_erase.push(c.range);
-                self.persist(&m)?;
-                l.meta = m;
-                self.erase_now(l, c.range)?;
-                Ok(Opened {
-                    message,
-                    index: c.index,
-                    cost: c.range.len(),
-                    warnings: c.warnings,
-                })
-            }
-            Err(otc_proto::ProtoError::BadTag) => Err(Error::VerifyFailed {}),
-            Err(e) => Err(Error::BadPackage {
-                format: l.meta.format.to_string(),
-                reason: e.to_string(),
-            }),
-        }
+        let message = result.map_err(|e| v1_refusal(&l.meta, e))?;
+        let mut m = l.meta.clone();
+        insert_range(&mut m.received, c.range);
+        m.recv_frontier = m.recv_frontier.max(m.frontier_of(c.range));
+        m.failures.retain(|f| !f.range.overlaps(&c.range));
+        m.pending_erase.push(c.range);
+        self.persist(&m)?;
+        l.meta = m;
+        self.erase_now(l, &[c.range])?;
+        Ok(Opened {
+            message,
+            index: c.index,
+            slot: None,
+            cost: c.range.len(),
+            warnings: c.warnings,
+        })
     }
 
-    /// Zero a received range on disk and sync. The record already lists it
-    /// as pending, so a crash before the sync is repaired on the next open;
-    /// the pending entry is dropped in memory and leaves the durable record
-    /// with its next write.
-    fn erase_now(&self, l: &mut Live, r: Range) -> Result<()> {
+    /// Zero received ranges on disk and sync. The record already lists
+    /// them as pending, so a crash before the sync is repaired on the next
+    /// open; the pending entries are dropped in memory and leave the
+    /// durable record with its next write.
+    fn erase_now(&self, l: &mut Live, ranges: &[Range]) -> Result<()> {
         let file = l.file()?;
-        zero_at(file, r.lo, r.len())
-            .and_then(|_| file.sync_data())
+        for r in ranges {
+            zero_at(file, r.lo, r.len())
+                .ctx(|| format!("cannot erase used pad for {}", l.meta.name))?;
+        }
+        file.sync_data()
             .ctx(|| format!("cannot erase used pad for {}", l.meta.name))?;
-        l.meta.pending_erase.retain(|p| *p != r);
+        l.meta.pending_erase.retain(|p| !ranges.contains(p));
         Ok(())
     }
 
@@ -879,9 +1161,22 @@ impl PadStore {
     /// metadata. `progress` gets (bytes done, total).
     pub fn remove(&self, contact: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
         let mut state = self.lock();
-        let l = state
-            .get(contact)
-            .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+        let withdrawn = lock_map(&self.withdrawn).get(contact).cloned();
+        if let Some(w) = withdrawn {
+            // A v2 pad (withdrawn): erase it the same way.
+            self.mark_used(&w.pad_id, Origin::Imported)?;
+            let path = self.pad_path(&w.pad_id);
+            let v = self.vfs();
+            if v.kind(&path)
+                .ctx(|| format!("cannot stat {}", path.display()))?
+                .is_some()
+            {
+                shred(v, &path, progress)?;
+            }
+            lock_map(&self.withdrawn).remove(contact);
+            return self.unpersist(contact);
+        }
+        let l = state.get(contact).ok_or_else(|| self.missing(contact))?;
         // The used-pad mark stays forever: importing this pad again would
         // reuse it. (It is there already; this repairs an older crash.)
         self.mark_used(&l.meta.pad_id, l.meta.origin)?;
@@ -912,6 +1207,8 @@ impl PadStore {
         for l in state.values_mut() {
             if l.send_offset < l.meta.reserved
                 || l.meta.erased < l.send_offset
+                || l.send_slot < l.meta.slots_reserved
+                || l.meta.slots_erased < l.send_slot
                 || !l.meta.pending_erase.is_empty()
             {
                 let Some(file) = l.file.as_deref() else {
@@ -922,6 +1219,8 @@ impl PadStore {
                 let mut m = l.meta.clone();
                 m.reserved = l.send_offset;
                 m.erased = l.send_offset;
+                m.slots_reserved = l.send_slot;
+                m.slots_erased = l.send_slot;
                 self.persist(&m)?;
                 l.meta = m;
             }
@@ -1010,6 +1309,15 @@ fn fix_modes(v: &dyn Vfs, dir: &Path) -> Result<()> {
 
 /// Cost of a message and pad left, or the reason it cannot be sent.
 fn check_fits(l: &Live, contact: &str, message_len: usize) -> Result<(u64, u64)> {
+    if let Some(g) = l.meta.v3_region(l.meta.side) {
+        let text = g.lo + l.send_offset;
+        let left = g.left(text, l.send_slot);
+        let n = message_len as u64;
+        if g.next(text, l.send_slot, n).is_err() {
+            return Err(exhausted(l, contact, message_len));
+        }
+        return Ok((v3::pad_cost(message_len) as u64, left));
+    }
     let left = l.meta.send_capacity().saturating_sub(l.send_offset);
     let min = l.meta.format.pad_cost(0) as u64;
     if left < min {
@@ -1033,6 +1341,147 @@ fn check_fits(l: &Live, contact: &str, message_len: usize) -> Result<(u64, u64)>
         });
     }
     Ok((cost, left))
+}
+
+/// Why a v3 message of `message_len` bytes cannot be sent: no slot (or no
+/// room for even an empty message) left, or not enough room for this one.
+fn exhausted(l: &Live, contact: &str, message_len: usize) -> Error {
+    let Some(g) = l.meta.v3_region(l.meta.side) else {
+        return Error::PadExhausted {
+            contact: contact.to_string(),
+            left: 0,
+        };
+    };
+    let text = g.lo + l.send_offset;
+    let left = g.left(text, l.send_slot);
+    if !g.can_send(text, l.send_slot) {
+        Error::PadExhausted {
+            contact: contact.to_string(),
+            left,
+        }
+    } else {
+        Error::TooLarge {
+            contact: contact.to_string(),
+            need: v3::pad_cost(message_len) as u64,
+            left,
+        }
+    }
+}
+
+/// The v3 geometry of `side` of a v3 contact (checked when the record was
+/// read, so an error here means a damaged record).
+fn v3_region(m: &ContactMeta, side: Side) -> Result<v3::Region> {
+    m.v3_region(side).ok_or_else(|| Error::CorruptMeta {
+        what: m.name.clone(),
+        reason: format!(
+            "a v3 pad of {} bytes split at {} has no room for a key on side {side}",
+            m.size, m.split
+        ),
+    })
+}
+
+/// Read 16 bytes of `r` or `s_k` at `offset`.
+pub(crate) fn read_key(file: &dyn VFile, offset: u64) -> std::io::Result<Zeroizing<[u8; 16]>> {
+    let mut k = Zeroizing::new([0u8; 16]);
+    file.read_exact_at(&mut k[..], offset)?;
+    Ok(k)
+}
+
+/// Read a range of pad bytes in offset order.
+fn read_range(file: &dyn VFile, r: Range) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let len = usize::try_from(r.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "range too large"))?;
+    let mut buf = Zeroizing::new(vec![0u8; len]);
+    file.read_exact_at(&mut buf, r.lo)?;
+    Ok(buf)
+}
+
+/// A package refused as malformed for this contact's format.
+fn bad(meta: &ContactMeta, e: ProtoError) -> Error {
+    Error::BadPackage {
+        format: meta.format.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// A v1 verification failure as the store's error: a bad tag (or an
+/// erased pad, which no genuine package can open) is
+/// [`Error::VerifyFailed`].
+fn v1_refusal(meta: &ContactMeta, e: ProtoError) -> Error {
+    match e {
+        ProtoError::BadTag | ProtoError::WeakKey => Error::VerifyFailed {},
+        e => bad(meta, e),
+    }
+}
+
+/// The spec's opening checks 1 to 5 for a v3 package from the partner:
+/// [`v3::Received::check`] against the durable record, then the tag under
+/// the partner's `r` and the slot's `s_k` (the only pad bytes read).
+/// Nothing is used.
+fn verify_v3(l: &Live, package: &[u8]) -> Result<Claim> {
+    let m = &l.meta;
+    let g = v3_region(m, m.side.other())?;
+    let claim = m.rx.check(g, package).map_err(|e| match e {
+        ProtoError::Replayed { .. } => Error::Replay {
+            index: v3::parse(package).map_or(0, |p| p.head.text),
+        },
+        ProtoError::OutOfRegion { text, len, .. } => Error::OutOfRegion {
+            lo: text,
+            hi: text.saturating_add(len),
+            region_lo: g.lo,
+            region_hi: g.hi,
+        },
+        e => bad(m, e),
+    })?;
+    let file = l.file()?;
+    let what = || format!("cannot read pad file for {}", m.name);
+    let r = read_key(file, g.key_span().lo).ctx(what)?;
+    let s = read_key(file, claim.mask.lo).ctx(what)?;
+    v3::verify(package, &r, &s).map_err(|e| match e {
+        // A weak r was refused at import; an erased s_k (a slot opened
+        // before is caught by the record) verifies nothing genuine.
+        ProtoError::BadTag | ProtoError::WeakKey => Error::VerifyFailed {},
+        e => bad(m, e),
+    })?;
+    Ok(claim)
+}
+
+/// What a verified v3 package is, and what the prompt may say: the spec's
+/// skipped count (step 6).
+fn v3_check(m: &ContactMeta, claim: &Claim) -> OpenCheck {
+    let skipped = m.rx.skipped(claim.head.slot);
+    let warnings = if skipped > 0 {
+        vec![OpenWarning::Skipped {
+            messages: skipped,
+            bytes: 0,
+        }]
+    } else {
+        Vec::new()
+    };
+    OpenCheck {
+        index: claim.head.text,
+        slot: Some(claim.head.slot),
+        cost: v3::pad_cost(claim.len as usize) as u64,
+        message_len: claim.len,
+        warnings,
+    }
+}
+
+/// The name and pad id of a record that names format v2 (withdrawn), if
+/// this record does.
+fn withdrawn_record(bytes: &[u8], name: &str) -> Option<Withdrawn> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if v.get("format")?.as_str()? != "v2" {
+        return None;
+    }
+    Some(Withdrawn {
+        name: name.to_string(),
+        pad_id: v.get("pad_id")?.as_str()?.to_string(),
+    })
+}
+
+fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Read a range of pad bytes in consumption order.
@@ -1059,14 +1508,13 @@ struct Classified {
     warnings: Vec<OpenWarning>,
 }
 
-/// Parse a package against a contact's geometry; no side effects.
+/// Parse a v1 package against a contact's geometry; no side effects. A
+/// range opened before is [`Error::Replay`] (from the record, before any
+/// pad byte is read).
 fn classify(meta: &ContactMeta, package: &[u8]) -> Result<Classified> {
-    let bad = |e: otc_proto::ProtoError| Error::BadPackage {
-        format: meta.format.to_string(),
-        reason: e.to_string(),
-    };
+    let bad = |e: otc_proto::ProtoError| bad(meta, e);
     let message_len = meta.format.message_len(package.len()).map_err(bad)?;
-    let index = meta.format.read_index(package).map_err(bad)?;
+    let index = otc_proto::v1::read_index(package).map_err(bad)?;
     let cost = meta.format.pad_cost(message_len) as u64;
     let region = meta.region(meta.side.other());
     let out = |lo: u64, hi: u64| Error::OutOfRegion {
@@ -1089,14 +1537,17 @@ fn classify(meta: &ContactMeta, package: &[u8]) -> Result<Classified> {
             limit: MAX_FAILED_VERIFICATIONS,
         });
     }
-    let mut warnings = Vec::new();
     if overlaps_any(&meta.received, range) {
-        warnings.push(OpenWarning::Replay);
-    } else {
-        let gap = meta.gap_before(range);
-        if gap > 0 {
-            warnings.push(OpenWarning::Skipped { bytes: gap });
-        }
+        return Err(Error::Replay { index });
+    }
+    let mut warnings = Vec::new();
+    let gap = meta.gap_before(range);
+    if gap > 0 {
+        let per = meta.format.pad_cost(NOMINAL_MESSAGE) as u64;
+        warnings.push(OpenWarning::Skipped {
+            messages: gap.div_ceil(per).max(1),
+            bytes: gap,
+        });
     }
     Ok(Classified {
         index,
@@ -1108,7 +1559,10 @@ fn classify(meta: &ContactMeta, package: &[u8]) -> Result<Classified> {
 
 fn summary(l: &Live) -> ContactSummary {
     let m = &l.meta;
-    let send_left = m.send_capacity().saturating_sub(l.send_offset);
+    let send_left = match m.v3_region(m.side) {
+        Some(g) => g.left(g.lo + l.send_offset, l.send_slot),
+        None => m.send_capacity().saturating_sub(l.send_offset),
+    };
     let receive_left = m.receive_left();
     let per = m.format.pad_cost(NOMINAL_MESSAGE) as u64;
     ContactSummary {
