@@ -21,6 +21,10 @@
 //!
 //! Decisions:
 //! - The relay knows nothing of pads: `contents` is an opaque string.
+//! - A resend (same sender, recipient and contents as a message still
+//!   kept) is answered with the ref the first send got, and stored only
+//!   once ([`store`]: "A resend gets the ref it already has"); the reply's
+//!   shape is the original's. Mischief tricks apply to new messages only.
 //! - One thread per open connection (long polls park it on a Condvar);
 //!   the connection caps bound the threads.
 //! - Every refusal is 4xx, the client's to fix, except two that are not
@@ -367,6 +371,14 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
     let storage = |e: RelayFailure| err(507, e.to_string());
     let _alone = (!sh.cfg.group_commit).then(|| lock(&sh.one_at_a_time));
     let mut store = lock(&sh.store);
+    // A resend of a message still kept gets the first send's ref (see
+    // `store`'s docs), once that one is durable; nothing new is stored.
+    if let Some((msg_ref, seq)) = store.find_copy(&m.sender_uid, &m.recipient_uid, &m.contents) {
+        drop(store);
+        Store::wait_durable(&sh.store, &sh.commit, seq, || sh.arrived.notify_all())
+            .map_err(storage)?;
+        return Ok(msg_ref);
+    }
     if store.mailbox_len(&m.recipient_uid) >= sh.cfg.max_mailbox {
         return Err(err(
             429,
