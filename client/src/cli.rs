@@ -130,8 +130,11 @@ THE OUTBOX:
   kill, quitting) is sent first by the next `send`, `recv` or interactive
   start for the same relay; `otc outbox` lists it. If a crash comes after
   the relay took a package but before it left the outbox, it is sent
-  twice: the receiving device opens the first copy and refuses the second
-  as a replay (WARNING replay), with no pad spent.
+  again; otc-relay answers that with the ref it gave the first time (it
+  keeps one copy per sender, recipient and package). One sender at a
+  time hands an entry to the relay: a retry skips an entry that another
+  thread or another otc of the same outbox is sending (a lock on
+  OUTBOX.claims/SHA256.lock).
 
 THE READ POSITION:
   Kept on the device (GET/PUT /v1/cursor/HOST:PORT of the relay). It moves
@@ -142,7 +145,8 @@ THE READ POSITION:
 
 EXIT STATUS:
   0 done; 1 the device refused or could not be reached, or a message was
-  left for next time (nothing lost); 2 bad command line or config; 3 the
+  left for next time (nothing lost); 2 bad command line or config (or
+  --user is not the device's owner: nothing sealed); 3 the
   relay could not be reached, refused or misbehaved (nothing sealed); 4
   sealed but the relay did not take it (kept in the outbox and sent by the
   next start; the package is also printed for `otc resend`).";
@@ -189,17 +193,29 @@ pub fn run(args: Args) -> ExitCode {
             recv(&chat, follow, json, style)
         }
         Some(Cmd::Contacts { json }) => contacts(&chat, json),
-        Some(Cmd::Resend { name, package }) => match chat.deliver(&name, &package) {
-            Ok(r) => {
-                println!("sent to {} (ref {r})", clean(&name));
-                if let Err(e) = chat.outbox_delivered(&package) {
-                    eprintln!("{}", style.error(&e));
-                }
-                ExitCode::from(EXIT_OK)
-            }
-            Err(e) => fail(EXIT_RELAY, &format!("not sent: {e}")),
+        Some(Cmd::Resend { name, package }) => match chat.outbox().claim(&package) {
+            Ok(None) => fail(
+                EXIT_RELAY,
+                "not sent: another otc is handing this package to the relay right now; `otc outbox` shows whether it is still waiting",
+            ),
+            Ok(Some(_claim)) => resend(&chat, &name, &package, style),
+            Err(e) => fail(EXIT_USAGE, &format!("not sent: {e}")),
         },
         Some(Cmd::Outbox { json }) => list_outbox(&chat, json),
+    }
+}
+
+/// `otc resend`, holding the package's claim.
+fn resend(chat: &Chat, name: &str, package: &str, style: Style) -> ExitCode {
+    match chat.deliver(name, package) {
+        Ok(r) => {
+            println!("sent to {} (ref {r})", clean(name));
+            if let Err(e) = chat.outbox_delivered(package) {
+                eprintln!("{}", style.error(&e));
+            }
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(EXIT_RELAY, &format!("not sent: {e}")),
     }
 }
 
@@ -327,6 +343,7 @@ fn send(chat: &Chat, to: &str, text: &str, style: Style) -> ExitCode {
             ExitCode::from(EXIT_OK)
         }
         Err(e @ SendError::Relay(_)) => fail(EXIT_RELAY, &e.to_string()),
+        Err(e @ SendError::WrongUser { .. }) => fail(EXIT_USAGE, &e.to_string()),
         Err(SendError::Unsent { to, package, error }) => {
             eprintln!(
                 "otc: NOT SENT to {}: sealed, but the relay did not take it: {}",
