@@ -841,6 +841,20 @@ fn the_audit_log_chains_a_session_and_shows_an_edit_at_the_next_start() {
     alice.tap("alerts");
     let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
     assert!(alerts.has_text("Replayed package from bob"), "{alerts:#?}");
+    // Seeing them is not acknowledging them (issue 15): back without a
+    // tap on Acknowledge leaves the count.
+    alice.tap("back");
+    alice.wait_screen("home with the count still", |t| {
+        t.screen == "home" && alerts_label(t) == "Alerts (2)"
+    });
+    alice.tap("alerts");
+    alice.wait_screen("the Acknowledge button", |t| {
+        t.screen == "alerts" && t.button("acknowledge").is_some()
+    });
+    alice.tap("acknowledge");
+    alice.wait_screen("nothing left to acknowledge", |t| {
+        t.button("acknowledge").is_none()
+    });
     alice.tap("back");
     alice.wait_screen("home without an alert count", |t| {
         t.screen == "home" && alerts_label(t) == "Alerts"
@@ -866,7 +880,14 @@ fn the_audit_log_chains_a_session_and_shows_an_edit_at_the_next_start() {
         alerts.has_text("AUDIT LOG DAMAGED: audit log entry 3 was altered"),
         "{alerts:#?}"
     );
-    // Seen: the count goes away, the finding stays in the log.
+    // Acknowledged: the count goes away, the finding stays in the log.
+    alice.wait_screen("the Acknowledge button", |t| {
+        t.button("acknowledge").is_some()
+    });
+    alice.tap("acknowledge");
+    alice.wait_screen("nothing left to acknowledge", |t| {
+        t.button("acknowledge").is_none()
+    });
     alice.tap("back");
     alice.wait_screen("home without an alert count", |t| {
         t.screen == "home" && alerts_label(t) == "Alerts"
@@ -932,6 +953,13 @@ fn cutting_entries_off_the_audit_log_is_an_alert_at_the_next_start() {
     alice.tap("alerts");
     let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
     assert!(alerts.has_text(cut), "{alerts:#?}");
+    alice.wait_screen("the Acknowledge button", |t| {
+        t.button("acknowledge").is_some()
+    });
+    alice.tap("acknowledge");
+    alice.wait_screen("nothing left to acknowledge", |t| {
+        t.button("acknowledge").is_none()
+    });
     alice.tap("back");
     alice.wait_screen("home without an alert count", |t| {
         t.screen == "home" && alerts_label(t) == "Alerts"

@@ -126,6 +126,7 @@ pub fn alert_text(h: &Happened) -> String {
         Happened::TamperDetected { detail } => format!("AUDIT LOG DAMAGED: {detail}"),
         Happened::Started { version } => format!("Device started (version {version})"),
         Happened::Stop => "Device stopped".to_string(),
+        Happened::Ack { alerts: 1 } => "1 alert acknowledged".to_string(),
         Happened::Ack { alerts } => format!("{alerts} alerts acknowledged"),
         Happened::Repeated {
             what,
@@ -205,6 +206,14 @@ mod tests {
             "Computer hung up: seal for bob"
         );
         assert_eq!(alert_text(&Happened::Stop), "Device stopped");
+        assert_eq!(
+            alert_text(&Happened::Ack { alerts: 1 }),
+            "1 alert acknowledged"
+        );
+        assert_eq!(
+            alert_text(&Happened::Ack { alerts: 2 }),
+            "2 alerts acknowledged"
+        );
         assert_eq!(
             alert_text(&Happened::Repeated {
                 what: "packages".into(),
