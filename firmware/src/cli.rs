@@ -90,8 +90,12 @@ pub enum Command {
     /// Run the device: the screen, the confirmation prompts and the RPC
     /// endpoint for the chat client.
     ///
-    /// Settings come from DIR/otc.toml (see the documentation of
-    /// otc_device::config); these flags override them. The endpoint serves
+    /// Settings come from DIR/otc.toml, every key optional and unknown
+    /// keys refused: owner; [rpc] interface, port, prompt_timeout_seconds,
+    /// allowed_hosts; [limits]; [display] kind (fbdev, spi, emulator) and
+    /// its device; [touch] device, rotation, calibration. The README's
+    /// "otc.toml: what the owner edits" explains each. These flags override
+    /// the file. The endpoint serves
     /// the Ethernet interface only: --interface binds to that interface's
     /// address and to the device itself (SO_BINDTODEVICE), and wildcard
     /// addresses are refused. --listen is for development and accepts

@@ -43,6 +43,16 @@ fn help_reads_like_a_man_page() {
         assert!(h.contains(want), "missing {want:?} in:\n{h}");
     }
     assert!(!h.contains("debug"), "debug commands are hidden:\n{h}");
+    // Issue 15: run's help named a Rust module instead of the settings.
+    let o = Command::new(env!("CARGO_BIN_EXE_otc-device"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let h = ok(&o);
+    assert!(!h.contains("otc_device::"), "Rust names in the help:\n{h}");
+    for want in ["DIR/otc.toml", "[display]", "prompt_timeout_seconds"] {
+        assert!(h.contains(want), "missing {want:?} in:\n{h}");
+    }
     let o = Command::new(env!("CARGO_BIN_EXE_otc-device"))
         .args(["pad", "new", "--help"])
         .output()

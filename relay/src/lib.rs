@@ -68,8 +68,12 @@ pub const ECHO_TAIL_CHARS: usize = 16;
 pub enum RelayFailure {
     #[error("storage: {0} (check the --data directory: it must be writable and on a working disk)")]
     Storage(String),
-    #[error("cannot listen on {addr}: {why} (is another program using that port?)")]
+    #[error("cannot listen on {addr}: {why}")]
     Listen { addr: String, why: String },
+    #[error(
+        "--listen {addr:?} is not an address to listen on: give HOST:PORT, e.g. 127.0.0.1:8000 (port 0 picks a free one)"
+    )]
+    BadListen { addr: String },
 }
 
 /// The relay's settings (the command line fills it in).
@@ -201,7 +205,27 @@ impl Relay {
             addr: cfg.listen.clone(),
             why,
         };
-        let listener = TcpListener::bind(&cfg.listen).map_err(|e| listen_err(e.to_string()))?;
+        if !std::net::ToSocketAddrs::to_socket_addrs(&cfg.listen)
+            .is_ok_and(|mut a| a.next().is_some())
+        {
+            return Err(RelayFailure::BadListen {
+                addr: cfg.listen.clone(),
+            });
+        }
+        let listener = TcpListener::bind(&cfg.listen).map_err(|e| {
+            listen_err(match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "{e}: another program is using that port; stop it or pick another port with --listen"
+                ),
+                std::io::ErrorKind::AddrNotAvailable => format!(
+                    "{e}: this machine has no such address; use one of its own (or 127.0.0.1)"
+                ),
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("{e}: ports below 1024 need privileges; use a port above 1023")
+                }
+                _ => e.to_string(),
+            })
+        })?;
         // Linux copies TCP_NODELAY from the listener to accepted sockets;
         // each connection sets it again anyway (small replies must not
         // wait for the client's delayed ACK).

@@ -368,3 +368,29 @@ fn a_resend_gets_the_ref_it_already_has() {
         ["PKG1", "PKG1", "PKG2", "RACE", "PKG3"]
     );
 }
+
+/// Issue 15, defect 7: `--listen nonsense` said "invalid socket address
+/// (is another program using that port?)". It says what is wrong and
+/// what to give instead; a port in use says so.
+#[test]
+fn a_bad_listen_address_is_said_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |listen: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_otc-relay"))
+            .args(["--listen", listen, "--data"])
+            .arg(dir.path())
+            .output()
+            .expect("run otc-relay");
+        assert!(!o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let err = run("nonsense");
+    assert!(
+        err.contains(r#"--listen "nonsense" is not an address to listen on: give HOST:PORT"#),
+        "{err}"
+    );
+    assert!(!err.contains("another program"), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = run(&taken.local_addr().unwrap().to_string());
+    assert!(err.contains("another program is using that port"), "{err}");
+}
