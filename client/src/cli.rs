@@ -39,7 +39,8 @@ pub const EXIT_UNSENT: u8 = 4;
 #[derive(Parser, Debug)]
 #[command(name = "otc", version, after_long_help = AFTER_HELP)]
 pub struct Args {
-    /// The device's RPC endpoint, e.g. http://10.0.0.2:9051.
+    /// The device's RPC endpoint, e.g. http://10.0.0.2:9051 (10.0.0.2
+    /// alone means the same).
     #[arg(long, value_name = "URL", env = "OTC_DEVICE", global = true)]
     pub device: Option<String>,
     /// The relay, e.g. http://relay.example:8000.
@@ -299,10 +300,41 @@ fn fail(code: u8, msg: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The device's port when `--device` gives none.
+pub const DEVICE_PORT: u16 = 9051;
+
+/// `--device` as a URL: `10.0.0.2` and `10.0.0.2:9051` are taken as
+/// `http://10.0.0.2:9051` (the device speaks plain HTTP on its cable, on
+/// port 9051 unless its otc.toml says otherwise).
+pub fn device_url(given: &str) -> String {
+    let given = given.trim();
+    let url = if given.contains("://") {
+        given.to_string()
+    } else {
+        format!("http://{given}")
+    };
+    // Add the port when the authority has none (an IPv6 literal keeps its
+    // colons inside brackets).
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let has_port = match authority.rsplit_once(']') {
+        Some((_, after)) => after.starts_with(':'),
+        None => authority.contains(':'),
+    };
+    if has_port || authority.is_empty() {
+        url
+    } else {
+        let path = &rest[authority.len()..];
+        let scheme = url.split_once("://").map_or("http", |(s, _)| s);
+        format!("{scheme}://{authority}:{DEVICE_PORT}{path}")
+    }
+}
+
 /// A [`Chat`] for `settings` (URLs parsed and resolved, not contacted).
 pub fn connect(s: &Settings) -> Result<Chat, String> {
+    let device_url = device_url(&s.device);
     let dev =
-        HttpUrl::parse(&s.device).map_err(|e| format!("bad device URL {:?}: {e}", s.device))?;
+        HttpUrl::parse(&device_url).map_err(|e| format!("bad device URL {:?}: {e}", s.device))?;
     if !dev.prefix.is_empty() {
         return Err(format!(
             "bad device URL {:?}: the device serves at the root (http://HOST:PORT)",
@@ -465,4 +497,26 @@ pub fn contacts_table(cs: &[otc_proto::rpc::ContactInfo]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15: `--device 10.0.0.2` was refused for lack of `http://`.
+    #[test]
+    fn a_device_address_without_scheme_or_port_is_taken() {
+        for (given, want) in [
+            ("10.0.0.2", "http://10.0.0.2:9051"),
+            ("10.0.0.2:9000", "http://10.0.0.2:9000"),
+            ("http://10.0.0.2", "http://10.0.0.2:9051"),
+            ("http://10.0.0.2:9051", "http://10.0.0.2:9051"),
+            ("[fe80::1]", "http://[fe80::1]:9051"),
+            ("[fe80::1]:9", "http://[fe80::1]:9"),
+            ("otc.local/", "http://otc.local:9051/"),
+        ] {
+            assert_eq!(device_url(given), want, "{given}");
+            assert!(HttpUrl::parse(&device_url(given)).is_ok(), "{given}");
+        }
+    }
 }

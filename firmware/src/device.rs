@@ -360,7 +360,19 @@ impl Face {
             Notice::Opened { contact } => self.ui.toast(texts::opened_toast(&contact)),
             Notice::Failed { contact, what } => self.ui.toast(texts::failed_toast(&contact, &what)),
             Notice::StateChanged => self.refresh_home(),
-            Notice::Audit(e) => self.alert(&e),
+            Notice::Audit(e) => {
+                // Back home after a Reject or a timeout, with a word.
+                match &e {
+                    Event::Rejected { action, contact } => {
+                        self.ui.toast(texts::rejected_toast(action, contact));
+                    }
+                    Event::TimedOut { action, contact } => {
+                        self.ui.toast(texts::timed_out_toast(action, contact));
+                    }
+                    _ => {}
+                }
+                self.alert(&e);
+            }
         }
     }
 }

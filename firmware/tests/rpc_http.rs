@@ -260,6 +260,10 @@ fn reject_consumes_nothing() {
     r.expect_error(403, "rejected");
     assert!(prompt.has_text("Encrypt a message?"));
     assert_eq!(state(&alice, "bob"), a0, "a rejected seal spends nothing");
+    // Issue 15: home again, with a word.
+    alice.wait_screen("a Rejected toast", |t| {
+        t.toast.as_deref() == Some("Rejected: seal for bob; nothing spent")
+    });
 
     let (r, _) = alice.seal("bob", "yes");
     let package = r.ok::<PackageResponse>().package;
@@ -320,6 +324,9 @@ fn a_prompt_times_out_on_the_fake_clock() {
     r.expect_error(408, "timeout");
     let home = alice.wait_no_prompt();
     assert_eq!(home.screen, "home");
+    alice.wait_screen("a Timed out toast", |t| {
+        t.toast.as_deref() == Some("Timed out: seal for bob; nothing spent")
+    });
     assert_eq!(
         state(&alice, "bob"),
         a0,

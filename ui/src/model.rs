@@ -151,7 +151,7 @@ pub enum ToastKind {
 /// One audit event on the alerts screen.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AlertView {
-    /// When, already formatted by firmware (e.g. "11-22 05:41").
+    /// When, already formatted by firmware (e.g. "22 Nov 05:41").
     pub at: String,
     pub text: String,
     /// Shown in red.
