@@ -214,6 +214,13 @@ pub struct Sent {
 pub enum SendError {
     #[error("no pad for {0:?} on the device (`contacts` lists who you can write to)")]
     UnknownContact(String),
+    /// `--user` is not the device's owner: the receivers' devices know
+    /// the sender by the owner's name, so nothing sealed under another
+    /// name could be opened. Checked before anything is sealed.
+    #[error(
+        "you are --user {user:?} but this device belongs to {owner:?}: your contacts' devices know you by that name, so they could not open what you send. Nothing was sealed; start otc with --user {owner:?} (or OTC_USER, or user = in the config file)"
+    )]
+    WrongUser { user: String, owner: String },
     #[error(
         "the message to {to} needs {need} pad bytes but only {left} are left; send something shorter"
     )]
@@ -276,6 +283,9 @@ pub struct Flushed {
     pub sent: usize,
     /// Still waiting (for this user and relay).
     pub left: usize,
+    /// Being sent by someone else right now (a `send` of this process,
+    /// or another `otc` sharing the outbox): skipped.
+    pub busy: usize,
     /// Why the first one left was not taken.
     pub error: Option<String>,
 }
@@ -436,6 +446,13 @@ impl Chat {
         let st = lock(&self.state);
         // Checked here so that the owner is not asked for something that
         // cannot work, and so that the reason is plain.
+        let owner = self.device.status().map_err(SendError::Device)?.owner;
+        if owner != self.user {
+            return Err(SendError::WrongUser {
+                user: self.user.clone(),
+                owner,
+            });
+        }
         let contacts = self.device.contacts().map_err(SendError::Device)?;
         let c = contacts
             .iter()
@@ -469,6 +486,16 @@ impl Chat {
                 _ => SendError::Device(e),
             })?;
         drop(st);
+        // This package's claim, taken before it is in the outbox: a retry
+        // of the outbox (the background thread, another `otc` of this
+        // user) skips it while this send hands it to the relay.
+        let _claim = match self.outbox.claim(&sealed.package) {
+            Ok(c) => c,
+            Err(error) => {
+                self.note(Notice::Outbox { error }, emit);
+                None
+            }
+        };
         // Kept before the relay is asked, so that a crash from here on
         // loses nothing; the next start sends it.
         if let Err(error) = self.outbox.add(Entry::new(
@@ -485,7 +512,7 @@ impl Chat {
                     self.note(
                         Notice::Outbox {
                             error: format!(
-                                "{error}; the message was delivered, and may be sent again at the next start (the receiver's device refuses the copy as a replay)"
+                                "{error}; the message was delivered, and may be sent again at the next start (the relay answers that with the ref it gave)"
                             ),
                         },
                         emit,
@@ -545,11 +572,37 @@ impl Chat {
             }
         };
         for (i, e) in pending.iter().enumerate() {
+            // One sender per entry (the outbox module's docs).
+            let _claim = match self.outbox.claim(&e.package) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    done.busy += 1;
+                    continue;
+                }
+                Err(error) => {
+                    done.left = pending.len() - i;
+                    done.error = Some(error.clone());
+                    self.note(Notice::Outbox { error }, emit);
+                    break;
+                }
+            };
+            // Its holder may have delivered it just before letting go.
+            match self.outbox.holds(&e.package) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    done.left = pending.len() - i;
+                    done.error = Some(error.clone());
+                    self.note(Notice::Outbox { error }, emit);
+                    break;
+                }
+            }
             match self.relay.send(&self.user, &e.to, &e.package) {
                 Ok(r) => {
                     done.sent += 1;
                     if let Err(error) = self.outbox.remove(&e.package) {
-                        // Sent again next time: refused there as a replay.
+                        // Sent again next time: the relay answers with
+                        // the ref it gave.
                         self.note(Notice::Outbox { error }, emit);
                     }
                     self.note(

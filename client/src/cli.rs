@@ -39,7 +39,8 @@ pub const EXIT_UNSENT: u8 = 4;
 #[derive(Parser, Debug)]
 #[command(name = "otc", version, after_long_help = AFTER_HELP)]
 pub struct Args {
-    /// The device's RPC endpoint, e.g. http://10.0.0.2:9051.
+    /// The device's RPC endpoint, e.g. http://10.0.0.2:9051 (10.0.0.2
+    /// alone means the same).
     #[arg(long, value_name = "URL", env = "OTC_DEVICE", global = true)]
     pub device: Option<String>,
     /// The relay, e.g. http://relay.example:8000.
@@ -130,8 +131,11 @@ THE OUTBOX:
   kill, quitting) is sent first by the next `send`, `recv` or interactive
   start for the same relay; `otc outbox` lists it. If a crash comes after
   the relay took a package but before it left the outbox, it is sent
-  twice: the receiving device opens the first copy and refuses the second
-  as a replay (WARNING replay), with no pad spent.
+  again; otc-relay answers that with the ref it gave the first time (it
+  keeps one copy per sender, recipient and package). One sender at a
+  time hands an entry to the relay: a retry skips an entry that another
+  thread or another otc of the same outbox is sending (a lock on
+  OUTBOX.claims/SHA256.lock).
 
 THE READ POSITION:
   Kept on the device (GET/PUT /v1/cursor/HOST:PORT of the relay). It moves
@@ -142,7 +146,8 @@ THE READ POSITION:
 
 EXIT STATUS:
   0 done; 1 the device refused or could not be reached, or a message was
-  left for next time (nothing lost); 2 bad command line or config; 3 the
+  left for next time (nothing lost); 2 bad command line or config (or
+  --user is not the device's owner: nothing sealed); 3 the
   relay could not be reached, refused or misbehaved (nothing sealed); 4
   sealed but the relay did not take it (kept in the outbox and sent by the
   next start; the package is also printed for `otc resend`).";
@@ -189,17 +194,29 @@ pub fn run(args: Args) -> ExitCode {
             recv(&chat, follow, json, style)
         }
         Some(Cmd::Contacts { json }) => contacts(&chat, json),
-        Some(Cmd::Resend { name, package }) => match chat.deliver(&name, &package) {
-            Ok(r) => {
-                println!("sent to {} (ref {r})", clean(&name));
-                if let Err(e) = chat.outbox_delivered(&package) {
-                    eprintln!("{}", style.error(&e));
-                }
-                ExitCode::from(EXIT_OK)
-            }
-            Err(e) => fail(EXIT_RELAY, &format!("not sent: {e}")),
+        Some(Cmd::Resend { name, package }) => match chat.outbox().claim(&package) {
+            Ok(None) => fail(
+                EXIT_RELAY,
+                "not sent: another otc is handing this package to the relay right now; `otc outbox` shows whether it is still waiting",
+            ),
+            Ok(Some(_claim)) => resend(&chat, &name, &package, style),
+            Err(e) => fail(EXIT_USAGE, &format!("not sent: {e}")),
         },
         Some(Cmd::Outbox { json }) => list_outbox(&chat, json),
+    }
+}
+
+/// `otc resend`, holding the package's claim.
+fn resend(chat: &Chat, name: &str, package: &str, style: Style) -> ExitCode {
+    match chat.deliver(name, package) {
+        Ok(r) => {
+            println!("sent to {} (ref {r})", clean(name));
+            if let Err(e) = chat.outbox_delivered(package) {
+                eprintln!("{}", style.error(&e));
+            }
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => fail(EXIT_RELAY, &format!("not sent: {e}")),
     }
 }
 
@@ -283,10 +300,41 @@ fn fail(code: u8, msg: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The device's port when `--device` gives none.
+pub const DEVICE_PORT: u16 = 9051;
+
+/// `--device` as a URL: `10.0.0.2` and `10.0.0.2:9051` are taken as
+/// `http://10.0.0.2:9051` (the device speaks plain HTTP on its cable, on
+/// port 9051 unless its otc.toml says otherwise).
+pub fn device_url(given: &str) -> String {
+    let given = given.trim();
+    let url = if given.contains("://") {
+        given.to_string()
+    } else {
+        format!("http://{given}")
+    };
+    // Add the port when the authority has none (an IPv6 literal keeps its
+    // colons inside brackets).
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let has_port = match authority.rsplit_once(']') {
+        Some((_, after)) => after.starts_with(':'),
+        None => authority.contains(':'),
+    };
+    if has_port || authority.is_empty() {
+        url
+    } else {
+        let path = &rest[authority.len()..];
+        let scheme = url.split_once("://").map_or("http", |(s, _)| s);
+        format!("{scheme}://{authority}:{DEVICE_PORT}{path}")
+    }
+}
+
 /// A [`Chat`] for `settings` (URLs parsed and resolved, not contacted).
 pub fn connect(s: &Settings) -> Result<Chat, String> {
+    let device_url = device_url(&s.device);
     let dev =
-        HttpUrl::parse(&s.device).map_err(|e| format!("bad device URL {:?}: {e}", s.device))?;
+        HttpUrl::parse(&device_url).map_err(|e| format!("bad device URL {:?}: {e}", s.device))?;
     if !dev.prefix.is_empty() {
         return Err(format!(
             "bad device URL {:?}: the device serves at the root (http://HOST:PORT)",
@@ -327,6 +375,7 @@ fn send(chat: &Chat, to: &str, text: &str, style: Style) -> ExitCode {
             ExitCode::from(EXIT_OK)
         }
         Err(e @ SendError::Relay(_)) => fail(EXIT_RELAY, &e.to_string()),
+        Err(e @ SendError::WrongUser { .. }) => fail(EXIT_USAGE, &e.to_string()),
         Err(SendError::Unsent { to, package, error }) => {
             eprintln!(
                 "otc: NOT SENT to {}: sealed, but the relay did not take it: {}",
@@ -448,4 +497,26 @@ pub fn contacts_table(cs: &[otc_proto::rpc::ContactInfo]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15: `--device 10.0.0.2` was refused for lack of `http://`.
+    #[test]
+    fn a_device_address_without_scheme_or_port_is_taken() {
+        for (given, want) in [
+            ("10.0.0.2", "http://10.0.0.2:9051"),
+            ("10.0.0.2:9000", "http://10.0.0.2:9000"),
+            ("http://10.0.0.2", "http://10.0.0.2:9051"),
+            ("http://10.0.0.2:9051", "http://10.0.0.2:9051"),
+            ("[fe80::1]", "http://[fe80::1]:9051"),
+            ("[fe80::1]:9", "http://[fe80::1]:9"),
+            ("otc.local/", "http://otc.local:9051/"),
+        ] {
+            assert_eq!(device_url(given), want, "{given}");
+            assert!(HttpUrl::parse(&device_url(given)).is_ok(), "{given}");
+        }
+    }
 }

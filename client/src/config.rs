@@ -108,8 +108,21 @@ pub fn default_outbox(user: &str) -> Option<PathBuf> {
 pub fn read_file(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| format!("the config file {} is not valid: {e}", path.display()))
+    toml::from_str(&text).map_err(|e| {
+        // One line, in words: where, and what is wrong (the parser's own
+        // message, whose several lines quote the file).
+        let at = e.span().map_or(String::new(), |sp| {
+            let before = text.get(..sp.start).unwrap_or(&text);
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!(" at line {line}, column {col}")
+        });
+        format!(
+            "the config file {} is not valid{at}: {}; fix it, or point --config (OTC_CONFIG) at another file",
+            path.display(),
+            e.message().trim().replace('\n', " ")
+        )
+    })
 }
 
 /// Merges flags and environment (`given`) over the config file.
@@ -204,6 +217,11 @@ mod tests {
         })
         .expect_err("typo");
         assert!(e.contains("not valid") && e.contains("devise"), "{e}");
+        // Issue 15: one line, where and what, no quoted lines.
+        assert!(
+            !e.contains('\n') && e.contains("at line 1, column 1"),
+            "{e}"
+        );
         let e = resolve(Given {
             config: Some(dir.join("missing.toml")),
             ..Given::default()

@@ -58,6 +58,19 @@ pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
     };
     let chat = Arc::new(chat);
     print(&printer, id_text(&chat, settings));
+    if let Ok(st) = chat.device().status()
+        && st.owner != chat.user()
+    {
+        print(
+            &printer,
+            style.error(&format!(
+                "this device belongs to {}, not {}: sends are refused until otc starts with --user {}",
+                clean(&st.owner),
+                clean(chat.user()),
+                clean(&st.owner)
+            )),
+        );
+    }
     print(
         &printer,
         "type `help` for the commands; messages arrive by themselves".into(),

@@ -11,17 +11,41 @@
 //! reported), never dropped.
 //!
 //! An entry is written before the relay is asked to take the package and
-//! removed only once the relay acknowledged exactly that package. A crash
-//! between the acknowledgement and the removal sends it again on the next
-//! start: the relay then holds it twice, and the receiving device refuses
-//! the second copy as `replayed` (its pad range was opened already),
+//! removed only once the relay acknowledged exactly that package.
+//!
+//! # One sender per entry
+//!
+//! An entry is sent by one sender at a time: whoever hands a package to
+//! the relay first takes its *claim* ([`Outbox::claim`]), an exclusive
+//! OS file lock (`flock`) on `FILE.claims/SHA256(package).lock`, held
+//! until the package is delivered and removed, or given up on for now.
+//! `flock` locks belong to an open file, so the claim excludes another
+//! thread of the same `otc` (the interactive client's background retry
+//! while the prompt's `send` waits for a slow relay) as well as another
+//! `otc` process of the same user sharing the file. A retry
+//! ([`crate::chat::Chat::flush_outbox`]) skips an entry someone else
+//! holds, and reads the outbox again once it holds one (the holder may
+//! have just delivered it). A claim's lock file is unlinked by its holder
+//! on release; a claimer checks, once locked, that the file it locked is
+//! still the one at that name (else it tries again), so the unlink cannot
+//! let two holders in. A crash drops the lock with the process.
+//!
+//! A crash between the relay's acknowledgement and the removal still
+//! sends the package again at the next start. The relay answers such a
+//! resend with the ref it already gave (`otc-relay` stores a message once
+//! per sender, recipient and contents), so the receiver sees it once. A
+//! relay that stores it twice anyway (the original relay, or a hostile
+//! one) makes the receiving device refuse the second copy as `replayed`,
 //! before any prompt, with no pad spent.
 
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One sealed package waiting for the relay.
@@ -73,6 +97,54 @@ enum Place {
 #[derive(Debug)]
 pub struct Outbox {
     place: Place,
+    /// Claims of an in-memory outbox (a file's are lock files).
+    claimed: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Tries at taking a claim whose lock file its holder unlinked meanwhile.
+const CLAIM_TRIES: usize = 100;
+
+/// The right to hand one package to the relay; released when dropped.
+#[derive(Debug)]
+pub struct Claim {
+    how: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// The locked file (unlinked, then unlocked, on release).
+    File { file: File, path: PathBuf },
+    Memory {
+        claimed: Arc<Mutex<HashSet<String>>>,
+        package: String,
+    },
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        match &self.how {
+            Held::File { file, path } => {
+                // Unlinked while still locked: a claimer that opened the
+                // old file finds it is no longer at `path` and tries again.
+                let _ = std::fs::remove_file(path);
+                let _ = file.unlock();
+            }
+            Held::Memory { claimed, package } => {
+                claimed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(package);
+            }
+        }
+    }
+}
+
+/// The hex SHA-256 of a package (its claim's name).
+fn digest(package: &str) -> String {
+    Sha256::digest(package.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What the file holds.
@@ -84,23 +156,92 @@ pub struct Contents {
 }
 
 impl Outbox {
-    pub fn memory() -> Outbox {
+    fn at(place: Place) -> Outbox {
         Outbox {
-            place: Place::Memory(Mutex::new(Vec::new())),
+            place,
+            claimed: Arc::default(),
         }
     }
 
+    pub fn memory() -> Outbox {
+        Outbox::at(Place::Memory(Mutex::new(Vec::new())))
+    }
+
     pub fn file(path: impl Into<PathBuf>) -> Outbox {
-        Outbox {
-            place: Place::File(path.into()),
-        }
+        Outbox::at(Place::File(path.into()))
     }
 
     /// An outbox that cannot hold anything; `why` says what to do.
     pub fn nowhere(why: impl Into<String>) -> Outbox {
-        Outbox {
-            place: Place::Nowhere(why.into()),
+        Outbox::at(Place::Nowhere(why.into()))
+    }
+
+    /// Takes the claim on `package` (see the module's docs): `None` when
+    /// another sender (a thread, or another `otc` of the same outbox file)
+    /// holds it now.
+    pub fn claim(&self, package: &str) -> Result<Option<Claim>, String> {
+        let path = match &self.place {
+            Place::File(p) => p,
+            Place::Memory(_) | Place::Nowhere(_) => {
+                let mut c = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+                if !c.insert(package.to_string()) {
+                    return Ok(None);
+                }
+                return Ok(Some(Claim {
+                    how: Held::Memory {
+                        claimed: self.claimed.clone(),
+                        package: package.to_string(),
+                    },
+                }));
+            }
+        };
+        let mut dir = path.as_os_str().to_owned();
+        dir.push(".claims");
+        let dir = PathBuf::from(dir);
+        let err = |what: &str, e: std::io::Error| {
+            format!(
+                "the outbox's claims {}: {what}: {e} (check that the directory is writable)",
+                dir.display()
+            )
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err("cannot create the directory", e))?;
+        let name = dir.join(format!("{}.lock", digest(package)));
+        for _ in 0..CLAIM_TRIES {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&name)
+                .map_err(|e| err("cannot open a claim", e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(err("cannot lock a claim", e)),
+            }
+            let same = match (file.metadata(), std::fs::metadata(&name)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            };
+            if same {
+                return Ok(Some(Claim {
+                    how: Held::File { file, path: name },
+                }));
+            }
+            // Its holder released it (and unlinked it) meanwhile.
         }
+        Err(format!(
+            "the outbox's claim {} kept changing under {CLAIM_TRIES} tries; try again",
+            name.display()
+        ))
+    }
+
+    /// True if an entry with this package is in the outbox.
+    pub fn holds(&self, package: &str) -> Result<bool, String> {
+        Ok(self
+            .contents()?
+            .entries
+            .iter()
+            .any(|e| e.package == package))
     }
 
     /// The file, if it is one.
@@ -278,6 +419,29 @@ mod tests {
         assert!(!o.remove("P1").expect("remove again"));
         let text = std::fs::read_to_string(&p).expect("read");
         assert!(!text.contains("P1") && text.contains("P2") && text.contains("not json"));
+    }
+
+    /// A claim excludes another claimer of the same package, through
+    /// another `Outbox` of the same file (as another process would) and in
+    /// memory, and is free again once dropped.
+    #[test]
+    fn one_claim_per_package_at_a_time() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("outbox-al.jsonl");
+        let (a, b) = (Outbox::file(&p), Outbox::file(&p));
+        let m = Outbox::memory();
+        for (one, other) in [(&a, &b), (&m, &m)] {
+            let held = one.claim("P1").expect("claim").expect("free");
+            assert!(other.claim("P1").expect("claim").is_none(), "held");
+            let p2 = other.claim("P2").expect("claim").expect("another package");
+            drop(held);
+            let again = other.claim("P1").expect("claim").expect("released");
+            drop((again, p2));
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("outbox-al.jsonl.claims"))
+            .expect("the claims directory")
+            .collect();
+        assert!(left.is_empty(), "released claims leave no file: {left:?}");
     }
 
     #[test]

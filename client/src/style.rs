@@ -85,20 +85,32 @@ pub fn message_text(m: &Incoming) -> String {
     }
 }
 
-/// `s` with control characters escaped (`\n`, `\u{1b}`, ...), and the
-/// invisible characters that reorder or break the rest of a terminal line
-/// too: bidi controls (a U+202E in a sender's name would show the warning
-/// after it backwards) and the line and paragraph separators.
+/// `s` with every character that could move the cursor or change the
+/// terminal shown as a visible placeholder instead: C0 controls as their
+/// Unicode control pictures (ESC as `␛`, a newline as `␊`, DEL as `␡`),
+/// and C1 controls and the invisible characters that reorder or break the
+/// rest of a terminal line (bidi controls: a U+202E in a sender's name
+/// would show the warning after it backwards; the line and paragraph
+/// separators) as `�`.
 pub fn clean(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() || reorders_the_line(c) {
-            out.extend(c.escape_default());
+            out.push(placeholder(c));
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// The visible stand-in for a control or reordering character.
+fn placeholder(c: char) -> char {
+    match u32::from(c) {
+        n @ 0..=0x1f => char::from_u32(0x2400 + n).unwrap_or('\u{fffd}'),
+        0x7f => '\u{2421}',
+        _ => '\u{fffd}',
+    }
 }
 
 /// Unicode's bidi formatting characters (UAX #9: ALM, LRM, RLM, the
@@ -120,14 +132,13 @@ mod tests {
             text_b64: String::new(),
             warnings: vec![],
         };
-        assert_eq!(
-            Style::plain().message(&m),
-            "al\\u{1b}ice: hi\\nthere\\u{1b}[2J"
-        );
+        // Issue 15: visible placeholders, not Rust escapes.
+        assert_eq!(Style::plain().message(&m), "al␛ice: hi␊there␛[2J");
         let coloured = Style { color: true }.message(&m);
         assert!(
-            coloured.starts_with("\x1b[1;36m") && coloured.contains("hi\\nthere"),
+            coloured.starts_with("\x1b[1;36m") && coloured.contains("hi␊there"),
             "{coloured}"
         );
+        assert_eq!(clean("a\u{7f}b\u{202e}c\u{85}d\te"), "a␡b�c�d␉e");
     }
 }

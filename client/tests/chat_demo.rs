@@ -340,3 +340,52 @@ fn two_people_chat_through_the_demo_and_sigterm_stops_it_all() {
     assert!(err.contains("chat-demo: stopped"), "{err}");
     assert!(!err.contains("killed"), "a process had to be killed: {err}");
 }
+
+/// Issue 15, defect 5: with `make run` still up, the demo said "ready"
+/// (the taken port answered its checks), then "a process stopped by
+/// itself". Now it checks its ports first and says which is taken, by
+/// what, and what to do; nothing is started.
+#[test]
+fn a_taken_port_is_named_before_anything_starts() {
+    let otc_bin = Path::new(env!("CARGO_BIN_EXE_otc"));
+    let bin_dir = otc_bin.parent().expect("the binaries' directory");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // Someone else's server on alice's RPC port.
+    let squatter = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = squatter.local_addr().expect("addr").port();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/chat-demo");
+    let child = Command::new(&script)
+        .env("CHAT_DEMO_DIR", tmp.path().join("chat-demo"))
+        .env("CHAT_DEMO_BIN_DIR", bin_dir)
+        .env("CHAT_DEMO_RELAY", ports[0].to_string())
+        .env("CHAT_DEMO_ALICE", taken.to_string())
+        .env("CHAT_DEMO_ALICE_PAGE", ports[1].to_string())
+        .env("CHAT_DEMO_BOB", ports[2].to_string())
+        .env("CHAT_DEMO_BOB_PAGE", ports[3].to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start scripts/chat-demo");
+    let o = common::finish(child, &["chat-demo"], READY, "the demo to refuse");
+    let (out, err) = (common::stdout(&o), common::stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "stdout: {out}; stderr: {err}");
+    assert!(
+        !out.contains("ready") && !err.contains("ready"),
+        "{out} {err}"
+    );
+    assert!(
+        err.contains(&format!("port {taken} (alice's RPC) is taken by chat_demo"))
+            && err.contains(&format!("(pid {})", std::process::id()))
+            && err.contains("CHAT_DEMO_ALICE"),
+        "{err}"
+    );
+    for p in ports {
+        assert!(
+            TcpStream::connect(("127.0.0.1", p)).is_err(),
+            "port {p} answers: something was started"
+        );
+    }
+    drop(squatter);
+}

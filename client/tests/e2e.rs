@@ -5,6 +5,7 @@
 mod common;
 
 use common::{World, assert_exit, stderr, stdout};
+use std::time::Duration;
 
 #[test]
 fn alice_to_bob_then_bob_to_alice() {
@@ -164,4 +165,40 @@ fn two_clients_on_one_device_share_the_read_position() {
     let f = first.fetch(&|_| {}).expect("fetch again");
     assert_eq!((f.opened, f.refused, f.held), (0, 0, None));
     assert_eq!(f.cursor, w.cursor("bob"));
+}
+
+/// Issue 15, defect 4: `--user Alice` on alice's device printed "sent to
+/// bob", spent pad, and bob's device could not open it (no pad for
+/// "Alice"). The client compares --user with the device's owner
+/// (`/v1/status`) before sealing and refuses a mismatch: nothing sealed,
+/// no pad spent, nothing on the relay.
+#[test]
+fn a_user_name_that_is_not_the_devices_owner_is_refused_before_sealing() {
+    let w = World::new(&["alice", "bob"], false);
+    let before = w.contact("alice", "bob");
+    let next = w.next_ref();
+    let mut flags = w.flags("alice");
+    let at = flags.iter().position(|f| f == "--user").expect("--user") + 1;
+    flags[at] = "Alice".into();
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["send", "bob", "hello"]);
+    let o = common::otc(&args, Duration::from_secs(60), "a send as Alice");
+    assert_exit(&o, 2);
+    assert!(!stdout(&o).contains("sent to"), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(r#"you are --user "Alice" but this device belongs to "alice""#)
+            && err.contains("Nothing was sealed")
+            && err.contains(r#"--user "alice""#),
+        "{err}"
+    );
+    assert_eq!(
+        w.contact("alice", "bob").send_left,
+        before.send_left,
+        "no pad spent"
+    );
+    assert_eq!(w.next_ref(), next, "nothing on the relay");
+    // The right name works.
+    let o = w.otc("alice", &["send", "bob", "hello"], "a send as alice");
+    assert_exit(&o, 0);
 }

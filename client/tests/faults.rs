@@ -411,10 +411,8 @@ fn bidi_controls_in_a_sender_name_are_shown_escaped() {
     );
     let o = w.otc("bob", &["recv"], "recv a message from a spoofing name");
     let err = stderr(&o);
-    assert!(
-        err.contains("eve\\u{202e}ecila\\u{2066}x\\u{2028}y"),
-        "{err}"
-    );
+    // Shown as visible placeholders (issue 15: not Rust escapes).
+    assert!(err.contains("eve�ecila�x�y"), "{err}");
     for c in ['\u{202e}', '\u{2066}', '\u{2028}'] {
         assert!(!err.contains(c), "{c:?} reached the terminal: {err:?}");
     }
@@ -453,4 +451,50 @@ fn a_read_position_past_every_ref_the_relay_gave_out_comes_back() {
         stdout(&o),
         stderr(&o)
     );
+}
+
+/// Issue 15, defects 6 and 7: a relay that stopped was called a threat,
+/// and a relay given as the device was answered with serde's words
+/// ("invalid type: integer 404, expected struct ErrorDetail"). Each now
+/// says what happened and what to do.
+#[test]
+fn a_stopped_relay_and_a_relay_given_as_the_device_are_said_in_words() {
+    let w = World::new(&["alice", "bob"], false);
+    // A relay that takes the connection and closes it without a reply.
+    let gone = Hostile::start(Arc::new(|_: &str, _: &mut std::net::TcpStream| {}));
+    let flags = w.flags_with_relay("alice", &gone.url());
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.push("recv");
+    let o = common::otc(
+        &args,
+        Duration::from_secs(60),
+        "recv from a relay that hangs up",
+    );
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(err.contains("is not answering"), "{err}");
+    assert!(!err.contains("cannot be trusted"), "{err}");
+    // The relay's address given as the device.
+    let relay = w.relay.url();
+    let o = common::otc(
+        &[
+            "--device", &relay, "--relay", &relay, "--user", "alice", "contacts",
+        ],
+        Duration::from_secs(60),
+        "contacts from a relay given as the device",
+    );
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("looks like the relay") && err.contains("is that the device's address?"),
+        "{err}"
+    );
+    for internal in [
+        "invalid type",
+        "expected struct",
+        "ErrorDetail",
+        "line 1 column",
+    ] {
+        assert!(!err.contains(internal), "{internal:?} in {err}");
+    }
 }

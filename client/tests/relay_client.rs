@@ -186,3 +186,35 @@ fn relay_errors_and_a_closed_port_are_clear() {
     let e = RelayClient::new("https://x:1").expect_err("https");
     assert!(e.to_string().contains("only http://"), "{e}");
 }
+
+/// Issue 15, defect 6: a relay that closes the connection without a
+/// reply is not answering; it is not a reply that "cannot be trusted"
+/// (that warning is kept for replies that are really wrong).
+#[test]
+fn a_relay_that_hangs_up_is_not_answering_not_untrusted() {
+    let h = hostile(|_, _| {});
+    let c = RelayClient::new(&h.url()).expect("client");
+    let e = c.get_messages("bob", 0, 20, None).expect_err("no reply");
+    assert!(matches!(e, RelayClientError::Closed { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("is not answering") && !text.contains("cannot be trusted"),
+        "{text}"
+    );
+    let e = c.send("alice", "bob", "QUJD").expect_err("no reply");
+    assert!(matches!(e, RelayClientError::Closed { .. }), "{e:?}");
+    // Half a head, then gone: still not answering.
+    let h = hostile(|_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-");
+    });
+    let c = RelayClient::new(&h.url()).expect("client");
+    let e = c.check().expect_err("cut short");
+    assert!(matches!(e, RelayClientError::Closed { .. }), "{e:?}");
+    // A malformed reply still is untrusted.
+    let h = hostile(|_, s| {
+        let _ = s.write_all(b"NONSENSE\r\n\r\n");
+    });
+    let c = RelayClient::new(&h.url()).expect("client");
+    let e = c.check().expect_err("garbage");
+    assert!(e.to_string().contains("cannot be trusted"), "{e}");
+}

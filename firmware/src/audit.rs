@@ -20,8 +20,8 @@
 //! hash, the newest entry and the alerts ([`Event::is_alert`]) that no
 //! [`Event::Ack`] followed (the newest [`ALERTS_KEPT`]): memory is flat in
 //! the log's length. Those alerts are shown again after a
-//! restart until the owner opens the alerts screen, which appends the
-//! `ack`. A finding of damage is appended once as `tamper_detected` and is
+//! restart until the owner acknowledges them on the alerts screen (the
+//! Acknowledge button), which appends the `ack` (for the oldest N). A finding of damage is appended once as `tamper_detected` and is
 //! such an alert, so a cut log stays on the screen even though the log
 //! checks clean again once it is continued.
 //!
@@ -130,8 +130,11 @@ pub enum Event {
     /// The device stopped cleanly: the store was closed (its unused
     /// reservation given back) and this is the last entry of the run.
     Stop,
-    /// The owner opened the alerts screen: every alert before this entry
-    /// is acknowledged and is not shown again after a restart.
+    /// The owner tapped Acknowledge on the alerts screen: the `alerts`
+    /// oldest alerts not acknowledged before (those the screen showed; it
+    /// lists them first, oldest first) are acknowledged and not shown
+    /// again after a restart. (Before issue 15, opening the screen wrote
+    /// it for every alert; such an entry acknowledges as many.)
     Ack { alerts: u64 },
     /// `count` more events of `what` for `contact` were refused by the
     /// rate limit and are summed up here instead of one entry each.
@@ -285,6 +288,12 @@ pub struct Scan {
 /// Problems recorded per pass; past this a damaged log is damaged enough.
 const PROBLEMS_KEPT: usize = 16;
 
+/// An `ack` of `n` alerts: the `n` oldest unacknowledged ones.
+fn ack_oldest(unacked: &mut VecDeque<Entry>, n: u64) {
+    let n = usize::try_from(n).unwrap_or(usize::MAX).min(unacked.len());
+    unacked.drain(..n);
+}
+
 impl Scan {
     fn problem(&mut self, p: Integrity) {
         if self.problems.len() < PROBLEMS_KEPT {
@@ -294,7 +303,7 @@ impl Scan {
 
     fn note(&mut self, e: &Entry) {
         match &e.event {
-            Event::Ack { .. } => self.unacked.clear(),
+            Event::Ack { alerts } => ack_oldest(&mut self.unacked, *alerts),
             Event::TamperDetected { detail } => self.last_tamper = Some(detail.clone()),
             _ => {}
         }
@@ -691,8 +700,8 @@ impl AuditLog {
         self.next_seq += 1;
         self.prev = hash;
         self.dirty = true;
-        if let Event::Ack { .. } = entry.event {
-            self.unacked.clear();
+        if let Event::Ack { alerts } = entry.event {
+            ack_oldest(&mut self.unacked, alerts);
             self.acked_since_open = true;
         }
         if entry.event.is_alert() {
@@ -991,9 +1000,20 @@ mod tests {
         assert_eq!(log.unacked_alerts().count(), 0);
         log.append(replay(3)).unwrap();
         drop(log);
-        let (log, _) = AuditLog::open(d.path()).unwrap();
+        let (mut log, _) = AuditLog::open(d.path()).unwrap();
         let alerts: Vec<Event> = log.unacked_alerts().map(|e| e.event.clone()).collect();
         assert_eq!(alerts, [replay(3)]);
+        // An ack covers as many as the owner was shown, the oldest first
+        // (issue 15: never one that was not on screen).
+        log.append(replay(4)).unwrap();
+        log.append(replay(5)).unwrap();
+        log.append(Event::Ack { alerts: 2 }).unwrap();
+        let alerts: Vec<Event> = log.unacked_alerts().map(|e| e.event.clone()).collect();
+        assert_eq!(alerts, [replay(5)]);
+        drop(log);
+        let (log, _) = AuditLog::open(d.path()).unwrap();
+        let alerts: Vec<Event> = log.unacked_alerts().map(|e| e.event.clone()).collect();
+        assert_eq!(alerts, [replay(5)], "the same after a restart");
     }
 
     #[test]

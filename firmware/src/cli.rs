@@ -44,7 +44,7 @@ EXAMPLES:
             --size 1G --source /dev/hwrng --export /media/usb/bob.otcpad
 
     On bob's device, import it and destroy the file:
-        otc-device pad import /media/usb/alice.otcpad --contact alice
+        otc-device pad import /media/usb/bob.otcpad --contact alice
 
     See what is left:
         otc-device pad list
@@ -90,8 +90,12 @@ pub enum Command {
     /// Run the device: the screen, the confirmation prompts and the RPC
     /// endpoint for the chat client.
     ///
-    /// Settings come from DIR/otc.toml (see the documentation of
-    /// otc_device::config); these flags override them. The endpoint serves
+    /// Settings come from DIR/otc.toml, every key optional and unknown
+    /// keys refused: owner; [rpc] interface, port, prompt_timeout_seconds,
+    /// allowed_hosts; [limits]; [display] kind (fbdev, spi, emulator) and
+    /// its device; [touch] device, rotation, calibration. The README's
+    /// "otc.toml: what the owner edits" explains each. These flags override
+    /// the file. The endpoint serves
     /// the Ethernet interface only: --interface binds to that interface's
     /// address and to the device itself (SO_BINDTODEVICE), and wildcard
     /// addresses are refused. --listen is for development and accepts
@@ -310,10 +314,25 @@ pub fn run(cli: Cli) -> Result<()> {
             PadStore::open_dir(&cli.data)?.close()?;
             crate::config::set_owner(&cli.data, &owner)?;
             println!(
-                "This device now belongs to {}. Start it with `otc-device --data {} run`.",
+                "This device now belongs to {}. On the appliance, start it with \
+                 `otc-device --data {} run`.",
                 owner.trim(),
                 cli.data.display()
             );
+            // A laptop has no touchscreen at /dev/fb0: say how to try it.
+            if cfg!(feature = "emulator") {
+                println!(
+                    "On a laptop, run it with its screen in the browser: `otc-device --data {} \
+                     run --listen 127.0.0.1:9051 --display emulator`, then open \
+                     http://127.0.0.1:9080/ (or use `make run`).",
+                    cli.data.display()
+                );
+            } else {
+                println!(
+                    "On a laptop, try it with the screen in a browser: `make run` (a build \
+                     with feature emulator)."
+                );
+            }
             Ok(())
         }
         Command::Run(args) => {

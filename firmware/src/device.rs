@@ -286,6 +286,8 @@ impl Face {
                     at: texts::short_time(self.platform.unix_now()),
                     text,
                     severe,
+                    // Red alerts wait for the owner's Acknowledge.
+                    unacked: severe,
                 },
             );
             a.0.truncate(ALERTS_KEPT);
@@ -315,16 +317,38 @@ impl Face {
         self.refresh_home();
     }
 
-    /// The owner opened the alerts screen: every alert on it is seen.
-    /// Returns how many were not seen before (to be acknowledged).
-    fn seen(&self) -> u32 {
-        let n = self
-            .alerts
-            .lock()
-            .map(|mut a| std::mem::take(&mut a.1))
-            .unwrap_or(0);
+    /// The screen's list again, as firmware has it.
+    fn resend_alerts(&self) {
+        if let Ok(a) = self.alerts.lock() {
+            self.ui.set_alerts(a.0.clone());
+        }
+    }
+
+    /// The owner tapped Acknowledge with the `n` oldest unacknowledged
+    /// alerts on screen: those are acknowledged, no others. Returns how
+    /// many were (to be audited).
+    /// Nothing when the list is no longer the one the screen showed
+    /// (`list`, its [`otc_ui::alerts_digest`]): the screen gets the new
+    /// list and the owner acknowledges again.
+    fn acknowledge(&self, n: u32, list: u64) -> u32 {
+        let mut done = 0;
+        if let Ok(mut a) = self.alerts.lock() {
+            if otc_ui::alerts_digest(&a.0) != list {
+                self.ui.set_alerts(a.0.clone());
+                return 0;
+            }
+            for row in a.0.iter_mut().rev().filter(|r| r.unacked) {
+                if done == n {
+                    break;
+                }
+                row.unacked = false;
+                done += 1;
+            }
+            a.1 = a.1.saturating_sub(done);
+            self.ui.set_alerts(a.0.clone());
+        }
         self.refresh_home();
-        n
+        done
     }
 
     fn notice(&self, n: Notice) {
@@ -333,7 +357,19 @@ impl Face {
             Notice::Opened { contact } => self.ui.toast(texts::opened_toast(&contact)),
             Notice::Failed { contact, what } => self.ui.toast(texts::failed_toast(&contact, &what)),
             Notice::StateChanged => self.refresh_home(),
-            Notice::Audit(e) => self.alert(&e),
+            Notice::Audit(e) => {
+                // Back home after a Reject or a timeout, with a word.
+                match &e {
+                    Event::Rejected { action, contact } => {
+                        self.ui.toast(texts::rejected_toast(action, contact));
+                    }
+                    Event::TimedOut { action, contact } => {
+                        self.ui.toast(texts::timed_out_toast(action, contact));
+                    }
+                    _ => {}
+                }
+                self.alert(&e);
+            }
         }
     }
 }
@@ -520,6 +556,7 @@ fn alert_rows<'a>(
                 at: texts::short_time(e.time),
                 text,
                 severe,
+                unacked: true,
             }
         })
         .collect()
@@ -683,13 +720,20 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
             .name("otc-ui-events".into())
             .spawn(move || {
                 while let Ok(e) = rx.recv() {
-                    // Opening the alerts screen acknowledges what it shows:
+                    // Opening the alerts screen acknowledges nothing; the
+                    // owner's Acknowledge tap acknowledges the alerts that
+                    // were on screen (the oldest unacknowledged ones):
                     // audited, and not reloaded at the next start.
-                    if e == UiEvent::AlertsOpened {
-                        // A check that takes longer than this is not worth
-                        // holding the owner's acknowledgement for.
-                        let _ = checked.wait(CHECK_WAIT);
-                        let alerts = face.seen();
+                    if let UiEvent::AlertsAcknowledged { count, list } = e {
+                        // Not before the log's check is done: the alerts it
+                        // finds are older than any shown, and the log's
+                        // `ack` of N means the N oldest. The screen gets
+                        // the list again (still unacknowledged) meanwhile.
+                        if !checked.wait(CHECK_WAIT) {
+                            face.resend_alerts();
+                            continue;
+                        }
+                        let alerts = face.acknowledge(count, list);
                         if alerts > 0 {
                             service.audit(Event::Ack {
                                 alerts: u64::from(alerts),

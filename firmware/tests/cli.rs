@@ -43,6 +43,16 @@ fn help_reads_like_a_man_page() {
         assert!(h.contains(want), "missing {want:?} in:\n{h}");
     }
     assert!(!h.contains("debug"), "debug commands are hidden:\n{h}");
+    // Issue 15: run's help named a Rust module instead of the settings.
+    let o = Command::new(env!("CARGO_BIN_EXE_otc-device"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let h = ok(&o);
+    assert!(!h.contains("otc_device::"), "Rust names in the help:\n{h}");
+    for want in ["DIR/otc.toml", "[display]", "prompt_timeout_seconds"] {
+        assert!(h.contains(want), "missing {want:?} in:\n{h}");
+    }
     let o = Command::new(env!("CARGO_BIN_EXE_otc-device"))
         .args(["pad", "new", "--help"])
         .output()
@@ -55,6 +65,18 @@ fn help_reads_like_a_man_page() {
         "--format",
         "SP 800-90B",
         "v1|v3",
+    ] {
+        assert!(h.contains(want), "missing {want:?} in:\n{h}");
+    }
+    // Issue 15: the file bob imports is the one made for him.
+    let o = Command::new(env!("CARGO_BIN_EXE_otc-device"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let h = ok(&o);
+    for want in [
+        "--export /media/usb/bob.otcpad",
+        "pad import /media/usb/bob.otcpad --contact alice",
     ] {
         assert!(h.contains(want), "missing {want:?} in:\n{h}");
     }
@@ -320,5 +342,19 @@ fn import_legacy_from_the_command_line() {
             ],
         ),
         "legacy_wrong_size",
+    );
+}
+
+/// Issue 15: `init` advised only a `run` that fails on a laptop
+/// (`display /dev/fb0: No such file or directory`); it also says how to
+/// try the device there, with its screen in a browser.
+#[test]
+fn init_says_how_to_try_it_on_a_laptop() {
+    let d = tempfile::tempdir().unwrap();
+    let out = ok(&otc(d.path(), &["init", "--owner", "alice"]));
+    assert!(out.contains("This device now belongs to alice."), "{out}");
+    assert!(
+        out.contains("On a laptop") && out.contains("make run"),
+        "{out}"
     );
 }

@@ -262,6 +262,10 @@ fn reject_consumes_nothing() {
     r.expect_error(403, "rejected");
     assert!(prompt.has_text("Encrypt a message?"));
     assert_eq!(state(&alice, "bob"), a0, "a rejected seal spends nothing");
+    // Issue 15: home again, with a word.
+    alice.wait_screen("a Rejected toast", |t| {
+        t.toast.as_deref() == Some("Rejected: seal for bob; nothing spent")
+    });
 
     let (r, _) = alice.seal("bob", "yes");
     let package = r.ok::<PackageResponse>().package;
@@ -322,6 +326,9 @@ fn a_prompt_times_out_on_the_fake_clock() {
     r.expect_error(408, "timeout");
     let home = alice.wait_no_prompt();
     assert_eq!(home.screen, "home");
+    alice.wait_screen("a Timed out toast", |t| {
+        t.toast.as_deref() == Some("Timed out: seal for bob; nothing spent")
+    });
     assert_eq!(
         state(&alice, "bob"),
         a0,
@@ -777,6 +784,20 @@ fn the_audit_log_chains_a_session_and_shows_an_edit_at_the_next_start() {
     alice.tap("alerts");
     let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
     assert!(alerts.has_text("Replayed package from bob"), "{alerts:#?}");
+    // Seeing them is not acknowledging them (issue 15): back without a
+    // tap on Acknowledge leaves the count.
+    alice.tap("back");
+    alice.wait_screen("home with the count still", |t| {
+        t.screen == "home" && alerts_label(t) == "Alerts (2)"
+    });
+    alice.tap("alerts");
+    alice.wait_screen("the Acknowledge button", |t| {
+        t.screen == "alerts" && t.button("acknowledge").is_some()
+    });
+    alice.tap("acknowledge");
+    alice.wait_screen("nothing left to acknowledge", |t| {
+        t.button("acknowledge").is_none()
+    });
     alice.tap("back");
     alice.wait_screen("home without an alert count", |t| {
         t.screen == "home" && alerts_label(t) == "Alerts"
@@ -802,7 +823,14 @@ fn the_audit_log_chains_a_session_and_shows_an_edit_at_the_next_start() {
         alerts.has_text("AUDIT LOG DAMAGED: audit log entry 3 was altered"),
         "{alerts:#?}"
     );
-    // Seen: the count goes away, the finding stays in the log.
+    // Acknowledged: the count goes away, the finding stays in the log.
+    alice.wait_screen("the Acknowledge button", |t| {
+        t.button("acknowledge").is_some()
+    });
+    alice.tap("acknowledge");
+    alice.wait_screen("nothing left to acknowledge", |t| {
+        t.button("acknowledge").is_none()
+    });
     alice.tap("back");
     alice.wait_screen("home without an alert count", |t| {
         t.screen == "home" && alerts_label(t) == "Alerts"
@@ -868,6 +896,13 @@ fn cutting_entries_off_the_audit_log_is_an_alert_at_the_next_start() {
     alice.tap("alerts");
     let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
     assert!(alerts.has_text(cut), "{alerts:#?}");
+    alice.wait_screen("the Acknowledge button", |t| {
+        t.button("acknowledge").is_some()
+    });
+    alice.tap("acknowledge");
+    alice.wait_screen("nothing left to acknowledge", |t| {
+        t.button("acknowledge").is_none()
+    });
     alice.tap("back");
     alice.wait_screen("home without an alert count", |t| {
         t.screen == "home" && alerts_label(t) == "Alerts"

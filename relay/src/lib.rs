@@ -21,6 +21,10 @@
 //!
 //! Decisions:
 //! - The relay knows nothing of pads: `contents` is an opaque string.
+//! - A resend (same sender, recipient and contents as a message still
+//!   kept) is answered with the ref the first send got, and stored only
+//!   once ([`store`]: "A resend gets the ref it already has"); the reply's
+//!   shape is the original's. Mischief tricks apply to new messages only.
 //! - One thread per open connection (long polls park it on a Condvar);
 //!   the connection caps bound the threads.
 //! - Every refusal is 4xx, the client's to fix, except two that are not
@@ -64,8 +68,12 @@ pub const ECHO_TAIL_CHARS: usize = 16;
 pub enum RelayFailure {
     #[error("storage: {0} (check the --data directory: it must be writable and on a working disk)")]
     Storage(String),
-    #[error("cannot listen on {addr}: {why} (is another program using that port?)")]
+    #[error("cannot listen on {addr}: {why}")]
     Listen { addr: String, why: String },
+    #[error(
+        "--listen {addr:?} is not an address to listen on: give HOST:PORT, e.g. 127.0.0.1:8000 (port 0 picks a free one)"
+    )]
+    BadListen { addr: String },
 }
 
 /// The relay's settings (the command line fills it in).
@@ -197,7 +205,27 @@ impl Relay {
             addr: cfg.listen.clone(),
             why,
         };
-        let listener = TcpListener::bind(&cfg.listen).map_err(|e| listen_err(e.to_string()))?;
+        if !std::net::ToSocketAddrs::to_socket_addrs(&cfg.listen)
+            .is_ok_and(|mut a| a.next().is_some())
+        {
+            return Err(RelayFailure::BadListen {
+                addr: cfg.listen.clone(),
+            });
+        }
+        let listener = TcpListener::bind(&cfg.listen).map_err(|e| {
+            listen_err(match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "{e}: another program is using that port; stop it or pick another port with --listen"
+                ),
+                std::io::ErrorKind::AddrNotAvailable => format!(
+                    "{e}: this machine has no such address; use one of its own (or 127.0.0.1)"
+                ),
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("{e}: ports below 1024 need privileges; use a port above 1023")
+                }
+                _ => e.to_string(),
+            })
+        })?;
         // Linux copies TCP_NODELAY from the listener to accepted sockets;
         // each connection sets it again anyway (small replies must not
         // wait for the client's delayed ACK).
@@ -367,6 +395,14 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
     let storage = |e: RelayFailure| err(507, e.to_string());
     let _alone = (!sh.cfg.group_commit).then(|| lock(&sh.one_at_a_time));
     let mut store = lock(&sh.store);
+    // A resend of a message still kept gets the first send's ref (see
+    // `store`'s docs), once that one is durable; nothing new is stored.
+    if let Some((msg_ref, seq)) = store.find_copy(&m.sender_uid, &m.recipient_uid, &m.contents) {
+        drop(store);
+        Store::wait_durable(&sh.store, &sh.commit, seq, || sh.arrived.notify_all())
+            .map_err(storage)?;
+        return Ok(msg_ref);
+    }
     if store.mailbox_len(&m.recipient_uid) >= sh.cfg.max_mailbox {
         return Err(err(
             429,

@@ -58,6 +58,23 @@
 //! ends the log, and the file is truncated back to the last whole record
 //! before anything new is appended. Such a line was never acknowledged.
 //!
+//! # A resend gets the ref it already has
+//!
+//! A client that is not sure its send arrived (the reply was lost, it
+//! crashed between the acknowledgement and forgetting the package, two of
+//! its processes raced) sends the same package again. Storing it twice
+//! would hand the recipient a second copy under a new ref, which the
+//! recipient's device rightly refuses as a replay: a false alarm. So a
+//! message whose (sender, recipient, contents) equals one still kept (or
+//! staged) is not stored again; the reply is the one the first send got
+//! (its ref, once durable). The key is SHA-256 over the three
+//! length-prefixed fields ([`dedupe_key`]), kept in memory beside the
+//! message and rebuilt from the log at open; it goes when the message is
+//! pruned. A sealed package never repeats (every package spends fresh pad
+//! bytes), so only a resend can match. The wire is the original relay's:
+//! a resend is answered like any send. (In a database this is a unique
+//! index on the same three columns.)
+//!
 //! Refs are global (the original relay kept one table with an
 //! auto-increment key): the next ref is one past the largest ref in the
 //! log; refs consumed without storing (mischief `drop`) are recorded as a
@@ -72,6 +89,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use otc_proto::relay::RelayMessage;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::{RelayFailure, lock};
 
@@ -113,6 +131,22 @@ struct Kept {
     at: u64,
 }
 
+/// The key a resend is recognised by: SHA-256 over sender, recipient and
+/// contents, each preceded by its length (8 bytes, little-endian), so
+/// that no two different triples share an input.
+pub fn dedupe_key(sender_uid: &str, recipient_uid: &str, contents: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [sender_uid, recipient_uid, contents] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+fn key_of(m: &RelayMessage) -> [u8; 32] {
+    dedupe_key(&m.sender_uid, &m.recipient_uid, &m.contents)
+}
+
 /// The current time in Unix seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -127,6 +161,9 @@ pub struct Store {
     path: PathBuf,
     next_ref: u64,
     by_recipient: HashMap<String, VecDeque<Kept>>,
+    /// Every kept or staged message's [`dedupe_key`]: (its ref, the
+    /// sequence number it was staged with; 0 when read at open).
+    copies: HashMap<[u8; 32], (u64, u64)>,
     /// Written to the file, not yet durable nor visible: (seq, message).
     staged: VecDeque<(u64, Option<Kept>)>,
     /// The last sequence number given to a staged record.
@@ -269,12 +306,18 @@ impl Store {
         for msgs in by_recipient.values_mut() {
             msgs.make_contiguous().sort_by_key(|k| k.msg.msg_ref);
         }
+        let copies = by_recipient
+            .values()
+            .flatten()
+            .map(|k| (key_of(&k.msg), (k.msg.msg_ref, 0)))
+            .collect();
         let mut store = Store {
             file,
             dir: dir.to_owned(),
             path,
             next_ref,
             by_recipient,
+            copies,
             staged: VecDeque::new(),
             staged_seq: 0,
             len: good_len,
@@ -293,6 +336,21 @@ impl Store {
     /// The ref the next message will get.
     pub fn next_ref(&self) -> u64 {
         self.next_ref
+    }
+
+    /// The ref and sequence number of a kept or staged message with the
+    /// same sender, recipient and contents, if there is one (see the
+    /// module's docs: a resend is answered with the first send's ref once
+    /// [`Store::wait_durable`] says that one is durable).
+    pub fn find_copy(
+        &self,
+        sender_uid: &str,
+        recipient_uid: &str,
+        contents: &str,
+    ) -> Option<(u64, u64)> {
+        self.copies
+            .get(&dedupe_key(sender_uid, recipient_uid, contents))
+            .copied()
     }
 
     /// How many messages `recipient` has stored (durable or on the way).
@@ -360,7 +418,10 @@ impl Store {
             contents: msg.contents.clone(),
             at: Some(now),
         };
+        let key = key_of(&msg);
+        let msg_ref = msg.msg_ref;
         let seq = self.stage(&rec, Some(Kept { msg, at: now }))?;
+        self.copies.insert(key, (msg_ref, seq));
         self.next_ref += 1;
         Ok((self.next_ref - 1, seq))
     }
@@ -390,7 +451,11 @@ impl Store {
     /// file and forget them; the sequence range they had.
     fn unstage_all(&mut self) -> (u64, u64) {
         let lo = self.staged.front().map_or(self.staged_seq + 1, |(s, _)| *s);
-        self.staged.clear();
+        for (_, k) in self.staged.drain(..) {
+            if let Some(k) = k {
+                self.copies.remove(&key_of(&k.msg));
+            }
+        }
         if self.file.set_len(self.durable_len).is_err() || self.file.sync_all().is_err() {
             self.broken = true;
         }
@@ -469,11 +534,17 @@ impl Store {
         let oldest = now.saturating_sub(keep.as_secs());
         let mut n = 0;
         let mut dead = 0;
+        let copies = &mut self.copies;
         self.by_recipient.retain(|_, msgs| {
             while msgs.front().is_some_and(|k| k.at < oldest) {
                 if let Some(k) = msgs.pop_front() {
                     dead += size_of(&k.msg);
                     n += 1;
+                    let key = key_of(&k.msg);
+                    // A later copy (mischief `replay`) owns the key now.
+                    if copies.get(&key).is_some_and(|(r, _)| *r == k.msg.msg_ref) {
+                        copies.remove(&key);
+                    }
                 }
             }
             !msgs.is_empty()

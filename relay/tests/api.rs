@@ -70,7 +70,10 @@ fn refs_only_increase() {
     let (relay, _d) = start(|_| {});
     let a = relay.addr();
     let refs: Vec<u64> = (0..5)
-        .map(|i| send(a, "alice", if i % 2 == 0 { "bob" } else { "carol" }, "AAAA"))
+        .map(|i| {
+            let to = if i % 2 == 0 { "bob" } else { "carol" };
+            send(a, "alice", to, &format!("AAA{i}"))
+        })
         .collect();
     assert!(refs.windows(2).all(|w| w[0] < w[1]), "{refs:?}");
     let next = get(a, "/getnextref?recipient_uid=zed").json()["nextref"]
@@ -316,4 +319,78 @@ fn drop_closes_connections_and_a_restart_has_everything() {
     let relay = otc_relay::Relay::start(cfg).expect("restart on the same address");
     assert_eq!(contents(relay.addr(), "bob", 0), ["ONE"]);
     assert_eq!(send(relay.addr(), "alice", "bob", "TWO"), 2);
+}
+
+/// A resend (same sender, recipient and contents as a message still kept)
+/// gets the first send's ref and is stored once: a client unsure whether
+/// its send arrived cannot make the recipient's device see a replay. The
+/// reply's shape is the original's; a restart keeps the rule.
+#[test]
+fn a_resend_gets_the_ref_it_already_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = otc_relay::Config::new("127.0.0.1:0", dir.path());
+    cfg.rate = 10_000.0;
+    cfg.burst = 10_000.0;
+    let relay = otc_relay::Relay::start(cfg.clone()).expect("relay starts");
+    let a = relay.addr();
+    assert_eq!(send(a, "alice", "bob", "PKG1"), 1);
+    let again = post_form(
+        a,
+        "/send",
+        "sender_uid=alice&recipient_uid=bob&contents=PKG1",
+    );
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (200, r#"{"received":true,"echo_tail":"PKG1","ref":1}"#)
+    );
+    // Another sender, another recipient, other contents: new messages.
+    assert_eq!(send(a, "carol", "bob", "PKG1"), 2);
+    assert_eq!(send(a, "alice", "dave", "PKG1"), 3);
+    assert_eq!(send(a, "alice", "bob", "PKG2"), 4);
+    // Many resends at once, racing the first send: one message, one ref.
+    let refs: Vec<u64> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| sc.spawn(move || send(a, "alice", "bob", "RACE")))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("a sender"))
+            .collect()
+    });
+    assert!(refs.iter().all(|r| *r == refs[0]), "{refs:?}");
+    assert_eq!(contents(a, "bob", 0), ["PKG1", "PKG1", "PKG2", "RACE"]);
+    drop(relay);
+    let relay = otc_relay::Relay::start(cfg).expect("relay starts again");
+    let a = relay.addr();
+    assert_eq!(send(a, "alice", "bob", "PKG2"), 4, "known after a restart");
+    assert_eq!(send(a, "alice", "bob", "PKG3"), refs[0] + 1);
+    assert_eq!(
+        contents(a, "bob", 0),
+        ["PKG1", "PKG1", "PKG2", "RACE", "PKG3"]
+    );
+}
+
+/// Issue 15, defect 7: `--listen nonsense` said "invalid socket address
+/// (is another program using that port?)". It says what is wrong and
+/// what to give instead; a port in use says so.
+#[test]
+fn a_bad_listen_address_is_said_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |listen: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_otc-relay"))
+            .args(["--listen", listen, "--data"])
+            .arg(dir.path())
+            .output()
+            .expect("run otc-relay");
+        assert!(!o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let err = run("nonsense");
+    assert!(
+        err.contains(r#"--listen "nonsense" is not an address to listen on: give HOST:PORT"#),
+        "{err}"
+    );
+    assert!(!err.contains("another program"), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = run(&taken.local_addr().unwrap().to_string());
+    assert!(err.contains("another program is using that port"), "{err}");
 }

@@ -33,15 +33,17 @@ fn message_size() {
 fn mailbox_size() {
     let (relay, _d) = start(|c| c.max_mailbox = 3);
     let a = relay.addr();
-    for _ in 0..3 {
-        send(a, "alice", "bob", "AAAA");
+    for c in ["AAAA", "BBBB", "CCCC"] {
+        send(a, "alice", "bob", c);
     }
     let r = post_form(
         a,
         "/send",
-        "sender_uid=alice&recipient_uid=bob&contents=AAAA",
+        "sender_uid=alice&recipient_uid=bob&contents=DDDD",
     );
     is_error(&r, 429, "mailbox full");
+    // A resend of a kept message is not a new one: the ref it has.
+    assert_eq!(send(a, "alice", "bob", "BBBB"), 2);
     // Others' mailboxes are not affected.
     send(a, "alice", "carol", "AAAA");
 }

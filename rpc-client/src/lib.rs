@@ -81,10 +81,37 @@ pub enum ClientError {
         code: ErrorCode,
         message: String,
     },
+    /// The connection ended before a whole reply (the device stopped,
+    /// restarted, or the cable came out).
+    #[error(
+        "the device at {addr} closed the connection before a whole reply (restarting, stopping, or the cable?); check it, then try again"
+    )]
+    Closed { addr: SocketAddr },
     #[error(
         "the reply from {addr} is not one an otc-device gives ({what}); is that the device's address?"
     )]
     BadReply { addr: SocketAddr, what: String },
+}
+
+/// What a reply body that is not the device's shape looks like, in words
+/// (no parser internals): the relay's error shape is named, since
+/// pointing `--device` at the relay is the likely mistake.
+fn not_device_body(status: u16, body: &[u8]) -> String {
+    let v: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let relay_like = v.as_ref().is_some_and(|v| {
+        v.get("error").is_some_and(serde_json::Value::is_u64) && v.get("message").is_some()
+            || v.get("status").is_some_and(|s| s == "ok")
+            || v.get("received").is_some()
+    });
+    if relay_like {
+        format!("HTTP {status} in the shape otc-relay answers with: that looks like the relay")
+    } else if v.is_some() {
+        format!("HTTP {status} with JSON of another shape")
+    } else if body.is_empty() {
+        format!("HTTP {status} with no body")
+    } else {
+        format!("HTTP {status} with a body that is not JSON")
+    }
 }
 
 impl ClientError {
@@ -266,7 +293,10 @@ impl Client {
                 addr: self.addr,
                 timeout: self.timeout,
             },
-            ErrorKind::InvalidData | ErrorKind::UnexpectedEof => ClientError::BadReply {
+            ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted => ClientError::Closed { addr: self.addr },
+            ErrorKind::InvalidData => ClientError::BadReply {
                 addr: self.addr,
                 what: e.to_string(),
             },
@@ -302,9 +332,9 @@ impl Client {
 
     fn parse<T: DeserializeOwned>(&self, reply: &Response) -> Result<T, ClientError> {
         if reply.is_success() {
-            return serde_json::from_slice(&reply.body).map_err(|e| ClientError::BadReply {
+            return serde_json::from_slice(&reply.body).map_err(|_| ClientError::BadReply {
                 addr: self.addr,
-                what: format!("HTTP {} body does not parse: {e}", reply.status),
+                what: not_device_body(reply.status, &reply.body),
             });
         }
         match serde_json::from_slice::<ErrorBody>(&reply.body) {
@@ -313,9 +343,9 @@ impl Client {
                 code: b.error.code,
                 message: b.error.message,
             }),
-            Err(e) => Err(ClientError::BadReply {
+            Err(_) => Err(ClientError::BadReply {
                 addr: self.addr,
-                what: format!("HTTP {} without an error body: {e}", reply.status),
+                what: not_device_body(reply.status, &reply.body),
             }),
         }
     }
@@ -501,7 +531,8 @@ fn bad(what: impl Into<String>) -> std::io::Error {
 
 /// Read one HTTP/1.1 response from `r`: the body by `Content-Length`,
 /// chunked, or to EOF; at most [`MAX_REPLY`] bytes. A malformed reply is
-/// `InvalidData`, one cut short `UnexpectedEof`.
+/// `InvalidData` (a body shorter than announced too), a connection that
+/// ends before a whole head `UnexpectedEof`.
 pub fn read_response(r: &mut impl Read) -> std::io::Result<Response> {
     read_response_limited(r, MAX_REPLY)
 }
@@ -553,7 +584,10 @@ pub fn read_response_limited(r: &mut impl Read, max_reply: usize) -> std::io::Re
         body: Vec::new(),
     };
     let mut rest = buf.split_off(head_end + 4);
-    let cut = || std::io::Error::new(ErrorKind::UnexpectedEof, "reply body cut short");
+    // A head that announced more body than came is a wrong reply
+    // (`InvalidData`); only a connection that ends before a whole head is
+    // `UnexpectedEof` (the peer stopped answering).
+    let cut = || std::io::Error::new(ErrorKind::InvalidData, "reply body cut short");
     if let Some(len) = reply.header("Content-Length") {
         let len: usize = len
             .parse()

@@ -63,6 +63,15 @@ pub enum RelayClientError {
         status: u16,
         message: String,
     },
+    /// The connection ended before a whole reply: the relay stopped,
+    /// restarted or dropped it. Not an integrity warning: nothing came
+    /// that could be wrong.
+    #[error(
+        "the relay at {url} is not answering: it closed the connection before a whole reply (stopped or restarting?); check that it runs, then try again"
+    )]
+    Closed { url: String },
+    /// A reply came and is wrong (malformed, oversized, inconsistent with
+    /// what was asked).
     #[error("the relay at {url} sent a reply that cannot be trusted: {what}")]
     Untrusted { url: String, what: String },
 }
@@ -536,16 +545,14 @@ impl RelayClient {
                     url: url(),
                     what: e.to_string(),
                 },
-                ErrorKind::UnexpectedEof => match wrote {
-                    Err(w) => RelayClientError::Io {
-                        url: url(),
-                        source: w,
-                    },
-                    Ok(()) => RelayClientError::Untrusted {
-                        url: url(),
-                        what: e.to_string(),
-                    },
-                },
+                // Cut off (whether or not the request was all written):
+                // the relay is not answering, not lying.
+                ErrorKind::UnexpectedEof
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted => {
+                    let _ = wrote;
+                    RelayClientError::Closed { url: url() }
+                }
                 _ => RelayClientError::Io {
                     url: url(),
                     source: e,

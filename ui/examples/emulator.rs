@@ -59,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         at: "11-22 05:41".into(),
         text: "Replayed package from bob refused (message #41)".into(),
         severe: true,
+        unacked: true,
     }]);
 
     let prompts = [

@@ -48,7 +48,7 @@ pub use display::{Display, Frame, Rect, Rotation};
 pub use error::UiError;
 pub use model::{
     AlertView, ContactView, Decision, HomeView, LinkView, ProgressView, Prompt, Toast, ToastKind,
-    UiEvent, WarningView,
+    UiEvent, WarningView, alerts_digest,
 };
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};

@@ -149,13 +149,27 @@ pub enum ToastKind {
 }
 
 /// One audit event on the alerts screen.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AlertView {
-    /// When, already formatted by firmware (e.g. "11-22 05:41").
+    /// When, already formatted by firmware (e.g. "22 Nov 05:41").
     pub at: String,
     pub text: String,
     /// Shown in red.
     pub severe: bool,
+    /// Not acknowledged by the owner yet (a red alert from this run, or
+    /// reloaded from the audit log): listed first, oldest first, and
+    /// acknowledged only by the Acknowledge button once it was on screen.
+    #[serde(default)]
+    pub unacked: bool,
+}
+
+/// A digest of an alerts list, to tell whether an acknowledgement was
+/// made on the list firmware has now ([`UiEvent::AlertsAcknowledged`]).
+pub fn alerts_digest(alerts: &[AlertView]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    alerts.hash(&mut h);
+    h.finish()
 }
 
 /// A long job, e.g. creating a pad.
@@ -172,8 +186,15 @@ pub struct ProgressView {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UiEvent {
-    /// The alerts screen was opened (firmware may mark alerts as seen).
+    /// The alerts screen was opened (nothing is acknowledged by that).
     AlertsOpened,
+    /// The owner tapped Acknowledge: the `count` oldest unacknowledged
+    /// alerts of the list whose [`alerts_digest`] is `list` were on the
+    /// screen (the screen lists them first, oldest first, and counts only
+    /// those shown). Firmware acknowledges them only if its list is still
+    /// that one: a list changed meanwhile (older alerts found by a check)
+    /// reaches the screen, which then counts again.
+    AlertsAcknowledged { count: u32, list: u64 },
     /// Cancel was tapped on the progress screen.
     ProgressCancelled,
 }

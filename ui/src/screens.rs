@@ -25,8 +25,10 @@ impl Layout {
     fn max_rows(&self) -> usize {
         4
     }
-    fn max_alert_rows(&self) -> usize {
-        if self.compact { 4 } else { 6 }
+    /// Alert rows a page of the alerts screen shows (a row of buttons
+    /// below them: Up, Down, Acknowledge).
+    pub fn alert_rows(&self) -> usize {
+        if self.compact { 3 } else { 5 }
     }
 }
 
@@ -254,20 +256,51 @@ pub(crate) fn apply_countdown(app: &AppWindow, secs_left: u64, total_secs: u64) 
     text
 }
 
-/// Shows the alerts list (newest first as given) and returns its texts.
-pub(crate) fn apply_alerts(app: &AppWindow, layout: Layout, alerts: &[AlertView]) -> Vec<String> {
+/// The alerts in the order the screen lists them: the unacknowledged ones
+/// first, oldest first (so that those acknowledged are always the oldest
+/// unacknowledged, see [`crate::UiEvent::AlertsAcknowledged`]), then the
+/// other red ones, then the routine ones, each newest first. `alerts` is
+/// newest first.
+pub fn alerts_order(alerts: &[AlertView]) -> Vec<&AlertView> {
+    let mut out: Vec<&AlertView> = alerts.iter().filter(|a| a.unacked).rev().collect();
+    out.extend(alerts.iter().filter(|a| !a.unacked && a.severe));
+    out.extend(alerts.iter().filter(|a| !a.unacked && !a.severe));
+    out
+}
+
+/// What one page of the alerts screen showed.
+pub(crate) struct AlertsPage {
+    pub texts: Vec<String>,
+    /// The first row shown (clamped to the list).
+    pub top: usize,
+    /// How many unacknowledged alerts are on this page or above it.
+    pub unacked_through: usize,
+}
+
+/// Shows one page of the alerts (from row `top` of [`alerts_order`]),
+/// with Up and Down when there is more, and Acknowledge when
+/// `can_ack` (unacknowledged alerts have been on screen).
+pub(crate) fn apply_alerts(
+    app: &AppWindow,
+    layout: Layout,
+    alerts: &[AlertView],
+    top: usize,
+    can_ack: bool,
+) -> AlertsPage {
     let d = app.global::<AlertsData>();
     let title = "Alerts".to_string();
     let mut texts = vec![title.clone()];
-    let max = layout.max_alert_rows();
-    let shown = if alerts.len() > max {
-        max - 1
-    } else {
-        alerts.len()
-    };
+    let order = alerts_order(alerts);
+    let page = layout.alert_rows();
+    let top = top.min(order.len().saturating_sub(1) / page * page);
+    let end = (top + page).min(order.len());
+    let unacked = order.iter().filter(|a| a.unacked).count();
     let mut rows = Vec::new();
-    for a in &alerts[..shown] {
-        let at = format::untrusted(&a.at, 20);
+    for a in &order[top..end] {
+        let mut at = format::untrusted(&a.at, 20);
+        if a.unacked {
+            at = format!("NEW · {at}");
+        }
         let text = format::untrusted(&a.text, 100);
         texts.push(at.clone());
         texts.push(text.clone());
@@ -277,8 +310,13 @@ pub(crate) fn apply_alerts(app: &AppWindow, layout: Layout, alerts: &[AlertView]
             severe: a.severe,
         });
     }
-    let more = if alerts.len() > shown {
-        format!("+ {} older", format::count((alerts.len() - shown) as u64))
+    let more = if order.len() > page {
+        format!(
+            "{}–{} of {}",
+            format::count(top as u64 + 1),
+            format::count(end as u64),
+            format::count(order.len() as u64)
+        )
     } else {
         String::new()
     };
@@ -292,12 +330,20 @@ pub(crate) fn apply_alerts(app: &AppWindow, layout: Layout, alerts: &[AlertView]
             texts.push(t.clone());
         }
     }
+    let label = |on: bool, l: &str| s(if on { l } else { "" });
     d.set_title(s(&title));
     d.set_rows(model(rows));
     d.set_more_text(s(&more));
     d.set_empty_text(s(&empty));
     d.set_back_label(s("Back"));
-    texts
+    d.set_up_label(label(top > 0, "Up"));
+    d.set_down_label(label(end < order.len(), "Down"));
+    d.set_ack_label(label(can_ack || unacked.min(end) > 0, "Acknowledge"));
+    AlertsPage {
+        texts,
+        top,
+        unacked_through: unacked.min(end),
+    }
 }
 
 /// Shows progress and returns its texts.

@@ -138,6 +138,7 @@ pub fn alert_text(h: &Happened) -> String {
         Happened::TamperDetected { detail } => format!("AUDIT LOG DAMAGED: {detail}"),
         Happened::Started { version } => format!("Device started (version {version})"),
         Happened::Stop => "Device stopped".to_string(),
+        Happened::Ack { alerts: 1 } => "1 alert acknowledged".to_string(),
         Happened::Ack { alerts } => format!("{alerts} alerts acknowledged"),
         Happened::Repeated {
             what,
@@ -164,6 +165,16 @@ pub fn opened_toast(contact: &str) -> Toast {
     Toast::success(format!("Opened from {contact}"))
 }
 
+/// The toast after the owner tapped Reject (`action`: seal or open).
+pub fn rejected_toast(action: &str, contact: &str) -> Toast {
+    Toast::info(format!("Rejected: {action} for {contact}; nothing spent"))
+}
+
+/// The toast after a prompt nobody answered.
+pub fn timed_out_toast(action: &str, contact: &str) -> Toast {
+    Toast::info(format!("Timed out: {action} for {contact}; nothing spent"))
+}
+
 /// The toast for a failure, about `contact` if there is one (empty: none).
 pub fn failed_toast(contact: &str, what: &str) -> Toast {
     if contact.is_empty() {
@@ -173,7 +184,8 @@ pub fn failed_toast(contact: &str, what: &str) -> Toast {
     }
 }
 
-/// `MM-DD HH:MM` (UTC) for a unix time, for the alerts list.
+/// `D Mon HH:MM` (UTC) for a unix time, for the alerts list: the month
+/// by name, so that no reader takes 12-04 for the 12th of April.
 pub fn short_time(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
     let secs = unix % 86_400;
@@ -186,11 +198,13 @@ pub fn short_time(unix: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    format!(
-        "{month:02}-{day:02} {:02}:{:02}",
-        secs / 3600,
-        (secs % 3600) / 60
-    )
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let name = MONTHS
+        .get(usize::try_from(month - 1).unwrap_or(0))
+        .unwrap_or(&"?");
+    format!("{day} {name} {:02}:{:02}", secs / 3600, (secs % 3600) / 60)
 }
 
 #[cfg(test)]
@@ -200,11 +214,13 @@ mod tests {
 
     #[test]
     fn short_time_is_utc_civil_time() {
-        assert_eq!(short_time(0), "01-01 00:00");
+        assert_eq!(short_time(0), "1 Jan 00:00");
         // 2026-11-22 05:41:00 UTC
-        assert_eq!(short_time(1_795_326_060), "11-22 05:41");
+        assert_eq!(short_time(1_795_326_060), "22 Nov 05:41");
         // 2024-02-29 23:59 UTC (leap day)
-        assert_eq!(short_time(1_709_251_140), "02-29 23:59");
+        assert_eq!(short_time(1_709_251_140), "29 Feb 23:59");
+        // 2026-12-04 06:00 UTC: not "12-04" (issue 15)
+        assert_eq!(short_time(1_796_364_000), "4 Dec 06:00");
     }
 
     #[test]
@@ -217,6 +233,14 @@ mod tests {
             "Computer hung up: seal for bob"
         );
         assert_eq!(alert_text(&Happened::Stop), "Device stopped");
+        assert_eq!(
+            alert_text(&Happened::Ack { alerts: 1 }),
+            "1 alert acknowledged"
+        );
+        assert_eq!(
+            alert_text(&Happened::Ack { alerts: 2 }),
+            "2 alerts acknowledged"
+        );
         assert_eq!(
             alert_text(&Happened::Repeated {
                 what: "packages".into(),

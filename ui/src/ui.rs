@@ -333,6 +333,11 @@ pub struct Ui {
 
     home: HomeView,
     alerts: Vec<AlertView>,
+    /// The alerts screen's first row shown.
+    alerts_top: usize,
+    /// How many of the unacknowledged alerts (the first rows) have been on
+    /// the alerts screen since it was opened or its list last changed.
+    alerts_shown: usize,
     progress: Option<ProgressView>,
     prompt: Option<ActivePrompt>,
     toast: Option<(Toast, Duration)>,
@@ -392,6 +397,8 @@ impl Ui {
             trace: TraceHandle::default(),
             home: HomeView::default(),
             alerts: Vec::new(),
+            alerts_top: 0,
+            alerts_shown: 0,
             progress: None,
             prompt: None,
             toast: None,
@@ -614,6 +621,9 @@ impl Ui {
             .app
             .get_buttons()
             .iter()
+            // A hidden button has no label (the alerts screen's Up, Down,
+            // Acknowledge when there is nothing to do).
+            .filter(|b| !b.label.is_empty())
             .map(|b| TraceButton {
                 id: b.id.to_string(),
                 label: b.label.to_string(),
@@ -718,7 +728,13 @@ impl Ui {
                 self.content_dirty = true;
             }
             Msg::Alerts(a) => {
-                self.alerts = a;
+                // What was shown of the old list says nothing of the new
+                // one: only what is on screen from now on counts.
+                if a != self.alerts {
+                    self.alerts = a;
+                    self.alerts_top = 0;
+                    self.alerts_shown = 0;
+                }
                 self.content_dirty = true;
             }
             Msg::Progress(p) => {
@@ -829,7 +845,32 @@ impl Ui {
             "reject" if self.prompt.is_some() => self.resolve(Decision::Reject),
             "alerts" => {
                 self.user_screen = UserScreen::Alerts;
+                self.alerts_top = 0;
+                self.alerts_shown = 0;
                 let _ = self.events_tx.send(UiEvent::AlertsOpened);
+                self.content_dirty = true;
+            }
+            "alerts-up" if self.user_screen == UserScreen::Alerts => {
+                self.alerts_top = self.alerts_top.saturating_sub(self.layout.alert_rows());
+                self.content_dirty = true;
+            }
+            "alerts-down" if self.user_screen == UserScreen::Alerts => {
+                self.alerts_top += self.layout.alert_rows();
+                self.content_dirty = true;
+            }
+            "acknowledge" if self.user_screen == UserScreen::Alerts && self.alerts_shown > 0 => {
+                // The oldest unacknowledged ones, as many as were shown
+                // (the screen lists them first, oldest first).
+                let n = self.alerts_shown;
+                let list = crate::model::alerts_digest(&self.alerts);
+                for a in self.alerts.iter_mut().rev().filter(|a| a.unacked).take(n) {
+                    a.unacked = false;
+                }
+                self.alerts_shown = 0;
+                let _ = self.events_tx.send(UiEvent::AlertsAcknowledged {
+                    count: u32::try_from(n).unwrap_or(u32::MAX),
+                    list,
+                });
                 self.content_dirty = true;
             }
             "back" => {
@@ -904,7 +945,16 @@ impl Ui {
             (Some(p), _, _) => screens::apply_prompt(&self.app, self.layout, &p.prompt),
             (None, Some(pr), _) => screens::apply_progress(&self.app, pr),
             (None, None, UserScreen::Alerts) => {
-                screens::apply_alerts(&self.app, self.layout, &self.alerts)
+                let page = screens::apply_alerts(
+                    &self.app,
+                    self.layout,
+                    &self.alerts,
+                    self.alerts_top,
+                    self.alerts_shown > 0,
+                );
+                self.alerts_top = page.top;
+                self.alerts_shown = self.alerts_shown.max(page.unacked_through);
+                page.texts
             }
             (None, None, UserScreen::Home) => {
                 screens::apply_home(&self.app, self.layout, &self.home)

@@ -517,3 +517,111 @@ fn hidden_screens_do_not_take_taps() {
     r.step();
     assert_eq!(r.trace().screen, "home");
 }
+
+/// Issue 15, defect 3: a red alert was pushed below routine entries and
+/// "+ 17 older", the list could not scroll, and opening the screen
+/// acknowledged it anyway. Now the unacknowledged alert is first, the
+/// list scrolls (Up, Down), opening acknowledges nothing, and only an
+/// Acknowledge tap, with the alert on screen, acknowledges it.
+#[test]
+fn a_severe_alert_under_20_routine_entries_is_first_and_acknowledged_only_by_a_tap() {
+    let mut r = Rig::new(800, 480);
+    let events = r.ui.take_events().unwrap();
+    // Newest first, as firmware gives them: 20 routine entries newer
+    // than the one red alert.
+    let mut list: Vec<AlertView> = (0..20)
+        .map(|i| AlertView {
+            at: format!("2026-12-04 05:{:02}", 59 - i),
+            text: format!("Sealed {i} bytes for bob"),
+            severe: false,
+            unacked: false,
+        })
+        .collect();
+    let severe = "Limit hit: message too large from 10.77.0.2";
+    list.push(AlertView {
+        at: "2026-12-04 04:00".into(),
+        text: severe.into(),
+        severe: true,
+        unacked: true,
+    });
+    r.handle.set_alerts(list.clone());
+    r.step();
+    r.tap("alerts");
+    let t = r.trace();
+    assert_eq!(t.screen, "alerts");
+    // First row: the red one, marked new, above every routine entry.
+    assert_eq!(t.texts[1], "NEW · 2026-12-04 04:00", "{}", t.to_json());
+    assert_eq!(t.texts[2], severe);
+    assert!(t.has_text("1–5 of 21"), "{}", t.to_json());
+    assert_eq!(
+        t.button("acknowledge").map(|b| b.label.as_str()),
+        Some("Acknowledge")
+    );
+    assert!(t.button("alerts-up").is_none(), "at the top");
+    // Opening acknowledged nothing.
+    assert_eq!(events.try_recv(), Ok(UiEvent::AlertsOpened));
+    assert!(events.try_recv().is_err(), "no acknowledgement on opening");
+    // It scrolls, down to the oldest routine entry, and back up.
+    let mut pages = 1;
+    while r.trace().button("alerts-down").is_some() {
+        r.tap("alerts-down");
+        pages += 1;
+        assert!(pages <= 5, "more pages than 21 rows need");
+    }
+    let t = r.trace();
+    assert!(t.has_text("Sealed 19 bytes for bob"), "{}", t.to_json());
+    assert!(t.has_text("21–21 of 21"), "{}", t.to_json());
+    assert!(!t.has_text(severe), "scrolled past it");
+    while r.trace().button("alerts-up").is_some() {
+        r.tap("alerts-up");
+    }
+    assert!(r.trace().has_text(severe));
+    // Back without a tap: nothing acknowledged.
+    r.tap("back");
+    assert!(events.try_recv().is_err(), "leaving acknowledges nothing");
+    r.tap("alerts");
+    assert_eq!(events.try_recv(), Ok(UiEvent::AlertsOpened));
+    r.tap("acknowledge");
+    assert_eq!(
+        events.try_recv(),
+        Ok(UiEvent::AlertsAcknowledged {
+            count: 1,
+            list: alerts_digest(&list)
+        })
+    );
+    let t = r.trace();
+    assert!(
+        t.button("acknowledge").is_none(),
+        "nothing left to acknowledge"
+    );
+    assert!(!t.has_text("NEW · 2026-12-04 04:00"), "{}", t.to_json());
+}
+
+/// An unacknowledged alert the owner never scrolled to is not
+/// acknowledged: the count covers only what was on screen.
+#[test]
+fn acknowledge_counts_only_the_unacknowledged_alerts_shown() {
+    let mut r = Rig::new(800, 480);
+    let events = r.ui.take_events().unwrap();
+    let list: Vec<AlertView> = (0..8)
+        .map(|i| AlertView {
+            at: format!("2026-12-04 05:{:02}", 59 - i),
+            text: format!("Replayed package from bob refused (message #{i})"),
+            severe: true,
+            unacked: true,
+        })
+        .collect();
+    r.handle.set_alerts(list.clone());
+    r.step();
+    r.tap("alerts");
+    let _ = events.try_recv();
+    r.tap("acknowledge");
+    assert_eq!(
+        events.try_recv(),
+        Ok(UiEvent::AlertsAcknowledged {
+            count: 5,
+            list: alerts_digest(&list)
+        }),
+        "the five on the first page"
+    );
+}

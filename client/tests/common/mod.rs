@@ -329,3 +329,130 @@ pub fn assert_exit(o: &Output, code: i32) {
         stderr(o)
     );
 }
+
+/// A proxy in front of a real relay that holds every `/send` for `delay`
+/// before passing it on, and keeps the body of each `/send` it passed on
+/// (a slow relay, as a user behind a slow link meets it). The client
+/// sends `Connection: close`, so a request is one connection.
+pub struct SlowSend {
+    pub addr: SocketAddr,
+    /// The `contents` of the `/send` requests, in arrival order.
+    pub sends: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SlowSend {
+    pub fn start(relay: SocketAddr, delay: Duration) -> SlowSend {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let addr = l.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let sends = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (st, log) = (stop.clone(), sends.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(s) = conn else { continue };
+                let log = log.clone();
+                std::thread::spawn(move || proxy_one(s, relay, delay, &log));
+            }
+        });
+        SlowSend { addr, sends, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many `/send` requests carried `package`.
+    pub fn sends_of(&self, package: &str) -> usize {
+        self.sends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|c| *c == package)
+            .count()
+    }
+}
+
+/// The `contents` field of a form-encoded `/send` body, decoded.
+fn form_contents(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let Some(v) = text.split('&').find_map(|kv| kv.strip_prefix("contents=")) else {
+        return String::new();
+    };
+    let bytes = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => out.push(b),
+                    Err(_) => out.push(b'%'),
+                }
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+fn proxy_one(
+    mut s: TcpStream,
+    relay: SocketAddr,
+    delay: Duration,
+    log: &std::sync::Mutex<Vec<String>>,
+) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut req = Vec::new();
+    let mut b = [0u8; 1];
+    while !req.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => req.push(b[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&req).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    if s.read_exact(&mut body).is_err() {
+        return;
+    }
+    if head.starts_with("POST /send") {
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(form_contents(&body));
+        std::thread::sleep(delay);
+    }
+    req.extend_from_slice(&body);
+    let Ok(mut up) = TcpStream::connect(relay) else {
+        return;
+    };
+    let _ = up.set_read_timeout(Some(Duration::from_secs(60)));
+    if up.write_all(&req).is_err() {
+        return;
+    }
+    let mut reply = Vec::new();
+    let _ = up.read_to_end(&mut reply);
+    let _ = s.write_all(&reply);
+}
+
+impl Drop for SlowSend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}

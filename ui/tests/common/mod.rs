@@ -155,16 +155,19 @@ pub fn alerts() -> Vec<AlertView> {
             at: "11-22 05:41".into(),
             text: "Replayed package from bob refused (message #41)".into(),
             severe: true,
+            unacked: true,
         },
         AlertView {
             at: "11-22 05:12".into(),
             text: "Sealed 100 bytes for bob".into(),
             severe: false,
+            unacked: false,
         },
         AlertView {
             at: "11-21 22:03".into(),
             text: "Pad with dave below 5 %".into(),
             severe: false,
+            unacked: false,
         },
     ]
 }
