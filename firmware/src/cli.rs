@@ -373,6 +373,8 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
             device,
             timeout: Duration::from_secs(args.watchdog_timeout),
         }),
+        status_led: cfg.status_led.clone(),
+        buttons: cfg.buttons.clone(),
     })
 }
 

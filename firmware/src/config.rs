@@ -33,9 +33,19 @@
 //! emulator_listen = "127.0.0.1:9080"
 //! fbdev = { device = "/dev/fb0", rotation = "0" }
 //! # spi = { panel = "ili9486", ... }   (builds with feature spi-display)
+//! backlight_idle_secs = 120       # backlight off after this long untouched; 0 = never
 //!
 //! [touch]
 //! # device = "/dev/input/event0", rotation = "0", swap_xy = false, ...
+//!
+//! # Optional Raspberry Pi extras, by BCM GPIO number (0 to 27); see hw/.
+//! # Without the section, the piece is not used.
+//! [status_led]
+//! # pin = 17                      # GPIO → resistor → LED → ground
+//!
+//! [buttons]                       # for panels without touch; both pins
+//! # approve_pin = 5               # button between the pin and ground
+//! # reject_pin = 6
 //! ```
 //!
 //! Unknown keys are an error, so a typo never silently falls back to a
@@ -60,6 +70,31 @@ pub struct Config {
     pub limits: Limits,
     pub display: DisplayConfig,
     pub touch: otc_ui::source::evdev::EvdevConfig,
+    /// `[status_led]`: the status LED, if there is one.
+    pub status_led: Option<StatusLedConfig>,
+    /// `[buttons]`: the Approve/Reject push buttons, if there are any.
+    pub buttons: Option<ButtonsConfig>,
+}
+
+/// The highest BCM GPIO number on the Pi's 40-pin header.
+pub const MAX_HEADER_GPIO: u8 = 27;
+
+/// `[status_led]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusLedConfig {
+    /// BCM GPIO number, driven high to light the LED.
+    pub pin: u8,
+}
+
+/// `[buttons]`: both are needed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ButtonsConfig {
+    /// BCM GPIO number of the Approve button (to ground; pulled up).
+    pub approve_pin: u8,
+    /// BCM GPIO number of the Reject button (to ground; pulled up).
+    pub reject_pin: u8,
 }
 
 /// `[rpc]`.
@@ -115,6 +150,9 @@ pub struct DisplayConfig {
     pub spi: otc_ui::sink::spi::SpiConfig,
     #[cfg(not(feature = "spi-display"))]
     pub spi: Option<toml::Value>,
+    /// Seconds without a touch, a push-button press or a prompt before the
+    /// backlight goes off; 0: never. Default 120.
+    pub backlight_idle_secs: u64,
 }
 
 impl Default for DisplayConfig {
@@ -126,6 +164,7 @@ impl Default for DisplayConfig {
             height: 480,
             fbdev: Default::default(),
             spi: Default::default(),
+            backlight_idle_secs: 120,
         }
     }
 }
@@ -143,6 +182,10 @@ impl Config {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        cfg.check_pins().map_err(|reason| Error::Config {
+            path: path.clone(),
+            reason,
+        })?;
         cfg.rpc.allowed_hosts =
             crate::front::allowed_names(&cfg.rpc.allowed_hosts).map_err(|reason| {
                 Error::Config {
@@ -151,6 +194,45 @@ impl Config {
                 }
             })?;
         Ok(cfg)
+    }
+}
+
+impl Config {
+    /// The GPIO pins `[status_led]`, `[buttons]` and (with an SPI display)
+    /// `[display.spi]` name: each on the header, none used twice.
+    fn check_pins(&self) -> std::result::Result<(), String> {
+        let mut used: Vec<(String, u32)> = Vec::new();
+        if let Some(l) = &self.status_led {
+            used.push(("[status_led] pin".into(), u32::from(l.pin)));
+        }
+        if let Some(b) = &self.buttons {
+            used.push(("[buttons] approve_pin".into(), u32::from(b.approve_pin)));
+            used.push(("[buttons] reject_pin".into(), u32::from(b.reject_pin)));
+        }
+        for (name, pin) in &used {
+            if *pin > u32::from(MAX_HEADER_GPIO) {
+                return Err(format!(
+                    "{name} = {pin}: the 40-pin header has BCM GPIO 0 to {MAX_HEADER_GPIO}"
+                ));
+            }
+        }
+        #[cfg(feature = "spi-display")]
+        if self.display.kind == DisplayKind::Spi && !used.is_empty() {
+            let spi = &self.display.spi;
+            used.push(("[display.spi] dc_pin".into(), spi.dc_pin));
+            used.push(("[display.spi] reset_pin".into(), spi.reset_pin));
+            if let Some(b) = spi.backlight_pin {
+                used.push(("[display.spi] backlight_pin".into(), b));
+            }
+        }
+        for (i, (a, pa)) in used.iter().enumerate() {
+            if let Some((b, _)) = used[i + 1..].iter().find(|(_, pb)| pb == pa) {
+                return Err(format!(
+                    "{a} and {b} are both GPIO {pa}: each needs its own pin"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +300,66 @@ mod tests {
         .unwrap();
         let e = Config::load(d.path()).unwrap_err();
         assert!(e.to_string().contains("allowed_hosts"), "{e}");
+    }
+
+    /// The keys `hw/` documents: `[status_led] pin`, `[buttons]
+    /// approve_pin`/`reject_pin`, `[display] backlight_idle_secs`.
+    #[test]
+    fn board_pins_and_backlight_idle() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Config::load(d.path()).unwrap();
+        assert_eq!((c.status_led, c.buttons), (None, None));
+        assert_eq!(c.display.backlight_idle_secs, 120);
+        std::fs::write(
+            d.path().join(FILE),
+            "[display]\nbacklight_idle_secs = 0\n[status_led]\npin = 17\n\
+             [buttons]\napprove_pin = 5\nreject_pin = 6\n",
+        )
+        .unwrap();
+        let c = Config::load(d.path()).unwrap();
+        assert_eq!(c.status_led, Some(StatusLedConfig { pin: 17 }));
+        assert_eq!(
+            c.buttons,
+            Some(ButtonsConfig {
+                approve_pin: 5,
+                reject_pin: 6
+            })
+        );
+        assert_eq!(c.display.backlight_idle_secs, 0);
+        for (text, says) in [
+            ("[status_led]\npin = 28\n", "[status_led] pin = 28"),
+            ("[buttons]\napprove_pin = 5\n", "reject_pin"),
+            (
+                "[buttons]\napprove_pin = 5\nreject_pin = 5\n",
+                "[buttons] approve_pin and [buttons] reject_pin are both GPIO 5",
+            ),
+            (
+                "[status_led]\npin = 6\n[buttons]\napprove_pin = 5\nreject_pin = 6\n",
+                "[status_led] pin and [buttons] reject_pin are both GPIO 6",
+            ),
+            ("[status_led]\npin = 17\nactive_low = true\n", "active_low"),
+        ] {
+            std::fs::write(d.path().join(FILE), text).unwrap();
+            let e = Config::load(d.path()).unwrap_err().to_string();
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    /// With an SPI display, the LED and buttons cannot take its lines.
+    #[cfg(feature = "spi-display")]
+    #[test]
+    fn board_pins_do_not_clash_with_the_spi_display() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join(FILE),
+            "[display]\nkind = \"spi\"\nspi = { backlight_pin = 18 }\n[status_led]\npin = 18\n",
+        )
+        .unwrap();
+        let e = Config::load(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("[status_led] pin and [display.spi] backlight_pin are both GPIO 18"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -263,11 +263,14 @@ struct Face {
     link: Link,
     alerts: Mutex<(Vec<AlertView>, u32)>,
     platform: Arc<dyn Platform>,
+    /// The status LED's view of the alerts.
+    board: Arc<board::BoardStatus>,
 }
 
 impl Face {
     fn refresh_home(&self) {
         let unseen = self.alerts.lock().map(|a| a.1).unwrap_or(0);
+        self.board.set_unacked_alert(unseen > 0);
         self.ui.set_home(home_view(
             &self.owner,
             &self.store,
@@ -403,6 +406,10 @@ pub struct Running<S: Screen<Prompt = ApprovalPrompt> = UiScreen> {
     /// is in its trace handle); see [`Running::pulses`].
     rpc_beat: Heartbeat,
     flush_beat: Heartbeat,
+    /// What the board's lights follow besides the UI (alerts, the lock).
+    board_status: Arc<board::BoardStatus>,
+    /// The board's thread (LED, buttons, backlight), once attached.
+    board: Option<JoinHandle<()>>,
 }
 
 /// Set once the audit log's chain check is done; acknowledging alerts
@@ -465,6 +472,9 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
         if let Some(t) = self.rpc.take() {
             let _ = t.join();
         }
+        if let Some(t) = self.board.take() {
+            let _ = t.join();
+        }
         let ui = self.ui;
         let _ = ui.stop();
         if let Some(t) = self.events.take() {
@@ -494,6 +504,40 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
             Pulse::new("the UI loop", move || trace.loop_turns()),
             Pulse::of("the audit flusher", &self.flush_beat),
         ]
+    }
+
+    /// Drive the board's LED, buttons and backlight ([`board::Board`]) on
+    /// their own thread until the device stops, following the UI and
+    /// [`Self::board_status`]; `clock` is the monotonic clock (the
+    /// platform's). Nothing happens for a board with nothing to drive.
+    pub fn attach_board(
+        &mut self,
+        board: board::Board,
+        clock: Arc<dyn otc_ui::Clock>,
+    ) -> Result<()> {
+        if self.board.is_some() {
+            return Err(Error::io(
+                "the board",
+                std::io::Error::other("a board is already attached"),
+            ));
+        }
+        self.board = board::spawn(
+            board,
+            self.ui.handle.clone(),
+            self.ui.trace.clone(),
+            self.board_status.clone(),
+            clock,
+            self.stop.clone(),
+        )
+        .map_err(|e| Error::io("cannot start the board thread", e))?;
+        Ok(())
+    }
+
+    /// What the status LED shows besides the UI's state: unacknowledged
+    /// alerts (kept by the device) and the lock (the input later work
+    /// drives, [`board::BoardStatus::set_locked`]).
+    pub fn board_status(&self) -> &Arc<board::BoardStatus> {
+        &self.board_status
     }
 
     /// True once the RPC endpoint has stopped by itself (on an error);
@@ -615,6 +659,11 @@ where
     let unseen = u32::try_from(unacked.len()).unwrap_or(u32::MAX);
     let clock = platform.clock();
     let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), opts.ui)?;
+    ui.handle.set_about(otc_ui::AboutView {
+        software: software(),
+        ..Default::default()
+    });
+    let board_status = Arc::new(board::BoardStatus::default());
     let face = Arc::new(Face {
         ui: ui.handle.clone(),
         owner: opts.owner.clone(),
@@ -622,6 +671,7 @@ where
         link,
         alerts: Mutex::new((unacked.clone(), unseen)),
         platform: platform.clone(),
+        board: board_status.clone(),
     });
     ui.handle.set_alerts(unacked);
     face.refresh_home();
@@ -669,7 +719,14 @@ where
         checker,
         rpc_beat,
         flush_beat,
+        board_status,
+        board: None,
     })
+}
+
+/// This software, as the About screen names it.
+fn software() -> String {
+    format!("otc-device {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The audit log's deferred chain check, on its own thread (none when
@@ -779,6 +836,10 @@ pub struct RunOptions {
     /// The hardware watchdog to pet while the device works, if any
     /// ([`crate::watchdog`]).
     pub watchdog: Option<board::WatchdogOptions>,
+    /// `[status_led]`, if there is one.
+    pub status_led: Option<crate::config::StatusLedConfig>,
+    /// `[buttons]`, if there are any.
+    pub buttons: Option<crate::config::ButtonsConfig>,
 }
 
 /// `otc-device run`: start on the real platform with the board's screen,
@@ -805,8 +866,28 @@ pub fn run(dir: &Path, opts: RunOptions) -> Result<()> {
         }
         None => None,
     };
-    let (display, touch, emu) = board::open_screen(&opts.screen)?;
-    let running = start(dir, opts.start, display, touch, platform)?;
+    let screen = board::open_screen(&opts.screen)?;
+    // No GPIO (QEMU, a desktop) is said once, and the device starts.
+    let gpio = board::gpio::open(opts.status_led.as_ref(), opts.buttons.as_ref());
+    let clock = platform.clock();
+    let mut running = start(dir, opts.start, screen.display, screen.touch, platform)?;
+    let mut facts = gpio.facts;
+    facts.extend(screen.backlight_fact);
+    running.ui.handle.set_about(otc_ui::AboutView {
+        software: software(),
+        board: board::board_model().unwrap_or_default(),
+        facts,
+    });
+    running.attach_board(
+        board::Board::new(board::Hardware {
+            led: gpio.led,
+            buttons: gpio.buttons,
+            backlight: screen.backlight,
+            backlight_idle: board::backlight_idle(&opts.screen.display),
+        }),
+        clock,
+    )?;
+    let emu = screen.emulator;
     if let Some(w) = &watchdog {
         w.watch(running.pulses());
         eprintln!(
@@ -916,5 +997,128 @@ mod tests {
         assert!(up.up);
         assert_eq!(up.address.as_deref(), Some("192.168.7.2"));
         assert!(!up.loopback);
+    }
+
+    /// Longest real-time wait in these tests, for the device's threads.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up after {WAIT:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The device wired to a board of twins: an alert the owner has not
+    /// seen makes the LED blink fast until the alerts screen is opened,
+    /// the Approve button answers the screen's prompt, and the board's
+    /// thread ends with the device.
+    #[test]
+    fn the_device_drives_a_board_of_twins() {
+        use crate::board::buttons::twin::TwinButtons;
+        use crate::board::led::twin::TwinLed;
+        let tmp = tempfile::tempdir().unwrap();
+        let platform = Arc::new(crate::platform::TestPlatform::new(1_795_326_060, 1));
+        let clock = platform.fake_clock();
+        let (display, _screen) = otc_ui::sink::memory::MemoryDisplay::new(800, 480);
+        let (touch, script) = otc_ui::source::scripted::ScriptedTouch::new();
+        let opts = StartOptions {
+            owner: "Alice".into(),
+            bind: Bind::Loopback(SocketAddr::from(([127, 0, 0, 1], 0))),
+            prompt_timeout: Duration::from_secs(30),
+            limits: rpc::Limits::default(),
+            ui: UiConfig::default(),
+            allowed_hosts: Vec::new(),
+        };
+        let mut running = start(
+            tmp.path(),
+            opts,
+            Box::new(display),
+            Some(Box::new(touch)),
+            platform.clone(),
+        )
+        .unwrap();
+        let (led, buttons) = (TwinLed::default(), TwinButtons::default());
+        running
+            .attach_board(
+                board::Board::new(board::Hardware {
+                    led: Some(Box::new(led.clone())),
+                    buttons: Some(Box::new(buttons.clone())),
+                    ..Default::default()
+                }),
+                platform.clock(),
+            )
+            .unwrap();
+        wait_for("the LED to light steady", || led.lit());
+
+        // An alert: blinks four times a second (the fake clock is moved
+        // to the lit and the dark half of a fast blink).
+        running.service.audit(Event::TamperDetected {
+            detail: "test".into(),
+        });
+        wait_for("the device to count the alert", || {
+            running.board_status().unacked_alert()
+        });
+        let began = led.writes();
+        clock.advance(Duration::from_millis(60));
+        wait_for("the fast blink's dark half", || {
+            led.writes() > began && !led.lit()
+        });
+        clock.advance(Duration::from_millis(125));
+        wait_for("the fast blink's lit half", || led.lit());
+        // The owner opens the alerts: acknowledged, steady again.
+        let trace = running.ui.trace.clone();
+        wait_for("the home screen", || trace.get().button("alerts").is_some());
+        let alerts = trace.get().button("alerts").unwrap().clone();
+        script.tap_button(&alerts);
+        wait_for("the alerts to be seen", || {
+            !running.board_status().unacked_alert()
+        });
+        clock.advance(Duration::from_millis(10));
+        wait_for("a steady LED", || led.lit());
+
+        // A prompt, armed; the Approve button answers it.
+        let ticket = running.ui.handle.show_prompt(Prompt::Seal {
+            contact: "bob".into(),
+            message_bytes: 5,
+            cost_bytes: 37,
+            pad_left_after: 1000,
+            timeout: Duration::from_secs(30),
+            client_note: None,
+        });
+        wait_for("the prompt on screen", || trace.prompt_waiting());
+        clock.advance(Duration::from_secs(1));
+        // The fake clock moves in 10 ms steps while the board's thread
+        // debounces (each step waits for the condition a little).
+        let drive = |what: &str, cond: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + WAIT;
+            while !cond() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "gave up after {WAIT:?} waiting for {what}"
+                );
+                clock.advance(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        let before = trace.activity();
+        buttons.set(true, false);
+        drive("the press to reach the UI", &|| trace.activity() > before);
+        assert_eq!(ticket.try_decision(), None, "a press alone decides nothing");
+        buttons.set(false, false);
+        drive("the push to be handled", &|| {
+            trace.button_records().len() == 1
+        });
+        assert_eq!(
+            ticket.wait_timeout(WAIT),
+            Some(Decision::Approve),
+            "{:?}",
+            trace.button_records()
+        );
+        running.stop().unwrap();
     }
 }

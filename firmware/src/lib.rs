@@ -10,7 +10,8 @@
 //!   Content-Type); [`net`]: where it listens (the Ethernet interface only).
 //! * [`audit`]: the append-only, hash-chained audit log.
 //! * [`device`]: `otc-device run`, wiring all of it to the screen;
-//!   [`board`]: what it runs on (which screen to open).
+//!   [`board`]: what it runs on (which screen to open; the status LED,
+//!   push buttons and backlight; the board's model).
 //! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line.
 //! * [`platform`]: the clocks, the RNG and the link state, with test twins.
 

@@ -20,7 +20,10 @@
 //! * The board's pins are not in this bundle: the SPI display's lines are
 //!   opened once at start by `board::open_spi_display` and handed
 //!   to otc-ui's sink as `embedded-hal` pins (nothing reads them at run
-//!   time; their twin is in otc-ui's SPI sink tests).
+//!   time; their twin is in otc-ui's SPI sink tests). The status LED, the
+//!   push buttons and the backlight are read and driven at run time, each
+//!   behind its own small trait in `board/` with its own twin; their
+//!   timing reads this bundle's clock.
 
 use otc_ui::{Clock, FakeClock, SystemClock};
 use std::net::Ipv4Addr;

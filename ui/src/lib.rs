@@ -47,9 +47,11 @@ pub use clock::{Clock, FakeClock, SystemClock};
 pub use display::{Display, Frame, Rect, Rotation};
 pub use error::UiError;
 pub use model::{
-    AlertView, ContactView, Decision, HomeView, LinkView, ProgressView, Prompt, Toast, ToastKind,
-    UiEvent, WarningView, alerts_digest,
+    AboutView, AlertView, ContactView, Decision, HomeView, LinkView, ProgressView, Prompt,
+    PushButton, Toast, ToastKind, UiEvent, WarningView, alerts_digest,
 };
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};
-pub use ui::{PromptTicket, TapRecord, TraceHandle, Ui, UiConfig, UiHandle, UiThread, ignored};
+pub use ui::{
+    ButtonRecord, PromptTicket, TapRecord, TraceHandle, Ui, UiConfig, UiHandle, UiThread, ignored,
+};

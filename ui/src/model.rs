@@ -182,6 +182,32 @@ pub struct ProgressView {
     pub cancellable: bool,
 }
 
+/// The About screen: what this device is and runs on. Every string is a
+/// fact firmware read (the board's model, the software version, which
+/// optional hardware it drives); the UI only lays them out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AboutView {
+    /// The software, e.g. "otc-device 0.1.0".
+    pub software: String,
+    /// The board's model as the device tree names it, e.g. "Raspberry Pi 4
+    /// Model B Rev 1.5"; empty when unknown.
+    pub board: String,
+    /// Further (label, value) rows, e.g. ("Status LED", "GPIO 17").
+    pub facts: Vec<(String, String)>,
+}
+
+/// A physical push button beside the screen, for panels without touch
+/// (firmware reads and debounces it, and tells the UI through
+/// [`crate::UiHandle::push_button`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushButton {
+    /// Acts as the prompt's Approve button.
+    Approve,
+    /// Acts as the prompt's Reject button.
+    Reject,
+}
+
 /// Things the owner did that firmware may want to know about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

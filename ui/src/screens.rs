@@ -4,10 +4,12 @@
 
 use crate::format;
 use crate::generated::{
-    AlertRow, AlertsData, AppWindow, ContactRow, FactRow, HomeData, ProgressData, PromptData,
-    ToastData,
+    AboutData, AlertRow, AlertsData, AppWindow, ContactRow, FactRow, HomeData, ProgressData,
+    PromptData, ToastData,
 };
-use crate::model::{AlertView, HomeView, ProgressView, Prompt, Toast, ToastKind, WarningView};
+use crate::model::{
+    AboutView, AlertView, HomeView, ProgressView, Prompt, Toast, ToastKind, WarningView,
+};
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
 
 /// Size class of the screen, which decides how much fits.
@@ -68,6 +70,7 @@ pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Ve
     d.set_link_text(s(&link));
     d.set_alerts_label(s(&alerts));
     d.set_alerts_unseen(home.unseen_alerts > 0);
+    d.set_about_label(s("About"));
     texts.push(owner);
     texts.push(link);
 
@@ -344,6 +347,44 @@ pub(crate) fn apply_alerts(
         top,
         unacked_through: unacked.min(end),
     }
+}
+
+/// Shows the About screen and returns its texts.
+pub(crate) fn apply_about(app: &AppWindow, about: &AboutView) -> Vec<String> {
+    let d = app.global::<AboutData>();
+    let title = "About this device".to_string();
+    let board = if about.board.trim().is_empty() {
+        "Unknown (no device tree model)".to_string()
+    } else {
+        format::untrusted(&about.board, 60)
+    };
+    let mut facts = vec![
+        (
+            "Software".to_string(),
+            format::untrusted(&about.software, 60),
+        ),
+        ("Board".to_string(), board),
+    ];
+    facts.extend(
+        about
+            .facts
+            .iter()
+            .map(|(l, v)| (format::untrusted(l, 24), format::untrusted(v, 60))),
+    );
+    let mut texts = vec![title.clone()];
+    let mut rows = Vec::new();
+    for (label, value) in facts {
+        texts.push(label.clone());
+        texts.push(value.clone());
+        rows.push(FactRow {
+            label: s(&label),
+            value: s(&value),
+        });
+    }
+    d.set_title(s(&title));
+    d.set_rows(model(rows));
+    d.set_back_label(s("Back"));
+    texts
 }
 
 /// Shows progress and returns its texts.

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScreenTrace {
-    /// "home", "confirm-seal", "confirm-open", "pairing", "alerts", "progress".
+    /// "home", "confirm-seal", "confirm-open", "pairing", "alerts", "about",
+    /// "progress".
     pub screen: String,
     pub texts: Vec<String>,
     pub buttons: Vec<TraceButton>,
@@ -25,7 +26,8 @@ pub struct ScreenTrace {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceButton {
-    /// Stable id ("approve", "reject", "alerts", "back", "cancel", "dismiss-toast").
+    /// Stable id ("approve", "reject", "alerts", "about", "back", "cancel",
+    /// "dismiss-toast").
     pub id: String,
     /// What the button says.
     pub label: String,

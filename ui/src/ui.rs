@@ -15,6 +15,10 @@
 //! - both ends of a tap must fall on the same armed prompt: a press on one
 //!   prompt and a release after another was swapped in does nothing (the
 //!   release is dropped and Slint sees the pointer leave instead);
+//! - the physical push buttons ([`UiHandle::push_button`], for panels
+//!   without touch) follow the same rules as taps: both the press and the
+//!   release must fall on the same armed prompt, and a press while the
+//!   other button is held counts for neither;
 //! - every tap's fate is recorded ([`TapRecord`], through the
 //!   [`TraceHandle`]), so the emulator page can say that a tap was ignored
 //!   and why instead of answering `ok` for a tap that did nothing;
@@ -24,7 +28,9 @@ use crate::clock::Clock;
 use crate::display::{Display, Frame, Rect};
 use crate::error::UiError;
 use crate::generated::{AppWindow, Bridge, Theme};
-use crate::model::{AlertView, Decision, HomeView, ProgressView, Prompt, Toast, UiEvent};
+use crate::model::{
+    AboutView, AlertView, Decision, HomeView, ProgressView, Prompt, PushButton, Toast, UiEvent,
+};
 use crate::platform;
 use crate::screens::{self, Layout};
 use crate::touch::{Touch, TouchEvent};
@@ -68,6 +74,11 @@ enum Msg {
     Cancel(u64),
     Home(HomeView),
     Alerts(Vec<AlertView>),
+    About(AboutView),
+    Button {
+        button: PushButton,
+        pressed: bool,
+    },
     Progress(Option<ProgressView>),
     Toast(Toast),
     Touch(TouchEvent),
@@ -134,6 +145,17 @@ impl UiHandle {
     pub fn set_alerts(&self, alerts: Vec<AlertView>) {
         let _ = self.tx.send(Msg::Alerts(alerts));
     }
+    /// What the About screen shows.
+    pub fn set_about(&self, about: AboutView) {
+        let _ = self.tx.send(Msg::About(about));
+    }
+    /// A push button went down (`pressed`) or came up, already debounced.
+    /// Like a tap, it counts only if both ends fall on the same armed
+    /// prompt (see the module doc); its fate is in
+    /// [`TraceHandle::button_records`].
+    pub fn push_button(&self, button: PushButton, pressed: bool) {
+        let _ = self.tx.send(Msg::Button { button, pressed });
+    }
     /// Shows (or updates) the progress screen.
     pub fn show_progress(&self, progress: ProgressView) {
         let _ = self.tx.send(Msg::Progress(Some(progress)));
@@ -161,6 +183,21 @@ pub mod ignored {
     /// The press and the release fell on different prompts (one was
     /// swapped in while the finger was down).
     pub const PROMPT_CHANGED: &str = "prompt_changed";
+    /// A push button was pressed while no prompt was on screen.
+    pub const NO_PROMPT: &str = "no_prompt";
+    /// Both push buttons were down at once: neither press counts.
+    pub const BOTH_PRESSED: &str = "both_pressed";
+}
+
+/// What became of one push of a physical button (press and release).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ButtonRecord {
+    /// Pushes handled before this one (counts from 0).
+    pub seq: u64,
+    pub button: PushButton,
+    /// `None` if it answered the prompt; else why it was dropped (one of
+    /// the [`ignored`] reasons).
+    pub ignored: Option<&'static str>,
 }
 
 /// What became of one tap (press and release), as the UI handled it.
@@ -194,6 +231,12 @@ pub struct TraceHandle {
     taps: Arc<(Mutex<TapLog>, Condvar)>,
     /// Turns of [`Ui::run`]'s loop: a heartbeat for a watchdog.
     turns: Arc<std::sync::atomic::AtomicU64>,
+    /// Touches, button presses and prompts so far (see [`Self::activity`]).
+    activity: Arc<AtomicU64>,
+    /// A prompt waits for the owner.
+    prompt_waiting: Arc<AtomicBool>,
+    /// The last pushes of the physical buttons, newest last.
+    pushes: Arc<Mutex<(u64, VecDeque<ButtonRecord>)>>,
 }
 
 impl TraceHandle {
@@ -209,6 +252,44 @@ impl TraceHandle {
     /// so a count that stops moving means a stuck UI thread.
     pub fn loop_turns(&self) -> u64 {
         self.turns.load(Ordering::Relaxed)
+    }
+
+    /// A count that moves at every touch, every push-button press and
+    /// every prompt shown: the owner's (or the computer's) activity, for
+    /// the board's backlight idle timer.
+    pub fn activity(&self) -> u64 {
+        self.activity.load(Ordering::Relaxed)
+    }
+
+    /// Whether a prompt is on screen, waiting for the owner (for the
+    /// board's status LED and backlight).
+    pub fn prompt_waiting(&self) -> bool {
+        self.prompt_waiting.load(Ordering::Relaxed)
+    }
+
+    /// What became of the last pushes of the physical buttons (at most
+    /// 32), oldest first.
+    pub fn button_records(&self) -> Vec<ButtonRecord> {
+        let log = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        log.1.iter().cloned().collect()
+    }
+
+    fn record_button(&self, button: PushButton, ignored: Option<&'static str>) {
+        let mut log = self.pushes.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = log.0;
+        log.0 += 1;
+        if log.1.len() == TAPS_KEPT {
+            log.1.pop_front();
+        }
+        log.1.push_back(ButtonRecord {
+            seq,
+            button,
+            ignored,
+        });
+    }
+
+    fn touched(&self) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many taps the UI has handled so far. Read it before sending a
@@ -285,6 +366,7 @@ struct ActivePrompt {
 enum UserScreen {
     Home,
     Alerts,
+    About,
 }
 
 /// A UI running on its own thread, from [`Ui::spawn`].
@@ -338,8 +420,11 @@ pub struct Ui {
     /// How many of the unacknowledged alerts (the first rows) have been on
     /// the alerts screen since it was opened or its list last changed.
     alerts_shown: usize,
+    about: AboutView,
     progress: Option<ProgressView>,
     prompt: Option<ActivePrompt>,
+    /// The push buttons that are down (Approve, Reject), as [`Press`]es.
+    held: [Option<Press>; 2],
     toast: Option<(Toast, Duration)>,
     user_screen: UserScreen,
     press: Option<Press>,
@@ -399,8 +484,10 @@ impl Ui {
             alerts: Vec::new(),
             alerts_top: 0,
             alerts_shown: 0,
+            about: AboutView::default(),
             progress: None,
             prompt: None,
+            held: [None; 2],
             toast: None,
             user_screen: UserScreen::Home,
             press: None,
@@ -665,6 +752,7 @@ impl Ui {
             match self.user_screen {
                 UserScreen::Home => "home",
                 UserScreen::Alerts => "alerts",
+                UserScreen::About => "about",
             }
         }
     }
@@ -714,6 +802,8 @@ impl Ui {
                     last_secs: u64::MAX,
                     armed_traced: false,
                 });
+                self.trace.prompt_waiting.store(true, Ordering::Relaxed);
+                self.trace.touched();
                 // Nothing may cover a prompt's buttons.
                 self.toast = None;
                 self.content_dirty = true;
@@ -737,6 +827,11 @@ impl Ui {
                 }
                 self.content_dirty = true;
             }
+            Msg::About(a) => {
+                self.about = a;
+                self.content_dirty = true;
+            }
+            Msg::Button { button, pressed } => self.on_push_button(button, pressed),
             Msg::Progress(p) => {
                 self.progress = p;
                 self.content_dirty = true;
@@ -768,6 +863,7 @@ impl Ui {
         let pos = |x: u32, y: u32| LogicalPosition::new(x as f32, y as f32);
         match e {
             TouchEvent::Down { x, y } => {
+                self.trace.touched();
                 let prompt = self.prompt.as_ref().map(|p| p.id);
                 if !self.prompt_armed() {
                     self.press = Some(Press {
@@ -828,6 +924,54 @@ impl Ui {
         self.run_actions();
     }
 
+    /// A push button's press or release (see the module doc).
+    fn on_push_button(&mut self, button: PushButton, pressed: bool) {
+        let (me, other) = match button {
+            PushButton::Approve => (0, 1),
+            PushButton::Reject => (1, 0),
+        };
+        if pressed {
+            self.trace.touched();
+            let prompt = self.prompt.as_ref().map(|p| p.id);
+            let mut press = Press {
+                prompt,
+                ignored: if prompt.is_none() {
+                    Some(ignored::NO_PROMPT)
+                } else if !self.prompt_armed() {
+                    Some(ignored::NOT_ARMED)
+                } else {
+                    None
+                },
+            };
+            // Both down at once: an ambiguous answer counts for neither.
+            if let Some(o) = self.held[other].as_mut() {
+                o.ignored.get_or_insert(ignored::BOTH_PRESSED);
+                press.ignored.get_or_insert(ignored::BOTH_PRESSED);
+            }
+            self.held[me] = Some(press);
+            return;
+        }
+        // A release with no press seen (e.g. held since before start).
+        let Some(press) = self.held[me].take() else {
+            return;
+        };
+        let now_on = self.prompt.as_ref().map(|p| p.id);
+        let verdict = match press {
+            Press {
+                ignored: Some(why), ..
+            } => Some(why),
+            p if p.prompt != now_on => Some(ignored::PROMPT_CHANGED),
+            _ => None,
+        };
+        if verdict.is_none() {
+            self.resolve(match button {
+                PushButton::Approve => Decision::Approve,
+                PushButton::Reject => Decision::Reject,
+            });
+        }
+        self.trace.record_button(button, verdict);
+    }
+
     fn run_actions(&mut self) {
         let actions: Vec<String> = std::mem::take(&mut *self.actions.borrow_mut());
         for a in actions {
@@ -873,6 +1017,10 @@ impl Ui {
                 });
                 self.content_dirty = true;
             }
+            "about" => {
+                self.user_screen = UserScreen::About;
+                self.content_dirty = true;
+            }
             "back" => {
                 self.user_screen = UserScreen::Home;
                 self.content_dirty = true;
@@ -890,6 +1038,7 @@ impl Ui {
 
     fn resolve(&mut self, d: Decision) {
         if let Some(p) = self.prompt.take() {
+            self.trace.prompt_waiting.store(false, Ordering::Relaxed);
             let _ = p.reply.send(d);
             self.content_dirty = true;
         }
@@ -956,6 +1105,7 @@ impl Ui {
                 self.alerts_shown = self.alerts_shown.max(page.unacked_through);
                 page.texts
             }
+            (None, None, UserScreen::About) => screens::apply_about(&self.app, &self.about),
             (None, None, UserScreen::Home) => {
                 screens::apply_home(&self.app, self.layout, &self.home)
             }

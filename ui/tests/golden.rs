@@ -90,7 +90,7 @@ fn snapshot(name: &str, r: &Rig) {
     .unwrap();
 }
 
-/// Home, alerts, the three prompts, progress and a toast at one size.
+/// Home, alerts, about, the three prompts, progress and a toast at one size.
 fn all_screens(w: u32, h: u32, golden: bool) {
     let size = format!("{w}x{h}");
     let mut r = Rig::new(w, h);
@@ -121,6 +121,11 @@ fn all_screens(w: u32, h: u32, golden: bool) {
 
     r.tap("alerts");
     snapshot(&format!("alerts-{size}"), &r);
+    r.tap("back");
+
+    r.handle.set_about(about());
+    r.tap("about");
+    snapshot(&format!("about-{size}"), &r);
     r.tap("back");
 
     let t = r.prompt(seal());

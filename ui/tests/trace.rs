@@ -384,6 +384,11 @@ fn every_screen_fits_480x320_with_big_buttons() {
     r.tap("alerts");
     traces.push(r.trace());
     r.tap("back");
+    r.handle.set_about(about());
+    r.tap("about");
+    assert_eq!(r.trace().screen, "about");
+    traces.push(r.trace());
+    r.tap("back");
     for p in [seal(), open(), pair()] {
         let t = r.prompt(p);
         traces.push(r.trace());
@@ -624,4 +629,192 @@ fn acknowledge_counts_only_the_unacknowledged_alerts_shown() {
         }),
         "the five on the first page"
     );
+}
+/// The About screen is reached from home, says what firmware read (the
+/// board's model first of all), and Back returns home.
+#[test]
+fn about_screen_shows_the_board_and_back_returns() {
+    let mut r = Rig::new(800, 480);
+    r.handle.set_home(home());
+    r.handle.set_about(about());
+    r.step();
+    let b = r
+        .trace()
+        .button("about")
+        .expect("an About button on home")
+        .clone();
+    assert_eq!(b.label, "About");
+    assert!(b.h >= 60, "touch target too small: {b:?}");
+    r.tap("about");
+    let t = r.trace();
+    assert_eq!(t.screen, "about");
+    for s in [
+        "About this device",
+        "Software",
+        "otc-device 0.1.0",
+        "Board",
+        "Raspberry Pi 4 Model B Rev 1.5",
+        "Status LED",
+        "GPIO 17",
+    ] {
+        assert!(t.has_text(s), "{s:?} missing from {}", t.to_json());
+    }
+    r.tap("back");
+    assert_eq!(r.trace().screen, "home");
+}
+
+/// A device with no device tree says so instead of an empty line.
+#[test]
+fn about_screen_without_a_board_model_says_unknown() {
+    let mut r = Rig::new(480, 320);
+    r.handle.set_about(AboutView {
+        software: "otc-device 0.1.0".into(),
+        ..AboutView::default()
+    });
+    r.tap("about");
+    assert!(r.trace().has_text("Unknown (no device tree model)"));
+}
+
+/// A prompt arriving while the About screen is open takes the screen.
+#[test]
+fn a_prompt_covers_the_about_screen() {
+    let mut r = Rig::new(800, 480);
+    r.tap("about");
+    let t = r.prompt(seal());
+    assert_eq!(r.trace().screen, "confirm-seal");
+    r.tap("approve");
+    assert_eq!(t.try_decision(), Some(Decision::Approve));
+    assert_eq!(r.trace().screen, "about", "back where the owner was");
+}
+
+/// Push buttons answer an armed prompt on release, like a tap.
+#[test]
+fn push_buttons_answer_an_armed_prompt() {
+    let mut r = Rig::new(800, 480);
+    let trace = r.ui.trace_handle();
+    for (button, want) in [
+        (PushButton::Approve, Decision::Approve),
+        (PushButton::Reject, Decision::Reject),
+    ] {
+        let t = r.prompt(seal());
+        assert!(trace.prompt_waiting());
+        r.handle.push_button(button, true);
+        r.step();
+        assert_eq!(t.try_decision(), None, "a press alone decides nothing");
+        r.handle.push_button(button, false);
+        r.step();
+        assert_eq!(t.try_decision(), Some(want));
+        assert!(!trace.prompt_waiting());
+        let last = trace.button_records().pop().expect("a record");
+        assert_eq!((last.button, last.ignored), (button, None));
+    }
+}
+
+/// A press before the prompt's buttons are armed, or with no prompt on
+/// screen, counts for nothing, even if the release comes later on an
+/// armed prompt.
+#[test]
+fn push_buttons_before_arming_or_without_a_prompt_do_nothing() {
+    let mut r = Rig::new(800, 480);
+    let trace = r.ui.trace_handle();
+    r.handle.push_button(PushButton::Approve, true);
+    r.step();
+    r.handle.push_button(PushButton::Approve, false);
+    r.step();
+    assert_eq!(
+        trace.button_records().pop().unwrap().ignored,
+        Some(otc_ui::ignored::NO_PROMPT)
+    );
+    let t = r.handle.show_prompt(seal());
+    r.step();
+    r.handle.push_button(PushButton::Approve, true);
+    r.step();
+    r.advance(Duration::from_millis(500));
+    r.handle.push_button(PushButton::Approve, false);
+    r.step();
+    assert_eq!(
+        t.try_decision(),
+        None,
+        "a press during the arm delay counted"
+    );
+    assert_eq!(
+        trace.button_records().pop().unwrap().ignored,
+        Some(otc_ui::ignored::NOT_ARMED)
+    );
+    r.handle.push_button(PushButton::Approve, true);
+    r.handle.push_button(PushButton::Approve, false);
+    r.step();
+    assert_eq!(t.try_decision(), Some(Decision::Approve));
+}
+
+/// Both ends of a push must fall on the same armed prompt: a button held
+/// down while one prompt is withdrawn and the next one arms answers
+/// nothing when let go.
+#[test]
+fn a_push_button_held_across_a_prompt_change_does_nothing() {
+    let mut r = Rig::new(800, 480);
+    let trace = r.ui.trace_handle();
+    let first = r.prompt(seal());
+    r.handle.push_button(PushButton::Approve, true);
+    r.step();
+    r.handle.cancel(&first);
+    r.step();
+    assert_eq!(first.try_decision(), Some(Decision::Cancelled));
+    let second = r.prompt(open());
+    r.handle.push_button(PushButton::Approve, false);
+    r.step();
+    assert_eq!(second.try_decision(), None, "B approved by a press on A");
+    assert_eq!(
+        trace.button_records().pop().unwrap().ignored,
+        Some(otc_ui::ignored::PROMPT_CHANGED)
+    );
+    // The next honest push still works.
+    r.handle.push_button(PushButton::Reject, true);
+    r.handle.push_button(PushButton::Reject, false);
+    r.step();
+    assert_eq!(second.try_decision(), Some(Decision::Reject));
+}
+
+/// Approve and Reject down together: neither release answers.
+#[test]
+fn both_push_buttons_at_once_answer_nothing() {
+    let mut r = Rig::new(800, 480);
+    let trace = r.ui.trace_handle();
+    let t = r.prompt(seal());
+    r.handle.push_button(PushButton::Approve, true);
+    r.handle.push_button(PushButton::Reject, true);
+    r.handle.push_button(PushButton::Reject, false);
+    r.handle.push_button(PushButton::Approve, false);
+    r.step();
+    assert_eq!(t.try_decision(), None);
+    let records = trace.button_records();
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .all(|b| b.ignored == Some(otc_ui::ignored::BOTH_PRESSED)),
+        "{records:?}"
+    );
+}
+
+/// Touches, button presses and prompts all count as activity (the
+/// board's backlight timer reads it); nothing else does.
+#[test]
+fn activity_moves_at_touches_buttons_and_prompts() {
+    let mut r = Rig::new(800, 480);
+    let trace = r.ui.trace_handle();
+    let a0 = trace.activity();
+    r.advance(Duration::from_secs(5));
+    assert_eq!(trace.activity(), a0, "time alone is no activity");
+    r.script.tap(10, 400);
+    r.step();
+    let a1 = trace.activity();
+    assert!(a1 > a0);
+    r.handle.push_button(PushButton::Reject, true);
+    r.step();
+    let a2 = trace.activity();
+    assert!(a2 > a1);
+    let _t = r.handle.show_prompt(seal());
+    r.step();
+    assert!(trace.activity() > a2);
 }

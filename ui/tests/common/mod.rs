@@ -171,3 +171,14 @@ pub fn alerts() -> Vec<AlertView> {
         },
     ]
 }
+
+pub fn about() -> AboutView {
+    AboutView {
+        software: "otc-device 0.1.0".into(),
+        board: "Raspberry Pi 4 Model B Rev 1.5".into(),
+        facts: vec![
+            ("Status LED".into(), "GPIO 17".into()),
+            ("Buttons".into(), "Approve GPIO 5 · Reject GPIO 6".into()),
+        ],
+    }
+}
