@@ -7,6 +7,7 @@ use super::meta::{ContactMeta, META_VERSION, Origin, Range, Side, insert_range, 
 use super::vfs::{self, Kind, OpenHow, RealFs, VFile, Vfs};
 use crate::error::{Error, IoContext, Result};
 use otc_proto::Format;
+use otc_proto::rpc::ContactState;
 use serde::Serialize;
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -148,25 +149,74 @@ pub struct ContactSummary {
     pub receive_messages_left: u64,
     /// Pad bytes burned after failed verifications.
     pub burned: u64,
+    /// `ok`, or `damaged`: the pad file does not match the record (found at
+    /// start); nothing can be sealed or opened, and the figures above are 0.
+    pub state: ContactState,
+    /// What is wrong with a damaged pad, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
 }
 
 /// One contact with its open pad file and in-memory send offset.
 struct Live {
     meta: ContactMeta,
-    /// `None` when the pad file is missing: the contact can only be listed
-    /// and removed.
+    /// `None` when the pad is damaged (`damage`): the contact can only be
+    /// listed and removed, and its file is never written.
     file: Option<Box<dyn VFile>>,
     /// In-memory send offset (a count from our edge; "the pad cursor" in
     /// older docs): the next message starts here. Always between
     /// `meta.erased` and `meta.reserved` (inclusive).
     send_offset: u64,
+    /// Set at start when the pad file does not match the record.
+    damage: Option<Damage>,
+}
+
+/// How a pad file does not match its record (found at start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Damage {
+    /// No pad file.
+    Missing,
+    /// The file is `found` bytes long; the record says the pad is `size`.
+    WrongSize { found: u64, size: u64 },
+}
+
+impl Damage {
+    fn describe(self) -> String {
+        match self {
+            Damage::Missing => "the pad file is missing".to_string(),
+            Damage::WrongSize { found, size } => format!(
+                "the pad file is {found} bytes but the pad is {size} bytes{}",
+                if found < size { ": truncated" } else { "" }
+            ),
+        }
+    }
 }
 
 impl Live {
     fn file(&self) -> Result<&dyn VFile> {
-        self.file.as_deref().ok_or_else(|| Error::PadFileMissing {
-            contact: self.meta.name.clone(),
-        })
+        self.usable()?;
+        self.file
+            .as_deref()
+            .ok_or_else(|| self.damage_error(Damage::Missing))
+    }
+
+    /// Refuses a damaged pad (before anything else is looked at).
+    fn usable(&self) -> Result<()> {
+        match self.damage {
+            Some(d) => Err(self.damage_error(d)),
+            None => Ok(()),
+        }
+    }
+
+    fn damage_error(&self, d: Damage) -> Error {
+        let contact = self.meta.name.clone();
+        match d {
+            Damage::Missing => Error::PadFileMissing { contact },
+            Damage::WrongSize { .. } => Error::PadDamaged {
+                contact,
+                reason: d.describe(),
+            },
+        }
     }
 }
 
@@ -530,10 +580,35 @@ impl PadStore {
             // leaves the mark missing: add it.
             self.mark_used(&meta.pad_id, meta.origin)?;
             let path = self.pad_path(&meta.pad_id);
-            let file = match v.open(&path, OpenHow::ReadWrite) {
+            let opened = match v.open(&path, OpenHow::ReadWrite) {
+                Ok(f) => {
+                    let found = f.size().ctx(|| {
+                        format!("cannot stat pad file {} for {}", path.display(), meta.name)
+                    })?;
+                    if found == meta.size {
+                        Ok(f)
+                    } else {
+                        Err(Damage::WrongSize {
+                            found,
+                            size: meta.size,
+                        })
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Damage::Missing),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("cannot open pad file {} for {}", path.display(), meta.name),
+                        e,
+                    ));
+                }
+            };
+            let file = match opened {
                 Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Keep the contact so it can be listed and removed.
+                Err(damage) => {
+                    // Keep the contact so it can be listed and removed; its
+                    // file is closed and never written (an interrupted
+                    // erase stays in the record, and is done if the right
+                    // file comes back; `pad remove` shreds it anyway).
                     let send_offset = meta.reserved;
                     let name = meta.name.clone();
                     state.insert(
@@ -542,15 +617,10 @@ impl PadStore {
                             meta,
                             file: None,
                             send_offset,
+                            damage: Some(damage),
                         },
                     );
                     continue;
-                }
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("cannot open pad file {} for {}", path.display(), meta.name),
-                        e,
-                    ));
                 }
             };
             // Finish any erase a crash interrupted: everything used or
@@ -578,6 +648,7 @@ impl PadStore {
                     meta,
                     file,
                     send_offset,
+                    damage: None,
                 },
             );
         }
@@ -647,6 +718,7 @@ impl PadStore {
                         meta,
                         file,
                         send_offset,
+                        damage: None,
                     },
                 );
                 Ok(())
@@ -722,6 +794,7 @@ impl PadStore {
         let l = state
             .get(contact)
             .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+        l.usable()?;
         let (cost, left) = check_fits(l, contact, message_len)?;
         Ok(Quote {
             contact: contact.to_string(),
@@ -759,6 +832,7 @@ impl PadStore {
         let l = state
             .get_mut(contact)
             .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+        l.usable()?;
         let (cost, left) = check_fits(l, contact, message.len())?;
         let used = l.send_offset;
         let new_offset = used + cost;
@@ -805,6 +879,7 @@ impl PadStore {
         let l = state
             .get(contact)
             .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+        l.usable()?;
         let c = classify(&l.meta, package)?;
         Ok(OpenCheck {
             index: c.index,
@@ -829,6 +904,7 @@ impl PadStore {
         let l = state
             .get_mut(contact)
             .ok_or_else(|| Error::UnknownContact(contact.to_string()))?;
+        l.usable()?;
         let c = classify(&l.meta, package)?;
         if c.warnings.contains(&OpenWarning::Replay) {
             return Err(Error::Replay { index: c.index });
@@ -1108,8 +1184,14 @@ fn classify(meta: &ContactMeta, package: &[u8]) -> Result<Classified> {
 
 fn summary(l: &Live) -> ContactSummary {
     let m = &l.meta;
-    let send_left = m.send_capacity().saturating_sub(l.send_offset);
-    let receive_left = m.receive_left();
+    // A damaged pad has nothing that can be used.
+    let (send_left, receive_left) = match l.damage {
+        Some(_) => (0, 0),
+        None => (
+            m.send_capacity().saturating_sub(l.send_offset),
+            m.receive_left(),
+        ),
+    };
     let per = m.format.pad_cost(NOMINAL_MESSAGE) as u64;
     ContactSummary {
         name: m.name.clone(),
@@ -1124,5 +1206,10 @@ fn summary(l: &Live) -> ContactSummary {
         send_messages_left: send_left / per,
         receive_messages_left: receive_left / per,
         burned: m.burned.iter().map(|r| r.len()).sum(),
+        state: match l.damage {
+            Some(_) => ContactState::Damaged,
+            None => ContactState::Ok,
+        },
+        damage: l.damage.map(Damage::describe),
     }
 }
