@@ -22,7 +22,9 @@
 
 use crate::outbox::{Entry, Outbox};
 use otc_proto::relay::RelayMessage;
-use otc_proto::rpc::{ContactInfo, ErrorCode, PackageRequest, UnpackageRequest, Warning};
+use otc_proto::rpc::{
+    ContactInfo, ContactState, ErrorCode, PackageRequest, UnpackageRequest, Warning,
+};
 use otc_rpc_client::relay::{RelayClient, RelayClientError};
 use otc_rpc_client::{Client, ClientError};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -61,9 +63,14 @@ pub const SEND_ATTEMPTS: u32 = 3;
 ///
 /// Everything else is not final and leaves the message to be fetched again:
 /// `rejected` (the owner may approve next time), `timeout`, `busy`,
-/// `locked`, `rate_limited`, `cancelled`, `overloaded`, `internal`, any
-/// transport error (unplugged, no answer), and the codes that mean the
-/// client is talking to the wrong thing (`not_found`, `bad_host`, ...).
+/// `locked`, `rate_limited`, `cancelled`, `overloaded`, `internal` (a
+/// storage error on the device, such as a full disk: the message opens once
+/// there is room), `damaged_pad` (the sender's pad file on the device does
+/// not match its record: the message opens if the owner puts the right file
+/// back; once the owner removes the damaged pad the device says
+/// `unknown_contact`, which is final), any transport error (unplugged, no
+/// answer), and the codes that mean the client is talking to the wrong
+/// thing (`not_found`, `bad_host`, ...).
 pub fn fails_for_good(code: ErrorCode) -> bool {
     matches!(
         code,
@@ -221,6 +228,10 @@ pub enum SendError {
         "you are --user {user:?} but this device belongs to {owner:?}: your contacts' devices know you by that name, so they could not open what you send. Nothing was sealed; start otc with --user {owner:?} (or OTC_USER, or user = in the config file)"
     )]
     WrongUser { user: String, owner: String },
+    #[error(
+        "not sent (nothing sealed, no pad spent): the pad for {0:?} is damaged on the device (its file does not match the device's record); see the device's home screen"
+    )]
+    DamagedPad(String),
     #[error(
         "the message to {to} needs {need} pad bytes but only {left} are left; send something shorter"
     )]
@@ -458,6 +469,9 @@ impl Chat {
             .iter()
             .find(|c| c.name == to)
             .ok_or_else(|| SendError::UnknownContact(to.to_string()))?;
+        if c.state == ContactState::Damaged {
+            return Err(SendError::DamagedPad(to.to_string()));
+        }
         let need = c.format.pad_cost(text.len()) as u64;
         if need > c.send_left {
             return Err(SendError::TooLarge {
@@ -483,6 +497,7 @@ impl Chat {
             })
             .map_err(|e| match e.code() {
                 Some(ErrorCode::UnknownContact) => SendError::UnknownContact(to.to_string()),
+                Some(ErrorCode::DamagedPad) => SendError::DamagedPad(to.to_string()),
                 _ => SendError::Device(e),
             })?;
         drop(st);
@@ -846,6 +861,7 @@ mod tests {
             E::Cancelled,
             E::Overloaded,
             E::Internal,
+            E::DamagedPad,
             E::NotFound,
             E::MethodNotAllowed,
             E::UnsupportedMediaType,

@@ -488,8 +488,14 @@ pub fn contacts_table(cs: &[otc_proto::rpc::ContactInfo]) -> String {
         "name", "send left", "receive left"
     );
     for c in cs {
+        let damaged = match c.state {
+            otc_proto::rpc::ContactState::Damaged => {
+                "  DAMAGED: the pad file on the device does not match its record; see its screen"
+            }
+            otc_proto::rpc::ContactState::Ok => "",
+        };
         s.push_str(&format!(
-            "{:<w$}  {:>12}  {:>12}  {}\n",
+            "{:<w$}  {:>12}  {:>12}  {}{damaged}\n",
             clean(&c.name),
             c.send_left,
             c.receive_left,

@@ -107,6 +107,14 @@ pub enum Event {
     },
     /// A contact was locked out after repeated failed opens.
     LockedOut { contact: String, seconds: u64 },
+    /// A seal or open (`action`) the owner approved did not complete:
+    /// nothing was handed out. `reason` says why ("storage error: ..." for
+    /// a disk that is full or failing).
+    Failed {
+        action: String,
+        contact: String,
+        reason: String,
+    },
     /// A request hit a limit (size, body, connections).
     LimitHit { limit: String, detail: String },
     /// A pad was created.
@@ -171,6 +179,7 @@ impl Event {
                 | Event::Skipped { .. }
                 | Event::Burned { .. }
                 | Event::LockedOut { .. }
+                | Event::Failed { .. }
                 | Event::LimitHit { .. }
                 | Event::TamperDetected { .. }
                 | Event::Repeated { .. }

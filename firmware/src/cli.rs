@@ -640,9 +640,17 @@ fn pad_list(data: &Path, json: bool) -> Result<()> {
         ),
     )?;
     for c in &list {
-        w(
-            &mut out,
-            format!(
+        let line = match &c.damage {
+            // A damaged pad has no figures to show: say so in their place.
+            Some(_) => format!(
+                "{:<20} {:>4} {:>6} {:>11} {:>11}",
+                c.name,
+                c.side.to_string(),
+                c.format.to_string(),
+                human(c.size),
+                "DAMAGED"
+            ),
+            None => format!(
                 "{:<20} {:>4} {:>6} {:>11} {:>11} {:>10} {:>11} {:>10}",
                 c.name,
                 c.side.to_string(),
@@ -653,7 +661,20 @@ fn pad_list(data: &Path, json: bool) -> Result<()> {
                 human(c.receive_left),
                 c.receive_messages_left
             ),
-        )?;
+        };
+        w(&mut out, line)?;
+    }
+    for c in &list {
+        if let Some(why) = &c.damage {
+            w(
+                &mut out,
+                format!(
+                    "DAMAGED {}: {why}. The pad cannot be used and is left as it is; if the right \
+                     file cannot be put back, remove it with `otc-device pad remove {}`",
+                    c.name, c.name
+                ),
+            )?;
+        }
     }
     w(
         &mut out,

@@ -153,6 +153,7 @@ pub fn home_view(
                     pad_left_bytes: c.send_left,
                     pad_total_bytes: region,
                     messages_left: c.send_messages_left,
+                    damaged: c.state == otc_proto::rpc::ContactState::Damaged,
                 }
             })
             .collect(),
@@ -221,6 +222,15 @@ fn happened(e: &Event) -> Happened {
         Event::LockedOut { contact, seconds } => Happened::LockedOut {
             contact: c(contact),
             seconds: *seconds,
+        },
+        Event::Failed {
+            action,
+            contact,
+            reason,
+        } => Happened::Failed {
+            action: c(action),
+            contact: c(contact),
+            reason: c(reason),
         },
         Event::LimitHit { limit, detail } => Happened::LimitHit {
             limit: c(limit),

@@ -61,6 +61,13 @@ pub enum Error {
     )]
     PadFileMissing { contact: String },
 
+    /// The contact's pad file does not match its record (truncated, too
+    /// long): found at start. The pad is never used or written.
+    #[error(
+        "the pad file for {contact:?} does not match its record ({reason}), so this pad cannot be used and is left untouched; if you cannot put the right file back, remove the contact with `otc-device pad remove {contact}` and make a new pad"
+    )]
+    PadDamaged { contact: String, reason: String },
+
     // ---- sending --------------------------------------------------------
     /// Our send region is used up (not even an empty message fits).
     #[error(
@@ -278,6 +285,7 @@ impl Error {
             Error::PadUsedBefore { .. } => "pad_used_before",
             Error::BadContactName(_) => "bad_contact_name",
             Error::PadFileMissing { .. } => "pad_file_missing",
+            Error::PadDamaged { .. } => "pad_damaged",
             Error::PadExhausted { .. } => "pad_exhausted",
             Error::TooLarge { .. } => "too_large",
             Error::BadPackage { .. } => "bad_package",
@@ -334,6 +342,9 @@ impl From<&Error> for ErrorCode {
             // except that its range was opened before (which the laptop,
             // having handed over every package, knows already).
             Error::Replay { .. } => ErrorCode::Replayed,
+            // A pad file that does not match its record: nothing can be
+            // sealed or opened with it until the owner deals with it.
+            Error::PadDamaged { .. } | Error::PadFileMissing { .. } => ErrorCode::DamagedPad,
             Error::BadPackage { .. }
             | Error::OutOfRegion { .. }
             | Error::VerifyFailed {}
@@ -341,7 +352,6 @@ impl From<&Error> for ErrorCode {
             Error::ContactExists(_)
             | Error::PadUsedBefore { .. }
             | Error::PadAlreadyStored { .. }
-            | Error::PadFileMissing { .. }
             | Error::NotOurs(_)
             | Error::OldLayout(_)
             | Error::Locked(_)

@@ -5,7 +5,7 @@
 //! |--------------------------|----------------------------------------------------------|
 //! | `POST /v1/package`       | `{to, message | message_b64}` → `{package, index, pad_left}` |
 //! | `POST /v1/unpackage`     | `{from, package}` → `{message, message_b64, warnings}`   |
-//! | `GET /v1/contacts`       | → `{contacts: [{name, pad_id, format, send_left, receive_left}]}` |
+//! | `GET /v1/contacts`       | → `{contacts: [{name, pad_id, format, send_left, receive_left, state}]}` (`state`: `ok` or `damaged`) |
 //! | `GET /v1/status`         | → `{owner, version, contacts, busy}`                     |
 //! | `GET/PUT /v1/cursor/R`   | `{cursor}`: the client's read position on relay `R`       |
 //! | `POST /runrpc`           | the original One Time Chat client's calls (`rpc/runrpc.rs`; shapes in [`otc_proto::runrpc`]): the same handlers |
@@ -13,7 +13,13 @@
 //! Every failure is a non-2xx status with `{"error": {"code", "message"}}`
 //! and a stable code ([`ErrorCode`]). A package whose pad range was opened
 //! before is refused as `replayed` (410) before any prompt; every other
-//! opening failure says `bad_package` and nothing more. Seal and open wait for the owner's tap through the
+//! opening failure says `bad_package` and nothing more, except a storage
+//! error (disk full, I/O error), which is `internal` (500) on every path:
+//! no integrity accounting, nothing spent, an alert that says "storage
+//! error". A contact whose pad file does not match its record (found at
+//! start) is refused as `damaged_pad` (409) before any prompt. A seal or
+//! open the owner approved that then fails is audited (`failed`) and shown
+//! in the alerts. Seal and open wait for the owner's tap through the
 //! [`Broker`]; nothing is consumed unless the owner approves.
 //!
 //! [`Service::handle`] is the whole protocol as a function of (method, path,
@@ -198,12 +204,29 @@ fn stopping() -> Failure {
 
 /// A store error as the client sees it: the code from the one mapping
 /// (`From<&Error> for ErrorCode`, in [`crate::error`]) and a message that
-/// says what to do without internal detail. On the opening path
+/// says what to do without internal detail. A storage error (disk full,
+/// I/O error) is `internal`, and a pad file that does not match its record
+/// `damaged_pad`, on every path. Otherwise, on the opening path
 /// (`opening`) nothing is `internal`: every failure that is not about the
 /// contact or size is `bad_package`, and its message carries nothing.
 fn store_failure(e: &crate::Error, opening: bool) -> Failure {
     use crate::Error as E;
     match (ErrorCode::from(e), e) {
+        (ErrorCode::DamagedPad, E::PadDamaged { contact, .. } | E::PadFileMissing { contact }) => {
+            fail(
+                ErrorCode::DamagedPad,
+                format!(
+                    "the pad for {contact:?} is damaged on the device (its file does not match \
+                     its record), so it cannot be used; nothing was used. The device's home \
+                     screen shows it"
+                ),
+            )
+        }
+        (ErrorCode::Internal, E::Io { .. }) => fail(
+            ErrorCode::Internal,
+            "a storage error on the device (disk full or failing): nothing was sealed or \
+             opened; try again later, and see the alerts on its screen",
+        ),
         (ErrorCode::UnknownContact, E::UnknownContact(name) | E::BadContactName(name)) => fail(
             ErrorCode::UnknownContact,
             format!(
@@ -734,7 +757,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         let sealed = self
             .store
             .seal(&req.to, &message)
-            .map_err(|e| store_failure(&e, false))?;
+            .map_err(|e| self.approved_but_failed("seal", &req.to, &e, false))?;
         self.audit(Event::Sealed {
             contact: req.to.clone(),
             index: sealed.index,
@@ -748,6 +771,36 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             index: sealed.index,
             pad_left: sealed.pad_left,
         })
+    }
+
+    /// A seal or open the owner approved failed in the store: audited
+    /// (an alert that says what happened: "storage error" for a disk that
+    /// is full or failing), shown on the screen, answered as
+    /// [`store_failure`] says.
+    fn approved_but_failed(
+        &self,
+        action: &str,
+        contact: &str,
+        e: &crate::Error,
+        opening: bool,
+    ) -> Failure {
+        let reason = match e {
+            crate::Error::Io { .. } => format!("storage error: {e}"),
+            _ => e.to_string(),
+        };
+        self.audit(Event::Failed {
+            action: action.to_string(),
+            contact: contact.to_string(),
+            reason,
+        });
+        (self.notify)(Notice::Failed {
+            contact: contact.to_string(),
+            what: match e {
+                crate::Error::Io { .. } => format!("storage error: could not {action}"),
+                _ => format!("could not {action}"),
+            },
+        });
+        store_failure(e, opening)
     }
 
     fn locked_out(&self, contact: &str) -> bool {
@@ -901,8 +954,12 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 }
                 if f.code == ErrorCode::BadPackage {
                     self.open_failed(contact, Some(check.index));
+                    Err(f)
+                } else {
+                    // Not the package's fault (a storage error): no
+                    // integrity accounting, and the message opens later.
+                    Err(self.approved_but_failed("open", contact, &e, true))
                 }
-                Err(f)
             }
         }
     }
@@ -982,6 +1039,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 format: c.format,
                 send_left: c.send_left,
                 receive_left: c.receive_left,
+                state: c.state,
             })
             .collect();
         json(200, &ContactsResponse { contacts })

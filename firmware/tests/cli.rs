@@ -358,3 +358,75 @@ fn init_says_how_to_try_it_on_a_laptop() {
         "{out}"
     );
 }
+
+/// Issue 22: a pad file that does not match its record is shown as damaged
+/// in `pad list` (text and `--json`), with no figures, and is not touched.
+#[test]
+fn pad_list_shows_a_truncated_pad_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let export = dir.path().join("bob.otcpad");
+    let e = export.to_str().unwrap();
+    ok(&otc(
+        &a,
+        &[
+            "pad",
+            "new",
+            "--contact",
+            "bob",
+            "--size",
+            "64K",
+            "--export",
+            e,
+        ],
+    ));
+    ok(&otc(
+        &a,
+        &[
+            "pad",
+            "new",
+            "--contact",
+            "carol",
+            "--size",
+            "64K",
+            "--export",
+            &format!("{e}.2"),
+        ],
+    ));
+    let json = ok(&otc(&a, &["pad", "list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let bob_id = v[0]["pad_id"].as_str().unwrap().to_string();
+    let file = a.join("pads").join(format!("{bob_id}.pad"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(16 * 1024))
+        .unwrap();
+
+    let json = ok(&otc(&a, &["pad", "list", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["name"], "bob");
+    assert_eq!(v[0]["state"], "damaged", "{json}");
+    assert_eq!(v[0]["send_left"], 0, "{json}");
+    assert!(
+        v[0]["damage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("truncated"),
+        "{json}"
+    );
+    assert_eq!(v[1]["name"], "carol");
+    assert_eq!(v[1]["state"], "ok", "{json}");
+    let table = ok(&otc(&a, &["pad", "list"]));
+    let bob_row = table.lines().find(|l| l.starts_with("bob ")).unwrap();
+    assert!(bob_row.contains("DAMAGED"), "{table}");
+    assert!(
+        !bob_row.contains("32.0 KiB"),
+        "figures for a damaged pad: {table}"
+    );
+    assert!(
+        table.contains("DAMAGED bob:") && table.contains("otc-device pad remove bob"),
+        "{table}"
+    );
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 16 * 1024);
+}

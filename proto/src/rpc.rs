@@ -76,6 +76,32 @@ pub struct ContactInfo {
     pub send_left: u64,
     /// Pad bytes left that the contact can still send with.
     pub receive_left: u64,
+    /// Whether the pad can be used. A device that does not say is taken
+    /// to mean `ok`.
+    #[serde(default)]
+    pub state: ContactState,
+}
+
+/// Whether a contact's pad can be used (`"ok"`), or its pad file does not
+/// match the device's record of it (`"damaged"`: truncated, the wrong size,
+/// missing). A damaged pad is never used or written; seals and opens for it
+/// are refused with [`ErrorCode::DamagedPad`] before any prompt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactState {
+    #[default]
+    Ok,
+    Damaged,
+}
+
+impl ContactState {
+    /// The state as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactState::Ok => "ok",
+            ContactState::Damaged => "damaged",
+        }
+    }
 }
 
 /// Reply to `GET /v1/contacts`.
@@ -157,8 +183,15 @@ pub enum ErrorCode {
     BadHost,
     /// The request came from a web page of another origin.
     ForbiddenOrigin,
-    /// Something went wrong on the device; nothing was consumed.
+    /// Something went wrong on the device (a storage error: disk full,
+    /// I/O error); nothing was consumed. Not final: the same request may
+    /// work later.
     Internal,
+    /// The contact's pad file on the device does not match its record
+    /// (truncated, the wrong size, missing): the pad cannot be used until
+    /// the owner deals with it on the device. Refused before any prompt;
+    /// nothing was consumed.
+    DamagedPad,
     /// The device is stopping: a prompt was withdrawn or a new request
     /// refused; nothing was consumed. Retry once it is back.
     Cancelled,
@@ -176,7 +209,7 @@ impl ErrorCode {
             ErrorCode::UnknownContact | ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Timeout => 408,
-            ErrorCode::Busy => 409,
+            ErrorCode::Busy | ErrorCode::DamagedPad => 409,
             ErrorCode::PadExhausted | ErrorCode::Replayed => 410,
             ErrorCode::TooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -207,6 +240,7 @@ impl ErrorCode {
             ErrorCode::BadHost => "bad_host",
             ErrorCode::ForbiddenOrigin => "forbidden_origin",
             ErrorCode::Internal => "internal",
+            ErrorCode::DamagedPad => "damaged_pad",
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::RateLimited => "rate_limited",
         }
@@ -271,6 +305,7 @@ mod tests {
             ErrorCode::BadHost,
             ErrorCode::ForbiddenOrigin,
             ErrorCode::Internal,
+            ErrorCode::DamagedPad,
             ErrorCode::Cancelled,
             ErrorCode::RateLimited,
         ] {
@@ -284,6 +319,29 @@ mod tests {
             );
             assert!((400..600).contains(&code.http_status()));
         }
+    }
+
+    #[test]
+    fn the_contract_names_of_damage() {
+        assert_eq!(ErrorCode::DamagedPad.as_str(), "damaged_pad");
+        assert_eq!(ErrorCode::DamagedPad.http_status(), 409);
+        let c: ContactInfo = serde_json::from_str(
+            r#"{"name":"bob","pad_id":"00","format":"v2","send_left":1,"receive_left":2,"state":"damaged"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.state, ContactState::Damaged);
+        let json = serde_json::to_value(ContactInfo {
+            state: ContactState::Ok,
+            ..c
+        })
+        .unwrap();
+        assert_eq!(json["state"], "ok");
+        // A device that does not say is "ok".
+        let old: ContactInfo = serde_json::from_str(
+            r#"{"name":"bob","pad_id":"00","format":"v2","send_left":1,"receive_left":2}"#,
+        )
+        .unwrap();
+        assert_eq!(old.state, ContactState::Ok);
     }
 
     #[test]

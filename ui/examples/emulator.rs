@@ -40,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pad_left_bytes: left,
         pad_total_bytes: total,
         messages_left: left / 116,
+        damaged: false,
     };
     ui.handle.set_home(HomeView {
         owner: "Alice".into(),

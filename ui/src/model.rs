@@ -26,6 +26,10 @@ pub struct ContactView {
     pub pad_total_bytes: u64,
     /// Typical messages the pad left still covers (firmware's estimate).
     pub messages_left: u64,
+    /// The pad file does not match the device's record of it: the pad
+    /// cannot be used (the row says so instead of the figures).
+    #[serde(default)]
+    pub damaged: bool,
 }
 
 /// The Ethernet link to the computer.

@@ -82,17 +82,21 @@ pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Ve
     };
     let mut rows = Vec::new();
     for c in &home.contacts[..shown] {
-        let fraction = if c.pad_total_bytes == 0 {
+        let fraction = if c.pad_total_bytes == 0 || c.damaged {
             0.0
         } else {
             (c.pad_left_bytes as f64 / c.pad_total_bytes as f64) as f32
         };
         let name = format::untrusted(&c.name, 32);
-        let detail = format!(
-            "{} left · {}",
-            format::bytes(c.pad_left_bytes),
-            format::messages(c.messages_left)
-        );
+        let detail = if c.damaged {
+            "Pad damaged · cannot be used".to_string()
+        } else {
+            format!(
+                "{} left · {}",
+                format::bytes(c.pad_left_bytes),
+                format::messages(c.messages_left)
+            )
+        };
         texts.push(name.clone());
         texts.push(detail.clone());
         rows.push(ContactRow {

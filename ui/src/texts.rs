@@ -60,6 +60,12 @@ pub enum Happened {
         contact: String,
         seconds: u64,
     },
+    /// A seal or open (`action`) the owner approved did not complete.
+    Failed {
+        action: String,
+        contact: String,
+        reason: String,
+    },
     LimitHit {
         limit: String,
         detail: String,
@@ -126,6 +132,18 @@ pub fn alert_text(h: &Happened) -> String {
         }
         Happened::LockedOut { contact, seconds } => {
             format!("{contact} locked out for {seconds} s after failed packages")
+        }
+        Happened::Failed {
+            action,
+            contact,
+            reason,
+        } => {
+            let mut a = action.chars();
+            let action: String = a
+                .next()
+                .map(|c| c.to_uppercase().chain(a).collect())
+                .unwrap_or_default();
+            format!("{action} for {contact} failed: {reason}")
         }
         Happened::LimitHit { limit, detail } => format!("Limit hit: {limit} ({detail})"),
         Happened::PadCreated { contact, bytes } => {

@@ -107,6 +107,7 @@ fn all_screens(w: u32, h: u32, golden: bool) {
         pad_left_bytes: 999_999_999_999,
         pad_total_bytes: 1_000_000_000_000,
         messages_left: 7_575_757_575,
+        damaged: false,
     });
     crowded.link = LinkView {
         up: false,

@@ -47,6 +47,23 @@ fn home_says_when_the_endpoint_is_on_loopback_not_ethernet() {
 }
 
 #[test]
+fn a_damaged_contact_says_so_instead_of_its_figures() {
+    let mut r = Rig::new(800, 480);
+    let mut h = home();
+    h.contacts[0].damaged = true;
+    r.handle.set_home(h);
+    r.step();
+    let t = r.trace();
+    assert!(t.has_text("Pad damaged · cannot be used"), "{t:?}");
+    assert!(!t.has_text("700 MiB left"), "{t:?}");
+    // The others keep their figures.
+    assert!(
+        t.has_text("Carol Jiménez") && t.has_text("MiB left"),
+        "{t:?}"
+    );
+}
+
+#[test]
 fn home_link_down_and_empty() {
     let mut r = Rig::new(800, 480);
     r.handle.set_home(HomeView {
@@ -70,6 +87,7 @@ fn home_with_many_contacts_says_how_many_more() {
             pad_left_bytes: 1,
             pad_total_bytes: 2,
             messages_left: 0,
+            damaged: false,
         });
     }
     r.handle.set_home(h);

@@ -228,7 +228,18 @@ impl World {
     }
 
     pub fn with(owners: &[&str], mischief: bool, opts: otc_testkit::Options) -> World {
-        let root = tempfile::tempdir().expect("temp dir");
+        Self::in_dir(&std::env::temp_dir(), owners, mischief, opts)
+    }
+
+    /// A world whose data directories (and outboxes) are in a fresh
+    /// directory under `parent` (a small tmpfs, to fill the devices' disk).
+    pub fn in_dir(
+        parent: &std::path::Path,
+        owners: &[&str],
+        mischief: bool,
+        opts: otc_testkit::Options,
+    ) -> World {
+        let root = tempfile::tempdir_in(parent).expect("temp dir");
         let dirs = otc_testkit::mesh(root.path(), owners, PAD, otc_proto::Format::V3);
         let devices = owners
             .iter()

@@ -6,6 +6,7 @@ use super::fsutil::CHUNK;
 use super::meta::{ContactMeta, META_VERSION, Origin, Range, Side, insert_range, overlaps_any};
 use super::vfs::{self, Kind, OpenHow, RealFs, VFile, Vfs};
 use crate::error::{Error, IoContext, Result};
+use otc_proto::rpc::ContactState;
 use otc_proto::v3::{self, Claim};
 use otc_proto::{Format, ProtoError};
 use serde::Serialize;
@@ -158,13 +159,19 @@ pub struct ContactSummary {
     pub receive_messages_left: u64,
     /// Pad bytes burned after failed verifications.
     pub burned: u64,
+    /// `ok`, or `damaged`: the pad file does not match the record (found at
+    /// start); nothing can be sealed or opened, and the figures above are 0.
+    pub state: ContactState,
+    /// What is wrong with a damaged pad, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
 }
 
 /// One contact with its open pad file and in-memory send offset.
 struct Live {
     meta: ContactMeta,
-    /// `None` when the pad file is missing: the contact can only be listed
-    /// and removed.
+    /// `None` when the pad is damaged (`damage`): the contact can only be
+    /// listed and removed, and its file is never written.
     file: Option<Box<dyn VFile>>,
     /// In-memory send offset (a count from our edge; "the pad cursor" in
     /// older docs): the next message starts here. Always between
@@ -173,6 +180,8 @@ struct Live {
     /// v3: the in-memory slot counter, between `meta.slots_erased` and
     /// `meta.slots_reserved` (inclusive). 0 for v1.
     send_slot: u64,
+    /// Set at start when the pad file does not match the record.
+    damage: Option<Damage>,
 }
 
 impl Live {
@@ -184,6 +193,16 @@ impl Live {
             file,
             send_offset,
             send_slot,
+            damage: None,
+        }
+    }
+
+    /// A contact whose pad file does not match its record: listed and
+    /// removable only; its file is closed and never written.
+    fn damaged(meta: ContactMeta, damage: Damage) -> Live {
+        Live {
+            damage: Some(damage),
+            ..Live::new(meta, None)
         }
     }
 }
@@ -196,11 +215,52 @@ pub struct Withdrawn {
     pub pad_id: String,
 }
 
+/// How a pad file does not match its record (found at start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Damage {
+    /// No pad file.
+    Missing,
+    /// The file is `found` bytes long; the record says the pad is `size`.
+    WrongSize { found: u64, size: u64 },
+}
+
+impl Damage {
+    fn describe(self) -> String {
+        match self {
+            Damage::Missing => "the pad file is missing".to_string(),
+            Damage::WrongSize { found, size } => format!(
+                "the pad file is {found} bytes but the pad is {size} bytes{}",
+                if found < size { ": truncated" } else { "" }
+            ),
+        }
+    }
+}
+
 impl Live {
     fn file(&self) -> Result<&dyn VFile> {
-        self.file.as_deref().ok_or_else(|| Error::PadFileMissing {
-            contact: self.meta.name.clone(),
-        })
+        self.usable()?;
+        self.file
+            .as_deref()
+            .ok_or_else(|| self.damage_error(Damage::Missing))
+    }
+
+    /// Refuses a damaged pad (before anything else is looked at).
+    fn usable(&self) -> Result<()> {
+        match self.damage {
+            Some(d) => Err(self.damage_error(d)),
+            None => Ok(()),
+        }
+    }
+
+    fn damage_error(&self, d: Damage) -> Error {
+        let contact = self.meta.name.clone();
+        match d {
+            Damage::Missing => Error::PadFileMissing { contact },
+            Damage::WrongSize { .. } => Error::PadDamaged {
+                contact,
+                reason: d.describe(),
+            },
+        }
     }
 }
 
@@ -591,19 +651,38 @@ impl PadStore {
             // leaves the mark missing: add it.
             self.mark_used(&meta.pad_id, meta.origin)?;
             let path = self.pad_path(&meta.pad_id);
-            let file = match v.open(&path, OpenHow::ReadWrite) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Keep the contact so it can be listed and removed.
-                    let name = meta.name.clone();
-                    state.insert(name, Live::new(meta, None));
-                    continue;
+            let opened = match v.open(&path, OpenHow::ReadWrite) {
+                Ok(f) => {
+                    let found = f.size().ctx(|| {
+                        format!("cannot stat pad file {} for {}", path.display(), meta.name)
+                    })?;
+                    if found == meta.size {
+                        Ok(f)
+                    } else {
+                        Err(Damage::WrongSize {
+                            found,
+                            size: meta.size,
+                        })
+                    }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Damage::Missing),
                 Err(e) => {
                     return Err(Error::io(
                         format!("cannot open pad file {} for {}", path.display(), meta.name),
                         e,
                     ));
+                }
+            };
+            let file = match opened {
+                Ok(f) => f,
+                Err(damage) => {
+                    // Keep the contact so it can be listed and removed; its
+                    // file is closed and never written (an interrupted
+                    // erase stays in the record, and is done if the right
+                    // file comes back; `pad remove` shreds it anyway).
+                    let name = meta.name.clone();
+                    state.insert(name, Live::damaged(meta, damage));
+                    continue;
                 }
             };
             // Finish any erase a crash interrupted: everything used or
@@ -862,6 +941,7 @@ impl PadStore {
     pub fn quote(&self, contact: &str, message_len: usize) -> Result<Quote> {
         let state = self.lock();
         let l = state.get(contact).ok_or_else(|| self.missing(contact))?;
+        l.usable()?;
         let (cost, left) = check_fits(l, contact, message_len)?;
         Ok(Quote {
             contact: contact.to_string(),
@@ -902,6 +982,7 @@ impl PadStore {
         let l = state
             .get_mut(contact)
             .ok_or_else(|| self.missing(contact))?;
+        l.usable()?;
         if l.meta.format == Format::V3 {
             return self.seal_v3(l, contact, message);
         }
@@ -1052,6 +1133,7 @@ impl PadStore {
     pub fn check_open(&self, contact: &str, package: &[u8]) -> Result<OpenCheck> {
         let state = self.lock();
         let l = state.get(contact).ok_or_else(|| self.missing(contact))?;
+        l.usable()?;
         if l.meta.format == Format::V3 {
             let claim = verify_v3(l, package)?;
             return Ok(v3_check(&l.meta, &claim));
@@ -1088,6 +1170,7 @@ impl PadStore {
         let l = state
             .get_mut(contact)
             .ok_or_else(|| self.missing(contact))?;
+        l.usable()?;
         if l.meta.format == Format::V3 {
             let claim = verify_v3(l, package)?;
             let check = v3_check(&l.meta, &claim);
@@ -1559,11 +1642,15 @@ fn classify(meta: &ContactMeta, package: &[u8]) -> Result<Classified> {
 
 fn summary(l: &Live) -> ContactSummary {
     let m = &l.meta;
-    let send_left = match m.v3_region(m.side) {
-        Some(g) => g.left(g.lo + l.send_offset, l.send_slot),
-        None => m.send_capacity().saturating_sub(l.send_offset),
+    // A damaged pad has nothing that can be used.
+    let (send_left, receive_left) = match (l.damage, m.v3_region(m.side)) {
+        (Some(_), _) => (0, 0),
+        (None, Some(g)) => (g.left(g.lo + l.send_offset, l.send_slot), m.receive_left()),
+        (None, None) => (
+            m.send_capacity().saturating_sub(l.send_offset),
+            m.receive_left(),
+        ),
     };
-    let receive_left = m.receive_left();
     let per = m.format.pad_cost(NOMINAL_MESSAGE) as u64;
     ContactSummary {
         name: m.name.clone(),
@@ -1578,5 +1665,10 @@ fn summary(l: &Live) -> ContactSummary {
         send_messages_left: send_left / per,
         receive_messages_left: receive_left / per,
         burned: m.burned.iter().map(|r| r.len()).sum(),
+        state: match l.damage {
+            Some(_) => ContactState::Damaged,
+            None => ContactState::Ok,
+        },
+        damage: l.damage.map(Damage::describe),
     }
 }

@@ -5,6 +5,9 @@
 //! * [`RealFs`] is the real thing: `std::fs`, `pread`/`pwrite`, `fdatasync`
 //!   (`sync_data`), `fsync` (`sync_all`), `fsync` of directories.
 //! * [`Recorder`] wraps any `Vfs` and logs every operation ([`Op`]).
+//! * [`Faulty`] wraps any `Vfs` and fails operations on demand, as a full
+//!   disk (`ENOSPC` on anything that writes) or a failing one (`EIO` on
+//!   everything), until the fault is cleared ([`Fault`]).
 //! * [`SimFs`] is an in-memory file system that knows what is durable: per
 //!   file, the synced contents and the writes since; per directory, the
 //!   synced entries and the creates, renames and removes since (they become
@@ -339,6 +342,135 @@ impl<V: Vfs> Vfs for Recorder<V> {
         self.inner.set_mode(path, mode)
     }
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        self.inner.try_lock(path)
+    }
+}
+
+// -------------------------------------------------------------- faults ----
+
+/// A storage fault [`Faulty`] injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The disk is full: every operation that writes (file writes, length
+    /// changes, creating files or directories, renames) fails with
+    /// `ENOSPC`; reads, syncs and removals still work.
+    NoSpace,
+    /// The disk fails: every operation fails with `EIO`.
+    Io,
+}
+
+impl Fault {
+    fn error(self) -> io::Error {
+        match self {
+            // The kernel's errors, so that callers see what they would see.
+            Fault::NoSpace => io::Error::from_raw_os_error(28),
+            Fault::Io => io::Error::from_raw_os_error(5),
+        }
+    }
+}
+
+/// A [`Vfs`] that passes every operation to the inner one, except while a
+/// [`Fault`] is set ([`Faulty::set`]). Cloning gives another handle on the
+/// same switch.
+#[derive(Debug, Clone)]
+pub struct Faulty<V> {
+    inner: V,
+    fault: Arc<Mutex<Option<Fault>>>,
+}
+
+impl<V: Vfs> Faulty<V> {
+    pub fn new(inner: V) -> Self {
+        Faulty {
+            inner,
+            fault: Arc::new(Mutex::new(None)),
+        }
+    }
+    /// Set (or, with `None`, clear) the fault.
+    pub fn set(&self, fault: Option<Fault>) {
+        *lock(&self.fault) = fault;
+    }
+}
+
+/// Fails with the fault if one is set and it hits an operation that
+/// writes (`writes`) or any operation (`Fault::Io`).
+fn check_fault(fault: &Mutex<Option<Fault>>, writes: bool) -> io::Result<()> {
+    match *lock(fault) {
+        Some(Fault::Io) => Err(Fault::Io.error()),
+        Some(Fault::NoSpace) if writes => Err(Fault::NoSpace.error()),
+        _ => Ok(()),
+    }
+}
+
+struct FaultyFile {
+    inner: Box<dyn VFile>,
+    fault: Arc<Mutex<Option<Fault>>>,
+}
+
+impl VFile for FaultyFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        check_fault(&self.fault, false)?;
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        check_fault(&self.fault, true)?;
+        self.inner.write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        check_fault(&self.fault, true)?;
+        self.inner.set_len(len)
+    }
+    fn size(&self) -> io::Result<u64> {
+        check_fault(&self.fault, false)?;
+        self.inner.size()
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        check_fault(&self.fault, false)?;
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        check_fault(&self.fault, false)?;
+        self.inner.sync_all()
+    }
+}
+
+impl<V: Vfs> Vfs for Faulty<V> {
+    fn open(&self, path: &Path, how: OpenHow) -> io::Result<Box<dyn VFile>> {
+        check_fault(&self.fault, how == OpenHow::CreateNew)?;
+        Ok(Box::new(FaultyFile {
+            inner: self.inner.open(path, how)?,
+            fault: self.fault.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        check_fault(&self.fault, true)?;
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        check_fault(&self.fault, false)?;
+        self.inner.remove_file(path)
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        check_fault(&self.fault, true)?;
+        self.inner.create_dir(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        check_fault(&self.fault, false)?;
+        self.inner.read_dir(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        check_fault(&self.fault, false)?;
+        self.inner.sync_dir(path)
+    }
+    fn kind(&self, path: &Path) -> io::Result<Option<Kind>> {
+        check_fault(&self.fault, false)?;
+        self.inner.kind(path)
+    }
+    fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        check_fault(&self.fault, false)?;
+        self.inner.set_mode(path, mode)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        check_fault(&self.fault, false)?;
         self.inner.try_lock(path)
     }
 }

@@ -93,18 +93,21 @@ pub fn home() -> HomeView {
                 pad_left_bytes: 734_003_200,
                 pad_total_bytes: 1_000_000_000,
                 messages_left: 5_560_630,
+                damaged: false,
             },
             ContactView {
                 name: "Carol Jiménez".into(),
                 pad_left_bytes: 96_000_000,
                 pad_total_bytes: 100_000_000,
                 messages_left: 727_272,
+                damaged: false,
             },
             ContactView {
                 name: "dave".into(),
                 pad_left_bytes: 4_200_000,
                 pad_total_bytes: 100_000_000,
                 messages_left: 31_818,
+                damaged: false,
             },
         ],
         link: LinkView {
