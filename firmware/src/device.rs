@@ -1080,12 +1080,22 @@ mod tests {
         });
         clock.advance(Duration::from_millis(125));
         wait_for("the fast blink's lit half", || led.lit());
-        // The owner opens the alerts: acknowledged, steady again.
+        // The owner opens the alerts (which acknowledges nothing: issue
+        // 15) and taps Acknowledge with the alert on screen: steady again.
         let trace = running.ui.trace.clone();
         wait_for("the home screen", || trace.get().button("alerts").is_some());
         let alerts = trace.get().button("alerts").unwrap().clone();
         script.tap_button(&alerts);
-        wait_for("the alerts to be seen", || {
+        wait_for("the Acknowledge button", || {
+            trace.get().button("acknowledge").is_some()
+        });
+        assert!(
+            running.board_status().unacked_alert(),
+            "opening the alerts screen acknowledged the alert"
+        );
+        let ack = trace.get().button("acknowledge").unwrap().clone();
+        script.tap_button(&ack);
+        wait_for("the alert to be acknowledged", || {
             !running.board_status().unacked_alert()
         });
         clock.advance(Duration::from_millis(10));

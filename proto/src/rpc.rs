@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(ErrorCode::DamagedPad.as_str(), "damaged_pad");
         assert_eq!(ErrorCode::DamagedPad.http_status(), 409);
         let c: ContactInfo = serde_json::from_str(
-            r#"{"name":"bob","pad_id":"00","format":"v2","send_left":1,"receive_left":2,"state":"damaged"}"#,
+            r#"{"name":"bob","pad_id":"00","format":"v3","send_left":1,"receive_left":2,"state":"damaged"}"#,
         )
         .unwrap();
         assert_eq!(c.state, ContactState::Damaged);
@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(json["state"], "ok");
         // A device that does not say is "ok".
         let old: ContactInfo = serde_json::from_str(
-            r#"{"name":"bob","pad_id":"00","format":"v2","send_left":1,"receive_left":2}"#,
+            r#"{"name":"bob","pad_id":"00","format":"v3","send_left":1,"receive_left":2}"#,
         )
         .unwrap();
         assert_eq!(old.state, ContactState::Ok);
