@@ -8,13 +8,15 @@
 #   make image    the SD card image: image/out/otc-pi.img (+ .sha256, .bmap)
 #   make qemu     boot the image in QEMU (window, or headless + serial)
 #   make qemu-test  the system test in QEMU (seal, reject, power cuts)
+#   make release  the signed release: image/out/otc-pi.img.xz + .sha256 + .sig
+#                 (OTC_RELEASE_KEY=PATH, an Ed25519 SSH key outside the repo)
 #
 # Each target installs what it needs first (scripts/install-deps).
 
 CARGO ?= cargo
 DATA ?= $(CURDIR)/build/demo-data
 
-.PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test image-deps
+.PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test image-deps release release-test
 
 deps:
 	@scripts/install-deps
@@ -44,7 +46,12 @@ unit:
 	$(CARGO) nextest run --workspace --features $(FEATURES) --no-tests=warn
 	$(CARGO) test --doc --workspace --features $(FEATURES)
 
-check: fmt clippy unit
+# The release signature with a throwaway key: signs, verifies as the README
+# tells owners to, and a changed byte fails.
+release-test:
+	image/release-test
+
+check: fmt clippy unit release-test
 
 # The README's test command (and CI's): the host checks, then the image's
 # system test in QEMU (which cross-builds the release binary and the image).
@@ -119,6 +126,15 @@ qemu-test: deps cross image-deps
 	$(CARGO) build -p otc-device --features debug-cli -p otc-image-verify
 	OTC_CROSS_BIN=$(CROSS_BIN) OTC_HOST_BIN=$(TARGET_DIR)/debug/otc-device \
 	  OTC_VERIFY_BIN=$(TARGET_DIR)/debug/otc-image-verify image/qemu-test
+
+# The signed release (image/release): the image xz-compressed, the SHA-256 of
+# every release file, and a detached `ssh-keygen -Y sign` signature of that
+# checksum file, made with the key at OTC_RELEASE_KEY (never in the repo).
+# RELEASE_FILES: more files released with the image, checksummed and signed
+# with it (the .deb packages go here).
+RELEASE_FILES ?=
+release: image
+	image/release --dir image/out $(if $(OTC_RELEASE_KEY),--key $(OTC_RELEASE_KEY)) $(RELEASE_FILES)
 
 clean:
 	$(CARGO) clean
