@@ -17,7 +17,7 @@ const PUT_CHUNKED: &str = "PUT /v1/cursor/r HTTP/1.1\r\nHost: device\r\n\
 
 #[test]
 fn bare_lf_in_a_head_is_refused() {
-    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
     let alice = Dev::start(&d.alice, "Alice", limits());
     let ok = raw(
         alice.addr,
@@ -37,7 +37,7 @@ fn bare_lf_in_a_head_is_refused() {
 
 #[test]
 fn chunk_sizes_are_hex_digits_and_chunks_end_with_crlf() {
-    let d = dirs(&[pad("bob", "alice", Format::V2, 16 * 1024)]);
+    let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
     let alice = Dev::start(&d.alice, "Alice", limits());
     let put = |body: &[u8]| raw(alice.addr, PUT_CHUNKED.as_bytes(), body);
     // Written properly (an extension and whitespace before it are allowed).
