@@ -25,6 +25,7 @@ pub mod clock;
 pub mod display;
 pub mod error;
 pub mod format;
+pub mod keyboard;
 pub mod model;
 mod platform;
 mod screens;
@@ -46,10 +47,13 @@ mod generated {
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use display::{Display, Frame, Rect, Rotation};
 pub use error::UiError;
+pub use keyboard::{TextAnswer, TextCheck, TextKind, TextRequest};
 pub use model::{
-    AlertView, ContactView, Decision, HomeView, LinkView, ProgressView, Prompt, Toast, ToastKind,
-    UiEvent, WarningView,
+    AlertView, ContactDetailsView, ContactView, Decision, HomeView, LinkView, ProgressView, Prompt,
+    Toast, ToastKind, UiEvent, WarningView,
 };
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};
-pub use ui::{PromptTicket, TapRecord, TraceHandle, Ui, UiConfig, UiHandle, UiThread, ignored};
+pub use ui::{
+    PromptTicket, TapRecord, TextTicket, TraceHandle, Ui, UiConfig, UiHandle, UiThread, ignored,
+};
