@@ -207,6 +207,8 @@ pub enum NameProblem {
     BadChar(char),
     /// Another contact has this name.
     Taken,
+    /// Refused by a rule none of the above names.
+    NotAllowed,
 }
 
 /// The keyboard's words for a refused name.
@@ -226,6 +228,9 @@ pub fn name_problem(p: &NameProblem) -> String {
             format!("“{c}” cannot be in a name: only {ALLOWED}.")
         }
         NameProblem::Taken => "You already have a contact with this name.".into(),
+        NameProblem::NotAllowed => {
+            format!("Not a valid name: 1 to 64 of {ALLOWED}, not starting with a dot.")
+        }
     }
 }
 

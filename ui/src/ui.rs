@@ -998,6 +998,9 @@ impl Ui {
                 if let Some(c) = row.filter(|i| *i < shown).map(|i| &self.home.contacts[i]) {
                     let name = c.name.clone();
                     self.details = None;
+                    // Nothing may cover this screen's buttons (a toast sits
+                    // where Back and Remove are).
+                    self.toast = None;
                     self.user_screen = UserScreen::Contact(name.clone());
                     let _ = self.events_tx.send(UiEvent::ContactOpened { name });
                     self.content_dirty = true;
@@ -1005,6 +1008,7 @@ impl Ui {
             }
             "remove" => {
                 if let UserScreen::Contact(name) = &self.user_screen {
+                    self.toast = None;
                     self.user_screen = UserScreen::RemoveContact(name.clone());
                     self.content_dirty = true;
                 }
