@@ -849,6 +849,11 @@ fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
                 pad_id: info.pad_id,
             });
             face.ui.toast(texts::removed_toast(name));
+            if let Ok(mut v) = face.viewing.lock()
+                && v.as_deref() == Some(name)
+            {
+                *v = None;
+            }
         }
         Err(e) => face
             .ui
