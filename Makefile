@@ -14,6 +14,12 @@
 # Each target installs what it needs first (scripts/install-deps).
 
 CARGO ?= cargo
+# rustc has crashed with SIGSEGV (a stack overflow: it says so and suggests
+# this setting) a few times here while compiling the crates built on the
+# Slint-generated UI, at random under load. A 16 MiB stack for rustc's
+# threads makes that build reliable; it also becomes the default stack of
+# threads the tests spawn, which costs address space, not memory.
+export RUST_MIN_STACK ?= 16777216
 DATA ?= $(CURDIR)/build/demo-data
 
 .PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test image-deps release release-test

@@ -24,10 +24,11 @@ use crate::pad::{PadStore, Side};
 use crate::platform::{Platform, RealPlatform};
 use crate::rpc::{self, ApprovalPrompt, Notice, Service};
 use crate::watchdog::{self, Heartbeat, Pulse, Watchdog};
-use otc_ui::texts::{self, Happened};
+use otc_ui::texts::{self, Happened, NameProblem};
 use otc_ui::{
-    AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Touch,
-    UiConfig, UiEvent, UiHandle, UiThread, WarningView,
+    AlertView, ContactDetailsView, ContactView, Decision, Display, HomeView, LinkView,
+    ProgressView, Prompt, PromptTicket, TextCheck, Touch, UiConfig, UiEvent, UiHandle, UiThread,
+    WarningView,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -162,6 +163,64 @@ pub fn home_view(
     }
 }
 
+/// The contact screen's facts from the store's summary of a contact. The
+/// fingerprint is the pad id's short form (its first 16 hex digits, as
+/// the command line shows it). The store does not record when a pad was
+/// made, so that is left out.
+pub fn contact_details(c: &crate::pad::ContactSummary) -> ContactDetailsView {
+    let (send_total, receive_total) = match c.side {
+        Side::A => (c.split, c.size - c.split),
+        Side::B => (c.size - c.split, c.split),
+    };
+    ContactDetailsView {
+        name: c.name.clone(),
+        send_left_bytes: c.send_left,
+        send_total_bytes: send_total,
+        send_messages_left: c.send_messages_left,
+        receive_left_bytes: c.receive_left,
+        receive_total_bytes: receive_total,
+        receive_messages_left: c.receive_messages_left,
+        format: c.format.to_string(),
+        fingerprint: c.pad_id.chars().take(16).collect(),
+        made_unix: None,
+    }
+}
+
+/// Why `name` cannot be a new contact's name, in the screen's terms: the
+/// store's rule ([`crate::pad::store::validate_contact_name`]) decides, and this
+/// only says which part of it failed; `taken` are the names in use.
+pub fn name_problem(name: &str, taken: &[String]) -> Option<NameProblem> {
+    if crate::pad::store::validate_contact_name(name).is_ok() {
+        return taken
+            .iter()
+            .any(|t| t == name)
+            .then_some(NameProblem::Taken);
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@');
+    Some(if name.is_empty() {
+        NameProblem::Empty
+    } else if name.starts_with('.') {
+        NameProblem::StartsWithDot
+    } else if let Some(c) = name.chars().find(|c| !allowed(*c)) {
+        NameProblem::BadChar(c)
+    } else if name.len() > 64 {
+        NameProblem::TooLong { max: 64 }
+    } else {
+        NameProblem::NotAllowed
+    })
+}
+
+/// The keyboard's check for a new contact's name: the store's rule, and
+/// not one of `taken` (the store's names when the keyboard was asked for;
+/// the store checks again when the contact is made). Quick and lock-free,
+/// as a check on the UI thread must be.
+pub fn contact_name_check(taken: Vec<String>) -> TextCheck {
+    Box::new(move |name: &str| match name_problem(name, &taken) {
+        None => Ok(()),
+        Some(p) => Err(texts::name_problem(&p)),
+    })
+}
+
 /// An audit event as the screen tells it (the words are otc-ui's, see
 /// [`otc_ui::texts`]), and whether it is red (red ones are the alerts the
 /// owner must acknowledge, [`Event::is_alert`]).
@@ -275,6 +334,10 @@ struct Face {
     platform: Arc<dyn Platform>,
     /// The status LED's view of the alerts.
     board: Arc<board::BoardStatus>,
+    /// The contact whose screen the owner opened last: its facts are sent
+    /// again with every home refresh (the screen ignores them once it
+    /// shows something else).
+    viewing: Mutex<Option<String>>,
 }
 
 impl Face {
@@ -288,6 +351,23 @@ impl Face {
             self.platform.as_ref(),
             unseen,
         ));
+        let viewing = self.viewing.lock().ok().and_then(|v| v.clone());
+        if let Some(name) = viewing
+            && let Ok(c) = self.store.contact(&name)
+        {
+            self.ui.set_contact_details(contact_details(&c));
+        }
+    }
+
+    /// The owner opened `name`'s screen: send its facts.
+    fn open_contact(&self, name: &str) {
+        if let Ok(mut v) = self.viewing.lock() {
+            *v = Some(name.to_string());
+        }
+        match self.store.contact(name) {
+            Ok(c) => self.ui.set_contact_details(contact_details(&c)),
+            Err(e) => self.ui.toast(texts::failed_toast(name, &e.to_string())),
+        }
     }
 
     fn alert(&self, e: &Event) {
@@ -420,6 +500,7 @@ pub struct Running<S: Screen<Prompt = ApprovalPrompt> = UiScreen> {
     board_status: Arc<board::BoardStatus>,
     /// The board's thread (LED, buttons, backlight), once attached.
     board: Option<JoinHandle<()>>,
+    face: Arc<Face>,
 }
 
 /// Set once the audit log's chain check is done; acknowledging alerts
@@ -496,6 +577,8 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
         self.service.sum_up_refusals(true);
         // One grace time in all, for the requests and their threads.
         let grace = deadline.saturating_duration_since(std::time::Instant::now());
+        // The face holds the store too.
+        drop(self.face);
         let service = sole_owner(self.service, grace)?;
         let (store, mut audit) = service.into_parts();
         sole_owner(store, grace)?.close()?;
@@ -548,6 +631,15 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
     /// drives, [`board::BoardStatus::set_locked`]).
     pub fn board_status(&self) -> &Arc<board::BoardStatus> {
         &self.board_status
+    }
+
+    /// What the owner's confirmed **Remove** on a contact's screen does
+    /// (the screen sends it to the UI event thread, which calls the same
+    /// code): refused while a prompt is shown, else the pad is erased,
+    /// `pad_removed` audited and the home screen refreshed. Returns when
+    /// done.
+    pub fn remove_contact(&self, name: &str) {
+        remove_contact(&self.face, &self.service, name)
     }
 
     /// True once the RPC endpoint has stopped by itself (on an error);
@@ -682,6 +774,7 @@ where
         alerts: Mutex::new((unacked.clone(), unseen)),
         platform: platform.clone(),
         board: board_status.clone(),
+        viewing: Mutex::new(None),
     });
     ui.handle.set_alerts(unacked);
     face.refresh_home();
@@ -731,6 +824,7 @@ where
         flush_beat,
         board_status,
         board: None,
+        face,
     })
 }
 
@@ -787,6 +881,11 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
             .name("otc-ui-events".into())
             .spawn(move || {
                 while let Ok(e) = rx.recv() {
+                    match &e {
+                        UiEvent::ContactOpened { name } => face.open_contact(name),
+                        UiEvent::RemoveContact { name } => remove_contact(&face, &service, name),
+                        _ => {}
+                    }
                     // Opening the alerts screen acknowledges nothing; the
                     // owner's Acknowledge tap acknowledges the alerts that
                     // were on screen (the oldest unacknowledged ones):
@@ -811,6 +910,64 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
             })
             .map_err(|e| Error::io("cannot start the UI event thread", e))?
     })
+}
+
+/// The owner confirmed removing `name` on the screen: erase its pad and
+/// record (the store's [`PadStore::remove`], as `pad remove` does), with
+/// the progress on screen, then audit `pad_removed` like the command line.
+/// Runs on the UI event thread, never the UI's own. Refused, with a toast
+/// and nothing touched, while a prompt waits for the owner (a request may
+/// be about to use this pad) or the device is stopping.
+fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    face: &Face,
+    service: &Service<S>,
+    name: &str,
+) {
+    if service.is_stopping() || service.broker().is_busy() {
+        face.ui.toast(texts::remove_busy_toast(name));
+        return;
+    }
+    let info = match face.store.contact(name) {
+        Ok(c) => c,
+        Err(e) => {
+            face.ui.toast(texts::failed_toast(name, &e.to_string()));
+            face.refresh_home();
+            return;
+        }
+    };
+    let title = format!("Erasing the pad for {name}");
+    let mut shown = 0u64;
+    let res = face.store.remove(name, &mut |done, total| {
+        // A screen update per 1 % is plenty.
+        if done == total || done.saturating_sub(shown) >= (total / 100).max(1) {
+            shown = done;
+            face.ui.show_progress(ProgressView {
+                title: title.clone(),
+                done_bytes: done,
+                total_bytes: total,
+                cancellable: false,
+            });
+        }
+    });
+    face.ui.hide_progress();
+    match res {
+        Ok(()) => {
+            service.audit(Event::PadRemoved {
+                contact: name.to_string(),
+                pad_id: info.pad_id,
+            });
+            face.ui.toast(texts::removed_toast(name));
+            if let Ok(mut v) = face.viewing.lock()
+                && v.as_deref() == Some(name)
+            {
+                *v = None;
+            }
+        }
+        Err(e) => face
+            .ui
+            .toast(texts::failed_toast(name, &format!("not removed: {e}"))),
+    }
+    face.refresh_home();
 }
 
 /// The thread that makes routine audit entries durable every
@@ -1024,7 +1181,7 @@ mod tests {
     }
 
     /// The device wired to a board of twins: an alert the owner has not
-    /// seen makes the LED blink fast until the alerts screen is opened,
+    /// seen makes the LED blink fast until the owner acknowledges it,
     /// the Approve button answers the screen's prompt, and the board's
     /// thread ends with the device.
     #[test]
@@ -1140,5 +1297,33 @@ mod tests {
             trace.button_records()
         );
         running.stop().unwrap();
+    }
+
+    #[test]
+    fn name_problems_follow_the_stores_rule() {
+        let taken = vec!["bob".to_string()];
+        let long = "a".repeat(65);
+        for (name, want) in [
+            ("", Some(NameProblem::Empty)),
+            (".bob", Some(NameProblem::StartsWithDot)),
+            ("bob smith", Some(NameProblem::BadChar(' '))),
+            ("bö", Some(NameProblem::BadChar('ö'))),
+            (long.as_str(), Some(NameProblem::TooLong { max: 64 })),
+            ("bob", Some(NameProblem::Taken)),
+            ("bob.2", None),
+            ("a-b_c@d.e", None),
+            (&long[..64], None),
+        ] {
+            assert_eq!(name_problem(name, &taken), want, "{name:?}");
+            // The store's own rule agrees on every name but a taken one.
+            let valid = crate::pad::store::validate_contact_name(name).is_ok();
+            assert_eq!(valid, want.is_none() || want == Some(NameProblem::Taken));
+        }
+        let check = contact_name_check(taken);
+        assert_eq!(check("carol"), Ok(()));
+        assert_eq!(
+            check(".x"),
+            Err(texts::name_problem(&NameProblem::StartsWithDot))
+        );
     }
 }

@@ -25,6 +25,7 @@ pub mod clock;
 pub mod display;
 pub mod error;
 pub mod format;
+pub mod keyboard;
 pub mod model;
 mod platform;
 mod screens;
@@ -46,12 +47,14 @@ mod generated {
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use display::{Display, Frame, Rect, Rotation};
 pub use error::UiError;
+pub use keyboard::{TextAnswer, TextCheck, TextKind, TextRequest};
 pub use model::{
-    AboutView, AlertView, ContactView, Decision, HomeView, LinkView, ProgressView, Prompt,
-    PushButton, Toast, ToastKind, UiEvent, WarningView, alerts_digest,
+    AboutView, AlertView, ContactDetailsView, ContactView, Decision, HomeView, LinkView,
+    ProgressView, Prompt, PushButton, Toast, ToastKind, UiEvent, WarningView, alerts_digest,
 };
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};
 pub use ui::{
-    ButtonRecord, PromptTicket, TapRecord, TraceHandle, Ui, UiConfig, UiHandle, UiThread, ignored,
+    ButtonRecord, PromptTicket, TapRecord, TextTicket, TraceHandle, Ui, UiConfig, UiHandle,
+    UiThread, ignored,
 };

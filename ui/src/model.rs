@@ -32,6 +32,28 @@ pub struct ContactView {
     pub damaged: bool,
 }
 
+/// Everything the details screen of one contact shows (from the device's
+/// store; no pad bytes). Sent by firmware after [`UiEvent::ContactOpened`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactDetailsView {
+    pub name: String,
+    /// Pad left for our messages, and the size of our sending region.
+    pub send_left_bytes: u64,
+    pub send_total_bytes: u64,
+    pub send_messages_left: u64,
+    /// Pad left for the partner's messages, and the size of their region.
+    pub receive_left_bytes: u64,
+    pub receive_total_bytes: u64,
+    pub receive_messages_left: u64,
+    /// The package format's name, e.g. "v2".
+    pub format: String,
+    /// The pad's fingerprint, short form (hex); shown in groups of 4.
+    pub fingerprint: String,
+    /// When the pad was made (unix seconds), if the store knows.
+    #[serde(default)]
+    pub made_unix: Option<u64>,
+}
+
 /// The Ethernet link to the computer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkView {
@@ -213,7 +235,7 @@ pub enum PushButton {
 }
 
 /// Things the owner did that firmware may want to know about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UiEvent {
     /// The alerts screen was opened (nothing is acknowledged by that).
@@ -227,6 +249,12 @@ pub enum UiEvent {
     AlertsAcknowledged { count: u32, list: u64 },
     /// Cancel was tapped on the progress screen.
     ProgressCancelled,
+    /// A contact was tapped on the home screen: firmware answers with
+    /// [`crate::UiHandle::set_contact_details`].
+    ContactOpened { name: String },
+    /// The owner confirmed removing this contact and its pad. The screen
+    /// is back home; firmware removes it (or says why not, in a toast).
+    RemoveContact { name: String },
 }
 
 #[cfg(test)]

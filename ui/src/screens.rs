@@ -4,11 +4,13 @@
 
 use crate::format;
 use crate::generated::{
-    AboutData, AlertRow, AlertsData, AppWindow, ContactRow, FactRow, HomeData, ProgressData,
-    PromptData, ToastData,
+    AboutData, AlertRow, AlertsData, AppWindow, ButtonInfo, ContactData, ContactRow, FactRow,
+    HomeData, KeyboardData, ProgressData, PromptData, ToastData,
 };
+use crate::keyboard::{KeyboardLayout, TextKind, Typing};
 use crate::model::{
-    AboutView, AlertView, HomeView, ProgressView, Prompt, Toast, ToastKind, WarningView,
+    AboutView, AlertView, ContactDetailsView, HomeView, ProgressView, Prompt, Toast, ToastKind,
+    WarningView,
 };
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
 
@@ -24,8 +26,12 @@ impl Layout {
             compact: width < 640 || height < 400,
         }
     }
-    fn max_rows(&self) -> usize {
-        4
+    /// Contact rows the home screen shows at most, with the "+ N more"
+    /// line below them when there are more: the header (name, About and
+    /// Alerts, the link's own line) leaves room for 3 rows and that line
+    /// at both sizes, not for 4 rows (see HomeScreen in screens.slint).
+    pub fn max_rows(&self) -> usize {
+        3
     }
     /// Alert rows a page of the alerts screen shows (a row of buttons
     /// below them: Up, Down, Acknowledge).
@@ -40,6 +46,12 @@ fn s(x: &str) -> SharedString {
 
 fn model<T: Clone + 'static>(v: Vec<T>) -> ModelRc<T> {
     ModelRc::new(VecModel::from(v))
+}
+
+/// How many contact rows the home screen shows for `n` contacts (the
+/// first ones; the rest are counted in "+ N more contacts").
+pub(crate) fn home_rows_shown(layout: Layout, n: usize) -> usize {
+    n.min(layout.max_rows())
 }
 
 /// Shows `home` and returns its texts.
@@ -74,12 +86,7 @@ pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Ve
     texts.push(owner);
     texts.push(link);
 
-    let max = layout.max_rows();
-    let shown = if home.contacts.len() > max {
-        max - 1
-    } else {
-        home.contacts.len()
-    };
+    let shown = home_rows_shown(layout, home.contacts.len());
     let mut rows = Vec::new();
     for c in &home.contacts[..shown] {
         let fraction = if c.pad_total_bytes == 0 || c.damaged {
@@ -435,4 +442,125 @@ pub(crate) fn apply_toast(app: &AppWindow, t: Option<&Toast>) -> Option<String> 
             None
         }
     }
+}
+
+/// A contact's name as every screen shows it.
+pub(crate) fn contact_name(name: &str) -> String {
+    format::untrusted(name, 32)
+}
+
+/// Shows the details of contact `name` (`details`, once firmware sent
+/// them for this name) and returns its texts.
+pub(crate) fn apply_contact(
+    app: &AppWindow,
+    name: &str,
+    details: Option<&ContactDetailsView>,
+) -> Vec<String> {
+    let d = app.global::<ContactData>();
+    let title = contact_name(name);
+    let mut texts = vec![title.clone()];
+    let mut facts: Vec<(&str, String)> = Vec::new();
+    match details.filter(|v| v.name == name) {
+        Some(v) => {
+            let direction = |left: u64, messages: u64| {
+                format!("{} · {}", format::bytes(left), format::messages(messages))
+            };
+            facts.push((
+                "You can send",
+                direction(v.send_left_bytes, v.send_messages_left),
+            ));
+            facts.push((
+                "They can send",
+                direction(v.receive_left_bytes, v.receive_messages_left),
+            ));
+            facts.push(("Format", format::untrusted(&v.format, 20)));
+            if let Some(t) = v.made_unix {
+                facts.push(("Made", crate::texts::date(t)));
+            }
+            let fp = format::fingerprint_rows(&format::untrusted(&v.fingerprint, 32), 4);
+            facts.push(("Fingerprint", fp.join("  ")));
+        }
+        None => facts.push(("", "Reading the pad store…".to_string())),
+    }
+    let mut rows = Vec::new();
+    for (label, value) in &facts {
+        if !label.is_empty() {
+            texts.push(label.to_string());
+        }
+        texts.push(value.clone());
+        rows.push(FactRow {
+            label: s(label),
+            value: s(value),
+        });
+    }
+    d.set_title(s(&title));
+    d.set_facts(model(rows));
+    d.set_back_label(s("Back"));
+    d.set_remove_label(s("Remove"));
+    texts
+}
+
+/// Shows the question before removing contact `name`; returns its texts.
+pub(crate) fn apply_remove_contact(app: &AppWindow, name: &str) -> Vec<String> {
+    let d = app.global::<ContactData>();
+    let name = contact_name(name);
+    let title = format!("Remove {name}?");
+    let text = format!(
+        "This erases the pad you share with {name}, for good. Messages to and from \
+         {name} can no longer be sealed or opened on this device. This cannot be undone."
+    );
+    d.set_confirm_title(s(&title));
+    d.set_confirm_text(s(&text));
+    d.set_cancel_label(s("Cancel"));
+    d.set_remove_label(s("Remove"));
+    vec![title, text]
+}
+
+/// The title and hint of the keyboard for `kind`.
+fn keyboard_words(kind: TextKind) -> (&'static str, &'static str) {
+    match kind {
+        TextKind::ContactName => ("Name", "Letters, digits and . _ - @ (at most 64)"),
+    }
+}
+
+/// Shows the keyboard: its keys at `keys`, the text typed so far and the
+/// reason the last Done was refused (if any). Returns its texts.
+pub(crate) fn apply_keyboard(
+    app: &AppWindow,
+    layout: Layout,
+    keys: &KeyboardLayout,
+    kind: TextKind,
+    typing: &Typing,
+    reason: Option<&str>,
+) -> Vec<String> {
+    let d = app.global::<KeyboardData>();
+    let (title, hint) = keyboard_words(kind);
+    let shown = typing.tail(if layout.compact { 22 } else { 30 });
+    let reason = reason.map(|r| format::untrusted(r, 90)).unwrap_or_default();
+    let infos: Vec<ButtonInfo> = keys
+        .keys
+        .iter()
+        .map(|k| ButtonInfo {
+            id: s(&k.key.id()),
+            label: s(&k.key.label(typing.upper)),
+            x: k.x,
+            y: k.y,
+            w: k.w,
+            h: k.h,
+        })
+        .collect();
+    d.set_title(s(title));
+    d.set_text(s(&shown));
+    d.set_hint(s(hint));
+    d.set_reason(s(&reason));
+    d.set_upper(typing.upper);
+    d.set_keys_top(keys.keys_top);
+    d.set_keys(model(infos));
+    let mut texts = vec![title.to_string(), shown];
+    texts.push(if reason.is_empty() {
+        hint.to_string()
+    } else {
+        reason
+    });
+    texts
 }

@@ -205,9 +205,26 @@ pub fn failed_toast(contact: &str, what: &str) -> Toast {
 /// `D Mon HH:MM` (UTC) for a unix time, for the alerts list: the month
 /// by name, so that no reader takes 12-04 for the 12th of April.
 pub fn short_time(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
+    let (_, month, day) = civil_date(unix);
     let secs = unix % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let name = MONTHS
+        .get(usize::try_from(month - 1).unwrap_or(0))
+        .unwrap_or(&"?");
+    format!("{day} {name} {:02}:{:02}", secs / 3600, (secs % 3600) / 60)
+}
+
+/// `YYYY-MM-DD` (UTC) for a unix time, e.g. when a pad was made.
+pub fn date(unix: u64) -> String {
+    let (year, month, day) = civil_date(unix);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// (year, month, day) of a unix time, UTC (proleptic Gregorian).
+fn civil_date(unix: u64) -> (i64, i64, i64) {
+    let days = (unix / 86_400) as i64;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -216,13 +233,62 @@ pub fn short_time(unix: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let name = MONTHS
-        .get(usize::try_from(month - 1).unwrap_or(0))
-        .unwrap_or(&"?");
-    format!("{day} {name} {:02}:{:02}", secs / 3600, (secs % 3600) / 60)
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Why a contact name is refused, as the keyboard says it. The rule is
+/// the pad store's (firmware decides which applies; see the keyboard's
+/// [`crate::keyboard::TextCheck`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameProblem {
+    Empty,
+    TooLong {
+        max: usize,
+    },
+    StartsWithDot,
+    /// The first character outside the allowed ones.
+    BadChar(char),
+    /// Another contact has this name.
+    Taken,
+    /// Refused by a rule none of the above names.
+    NotAllowed,
+}
+
+/// The keyboard's words for a refused name.
+pub fn name_problem(p: &NameProblem) -> String {
+    const ALLOWED: &str = "letters, digits and . _ - @";
+    match p {
+        NameProblem::Empty => "Type a name first.".into(),
+        NameProblem::TooLong { max } => format!("Too long: at most {max} characters."),
+        NameProblem::StartsWithDot => "A name cannot start with a dot.".into(),
+        NameProblem::BadChar(' ') => format!("No spaces in a name: only {ALLOWED}."),
+        NameProblem::BadChar(c) => {
+            let c = if c.is_control() {
+                format!("U+{:04X}", u32::from(*c))
+            } else {
+                c.to_string()
+            };
+            format!("“{c}” cannot be in a name: only {ALLOWED}.")
+        }
+        NameProblem::Taken => "You already have a contact with this name.".into(),
+        NameProblem::NotAllowed => {
+            format!("Not a valid name: 1 to 64 of {ALLOWED}, not starting with a dot.")
+        }
+    }
+}
+
+/// The toast after a contact and its pad were removed.
+pub fn removed_toast(contact: &str) -> Toast {
+    Toast::success(format!("Removed {contact}; the pad is erased"))
+}
+
+/// The toast when a removal must wait for the request on screen.
+pub fn remove_busy_toast(contact: &str) -> Toast {
+    failed_toast(
+        contact,
+        "not removed while a request waits for your answer; try again",
+    )
 }
 
 #[cfg(test)]
@@ -239,6 +305,26 @@ mod tests {
         assert_eq!(short_time(1_709_251_140), "29 Feb 23:59");
         // 2026-12-04 06:00 UTC: not "12-04" (issue 15)
         assert_eq!(short_time(1_796_364_000), "4 Dec 06:00");
+    }
+
+    #[test]
+    fn dates_are_utc_civil_dates() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(1_795_326_060), "2026-11-22");
+        assert_eq!(date(1_709_251_140), "2024-02-29");
+        // 2000-03-01 00:00:00 UTC: after a leap day in a year that is a
+        // multiple of 400.
+        assert_eq!(date(951_868_800), "2000-03-01");
+    }
+
+    #[test]
+    fn name_problems_say_what_is_wrong() {
+        assert_eq!(name_problem(&NameProblem::Empty), "Type a name first.");
+        assert!(name_problem(&NameProblem::TooLong { max: 64 }).contains("at most 64"));
+        assert!(name_problem(&NameProblem::BadChar(' ')).starts_with("No spaces"));
+        assert!(name_problem(&NameProblem::BadChar('!')).starts_with("“!”"));
+        // A control character is not put on the screen as it is.
+        assert!(!name_problem(&NameProblem::BadChar('\u{7}')).contains('\u{7}'));
     }
 
     #[test]

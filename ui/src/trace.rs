@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScreenTrace {
     /// "home", "confirm-seal", "confirm-open", "pairing", "alerts", "about",
-    /// "progress".
+    /// "progress", "contact", "remove-contact", "keyboard".
     pub screen: String,
     pub texts: Vec<String>,
     pub buttons: Vec<TraceButton>,
@@ -27,7 +27,9 @@ pub struct ScreenTrace {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceButton {
     /// Stable id ("approve", "reject", "alerts", "about", "back", "cancel",
-    /// "dismiss-toast").
+    /// "dismiss-toast", "contact:0" for the first contact row, "remove",
+    /// "remove-confirm", "remove-cancel", keyboard keys "kb-char-a",
+    /// "kb-shift", "kb-done", ...).
     pub id: String,
     /// What the button says.
     pub label: String,

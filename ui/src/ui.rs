@@ -28,8 +28,10 @@ use crate::clock::Clock;
 use crate::display::{Display, Frame, Rect};
 use crate::error::UiError;
 use crate::generated::{AppWindow, Bridge, Theme};
+use crate::keyboard::{self, Key, KeyboardLayout, TextAnswer, TextCheck, TextRequest, Typing};
 use crate::model::{
-    AboutView, AlertView, Decision, HomeView, ProgressView, Prompt, PushButton, Toast, UiEvent,
+    AboutView, AlertView, ContactDetailsView, Decision, HomeView, ProgressView, Prompt, PushButton,
+    Toast, UiEvent,
 };
 use crate::platform;
 use crate::screens::{self, Layout};
@@ -72,6 +74,14 @@ enum Msg {
         reply: Sender<Decision>,
     },
     Cancel(u64),
+    AskText {
+        id: u64,
+        request: TextRequest,
+        check: TextCheck,
+        reply: Sender<TextAnswer>,
+    },
+    CancelText(u64),
+    ContactDetails(ContactDetailsView),
     Home(HomeView),
     Alerts(Vec<AlertView>),
     About(AboutView),
@@ -125,6 +135,39 @@ impl PromptTicket {
     }
 }
 
+/// The answer to one request for text ([`UiHandle::ask_text`]), to wait on.
+#[derive(Debug)]
+pub struct TextTicket {
+    id: u64,
+    rx: Receiver<TextAnswer>,
+}
+
+impl TextTicket {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Blocks until Done (on an accepted text) or Cancel.
+    pub fn wait(&self) -> TextAnswer {
+        self.rx.recv().unwrap_or(TextAnswer::Cancelled)
+    }
+    /// Like [`wait`](Self::wait) but gives up after `timeout` (`None`).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<TextAnswer> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(a) => Some(a),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(TextAnswer::Cancelled),
+        }
+    }
+    /// The answer if there is one already.
+    pub fn try_answer(&self) -> Option<TextAnswer> {
+        match self.rx.try_recv() {
+            Ok(a) => Some(a),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(TextAnswer::Cancelled),
+        }
+    }
+}
+
 impl UiHandle {
     /// Shows `prompt`; the ticket receives the decision. If the UI is gone
     /// the ticket answers [`Decision::Cancelled`].
@@ -137,6 +180,33 @@ impl UiHandle {
     /// Withdraws the prompt if it is still open (it answers `Cancelled`).
     pub fn cancel(&self, ticket: &PromptTicket) {
         let _ = self.tx.send(Msg::Cancel(ticket.id));
+    }
+    /// Shows the on-screen keyboard for `request` (see
+    /// [`crate::keyboard`]): the ticket gets the text once Done is tapped
+    /// and `check` accepts it, or [`TextAnswer::Cancelled`]. A request
+    /// while another is on screen gets [`TextAnswer::Busy`] at once.
+    /// Prompts and progress still come first; the keyboard (and what was
+    /// typed) is back when they are gone.
+    pub fn ask_text(&self, request: TextRequest, check: TextCheck) -> TextTicket {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let (reply, rx) = mpsc::channel();
+        let _ = self.tx.send(Msg::AskText {
+            id,
+            request,
+            check,
+            reply,
+        });
+        TextTicket { id, rx }
+    }
+    /// Takes the keyboard off the screen if it is still there for this
+    /// ticket (it answers `Cancelled`).
+    pub fn cancel_text(&self, ticket: &TextTicket) {
+        let _ = self.tx.send(Msg::CancelText(ticket.id));
+    }
+    /// The facts for the contact screen, after [`UiEvent::ContactOpened`]
+    /// (shown if that contact's screen is open).
+    pub fn set_contact_details(&self, details: ContactDetailsView) {
+        let _ = self.tx.send(Msg::ContactDetails(details));
     }
     pub fn set_home(&self, home: HomeView) {
         let _ = self.tx.send(Msg::Home(home));
@@ -362,11 +432,26 @@ struct ActivePrompt {
     armed_traced: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum UserScreen {
     Home,
     Alerts,
     About,
+    /// The details of the contact of this name.
+    Contact(String),
+    /// "Remove this contact?"
+    RemoveContact(String),
+}
+
+/// A request for text on the keyboard.
+struct ActiveText {
+    id: u64,
+    request: TextRequest,
+    check: TextCheck,
+    reply: Sender<TextAnswer>,
+    typing: Typing,
+    /// Why the last Done was refused; cleared by the next key.
+    reason: Option<String>,
 }
 
 /// A UI running on its own thread, from [`Ui::spawn`].
@@ -427,6 +512,9 @@ pub struct Ui {
     held: [Option<Press>; 2],
     toast: Option<(Toast, Duration)>,
     user_screen: UserScreen,
+    details: Option<ContactDetailsView>,
+    text: Option<ActiveText>,
+    keys: KeyboardLayout,
     press: Option<Press>,
     screen_texts: Vec<String>,
     countdown_text: Option<String>,
@@ -490,6 +578,9 @@ impl Ui {
             held: [None; 2],
             toast: None,
             user_screen: UserScreen::Home,
+            details: None,
+            text: None,
+            keys: keyboard::layout(width, height, layout.compact),
             press: None,
             screen_texts: Vec::new(),
             countdown_text: None,
@@ -721,6 +812,9 @@ impl Ui {
                 armed,
             })
             .collect();
+        if self.screen_name() == "home" {
+            buttons.extend(self.contact_buttons(armed));
+        }
         if let Some(t) = &self.toast_text {
             texts.push(t.clone());
             let b = self.app.get_toast_info();
@@ -743,16 +837,41 @@ impl Ui {
         }
     }
 
+    /// One button per contact row on the home screen (id `contact:I`,
+    /// labelled with the name as shown), where the rows are drawn.
+    fn contact_buttons(&self, armed: bool) -> Vec<TraceButton> {
+        let first = self.app.get_contact_first_row();
+        let step = self.app.get_contact_row_step();
+        let shown = screens::home_rows_shown(self.layout, self.home.contacts.len());
+        self.home.contacts[..shown]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| TraceButton {
+                id: format!("contact:{i}"),
+                label: screens::contact_name(&c.name),
+                x: first.x.round().max(0.0) as u32,
+                y: (first.y + step * i as f32).round().max(0.0) as u32,
+                w: first.w.round().max(0.0) as u32,
+                h: first.h.round().max(0.0) as u32,
+                armed,
+            })
+            .collect()
+    }
+
     fn screen_name(&self) -> &'static str {
         if let Some(p) = &self.prompt {
             screens::prompt_screen(&p.prompt)
         } else if self.progress.is_some() {
             "progress"
+        } else if self.text.is_some() {
+            "keyboard"
         } else {
             match self.user_screen {
                 UserScreen::Home => "home",
                 UserScreen::Alerts => "alerts",
                 UserScreen::About => "about",
+                UserScreen::Contact(_) => "contact",
+                UserScreen::RemoveContact(_) => "remove-contact",
             }
         }
     }
@@ -812,6 +931,37 @@ impl Ui {
                 if self.prompt.as_ref().is_some_and(|p| p.id == id) {
                     self.resolve(Decision::Cancelled);
                 }
+            }
+            Msg::AskText {
+                id,
+                request,
+                check,
+                reply,
+            } => {
+                if self.text.is_some() {
+                    let _ = reply.send(TextAnswer::Busy);
+                    return;
+                }
+                self.text = Some(ActiveText {
+                    id,
+                    typing: Typing::new(&request),
+                    request,
+                    check,
+                    reply,
+                    reason: None,
+                });
+                self.content_dirty = true;
+            }
+            Msg::CancelText(id) => {
+                if self.text.as_ref().is_some_and(|t| t.id == id) {
+                    self.end_text(TextAnswer::Cancelled);
+                }
+            }
+            Msg::ContactDetails(d) => {
+                if matches!(&self.user_screen, UserScreen::Contact(n) if *n == d.name) {
+                    self.content_dirty = true;
+                }
+                self.details = Some(d);
             }
             Msg::Home(h) => {
                 self.home = h;
@@ -1025,6 +1175,46 @@ impl Ui {
                 self.user_screen = UserScreen::Home;
                 self.content_dirty = true;
             }
+            _ if id.starts_with(keyboard::KEY_PREFIX) => {
+                if let Some(k) = Key::from_id(id) {
+                    self.on_key(k);
+                }
+            }
+            _ if id.starts_with("contact:") => {
+                let shown = screens::home_rows_shown(self.layout, self.home.contacts.len());
+                let row = id["contact:".len()..].parse::<usize>().ok();
+                if let Some(c) = row.filter(|i| *i < shown).map(|i| &self.home.contacts[i]) {
+                    let name = c.name.clone();
+                    self.details = None;
+                    // Nothing may cover this screen's buttons (a toast sits
+                    // where Back and Remove are).
+                    self.toast = None;
+                    self.user_screen = UserScreen::Contact(name.clone());
+                    let _ = self.events_tx.send(UiEvent::ContactOpened { name });
+                    self.content_dirty = true;
+                }
+            }
+            "remove" => {
+                if let UserScreen::Contact(name) = &self.user_screen {
+                    self.toast = None;
+                    self.user_screen = UserScreen::RemoveContact(name.clone());
+                    self.content_dirty = true;
+                }
+            }
+            "remove-cancel" => {
+                if let UserScreen::RemoveContact(name) = &self.user_screen {
+                    self.user_screen = UserScreen::Contact(name.clone());
+                    self.content_dirty = true;
+                }
+            }
+            "remove-confirm" => {
+                if let UserScreen::RemoveContact(name) = &self.user_screen {
+                    let name = name.clone();
+                    self.user_screen = UserScreen::Home;
+                    let _ = self.events_tx.send(UiEvent::RemoveContact { name });
+                    self.content_dirty = true;
+                }
+            }
             "cancel" if self.progress.is_some() => {
                 let _ = self.events_tx.send(UiEvent::ProgressCancelled);
             }
@@ -1033,6 +1223,38 @@ impl Ui {
                 self.content_dirty = true;
             }
             _ => {}
+        }
+    }
+
+    /// A key of the on-screen keyboard.
+    fn on_key(&mut self, key: Key) {
+        let Some(t) = self.text.as_mut() else {
+            return;
+        };
+        match key {
+            Key::Cancel => self.end_text(TextAnswer::Cancelled),
+            Key::Done => match (t.check)(&t.typing.text) {
+                Ok(()) => {
+                    let text = t.typing.text.clone();
+                    self.end_text(TextAnswer::Done(text));
+                }
+                Err(reason) => {
+                    t.reason = Some(reason);
+                    self.content_dirty = true;
+                }
+            },
+            k => {
+                t.typing.press(k);
+                t.reason = None;
+                self.content_dirty = true;
+            }
+        }
+    }
+
+    fn end_text(&mut self, answer: TextAnswer) {
+        if let Some(t) = self.text.take() {
+            let _ = t.reply.send(answer);
+            self.content_dirty = true;
         }
     }
 
@@ -1090,10 +1312,18 @@ impl Ui {
     fn refresh(&mut self) {
         self.content_dirty = false;
         let name = self.screen_name();
-        self.screen_texts = match (&self.prompt, &self.progress, self.user_screen) {
-            (Some(p), _, _) => screens::apply_prompt(&self.app, self.layout, &p.prompt),
-            (None, Some(pr), _) => screens::apply_progress(&self.app, pr),
-            (None, None, UserScreen::Alerts) => {
+        self.screen_texts = match (&self.prompt, &self.progress, &self.text, &self.user_screen) {
+            (Some(p), _, _, _) => screens::apply_prompt(&self.app, self.layout, &p.prompt),
+            (None, Some(pr), _, _) => screens::apply_progress(&self.app, pr),
+            (None, None, Some(t), _) => screens::apply_keyboard(
+                &self.app,
+                self.layout,
+                &self.keys,
+                t.request.kind,
+                &t.typing,
+                t.reason.as_deref(),
+            ),
+            (None, None, None, UserScreen::Alerts) => {
                 let page = screens::apply_alerts(
                     &self.app,
                     self.layout,
@@ -1105,9 +1335,15 @@ impl Ui {
                 self.alerts_shown = self.alerts_shown.max(page.unacked_through);
                 page.texts
             }
-            (None, None, UserScreen::About) => screens::apply_about(&self.app, &self.about),
-            (None, None, UserScreen::Home) => {
+            (None, None, None, UserScreen::About) => screens::apply_about(&self.app, &self.about),
+            (None, None, None, UserScreen::Home) => {
                 screens::apply_home(&self.app, self.layout, &self.home)
+            }
+            (None, None, None, UserScreen::Contact(name)) => {
+                screens::apply_contact(&self.app, name, self.details.as_ref())
+            }
+            (None, None, None, UserScreen::RemoveContact(name)) => {
+                screens::apply_remove_contact(&self.app, name)
             }
         };
         self.app.set_screen(name.into());
@@ -1122,9 +1358,16 @@ impl Ui {
 impl Drop for Ui {
     fn drop(&mut self) {
         self.resolve(Decision::Cancelled);
+        self.end_text(TextAnswer::Cancelled);
         while let Ok(m) = self.rx.try_recv() {
-            if let Msg::Prompt { reply, .. } = m {
-                let _ = reply.send(Decision::Cancelled);
+            match m {
+                Msg::Prompt { reply, .. } => {
+                    let _ = reply.send(Decision::Cancelled);
+                }
+                Msg::AskText { reply, .. } => {
+                    let _ = reply.send(TextAnswer::Cancelled);
+                }
+                _ => {}
             }
         }
     }

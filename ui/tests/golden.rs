@@ -1,5 +1,6 @@
 //! Golden PNGs guard the look of home, confirm-seal and confirm-open at
-//! 800x480. Regenerate after an intended change with
+//! 800x480, and of the contact screens and the keyboard at 800x480 and
+//! 480x320. Regenerate after an intended change with
 //!
 //!     OTC_UPDATE_GOLDEN=1 cargo test -p otc-ui --test golden
 //!
@@ -128,6 +129,41 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     r.tap("about");
     snapshot(&format!("about-{size}"), &r);
     r.tap("back");
+
+    // The contact screens and the keyboard are checked at both sizes.
+    r.tap("bob");
+    r.handle.set_contact_details(ContactDetailsView {
+        name: "bob".into(),
+        send_left_bytes: 734_003_200,
+        send_total_bytes: 1_000_000_000,
+        send_messages_left: 5_560_630,
+        receive_left_bytes: 999_000_000,
+        receive_total_bytes: 1_000_000_000,
+        receive_messages_left: 7_568_181,
+        format: "v3".into(),
+        fingerprint: "7f3a9c21e0b4d58a".into(),
+        made_unix: Some(1_795_326_060),
+    });
+    r.step();
+    check(&format!("contact-{size}"), &r.screen.frame());
+    r.tap("Remove");
+    check(&format!("remove-contact-{size}"), &r.screen.frame());
+    r.tap("Cancel");
+    r.tap("Back");
+
+    let t = r.handle.ask_text(
+        TextRequest::contact_name(),
+        Box::new(|_: &str| Err("A name cannot start with a dot.".into())),
+    );
+    r.step();
+    check(&format!("keyboard-{size}"), &r.screen.frame());
+    for k in [".", "b", "o", "b", "⇧"] {
+        r.tap(k);
+    }
+    r.tap("Done");
+    check(&format!("keyboard-refused-{size}"), &r.screen.frame());
+    r.handle.cancel_text(&t);
+    r.step();
 
     let t = r.prompt(seal());
     snapshot(&format!("confirm-seal-{size}"), &r);

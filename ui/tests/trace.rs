@@ -77,6 +77,65 @@ fn home_link_down_and_empty() {
     assert_eq!(t.button("alerts").unwrap().label, "Alerts");
 }
 
+/// The home screen's contact rows stay on the screen, inside its margin,
+/// below About and Alerts and apart from each other, at both sizes and
+/// however many contacts there are; the rest are counted.
+#[test]
+fn home_rows_fit_below_the_header_at_both_sizes() {
+    for (w, h, margin) in [(800u32, 480u32, 20u32), (480, 320, 10)] {
+        for extra in 0..6 {
+            let mut r = Rig::new(w, h);
+            let mut home = home();
+            for i in 0..extra {
+                home.contacts.push(ContactView {
+                    name: format!("friend{i}"),
+                    pad_left_bytes: 1,
+                    pad_total_bytes: 2,
+                    messages_left: 0,
+                    damaged: false,
+                });
+            }
+            let n = home.contacts.len();
+            r.handle.set_home(home);
+            r.step();
+            let t = r.trace();
+            let header = ["about", "alerts"].map(|id| {
+                t.button(id)
+                    .unwrap_or_else(|| panic!("no {id} at {w}x{h}: {}", t.to_json()))
+                    .clone()
+            });
+            let rows: Vec<_> = t
+                .buttons
+                .iter()
+                .filter(|b| b.id.starts_with("contact:"))
+                .collect();
+            assert!(!rows.is_empty(), "{n} contacts at {w}x{h}");
+            let more = n - rows.len();
+            if more > 0 {
+                let s = if more == 1 { "" } else { "s" };
+                assert!(
+                    t.has_text(&format!("+ {more} more contact{s}")),
+                    "{}",
+                    t.to_json()
+                );
+            }
+            for (i, b) in rows.iter().enumerate() {
+                let at = format!("{w}x{h}, {n} contacts, {b:?}");
+                assert!(b.x >= margin && b.x + b.w <= w - margin, "{at}");
+                assert!(b.y + b.h <= h - margin, "off the bottom: {at}");
+                for hb in &header {
+                    // Below the header's buttons, with the link's line
+                    // between them.
+                    assert!(b.y > hb.y + hb.h + 10, "on {}: {at}", hb.id);
+                }
+                if let Some(next) = rows.get(i + 1) {
+                    assert!(b.y + b.h < next.y, "rows overlap: {at}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn home_with_many_contacts_says_how_many_more() {
     let mut r = Rig::new(800, 480);
@@ -407,6 +466,12 @@ fn every_screen_fits_480x320_with_big_buttons() {
     assert_eq!(r.trace().screen, "about");
     traces.push(r.trace());
     r.tap("back");
+    r.tap("bob");
+    traces.push(r.trace());
+    r.tap("Remove");
+    traces.push(r.trace());
+    r.tap("Cancel");
+    r.tap("Back");
     for p in [seal(), open(), pair()] {
         let t = r.prompt(p);
         traces.push(r.trace());
@@ -416,7 +481,13 @@ fn every_screen_fits_480x320_with_big_buttons() {
     for t in &traces {
         assert!(!t.buttons.is_empty(), "{}", t.to_json());
         for b in &t.buttons {
-            assert!(b.h >= 60, "{} {b:?} too small", t.screen);
+            if b.id.starts_with("contact:") {
+                // A contact row is a list item: not as tall as a button
+                // (3 rows and "+ N more" must fit), but 7 mm and nearly the screen wide.
+                assert!(b.h >= 44 && b.w >= 400, "{} {b:?} too small", t.screen);
+            } else {
+                assert!(b.h >= 60, "{} {b:?} too small", t.screen);
+            }
             assert!(
                 b.x + b.w <= 480 && b.y + b.h <= 320,
                 "{} {b:?} off screen",
