@@ -65,7 +65,7 @@ test: deps check qemu-test
 
 bench: deps
 	$(CARGO) bench -p otc-proto --bench formats
-	$(CARGO) bench -p otc-device --bench store
+	$(CARGO) bench -p otc-pad --bench store
 	$(CARGO) bench -p otc-device --bench audit
 	$(CARGO) bench -p otc-device --bench rpc
 	$(CARGO) bench -p otc-ui --bench render

@@ -6,13 +6,15 @@ use crate::config::Config;
 use crate::device::{RunOptions, StartOptions};
 use crate::error::{Error, Result};
 use crate::net::Bind;
+use crate::pad::Error as PadError;
 use crate::pad::PadStore;
 #[cfg(any(debug_assertions, feature = "debug-cli"))]
 use crate::pad::StoreOptions;
 use crate::pad::export;
 use crate::pad::generate::{self, NewPad, Phase};
 use crate::pad::legacy;
-use crate::pad::size::{human, parse_size};
+use crate::pad::size::parse_size;
+use crate::units::human;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use otc_proto::Format;
@@ -526,7 +528,7 @@ struct ImportedPad {
 fn import_pad<T>(
     data: &Path,
     file: &Path,
-    import: impl FnOnce(&PadStore, &mut dyn FnMut(u64, u64)) -> Result<T>,
+    import: impl FnOnce(&PadStore, &mut dyn FnMut(u64, u64)) -> crate::pad::Result<T>,
     pad: impl Fn(&T) -> ImportedPad,
 ) -> Result<T> {
     let store = PadStore::open_dir(data)?;
@@ -617,7 +619,7 @@ fn pad_list(data: &Path, json: bool) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     if json {
-        let text = serde_json::to_string_pretty(&list).map_err(|e| Error::CorruptMeta {
+        let text = serde_json::to_string_pretty(&list).map_err(|e| PadError::CorruptMeta {
             what: "contact list".into(),
             reason: e.to_string(),
         })?;
@@ -737,11 +739,11 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
             while count.is_none_or(|c| n < c) {
                 let s = match store.seal(&contact, &message) {
                     Ok(s) => s,
-                    Err(Error::PadExhausted { .. }) | Err(Error::TooLarge { .. }) => {
+                    Err(PadError::PadExhausted { .. }) | Err(PadError::TooLarge { .. }) => {
                         let _ = writeln!(out, "exhausted");
                         break;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 };
                 let meta_side_desc = s.cost;
                 writeln!(
@@ -755,7 +757,7 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
                 .map_err(|e| Error::io("cannot write", e))?;
                 n += 1;
             }
-            store.close()
+            Ok(store.close()?)
         }
         DebugCommand::Seal { contact, message } => {
             let store = PadStore::open_dir(data)?;
@@ -765,7 +767,7 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
             Ok(())
         }
         DebugCommand::Open { contact, package } => {
-            let bytes = hex::decode(package.trim()).map_err(|e| Error::BadPackage {
+            let bytes = hex::decode(package.trim()).map_err(|e| PadError::BadPackage {
                 format: "hex".into(),
                 reason: e.to_string(),
             })?;
@@ -788,10 +790,11 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
 fn short_id(pad_id: &str) -> Result<&str> {
     match pad_id.get(..16) {
         Some(s) if s.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(s),
-        _ => Err(Error::CorruptMeta {
+        _ => Err(PadError::CorruptMeta {
             what: "pad id".into(),
             reason: format!("{pad_id:?} is not 64 hex digits"),
-        }),
+        }
+        .into()),
     }
 }
 

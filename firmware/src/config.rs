@@ -264,7 +264,7 @@ pub fn set_owner(dir: &Path, owner: &str) -> Result<()> {
         std::fs::rename(&tmp, &path)
     };
     write().map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-    crate::pad::fsutil::sync_dir(dir)
+    Ok(crate::pad::fsutil::sync_dir(dir)?)
 }
 
 #[cfg(test)]

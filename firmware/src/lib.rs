@@ -3,7 +3,8 @@
 //! This crate is the appliance: it keeps one-time pads and spends them only
 //! on its owner's approval.
 //!
-//! * [`pad`]: the crash-safe pad store.
+//! * [`pad`]: the crash-safe pad store, the crate otc-pad (re-exported
+//!   under this name, so `otc_device::pad::...` paths name it).
 //! * [`confirm`]: the confirmation broker (one prompt at a time).
 //! * [`rpc`]: the HTTP/JSON endpoint for the chat client; [`front`]: the
 //!   layer every connection passes first (limits, deadlines, Host, Origin,
@@ -12,7 +13,8 @@
 //! * [`device`]: `otc-device run`, wiring all of it to the screen;
 //!   [`board`]: what it runs on (which screen to open; the status LED,
 //!   push buttons and backlight; the board's model).
-//! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line.
+//! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line; [`units`]:
+//!   byte counts for people.
 //! * [`platform`]: the clocks, the RNG and the link state, with test twins.
 
 pub mod audit;
@@ -24,10 +26,12 @@ pub mod device;
 pub mod error;
 pub mod front;
 pub mod net;
-pub mod pad;
 pub mod platform;
 pub mod rpc;
+pub mod units;
 pub mod watchdog;
+
+pub use otc_pad as pad;
 
 pub use error::{Error, Result};
 pub use pad::PadStore;

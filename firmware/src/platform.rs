@@ -12,10 +12,13 @@
 //! * The monotonic clock stays otc-ui's [`Clock`] trait (the screen's
 //!   countdowns and Slint's timers read it, and otc-ui must not depend on
 //!   the firmware); the platform hands out that clock.
-//! * Pad bytes come from [`Platform::fill_random`]
-//!   ([`crate::pad::generate::create_pad_with`]; `create_pad` uses the
-//!   [`RealPlatform`]). The temporary-name tokens (`pad/fsutil.rs`) still
-//!   call `getrandom` themselves: they are names, not secrets, and the
+//! * Pad bytes come from [`RandomSource::fill_random`], the pad crate's
+//!   random seam, which [`Platform`] has as a supertrait
+//!   ([`crate::pad::generate::create_pad_with`] takes any source;
+//!   `create_pad` uses the kernel's, as [`RealPlatform`] does). The
+//!   twin's seeded sequence is the pad crate's [`SeededRandom`]. The
+//!   temporary-name tokens (`pad/src/fsutil.rs`) still call `getrandom`
+//!   themselves: they are names, not secrets, and the
 //!   store is driven by the command line, outside any platform.
 //! * The board's pins are not in this bundle: the SPI display's lines are
 //!   opened once at start by `board::open_spi_display` and handed
@@ -30,20 +33,15 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The random source failed (the text says how; [`crate::Error::Rng`]
-/// tells the user).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RngError(String);
+pub use otc_pad::random::{KernelRandom, RandomSource, RngError, SeededRandom};
 
-/// What the device reads from the world. See the module doc.
-pub trait Platform: Send + Sync {
+/// What the device reads from the world. See the module doc. Random
+/// bytes: the supertrait [`RandomSource`].
+pub trait Platform: RandomSource {
     /// The monotonic clock.
     fn clock(&self) -> Arc<dyn Clock>;
     /// Wall time, in seconds since the Unix epoch.
     fn unix_now(&self) -> u64;
-    /// Fill `buf` with random bytes.
-    fn fill_random(&self, buf: &mut [u8]) -> Result<(), RngError>;
     /// Whether Ethernet interface `name` has its link up.
     fn link_up(&self, name: &str) -> bool;
     /// The first IPv4 address of interface `name`, if it has one.
@@ -77,6 +75,12 @@ impl Default for RealPlatform {
     }
 }
 
+impl RandomSource for RealPlatform {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), RngError> {
+        KernelRandom.fill_random(buf)
+    }
+}
+
 impl Platform for RealPlatform {
     fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()
@@ -84,10 +88,6 @@ impl Platform for RealPlatform {
 
     fn unix_now(&self) -> u64 {
         system_unix_now()
-    }
-
-    fn fill_random(&self, buf: &mut [u8]) -> Result<(), RngError> {
-        getrandom::fill(buf).map_err(|e| RngError(e.to_string()))
     }
 
     fn link_up(&self, name: &str) -> bool {
@@ -105,7 +105,7 @@ impl Platform for RealPlatform {
 pub struct TestPlatform {
     clock: FakeClock,
     wall: AtomicU64,
-    rng: Mutex<u64>,
+    rng: SeededRandom,
     link: AtomicBool,
     address: Mutex<Option<Ipv4Addr>>,
 }
@@ -117,7 +117,7 @@ impl TestPlatform {
         TestPlatform {
             clock: FakeClock::new(),
             wall: AtomicU64::new(wall),
-            rng: Mutex::new(seed),
+            rng: SeededRandom::new(seed),
             link: AtomicBool::new(true),
             address: Mutex::new(None),
         }
@@ -144,13 +144,10 @@ impl TestPlatform {
     }
 }
 
-/// SplitMix64: a small, well-mixed sequence from a seed (test use only).
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+impl RandomSource for TestPlatform {
+    fn fill_random(&self, buf: &mut [u8]) -> Result<(), RngError> {
+        self.rng.fill_random(buf)
+    }
 }
 
 impl Platform for TestPlatform {
@@ -160,15 +157,6 @@ impl Platform for TestPlatform {
 
     fn unix_now(&self) -> u64 {
         self.wall.load(Ordering::Relaxed)
-    }
-
-    fn fill_random(&self, buf: &mut [u8]) -> Result<(), RngError> {
-        let mut state = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        for chunk in buf.chunks_mut(8) {
-            let word = splitmix64(&mut state).to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-        Ok(())
     }
 
     fn link_up(&self, _name: &str) -> bool {

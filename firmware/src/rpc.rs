@@ -185,8 +185,8 @@ fn rate_limited(contact: &str, seconds: u64) -> Failure {
 
 /// The index of a package that was well formed and in range but whose tag
 /// did not verify (a forgery, or damage in transit), if `e` says so.
-fn forged_at(e: &crate::Error, package: &[u8], format: Format) -> Option<u64> {
-    if !matches!(e, crate::Error::VerifyFailed {}) {
+fn forged_at(e: &crate::pad::Error, package: &[u8], format: Format) -> Option<u64> {
+    if !matches!(e, crate::pad::Error::VerifyFailed {}) {
         return None;
     }
     match format {
@@ -203,14 +203,14 @@ fn stopping() -> Failure {
 }
 
 /// A store error as the client sees it: the code from the one mapping
-/// (`From<&Error> for ErrorCode`, in [`crate::error`]) and a message that
+/// (`From<&Error> for ErrorCode`, in [`crate::pad::error`]) and a message that
 /// says what to do without internal detail. A storage error (disk full,
 /// I/O error) is `internal`, and a pad file that does not match its record
 /// `damaged_pad`, on every path. Otherwise, on the opening path
 /// (`opening`) nothing is `internal`: every failure that is not about the
 /// contact or size is `bad_package`, and its message carries nothing.
-fn store_failure(e: &crate::Error, opening: bool) -> Failure {
-    use crate::Error as E;
+fn store_failure(e: &crate::pad::Error, opening: bool) -> Failure {
+    use crate::pad::Error as E;
     match (ErrorCode::from(e), e) {
         (ErrorCode::DamagedPad, E::PadDamaged { contact, .. } | E::PadFileMissing { contact }) => {
             fail(
@@ -781,11 +781,11 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         &self,
         action: &str,
         contact: &str,
-        e: &crate::Error,
+        e: &crate::pad::Error,
         opening: bool,
     ) -> Failure {
         let reason = match e {
-            crate::Error::Io { .. } => format!("storage error: {e}"),
+            crate::pad::Error::Io { .. } => format!("storage error: {e}"),
             _ => e.to_string(),
         };
         self.audit(Event::Failed {
@@ -796,7 +796,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         (self.notify)(Notice::Failed {
             contact: contact.to_string(),
             what: match e {
-                crate::Error::Io { .. } => format!("storage error: could not {action}"),
+                crate::pad::Error::Io { .. } => format!("storage error: could not {action}"),
                 _ => format!("could not {action}"),
             },
         });
@@ -892,7 +892,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         if let Some(seconds) = self.rate_limited(contact) {
             return Err(rate_limited(contact, seconds));
         }
-        if let crate::Error::Replay { index } = e {
+        if let crate::pad::Error::Replay { index } = e {
             return Err(self.replay_refused(contact, index));
         }
         self.refused(contact);
@@ -942,10 +942,10 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             Ok(o) => Ok(o),
             // Opened meanwhile by another request for the same range
             // (approved while this one waited): still a replay.
-            Err(crate::Error::Replay { index }) => Err(self.replay_refused(contact, index)),
+            Err(crate::pad::Error::Replay { index }) => Err(self.replay_refused(contact, index)),
             Err(e) => {
                 let f = store_failure(&e, true);
-                if let crate::Error::RangeBurned { index, .. } = e {
+                if let crate::pad::Error::RangeBurned { index, .. } = e {
                     self.audit(Event::Burned {
                         contact: contact.to_string(),
                         index,

@@ -16,7 +16,7 @@ use super::meta::{ContactMeta, Origin, Side};
 use super::store::{MAX_PAD_SIZE, MIN_PAD_SIZE, PadStore, validate_contact_name};
 use super::vfs::VFile;
 use crate::error::{Error, IoContext, Result};
-use crate::platform::{Platform, RealPlatform};
+use crate::random::{KernelRandom, RandomSource};
 use otc_proto::Format;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -76,19 +76,19 @@ pub fn check_geometry(size: u64, split: Option<u64>) -> Result<u64> {
 
 /// Make a new pad for `req.contact` (we are side A) and its export file.
 /// `progress` gets (phase, bytes done in that phase, phase total). The
-/// random bytes come from the kernel ([`RealPlatform`]).
+/// random bytes come from the kernel ([`KernelRandom`]).
 pub fn create_pad(
     store: &PadStore,
     req: &NewPad,
     progress: &mut dyn FnMut(Phase, u64, u64),
 ) -> Result<Created> {
-    create_pad_with(&RealPlatform::new(), store, req, progress)
+    create_pad_with(&KernelRandom, store, req, progress)
 }
 
 /// [`create_pad`], with the random bytes from `platform` (tests pass the
-/// seeded [`crate::platform::TestPlatform`]).
+/// seeded [`crate::random::SeededRandom`]).
 pub fn create_pad_with(
-    platform: &dyn Platform,
+    platform: &dyn RandomSource,
     store: &PadStore,
     req: &NewPad,
     progress: &mut dyn FnMut(Phase, u64, u64),
@@ -170,7 +170,7 @@ pub fn create_pad_with(
 
 /// Fill `pad` with `size` random bytes; returns their SHA-256.
 fn fill(
-    platform: &dyn Platform,
+    platform: &dyn RandomSource,
     pad: &dyn VFile,
     size: u64,
     mut source: Option<&mut (Box<dyn Read>, String)>,
@@ -228,7 +228,7 @@ pub fn export_temp_path(export: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::TestPlatform;
+    use crate::random::SeededRandom;
 
     /// The pad bytes come from the platform's RNG: the same seed makes
     /// the same pad, another seed another one.
@@ -238,7 +238,7 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let store = PadStore::open_dir(&dir).unwrap();
         let created = create_pad_with(
-            &TestPlatform::new(0, seed),
+            &SeededRandom::new(seed),
             &store,
             &NewPad {
                 contact: "bob".into(),

@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
-use otc_device::Error;
-use otc_device::pad::export::{self, HEADER_LEN};
-use otc_device::pad::generate::{NewPad, create_pad};
-use otc_device::pad::legacy::import_legacy;
-use otc_device::pad::{PadStore, Side};
+use otc_pad::Error;
+use otc_pad::export::{self, HEADER_LEN};
+use otc_pad::generate::{NewPad, create_pad};
+use otc_pad::legacy::import_legacy;
+use otc_pad::{PadStore, Side};
 use otc_proto::Format;
 use std::collections::HashSet;
 use std::path::Path;
@@ -337,7 +337,7 @@ fn legacy_metadata_disagrees() {
 #[test]
 fn bad_sizes() {
     for s in ["", "12Q", "-5", "1.5G", "0"] {
-        expect_code(otc_device::pad::size::parse_size(s), "bad_size");
+        expect_code(otc_pad::size::parse_size(s), "bad_size");
     }
 }
 

@@ -4,11 +4,11 @@
 //! files in a temporary directory (real fsync at every reservation block,
 //! and for every opened message).
 //!
-//! Run: `cargo bench -p otc-device --bench store`
+//! Run: `cargo bench -p otc-pad --bench store`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use otc_device::pad::generate::{NewPad, create_pad};
-use otc_device::pad::{PadStore, StoreOptions};
+use otc_pad::generate::{NewPad, create_pad};
+use otc_pad::{PadStore, StoreOptions};
 use otc_proto::Format;
 use std::time::{Duration, Instant};
 
@@ -135,7 +135,7 @@ fn pair(format: Format) -> Pair {
         &mut |_, _, _| {},
     )
     .expect("create pad");
-    otc_device::pad::export::import(&bob, &export, "alice", &mut |_, _| {}).expect("import");
+    otc_pad::export::import(&bob, &export, "alice", &mut |_, _| {}).expect("import");
     std::fs::remove_file(export).expect("remove export");
     Pair {
         _dir: dir,

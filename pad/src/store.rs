@@ -1,6 +1,6 @@
 //! The pad store proper: data directory, contacts, durable send offsets,
 //! the received-range log, erase after use. See the module docs of
-//! [`crate::pad`] for the rules it keeps.
+//! [`crate`] for the rules it keeps.
 
 use super::fsutil::CHUNK;
 use super::meta::{ContactMeta, META_VERSION, Origin, Range, Side, insert_range, overlaps_any};
@@ -23,7 +23,7 @@ pub const MARKER_FILE: &str = "otc-device.data";
 /// First line of the marker file.
 pub const MARKER_MAGIC: &str = "otc-device data directory, layout 2";
 /// First line of the marker of a layout-1 directory (metadata in sled),
-/// which this version refuses (see the module docs of [`crate::pad`]).
+/// which this version refuses (see the module docs of [`crate`]).
 pub const MARKER_MAGIC_LAYOUT_1: &str = "otc-device data directory, layout 1";
 /// The directory holding one metadata record per contact (`<name>.json`).
 pub const CONTACTS_DIR: &str = "contacts";
@@ -208,7 +208,7 @@ impl Live {
 }
 
 /// A contact whose record names the withdrawn format v2: kept only so its
-/// pad can be erased with `pad remove` (see [`crate::pad`]).
+/// pad can be erased with `pad remove` (see [`crate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Withdrawn {
     pub name: String,
@@ -612,7 +612,7 @@ impl PadStore {
                 .ctx(|| format!("cannot read {}", path.display()))?;
             if let Some(w) = withdrawn_record(&bytes, name) {
                 // Format v2 is withdrawn: keep the contact only so that
-                // `pad remove` can erase its pad (see [`crate::pad`]).
+                // `pad remove` can erase its pad (see [`crate`]).
                 self.mark_used(&w.pad_id, Origin::Imported)?;
                 lock_map(&self.withdrawn).insert(w.name.clone(), w);
                 continue;
@@ -1164,7 +1164,7 @@ impl PadStore {
     /// record with [`Error::Replay`], never by finding erased bytes. A bad
     /// tag is [`Error::VerifyFailed`] and changes nothing, on disk or in
     /// memory: the store never burns pad that no genuine message has
-    /// passed (see the module docs of [`crate::pad`]).
+    /// passed (see the module docs of [`crate`]).
     pub fn open(&self, contact: &str, package: &[u8]) -> Result<Opened> {
         let mut state = self.lock();
         let l = state

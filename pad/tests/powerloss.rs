@@ -25,9 +25,9 @@
 mod common;
 
 use common::Rng;
-use otc_device::Error;
-use otc_device::pad::vfs::{self, CrashRng, Op, Recorder, SimFs, Vfs};
-use otc_device::pad::{PadStore, StoreOptions};
+use otc_pad::Error;
+use otc_pad::vfs::{self, CrashRng, Op, Recorder, SimFs, Vfs};
+use otc_pad::{PadStore, StoreOptions};
 use otc_proto::{Format, v3};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ fn sim_store(fs: &SimFs) -> PadStore {
 fn pair_on(alice: &PadStore, bob: &PadStore, tmp: &Path, size: u64, format: Format, tag: u64) {
     let export = tmp.join(format!("pad-{tag}.otcpad"));
     common::new_pad(alice, "bob", size, format, &export).unwrap();
-    otc_device::pad::export::import(bob, &export, "alice", &mut |_, _| {}).unwrap();
+    otc_pad::export::import(bob, &export, "alice", &mut |_, _| {}).unwrap();
     std::fs::remove_file(&export).unwrap();
 }
 
@@ -493,8 +493,7 @@ fn a_removed_pad_stays_refused_across_power_loss() {
     let alice = sim_store(&alice_fs);
     let export = tmp.path().join("bob.otcpad");
     common::new_pad(&alice, "bob", 8192, Format::V3, &export).unwrap();
-    let import =
-        |s: &PadStore| otc_device::pad::export::import(s, &export, "alice", &mut |_, _| {});
+    let import = |s: &PadStore| otc_pad::export::import(s, &export, "alice", &mut |_, _| {});
     let reopen = |fs: &SimFs| {
         PadStore::open_with_vfs(
             Arc::new(fs.clone()),

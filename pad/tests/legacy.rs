@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
-use otc_device::pad::legacy::import_legacy;
-use otc_device::pad::{Origin, PadStore, Range, Side};
+use otc_pad::legacy::import_legacy;
+use otc_pad::{Origin, PadStore, Range, Side};
 use otc_proto::Format;
 
 fn write_legacy(

@@ -1,5 +1,18 @@
-//! The pad store: one-time pads on disk, spent at most once, erased after
-//! use, and never reused across a crash.
+//! otc-pad, the pad store: one-time pads on disk, spent at most once,
+//! erased after use, and never reused across a crash.
+//!
+//! A library of its own (issue 16; OpenSK keeps its storage the same way,
+//! as `libraries/persistent_store`): the store, the storage seam and its
+//! power-loss simulator, generation with its health tests, export and
+//! import. It has no HTTP, no UI and no command line: it depends on
+//! otc-proto and small crates only (`firmware/tests/architecture.rs` pins
+//! that). The appliance, otc-device, uses it and re-exports it as
+//! `otc_device::pad`. `README.md` next to this crate lists the store's
+//! invariants and the test that guards each.
+//!
+//! Errors are this crate's [`Error`] (see [`error`] for how the error type
+//! is split between this crate and otc-device); random bytes come through
+//! the seam [`random::RandomSource`].
 //!
 //! # Layout of a data directory
 //!
@@ -165,6 +178,8 @@
 //! # Modules
 //!
 //! * [`store`]: the store ([`PadStore`]).
+//! * [`error`]: the store's error type and its RPC mapping.
+//! * [`random`]: where pad bytes come from (the kernel RNG, a seeded twin).
 //! * [`meta`]: the per-contact record and pad geometry.
 //! * [`generate`]: making a new pad (kernel RNG ⊕ optional source, health tests).
 //! * [`health`]: SP 800-90B repetition-count and adaptive-proportion tests.
@@ -173,16 +188,19 @@
 //! * [`size`]: size strings (`64K`, `1G`, ...).
 //! * [`vfs`]: the storage seam, its recorder and power-loss simulator.
 
+pub mod error;
 pub mod export;
-pub(crate) mod fsutil;
+pub mod fsutil;
 pub mod generate;
 pub mod health;
 pub mod legacy;
 pub mod meta;
+pub mod random;
 pub mod size;
 pub mod store;
 pub mod vfs;
 
+pub use error::{Error, Result};
 pub use meta::{ContactMeta, Origin, Range, Side};
 pub use store::{
     ContactSummary, OpenCheck, OpenWarning, Opened, PadStore, Quote, Sealed, StoreOptions,

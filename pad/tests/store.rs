@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use otc_device::Error;
-use otc_device::pad::meta::Range;
-use otc_device::pad::{OpenWarning, PadStore, StoreOptions};
+use otc_pad::Error;
+use otc_pad::meta::Range;
+use otc_pad::{OpenWarning, PadStore, StoreOptions};
 use otc_proto::{Format, v3};
 
 /// 16 pad bytes at `at` (a v3 `r` or `s_k`).
@@ -593,15 +593,14 @@ fn reimporting_a_removed_pad_is_refused() {
     let p = pair(Format::V3, 8192);
     let s1 = p.bob.seal("alice", b"attack at dawn").unwrap();
     p.bob.remove("alice", &mut |_, _| {}).unwrap();
-    let e =
-        otc_device::pad::export::import(&p.bob, &p.export, "alice", &mut |_, _| {}).unwrap_err();
+    let e = otc_pad::export::import(&p.bob, &p.export, "alice", &mut |_, _| {}).unwrap_err();
     assert_eq!(e.code(), "pad_used_before", "{e}");
     assert!(e.to_string().contains("pad new"), "{e}");
     // Also under another name, and after a restart.
     let dir = p.bob.dir().to_path_buf();
     drop(p.bob);
     let bob = PadStore::open_dir(&dir).unwrap();
-    let e = otc_device::pad::export::import(&bob, &p.export, "alice2", &mut |_, _| {}).unwrap_err();
+    let e = otc_pad::export::import(&bob, &p.export, "alice2", &mut |_, _| {}).unwrap_err();
     assert_eq!(e.code(), "pad_used_before");
     assert!(bob.list().is_empty());
     assert!(pad_files(&dir).is_empty(), "{:?}", pad_files(&dir));
@@ -616,11 +615,11 @@ fn importing_our_own_export_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let alice = PadStore::open_dir(dir.path().join("alice")).unwrap();
     let (export, _) = make_pad(&alice, dir.path(), "bob", 8192, Format::V3);
-    let e = otc_device::pad::export::import(&alice, &export, "bob2", &mut |_, _| {}).unwrap_err();
+    let e = otc_pad::export::import(&alice, &export, "bob2", &mut |_, _| {}).unwrap_err();
     assert_eq!(e.code(), "pad_already_stored");
     alice.seal("bob", b"hello").unwrap();
     alice.remove("bob", &mut |_, _| {}).unwrap();
-    let e = otc_device::pad::export::import(&alice, &export, "bob", &mut |_, _| {}).unwrap_err();
+    let e = otc_pad::export::import(&alice, &export, "bob", &mut |_, _| {}).unwrap_err();
     assert_eq!(e.code(), "pad_used_before", "{e}");
     assert!(alice.list().is_empty());
 }
@@ -687,10 +686,10 @@ fn export_file(
     path: &std::path::Path,
     pad: &[u8],
     split: u64,
-    side: otc_device::pad::Side,
+    side: otc_pad::Side,
     format_byte: u8,
 ) {
-    use otc_device::pad::export::ExportHeader;
+    use otc_pad::export::ExportHeader;
     use sha2::{Digest, Sha256};
     let mut head = ExportHeader {
         size: pad.len() as u64,
@@ -718,8 +717,8 @@ fn a_v2_export_is_refused_as_withdrawn() {
     let bob = PadStore::open_dir(dir.path().join("bob")).unwrap();
     let pad: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 1) as u8).collect();
     let path = dir.path().join("v2.otcpad");
-    export_file(&path, &pad, 2048, otc_device::pad::Side::B, 2);
-    let e = otc_device::pad::export::import(&bob, &path, "alice", &mut |_, _| {}).unwrap_err();
+    export_file(&path, &pad, 2048, otc_pad::Side::B, 2);
+    let e = otc_pad::export::import(&bob, &path, "alice", &mut |_, _| {}).unwrap_err();
     assert_eq!(e.code(), "format_withdrawn", "{e}");
     let text = e.to_string();
     assert!(text.contains("v2, which is withdrawn"), "{text}");
@@ -728,8 +727,8 @@ fn a_v2_export_is_refused_as_withdrawn() {
     assert!(bob.list().is_empty());
     assert!(pad_files(bob.dir()).is_empty());
     // The same pad as v3 imports (the refusal was about the format).
-    export_file(&path, &pad, 2048, otc_device::pad::Side::B, 3);
-    otc_device::pad::export::import(&bob, &path, "alice", &mut |_, _| {}).unwrap();
+    export_file(&path, &pad, 2048, otc_pad::Side::B, 3);
+    otc_pad::export::import(&bob, &path, "alice", &mut |_, _| {}).unwrap();
 }
 
 /// Issue 22: a v3 pad whose r (either side's) is zero after clamping is
@@ -744,8 +743,8 @@ fn a_pad_with_a_weak_key_is_refused_at_import() {
         pad[lo..lo + 16].fill(0);
         pad[lo + 3] = 0xf0;
         let path = dir.path().join(format!("weak-{side}.otcpad"));
-        export_file(&path, &pad, 2048, otc_device::pad::Side::B, 3);
-        let e = otc_device::pad::export::import(&bob, &path, "alice", &mut |_, _| {}).unwrap_err();
+        export_file(&path, &pad, 2048, otc_pad::Side::B, 3);
+        let e = otc_pad::export::import(&bob, &path, "alice", &mut |_, _| {}).unwrap_err();
         assert_eq!(e.code(), "weak_key", "side {side}: {e}");
         assert!(e.to_string().contains(&format!("side {side}")), "{e}");
         assert!(e.to_string().contains("anyone could forge"), "{e}");
@@ -793,6 +792,6 @@ fn a_v2_contact_is_withdrawn_and_can_only_be_removed() {
     drop(alice);
     let alice = PadStore::open_dir(&dir).unwrap();
     assert!(alice.list().is_empty() && alice.withdrawn().is_empty());
-    let e = otc_device::pad::export::import(&alice, &p.export, "bob2", &mut |_, _| {}).unwrap_err();
+    let e = otc_pad::export::import(&alice, &p.export, "bob2", &mut |_, _| {}).unwrap_err();
     assert_eq!(e.code(), "pad_used_before", "{e}");
 }

@@ -3,9 +3,9 @@
 //! reading those bytes from the RNG itself. Prints MiB/s (median of 5
 //! passes); timing is reported, never asserted.
 //!
-//! Run: `cargo bench -p otc-device --bench health`
+//! Run: `cargo bench -p otc-pad --bench health`
 
-use otc_device::pad::health::HealthTests;
+use otc_pad::health::HealthTests;
 use std::time::{Duration, Instant};
 
 const TOTAL: usize = 64 << 20;

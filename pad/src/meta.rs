@@ -1,5 +1,5 @@
 //! Per-contact metadata (one JSON record file per contact, see
-//! [`crate::pad`]), and the pad geometry it implies.
+//! [`crate`]), and the pad geometry it implies.
 //!
 //! Offsets here are absolute pad offsets. Send progress is kept as a *count*
 //! of bytes consumed from our region's starting edge in our allocation
@@ -121,7 +121,7 @@ pub struct ContactMeta {
     pub rx: Received,
     /// Receive: ranges burned after too many failed verifications by
     /// earlier versions. No longer produced (failed verifications use
-    /// nothing, see [`crate::pad`]); still read and honoured.
+    /// nothing, see [`crate`]); still read and honoured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub burned: Vec<Range>,
     /// Receive: failed verification counters of earlier versions. No
