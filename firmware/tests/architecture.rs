@@ -7,7 +7,12 @@
 //! * only the RPC endpoint's modules touch sockets: in otc-device, socket
 //!   types, socket crates and socket calls are used in `front.rs`, `net.rs`
 //!   and `rpc.rs` only. Checked on the code as `syn` parses it (renames,
-//!   `self`, globs and renamed crates followed), not by a text search.
+//!   `self`, globs and renamed crates followed), not by a text search;
+//! * the pad store (the crate otc-pad, `pad/`) names no HTTP, UI or
+//!   command-line crate and touches no socket: its Cargo.toml lists none
+//!   (and its normal dependencies are otc-proto and an allow-list of small
+//!   crates), and no path in its source names one, read with `syn` the
+//!   same way.
 
 use std::path::{Path, PathBuf};
 
@@ -233,6 +238,17 @@ impl<'ast> syn::visit::Visit<'ast> for Uses {
         syn::visit::visit_path(self, p);
     }
 
+    /// Attributes name paths too: `#[derive(clap::Parser)]` names clap.
+    fn visit_attribute(&mut self, a: &'ast syn::Attribute) {
+        if let syn::Meta::List(list) = &a.meta {
+            let parser = syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated;
+            if let Ok(metas) = syn::parse::Parser::parse2(parser, list.tokens.clone()) {
+                metas.iter().for_each(|m| self.visit_meta(m));
+            }
+        }
+        syn::visit::visit_attribute(self, a);
+    }
+
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
         self.visit_path(&m.path);
         let parser = syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
@@ -365,4 +381,190 @@ fn the_device_module_does_not_name_the_command_line() {
             );
         }
     }
+}
+
+/// Crates the pad store must not name: HTTP (servers, clients, parsers),
+/// the UI, the command line, and the crates built on them.
+const NOT_FOR_THE_PAD_STORE: &[&str] = &[
+    "http",
+    "httparse",
+    "hyper",
+    "tiny_http",
+    "reqwest",
+    "ureq",
+    "axum",
+    "socket2",
+    "otc_ui",
+    "slint",
+    "indicatif",
+    "clap",
+    "otc_device",
+    "otc_relay",
+    "otc_rpc_client",
+    "otc_client",
+    "otc_testkit",
+];
+
+/// What otc-pad may depend on (normal dependencies): otc-proto and small
+/// crates. A new one is a decision, made here in view of the boundary.
+const PAD_STORE_DEPENDENCIES: &[&str] = &[
+    "otc_proto",
+    "thiserror",
+    "zeroize",
+    "getrandom",
+    "sha2",
+    "serde",
+    "serde_json",
+    "hex",
+];
+
+/// Every dependency of `manifest` in every section (normal, dev, build,
+/// and the same under `[target.*]`), as crate names (`-` -> `_`, a
+/// `package = ".."` rename followed), with the section it is in.
+fn all_deps(manifest: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(manifest)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", manifest.display()));
+    let value: toml::Value = text
+        .parse()
+        .unwrap_or_else(|e| panic!("{} is not TOML: {e}", manifest.display()));
+    let sections = ["dependencies", "dev-dependencies", "build-dependencies"];
+    let mut tables: Vec<(String, &toml::Table)> = sections
+        .iter()
+        .filter_map(|s| Some((s.to_string(), value.get(s)?.as_table()?)))
+        .collect();
+    if let Some(targets) = value.get("target").and_then(|t| t.as_table()) {
+        for (cfg, t) in targets {
+            for s in sections {
+                if let Some(table) = t.get(s).and_then(|d| d.as_table()) {
+                    tables.push((format!("target.{cfg}.{s}"), table));
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (section, table) in tables {
+        for (key, v) in table {
+            let name = v.get("package").and_then(|p| p.as_str()).unwrap_or(key);
+            out.push((section.clone(), name.replace('-', "_")));
+            if name != key {
+                out.push((section.clone(), key.replace('-', "_")));
+            }
+        }
+    }
+    out
+}
+
+/// The paths in `text` (one Rust file) that name a crate the pad store
+/// must not name, or touch a socket.
+fn forbidden_for_the_pad_store(text: &str) -> Vec<String> {
+    let uses = Uses::of(text, &[]).unwrap_or_else(|e| panic!("not Rust: {e}\n{text}"));
+    let mut found: Vec<String> = uses
+        .paths
+        .iter()
+        .chain(uses.globs.iter())
+        .map(|p| uses.expand(p))
+        .filter(|p| {
+            let first = p.split("::").next().unwrap_or("");
+            NOT_FOR_THE_PAD_STORE.contains(&first)
+        })
+        .collect();
+    found.extend(uses.touching_sockets());
+    found
+}
+
+/// The check below finds a forbidden crate however the source names it,
+/// and does not take the store's own words for one.
+#[test]
+fn forbidden_crates_are_found_however_they_are_named() {
+    for naming in [
+        "use clap::Parser;",
+        "use clap as c; fn f() { c::Command::new(\"x\"); }",
+        "fn f() { let _ = ::httparse::Request::new(&mut []); }",
+        "use otc_ui::format::bytes;",
+        "fn f() -> String { otc_ui::format::bytes(1) }",
+        "use http::*;",
+        "fn f() { let _ = std::net::TcpStream::connect(a); }",
+        "#[derive(clap::Parser)] struct A;",
+    ] {
+        assert!(
+            !forbidden_for_the_pad_store(naming).is_empty(),
+            "missed: {naming}"
+        );
+    }
+    for clean in [
+        "use otc_proto::rpc::ErrorCode; // clap::Parser in a comment",
+        "fn f() -> &'static str { \"the screen shows it (otc_ui::format)\" }",
+        "use crate::vfs::Vfs; fn http() {}",
+    ] {
+        assert_eq!(
+            forbidden_for_the_pad_store(clean),
+            Vec::<String>::new(),
+            "{clean}"
+        );
+    }
+}
+
+#[test]
+fn the_pad_store_names_no_http_ui_or_clap_crate() {
+    let pad = repo().join("pad");
+    let deps = all_deps(&pad.join("Cargo.toml"));
+    assert!(
+        deps.iter().any(|(_, d)| d == "otc_proto"),
+        "pad/Cargo.toml does not list otc-proto: wrong file?"
+    );
+    let named: Vec<_> = deps
+        .iter()
+        .filter(|(_, d)| NOT_FOR_THE_PAD_STORE.contains(&d.as_str()))
+        .collect();
+    assert!(
+        named.is_empty(),
+        "pad/Cargo.toml lists crates the pad store must not depend on: {named:?}"
+    );
+    let unexpected: Vec<_> = deps
+        .iter()
+        .filter(|(s, d)| s == "dependencies" && !PAD_STORE_DEPENDENCIES.contains(&d.as_str()))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "otc-pad depends on crates outside its allow-list (otc-proto and small crates; \
+         see PAD_STORE_DEPENDENCIES): {unexpected:?}"
+    );
+
+    let mut stack: Vec<PathBuf> = ["src", "tests", "benches"]
+        .iter()
+        .map(|d| pad.join(d))
+        .collect();
+    let mut seen = 0;
+    let mut offenders = Vec::new();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+                continue;
+            }
+            seen += 1;
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let found = forbidden_for_the_pad_store(&text);
+            if !found.is_empty() {
+                offenders.push(format!("{}: {found:?}", path.display()));
+            }
+        }
+    }
+    assert!(
+        seen > 10,
+        "found only {seen} source files under {}",
+        pad.display()
+    );
+    assert!(
+        offenders.is_empty(),
+        "the pad store names HTTP, UI, command-line or socket crates: {offenders:?}"
+    );
 }
