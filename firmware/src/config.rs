@@ -52,6 +52,8 @@
 //! default.
 
 use crate::error::{Error, Result};
+use crate::pad::durable::replace_durably;
+use crate::pad::vfs::RealFs;
 use crate::rpc::Limits;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -256,15 +258,8 @@ pub fn set_owner(dir: &Path, owner: &str) -> Result<()> {
     let text = format!(
         "# One Time Chat pad device settings; see `otc-device run --help`.\nowner = {quoted}\n{old}"
     );
-    let tmp = dir.join("otc.toml.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-    Ok(crate::pad::fsutil::sync_dir(dir)?)
+    replace_durably(&RealFs, &path, text.as_bytes())
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@
 
 use crate::audit::{AuditLog, Event};
 use crate::confirm::{Broker, Clock, Outcome, Screen};
+use crate::pad::durable::replace_durably;
+use crate::pad::vfs::{self, Vfs};
 use crate::pad::{OpenCheck, OpenWarning, Opened, PadStore};
 use crate::platform::Platform;
 use otc_proto::Format;
@@ -40,7 +42,6 @@ use otc_proto::rpc::{
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -254,18 +255,26 @@ fn store_failure(e: &crate::pad::Error, opening: bool) -> Failure {
 
 /// The client's read positions on relays ("read refs": the next relay ref
 /// to fetch; the wire calls them cursors, `/v1/cursor/{relay}`, and the
-/// original client next refs), kept on the device in `DIR/cursors.json`
-/// (written atomically: temp file, fsync, rename). Not the pad's send
-/// offset, which is the store's.
-struct ReadRefs {
+/// original client next refs), kept on the device in `DIR/cursors.json`,
+/// replaced durably through the pad store's storage seam
+/// ([`replace_durably`]: temp file, fsync, rename, directory fsync), so
+/// the power-loss simulator checks it as it checks the store
+/// (`firmware/tests/powerloss_read_refs.rs`). Not the pad's send offset,
+/// which is the store's.
+pub struct ReadRefs {
     path: PathBuf,
     map: BTreeMap<String, u64>,
 }
 
+/// The file's size bound when read back: [`MAX_RELAYS`] names of at most
+/// 128 bytes with their numbers, with room to spare.
+const READ_REFS_MAX_BYTES: u64 = 64 * 1024;
+
 impl ReadRefs {
-    fn load(dir: &Path) -> std::io::Result<Self> {
+    /// The positions kept in `dir` (none if the file is missing).
+    pub fn load(vfs: &dyn Vfs, dir: &Path) -> std::io::Result<Self> {
         let path = dir.join("cursors.json");
-        let map = match std::fs::read(&path) {
+        let map = match vfs::read_all(vfs, &path, READ_REFS_MAX_BYTES) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
@@ -273,22 +282,24 @@ impl ReadRefs {
         Ok(ReadRefs { path, map })
     }
 
+    /// The position kept for `relay`.
+    pub fn get(&self, relay: &str) -> Option<u64> {
+        self.map.get(relay).copied()
+    }
+
     /// Whether `relay` may be saved: already kept, or room for one more.
-    fn has_room_for(&self, relay: &str) -> bool {
+    pub fn has_room_for(&self, relay: &str) -> bool {
         self.map.contains_key(relay) || self.map.len() < MAX_RELAYS
     }
 
-    fn set(&mut self, relay: &str, cursor: u64) -> std::io::Result<()> {
+    /// Keep `cursor` for `relay`, durably: when this returns `Ok`, the new
+    /// position survives a power cut; on an error the old one is kept
+    /// (on disk and here).
+    pub fn set(&mut self, vfs: &dyn Vfs, relay: &str, cursor: u64) -> std::io::Result<()> {
         let mut next = self.map.clone();
         next.insert(relay.to_string(), cursor);
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(&next).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        let bytes = serde_json::to_vec(&next).map_err(std::io::Error::other)?;
+        replace_durably(vfs, &self.path, &bytes)?;
         self.map = next;
         Ok(())
     }
@@ -425,7 +436,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         owner: String,
         notify: Box<dyn Fn(Notice) + Send + Sync>,
     ) -> std::io::Result<Self> {
-        let read_refs = ReadRefs::load(store.dir())?;
+        let read_refs = ReadRefs::load(store.vfs(), store.dir())?;
         Ok(Service {
             store,
             broker,
@@ -1081,7 +1092,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     /// `get_next_ref` says `null`).
     fn read_ref(&self, relay: &str) -> Result<Option<u64>, Failure> {
         check_relay_name(relay)?;
-        Ok(lock(&self.read_refs).map.get(relay).copied())
+        Ok(lock(&self.read_refs).get(relay))
     }
 
     /// Save the client's read position on `relay` (durably, see
@@ -1098,7 +1109,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 ),
             ));
         }
-        refs.set(relay, cursor)
+        refs.set(self.store.vfs(), relay, cursor)
             .map_err(|_| fail(ErrorCode::Internal, "the device could not save the cursor"))
     }
 }

@@ -36,10 +36,11 @@
 //! knows one message can forge another. A v3 pad whose hash key `r` is
 //! zero after clamping for either side is refused ([`Error::WeakKey`]).
 
-use super::fsutil::{self, CHUNK, sync_dir};
+use super::durable::{rename_durably, shred_quietly};
+use super::fsutil::{self, CHUNK};
 use super::meta::{ContactMeta, Origin, Side};
 use super::store::{MAX_PAD_SIZE, MIN_PAD_SIZE, PadStore, validate_contact_name};
-use super::vfs::VFile;
+use super::vfs::{RealFs, VFile};
 use crate::error::{Error, IoContext, Result};
 use otc_proto::Format;
 use sha2::{Digest, Sha256};
@@ -216,7 +217,7 @@ pub fn write_export_temp(
         Ok(()) => Ok(tmp),
         Err(e) => {
             drop(out);
-            fsutil::shred_quietly(&tmp);
+            shred_quietly(&RealFs, &tmp);
             Err(e)
         }
     }
@@ -224,12 +225,7 @@ pub fn write_export_temp(
 
 /// Rename a finished temporary export into place and sync the directory.
 pub fn finish_export(tmp: &Path, path: &Path) -> Result<()> {
-    std::fs::rename(tmp, path).ctx(|| format!("cannot create {}", path.display()))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    sync_dir(&parent)
+    rename_durably(&RealFs, tmp, path).ctx(|| format!("cannot create {}", path.display()))
 }
 
 /// What an import made.

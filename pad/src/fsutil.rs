@@ -1,52 +1,14 @@
-//! Small file helpers on the real file system for files *outside* the
-//! store's seam (export files at a path the user names, `otc.toml`):
-//! shredding, directory fsync, private creation. The store's own files go
-//! through [`super::vfs`].
+//! Small file helpers on the real file system: directory fsync, private
+//! creation, reading a stream in full, temporary names. Replacing and
+//! shredding a file go through the storage seam ([`super::durable`]).
 
 use crate::error::{IoContext, Result};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Chunk size for streaming I/O (1 MiB).
 pub const CHUNK: usize = 1 << 20;
-
-/// Overwrite a whole file with zeros, sync it, and delete it. Reports
-/// progress as (done, total).
-pub fn shred(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .ctx(|| format!("cannot open {} to erase it", path.display()))?;
-    let len = file
-        .metadata()
-        .ctx(|| format!("cannot stat {}", path.display()))?
-        .len();
-    let zeros = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(CHUNK as u64) as usize;
-        file.write_all_at(&zeros[..n], done)
-            .ctx(|| format!("cannot erase {}", path.display()))?;
-        done += n as u64;
-        progress(done, len);
-    }
-    file.sync_all()
-        .ctx(|| format!("cannot sync {}", path.display()))?;
-    drop(file);
-    std::fs::remove_file(path).ctx(|| format!("cannot delete {}", path.display()))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-/// Best-effort shred for cleanup paths: errors are ignored.
-pub fn shred_quietly(path: &Path) {
-    if path.exists() && shred(path, &mut |_, _| {}).is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-}
 
 /// fsync a directory so renames and deletions in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {

@@ -162,7 +162,7 @@ pub fn create_pad_with(
     if res.is_err() {
         store.discard_temp(&tmp);
         if let Some(et) = &export_tmp {
-            fsutil::shred_quietly(et);
+            crate::durable::shred_quietly(&crate::vfs::RealFs, et);
         }
     }
     res

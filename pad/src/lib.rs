@@ -178,6 +178,8 @@
 //! # Modules
 //!
 //! * [`store`]: the store ([`PadStore`]).
+//! * [`durable`]: the one durable replace (tmp, fsync, rename, directory
+//!   fsync) and the one shred, through the storage seam.
 //! * [`error`]: the store's error type and its RPC mapping.
 //! * [`random`]: where pad bytes come from (the kernel RNG, a seeded twin).
 //! * [`meta`]: the per-contact record and pad geometry.
@@ -188,6 +190,7 @@
 //! * [`size`]: size strings (`64K`, `1G`, ...).
 //! * [`vfs`]: the storage seam, its recorder and power-loss simulator.
 
+pub mod durable;
 pub mod error;
 pub mod export;
 pub mod fsutil;

@@ -2,6 +2,7 @@
 //! the received-range log, erase after use. See the module docs of
 //! [`crate`] for the rules it keeps.
 
+use super::durable::{replace_durably, shred};
 use super::fsutil::CHUNK;
 use super::meta::{ContactMeta, META_VERSION, Origin, Range, Side, insert_range, overlaps_any};
 use super::vfs::{self, Kind, OpenHow, RealFs, VFile, Vfs};
@@ -438,21 +439,11 @@ impl PadStore {
 
     fn init(v: &dyn Vfs, dir: &Path) -> Result<()> {
         let marker = dir.join(MARKER_FILE);
-        let tmp = dir.join(format!("{MARKER_FILE}.tmp"));
         let text = format!(
             "{MARKER_MAGIC}\n# This directory holds one-time pads. They are secret.\n# Remove pads with `otc-device pad remove`, not by deleting files.\n# A copy of this directory (a backup, a cloned card) reuses pad: never restore one.\n"
         );
-        let f = v
-            .open(&tmp, OpenHow::CreateNew)
-            .ctx(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all_at(text.as_bytes(), 0)
-            .and_then(|_| f.sync_all())
-            .ctx(|| format!("cannot write {}", tmp.display()))?;
-        drop(f);
-        v.rename(&tmp, &marker)
-            .ctx(|| format!("cannot create {}", marker.display()))?;
-        v.sync_dir(dir)
-            .ctx(|| format!("cannot sync directory {}", dir.display()))
+        replace_durably(v, &marker, text.as_bytes())
+            .ctx(|| format!("cannot create {}", marker.display()))
     }
 
     /// The data directory.
@@ -520,23 +511,8 @@ impl PadStore {
             what: meta.name.clone(),
             reason: e.to_string(),
         })?;
-        let dir = self.dir.join(CONTACTS_DIR);
-        let path = self.record_path(&meta.name);
-        let tmp = dir.join(format!("{}.json.tmp", meta.name));
         let what = || format!("cannot write the record of {}", meta.name);
-        match v.remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(what(), e)),
-        }
-        let f = v.open(&tmp, OpenHow::CreateNew).ctx(what)?;
-        f.write_all_at(&value, 0)
-            .and_then(|_| f.sync_all())
-            .ctx(what)?;
-        drop(f);
-        v.rename(&tmp, &path).ctx(what)?;
-        v.sync_dir(&dir).ctx(what)?;
-        Ok(())
+        replace_durably(v, &self.record_path(&meta.name), &value).ctx(what)
     }
 
     /// Delete a contact's record durably.
@@ -1329,34 +1305,6 @@ pub(crate) fn zero_at(file: &dyn VFile, offset: u64, len: u64) -> std::io::Resul
         let n = (len - done).min(zeros.len() as u64) as usize;
         file.write_all_at(&zeros[..n], offset + done)?;
         done += n as u64;
-    }
-    Ok(())
-}
-
-/// Overwrite a whole file with zeros, sync it, delete it and sync its
-/// directory. Reports progress as (done, total).
-pub(crate) fn shred(v: &dyn Vfs, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-    let file = v
-        .open(path, OpenHow::ReadWrite)
-        .ctx(|| format!("cannot open {} to erase it", path.display()))?;
-    let len = file
-        .size()
-        .ctx(|| format!("cannot stat {}", path.display()))?;
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(CHUNK as u64);
-        zero_at(file.as_ref(), done, n).ctx(|| format!("cannot erase {}", path.display()))?;
-        done += n;
-        progress(done, len);
-    }
-    file.sync_all()
-        .ctx(|| format!("cannot sync {}", path.display()))?;
-    drop(file);
-    v.remove_file(path)
-        .ctx(|| format!("cannot delete {}", path.display()))?;
-    if let Some(parent) = path.parent() {
-        v.sync_dir(parent)
-            .ctx(|| format!("cannot sync directory {}", parent.display()))?;
     }
     Ok(())
 }
