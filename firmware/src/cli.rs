@@ -162,6 +162,11 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u64).range(2..=3600)
     )]
     pub watchdog_timeout: u64,
+    /// The hardware random source New contact makes pads from: every pad
+    /// byte is this source XOR the kernel RNG, both health-tested. Making a
+    /// pad is refused when it is missing. Host tests may give /dev/urandom.
+    #[arg(long, value_name = "PATH", default_value = crate::pad::pairing::DEFAULT_HWRNG)]
+    pub hwrng: PathBuf,
 }
 
 /// `otc-device pad ...`
@@ -392,6 +397,7 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
         }),
         status_led: cfg.status_led.clone(),
         buttons: cfg.buttons.clone(),
+        hwrng: args.hwrng.clone(),
     })
 }
 
