@@ -1007,6 +1007,11 @@ pub struct RunOptions {
     pub status_led: Option<crate::config::StatusLedConfig>,
     /// `[buttons]`, if there are any.
     pub buttons: Option<crate::config::ButtonsConfig>,
+    /// The hardware random source New contact makes pads from (`run
+    /// --hwrng`, default [`crate::pad::pairing::DEFAULT_HWRNG`]). Required
+    /// on the device: without it making a pad is refused
+    /// ([`crate::Error::NoHardwareRng`]).
+    pub hwrng: std::path::PathBuf,
 }
 
 /// `otc-device run`: start on the real platform with the board's screen,

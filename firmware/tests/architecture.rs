@@ -416,6 +416,9 @@ const PAD_STORE_DEPENDENCIES: &[&str] = &[
     "serde",
     "serde_json",
     "hex",
+    // The sealed export (pairing.rs): RustCrypto's AEAD and HKDF.
+    "chacha20poly1305",
+    "hkdf",
 ];
 
 /// Every dependency of `manifest` in every section (normal, dev, build,
