@@ -946,6 +946,7 @@ fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
                 done_bytes: done,
                 total_bytes: total,
                 cancellable: false,
+                time_left: None,
             });
         }
     });
