@@ -9,9 +9,9 @@ use crate::net::Bind;
 use crate::pad::PadStore;
 #[cfg(any(debug_assertions, feature = "debug-cli"))]
 use crate::pad::StoreOptions;
-use crate::pad::export;
-use crate::pad::generate::{self, NewPad, Phase};
+use crate::pad::generate;
 use crate::pad::legacy;
+use crate::pad::pairing::{self, MakeOptions, PairingCode};
 use crate::pad::size::{human, parse_size};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -29,7 +29,11 @@ Chat tool, lists them, and erases them.
 
 A pad is shared by two devices. The device that makes it is side A and sends
 with the first part of the pad; the partner imports the export file and is
-side B, sending with the rest. Pad bytes are overwritten with zeros on disk
+side B, sending with the rest. The owners' way is on the devices themselves
+(New contact and Import contact on the home screen): the pad is made from the
+device's hardware RNG and never leaves the two devices unsealed. Making a pad
+here, on a computer, is for development and tests: that computer saw every
+pad byte. Pad bytes are overwritten with zeros on disk
 as soon as they are used. On SD cards and other flash storage that overwrite
 is best effort (the card may keep old copies of blocks); keep the data
 directory on an encrypted partition and destroy the card at end of life.
@@ -39,12 +43,14 @@ are powers of 1024: 1000, 64K, 512M, 1G, 1T.";
 
 const AFTER_HELP: &str = "\
 EXAMPLES:
-    Make a 1 GiB pad for bob, mixing in the hardware RNG:
+    Make a 1 GiB pad for bob, mixing in the hardware RNG; it prints the
+    pairing code that seals the export:
         otc-device --data /var/lib/otc-device pad new --contact bob \\
-            --size 1G --source /dev/hwrng --export /media/usb/bob.otcpad
+            --size 1G --hwrng /dev/hwrng --export /media/usb/bob.otcpad
 
-    On bob's device, import it and destroy the file:
-        otc-device pad import /media/usb/bob.otcpad --contact alice
+    On bob's device, import it with the code (typed on standard input), then
+    destroy the file:
+        otc-device pad import /media/usb/bob.otcpad --contact alice --code-file -
 
     See what is left:
         otc-device pad list
@@ -161,18 +167,23 @@ pub struct RunArgs {
 /// `otc-device pad ...`
 #[derive(Debug, Subcommand)]
 pub enum PadCommand {
-    /// Make a new pad for a contact and write the partner's export file.
+    /// Make a new pad for a contact and write the partner's sealed export.
     ///
     /// The pad is filled with the kernel random number generator XORed with
-    /// --source when given. The raw source stream (and the kernel RNG) must
-    /// pass the SP 800-90B repetition-count and adaptive-proportion health
-    /// tests on byte samples (claimed min-entropy 4 bits per byte, window
-    /// 512, false-alarm rate 2^-40 per test), or nothing is kept: no pad, no
-    /// metadata, no export file. This device becomes side A.
+    /// the hardware RNG named by --hwrng. Both raw streams must pass the
+    /// SP 800-90B repetition-count and adaptive-proportion health tests on
+    /// byte samples (claimed min-entropy 4 bits per byte, window 512,
+    /// false-alarm rate 2^-40 per test), or nothing is kept: no pad, no
+    /// metadata, no export file. This device becomes side A. Without
+    /// --hwrng the kernel RNG alone makes the pad (with a warning).
     ///
-    /// The export file is SECRET: it holds the whole pad. Carry it to the
-    /// partner's device only, on removable media, import it there, then
-    /// destroy it.
+    /// The export is sealed (XChaCha20-Poly1305) with a fresh pairing code,
+    /// printed here and nowhere else: give it to the partner apart from the
+    /// file (read it out, never on the same medium). The partner imports
+    /// with `pad import FILE --contact NAME --code-file -`. Made on a
+    /// computer, the pad was seen by that computer: for development and
+    /// tests; owners pair on the devices (New contact / Import contact).
+    /// Destroy the file once imported (SECRET only with the code).
     New {
         /// Name of the contact this pad is for.
         #[arg(long, value_name = "NAME")]
@@ -180,9 +191,10 @@ pub enum PadCommand {
         /// Pad size: bytes, or with K, M, G, T (powers of 1024).
         #[arg(long, value_name = "SIZE")]
         size: String,
-        /// Extra entropy source to XOR in, e.g. /dev/hwrng.
-        #[arg(long, value_name = "PATH")]
-        source: Option<PathBuf>,
+        /// The hardware random source to XOR in, e.g. /dev/hwrng (--source
+        /// is the older name).
+        #[arg(long = "hwrng", alias = "source", value_name = "PATH")]
+        hwrng: Option<PathBuf>,
         /// Package format: v3 (default; information-theoretically
         /// authenticated, n + 16 pad bytes a message) or v1 (compatible
         /// with the original One Time Chat, 2n + 48). v2 is withdrawn.
@@ -196,11 +208,12 @@ pub enum PadCommand {
         #[arg(long, value_name = "FILE")]
         export: PathBuf,
     },
-    /// Import a pad from a partner's export file (made by `pad new`).
+    /// Import a pad from a partner's sealed export (made by `pad new`).
     ///
-    /// The whole file is checked (header checksum, length, pad fingerprint,
-    /// trailing checksum) before anything is kept. Destroy the file after
-    /// importing it.
+    /// The pairing code the maker showed opens it. Every byte of the file is
+    /// authenticated before anything is kept: a wrong code or a changed byte
+    /// keeps nothing. Unsealed exports of earlier versions are refused.
+    /// Destroy the file after importing it.
     Import {
         /// The export file.
         #[arg(value_name = "FILE")]
@@ -208,6 +221,10 @@ pub enum PadCommand {
         /// Name of the partner.
         #[arg(long, value_name = "NAME")]
         contact: String,
+        /// A file holding the pairing code (`-`: read it from standard
+        /// input). Case, spaces and dashes do not matter.
+        #[arg(long, value_name = "PATH")]
+        code_file: Option<PathBuf>,
     },
     /// Import a pad made by the original One Time Chat tool.
     ///
@@ -425,7 +442,7 @@ fn run_pad(data: &Path, cmd: PadCommand) -> Result<()> {
         PadCommand::New {
             contact,
             size,
-            source,
+            hwrng,
             format,
             split,
             export,
@@ -433,12 +450,16 @@ fn run_pad(data: &Path, cmd: PadCommand) -> Result<()> {
             data,
             contact,
             &size,
-            source,
+            hwrng,
             format,
             split.as_deref(),
             export,
         ),
-        PadCommand::Import { file, contact } => pad_import(data, &file, &contact),
+        PadCommand::Import {
+            file,
+            contact,
+            code_file,
+        } => pad_import(data, &file, &contact, code_file.as_deref()),
         PadCommand::ImportLegacy {
             store,
             metadata,
@@ -449,12 +470,14 @@ fn run_pad(data: &Path, cmd: PadCommand) -> Result<()> {
     }
 }
 
-/// `pad new`.
+/// `pad new`: make the pad (hardware RNG ⊕ kernel RNG), then write the
+/// sealed export and print its pairing code. If the export cannot be
+/// written, the new pad is erased again: nothing is kept.
 fn pad_new(
     data: &Path,
     contact: String,
     size: &str,
-    source: Option<PathBuf>,
+    hwrng: Option<PathBuf>,
     format: Format,
     split: Option<&str>,
     export: PathBuf,
@@ -462,27 +485,55 @@ fn pad_new(
     let size = parse_size(size)?;
     let split = split.map(parse_size).transpose()?;
     generate::check_geometry(size, split)?;
+    if std::fs::symlink_metadata(&export).is_ok() {
+        return Err(Error::OutputExists(export));
+    }
+    let tmp = crate::pad::export::temp_path(&export);
+    if std::fs::symlink_metadata(&tmp).is_ok() {
+        return Err(Error::OutputExists(tmp));
+    }
     let store = PadStore::open_dir(data)?;
+    if hwrng.is_none() {
+        eprintln!(
+            "warning: no --hwrng: the pad is made from this computer's kernel RNG alone, and this \
+             computer saw every pad byte. For development and tests only; owners make pads on \
+             the device (New contact)."
+        );
+    }
     let gen_bar = bar(size, "generating");
-    let exp_bar = bar(size, "exporting");
-    let req = NewPad {
-        contact,
-        size,
-        split,
-        format,
-        source,
-        export,
-    };
-    let res = generate::create_pad(&store, &req, &mut |phase, done, _| match phase {
-        Phase::Generating => gen_bar.set_position(done),
-        Phase::Exporting => {
-            gen_bar.finish_and_clear();
-            exp_bar.set_position(done)
-        }
-    });
+    let made = pairing::make_pad_with(
+        &store,
+        &MakeOptions {
+            contact,
+            size,
+            split,
+            format,
+            hw: hwrng,
+        },
+        &mut |done, _| {
+            gen_bar.set_position(done);
+            true
+        },
+    );
     gen_bar.finish_and_clear();
+    let c = made?;
+    let code = PairingCode::generate();
+    let exp_bar = bar(size, "exporting");
+    let exported = code.and_then(|code| {
+        pairing::export_sealed_with(&store, &c.contact, &export, &code, &mut |done, _| {
+            exp_bar.set_position(done);
+            true
+        })
+        .map(|s| (s, code))
+    });
     exp_bar.finish_and_clear();
-    let c = res?;
+    let (summary, code) = match exported {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = store.remove(&c.contact, &mut |_, _| {});
+            return Err(e);
+        }
+    };
     audit_pad(
         &store,
         Event::PadCreated {
@@ -503,14 +554,20 @@ fn pad_new(
         "This device is side A and sends with the first {}.",
         human(c.split)
     );
+    println!("Fingerprint: {}", c.fingerprint);
     println!();
-    println!("SECRET: {} holds the whole pad.", c.export.display());
     println!(
-        "  Move it to {}'s device only (e.g. on removable media),",
+        "{} holds {}'s half, sealed with this pairing code:",
+        summary.path.display(),
         c.contact
     );
-    println!("  import it there with `otc-device pad import FILE --contact NAME`,");
-    println!("  then destroy the file and wipe or destroy the media.");
+    println!("Pairing code: {}", code.groups());
+    println!(
+        "  Give the code to {} apart from the file (say it; never on the same medium).",
+        c.contact
+    );
+    println!("  Import there with `otc-device pad import FILE --contact NAME --code-file -`,");
+    println!("  compare the fingerprints, then destroy the file.");
     Ok(())
 }
 
@@ -548,12 +605,47 @@ fn import_pad<T>(
     Ok(r)
 }
 
-/// `pad import`.
-fn pad_import(data: &Path, file: &Path, contact: &str) -> Result<()> {
+/// Read a pairing code from `path` (`-`: standard input).
+fn read_code(path: &Path) -> Result<PairingCode> {
+    let mut text = zeroize::Zeroizing::new(String::new());
+    let res = if path == Path::new("-") {
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+    };
+    res.map_err(|e| {
+        Error::io(
+            format!("cannot read the pairing code from {}", path.display()),
+            e,
+        )
+    })?;
+    PairingCode::parse(&text)
+}
+
+/// `pad import`: a sealed export with its pairing code. A plain export of
+/// an earlier version is refused ([`Error::PlainExport`]).
+fn pad_import(data: &Path, file: &Path, contact: &str, code_file: Option<&Path>) -> Result<()> {
+    let kind = pairing::probe(file)?;
+    if kind == pairing::ExportKind::Plain {
+        return Err(Error::PlainExport {
+            path: file.to_path_buf(),
+        });
+    }
+    let Some(code_file) = code_file else {
+        return Err(Error::CodeNeeded {
+            path: file.to_path_buf(),
+        });
+    };
+    let code = read_code(code_file)?;
     let r = import_pad(
         data,
         file,
-        |store, progress| export::import(store, file, contact, progress),
+        |store, progress| {
+            pairing::import_sealed_with(store, file, &code, contact, &mut |d, t| {
+                progress(d, t);
+                true
+            })
+        },
         |r| ImportedPad {
             contact: r.contact.clone(),
             pad_id: r.pad_id.clone(),
@@ -568,8 +660,9 @@ fn pad_import(data: &Path, file: &Path, contact: &str) -> Result<()> {
         r.side,
         short_id(&r.pad_id)?
     );
+    println!("Fingerprint: {}", r.fingerprint);
     println!(
-        "SECRET: now destroy {} and wipe or destroy the media it came on.",
+        "Compare it with the maker's. Then destroy {} (flash may keep old blocks, which are useless without the code).",
         file.display()
     );
     Ok(())
@@ -873,7 +966,31 @@ mod tests {
             ],
         )
         .unwrap();
-        cli(&bob, &["pad", "import", &export_s, "--contact", "alice"]).unwrap();
+        // The code went to standard output only; a second sealed export of
+        // the unused pad, with a code we know, is what bob imports.
+        let code = PairingCode::generate().unwrap();
+        let again = tmp.path().join("bob2.pad");
+        {
+            let store = PadStore::open_dir(&alice).unwrap();
+            pairing::export_sealed(&store, "bob", &again, &code).unwrap();
+            store.close().unwrap();
+        }
+        let code_file = tmp.path().join("code");
+        std::fs::write(&code_file, code.groups()).unwrap();
+        let (again_s, code_s) = (again.display().to_string(), code_file.display().to_string());
+        cli(
+            &bob,
+            &[
+                "pad",
+                "import",
+                &again_s,
+                "--contact",
+                "alice",
+                "--code-file",
+                &code_s,
+            ],
+        )
+        .unwrap();
         cli(&alice, &["pad", "remove", "bob"]).unwrap();
         AUDIT_HOOK.with(|h| *h.borrow_mut() = None);
 

@@ -228,6 +228,43 @@ pub enum Error {
     )]
     LegacyMetadata { path: PathBuf, reason: String },
 
+    // ---- pairing (pad/pairing.rs) -----------------------------------------
+    /// What was typed is not a pairing code.
+    #[error("that is not a pairing code: {reason}. Type the code the maker's screen shows")]
+    BadPairingCode { reason: String },
+
+    /// The pairing code does not open this sealed export.
+    #[error(
+        "the pairing code does not open {path}: it was mistyped, belongs to another export, or the file's key fields were changed; nothing was imported. Check the code on the maker's screen and try again"
+    )]
+    WrongPairingCode { path: PathBuf },
+
+    /// A plain (unsealed) export file of an earlier version.
+    #[error(
+        "{path} is an unsealed pad export of an earlier version, which anyone carrying it could read or change (its side byte can be flipped so both devices send with the same pad); it is refused. Destroy it, and make a new pad with `otc-device pad new --contact NAME --size SIZE --export FILE`, which seals the export with a pairing code; import that with `otc-device pad import FILE --contact NAME --code-file PATH`"
+    )]
+    PlainExport { path: PathBuf },
+
+    /// A sealed export needs its pairing code.
+    #[error(
+        "{path} is sealed with a pairing code; give it with --code-file PATH (or --code-file - to type it on standard input)"
+    )]
+    CodeNeeded { path: PathBuf },
+
+    /// The hardware random source is missing or unreadable.
+    #[error(
+        "no hardware random source at {path} ({reason}); nothing was made. A pad is made from the hardware RNG and the kernel RNG together: load the RNG driver (bcm2835-rng or iproc-rng200 on a Raspberry Pi, virtio-rng in QEMU) or name the source with --hwrng PATH"
+    )]
+    NoHardwareRng { path: PathBuf, reason: String },
+
+    /// Making a pad was cancelled.
+    #[error("making the pad was cancelled; everything half-made was erased")]
+    Cancelled,
+
+    /// This contact's pad cannot be exported.
+    #[error("the pad for {contact} cannot be exported: {reason}")]
+    NotExportable { contact: String, reason: String },
+
     /// A file the user named for output already exists.
     #[error("{0} already exists; choose another path or move the old file away first")]
     OutputExists(PathBuf),
@@ -308,6 +345,13 @@ impl Error {
             Error::LegacyWrongSize { .. } => "legacy_wrong_size",
             Error::LegacyMetadata { .. } => "legacy_metadata",
             Error::OutputExists(_) => "output_exists",
+            Error::BadPairingCode { .. } => "bad_pairing_code",
+            Error::WrongPairingCode { .. } => "wrong_pairing_code",
+            Error::PlainExport { .. } => "plain_export",
+            Error::CodeNeeded { .. } => "code_needed",
+            Error::NoHardwareRng { .. } => "no_hardware_rng",
+            Error::Cancelled => "cancelled",
+            Error::NotExportable { .. } => "not_exportable",
             Error::Io { .. } => "io",
             Error::Proto(_) => "proto",
             Error::WeakKey { .. } => "weak_key",
@@ -367,6 +411,13 @@ impl From<&Error> for ErrorCode {
             | Error::LegacyWrongSize { .. }
             | Error::LegacyMetadata { .. }
             | Error::OutputExists(_)
+            | Error::BadPairingCode { .. }
+            | Error::WrongPairingCode { .. }
+            | Error::PlainExport { .. }
+            | Error::CodeNeeded { .. }
+            | Error::NoHardwareRng { .. }
+            | Error::Cancelled
+            | Error::NotExportable { .. }
             | Error::Io { .. }
             | Error::Config { .. }
             | Error::OwnerAlreadySet(_)

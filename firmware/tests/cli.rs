@@ -15,6 +15,35 @@ fn otc(data: &Path, args: &[&str]) -> Output {
         .expect("run otc-device")
 }
 
+/// `otc-device` with `input` on its standard input.
+fn otc_stdin(data: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otc-device"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run otc-device");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write the code");
+    child.wait_with_output().expect("otc-device output")
+}
+
+/// The pairing code `pad new` printed.
+fn code_in(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Pairing code: "))
+        .unwrap_or_else(|| panic!("no pairing code in:\n{out}"))
+        .to_string()
+}
+
 fn ok(o: &Output) -> String {
     assert!(
         o.status.success(),
@@ -60,7 +89,8 @@ fn help_reads_like_a_man_page() {
     let h = ok(&o);
     for want in [
         "SECRET",
-        "--source",
+        "--hwrng",
+        "pairing code",
         "--export",
         "--format",
         "SP 800-90B",
@@ -103,14 +133,57 @@ fn new_import_list_seal_open_remove() {
             e,
         ],
     ));
-    assert!(out.contains("SECRET"), "{out}");
     assert!(out.contains("destroy"), "{out}");
+    let code = code_in(&out);
     // the export is private to its owner
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&export).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "export must not be readable by others");
+    // The code is not in the file.
+    let bytes = std::fs::read(&export).unwrap();
+    let plain = code.replace('-', "");
+    assert!(!bytes.windows(plain.len()).any(|w| w == plain.as_bytes()));
 
-    ok(&otc(&b, &["pad", "import", e, "--contact", "alice"]));
+    // No code, a wrong code, a typo: refused, nothing imported.
+    fails(
+        &otc(&b, &["pad", "import", e, "--contact", "alice"]),
+        "code_needed",
+    );
+    let other = "0000-0000-0000-0000-0000-0000-0000";
+    fails(
+        &otc_stdin(
+            &b,
+            &["pad", "import", e, "--contact", "alice", "--code-file", "-"],
+            other,
+        ),
+        "wrong_pairing_code",
+    );
+    let typo = format!(
+        "{}{}",
+        if code.starts_with('7') { '8' } else { '7' },
+        &code[1..]
+    );
+    fails(
+        &otc_stdin(
+            &b,
+            &["pad", "import", e, "--contact", "alice", "--code-file", "-"],
+            &typo,
+        ),
+        "bad_pairing_code",
+    );
+    assert!(pad_files(&b).is_empty());
+    // The code as a person types it, on standard input.
+    let typed = format!("{}\n", code.to_lowercase().replace('-', " "));
+    let out = ok(&otc_stdin(
+        &b,
+        &["pad", "import", e, "--contact", "alice", "--code-file", "-"],
+        &typed,
+    ));
+    let fp_b = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Fingerprint: "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
     let pkg = ok(&otc(&a, &["debug", "seal", "--contact", "bob", "hi bob"]));
     let msg = ok(&otc(
         &b,
@@ -121,6 +194,14 @@ fn new_import_list_seal_open_remove() {
     let json = ok(&otc(&b, &["pad", "list", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let c = &v[0];
+    assert_eq!(c["fingerprint"], fp_b.as_str());
+    let ja: serde_json::Value =
+        serde_json::from_str(&ok(&otc(&a, &["pad", "list", "--json"]))).unwrap();
+    assert_eq!(
+        ja[0]["fingerprint"],
+        fp_b.as_str(),
+        "same fingerprint on both"
+    );
     assert_eq!(c["name"], "alice");
     assert_eq!(c["side"], "B");
     assert_eq!(c["format"], "v3");

@@ -352,7 +352,11 @@ pub fn init(dir: &Path, owner: &str) {
 /// A pad of `size` bytes in `format` between two data directories, as two
 /// real devices would share it: `maker` (a directory and its name for the
 /// other side) makes it with `pad new --export`, `taker` (likewise) imports
-/// the export file, which is made under `root` and removed after.
+/// the sealed export with `pad import --code-file`. `pad new` prints its
+/// pairing code only on its standard output, which an in-process run cannot
+/// read, so the file the taker imports is a second sealed export of the
+/// same (unused) pad, written through the library with a code we keep. The
+/// files are made under `root` and removed after.
 pub fn share_pad(
     root: &Path,
     (maker, at_maker): (&Path, &str),
@@ -360,8 +364,11 @@ pub fn share_pad(
     size: u64,
     format: Format,
 ) {
+    use otc_device::pad::pairing;
+    let first = root.join(format!("{at_taker}-{at_maker}.first.otcpad"));
     let export = root.join(format!("{at_taker}-{at_maker}.otcpad"));
-    let e = export.to_str().expect("a UTF-8 path");
+    let code_file = root.join(format!("{at_taker}-{at_maker}.code"));
+    let f = first.to_str().expect("a UTF-8 path");
     let (size, format) = (size.to_string(), format.to_string());
     otc_device(
         maker,
@@ -375,12 +382,27 @@ pub fn share_pad(
             "--format",
             &format,
             "--export",
-            e,
+            f,
         ],
     );
-    otc_device(taker, &["pad", "import", e, "--contact", at_taker]);
-    std::fs::remove_file(&export)
-        .unwrap_or_else(|err| panic!("remove {}: {err}", export.display()));
+    {
+        let store = otc_device::PadStore::open_dir(maker)
+            .unwrap_or_else(|e| panic!("open {}: {e}", maker.display()));
+        let code = pairing::PairingCode::generate().expect("a pairing code");
+        pairing::export_sealed(&store, at_maker, &export, &code)
+            .unwrap_or_else(|e| panic!("export {}: {e}", export.display()));
+        store.close().expect("close the maker's store");
+        std::fs::write(&code_file, code.groups()).expect("write the code file");
+    }
+    let e = export.to_str().expect("a UTF-8 path");
+    let c = code_file.to_str().expect("a UTF-8 path");
+    otc_device(
+        taker,
+        &["pad", "import", e, "--contact", at_taker, "--code-file", c],
+    );
+    for f in [&first, &export, &code_file] {
+        std::fs::remove_file(f).unwrap_or_else(|err| panic!("remove {}: {err}", f.display()));
+    }
 }
 
 /// Data directories for `owners` under `root` (one each, named by the

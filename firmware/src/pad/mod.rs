@@ -170,6 +170,8 @@
 //! * [`health`]: SP 800-90B repetition-count and adaptive-proportion tests.
 //! * [`export`]: the export file format and `pad import`.
 //! * [`legacy`]: importing the original One Time Chat's pads.
+//! * [`pairing`]: making a pad from the hardware RNG, the pairing code, the
+//!   sealed export and import, the fingerprint.
 //! * [`size`]: size strings (`64K`, `1G`, ...).
 //! * [`vfs`]: the storage seam, its recorder and power-loss simulator.
 
@@ -179,6 +181,7 @@ pub mod generate;
 pub mod health;
 pub mod legacy;
 pub mod meta;
+pub mod pairing;
 pub mod size;
 pub mod store;
 pub mod vfs;

@@ -165,6 +165,9 @@ pub struct ContactSummary {
     /// What is wrong with a damaged pad, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
+    /// The short fingerprint the owners compare after pairing
+    /// ([`super::pairing::fingerprint`]), the same on both devices.
+    pub fingerprint: String,
 }
 
 /// One contact with its open pad file and in-memory send offset.
@@ -1670,5 +1673,6 @@ fn summary(l: &Live) -> ContactSummary {
             None => ContactState::Ok,
         },
         damage: l.damage.map(Damage::describe),
+        fingerprint: super::pairing::fingerprint(&m.pad_id, m.size, m.split, m.format),
     }
 }
