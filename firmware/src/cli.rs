@@ -140,6 +140,16 @@ pub struct RunArgs {
     /// 127.0.0.1:9080).
     #[arg(long, value_name = "ADDR")]
     pub emulator_listen: Option<std::net::SocketAddr>,
+    /// The hardware random source New contact makes pads from (XORed with
+    /// the kernel RNG; required: without it no pad is made). Host tests
+    /// may give /dev/urandom.
+    #[arg(long, value_name = "PATH", default_value = crate::pad::pairing::DEFAULT_HWRNG)]
+    pub hwrng: PathBuf,
+    /// This directory stands for the USB stick of New contact's export and
+    /// Import contact (emulator builds only; "inserted" while it exists).
+    #[cfg(feature = "emulator")]
+    #[arg(long, value_name = "DIR")]
+    pub stick: Option<PathBuf>,
     /// Pet this hardware watchdog (e.g. /dev/watchdog) while the device
     /// works: once a second, as long as the RPC endpoint's accept loop, the
     /// UI loop and the audit flusher have each turned within the last 10 s
@@ -380,6 +390,11 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
             limits: cfg.limits.clone(),
             ui: otc_ui::UiConfig::default(),
             allowed_hosts: cfg.rpc.allowed_hosts.clone(),
+            pairing: crate::pairing_flow::PairingOptions {
+                stick: stick_option(args),
+                hwrng: args.hwrng.clone(),
+                ..Default::default()
+            },
         },
         screen: ScreenOptions {
             kind: args.display.unwrap_or(cfg.display.kind),
@@ -393,6 +408,17 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
         status_led: cfg.status_led.clone(),
         buttons: cfg.buttons.clone(),
     })
+}
+
+/// The USB stick `run` uses: `--stick DIR` in emulator builds. The Pi
+/// image's USB block device is plugged in here by its own module.
+fn stick_option(args: &RunArgs) -> Option<std::sync::Arc<dyn crate::stick::Stick>> {
+    #[cfg(feature = "emulator")]
+    if let Some(d) = &args.stick {
+        return Some(std::sync::Arc::new(crate::stick::DirStick::new(d.clone())));
+    }
+    let _ = args;
+    None
 }
 
 /// Where to serve: flags first, then `otc.toml`, then `eth0`.

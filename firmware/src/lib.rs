@@ -25,8 +25,10 @@ pub mod error;
 pub mod front;
 pub mod net;
 pub mod pad;
+pub mod pairing_flow;
 pub mod platform;
 pub mod rpc;
+pub mod stick;
 pub mod watchdog;
 
 pub use error::{Error, Result};
