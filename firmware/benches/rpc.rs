@@ -134,6 +134,7 @@ fn start_device(dir: &std::path::Path) -> device::Running<AutoApprove> {
             limits: Limits::default(),
             ui: otc_ui::UiConfig::default(),
             allowed_hosts: Vec::new(),
+            pairing: Default::default(),
         },
         Box::new(display),
         None,

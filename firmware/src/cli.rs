@@ -142,6 +142,16 @@ pub struct RunArgs {
     /// 127.0.0.1:9080).
     #[arg(long, value_name = "ADDR")]
     pub emulator_listen: Option<std::net::SocketAddr>,
+    /// The hardware random source New contact makes pads from (XORed with
+    /// the kernel RNG; required: without it no pad is made). Host tests
+    /// may give /dev/urandom.
+    #[arg(long, value_name = "PATH", default_value = crate::pad::pairing::DEFAULT_HWRNG)]
+    pub hwrng: PathBuf,
+    /// This directory stands for the USB stick of New contact's export and
+    /// Import contact (emulator builds only; "inserted" while it exists).
+    #[cfg(feature = "emulator")]
+    #[arg(long, value_name = "DIR")]
+    pub stick: Option<PathBuf>,
     /// Pet this hardware watchdog (e.g. /dev/watchdog) while the device
     /// works: once a second, as long as the RPC endpoint's accept loop, the
     /// UI loop and the audit flusher have each turned within the last 10 s
@@ -164,11 +174,6 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u64).range(2..=3600)
     )]
     pub watchdog_timeout: u64,
-    /// The hardware random source New contact makes pads from: every pad
-    /// byte is this source XOR the kernel RNG, both health-tested. Making a
-    /// pad is refused when it is missing. Host tests may give /dev/urandom.
-    #[arg(long, value_name = "PATH", default_value = crate::pad::pairing::DEFAULT_HWRNG)]
-    pub hwrng: PathBuf,
 }
 
 /// `otc-device pad ...`
@@ -387,6 +392,11 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
             limits: cfg.limits.clone(),
             ui: otc_ui::UiConfig::default(),
             allowed_hosts: cfg.rpc.allowed_hosts.clone(),
+            pairing: crate::pairing_flow::PairingOptions {
+                stick: stick_option(args),
+                hwrng: args.hwrng.clone(),
+                ..Default::default()
+            },
         },
         screen: ScreenOptions {
             kind: args.display.unwrap_or(cfg.display.kind),
@@ -401,6 +411,17 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
         buttons: cfg.buttons.clone(),
         hwrng: args.hwrng.clone(),
     })
+}
+
+/// The USB stick `run` uses: `--stick DIR` in emulator builds. The Pi
+/// image's USB block device is plugged in here by its own module.
+fn stick_option(args: &RunArgs) -> Option<std::sync::Arc<dyn crate::stick::Stick>> {
+    #[cfg(feature = "emulator")]
+    if let Some(d) = &args.stick {
+        return Some(std::sync::Arc::new(crate::stick::DirStick::new(d.clone())));
+    }
+    let _ = args;
+    None
 }
 
 /// Where to serve: flags first, then `otc.toml`, then `eth0`.

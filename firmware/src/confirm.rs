@@ -68,6 +68,10 @@ impl Drop for Release<'_> {
     }
 }
 
+/// The broker held for the owner's own work ([`Broker::hold`]); dropping
+/// it lets prompts through again.
+pub struct Hold<'a>(#[allow(dead_code)] Release<'a>);
+
 impl<S: Screen> Broker<S> {
     pub fn new(screen: S, clock: Arc<dyn Clock>, timeout: Duration) -> Self {
         Broker {
@@ -88,6 +92,18 @@ impl<S: Screen> Broker<S> {
     /// True while a prompt is on screen.
     pub fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Acquire)
+    }
+
+    /// Claims the broker for the owner's own work on the screen (making or
+    /// importing a pad): while the returned guard lives, every request that
+    /// would show a prompt gets [`Outcome::Busy`] at once (the RPC answers
+    /// `busy`), and [`is_busy`](Self::is_busy) says so. `None` if a prompt
+    /// is on screen (or another claim holds it).
+    pub fn hold(&self) -> Option<Hold<'_>> {
+        self.busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Hold(Release(&self.busy)))
     }
 
     /// The device is stopping: the prompt on screen (if any) is withdrawn
@@ -234,6 +250,18 @@ mod tests {
             Ok(v) => v,
             Err(e) => std::panic::resume_unwind(e),
         }
+    }
+
+    #[test]
+    fn a_held_broker_is_busy_until_the_hold_ends() {
+        let (b, _tx, _clock) = broker();
+        let hold = b.hold().expect("nothing on screen");
+        assert!(b.is_busy());
+        assert!(b.hold().is_none(), "one hold at a time");
+        assert_eq!(b.confirm("seal", &|| true), Outcome::Busy);
+        drop(hold);
+        assert!(!b.is_busy());
+        assert!(b.hold().is_some());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::confirm::{Broker, Screen};
 use crate::error::{Error, Result};
 use crate::net::{self, Bind};
 use crate::pad::{PadStore, Side};
+use crate::pairing_flow;
 use crate::platform::{Platform, RealPlatform};
 use crate::rpc::{self, ApprovalPrompt, Notice, Service};
 use crate::watchdog::{self, Heartbeat, Pulse, Watchdog};
@@ -476,6 +477,9 @@ pub struct StartOptions {
     pub ui: UiConfig,
     /// Host names accepted besides IP literals (`rpc.allowed_hosts`).
     pub allowed_hosts: Vec<String>,
+    /// The USB stick, the hardware RNG and the sizes of the New contact
+    /// and Import contact flows ([`crate::pairing_flow`]).
+    pub pairing: crate::pairing_flow::PairingOptions,
 }
 
 /// A running device. `S` is the screen the broker asks: the touchscreen
@@ -809,7 +813,12 @@ where
             .spawn(move || rpc::serve(service, listener, stop, hosts, beat))
             .map_err(|e| Error::io("cannot start the RPC thread", e))?
     };
-    let events = spawn_ui_events(&mut ui, &face, &service, &checked)?;
+    let flows = Flows {
+        flows: Arc::default(),
+        opts: opts.pairing,
+        owner: face.owner.clone(),
+    };
+    let events = spawn_ui_events(&mut ui, &face, &service, &checked, flows)?;
     let flusher = spawn_audit_flusher(&service, &stop, &flush_beat)?;
     Ok(Running {
         service,
@@ -867,12 +876,20 @@ fn spawn_audit_check<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     })
 }
 
+/// What the UI event thread needs to start the pairing flows.
+struct Flows {
+    flows: Arc<pairing_flow::Flows>,
+    opts: pairing_flow::PairingOptions,
+    owner: String,
+}
+
 /// The thread that acts on what the owner does on the screen.
 fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     ui: &mut UiThread,
     face: &Arc<Face>,
     service: &Arc<Service<S>>,
     checked: &Arc<Checked>,
+    flows: Flows,
 ) -> Result<JoinHandle<()>> {
     Ok({
         let rx = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
@@ -884,6 +901,26 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
                     match &e {
                         UiEvent::ContactOpened { name } => face.open_contact(name),
                         UiEvent::RemoveContact { name } => remove_contact(&face, &service, name),
+                        UiEvent::NewContact | UiEvent::ImportContact => {
+                            let which = if e == UiEvent::NewContact {
+                                pairing_flow::Which::NewContact
+                            } else {
+                                pairing_flow::Which::ImportContact
+                            };
+                            let refresh_face = face.clone();
+                            pairing_flow::start(
+                                pairing_flow::Ctx {
+                                    ui: face.ui.clone(),
+                                    service: service.clone(),
+                                    opts: flows.opts.clone(),
+                                    flows: flows.flows.clone(),
+                                    owner: flows.owner.clone(),
+                                    refresh: Arc::new(move || refresh_face.refresh_home()),
+                                },
+                                which,
+                            );
+                        }
+                        UiEvent::ProgressCancelled => flows.flows.cancel(),
                         _ => {}
                     }
                     // Opening the alerts screen acknowledges nothing; the
@@ -946,6 +983,7 @@ fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
                 done_bytes: done,
                 total_bytes: total,
                 cancellable: false,
+                time_left: None,
             });
         }
     });
@@ -1205,6 +1243,7 @@ mod tests {
             limits: rpc::Limits::default(),
             ui: UiConfig::default(),
             allowed_hosts: Vec::new(),
+            pairing: Default::default(),
         };
         let mut running = start(
             tmp.path(),

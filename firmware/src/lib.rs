@@ -26,8 +26,10 @@ pub mod device;
 pub mod error;
 pub mod front;
 pub mod net;
+pub mod pairing_flow;
 pub mod platform;
 pub mod rpc;
+pub mod stick;
 pub mod units;
 pub mod watchdog;
 

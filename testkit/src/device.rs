@@ -265,6 +265,7 @@ pub fn start_options(owner: &str) -> StartOptions {
             ..Default::default()
         },
         allowed_hosts: Vec::new(),
+        pairing: Default::default(),
     }
 }
 

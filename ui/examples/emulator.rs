@@ -107,6 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 done_bytes: i * 50_000_000,
                 total_bytes: 1_000_000_000,
                 cancellable: false,
+                time_left: None,
             });
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -95,6 +95,16 @@ pub fn countdown(secs: u64) -> String {
     format!("{}:{:02}", secs / 60, secs % 60)
 }
 
+/// A rough duration for people: "12 s", "3 min 05 s", "2 h 10 min".
+pub fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {:02} s", secs / 60, secs % 60),
+        _ => format!("{} h {:02} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +157,15 @@ mod tests {
     fn untrusted_text_is_cleaned() {
         assert_eq!(untrusted(" hi\nthere\u{7} ", 40), "hi there");
         assert_eq!(untrusted("abcdefgh", 5), "abcd…");
+    }
+
+    #[test]
+    fn durations_for_people() {
+        use std::time::Duration;
+        assert_eq!(duration(Duration::ZERO), "0 s");
+        assert_eq!(duration(Duration::from_millis(1500)), "2 s");
+        assert_eq!(duration(Duration::from_secs(185)), "3 min 05 s");
+        assert_eq!(duration(Duration::from_secs(7800)), "2 h 10 min");
     }
 
     #[test]

@@ -23,6 +23,8 @@
 pub enum TextKind {
     /// The name of a contact (as the pad store will know it).
     ContactName,
+    /// The pairing code shown on the partner's screen.
+    PairingCode,
 }
 
 /// A request for text from the owner.
@@ -42,6 +44,16 @@ impl TextRequest {
             kind: TextKind::ContactName,
             initial: String::new(),
             max_chars: 64,
+        }
+    }
+
+    /// A pairing code: room for its characters and the spaces between
+    /// its groups, and a few more (the check says what is wrong).
+    pub fn pairing_code() -> Self {
+        TextRequest {
+            kind: TextKind::PairingCode,
+            initial: String::new(),
+            max_chars: 48,
         }
     }
 }

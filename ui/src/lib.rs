@@ -21,6 +21,7 @@
 //! # Ok::<(), otc_ui::UiError>(())
 //! ```
 
+pub mod choice;
 pub mod clock;
 pub mod display;
 pub mod error;
@@ -44,6 +45,7 @@ mod generated {
     slint::include_modules!();
 }
 
+pub use choice::{ChoiceAnswer, ChoiceRequest};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use display::{Display, Frame, Rect, Rotation};
 pub use error::UiError;
@@ -55,6 +57,6 @@ pub use model::{
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};
 pub use ui::{
-    ButtonRecord, PromptTicket, TapRecord, TextTicket, TraceHandle, Ui, UiConfig, UiHandle,
-    UiThread, ignored,
+    ButtonRecord, ChoiceTicket, PromptTicket, TapRecord, TextTicket, TraceHandle, Ui, UiConfig,
+    UiHandle, UiThread, ignored,
 };

@@ -206,6 +206,9 @@ pub struct ProgressView {
     pub total_bytes: u64,
     /// Show a Cancel button; a tap sends [`UiEvent::ProgressCancelled`].
     pub cancellable: bool,
+    /// How long the rest will take, if known (shown as "about … left").
+    #[serde(default)]
+    pub time_left: Option<Duration>,
 }
 
 /// The About screen: what this device is and runs on. Every string is a
@@ -255,6 +258,12 @@ pub enum UiEvent {
     /// The owner confirmed removing this contact and its pad. The screen
     /// is back home; firmware removes it (or says why not, in a toast).
     RemoveContact { name: String },
+    /// **New contact** was tapped on the home screen: firmware runs the
+    /// maker's flow (its steps are [`crate::UiHandle::ask_choice`] and
+    /// [`crate::UiHandle::ask_text`]).
+    NewContact,
+    /// **Import contact** was tapped on the home screen.
+    ImportContact,
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! here (or, for alert rows, toasts and alert times, in [`crate::texts`]),
 //! handed to the Slint globals, and kept as the trace's texts.
 
+use crate::choice::{ChoiceRequest, MAX_CHOICES};
 use crate::format;
 use crate::generated::{
-    AboutData, AlertRow, AlertsData, AppWindow, ButtonInfo, ContactData, ContactRow, FactRow,
-    HomeData, KeyboardData, ProgressData, PromptData, ToastData,
+    AboutData, AlertRow, AlertsData, AppWindow, ButtonInfo, ChoiceData, ContactData, ContactRow,
+    FactRow, HomeData, KeyboardData, ProgressData, PromptData, ToastData,
 };
 use crate::keyboard::{KeyboardLayout, TextKind, Typing};
 use crate::model::{
@@ -28,10 +29,11 @@ impl Layout {
     }
     /// Contact rows the home screen shows at most, with the "+ N more"
     /// line below them when there are more: the header (name, About and
-    /// Alerts, the link's own line) leaves room for 3 rows and that line
-    /// at both sizes, not for 4 rows (see HomeScreen in screens.slint).
+    /// Alerts, the link's own line) and the row of New contact and Import
+    /// contact below leave room for 2 rows and that line at both sizes,
+    /// not for 3 rows (see HomeScreen in screens.slint). More pages on.
     pub fn max_rows(&self) -> usize {
-        3
+        2
     }
     /// Alert rows a page of the alerts screen shows (a row of buttons
     /// below them: Up, Down, Acknowledge).
@@ -48,14 +50,30 @@ fn model<T: Clone + 'static>(v: Vec<T>) -> ModelRc<T> {
     ModelRc::new(VecModel::from(v))
 }
 
-/// How many contact rows the home screen shows for `n` contacts (the
-/// first ones; the rest are counted in "+ N more contacts").
-pub(crate) fn home_rows_shown(layout: Layout, n: usize) -> usize {
-    n.min(layout.max_rows())
+/// The first row of the home screen's page that starts at `top` (kept
+/// inside the list; a page past the end starts again at the first row).
+pub(crate) fn home_top(layout: Layout, n: usize, top: usize) -> usize {
+    if top >= n {
+        0
+    } else {
+        top / layout.max_rows() * layout.max_rows()
+    }
 }
 
-/// Shows `home` and returns its texts.
-pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Vec<String> {
+/// How many contact rows the home screen shows for `n` contacts from row
+/// `top` (the rest are counted in "+ N more contacts").
+pub(crate) fn home_rows_shown(layout: Layout, n: usize, top: usize) -> usize {
+    n.saturating_sub(home_top(layout, n, top))
+        .min(layout.max_rows())
+}
+
+/// Shows `home` from contact row `top` and returns its texts.
+pub(crate) fn apply_home(
+    app: &AppWindow,
+    layout: Layout,
+    home: &HomeView,
+    top: usize,
+) -> Vec<String> {
     let d = app.global::<HomeData>();
     let mut texts = Vec::new();
     let owner = if home.owner.trim().is_empty() {
@@ -86,9 +104,10 @@ pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Ve
     texts.push(owner);
     texts.push(link);
 
-    let shown = home_rows_shown(layout, home.contacts.len());
+    let top = home_top(layout, home.contacts.len(), top);
+    let shown = home_rows_shown(layout, home.contacts.len(), top);
     let mut rows = Vec::new();
-    for c in &home.contacts[..shown] {
+    for c in &home.contacts[top..top + shown] {
         let fraction = if c.pad_total_bytes == 0 || c.damaged {
             0.0
         } else {
@@ -114,6 +133,7 @@ pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Ve
         });
     }
     d.set_contacts(model(rows));
+    d.set_first_index(i32::try_from(top).unwrap_or(i32::MAX));
     let more = if home.contacts.len() > shown {
         let n = home.contacts.len() - shown;
         format!("+ {n} more contact{}", if n == 1 { "" } else { "s" })
@@ -121,10 +141,13 @@ pub(crate) fn apply_home(app: &AppWindow, layout: Layout, home: &HomeView) -> Ve
         String::new()
     };
     let empty = if home.contacts.is_empty() {
-        "No contacts yet. Pair with someone to create a pad.".to_string()
+        "No contacts yet. Tap New contact to make a pad, or Import contact.".to_string()
     } else {
         String::new()
     };
+    d.set_new_label(s("New contact"));
+    d.set_import_label(s("Import contact"));
+    d.set_more_label(s(if more.is_empty() { "" } else { "More" }));
     for t in [&more, &empty] {
         if !t.is_empty() {
             texts.push(t.clone());
@@ -408,11 +431,14 @@ pub(crate) fn apply_progress(app: &AppWindow, p: &ProgressView) -> Vec<String> {
     };
     let title = format::untrusted(&p.title, 60);
     let percent = format!("{} %", (fraction * 100.0).floor() as u32);
-    let detail = format!(
+    let mut detail = format!(
         "{} of {}",
         format::bytes(p.done_bytes.min(p.total_bytes)),
         format::bytes(p.total_bytes)
     );
+    if let Some(left) = p.time_left {
+        detail.push_str(&format!(" · about {} left", format::duration(left)));
+    }
     d.set_title(s(&title));
     d.set_percent_text(s(&percent));
     d.set_fraction(fraction);
@@ -520,6 +546,10 @@ pub(crate) fn apply_remove_contact(app: &AppWindow, name: &str) -> Vec<String> {
 fn keyboard_words(kind: TextKind) -> (&'static str, &'static str) {
     match kind {
         TextKind::ContactName => ("Name", "Letters, digits and . _ - @ (at most 64)"),
+        TextKind::PairingCode => (
+            "Code",
+            "The code on your partner's screen (spaces and case do not matter)",
+        ),
     }
 }
 
@@ -562,5 +592,32 @@ pub(crate) fn apply_keyboard(
     } else {
         reason
     });
+    texts
+}
+
+/// Shows one step of a flow and returns its texts: the title, the lines,
+/// the code (one text) and the warning.
+pub(crate) fn apply_choice(app: &AppWindow, c: &ChoiceRequest) -> Vec<String> {
+    let d = app.global::<ChoiceData>();
+    let title = format::untrusted(&c.title, 60);
+    let lines: Vec<String> = c.lines.iter().map(|l| format::untrusted(l, 200)).collect();
+    let code = c.code.as_deref().map(|x| format::untrusted(x, 80));
+    let warning = c.warning.as_deref().map(|x| format::untrusted(x, 200));
+    let choices: Vec<SharedString> = c
+        .choices
+        .iter()
+        .take(MAX_CHOICES)
+        .map(|x| s(&format::untrusted(x, 80)))
+        .collect();
+    d.set_title(s(&title));
+    d.set_lines(model(lines.iter().map(|l| s(l)).collect()));
+    d.set_code(s(code.as_deref().unwrap_or("")));
+    d.set_warning(s(warning.as_deref().unwrap_or("")));
+    d.set_choices(model(choices));
+    d.set_cancel_label(s(c.cancel.as_deref().unwrap_or("")));
+    let mut texts = vec![title];
+    texts.extend(lines);
+    texts.extend(code);
+    texts.extend(warning);
     texts
 }

@@ -24,6 +24,7 @@
 //!   and why instead of answering `ok` for a tap that did nothing;
 //! - prompts time out ([`Decision::Timeout`]); a dropped UI cancels them.
 
+use crate::choice::{self, ChoiceAnswer, ChoiceRequest};
 use crate::clock::Clock;
 use crate::display::{Display, Frame, Rect};
 use crate::error::UiError;
@@ -81,6 +82,12 @@ enum Msg {
         reply: Sender<TextAnswer>,
     },
     CancelText(u64),
+    AskChoice {
+        id: u64,
+        request: ChoiceRequest,
+        reply: Sender<ChoiceAnswer>,
+    },
+    CancelChoice(u64),
     ContactDetails(ContactDetailsView),
     Home(HomeView),
     Alerts(Vec<AlertView>),
@@ -168,6 +175,31 @@ impl TextTicket {
     }
 }
 
+/// The answer to one step of a flow ([`UiHandle::ask_choice`]), to wait on.
+#[derive(Debug)]
+pub struct ChoiceTicket {
+    id: u64,
+    rx: Receiver<ChoiceAnswer>,
+}
+
+impl ChoiceTicket {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Blocks until a choice or Cancel is tapped.
+    pub fn wait(&self) -> ChoiceAnswer {
+        self.rx.recv().unwrap_or(ChoiceAnswer::Cancelled)
+    }
+    /// Like [`wait`](Self::wait) but gives up after `timeout` (`None`).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<ChoiceAnswer> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(a) => Some(a),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(ChoiceAnswer::Cancelled),
+        }
+    }
+}
+
 impl UiHandle {
     /// Shows `prompt`; the ticket receives the decision. If the UI is gone
     /// the ticket answers [`Decision::Cancelled`].
@@ -202,6 +234,20 @@ impl UiHandle {
     /// ticket (it answers `Cancelled`).
     pub fn cancel_text(&self, ticket: &TextTicket) {
         let _ = self.tx.send(Msg::CancelText(ticket.id));
+    }
+    /// Shows one step of a flow (see [`crate::choice`]): the ticket gets
+    /// the index of the choice tapped, or [`ChoiceAnswer::Cancelled`]. A
+    /// step while another is on screen gets [`ChoiceAnswer::Busy`] at once.
+    pub fn ask_choice(&self, request: ChoiceRequest) -> ChoiceTicket {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let (reply, rx) = mpsc::channel();
+        let _ = self.tx.send(Msg::AskChoice { id, request, reply });
+        ChoiceTicket { id, rx }
+    }
+    /// Takes the step off the screen if it is still there for this ticket
+    /// (it answers `Cancelled`).
+    pub fn cancel_choice(&self, ticket: &ChoiceTicket) {
+        let _ = self.tx.send(Msg::CancelChoice(ticket.id));
     }
     /// The facts for the contact screen, after [`UiEvent::ContactOpened`]
     /// (shown if that contact's screen is open).
@@ -443,6 +489,13 @@ enum UserScreen {
     RemoveContact(String),
 }
 
+/// A step of a flow on screen.
+struct ActiveChoice {
+    id: u64,
+    request: ChoiceRequest,
+    reply: Sender<ChoiceAnswer>,
+}
+
 /// A request for text on the keyboard.
 struct ActiveText {
     id: u64,
@@ -514,6 +567,9 @@ pub struct Ui {
     user_screen: UserScreen,
     details: Option<ContactDetailsView>,
     text: Option<ActiveText>,
+    choice: Option<ActiveChoice>,
+    /// The home screen's first contact row shown (More pages on).
+    home_top: usize,
     keys: KeyboardLayout,
     press: Option<Press>,
     screen_texts: Vec<String>,
@@ -580,6 +636,8 @@ impl Ui {
             user_screen: UserScreen::Home,
             details: None,
             text: None,
+            choice: None,
+            home_top: 0,
             keys: keyboard::layout(width, height, layout.compact),
             press: None,
             screen_texts: Vec::new(),
@@ -787,6 +845,7 @@ impl Ui {
     /// What the screen shows now.
     pub fn trace(&self) -> ScreenTrace {
         let mut texts = self.screen_texts.clone();
+        let screen = self.screen_name();
         if let Some(c) = &self.countdown_text {
             texts.push(c.clone());
         }
@@ -812,7 +871,7 @@ impl Ui {
                 armed,
             })
             .collect();
-        if self.screen_name() == "home" {
+        if screen == "home" {
             buttons.extend(self.contact_buttons(armed));
         }
         if let Some(t) = &self.toast_text {
@@ -829,7 +888,7 @@ impl Ui {
             });
         }
         ScreenTrace {
-            screen: self.screen_name().to_string(),
+            screen,
             texts,
             buttons,
             toast: self.toast_text.clone(),
@@ -842,12 +901,14 @@ impl Ui {
     fn contact_buttons(&self, armed: bool) -> Vec<TraceButton> {
         let first = self.app.get_contact_first_row();
         let step = self.app.get_contact_row_step();
-        let shown = screens::home_rows_shown(self.layout, self.home.contacts.len());
-        self.home.contacts[..shown]
+        let n = self.home.contacts.len();
+        let top = screens::home_top(self.layout, n, self.home_top);
+        let shown = screens::home_rows_shown(self.layout, n, top);
+        self.home.contacts[top..top + shown]
             .iter()
             .enumerate()
             .map(|(i, c)| TraceButton {
-                id: format!("contact:{i}"),
+                id: format!("contact:{}", top + i),
                 label: screens::contact_name(&c.name),
                 x: first.x.round().max(0.0) as u32,
                 y: (first.y + step * i as f32).round().max(0.0) as u32,
@@ -858,13 +919,26 @@ impl Ui {
             .collect()
     }
 
-    fn screen_name(&self) -> &'static str {
+    /// The trace's name of the screen on show: a step of a flow is named
+    /// by its request (its Slint screen is `choice`, see
+    /// [`Self::slint_screen`]).
+    fn screen_name(&self) -> String {
+        match (&self.prompt, &self.progress, &self.text, &self.choice) {
+            (None, None, None, Some(c)) => c.request.screen.clone(),
+            _ => self.slint_screen().to_string(),
+        }
+    }
+
+    /// The Slint screen on show.
+    fn slint_screen(&self) -> &'static str {
         if let Some(p) = &self.prompt {
             screens::prompt_screen(&p.prompt)
         } else if self.progress.is_some() {
             "progress"
         } else if self.text.is_some() {
             "keyboard"
+        } else if self.choice.is_some() {
+            "choice"
         } else {
             match self.user_screen {
                 UserScreen::Home => "home",
@@ -955,6 +1029,21 @@ impl Ui {
             Msg::CancelText(id) => {
                 if self.text.as_ref().is_some_and(|t| t.id == id) {
                     self.end_text(TextAnswer::Cancelled);
+                }
+            }
+            Msg::AskChoice { id, request, reply } => {
+                if self.choice.is_some() {
+                    let _ = reply.send(ChoiceAnswer::Busy);
+                    return;
+                }
+                // Nothing may cover a step's buttons.
+                self.toast = None;
+                self.choice = Some(ActiveChoice { id, request, reply });
+                self.content_dirty = true;
+            }
+            Msg::CancelChoice(id) => {
+                if self.choice.as_ref().is_some_and(|c| c.id == id) {
+                    self.end_choice(ChoiceAnswer::Cancelled);
                 }
             }
             Msg::ContactDetails(d) => {
@@ -1175,15 +1264,41 @@ impl Ui {
                 self.user_screen = UserScreen::Home;
                 self.content_dirty = true;
             }
+            "new-contact" | "import-contact" if self.on_home() => {
+                let _ = self.events_tx.send(if id == "new-contact" {
+                    UiEvent::NewContact
+                } else {
+                    UiEvent::ImportContact
+                });
+            }
+            "home-more" if self.on_home() => {
+                let n = self.home.contacts.len();
+                let top = screens::home_top(self.layout, n, self.home_top);
+                self.home_top = screens::home_top(self.layout, n, top + self.layout.max_rows());
+                self.content_dirty = true;
+            }
+            choice::CANCEL_ID if self.on_choice() => self.end_choice(ChoiceAnswer::Cancelled),
+            _ if id.starts_with("choice:") && self.on_choice() => {
+                let n = self.choice.as_ref().map_or(0, |c| c.request.choices.len());
+                let i = id["choice:".len()..].parse::<usize>().ok();
+                if let Some(i) = i.filter(|i| *i < n.min(choice::MAX_CHOICES)) {
+                    self.end_choice(ChoiceAnswer::Chosen(i));
+                }
+            }
             _ if id.starts_with(keyboard::KEY_PREFIX) => {
                 if let Some(k) = Key::from_id(id) {
                     self.on_key(k);
                 }
             }
-            _ if id.starts_with("contact:") => {
-                let shown = screens::home_rows_shown(self.layout, self.home.contacts.len());
+            _ if id.starts_with("contact:") && self.on_home() => {
+                let n = self.home.contacts.len();
+                let top = screens::home_top(self.layout, n, self.home_top);
+                let shown = top..top + screens::home_rows_shown(self.layout, n, top);
                 let row = id["contact:".len()..].parse::<usize>().ok();
-                if let Some(c) = row.filter(|i| *i < shown).map(|i| &self.home.contacts[i]) {
+                if let Some(c) = row
+                    .filter(|i| shown.contains(i))
+                    .map(|i| &self.home.contacts[i])
+                {
                     let name = c.name.clone();
                     self.details = None;
                     // Nothing may cover this screen's buttons (a toast sits
@@ -1251,6 +1366,24 @@ impl Ui {
         }
     }
 
+    /// The home screen is what the owner sees (no prompt, progress,
+    /// keyboard or step over it).
+    fn on_home(&self) -> bool {
+        self.slint_screen() == "home"
+    }
+
+    /// A step of a flow is what the owner sees.
+    fn on_choice(&self) -> bool {
+        self.slint_screen() == "choice"
+    }
+
+    fn end_choice(&mut self, answer: ChoiceAnswer) {
+        if let Some(c) = self.choice.take() {
+            let _ = c.reply.send(answer);
+            self.content_dirty = true;
+        }
+    }
+
     fn end_text(&mut self, answer: TextAnswer) {
         if let Some(t) = self.text.take() {
             let _ = t.reply.send(answer);
@@ -1311,7 +1444,16 @@ impl Ui {
     /// Puts the current state on the screens.
     fn refresh(&mut self) {
         self.content_dirty = false;
-        let name = self.screen_name();
+        let name = self.slint_screen();
+        if let (None, None, None, Some(c)) =
+            (&self.prompt, &self.progress, &self.text, &self.choice)
+        {
+            self.screen_texts = screens::apply_choice(&self.app, &c.request);
+            self.app.set_screen(name.into());
+            self.toast_text = screens::apply_toast(&self.app, self.toast.as_ref().map(|(t, _)| t));
+            self.update_countdown();
+            return;
+        }
         self.screen_texts = match (&self.prompt, &self.progress, &self.text, &self.user_screen) {
             (Some(p), _, _, _) => screens::apply_prompt(&self.app, self.layout, &p.prompt),
             (None, Some(pr), _, _) => screens::apply_progress(&self.app, pr),
@@ -1337,7 +1479,7 @@ impl Ui {
             }
             (None, None, None, UserScreen::About) => screens::apply_about(&self.app, &self.about),
             (None, None, None, UserScreen::Home) => {
-                screens::apply_home(&self.app, self.layout, &self.home)
+                screens::apply_home(&self.app, self.layout, &self.home, self.home_top)
             }
             (None, None, None, UserScreen::Contact(name)) => {
                 screens::apply_contact(&self.app, name, self.details.as_ref())
@@ -1359,6 +1501,7 @@ impl Drop for Ui {
     fn drop(&mut self) {
         self.resolve(Decision::Cancelled);
         self.end_text(TextAnswer::Cancelled);
+        self.end_choice(ChoiceAnswer::Cancelled);
         while let Ok(m) = self.rx.try_recv() {
             match m {
                 Msg::Prompt { reply, .. } => {
@@ -1366,6 +1509,9 @@ impl Drop for Ui {
                 }
                 Msg::AskText { reply, .. } => {
                     let _ = reply.send(TextAnswer::Cancelled);
+                }
+                Msg::AskChoice { reply, .. } => {
+                    let _ = reply.send(ChoiceAnswer::Cancelled);
                 }
                 _ => {}
             }

@@ -165,6 +165,53 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     r.handle.cancel_text(&t);
     r.step();
 
+    // Steps of the pairing flows, at both sizes: the size choice (the
+    // longest labels) and the pairing code.
+    let t = r.handle.ask_choice(ChoiceRequest {
+        screen: "new-contact-size".into(),
+        title: "Pad size for erin".into(),
+        lines: vec!["3.20 GiB free; 256 MiB stays free for the device.".into()],
+        choices: vec![
+            "64 MiB · about 578,524 messages of 100 bytes · ~1 min 05 s".into(),
+            "256 MiB · about 2,314,098 messages of 100 bytes · ~4 min 22 s".into(),
+            "1 GiB · about 9,256,395 messages of 100 bytes · ~17 min 28 s".into(),
+        ],
+        cancel: Some("Cancel".into()),
+        ..Default::default()
+    });
+    r.step();
+    check(&format!("choice-size-{size}"), &r.screen.frame());
+    r.handle.cancel_choice(&t);
+    r.step();
+    let t = r.handle.ask_choice(ChoiceRequest {
+        screen: "new-contact-code".into(),
+        title: "Pairing code for erin".into(),
+        lines: vec!["Your partner types this code when importing. It is shown only here.".into()],
+        code: Some("K7QW 2MXD 9PLA 4RTE HN3B 6VZC U".into()),
+        choices: vec!["Partner has imported it".into()],
+        cancel: Some("Cancel".into()),
+        ..Default::default()
+    });
+    r.step();
+    check(&format!("choice-code-{size}"), &r.screen.frame());
+    r.handle.cancel_choice(&t);
+    r.step();
+    let t = r.handle.ask_choice(ChoiceRequest {
+        screen: "new-contact-full".into(),
+        title: "No room for a new pad".into(),
+        warning: Some(
+            "The data partition has 12.0 MiB free and the device keeps 256 MiB free. \
+             Remove a contact you no longer need to make room."
+                .into(),
+        ),
+        choices: vec!["Back".into()],
+        ..Default::default()
+    });
+    r.step();
+    snapshot(&format!("choice-full-{size}"), &r);
+    r.handle.cancel_choice(&t);
+    r.step();
+
     let t = r.prompt(seal());
     snapshot(&format!("confirm-seal-{size}"), &r);
     if golden {
@@ -200,6 +247,7 @@ fn all_screens(w: u32, h: u32, golden: bool) {
         done_bytes: 420_000_000,
         total_bytes: 1_000_000_000,
         cancellable: true,
+        time_left: Some(std::time::Duration::from_secs(95)),
     });
     r.step();
     snapshot(&format!("progress-{size}"), &r);

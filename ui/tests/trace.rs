@@ -20,9 +20,13 @@ fn home_reports_owner_contacts_link_and_alerts() {
         "bob",
         "700 MiB left · 5,560,630 messages",
         "Carol Jiménez",
-        "dave",
+        "+ 1 more contact",
     ] {
         assert!(t.has_text(s), "{s:?} missing from {}", t.to_json());
+    }
+    assert!(!t.has_text("dave"), "two rows a page: {}", t.to_json());
+    for label in ["New contact", "Import contact", "More"] {
+        assert!(t.button(label).is_some(), "{label}: {}", t.to_json());
     }
     let b = t.button("alerts").expect("alerts button");
     assert_eq!(b.label, "Alerts (2)");
@@ -119,8 +123,22 @@ fn home_rows_fit_below_the_header_at_both_sizes() {
                     t.to_json()
                 );
             }
+            let actions = ["new-contact", "import-contact"].map(|id| {
+                t.button(id)
+                    .unwrap_or_else(|| panic!("no {id} at {w}x{h}: {}", t.to_json()))
+                    .clone()
+            });
+            for a in &actions {
+                let at = format!("{w}x{h}, {n} contacts, {a:?}");
+                assert!(a.x >= margin && a.x + a.w <= w - margin, "{at}");
+                assert!(a.y + a.h <= h - margin, "off the bottom: {at}");
+                assert!(a.h >= 60, "touch target too small: {at}");
+            }
             for (i, b) in rows.iter().enumerate() {
                 let at = format!("{w}x{h}, {n} contacts, {b:?}");
+                for a in &actions {
+                    assert!(b.y + b.h < a.y, "on {}: {at}", a.id);
+                }
                 assert!(b.x >= margin && b.x + b.w <= w - margin, "{at}");
                 assert!(b.y + b.h <= h - margin, "off the bottom: {at}");
                 for hb in &header {
@@ -151,7 +169,87 @@ fn home_with_many_contacts_says_how_many_more() {
     }
     r.handle.set_home(h);
     r.step();
-    assert!(r.trace().has_text("+ 5 more contacts"));
+    assert!(r.trace().has_text("+ 6 more contacts"));
+}
+
+/// More pages through the contacts two at a time, then starts again;
+/// each page's rows open their own contact; with two contacts or fewer
+/// there is no More.
+#[test]
+fn more_pages_through_every_contact() {
+    for (w, h) in [(800, 480), (480, 320)] {
+        let mut r = Rig::new(w, h);
+        let events = r.ui.take_events().unwrap();
+        let mut home = home();
+        for i in 0..2 {
+            home.contacts.push(ContactView {
+                name: format!("friend{i}"),
+                pad_left_bytes: 1,
+                pad_total_bytes: 2,
+                messages_left: 0,
+                damaged: false,
+            });
+        }
+        let names: Vec<String> = home.contacts.iter().map(|c| c.name.clone()).collect();
+        r.handle.set_home(home);
+        r.step();
+        let mut seen = Vec::new();
+        for page in 0..3 {
+            let t = r.trace();
+            let rows: Vec<_> = t
+                .buttons
+                .iter()
+                .filter(|b| b.id.starts_with("contact:"))
+                .cloned()
+                .collect();
+            assert!(
+                !rows.is_empty() && rows.len() <= 2,
+                "page {page}: {}",
+                t.to_json()
+            );
+            for b in &rows {
+                seen.push(b.label.clone());
+            }
+            r.tap(&rows[0].id);
+            assert_eq!(
+                events.try_recv(),
+                Ok(UiEvent::ContactOpened {
+                    name: rows[0].label.clone()
+                })
+            );
+            r.tap("Back");
+            r.tap("More");
+        }
+        assert_eq!(seen, names, "{w}x{h}");
+        assert!(r.trace().button("bob").is_some(), "back to the first page");
+        let mut two = common::home();
+        two.contacts.truncate(2);
+        r.handle.set_home(two);
+        r.step();
+        assert!(
+            r.trace().button("More").is_none(),
+            "{}",
+            r.trace().to_json()
+        );
+    }
+}
+
+/// New contact and Import contact say so to firmware, only from home.
+#[test]
+fn new_and_import_contact_are_events() {
+    let mut r = Rig::new(480, 320);
+    let events = r.ui.take_events().unwrap();
+    r.handle.set_home(home());
+    r.step();
+    r.tap("New contact");
+    assert_eq!(events.try_recv(), Ok(UiEvent::NewContact));
+    r.tap("Import contact");
+    assert_eq!(events.try_recv(), Ok(UiEvent::ImportContact));
+    assert_eq!(
+        r.trace().screen,
+        "home",
+        "the UI waits for firmware's steps"
+    );
 }
 
 #[test]
@@ -430,6 +528,7 @@ fn progress_screen_and_cancel() {
         done_bytes: 420_000_000,
         total_bytes: 1_000_000_000,
         cancellable: true,
+        time_left: None,
     });
     r.step();
     let t = r.trace();
@@ -444,6 +543,7 @@ fn progress_screen_and_cancel() {
         done_bytes: 1,
         total_bytes: 2,
         cancellable: false,
+        time_left: None,
     });
     r.step();
     assert!(r.trace().buttons.is_empty());
@@ -907,3 +1007,69 @@ fn activity_moves_at_touches_buttons_and_prompts() {
     r.step();
     assert!(trace.activity() > a2);
 }
+
+/// A step of a flow: named by its request, its lines and code as texts
+/// (the code as one text), its choices as buttons by their words; a tap
+/// answers with the index, Cancel with Cancelled; a second step meanwhile
+/// is Busy; a prompt covers it and it comes back.
+#[test]
+fn a_step_answers_with_the_choice_tapped() {
+    let mut r = Rig::new(480, 320);
+    r.handle.set_home(home());
+    r.step();
+    let req = ChoiceRequest {
+        screen: "new-contact-size".into(),
+        title: "Pad size for erin".into(),
+        lines: vec!["Pick one".into()],
+        code: Some("ABCD EFGH".into()),
+        choices: vec!["64 MiB · a".into(), "256 MiB · b".into()],
+        cancel: Some("Cancel".into()),
+        ..Default::default()
+    };
+    let t = r.handle.ask_choice(req.clone());
+    r.step();
+    let tr = r.trace();
+    assert_eq!(tr.screen, "new-contact-size");
+    for s in ["Pad size for erin", "Pick one", "ABCD EFGH"] {
+        assert!(tr.has_text(s), "{s}: {}", tr.to_json());
+    }
+    let busy = r.handle.ask_choice(req.clone());
+    r.step();
+    assert_eq!(busy.wait_timeout(WAIT_SHORT), Some(ChoiceAnswer::Busy));
+    // A prompt comes first; the step is back after it.
+    let p = r.prompt(seal());
+    r.handle.cancel(&p);
+    r.step();
+    assert_eq!(r.trace().screen, "new-contact-size");
+    r.tap("256 MiB · b");
+    assert_eq!(t.wait_timeout(WAIT_SHORT), Some(ChoiceAnswer::Chosen(1)));
+    assert_eq!(r.trace().screen, "home");
+    let t = r.handle.ask_choice(req);
+    r.step();
+    r.tap("Cancel");
+    assert_eq!(t.wait_timeout(WAIT_SHORT), Some(ChoiceAnswer::Cancelled));
+    assert_eq!(r.trace().screen, "home");
+}
+
+/// Progress says how long the rest will take.
+#[test]
+fn progress_shows_the_time_left() {
+    let mut r = Rig::new(800, 480);
+    r.handle.show_progress(ProgressView {
+        title: "Making a pad for erin".into(),
+        done_bytes: 1 << 20,
+        total_bytes: 4 << 20,
+        cancellable: true,
+        time_left: Some(Duration::from_secs(185)),
+    });
+    r.step();
+    let t = r.trace();
+    assert!(
+        t.has_text("1.00 MiB of 4.00 MiB · about 3 min 05 s left"),
+        "{}",
+        t.to_json()
+    );
+    assert!(t.button("Cancel").is_some());
+}
+
+const WAIT_SHORT: Duration = Duration::from_secs(5);

@@ -242,6 +242,16 @@ pub struct Dev {
 impl Dev {
     /// Start a device on `dir` on 127.0.0.1:0.
     pub fn start(dir: &Path, owner: &str, limits: Limits) -> Dev {
+        Dev::start_with(dir, owner, limits, Default::default())
+    }
+
+    /// [`Dev::start`] with the pairing flows' stick, RNG and sizes.
+    pub fn start_with(
+        dir: &Path,
+        owner: &str,
+        limits: Limits,
+        pairing: otc_device::pairing_flow::PairingOptions,
+    ) -> Dev {
         let platform = TestPlatform::new(WALL, 0);
         let clock = platform.fake_clock();
         let (running, script) = otc_testkit::start_device(
@@ -252,6 +262,7 @@ impl Dev {
                 // The requests below say `Host: device`, as a client would
                 // after the owner allowed that name in otc.toml.
                 allowed_hosts: vec!["device".into()],
+                pairing,
                 ..otc_testkit::start_options(owner)
             },
             Arc::new(platform),

@@ -1,0 +1,794 @@
+//! The owner's pairing flows on the screen: **New contact** (make a pad,
+//! export its partner's half to a USB stick sealed with a pairing code,
+//! show the code, then the fingerprint) and **Import contact** (pick the
+//! export on the stick, type the code and a name, import, erase the file
+//! from the stick, show the fingerprint). The pad work is
+//! [`crate::pad::pairing`]'s; this module only asks the owner, step by
+//! step ([`otc_ui::UiHandle::ask_choice`], [`otc_ui::UiHandle::ask_text`]),
+//! on a thread of its own.
+//!
+//! Rules kept here:
+//! - one flow at a time; none starts while a prompt is on screen;
+//! - while a pad is made, exported or imported the broker is held
+//!   ([`crate::confirm::Broker::hold`]): the RPC endpoint answers `busy`;
+//! - Cancel at any step destroys everything half-made: a pad made but not
+//!   yet taken by the partner is removed (its export on the stick is
+//!   useless without the code, which is forgotten);
+//! - the pairing code lives only in this thread's memory and on the screen,
+//!   never on the card or the stick, and is dropped when the flow ends;
+//! - the stick is mounted only for the export (read-write), the import
+//!   (read-only), and the erasure of the imported file (read-write).
+//!
+//! Sizes offered: those of [`PairingOptions::sizes`] that fit the data
+//! partition's free space (statvfs, or the test seam
+//! [`PairingOptions::free_space`]) minus [`PairingOptions::reserve`], at
+//! most [`otc_ui::choice::MAX_CHOICES`], the largest ones. The time each
+//! will take is from the hardware source's rate, measured when the flow
+//! starts (a 64 KiB read).
+
+use crate::Error;
+use crate::audit::Event;
+use crate::confirm::Screen;
+use crate::pad::Error as PadError;
+use crate::pad::pairing::{self, ExportKind, PairingCode};
+use crate::pad::{PadStore, fsutil};
+use crate::rpc::{ApprovalPrompt, Service};
+use crate::stick::{self, Mode, Stick};
+use otc_ui::{ChoiceAnswer, ChoiceRequest, ProgressView, TextAnswer, TextRequest, UiHandle};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How the device finds free space on the data partition (a test seam:
+/// the real one is statvfs; a test may say "full" without filling a disk).
+pub type FreeSpace = Arc<dyn Fn(&Path) -> std::io::Result<u64> + Send + Sync>;
+
+/// What the pairing flows need besides the store.
+#[derive(Clone)]
+pub struct PairingOptions {
+    /// The USB stick (`None`: no stick can be used; the flows say so).
+    pub stick: Option<Arc<dyn Stick>>,
+    /// The hardware random source (`run --hwrng`, default `/dev/hwrng`);
+    /// required: without it no pad is made.
+    pub hwrng: PathBuf,
+    /// Free space the data partition keeps after a new pad.
+    pub reserve: u64,
+    /// The sizes offered, smallest first.
+    pub sizes: Vec<u64>,
+    pub free_space: FreeSpace,
+}
+
+impl Default for PairingOptions {
+    fn default() -> Self {
+        PairingOptions {
+            stick: None,
+            hwrng: PathBuf::from(pairing::DEFAULT_HWRNG),
+            reserve: 256 << 20,
+            sizes: vec![16 << 20, 64 << 20, 256 << 20, 1 << 30, 4 << 30, 16 << 30],
+            free_space: Arc::new(statvfs_free),
+        }
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `dir`.
+pub fn statvfs_free(dir: &Path) -> std::io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+}
+
+/// A size in binary units as the size buttons start: `64 MiB`, `1 GiB`.
+pub fn size_label(n: u64) -> String {
+    const K: u64 = 1024;
+    match n {
+        _ if n >= K * K * K && n.is_multiple_of(K * K * K) => format!("{} GiB", n / (K * K * K)),
+        _ if n >= K * K && n.is_multiple_of(K * K) => format!("{} MiB", n / (K * K)),
+        _ if n >= K && n.is_multiple_of(K) => format!("{} KiB", n / K),
+        _ => format!("{n} bytes"),
+    }
+}
+
+/// What one size button says: the size first, then about how many 100-byte
+/// messages it carries (both directions together; a v3 message costs its
+/// length + 16) and about how long making it takes at `rate` bytes/s.
+pub fn size_choice(size: u64, rate: f64) -> String {
+    let messages = size / 116;
+    let secs = if rate > 0.0 { size as f64 / rate } else { 0.0 };
+    format!(
+        "{} · about {} messages of 100 bytes · ~{}",
+        size_label(size),
+        otc_ui::format::count(messages),
+        otc_ui::format::duration(Duration::from_secs_f64(secs))
+    )
+}
+
+/// The sizes to offer with `free` bytes free (see the module docs).
+pub fn sizes_that_fit(opts: &PairingOptions, free: u64) -> Vec<u64> {
+    let room = free.saturating_sub(opts.reserve);
+    let fit: Vec<u64> = opts.sizes.iter().copied().filter(|s| *s <= room).collect();
+    let skip = fit.len().saturating_sub(otc_ui::choice::MAX_CHOICES);
+    fit[skip..].to_vec()
+}
+
+/// The hardware source's rate in bytes a second, from one 64 KiB read.
+fn measure_rate(hw: &Path) -> Result<f64, String> {
+    let mut f = std::fs::File::open(hw).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let t = Instant::now();
+    let n = fsutil::read_full(&mut f, &mut buf).map_err(|e| e.to_string())?;
+    if n < buf.len() {
+        return Err("it ended after a few bytes".into());
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64().max(1e-6))
+}
+
+/// The state the flows share with the UI event thread.
+#[derive(Default)]
+pub struct Flows {
+    /// A flow is running.
+    active: AtomicBool,
+    /// Cancel was tapped on the progress screen.
+    cancel: AtomicBool,
+}
+
+impl Flows {
+    /// The progress screen's Cancel was tapped.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Everything a flow uses.
+pub struct Ctx<S: Screen<Prompt = ApprovalPrompt> + 'static> {
+    pub ui: UiHandle,
+    pub service: Arc<Service<S>>,
+    pub opts: PairingOptions,
+    pub flows: Arc<Flows>,
+    pub owner: String,
+    /// Called when the contacts changed (the home screen is rebuilt).
+    pub refresh: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// Which flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    NewContact,
+    ImportContact,
+}
+
+/// Starts a flow on its own thread, unless one runs or a prompt is on
+/// screen (then a toast says why).
+pub fn start<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: Ctx<S>, which: Which) {
+    if ctx.service.is_stopping() {
+        return;
+    }
+    if ctx.service.broker().is_busy() {
+        ctx.ui.toast(otc_ui::Toast::error(
+            "The device is busy with a request. Try again when it is done.",
+        ));
+        return;
+    }
+    if ctx.flows.active.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let flows = ctx.flows.clone();
+    let spawned = std::thread::Builder::new()
+        .name("otc-pairing".into())
+        .spawn(move || {
+            match which {
+                Which::NewContact => new_contact(&ctx),
+                Which::ImportContact => import_contact(&ctx),
+            }
+            (ctx.refresh)();
+            ctx.flows.active.store(false, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        flows.active.store(false, Ordering::SeqCst);
+    }
+}
+
+fn step(ui: &UiHandle, req: ChoiceRequest) -> Option<usize> {
+    match ui.ask_choice(req).wait() {
+        ChoiceAnswer::Chosen(i) => Some(i),
+        ChoiceAnswer::Cancelled | ChoiceAnswer::Busy => None,
+    }
+}
+
+/// A step that says what went wrong; `retry` offers "Try again".
+/// Returns whether the owner wants to try again.
+fn trouble(ui: &UiHandle, screen: &str, title: &str, what: &str, retry: bool) -> bool {
+    let choices = if retry {
+        vec!["Try again".to_string()]
+    } else {
+        vec!["Back".to_string()]
+    };
+    let r = step(
+        ui,
+        ChoiceRequest {
+            screen: screen.into(),
+            title: title.into(),
+            warning: Some(what.into()),
+            choices,
+            cancel: retry.then(|| "Cancel".into()),
+            ..Default::default()
+        },
+    );
+    retry && r == Some(0)
+}
+
+/// A name for the export file: the maker's name (letters, digits, `._-`
+/// only) and the start of the pad id, e.g. `Alice-3f9a0c12.otcpad`.
+fn export_name(owner: &str, pad_id: &str) -> String {
+    let who: String = owner
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(32)
+        .collect();
+    let who = who.trim_start_matches('.');
+    let who = if who.is_empty() { "pad" } else { who };
+    format!("{who}-{}.otcpad", &pad_id[..pad_id.len().min(8)])
+}
+
+fn progress_view(title: &str, done: u64, total: u64, started: Instant) -> ProgressView {
+    let elapsed = started.elapsed().as_secs_f64();
+    let time_left = (done > 0 && done < total && elapsed > 0.0)
+        .then(|| Duration::from_secs_f64((total - done) as f64 * elapsed / done as f64));
+    ProgressView {
+        title: title.to_string(),
+        done_bytes: done,
+        total_bytes: total,
+        cancellable: true,
+        time_left,
+    }
+}
+
+/// Removes a contact made by a flow that did not finish (Cancel, a failed
+/// export): its pad is erased.
+fn undo_made<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>, name: &str) {
+    let store: &PadStore = ctx.service.store();
+    let pad_id = store.contact(name).map(|c| c.pad_id).unwrap_or_default();
+    if store.remove(name, &mut |_, _| {}).is_ok() {
+        ctx.service.audit(Event::PadRemoved {
+            contact: name.to_string(),
+            pad_id,
+        });
+    }
+}
+
+/// The maker's side: name → size → Make → Export → code → fingerprint.
+fn new_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
+    let ui = &ctx.ui;
+    let store = ctx.service.store();
+    let name = match ui
+        .ask_text(
+            TextRequest::contact_name(),
+            crate::device::contact_name_check(store.contacts()),
+        )
+        .wait()
+    {
+        TextAnswer::Done(n) => n,
+        _ => return,
+    };
+    // Sizes that fit.
+    let free = match (ctx.opts.free_space)(store.dir()) {
+        Ok(f) => f,
+        Err(e) => {
+            trouble(
+                ui,
+                "new-contact-error",
+                "Cannot read the free space",
+                &format!("The data partition's free space cannot be read: {e}."),
+                false,
+            );
+            return;
+        }
+    };
+    let sizes = sizes_that_fit(&ctx.opts, free);
+    if sizes.is_empty() {
+        trouble(
+            ui,
+            "new-contact-full",
+            "No room for a new pad",
+            &format!(
+                "The data partition has {} free and the device keeps {} free. No pad fits: \
+                 remove a contact you no longer need to make room.",
+                otc_ui::format::bytes(free),
+                otc_ui::format::bytes(ctx.opts.reserve)
+            ),
+            false,
+        );
+        return;
+    }
+    let hw = ctx.opts.hwrng.clone();
+    let rate = match measure_rate(&hw) {
+        Ok(r) => r,
+        Err(e) => {
+            trouble(
+                ui,
+                "new-contact-error",
+                "No hardware random source",
+                &format!(
+                    "Pads are made only with the hardware random source {}, and it cannot be \
+                     read ({e}). Nothing was made.",
+                    hw.display()
+                ),
+                false,
+            );
+            return;
+        }
+    };
+    let Some(i) = step(
+        ui,
+        ChoiceRequest {
+            screen: "new-contact-size".into(),
+            title: format!("Pad size for {name}"),
+            lines: vec![format!(
+                "{} free; {} stays free for the device.",
+                otc_ui::format::bytes(free),
+                otc_ui::format::bytes(ctx.opts.reserve)
+            )],
+            choices: sizes.iter().map(|s| size_choice(*s, rate)).collect(),
+            cancel: Some("Cancel".into()),
+            ..Default::default()
+        },
+    ) else {
+        return;
+    };
+    let size = sizes[i];
+    if step(
+        ui,
+        ChoiceRequest {
+            screen: "new-contact-make".into(),
+            title: format!("Make a pad for {name}"),
+            lines: vec![format!(
+                "{} from the hardware random source {} and the kernel's, health-tested.",
+                size_label(size),
+                hw.display()
+            )],
+            choices: vec!["Make".into()],
+            cancel: Some("Cancel".into()),
+            ..Default::default()
+        },
+    )
+    .is_none()
+    {
+        return;
+    }
+    // Make, with the endpoint answering busy.
+    let Some(hold) = ctx.service.broker().hold() else {
+        ui.toast(otc_ui::Toast::error(
+            "The device is busy with a request. Nothing was made; try again.",
+        ));
+        return;
+    };
+    ctx.flows.cancel.store(false, Ordering::SeqCst);
+    let title = format!("Making a pad for {name}");
+    let started = Instant::now();
+    let mut shown = 0u64;
+    let made = pairing::make_pad(store, &name, size, Some(&hw), &mut |done, total| {
+        if done == total || done - shown >= (total / 100).max(1) {
+            shown = done;
+            ui.show_progress(progress_view(&title, done, total, started));
+        }
+        !ctx.flows.cancel.load(Ordering::SeqCst)
+    });
+    ui.hide_progress();
+    let made = match made {
+        Ok(m) => m,
+        Err(PadError::Cancelled) => {
+            drop(hold);
+            ui.toast(otc_ui::Toast::info("Cancelled: nothing was kept"));
+            return;
+        }
+        Err(e) => {
+            drop(hold);
+            trouble(
+                ui,
+                "new-contact-error",
+                "The pad was not made",
+                &format!("{e}. Nothing was kept."),
+                false,
+            );
+            return;
+        }
+    };
+    ctx.service.audit(Event::PadCreated {
+        contact: name.clone(),
+        pad_id: made.pad_id.clone(),
+        bytes: made.size,
+    });
+    (ctx.refresh)();
+    // Export, until it worked or the owner gives up (then the pad goes).
+    let code = loop {
+        if step(
+            ui,
+            ChoiceRequest {
+                screen: "new-contact-export".into(),
+                title: format!("Export for {name}"),
+                lines: vec![
+                    "Insert a USB stick, then tap Export. It gets your partner's half of the \
+                     pad, sealed with a code that only this screen shows."
+                        .into(),
+                ],
+                choices: vec!["Export".into()],
+                cancel: Some("Cancel".into()),
+                ..Default::default()
+            },
+        )
+        .is_none()
+        {
+            drop(hold);
+            undo_made(ctx, &name);
+            ui.toast(otc_ui::Toast::info("Cancelled: the new pad was erased"));
+            return;
+        }
+        match export(ctx, &name, &made.pad_id) {
+            Ok(code) => break code,
+            Err(what) => {
+                if !trouble(ui, "new-contact-error", "The export failed", &what, true) {
+                    drop(hold);
+                    undo_made(ctx, &name);
+                    ui.toast(otc_ui::Toast::info("Cancelled: the new pad was erased"));
+                    return;
+                }
+            }
+        }
+    };
+    drop(hold);
+    let shown = code.groups().replace('-', " ");
+    let taken = step(
+        ui,
+        ChoiceRequest {
+            screen: "new-contact-code".into(),
+            title: format!("Pairing code for {name}"),
+            lines: vec![
+                "Remove the stick. Your partner imports the file and types this code; it is \
+                 shown only here, until they have imported it."
+                    .into(),
+            ],
+            code: Some(shown),
+            choices: vec!["Partner has imported it".into()],
+            cancel: Some("Cancel".into()),
+            ..Default::default()
+        },
+    );
+    drop(code);
+    if taken.is_none() {
+        undo_made(ctx, &name);
+        ui.toast(otc_ui::Toast::info("Cancelled: the new pad was erased"));
+        return;
+    }
+    step(
+        ui,
+        ChoiceRequest {
+            screen: "new-contact-done".into(),
+            title: format!("Paired with {name}"),
+            lines: vec!["Compare with your partner's screen: the same fingerprint on both.".into()],
+            code: Some(made.fingerprint.clone()),
+            choices: vec!["Done".into()],
+            ..Default::default()
+        },
+    );
+}
+
+/// Mounts the stick and writes the sealed export; returns the code. Every
+/// failure is said in words, with nothing left on the stick.
+fn export<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    name: &str,
+    pad_id: &str,
+) -> Result<PairingCode, String> {
+    let stick = ctx
+        .opts
+        .stick
+        .as_ref()
+        .ok_or("This device has no USB stick port configured.")?;
+    let mounted = stick.mount(Mode::ReadWrite).map_err(|e| e.to_string())?;
+    let code = PairingCode::generate().map_err(|e| e.to_string())?;
+    let out = mounted.dir().join(export_name(&ctx.owner, pad_id));
+    let title = format!("Exporting for {name}");
+    let started = Instant::now();
+    let res = pairing::export_sealed_with(
+        ctx.service.store(),
+        name,
+        &out,
+        &code,
+        &mut |done, total| {
+            ctx.ui
+                .show_progress(progress_view(&title, done, total, started));
+            true
+        },
+    );
+    ctx.ui.hide_progress();
+    drop(mounted);
+    match res {
+        Ok(_) => Ok(code),
+        Err(e) => Err(format!(
+            "Writing to the USB stick failed: {e}. Nothing usable was left on it. Check the \
+             stick (inserted, not full, not write-protected)."
+        )),
+    }
+}
+
+/// The importer's side: stick → file → code → name → Import → erase the
+/// file → fingerprint.
+fn import_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
+    let ui = &ctx.ui;
+    let Some(stick) = ctx.opts.stick.clone() else {
+        trouble(
+            ui,
+            "import-error",
+            "No USB stick port",
+            "This device has no USB stick port configured.",
+            false,
+        );
+        return;
+    };
+    // The stick and its files.
+    let (file, header) = loop {
+        if step(
+            ui,
+            ChoiceRequest {
+                screen: "import-insert".into(),
+                title: "Import a contact".into(),
+                lines: vec![
+                    "Insert the USB stick with your partner's export, then tap Continue.".into(),
+                ],
+                choices: vec!["Continue".into()],
+                cancel: Some("Cancel".into()),
+                ..Default::default()
+            },
+        )
+        .is_none()
+        {
+            return;
+        }
+        let listed = stick
+            .mount(Mode::ReadOnly)
+            .and_then(|m| stick::export_files(&m).map(|f| (f, m.dir().to_path_buf())));
+        let (files, dir) = match listed {
+            Ok((f, _)) if f.is_empty() => {
+                if trouble(
+                    ui,
+                    "import-error",
+                    "No export on the stick",
+                    "The stick holds no export file (a name ending in .otcpad).",
+                    true,
+                ) {
+                    continue;
+                }
+                return;
+            }
+            Ok(x) => x,
+            Err(e) => {
+                if trouble(ui, "import-error", "No USB stick", &e.to_string(), true) {
+                    continue;
+                }
+                return;
+            }
+        };
+        let shown: Vec<String> = files
+            .iter()
+            .take(otc_ui::choice::MAX_CHOICES)
+            .cloned()
+            .collect();
+        let Some(i) = step(
+            ui,
+            ChoiceRequest {
+                screen: "import-files".into(),
+                title: "Which export?".into(),
+                lines: vec![format!("{} on the stick.", files.len())],
+                choices: shown.clone(),
+                cancel: Some("Cancel".into()),
+                ..Default::default()
+            },
+        ) else {
+            return;
+        };
+        let path = dir.join(&shown[i]);
+        match stick
+            .mount(Mode::ReadOnly)
+            .map_err(|e| e.to_string())
+            .and_then(|_m| pairing::probe(&path).map_err(|e| e.to_string()))
+        {
+            Ok(ExportKind::Sealed(h)) => break (path, h),
+            Ok(ExportKind::Plain) => {
+                trouble(
+                    ui,
+                    "import-error",
+                    "Not a sealed export",
+                    "This file is a plain export of an older version, which the device no \
+                     longer accepts. Ask your partner to make a new contact.",
+                    false,
+                );
+                return;
+            }
+            Err(e) => {
+                if trouble(ui, "import-error", "Cannot read the export", &e, true) {
+                    continue;
+                }
+                return;
+            }
+        }
+    };
+    // The code, then the name.
+    loop {
+        let code = match ui
+            .ask_text(
+                TextRequest::pairing_code(),
+                Box::new(|t: &str| PairingCode::parse(t).map(|_| ()).map_err(|e| e.to_string())),
+            )
+            .wait()
+        {
+            TextAnswer::Done(t) => match PairingCode::parse(&t) {
+                Ok(c) => c,
+                Err(_) => return,
+            },
+            _ => return,
+        };
+        let store = ctx.service.store();
+        let name = match ui
+            .ask_text(
+                TextRequest::contact_name(),
+                crate::device::contact_name_check(store.contacts()),
+            )
+            .wait()
+        {
+            TextAnswer::Done(n) => n,
+            _ => return,
+        };
+        if step(
+            ui,
+            ChoiceRequest {
+                screen: "import-confirm".into(),
+                title: format!("Import {name}"),
+                lines: vec![format!(
+                    "{} · a pad of {}",
+                    file.file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    otc_ui::format::bytes(header.size)
+                )],
+                choices: vec!["Import".into()],
+                cancel: Some("Cancel".into()),
+                ..Default::default()
+            },
+        )
+        .is_none()
+        {
+            return;
+        }
+        let Some(hold) = ctx.service.broker().hold() else {
+            ui.toast(otc_ui::Toast::error(
+                "The device is busy with a request. Nothing was imported; try again.",
+            ));
+            return;
+        };
+        ctx.flows.cancel.store(false, Ordering::SeqCst);
+        let title = format!("Importing {name}");
+        let started = Instant::now();
+        let res = stick
+            .mount(Mode::ReadOnly)
+            .map_err(|e| Error::io("the USB stick", std::io::Error::other(e.to_string())))
+            .and_then(|_m| {
+                pairing::import_sealed_with(store, &file, &code, &name, &mut |done, total| {
+                    ui.show_progress(progress_view(&title, done, total, started));
+                    !ctx.flows.cancel.load(Ordering::SeqCst)
+                })
+                .map_err(Error::from)
+            });
+        ui.hide_progress();
+        drop(hold);
+        drop(code);
+        let done = match res {
+            Ok(d) => d,
+            Err(Error::Pad(PadError::WrongPairingCode { .. })) => {
+                if trouble(
+                    ui,
+                    "import-error",
+                    "Wrong code",
+                    "This code does not open the export. Nothing was written. Check the code \
+                     on your partner's screen and type it again.",
+                    true,
+                ) {
+                    continue;
+                }
+                return;
+            }
+            Err(Error::Pad(PadError::Cancelled)) => {
+                ui.toast(otc_ui::Toast::info("Cancelled: nothing was kept"));
+                return;
+            }
+            Err(e) => {
+                trouble(
+                    ui,
+                    "import-error",
+                    "Not imported",
+                    &format!("{e}. Nothing was written."),
+                    false,
+                );
+                return;
+            }
+        };
+        ctx.service.audit(Event::PadImported {
+            contact: name.clone(),
+            pad_id: done.pad_id.clone(),
+            bytes: done.size,
+        });
+        (ctx.refresh)();
+        let erased = stick
+            .mount(Mode::ReadWrite)
+            .map_err(|e| e.to_string())
+            .and_then(|_m| {
+                crate::pad::durable::shred(&crate::pad::vfs::RealFs, &file, &mut |_, _| {})
+                    .map_err(|e| e.to_string())
+            });
+        let about_stick = match erased {
+            Ok(()) => "The export file was overwritten and deleted from the stick. Its flash \
+                       memory may keep old blocks; they are useless without the code."
+                .to_string(),
+            Err(e) => format!(
+                "The export file could not be erased from the stick ({e}): delete it there. \
+                 Without the code it is useless."
+            ),
+        };
+        step(
+            ui,
+            ChoiceRequest {
+                screen: "import-done".into(),
+                title: format!("Imported {name}"),
+                lines: vec![
+                    about_stick,
+                    "Remove the stick. Compare with your partner's screen: the same \
+                     fingerprint on both."
+                        .into(),
+                ],
+                code: Some(done.fingerprint.clone()),
+                choices: vec!["Done".into()],
+                ..Default::default()
+            },
+        );
+        return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_buttons_start_with_the_size_in_binary_units() {
+        assert_eq!(size_label(64 << 20), "64 MiB");
+        assert_eq!(size_label(1 << 30), "1 GiB");
+        assert_eq!(size_label(64 << 10), "64 KiB");
+        let c = size_choice(64 << 20, (1 << 20) as f64);
+        assert!(
+            c.starts_with("64 MiB · about 578,524 messages of 100 bytes · ~"),
+            "{c}"
+        );
+        assert!(c.ends_with("1 min 04 s"), "{c}");
+    }
+
+    #[test]
+    fn only_sizes_that_leave_the_reserve_are_offered() {
+        let o = PairingOptions {
+            reserve: 100,
+            sizes: vec![10, 100, 1000, 2000, 3000, 4000],
+            ..Default::default()
+        };
+        assert_eq!(sizes_that_fit(&o, 150), vec![10]);
+        assert_eq!(sizes_that_fit(&o, 100), Vec::<u64>::new());
+        assert_eq!(sizes_that_fit(&o, 3100), vec![1000, 2000, 3000]);
+        assert_eq!(sizes_that_fit(&o, 0), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn export_names_are_safe_file_names() {
+        assert_eq!(
+            export_name("Alice", "3f9a0c12ffff"),
+            "Alice-3f9a0c12.otcpad"
+        );
+        assert_eq!(export_name("../.x y", "ab"), "xy-ab.otcpad");
+        assert_eq!(export_name("", "abcdef0123"), "pad-abcdef01.otcpad");
+    }
+}

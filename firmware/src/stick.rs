@@ -1,0 +1,150 @@
+//! The USB stick that carries a sealed export from one device to the other.
+//!
+//! A stick is mounted only for an export (read-write) or an import
+//! (read-only), and unmounted as soon as that is done: [`Stick::mount`]
+//! gives a [`MountedStick`] whose directory is the stick's file system,
+//! and dropping it unmounts. Two implementations:
+//! - [`DirStick`] (this file): a directory stands for the stick
+//!   (`run --display emulator --stick DIR`, and the tests). "Inserted"
+//!   means the directory exists; nothing is mounted.
+//! - the real USB block device of the Pi image (mounted `nosuid,nodev,
+//!   noexec`, read-only for an import) lives in a file of its own.
+//!
+//! Errors say what happened and what to do, in words for the screen.
+
+use std::path::{Path, PathBuf};
+
+/// How a stick is mounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// For an import: nothing on the stick is changed while it is read.
+    ReadOnly,
+    /// For an export (and for erasing an imported file afterwards).
+    ReadWrite,
+}
+
+/// Why a stick cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StickError {
+    /// No stick is inserted.
+    #[error("No USB stick found. Insert a stick (FAT or exFAT) and try again.")]
+    Missing,
+    /// A stick is there but could not be mounted or read.
+    #[error("The USB stick cannot be used: {0}")]
+    Unusable(String),
+}
+
+/// A stick's file system, mounted until this is dropped.
+pub struct MountedStick {
+    dir: PathBuf,
+    mode: Mode,
+    /// Undoes the mount (the real stick's unmount); `None` for a directory.
+    unmount: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl MountedStick {
+    /// A mounted stick at `dir`; `unmount` runs on drop.
+    pub fn new(dir: PathBuf, mode: Mode, unmount: Option<Box<dyn FnOnce() + Send>>) -> Self {
+        MountedStick { dir, mode, unmount }
+    }
+
+    /// The root directory of the stick's file system.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+impl Drop for MountedStick {
+    fn drop(&mut self) {
+        if let Some(u) = self.unmount.take() {
+            u();
+        }
+    }
+}
+
+/// Where the device finds a USB stick.
+pub trait Stick: Send + Sync {
+    /// Mounts the inserted stick in `mode`, or says why not.
+    fn mount(&self, mode: Mode) -> Result<MountedStick, StickError>;
+}
+
+/// A directory that stands for the stick (emulator builds and tests).
+pub struct DirStick {
+    dir: PathBuf,
+}
+
+impl DirStick {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DirStick { dir: dir.into() }
+    }
+}
+
+impl Stick for DirStick {
+    fn mount(&self, mode: Mode) -> Result<MountedStick, StickError> {
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if m.is_dir() => Ok(MountedStick::new(self.dir.clone(), mode, None)),
+            Ok(_) => Err(StickError::Unusable(format!(
+                "{} is not a directory",
+                self.dir.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StickError::Missing),
+            Err(e) => Err(StickError::Unusable(e.to_string())),
+        }
+    }
+}
+
+/// The export files on a mounted stick: regular files in its root whose
+/// name ends in `.otcpad`, sorted by name (temporary `.tmp` files of an
+/// export cut short are not listed).
+pub fn export_files(stick: &MountedStick) -> Result<Vec<String>, StickError> {
+    let rd = std::fs::read_dir(stick.dir()).map_err(|e| StickError::Unusable(e.to_string()))?;
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".otcpad") && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_a_stick_while_it_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("stick");
+        let s = DirStick::new(&dir);
+        assert!(matches!(s.mount(Mode::ReadOnly), Err(StickError::Missing)));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("b.otcpad"), b"x").unwrap();
+        std::fs::write(dir.join("a.otcpad"), b"x").unwrap();
+        std::fs::write(dir.join("c.otcpad.tmp"), b"x").unwrap();
+        std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+        let m = s.mount(Mode::ReadWrite).unwrap();
+        assert_eq!(m.dir(), dir);
+        assert_eq!(export_files(&m).unwrap(), vec!["a.otcpad", "b.otcpad"]);
+    }
+
+    #[test]
+    fn dropping_unmounts() {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        let m = MountedStick::new(
+            "/nonexistent".into(),
+            Mode::ReadOnly,
+            Some(Box::new(move || {
+                d.store(true, std::sync::atomic::Ordering::SeqCst)
+            })),
+        );
+        assert!(!done.load(std::sync::atomic::Ordering::SeqCst));
+        drop(m);
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
