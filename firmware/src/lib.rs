@@ -27,6 +27,7 @@ pub mod net;
 pub mod pad;
 pub mod platform;
 pub mod rpc;
+pub mod stick_mount;
 pub mod watchdog;
 
 pub use error::{Error, Result};
