@@ -8,6 +8,7 @@
 #   make image    the SD card image: image/out/otc-pi.img (+ .sha256, .bmap)
 #   make qemu     boot the image in QEMU (window, or headless + serial)
 #   make qemu-test  the system test in QEMU (seal, reject, power cuts)
+#   make qemu-pair  two machines and a USB stick in QEMU (pairing, issue 17)
 #   make release  the signed release: image/out/otc-pi.img.xz + .sha256 + .sig
 #                 (OTC_RELEASE_KEY=PATH, an Ed25519 SSH key outside the repo)
 #
@@ -22,7 +23,7 @@ CARGO ?= cargo
 export RUST_MIN_STACK ?= 16777216
 DATA ?= $(CURDIR)/build/demo-data
 
-.PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test image-deps release release-test
+.PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test qemu-pair image-deps release release-test
 
 deps:
 	@scripts/install-deps
@@ -61,7 +62,7 @@ check: fmt clippy unit release-test
 
 # The README's test command (and CI's): the host checks, then the image's
 # system test in QEMU (which cross-builds the release binary and the image).
-test: deps check qemu-test
+test: deps check qemu-test qemu-pair
 
 bench: deps
 	$(CARGO) bench -p otc-proto --bench formats
@@ -90,8 +91,9 @@ fuzz:
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 # --- the appliance (image/) ---------------------------------------------------
-# A static aarch64 musl release binary with none of the features emulator
-# or debug-cli; image/check-release-binary proves it.
+# A static aarch64 musl release binary with the feature spi-display (the
+# SPI panels of hw/README.md) and none of the features emulator or
+# debug-cli; image/check-release-binary proves both.
 CROSS_TARGET = aarch64-unknown-linux-musl
 TARGET_DIR = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 CROSS_BIN = $(TARGET_DIR)/$(CROSS_TARGET)/release/otc-device
@@ -101,7 +103,7 @@ IMAGE = image/out/otc-pi.img
 IMAGE_DATA = $(if $(filter command line,$(origin DATA)),--data $(DATA))
 
 cross: deps
-	$(CARGO) build --release --locked --target $(CROSS_TARGET) -p otc-device
+	$(CARGO) build --release --locked --target $(CROSS_TARGET) -p otc-device --features otc-device/spi-display
 	image/check-release-binary $(CROSS_BIN)
 
 image-deps:
@@ -132,6 +134,13 @@ qemu-test: deps cross image-deps
 	$(CARGO) build -p otc-device --features debug-cli -p otc-image-verify
 	OTC_CROSS_BIN=$(CROSS_BIN) OTC_HOST_BIN=$(TARGET_DIR)/debug/otc-device \
 	  OTC_VERIFY_BIN=$(TARGET_DIR)/debug/otc-image-verify image/qemu-test
+
+# Two copies of the release image with empty data partitions boot as
+# machines A and B; a FAT stick image moves from A to B over QMP; the hwrng
+# rate under QEMU is measured (image/qemu-pair says what is not run yet).
+# Screenshots in image/out/qemu-pair/. Part of `make test`.
+qemu-pair: deps cross image-deps
+	OTC_CROSS_BIN=$(CROSS_BIN) image/qemu-pair
 
 # The signed release (image/release): the image xz-compressed, the SHA-256 of
 # every release file, and a detached `ssh-keygen -Y sign` signature of that

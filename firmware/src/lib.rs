@@ -30,6 +30,7 @@ pub mod pairing_flow;
 pub mod platform;
 pub mod rpc;
 pub mod stick;
+pub mod stick_mount;
 pub mod units;
 pub mod watchdog;
 
