@@ -57,7 +57,7 @@ use otc_proto::relay::{
 use serde::Serialize;
 
 use parse::{Head, Refusal, err};
-use store::Store;
+use store::{Sqlite, Storage, Txn};
 
 pub use parse::MAX_UID_BYTES;
 
@@ -172,15 +172,12 @@ struct Bucket {
 
 pub(crate) struct Shared {
     cfg: Config,
-    store: Mutex<Store>,
-    commit: store::Commit,
+    store: Box<dyn Storage>,
     /// Woken (all waiters) when messages become visible, and at stop.
-    arrived: Notify,
+    arrived: Arc<Notify>,
     mischief: Mutex<MischiefState>,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
     conns: Mutex<http::Conns>,
-    /// Held across a whole send when group commit is off.
-    one_at_a_time: Mutex<()>,
     stop: AtomicBool,
     /// The same as `stop`, for tasks to wait on.
     stop_tx: watch::Sender<bool>,
@@ -210,7 +207,14 @@ impl Relay {
             );
             cfg.max_connections = most;
         }
-        let store = Store::open(&cfg.data, cfg.keep)?;
+        let arrived = Arc::new(Notify::new());
+        let wake = arrived.clone();
+        let store = Sqlite::open(
+            &cfg.data,
+            cfg.keep,
+            cfg.group_commit,
+            Box::new(move || wake.notify_waiters()),
+        )?;
         let listen_err = |why: String| RelayFailure::Listen {
             addr: cfg.listen.clone(),
             why,
@@ -260,13 +264,11 @@ impl Relay {
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             cfg,
-            store: Mutex::new(store),
-            commit: store::Commit::default(),
-            arrived: Notify::new(),
+            store: Box::new(store),
+            arrived,
             mischief: Mutex::new(MischiefState::default()),
             buckets: Mutex::new(HashMap::new()),
             conns: Mutex::new(http::Conns::default()),
-            one_at_a_time: Mutex::new(()),
             stop: AtomicBool::new(false),
             stop_tx,
             stop_rx,
@@ -359,7 +361,7 @@ pub(crate) async fn route(sh: &Arc<Shared>, head: &Head, body: &[u8], ip: IpAddr
         ("GET", GET_NEXT_REF) => {
             parse::uid(&q, "recipient_uid")?;
             json(&NextRefResponse {
-                nextref: lock(&sh.store).next_ref(),
+                nextref: sh.store.next_ref(),
             })
         }
         ("GET" | "POST", MISCHIEF) if sh.cfg.mischief => {
@@ -406,33 +408,38 @@ fn rate_check(sh: &Shared, ip: IpAddr) -> Result<(), Refusal> {
 }
 
 async fn send(sh: &Arc<Shared>, req: SendRequest) -> Reply {
-    // The store blocks (it waits for the fsync): off the runtime's threads.
+    let echo_tail = parse::echo_tail(&req.contents, ECHO_TAIL_CHARS).to_owned();
     let s = sh.clone();
-    let (msg_ref, req) = tokio::task::spawn_blocking(move || deliver(&s, &req).map(|r| (r, req)))
-        .await
-        .map_err(|e| err(507, format!("the send was not stored: {e}")))??;
+    let answer = sh
+        .store
+        .write(Box::new(move |t: &mut dyn Txn| deliver(&s, &req, t)));
+    let msg_ref = answer.await.map_err(|_| {
+        err(
+            507,
+            "the relay's storage stopped; the message was not stored",
+        )
+    })??;
     json(&SendResponse {
         received: true,
-        echo_tail: parse::echo_tail(&req.contents, ECHO_TAIL_CHARS).to_owned(),
+        echo_tail,
         msg_ref,
     })
 }
 
-/// Stores a message (through any pending mischief), waits until it is
-/// durable (sharing the fsync with concurrent sends), and wakes long polls.
-fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
+/// Stores a message (through any pending mischief) in the writer's
+/// transaction; it is answered once the commit is durable, and the commit
+/// wakes long polls (`store`).
+fn deliver(sh: &Shared, m: &SendRequest, store: &mut dyn Txn) -> Result<u64, Refusal> {
     let storage = |e: RelayFailure| err(507, e.to_string());
-    let _alone = (!sh.cfg.group_commit).then(|| lock(&sh.one_at_a_time));
-    let mut store = lock(&sh.store);
     // A resend of a message still kept gets the first send's ref (see
-    // `store`'s docs), once that one is durable; nothing new is stored.
-    if let Some((msg_ref, seq)) = store.find_copy(&m.sender_uid, &m.recipient_uid, &m.contents) {
-        drop(store);
-        Store::wait_durable(&sh.store, &sh.commit, seq, || sh.arrived.notify_waiters())
-            .map_err(storage)?;
+    // `store`'s docs); nothing new is stored.
+    if let Some(msg_ref) = store
+        .find_copy(&m.sender_uid, &m.recipient_uid, &m.contents)
+        .map_err(storage)?
+    {
         return Ok(msg_ref);
     }
-    if store.mailbox_len(&m.recipient_uid) >= sh.cfg.max_mailbox {
+    if store.mailbox_len(&m.recipient_uid).map_err(storage)? >= sh.cfg.max_mailbox {
         return Err(err(
             429,
             format!(
@@ -441,7 +448,6 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
             ),
         ));
     }
-    // Lock order everywhere: store, then mischief.
     // Popped only once the message is accepted, so a refused send does
     // not use up a trick.
     let (trick, held) = if sh.cfg.mischief {
@@ -456,14 +462,13 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
         (None, None)
     };
     let (s, r, c) = (&m.sender_uid, &m.recipient_uid, &m.contents);
-    // (ref, sequence number of the last record staged; 0: nothing staged)
-    let (msg_ref, mut seq) = match trick {
-        None => store.stage_message(s, r, c),
-        Some(Mischief::Drop) => store.stage_skip(),
-        Some(Mischief::Corrupt) => store.stage_message(s, r, &corrupt(c)),
-        Some(Mischief::Replay) => store.stage_message(s, r, c).and_then(|(first, _)| {
-            let (_, seq) = store.stage_message(s, r, c)?;
-            Ok((first, seq))
+    let msg_ref = match trick {
+        None => store.put(s, r, c),
+        Some(Mischief::Drop) => store.skip(),
+        Some(Mischief::Corrupt) => store.put(s, r, &corrupt(c)),
+        Some(Mischief::Replay) => store.put(s, r, c).and_then(|first| {
+            store.put(s, r, c)?;
+            Ok(first)
         }),
         Some(Mischief::Reorder) => {
             lock(&sh.mischief)
@@ -471,16 +476,13 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
                 .insert(r.clone(), (s.clone(), c.clone()));
             // Tell the sender the ref it would have had; the held message
             // is stored (under a later ref) after the next one.
-            Ok((store.next_ref(), 0))
+            Ok(store.next_ref())
         }
     }
     .map_err(storage)?;
     if let Some((hs, hc)) = held {
-        seq = store.stage_message(&hs, r, &hc).map_err(storage)?.1;
+        store.put(&hs, r, &hc).map_err(storage)?;
     }
-    drop(store);
-    Store::wait_durable(&sh.store, &sh.commit, seq, || sh.arrived.notify_waiters())
-        .map_err(storage)?;
     Ok(msg_ref)
 }
 
@@ -509,7 +511,10 @@ async fn get_messages(sh: &Shared, q: &GetMessagesQuery) -> Reply {
         let arrived = sh.arrived.notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
-        let (msgs, complete) = lock(&sh.store).fetch(&q.recipient_uid, q.start_ref, max);
+        let (msgs, complete) = sh
+            .store
+            .fetch(&q.recipient_uid, q.start_ref, max)
+            .map_err(|e| err(507, e.to_string()))?;
         if !msgs.is_empty()
             || tokio::time::Instant::now() >= deadline
             || sh.stop.load(Ordering::SeqCst)
