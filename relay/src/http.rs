@@ -81,9 +81,9 @@ pub const EVICT_AFTER: Duration = Duration::from_secs(1);
 /// closing does not reset the connection before the client has read it.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-/// File descriptors one open connection may use (its socket; counted
-/// twice, as the thread-per-connection relay did, for headroom).
-pub const FDS_PER_CONNECTION: usize = 2;
+/// File descriptors one open connection uses: its socket (the
+/// thread-per-connection relay also held a copy to close it by).
+pub const FDS_PER_CONNECTION: usize = 1;
 /// File descriptors kept free for everything else (database, listener,
 /// the runtime's own, stdio).
 pub const FDS_RESERVED: usize = 16;
@@ -803,7 +803,7 @@ mod tests {
         assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
         assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
         assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(connections_for(64), 24);
+        assert_eq!(connections_for(64), 48);
         assert_eq!(connections_for(0), 1);
     }
 }
