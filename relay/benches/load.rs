@@ -2,7 +2,11 @@
 //! senders, 16 long-polling receivers, a SIGKILL and restart half way; all
 //! its correctness checks), printing messages per second and p50/p99 send
 //! latency, once with group commit (the relay as shipped) and once with
-//! every send synced on its own (`--no-group-commit`), and the gain.
+//! every send committed on its own (`--no-group-commit`), and the gain;
+//! next to them, in the same run, a bare hyper echo server taking the same
+//! 16 senders' requests (the ceiling the HTTP layer and this machine set),
+//! and, when `OTC_OLD_RELAY` names another `otc-relay` binary (say, one
+//! built from an earlier commit), the same run against it.
 //! Timing is reported, never asserted.
 //!
 //! Run: `cargo bench -p otc-relay --bench load` (env `OTC_LOAD_SECONDS`:
@@ -11,7 +15,105 @@
 #[path = "../tests/common/load.rs"]
 mod load;
 
-use std::time::Duration;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Response;
+use hyper_util::rt::TokioIo;
+
+/// A bare hyper HTTP/1.1 server on tokio (two worker threads, as the
+/// relay has here) answering every request with a JSON of its body's
+/// length: no parsing, no storage. Runs until the process ends.
+fn echo_server() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind the echo server");
+            tx.send(l.local_addr().expect("its address"))
+                .expect("report the address");
+            loop {
+                let Ok((s, _)) = l.accept().await else {
+                    continue;
+                };
+                let _ = s.set_nodelay(true);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        |req: hyper::Request<hyper::body::Incoming>| async move {
+                            let n = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map_or(0, |b| b.to_bytes().len());
+                            let body = format!(r#"{{"received":true,"echo_tail":"","ref":{n}}}"#);
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the echo server starts within 10 s")
+}
+
+/// `senders` threads, each on one keep-alive connection, POSTing the
+/// load run's form bodies to `addr` for `time`: (requests/s, p50, p99).
+fn echo_load(addr: SocketAddr, senders: usize, time: Duration) -> (f64, Duration, Duration) {
+    let go = Arc::new(AtomicBool::new(true));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..senders)
+        .map(|s| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                let mut c = load::Conn::connect(addr, Duration::from_secs(10)).expect("connect");
+                let mut lat = Vec::new();
+                let mut n = 0;
+                while go.load(Ordering::Relaxed) {
+                    let body = format!(
+                        "sender_uid=snd{s}&recipient_uid=rcpt{}&contents=s{s}n{n}x{}",
+                        n % 16,
+                        "A".repeat(190)
+                    );
+                    n += 1;
+                    let t = Instant::now();
+                    let (status, reply) = c
+                        .request(
+                            "POST",
+                            "/send",
+                            Some("application/x-www-form-urlencoded"),
+                            body.as_bytes(),
+                        )
+                        .expect("the echo answers");
+                    assert_eq!(status, 200, "{reply}");
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(time);
+    go.store(false, Ordering::Relaxed);
+    let lat: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("an echo sender"))
+        .collect();
+    let f = otc_testkit::bench::Figures::of(lat.len(), start.elapsed(), lat);
+    (f.rate, f.p50, f.p99)
+}
 
 fn main() {
     let half: f64 = std::env::var("OTC_LOAD_SECONDS")
@@ -35,19 +137,28 @@ fn main() {
         p.senders, p.mailboxes, p.contents_len
     );
     println!(
-        "{:<26} {:>9} {:>8} {:>6} {:>10} {:>12} {:>12}",
+        "{:<34} {:>9} {:>8} {:>6} {:>10} {:>12} {:>12}",
         "", "acked", "unknown", "lost", "msg/s", "send p50", "send p99"
     );
-    for (name, extra) in [
-        ("group commit", &[][..]),
-        ("one fsync per send", &["--no-group-commit"][..]),
-    ] {
+    let this = env!("CARGO_BIN_EXE_otc-relay").to_owned();
+    let mut runs = vec![
+        ("SQLite, group commit", this.clone(), &[][..]),
+        (
+            "SQLite, one commit per send",
+            this,
+            &["--no-group-commit"][..],
+        ),
+    ];
+    if let Ok(old) = std::env::var("OTC_OLD_RELAY") {
+        runs.push(("OTC_OLD_RELAY, group commit", old, &[][..]));
+    }
+    for (name, bin, extra) in runs {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = load::run(env!("CARGO_BIN_EXE_otc-relay"), dir.path(), &plan(extra));
+        let out = load::run(&bin, dir.path(), &plan(extra));
         out.check();
         let (rate, p50, p99) = out.figures();
         println!(
-            "{name:<26} {:>9} {:>8} {:>6} {rate:>10.0} {:>12} {:>12}",
+            "{name:<34} {:>9} {:>8} {:>6} {rate:>10.0} {:>12} {:>12}",
             out.acks.len(),
             out.unknown.len(),
             0,
@@ -56,8 +167,21 @@ fn main() {
         );
         rates.push(rate);
     }
+    let echo = echo_server();
+    let (rate, p50, p99) = echo_load(echo, p.senders, Duration::from_secs_f64(2.0 * half));
     println!(
-        "group commit gain: {:.2}x messages/s (none lost or duplicated in either run)",
-        rates[0] / rates[1]
+        "{:<34} {:>9} {:>8} {:>6} {rate:>10.0} {:>12} {:>12}",
+        "bare hyper echo (no storage)",
+        "-",
+        "-",
+        "-",
+        ms(p50),
+        ms(p99)
+    );
+    println!(
+        "group commit gain: {:.2}x messages/s; SQLite relay / bare echo: {:.2} \
+         (none lost or duplicated in any relay run)",
+        rates[0] / rates[1],
+        rates[0] / rate
     );
 }

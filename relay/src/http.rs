@@ -1,43 +1,61 @@
-//! The relay's HTTP/1.1 front: our own accept loop, connection caps,
-//! deadlines, and the only code that reads a client's bytes (parsing is in
-//! [`crate::parse`], pure and fuzzed).
+//! The relay's HTTP/1.1 front: hyper's server on tokio, behind a gate of
+//! our own that reads the client's bytes first, and the connection caps.
 //!
-//! Why not tiny_http, which the relay used first: it starts a thread for
-//! every connection and keeps it for as long as the client keeps the
-//! connection open, idle or not, with no read timeout; it stops accepting
-//! for good after one `accept` error (a hostile client that opens
-//! connections up to the file limit stopped the relay for everyone); and
-//! under many concurrent keep-alive connections its pool can leave a new
-//! connection unserved until another closes (seen in the load test: a
-//! sender's first request waited seconds). Here:
+//! hyper (its `http1` server) writes the replies, keeps connections alive,
+//! answers `Expect: 100-continue`, frames bodies and runs the handlers as
+//! tokio tasks: a long poll is a parked future, not a thread. What hyper
+//! has no setting for is a small layer here:
 //!
+//! - **The gate** ([`Gate`], the I/O hyper reads through) holds each
+//!   request head until it is whole and has passed [`crate::parse`]'s
+//!   strict, fuzzed parser; only then does hyper see it. hyper's own
+//!   parser is more lenient (a bare LF ends a header line for it) and
+//!   answers its refusals with an empty body; here every refusal is the
+//!   relay's `{"error":STATUS,"message":TEXT}`, and a head whose framing
+//!   another parser could read differently never reaches hyper (request
+//!   smuggling). Bodies are framed by `Content-Length` only (chunked: 411),
+//!   so the gate knows where each request ends, and a body over the limit
+//!   is refused from its `Content-Length` before it is read (413).
+//! - **Deadlines** ([`ConnState::next_deadline`], one timer per
+//!   connection): no first byte of a request within `idle` (closed
+//!   without a word); a request (head and body) not whole within
+//!   `request_time` of its first byte (408); a reply not taken at
+//!   [`MIN_TAKEN`] bytes per [`WRITE_TIME`] or faster (closed: a reader
+//!   taking a trickle at a time does not hold its connection). hyper's
+//!   `header_read_timeout` is set too, as a backstop (`idle` plus
+//!   `request_time`), but it closes without a reply, so it is not the
+//!   408.
 //! - **Open connections are bounded**, idle ones included: at most
 //!   `max_connections_per_ip` from one address (one more: 429; IPv6
-//!   addresses count by /64, which one host usually has whole) and
-//!   `max_connections` in all. At the total cap, the connection idle the
-//!   longest (waiting for a request, for at least [`EVICT_AFTER`]) is
-//!   closed to make room; only when none is, a new one is answered 503.
-//!   So idle connections, from however many addresses, never lock a
-//!   client out. One thread per open connection: threads are bounded too.
-//! - **Idle connections are closed**: no first byte of a request within
-//!   [`IDLE`] (closed without a word); a request (head and body) must
-//!   arrive whole within [`REQUEST_TIME`] of its first byte (408); a reply
-//!   must be taken at [`MIN_TAKEN`] bytes per [`WRITE_TIME`] or faster
-//!   (the socket timeout alone is per `write`: a reader taking a trickle
-//!   at a time held its connection for as long as it liked).
-//! - **Heads and bodies are bounded before they are read**: head at most
-//!   [`crate::parse::MAX_HEAD_BYTES`] (431), body at most the message limit
-//!   plus 4 KiB, checked on `Content-Length` (413). A refused body is not
-//!   read, and the connection is closed.
+//!   addresses count by /64) and `max_connections` in all. At the total
+//!   cap, the connection idle the longest (for at least [`EVICT_AFTER`])
+//!   is closed to make room; only when none is, a new one is answered 503.
+//!   tower's `ConcurrencyLimit` bounds requests in flight, not connections
+//!   per address, and cannot evict an idle one, so this is our own.
 //! - `accept` errors (out of file descriptors, say) are logged, waited out
 //!   briefly, and never stop the loop.
+//!
+//! No axum: five fixed endpoints are one `match` ([`crate::route`]), and
+//! the gate sits below any router anyway.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 use crate::parse::{self, Head, MAX_HEAD_BYTES, Refusal};
 use crate::{Shared, lock};
@@ -48,30 +66,165 @@ pub const IDLE: Duration = Duration::from_secs(30);
 /// How long a request may take to arrive whole, from its first byte (the
 /// default of [`crate::Config::request_time`]).
 pub const REQUEST_TIME: Duration = Duration::from_secs(10);
-/// How long writing one reply may take.
+/// How long a client may leave a reply untaken (see [`MIN_TAKEN`]).
 pub const WRITE_TIME: Duration = Duration::from_secs(10);
 
 /// A client must take at least this much of a reply per [`WRITE_TIME`]
 /// (about 26 kB/s), so that a slow link still gets a large
-/// `/getmessages` reply and a trickling reader does not hold a thread.
+/// `/getmessages` reply and a trickling reader does not hold a connection.
 pub const MIN_TAKEN: usize = 256 * 1024;
 
 /// An idle connection may be closed to make room after this long.
 pub const EVICT_AFTER: Duration = Duration::from_secs(1);
 
-/// The open connections, for the caps and for closing them at stop.
+/// How long a refused body is taken (and dropped) after the reply, so that
+/// closing does not reset the connection before the client has read it.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// File descriptors one open connection uses: its socket (the
+/// thread-per-connection relay also held a copy to close it by).
+pub const FDS_PER_CONNECTION: usize = 1;
+/// File descriptors kept free for everything else (database, listener,
+/// the runtime's own, stdio).
+pub const FDS_RESERVED: usize = 16;
+
+/// The open connections, for the caps and for eviction.
 #[derive(Default)]
 pub(crate) struct Conns {
     next_id: u64,
-    open: HashMap<u64, Open>,
+    open: HashMap<u64, Arc<ConnState>>,
     per_ip: HashMap<IpAddr, usize>,
 }
 
-struct Open {
-    stream: TcpStream,
-    /// Since when it has been waiting for a request (`None`: busy, or
-    /// already being closed).
-    idle_since: Option<Instant>,
+impl Conns {
+    /// How many connections are open.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Closes the connection idle the longest, if one has been idle for
+    /// [`EVICT_AFTER`]; whether one was.
+    fn evict_one(&mut self) -> bool {
+        let now = Instant::now();
+        let victim = self
+            .open
+            .values()
+            .filter_map(|s| s.idle_since().map(|t| (t, s)))
+            .filter(|(t, _)| now.duration_since(*t) >= EVICT_AFTER)
+            .min_by_key(|(t, _)| *t);
+        match victim {
+            Some((_, s)) => {
+                lock(&s.inner).evict = true;
+                s.changed.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What one connection is doing, shared by its gate, its handlers and its
+/// task (which enforces the deadlines).
+pub(crate) struct ConnState {
+    inner: Mutex<Inner>,
+    /// Something changed that may move a deadline.
+    changed: Notify,
+}
+
+struct Inner {
+    /// When the first byte of the request being read arrived (`None`:
+    /// none is being read).
+    request_started: Option<Instant>,
+    /// Body bytes still to come for the request whose head passed.
+    body_left: usize,
+    /// Requests passed to hyper and not answered yet.
+    busy: usize,
+    /// When the last request was answered (or the connection opened).
+    last_done: Instant,
+    /// A write found the client not taking: since when, and bytes taken
+    /// since then.
+    write_blocked: Option<(Instant, usize)>,
+    /// Closed to make room for another connection.
+    evict: bool,
+    /// The gate refused a request: the reply, and how many body bytes to
+    /// take (and drop) after it.
+    refusal: Option<(Refusal, usize)>,
+}
+
+/// What a passed deadline does.
+enum Action {
+    Close,
+    Refuse(Refusal),
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            inner: Mutex::new(Inner {
+                request_started: None,
+                body_left: 0,
+                busy: 0,
+                last_done: Instant::now(),
+                write_blocked: None,
+                evict: false,
+                refusal: None,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Since when the connection has waited for a request, if it is.
+    fn idle_since(&self) -> Option<Instant> {
+        let i = lock(&self.inner);
+        let idle = i.busy == 0
+            && i.request_started.is_none()
+            && i.body_left == 0
+            && i.write_blocked.is_none()
+            && !i.evict
+            && i.refusal.is_none();
+        idle.then_some(i.last_done)
+    }
+
+    /// The next deadline and what passing it does (`None`: nothing to
+    /// time, e.g. a long poll in its handler).
+    fn next_deadline(&self, idle: Duration, request_time: Duration) -> Option<(Instant, Action)> {
+        let i = lock(&self.inner);
+        if i.evict {
+            return Some((Instant::now(), Action::Close));
+        }
+        if let Some((t, _)) = i.write_blocked {
+            return Some((t + WRITE_TIME, Action::Close));
+        }
+        if i.body_left > 0
+            && let Some(t) = i.request_started
+        {
+            return Some((
+                t + request_time,
+                Action::Refuse(parse::err(
+                    408,
+                    "the request body did not arrive whole in time",
+                )),
+            ));
+        }
+        if i.busy > 0 || i.refusal.is_some() {
+            return None;
+        }
+        match i.request_started {
+            Some(t) => Some((
+                t.max(i.last_done) + request_time,
+                Action::Refuse(parse::err(
+                    408,
+                    "the request head did not arrive whole in time",
+                )),
+            )),
+            None => Some((i.last_done + idle, Action::Close)),
+        }
+    }
+
+    fn change(&self, f: impl FnOnce(&mut Inner)) {
+        f(&mut lock(&self.inner));
+        self.changed.notify_one();
+    }
 }
 
 /// The address a client is counted under: IPv4 as is, IPv6 by its /64
@@ -96,52 +249,12 @@ fn shown(key: IpAddr) -> String {
     }
 }
 
-impl Conns {
-    /// How many connections are open.
-    pub(crate) fn open_count(&self) -> usize {
-        self.open.len()
-    }
-
-    /// Shuts every open connection (their threads then end).
-    pub(crate) fn shutdown_all(&mut self) {
-        for o in self.open.values() {
-            let _ = o.stream.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// Marks connection `id` idle (waiting for a request) or busy.
-    fn mark(&mut self, id: u64, idle: bool) {
-        if let Some(o) = self.open.get_mut(&id) {
-            o.idle_since = idle.then(Instant::now);
-        }
-    }
-
-    /// Closes the connection idle the longest, if one has been idle for
-    /// [`EVICT_AFTER`]; whether one was.
-    fn evict_one(&mut self) -> bool {
-        let now = Instant::now();
-        let victim = self
-            .open
-            .iter_mut()
-            .filter_map(|(_, o)| o.idle_since.map(|t| (t, o)))
-            .filter(|(t, _)| now.duration_since(*t) >= EVICT_AFTER)
-            .min_by_key(|(t, _)| *t);
-        match victim {
-            Some((_, o)) => {
-                let _ = o.stream.shutdown(Shutdown::Both);
-                o.idle_since = None;
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// Removes its connection from [`Conns`] when the connection's thread ends.
+/// Removes its connection from [`Conns`] when the connection's task ends.
 struct Slot {
     shared: Arc<Shared>,
     id: u64,
     ip: IpAddr,
+    state: Arc<ConnState>,
 }
 
 impl Drop for Slot {
@@ -157,103 +270,91 @@ impl Drop for Slot {
     }
 }
 
-/// Accepts until `shared.stop`; each connection gets a thread, within caps.
-pub(crate) fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+/// Accepts until the relay stops; each connection gets a task, within caps.
+pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut stop = shared.stop_rx.clone();
     loop {
-        let accepted = listener.accept();
-        if shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => admit(stream, peer, &shared),
             Err(e) => {
                 // EMFILE and friends: wait for connections to close.
                 eprintln!("otc-relay: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-        };
-        admit(stream, peer, shared);
+        }
     }
 }
 
 fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let ip = address_key(peer.ip());
     let cfg = &shared.cfg;
-    let (slot, clone) = {
-        let mut c = lock(&shared.conns);
-        let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
-        // An evicted connection leaves `open` once its thread has seen the
-        // close (microseconds), so `open` may be over the cap by the
-        // evictions still under way.
-        let refusal = if from_ip >= cfg.max_connections_per_ip {
-            Some(parse::err(
-                429,
-                format!(
-                    "too many connections from {}: {from_ip} open, the limit per address; \
-                     close some or reuse one (keep-alive)",
-                    shown(ip)
-                ),
-            ))
-        } else if c.open.len() >= cfg.max_connections && !c.evict_one() {
-            Some(parse::err(
-                503,
-                format!(
-                    "too many connections: the relay has {} open and busy, its limit; \
-                     try again shortly",
-                    cfg.max_connections
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some(r) = refusal {
-            drop(c);
-            refuse_at_once(stream, r);
-            return;
-        }
-        let Ok(clone) = stream.try_clone() else {
-            return;
-        };
-        c.next_id += 1;
-        let id = c.next_id;
-        c.open.insert(
-            id,
-            Open {
-                stream: clone,
-                idle_since: None,
-            },
-        );
-        *c.per_ip.entry(ip).or_default() += 1;
-        (
-            Slot {
-                shared: shared.clone(),
-                id,
-                ip,
-            },
-            stream,
-        )
+    let mut c = lock(&shared.conns);
+    let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
+    // An evicted connection leaves `open` once its task has seen the
+    // eviction (microseconds), so `open` may be over the cap by the
+    // evictions still under way.
+    let refusal = if from_ip >= cfg.max_connections_per_ip {
+        Some(parse::err(
+            429,
+            format!(
+                "too many connections from {}: {from_ip} open, the limit per address; \
+                 close some or reuse one (keep-alive)",
+                shown(ip)
+            ),
+        ))
+    } else if c.open.len() >= cfg.max_connections && !c.evict_one() {
+        Some(parse::err(
+            503,
+            format!(
+                "too many connections: the relay has {} open and busy, its limit; \
+                 try again shortly",
+                cfg.max_connections
+            ),
+        ))
+    } else {
+        None
     };
-    let spawned = std::thread::Builder::new()
-        .name("relay-conn".into())
-        .stack_size(256 * 1024)
-        .spawn(move || serve(clone, peer.ip(), slot));
-    if let Err(e) = spawned {
-        eprintln!("otc-relay: cannot start a connection thread: {e}");
+    if let Some(r) = refusal {
+        drop(c);
+        tokio::spawn(refuse_at_once(stream, r));
+        return;
     }
+    c.next_id += 1;
+    let id = c.next_id;
+    let state = Arc::new(ConnState::new());
+    c.open.insert(id, state.clone());
+    *c.per_ip.entry(ip).or_default() += 1;
+    drop(c);
+    let slot = Slot {
+        shared: shared.clone(),
+        id,
+        ip,
+        state,
+    };
+    tokio::spawn(serve(stream, peer.ip(), slot));
 }
 
-/// Answers a connection over a cap on the accept thread, without waiting
-/// on the client: the reply is small and the socket's buffer empty.
-fn refuse_at_once(stream: TcpStream, r: Refusal) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-    let _ = write_reply(&stream, r.0, JSON, &json_error(&r), false);
-    let _ = stream.shutdown(Shutdown::Write);
-    // Take what the client already sent, so that closing sends FIN, not a
-    // reset that could destroy the reply before the client reads it.
-    if stream.set_nonblocking(true).is_ok() {
-        let mut sink = [0u8; 4096];
-        while matches!((&stream).read(&mut sink), Ok(n) if n > 0) {}
+/// Answers a connection over a cap without waiting on the client: the
+/// reply is small and the socket's buffer empty.
+async fn refuse_at_once(mut stream: TcpStream, r: Refusal) {
+    let reply = refusal_bytes(&r);
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.write_all(&reply)).await;
+    let _ = stream.shutdown().await;
+    // Take the request the client sends (it may not have arrived yet), so
+    // that closing sends FIN, not a reset that could destroy the reply
+    // before the client reads it; bounded in time and bytes.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while seen.len() < 64 * 1024 && !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
     }
 }
 
@@ -265,11 +366,7 @@ fn json_error(r: &Refusal) -> String {
 
 fn reason(status: u16) -> &'static str {
     match status {
-        100 => "Continue",
-        200 => "OK",
         400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
@@ -277,232 +374,405 @@ fn reason(status: u16) -> &'static str {
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        507 => "Insufficient Storage",
         _ => "Error",
     }
 }
 
-fn write_reply(
-    mut s: &TcpStream,
-    status: u16,
-    ctype: &str,
-    body: &str,
-    keep_alive: bool,
-) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}\r\n",
-        reason(status),
-        body.len(),
-        if keep_alive {
-            ""
-        } else {
-            "Connection: close\r\n"
-        }
+/// A refusal the gate (or the caps) answer themselves, hyper not having
+/// seen the request: written whole, then the connection is closed.
+fn refusal_bytes(r: &Refusal) -> Vec<u8> {
+    let body = json_error(r);
+    format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {JSON}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        r.0,
+        reason(r.0),
+        body.len()
     )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
-    // A socket timeout is per `write`, and a client taking a trickle at a
-    // time would never hit it: each [`MIN_TAKEN`] bytes must be taken
-    // within the socket's write timeout (put back for the next reply).
-    let budget = s.write_timeout()?.unwrap_or(WRITE_TIME);
-    let mut deadline = Instant::now() + budget;
-    let mut taken = 0;
-    let mut left = &out[..];
-    while !left.is_empty() {
-        if taken >= MIN_TAKEN {
-            taken = 0;
-            deadline = Instant::now() + budget;
-        }
-        let time = deadline.saturating_duration_since(Instant::now());
-        if time.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        s.set_write_timeout(Some(time))?;
-        match s.write(left) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                left = &left[n..];
-                taken += n;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    s.set_write_timeout(Some(budget))
+    .into_bytes()
 }
 
-/// Bytes read from a connection and not used yet.
-struct Input<'a> {
-    stream: &'a TcpStream,
-    buf: Vec<u8>,
-    idle: Duration,
-    request_time: Duration,
+/// The I/O hyper reads and writes through: the socket, with each request
+/// head held back until [`parse::parse_head`] has passed it (see the
+/// module's docs), and the write side's progress reported for the
+/// slow-reader deadline.
+struct Gate {
+    stream: Arc<TcpStream>,
+    state: Arc<ConnState>,
+    /// Read from the socket, not yet looked at.
+    input: Vec<u8>,
+    /// Passed, for hyper to read.
+    out: Vec<u8>,
+    out_at: usize,
+    /// Body bytes of the passed request still to pass.
+    body_left: usize,
+    /// The largest body accepted.
+    limit: usize,
+    max_message: usize,
+    /// A refusal is set (or the client closed): hyper reads the end.
+    done: bool,
 }
 
-enum Got {
-    Head(Vec<u8>),
-    /// The client closed (or went idle) between requests.
-    Gone,
-    Refused(Refusal),
-}
-
-impl Input<'_> {
-    /// Reads more bytes, waiting at most until `deadline`.
-    fn fill(&mut self, deadline: Instant) -> std::io::Result<usize> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        self.stream.set_read_timeout(Some(left))?;
-        let mut chunk = [0u8; 4096];
-        let n = (&mut self.stream).read(&mut chunk)?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    fn head(&mut self) -> Got {
-        let idle = Instant::now() + self.idle;
-        let mut deadline = None;
-        loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Got::Head(self.buf.drain(..i + 4).collect());
-            }
-            if self.buf.len() > MAX_HEAD_BYTES {
-                return Got::Refused(parse::err(
-                    431,
-                    format!("request head too large: at most {MAX_HEAD_BYTES} bytes"),
-                ));
-            }
-            if !self.buf.is_empty() && deadline.is_none() {
-                deadline = Some(Instant::now() + self.request_time);
-            }
-            match self.fill(deadline.unwrap_or(idle)) {
-                Ok(n) if n > 0 => {}
-                _ if self.buf.is_empty() => return Got::Gone,
-                _ => {
-                    return Got::Refused(parse::err(
-                        408,
-                        "the request head did not arrive whole in time",
-                    ));
-                }
-            }
+impl Gate {
+    /// The first byte of a request is here: its deadline runs.
+    fn mark_started(&self) {
+        let mut i = lock(&self.state.inner);
+        if i.request_started.is_none() {
+            i.request_started = Some(Instant::now());
+            drop(i);
+            self.state.changed.notify_one();
         }
     }
 
-    fn body(&mut self, n: usize, deadline: Instant) -> Result<Vec<u8>, Refusal> {
-        while self.buf.len() < n {
-            match self.fill(deadline) {
-                Ok(k) if k > 0 => {}
-                _ => {
-                    return Err(parse::err(
-                        408,
-                        "the request body did not arrive whole in time",
-                    ));
-                }
-            }
-        }
-        Ok(self.buf.drain(..n).collect())
+    fn refuse(&mut self, r: Refusal, linger: usize) {
+        self.done = true;
+        self.state.change(|i| i.refusal = Some((r, linger)));
     }
-}
 
-/// Serves one connection's requests in turn until it closes, idles out,
-/// or a request leaves it unusable.
-fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
-    let shared = &slot.shared;
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(WRITE_TIME));
-    let mut input = Input {
-        stream: &stream,
-        buf: Vec::new(),
-        idle: shared.cfg.idle,
-        request_time: shared.cfg.request_time,
-    };
-    let limit = shared.cfg.max_message + 4096;
-    while !shared.stop.load(Ordering::SeqCst) {
-        lock(&shared.conns).mark(slot.id, true);
-        let got = input.head();
-        lock(&shared.conns).mark(slot.id, false);
-        let head = match got {
-            Got::Gone => return,
-            Got::Refused(r) => {
-                let _ = write_reply(&stream, r.0, JSON, &json_error(&r), false);
-                return;
+    /// Moves what can be passed from `input` to `out`.
+    fn examine(&mut self) {
+        if self.body_left > 0 {
+            let k = self.body_left.min(self.input.len());
+            self.out.extend(self.input.drain(..k));
+            self.body_left -= k;
+            if self.body_left == 0 {
+                self.state.change(|i| {
+                    i.body_left = 0;
+                    i.request_started = None;
+                });
             }
-            Got::Head(bytes) => bytes,
+            return;
+        }
+        if self.input.is_empty() {
+            return;
+        }
+        let Some(end) = self.input.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if self.input.len() > MAX_HEAD_BYTES {
+                self.refuse(
+                    parse::err(
+                        431,
+                        format!("request head too large: at most {MAX_HEAD_BYTES} bytes"),
+                    ),
+                    0,
+                );
+            }
+            return;
         };
-        let started = Instant::now();
-        let head: Head = match parse::parse_head(&head) {
+        let head = match parse::parse_head(&self.input[..end + 4]) {
             Ok(h) => h,
-            Err(r) => {
-                let _ = write_reply(&stream, r.0, JSON, &json_error(&r), false);
-                return;
-            }
+            Err(r) => return self.refuse(r, 0),
         };
         let length = head.content_length.unwrap_or(0);
-        if length > limit {
+        if length > self.limit {
+            let already = self.input.len() - end - 4;
             let r = parse::err(
                 413,
                 format!(
-                    "request body too large: at most {limit} bytes (messages at most {} bytes)",
-                    shared.cfg.max_message
+                    "request body too large: at most {} bytes (messages at most {} bytes)",
+                    self.limit, self.max_message
                 ),
             );
-            if write_reply(&stream, r.0, JSON, &json_error(&r), false).is_ok() {
-                linger(&mut input, length);
-            }
-            return;
+            return self.refuse(r, length.saturating_sub(already));
         }
-        if head.expect_continue && length > 0 && input.buf.is_empty() {
-            let _ = (&stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        let body = match input.body(length, started + input.request_time) {
-            Ok(b) => b,
-            Err(r) => {
-                let _ = write_reply(&stream, r.0, JSON, &json_error(&r), false);
-                return;
+        self.out.extend(self.input.drain(..end + 4));
+        self.body_left = length;
+        self.state.change(|i| {
+            i.busy += 1;
+            i.body_left = length;
+            if length == 0 {
+                i.request_started = None;
             }
-        };
-        let (status, ctype, reply) = match crate::route(shared, &head, &body, ip) {
-            Ok(crate::Body::Json(s)) => (200, JSON, s),
-            Ok(crate::Body::Html(s)) => (200, "text/html; charset=utf-8", s),
-            Err(r) => (r.0, JSON, json_error(&r)),
-        };
-        let keep = head.keep_alive && !shared.stop.load(Ordering::SeqCst);
-        if write_reply(&stream, status, ctype, &reply, keep).is_err() || !keep {
-            return;
+        });
+        if length > 0 {
+            self.examine();
         }
     }
 }
 
-/// After refusing a body without reading it: take (and drop) what the
-/// client still sends, up to `length` bytes or [`LINGER`], so that closing
-/// does not reset the connection and destroy the reply before the client
-/// has read it.
-fn linger(input: &mut Input<'_>, length: usize) {
-    let _ = input.stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut taken = input.buf.len();
-    input.buf.clear();
-    while taken < length {
-        match input.fill(deadline) {
-            Ok(n) if n > 0 => {
-                taken += n;
-                input.buf.clear();
+impl AsyncRead for Gate {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.out_at < this.out.len() {
+                let n = buf.remaining().min(this.out.len() - this.out_at);
+                buf.put_slice(&this.out[this.out_at..this.out_at + n]);
+                this.out_at += n;
+                if this.out_at == this.out.len() {
+                    this.out.clear();
+                    this.out_at = 0;
+                }
+                return Poll::Ready(Ok(()));
             }
+            if this.done {
+                return Poll::Ready(Ok(()));
+            }
+            this.examine();
+            if !this.out.is_empty() || this.done {
+                continue;
+            }
+            if !this.input.is_empty() {
+                // Part of a head (perhaps pipelined behind a body) is in.
+                this.mark_started();
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = loop {
+                ready!(this.stream.poll_read_ready(cx))?;
+                match this.stream.try_read(&mut chunk) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            };
+            if n == 0 {
+                // The client closed its side: a request cut short is
+                // answered (it may still read), then hyper reads the end.
+                if this.body_left > 0 {
+                    this.refuse(
+                        parse::err(408, "the request body did not arrive whole in time"),
+                        0,
+                    );
+                } else if !this.input.is_empty() {
+                    this.refuse(
+                        parse::err(408, "the request head did not arrive whole in time"),
+                        0,
+                    );
+                }
+                this.done = true;
+                return Poll::Ready(Ok(()));
+            }
+            if this.body_left == 0 {
+                this.mark_started();
+            }
+            this.input.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+impl AsyncWrite for Gate {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            match this.stream.poll_write_ready(cx) {
+                Poll::Pending => {
+                    let mut started = false;
+                    {
+                        let mut i = lock(&this.state.inner);
+                        if i.write_blocked.is_none() {
+                            i.write_blocked = Some((Instant::now(), 0));
+                            started = true;
+                        }
+                    }
+                    if started {
+                        this.state.changed.notify_one();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            match this.stream.try_write(data) {
+                Ok(n) => {
+                    let mut i = lock(&this.state.inner);
+                    if let Some((t, taken)) = &mut i.write_blocked {
+                        *taken += n;
+                        if *taken >= MIN_TAKEN {
+                            *t = Instant::now();
+                            *taken = 0;
+                        }
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Everything written is with the kernel: the client took it.
+        let this = self.get_mut();
+        let was = lock(&this.state.inner).write_blocked.take().is_some();
+        if was {
+            this.state.changed.notify_one();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The connection's task closes the socket (after any refusal).
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Marks a request answered when its handler ends (or is dropped).
+struct Answered(Arc<ConnState>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.change(|i| {
+            i.busy = i.busy.saturating_sub(1);
+            i.last_done = Instant::now();
+        });
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: u16, ctype: &'static str, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+/// One request (its head passed by the gate) to its reply.
+async fn handle(sh: Arc<Shared>, req: Request<Incoming>, ip: IpAddr) -> Reply {
+    let (parts, body) = req.into_parts();
+    let head = Head {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        content_length: None,
+        content_type: parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        expect_continue: false,
+        keep_alive: true,
+    };
+    let limit = sh.cfg.max_message + 4096;
+    let routed = match Limited::new(body, limit).collect().await {
+        Ok(b) => crate::route(&sh, &head, &b.to_bytes(), ip).await,
+        Err(_) => Err(parse::err(
+            408,
+            "the request body did not arrive whole in time",
+        )),
+    };
+    let mut r = match routed {
+        Ok(crate::Body::Json(s)) => reply(200, JSON, s),
+        Ok(crate::Body::Html(s)) => reply(200, "text/html; charset=utf-8", s),
+        Err(e) => reply(e.0, JSON, json_error(&e)),
+    };
+    if *sh.stop_rx.borrow() {
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+/// Serves one connection with hyper until it closes, a deadline passes,
+/// the gate refuses a request, or the relay stops.
+async fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
+    let sh = slot.shared.clone();
+    let state = slot.state.clone();
+    let _ = stream.set_nodelay(true);
+    let stream = Arc::new(stream);
+    let gate = Gate {
+        stream: stream.clone(),
+        state: state.clone(),
+        input: Vec::new(),
+        out: Vec::new(),
+        out_at: 0,
+        body_left: 0,
+        limit: sh.cfg.max_message + 4096,
+        max_message: sh.cfg.max_message,
+        done: false,
+    };
+    let svc = {
+        let (sh, state) = (sh.clone(), state.clone());
+        hyper::service::service_fn(move |req| {
+            let (sh, answered) = (sh.clone(), Answered(state.clone()));
+            async move {
+                let r = handle(sh, req, ip).await;
+                drop(answered);
+                Ok::<_, Infallible>(r)
+            }
+        })
+    };
+    let (idle, request_time) = (sh.cfg.idle, sh.cfg.request_time);
+    let mut conn = Box::pin(
+        hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .half_close(true)
+            .keep_alive(true)
+            .title_case_headers(true)
+            .auto_date_header(false)
+            .header_read_timeout(idle + request_time)
+            .serve_connection(TokioIo::new(gate), svc),
+    );
+    let mut stop = sh.stop_rx.clone();
+    let mut stopping = false;
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    let killed = loop {
+        let next = state.next_deadline(idle, request_time);
+        let at = next
+            .as_ref()
+            .map_or_else(far, |(t, _)| tokio::time::Instant::from_std(*t));
+        tokio::select! {
+            _ = conn.as_mut() => break None,
+            _ = state.changed.notified() => {}
+            _ = tokio::time::sleep_until(at), if next.is_some() => {
+                // Still due (a change may have moved it)?
+                if let Some((t, action)) = state.next_deadline(idle, request_time)
+                    && t <= Instant::now()
+                {
+                    break Some(action);
+                }
+            }
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    drop(conn);
+    let refusal = match killed {
+        Some(Action::Refuse(r)) => Some((r, 0)),
+        Some(Action::Close) => None,
+        None => lock(&state.inner).refusal.take(),
+    };
+    let Ok(mut stream) = Arc::try_unwrap(stream) else {
+        return;
+    };
+    if let Some((r, linger_for)) = refusal {
+        let sent = tokio::time::timeout(WRITE_TIME, stream.write_all(&refusal_bytes(&r))).await;
+        if matches!(sent, Ok(Ok(()))) {
+            linger(&mut stream, linger_for).await;
+        }
+    }
+    drop(slot);
+}
+
+/// After a refusal: take (and drop) what the client still sends, up to
+/// `length` bytes or [`LINGER`] (a moment when `length` is 0), so that
+/// closing does not reset the connection and destroy the reply before the
+/// client has read it.
+async fn linger(stream: &mut TcpStream, length: usize) {
+    let _ = stream.shutdown().await;
+    let time = if length > 0 {
+        LINGER
+    } else {
+        Duration::from_millis(100)
+    };
+    let deadline = tokio::time::Instant::now() + time;
+    let mut taken = 0;
+    let mut chunk = [0u8; 16 * 1024];
+    while taken < length.max(1) {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => taken += n,
             _ => return,
         }
     }
 }
-
-/// How long [`linger`] takes the rest of a refused body.
-pub const LINGER: Duration = Duration::from_secs(2);
-
-/// File descriptors one open connection uses (the socket, and its copy
-/// in [`Conns`] for closing it at stop).
-pub const FDS_PER_CONNECTION: usize = 2;
-/// File descriptors kept free for everything else (log, listener, stdio).
-pub const FDS_RESERVED: usize = 16;
 
 /// The process's soft limit on open files (`ulimit -n`), from
 /// `/proc/self/limits`; `None` when unknown or unlimited.
@@ -521,12 +791,6 @@ pub fn connections_for(fds: usize) -> usize {
     (fds.saturating_sub(FDS_RESERVED) / FDS_PER_CONNECTION).max(1)
 }
 
-/// Wakes the accept loop (blocked in `accept`) so that it sees `stop`.
-pub(crate) fn wake(addr: SocketAddr, shared: &Mutex<Conns>) {
-    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
-    lock(shared).shutdown_all();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,7 +803,7 @@ mod tests {
         assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
         assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
         assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(connections_for(64), 24);
+        assert_eq!(connections_for(64), 48);
         assert_eq!(connections_for(0), 1);
     }
 }

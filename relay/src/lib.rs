@@ -25,8 +25,10 @@
 //!   kept) is answered with the ref the first send got, and stored only
 //!   once ([`store`]: "A resend gets the ref it already has"); the reply's
 //!   shape is the original's. Mischief tricks apply to new messages only.
-//! - One thread per open connection (long polls park it on a Condvar);
-//!   the connection caps bound the threads.
+//! - hyper on tokio serves the connections ([`http`]): a long poll is a
+//!   parked future woken by a [`tokio::sync::Notify`], not a thread, so
+//!   10,000 waiting clients cost memory, not threads. The connection caps
+//!   bound the memory.
 //! - Every refusal is 4xx, the client's to fix, except two that are not
 //!   the client's fault: 503 (the relay is full of connections) and 507
 //!   (the disk failed; nothing was stored).
@@ -40,12 +42,13 @@ pub mod parse;
 pub mod store;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
 
 use otc_proto::relay::{
     CHECK, CheckResponse, GET_MESSAGES, GET_NEXT_REF, GetMessagesQuery, GetMessagesResponse,
@@ -54,7 +57,7 @@ use otc_proto::relay::{
 use serde::Serialize;
 
 use parse::{Head, Refusal, err};
-use store::Store;
+use store::{Sqlite, Storage, Txn};
 
 pub use parse::MAX_UID_BYTES;
 
@@ -169,15 +172,16 @@ struct Bucket {
 
 pub(crate) struct Shared {
     cfg: Config,
-    store: Mutex<Store>,
-    commit: store::Commit,
-    arrived: Condvar,
+    store: Box<dyn Storage>,
+    /// Woken (all waiters) when messages become visible, and at stop.
+    arrived: Arc<Notify>,
     mischief: Mutex<MischiefState>,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
     conns: Mutex<http::Conns>,
-    /// Held across a whole send when group commit is off.
-    one_at_a_time: Mutex<()>,
     stop: AtomicBool,
+    /// The same as `stop`, for tasks to wait on.
+    stop_tx: watch::Sender<bool>,
+    pub(crate) stop_rx: watch::Receiver<bool>,
     /// Long polls parked so far ([`Relay::long_polls_parked`]).
     parked: AtomicU64,
 }
@@ -186,7 +190,8 @@ pub(crate) struct Shared {
 pub struct Relay {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    accept: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Relay {
@@ -202,7 +207,14 @@ impl Relay {
             );
             cfg.max_connections = most;
         }
-        let store = Store::open(&cfg.data, cfg.keep)?;
+        let arrived = Arc::new(Notify::new());
+        let wake = arrived.clone();
+        let store = Sqlite::open(
+            &cfg.data,
+            cfg.keep,
+            cfg.group_commit,
+            Box::new(move || wake.notify_waiters()),
+        )?;
         let listen_err = |why: String| RelayFailure::Listen {
             addr: cfg.listen.clone(),
             why,
@@ -214,7 +226,7 @@ impl Relay {
                 addr: cfg.listen.clone(),
             });
         }
-        let listener = TcpListener::bind(&cfg.listen).map_err(|e| {
+        let listener = std::net::TcpListener::bind(&cfg.listen).map_err(|e| {
             listen_err(match e.kind() {
                 std::io::ErrorKind::AddrInUse => format!(
                     "{e}: another program is using that port; stop it or pick another port with --listen"
@@ -237,29 +249,36 @@ impl Relay {
         let addr = listener
             .local_addr()
             .map_err(|e| listen_err(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| listen_err(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("relay-worker")
+            .build()
+            .map_err(|e| listen_err(format!("cannot start the runtime: {e}")))?;
+        let listener = {
+            let _in = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|e| listen_err(e.to_string()))?
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             cfg,
-            store: Mutex::new(store),
-            commit: store::Commit::default(),
-            arrived: Condvar::new(),
+            store: Box::new(store),
+            arrived,
             mischief: Mutex::new(MischiefState::default()),
             buckets: Mutex::new(HashMap::new()),
             conns: Mutex::new(http::Conns::default()),
-            one_at_a_time: Mutex::new(()),
             stop: AtomicBool::new(false),
+            stop_tx,
+            stop_rx,
             parked: AtomicU64::new(0),
         });
-        let sh = shared.clone();
-        let accept = std::thread::Builder::new()
-            .name("relay-accept".into())
-            .spawn(move || http::accept_loop(&listener, &sh))
-            .map_err(|e| RelayFailure::Listen {
-                addr: addr.to_string(),
-                why: format!("cannot start a thread: {e}"),
-            })?;
+        let accept = runtime.spawn(http::accept_loop(listener, shared.clone()));
         Ok(Relay {
             addr,
             shared,
+            runtime: Some(runtime),
             accept: Some(accept),
         })
     }
@@ -280,8 +299,8 @@ impl Relay {
 
     /// Serves until the process ends.
     pub fn wait(mut self) {
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
+        if let (Some(rt), Some(h)) = (&self.runtime, self.accept.take()) {
+            let _ = rt.block_on(h);
         }
     }
 }
@@ -289,26 +308,22 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.arrived.notify_all();
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake.ip() {
-                IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
+        self.shared.stop_tx.send_replace(true);
+        self.shared.arrived.notify_waiters();
+        if let (Some(rt), Some(h)) = (&self.runtime, self.accept.take()) {
+            let _ = rt.block_on(h);
         }
-        http::wake(wake, &self.shared.conns);
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
-        // Let the connection threads finish (bounded), so that a relay
-        // started again on the same directory is the log's only writer.
-        // (Again: one may have been admitted while the first call ran.)
-        lock(&self.shared.conns).shutdown_all();
+        // Let the connections finish (bounded): hyper closes idle ones at
+        // once and answers the one request each has in hand (a long poll
+        // sees `stop`), so that a relay started again on the same
+        // directory is the store's only writer.
         let deadline = Instant::now() + Duration::from_secs(5);
         while lock(&self.shared.conns).open_count() > 0 && Instant::now() < deadline {
-            self.shared.arrived.notify_all();
+            self.shared.arrived.notify_waiters();
             std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
         }
     }
 }
@@ -333,20 +348,20 @@ fn json<T: Serialize>(v: &T) -> Reply {
 }
 
 /// One request, read whole by [`http`], to its reply.
-pub(crate) fn route(sh: &Shared, head: &Head, body: &[u8], ip: IpAddr) -> Reply {
+pub(crate) async fn route(sh: &Arc<Shared>, head: &Head, body: &[u8], ip: IpAddr) -> Reply {
     rate_check(sh, http::address_key(ip))?;
     let q = parse::parse_form(head.query.as_bytes());
     match (head.method.as_str(), head.path.as_str()) {
         ("GET", CHECK) => json(&CheckResponse::ok()),
         ("POST", SEND) => {
             let f = parse::parse_body(head.content_type.as_deref(), body)?;
-            send(sh, &parse::send_request(&f, sh.cfg.max_message)?)
+            send(sh, parse::send_request(&f, sh.cfg.max_message)?).await
         }
-        ("GET", GET_MESSAGES) => get_messages(sh, &parse::get_messages_query(&q)?),
+        ("GET", GET_MESSAGES) => get_messages(sh, &parse::get_messages_query(&q)?).await,
         ("GET", GET_NEXT_REF) => {
             parse::uid(&q, "recipient_uid")?;
             json(&NextRefResponse {
-                nextref: lock(&sh.store).next_ref(),
+                nextref: sh.store.next_ref(),
             })
         }
         ("GET" | "POST", MISCHIEF) if sh.cfg.mischief => {
@@ -392,30 +407,39 @@ fn rate_check(sh: &Shared, ip: IpAddr) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn send(sh: &Shared, req: &SendRequest) -> Reply {
-    let msg_ref = deliver(sh, req)?;
+async fn send(sh: &Arc<Shared>, req: SendRequest) -> Reply {
+    let echo_tail = parse::echo_tail(&req.contents, ECHO_TAIL_CHARS).to_owned();
+    let s = sh.clone();
+    let answer = sh
+        .store
+        .write(Box::new(move |t: &mut dyn Txn| deliver(&s, &req, t)));
+    let msg_ref = answer.await.map_err(|_| {
+        err(
+            507,
+            "the relay's storage stopped; the message was not stored",
+        )
+    })??;
     json(&SendResponse {
         received: true,
-        echo_tail: parse::echo_tail(&req.contents, ECHO_TAIL_CHARS).to_owned(),
+        echo_tail,
         msg_ref,
     })
 }
 
-/// Stores a message (through any pending mischief), waits until it is
-/// durable (sharing the fsync with concurrent sends), and wakes long polls.
-fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
+/// Stores a message (through any pending mischief) in the writer's
+/// transaction; it is answered once the commit is durable, and the commit
+/// wakes long polls (`store`).
+fn deliver(sh: &Shared, m: &SendRequest, store: &mut dyn Txn) -> Result<u64, Refusal> {
     let storage = |e: RelayFailure| err(507, e.to_string());
-    let _alone = (!sh.cfg.group_commit).then(|| lock(&sh.one_at_a_time));
-    let mut store = lock(&sh.store);
     // A resend of a message still kept gets the first send's ref (see
-    // `store`'s docs), once that one is durable; nothing new is stored.
-    if let Some((msg_ref, seq)) = store.find_copy(&m.sender_uid, &m.recipient_uid, &m.contents) {
-        drop(store);
-        Store::wait_durable(&sh.store, &sh.commit, seq, || sh.arrived.notify_all())
-            .map_err(storage)?;
+    // `store`'s docs); nothing new is stored.
+    if let Some(msg_ref) = store
+        .find_copy(&m.sender_uid, &m.recipient_uid, &m.contents)
+        .map_err(storage)?
+    {
         return Ok(msg_ref);
     }
-    if store.mailbox_len(&m.recipient_uid) >= sh.cfg.max_mailbox {
+    if store.mailbox_len(&m.recipient_uid).map_err(storage)? >= sh.cfg.max_mailbox {
         return Err(err(
             429,
             format!(
@@ -424,7 +448,6 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
             ),
         ));
     }
-    // Lock order everywhere: store, then mischief.
     // Popped only once the message is accepted, so a refused send does
     // not use up a trick.
     let (trick, held) = if sh.cfg.mischief {
@@ -439,14 +462,13 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
         (None, None)
     };
     let (s, r, c) = (&m.sender_uid, &m.recipient_uid, &m.contents);
-    // (ref, sequence number of the last record staged; 0: nothing staged)
-    let (msg_ref, mut seq) = match trick {
-        None => store.stage_message(s, r, c),
-        Some(Mischief::Drop) => store.stage_skip(),
-        Some(Mischief::Corrupt) => store.stage_message(s, r, &corrupt(c)),
-        Some(Mischief::Replay) => store.stage_message(s, r, c).and_then(|(first, _)| {
-            let (_, seq) = store.stage_message(s, r, c)?;
-            Ok((first, seq))
+    let msg_ref = match trick {
+        None => store.put(s, r, c),
+        Some(Mischief::Drop) => store.skip(),
+        Some(Mischief::Corrupt) => store.put(s, r, &corrupt(c)),
+        Some(Mischief::Replay) => store.put(s, r, c).and_then(|first| {
+            store.put(s, r, c)?;
+            Ok(first)
         }),
         Some(Mischief::Reorder) => {
             lock(&sh.mischief)
@@ -454,15 +476,13 @@ fn deliver(sh: &Shared, m: &SendRequest) -> Result<u64, Refusal> {
                 .insert(r.clone(), (s.clone(), c.clone()));
             // Tell the sender the ref it would have had; the held message
             // is stored (under a later ref) after the next one.
-            Ok((store.next_ref(), 0))
+            Ok(store.next_ref())
         }
     }
     .map_err(storage)?;
     if let Some((hs, hc)) = held {
-        seq = store.stage_message(&hs, r, &hc).map_err(storage)?.1;
+        store.put(&hs, r, &hc).map_err(storage)?;
     }
-    drop(store);
-    Store::wait_durable(&sh.store, &sh.commit, seq, || sh.arrived.notify_all()).map_err(storage)?;
     Ok(msg_ref)
 }
 
@@ -477,29 +497,33 @@ fn corrupt(s: &str) -> String {
     chars.into_iter().collect()
 }
 
-fn get_messages(sh: &Shared, q: &GetMessagesQuery) -> Reply {
+async fn get_messages(sh: &Shared, q: &GetMessagesQuery) -> Reply {
     let max = q.maxcount.map_or(sh.cfg.max_count, |n| {
         usize::try_from(n)
             .unwrap_or(usize::MAX)
             .min(sh.cfg.max_count)
     });
     let wait = q.wait.unwrap_or(0).min(MAX_WAIT_SECS);
-    let deadline = Instant::now() + Duration::from_secs(wait);
-    let mut store = lock(&sh.store);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let (messages, complete) = loop {
-        let (msgs, complete) = store.fetch(&q.recipient_uid, q.start_ref, max);
-        let now = Instant::now();
-        if !msgs.is_empty() || now >= deadline || sh.stop.load(Ordering::SeqCst) {
+        // Listening before looking: a message published after the look
+        // wakes this poll.
+        let arrived = sh.arrived.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        let (msgs, complete) = sh
+            .store
+            .fetch(&q.recipient_uid, q.start_ref, max)
+            .map_err(|e| err(507, e.to_string()))?;
+        if !msgs.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || sh.stop.load(Ordering::SeqCst)
+        {
             break (msgs, complete);
         }
         sh.parked.fetch_add(1, Ordering::SeqCst);
-        store = sh
-            .arrived
-            .wait_timeout(store, deadline - now)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|p| p.into_inner().0);
+        let _ = tokio::time::timeout_at(deadline, arrived).await;
     };
-    drop(store);
     json(&GetMessagesResponse {
         recipient_uid: q.recipient_uid.clone(),
         count: messages.len() as u64,

@@ -15,13 +15,15 @@ use otc_relay::{Config, Relay};
 /// GET /getmessages?recipient_uid=..&start_ref=..[&maxcount=..][&wait=SECONDS],
 /// GET /getnextref?recipient_uid=..
 ///
-/// Messages are appended to DIR/messages.log and synced to disk before a
-/// send is acknowledged; refs only ever increase, across restarts.
+/// Messages are kept in DIR/relay.sqlite3 (SQLite, WAL, synchronous=FULL)
+/// and committed to disk before a send is acknowledged; refs only ever
+/// increase, across restarts.
 /// The relay never sees a pad byte: it is untrusted by design.
 ///
 /// EXAMPLES:
 ///   otc-relay --listen 127.0.0.1:8000 --data /var/lib/otc-relay
 ///   otc-relay --listen 0.0.0.0:8000 --data ./relay-data --mischief
+///   otc-relay --data /var/lib/otc-relay --import-log   (once, from an older relay)
 #[derive(Parser, Debug)]
 #[command(
     name = "otc-relay",
@@ -31,9 +33,9 @@ use otc_relay::{Config, Relay};
 )]
 struct Args {
     /// Address and port to listen on (port 0 picks a free one, printed at start).
-    #[arg(long, value_name = "ADDR")]
-    listen: String,
-    /// Directory for the message log (created if missing).
+    #[arg(long, value_name = "ADDR", required_unless_present = "import_log")]
+    listen: Option<String>,
+    /// Directory for the database, relay.sqlite3 (created if missing).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Largest message contents accepted, in bytes (larger: 413).
@@ -71,6 +73,12 @@ struct Args {
     /// user's next message.
     #[arg(long)]
     mischief: bool,
+    /// Once, after upgrading from a relay that kept DIR/messages.log:
+    /// move its messages and refs into DIR/relay.sqlite3, rename the log
+    /// messages.log.imported, and exit (the relay refuses to start beside
+    /// an unimported log).
+    #[arg(long)]
+    import_log: bool,
 }
 
 const AFTER_HELP: &str = "\
@@ -90,18 +98,19 @@ CONNECTIONS:
   30 s is closed, and at --max-connections the longest-idle one (idle 1 s
   or more) is closed to make room. Open connections are capped in all and
   per address (IPv6 by /64), so idle ones cannot exhaust the relay's
-  threads or files, nor lock other clients out.
+  memory or files, nor lock other clients out. A long poll holds no thread.
 
 FILES:
-  DIR/messages.log   one JSON record a line, append-only; a torn last line
-                     (a crash mid-write, never acknowledged) is dropped at start.
-                     Rewritten without messages older than --keep-days at
-                     start, and while running when mostly dead.
+  DIR/relay.sqlite3  the messages and the next ref (SQLite in WAL mode, with
+                     its -wal and -shm files beside it). Messages older than
+                     --keep-days are deleted at start and every minute.
+  DIR/messages.log   an older relay's log: import it once with --import-log.
 
 DURABILITY:
-  A send is answered only once its record is synced to disk (fsync);
-  concurrent sends share one sync (group commit). A SIGKILL or power cut
-  loses no acknowledged message, and refs only ever increase.
+  A send is answered only once its transaction is committed to disk
+  (synchronous=FULL: the WAL is fsynced); concurrent sends share one
+  commit (group commit). A SIGKILL or power cut loses no acknowledged
+  message, and refs only ever increase.
 
 MAILBOXES:
   A message is kept --keep-days (default 30), read or not, then dropped.
@@ -118,7 +127,22 @@ fn main() -> ExitCode {
         eprintln!("otc-relay: --rate must be above 0 and --burst at least 1");
         return ExitCode::from(2);
     }
-    let mut cfg = Config::new(a.listen, a.data);
+    if a.import_log {
+        return match otc_relay::store::import_log(&a.data) {
+            Ok((n, next)) => {
+                println!(
+                    "otc-relay: imported {n} messages from {}; refs continue at {next}",
+                    a.data.join(otc_relay::store::LOG_NAME).display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("otc-relay: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let mut cfg = Config::new(a.listen.unwrap_or_default(), a.data);
     cfg.max_message = a.max_message;
     cfg.max_mailbox = a.max_mailbox;
     cfg.rate = a.rate;

@@ -1,5 +1,6 @@
-//! The real binary: messages and refs survive a SIGKILL and restart; a
-//! torn record at the end of the log is dropped, not fatal.
+//! The real binary: messages and refs survive a SIGKILL and restart; an
+//! older relay's log is refused until imported, and its import drops a
+//! torn last record and keeps every ref.
 
 mod common;
 
@@ -97,7 +98,7 @@ fn survives_sigkill() {
 }
 
 #[test]
-fn torn_tail_is_dropped_and_refs_never_reused() {
+fn refs_used_up_without_a_message_are_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (_relay, a) = spawn(dir.path(), &["--mischief"]);
@@ -106,12 +107,69 @@ fn torn_tail_is_dropped_and_refs_never_reused() {
         post_form(a, "/mischief", "userid=bob&kind=drop");
         send(a, "alice", "bob", "GONE");
     }
-    // A write cut short by a crash.
+    let (_relay, a) = spawn(dir.path(), &[]);
+    assert_eq!(contents(a, "bob", 0), ["ONE"]);
+    assert_eq!(send(a, "alice", "bob", "THREE"), 3);
+    assert_eq!(contents(a, "bob", 0), ["ONE", "THREE"]);
+}
+
+/// `otc-relay --data DIR --import-log`, bounded (20 s): its output.
+fn import(dir: &Path) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otc-relay"))
+        .args(["--import-log", "--data"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("otc-relay --import-log starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("poll the import").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("otc-relay --import-log did not finish within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("the import's output")
+}
+
+/// An older relay's log is refused with words that name the import; the
+/// import drops a torn last record (never acknowledged) and keeps refs
+/// above every ref the log used, skipped ones included.
+#[test]
+fn an_old_log_is_refused_until_imported_and_its_torn_tail_dropped() {
+    let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join(otc_relay::store::LOG_NAME);
-    let mut text = std::fs::read(&log).unwrap();
+    let mut text = concat!(
+        r#"{"t":"m","ref":1,"recipient_uid":"bob","sender_uid":"alice","contents":"ONE","at":4000000000}"#,
+        "\n",
+        r#"{"t":"s","ref":2}"#,
+        "\n",
+    )
+    .as_bytes()
+    .to_vec();
+    // A write cut short by a crash.
     text.extend_from_slice(br#"{"t":"m","ref":99,"recipient_uid":"bo"#);
     std::fs::write(&log, text).unwrap();
-
+    let out = Command::new(env!("CARGO_BIN_EXE_otc-relay"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .output()
+        .expect("otc-relay runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("messages.log") && err.contains("--import-log"),
+        "{err}"
+    );
+    let out = import(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 1 messages"));
+    assert!(!log.exists(), "the log is renamed once imported");
     let (_relay, a) = spawn(dir.path(), &[]);
     assert_eq!(contents(a, "bob", 0), ["ONE"]);
     assert_eq!(send(a, "alice", "bob", "THREE"), 3);
@@ -150,9 +208,9 @@ fn mischief_mode_is_announced() {
     }
 }
 
-/// `--keep-days`: messages older than that are dropped at start (and the
-/// log rewritten without them); refs are never reused; `--keep-days 0`
-/// keeps everything.
+/// `--keep-days`: messages older than that are dropped at start; refs are
+/// never reused; `--keep-days 0` keeps everything. (The messages come
+/// from an older relay's log, imported: that is how they get old dates.)
 #[test]
 fn old_messages_are_pruned_at_start_and_refs_stay_above() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,6 +240,7 @@ fn old_messages_are_pruned_at_start_and_refs_stay_above() {
         ),
     )
     .unwrap();
+    assert!(import(dir.path()).status.success());
     {
         let (_relay, a) = spawn(dir.path(), &["--keep-days", "0"]);
         assert_eq!(contents(a, "bob", 0), ["ANCIENT", "OLD", "RECENT"]);
@@ -193,9 +252,7 @@ fn old_messages_are_pruned_at_start_and_refs_stay_above() {
         assert_eq!(contents(a, "carol", 0), ["UNDATED"]);
         assert_eq!(send(a, "alice", "bob", "NEW"), 7);
     }
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(!text.contains("OLD") && !text.contains("ANCIENT"), "{text}");
-    // After the rewrite, refs continue above every ref used.
+    // After pruning, refs continue above every ref used.
     let (_relay, a) = spawn(dir.path(), &["--keep-days", "7"]);
     assert_eq!(contents(a, "bob", 0), ["RECENT", "NEW"]);
     let next = get(a, "/getnextref?recipient_uid=bob").json()["nextref"]
