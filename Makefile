@@ -17,10 +17,12 @@
 CARGO ?= cargo
 # rustc has crashed with SIGSEGV (a stack overflow: it says so and suggests
 # this setting) a few times here while compiling the crates built on the
-# Slint-generated UI, at random under load. A 16 MiB stack for rustc's
-# threads makes that build reliable; it also becomes the default stack of
-# threads the tests spawn, which costs address space, not memory.
-export RUST_MIN_STACK ?= 16777216
+# Slint-generated UI, at random under load; 16 MiB was still too little
+# for the feature build on a loaded machine, 32 MiB went through. A 64 MiB
+# stack for rustc's threads makes that build reliable; it also becomes the
+# default stack of threads the tests spawn, which costs address space, not
+# memory.
+export RUST_MIN_STACK ?= 67108864
 DATA ?= $(CURDIR)/build/demo-data
 
 .PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test qemu-pair image-deps release release-test

@@ -413,15 +413,21 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
     })
 }
 
-/// The USB stick `run` uses: `--stick DIR` in emulator builds. The Pi
-/// image's USB block device is plugged in here by its own module.
+/// The USB stick `run` uses: `--stick DIR` in emulator builds, the real USB
+/// stick ([`crate::stick::UsbStick`]) in device builds.
 fn stick_option(args: &RunArgs) -> Option<std::sync::Arc<dyn crate::stick::Stick>> {
     #[cfg(feature = "emulator")]
     if let Some(d) = &args.stick {
         return Some(std::sync::Arc::new(crate::stick::DirStick::new(d.clone())));
     }
     let _ = args;
-    None
+    // A device build (no emulator) uses the real USB stick; an emulator
+    // build without --stick has none, so host runs never mount a disk.
+    if cfg!(feature = "emulator") {
+        None
+    } else {
+        Some(std::sync::Arc::new(crate::stick::UsbStick))
+    }
 }
 
 /// Where to serve: flags first, then `otc.toml`, then `eth0`.

@@ -500,7 +500,14 @@ fn export<S: Screen<Prompt = ApprovalPrompt> + 'static>(
         },
     );
     ctx.ui.hide_progress();
-    drop(mounted);
+    // Sync and unmount before "Remove the stick": a stick pulled out
+    // before its files were written out is an error, not a success.
+    let finished = mounted.finish();
+    let res = match (res, finished) {
+        (Ok(x), Ok(())) => Ok(x),
+        (Err(e), _) => Err(e.to_string()),
+        (Ok(_), Err(e)) => Err(e.to_string()),
+    };
     match res {
         Ok(_) => Ok(code),
         Err(e) => Err(format!(

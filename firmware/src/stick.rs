@@ -7,8 +7,11 @@
 //! - [`DirStick`] (this file): a directory stands for the stick
 //!   (`run --display emulator --stick DIR`, and the tests). "Inserted"
 //!   means the directory exists; nothing is mounted.
-//! - the real USB block device of the Pi image (mounted `nosuid,nodev,
-//!   noexec`, read-only for an import) lives in a file of its own.
+//! - [`UsbStick`] (this file, on [`crate::stick_mount`]): the real USB block
+//!   device of the Pi image, the one USB disk that is not in use (never the
+//!   boot disk), mounted `nosuid,nodev,noexec`, read-only for an import;
+//!   [`MountedStick::finish`] syncs and unmounts it and reports a stick
+//!   pulled out before that.
 //!
 //! Errors say what happened and what to do, in words for the screen.
 
@@ -38,14 +41,28 @@ pub enum StickError {
 pub struct MountedStick {
     dir: PathBuf,
     mode: Mode,
-    /// Undoes the mount (the real stick's unmount); `None` for a directory.
-    unmount: Option<Box<dyn FnOnce() + Send>>,
+    /// Undoes the mount (the real stick's sync + unmount); `None` for a
+    /// directory.
+    unmount: Option<Unmount>,
 }
+
+/// What undoes a mount: syncs and unmounts, and says if that failed.
+pub type Unmount = Box<dyn FnOnce() -> Result<(), StickError> + Send>;
 
 impl MountedStick {
     /// A mounted stick at `dir`; `unmount` runs on drop.
-    pub fn new(dir: PathBuf, mode: Mode, unmount: Option<Box<dyn FnOnce() + Send>>) -> Self {
+    pub fn new(dir: PathBuf, mode: Mode, unmount: Option<Unmount>) -> Self {
         MountedStick { dir, mode, unmount }
+    }
+
+    /// Writes everything out and unmounts; after `Ok` the owner may pull
+    /// the stick. A stick pulled out before that gives an error (dropping
+    /// instead unmounts all the same, and forgets the error).
+    pub fn finish(mut self) -> Result<(), StickError> {
+        match self.unmount.take() {
+            Some(u) => u(),
+            None => Ok(()),
+        }
     }
 
     /// The root directory of the stick's file system.
@@ -61,7 +78,7 @@ impl MountedStick {
 impl Drop for MountedStick {
     fn drop(&mut self) {
         if let Some(u) = self.unmount.take() {
-            u();
+            let _ = u();
         }
     }
 }
@@ -92,6 +109,33 @@ impl Stick for DirStick {
                 self.dir.display()
             ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StickError::Missing),
+            Err(e) => Err(StickError::Unusable(e.to_string())),
+        }
+    }
+}
+
+/// The Pi's USB stick: [`crate::stick_mount::mount_stick`] finds the one
+/// USB disk with nothing mounted from it (the boot disk never qualifies, as
+/// `/data` is on it), picks its FAT or exFAT volume and mounts it at a
+/// private mount point; [`MountedStick::finish`] (or drop) syncs and
+/// unmounts.
+pub struct UsbStick;
+
+impl Stick for UsbStick {
+    fn mount(&self, mode: Mode) -> Result<MountedStick, StickError> {
+        use crate::stick_mount::{self as sm, Access};
+        let access = match mode {
+            Mode::ReadOnly => Access::ReadOnly,
+            Mode::ReadWrite => Access::ReadWrite,
+        };
+        match sm::mount_stick(access, None) {
+            Ok(m) => {
+                let dir = m.path().to_path_buf();
+                let unmount: Unmount =
+                    Box::new(move || m.finish().map_err(|e| StickError::Unusable(e.to_string())));
+                Ok(MountedStick::new(dir, mode, Some(unmount)))
+            }
+            Err(sm::StickError::NoStick) => Err(StickError::Missing),
             Err(e) => Err(StickError::Unusable(e.to_string())),
         }
     }
@@ -140,7 +184,8 @@ mod tests {
             "/nonexistent".into(),
             Mode::ReadOnly,
             Some(Box::new(move || {
-                d.store(true, std::sync::atomic::Ordering::SeqCst)
+                d.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
             })),
         );
         assert!(!done.load(std::sync::atomic::Ordering::SeqCst));
