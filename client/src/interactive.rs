@@ -1,19 +1,19 @@
-//! The interactive client: a rustyline prompt with history, and a
+//! The interactive client: a prompt with history (our own line editor,
+//! [`crate::lineedit`], which says why it is not rustyline), and a
 //! background thread that long-polls the relay and prints incoming
-//! messages and warnings above the prompt (rustyline's ExternalPrinter
-//! redraws the line being typed underneath).
+//! messages and warnings above the prompt (the editor's [`Printer`] draws
+//! the line being typed again underneath).
 //!
 //! When a message cannot be opened for now (device busy, unplugged, owner
 //! tapped Reject, ...) the background thread stops opening until the user
 //! presses Enter, so the owner is not asked again and again.
 
 use crate::chat::{Chat, Event, FetchError, LogEntry};
-use crate::cli::{EXIT_OK, EXIT_USAGE, contacts_table};
+use crate::cli::{EXIT_OK, contacts_table};
 use crate::commands::{self, Command, HELP};
 use crate::config::Settings;
+use crate::lineedit::{Editor, Input, Printer};
 use crate::style::{Style, clean};
-use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -21,8 +21,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Seconds of each long poll of the background thread.
 pub const POLL_WAIT_SECS: u64 = 20;
-
-type Printer = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
 
 struct Poller {
     /// A message is held: do not open until Enter.
@@ -32,30 +30,12 @@ struct Poller {
 }
 
 fn print(p: &Printer, line: String) {
-    let mut f = p.lock().unwrap_or_else(|e| e.into_inner());
-    f(format!("{line}\n"));
+    p.print(&line);
 }
 
 pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
-    let mut rl = match DefaultEditor::new() {
-        Ok(rl) => rl,
-        Err(e) => {
-            eprintln!("otc: cannot start the line editor: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let printer: Printer = match rl.create_external_printer() {
-        Ok(mut p) => Arc::new(Mutex::new(Box::new(move |s: String| {
-            let _ = p.print(s);
-        }))),
-        // Not a terminal: plain lines on stdout.
-        Err(_) => Arc::new(Mutex::new(Box::new(|s: String| {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(s.as_bytes());
-            let _ = out.flush();
-        }))),
-    };
+    let mut editor = Editor::new();
+    let printer = editor.printer();
     let chat = Arc::new(chat);
     print(&printer, id_text(&chat, settings));
     if let Ok(st) = chat.device().status()
@@ -107,17 +87,17 @@ pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
         move |e: &Event| print(&printer, style.event(e))
     };
     loop {
-        let line = match rl.readline(&format!("{}> ", clean(chat.user()))) {
-            Ok(l) => l,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
+        let line = match editor.readline(&format!("{}> ", clean(chat.user()))) {
+            Ok(Input::Line(l)) => l,
+            Ok(Input::Interrupted) => continue,
+            Ok(Input::End) => break,
             Err(e) => {
-                eprintln!("otc: reading the terminal: {e}");
+                eprintln!("otc: cannot read the terminal any more ({e}); leaving");
                 break;
             }
         };
         if !line.trim().is_empty() {
-            let _ = rl.add_history_entry(line.as_str());
+            editor.add_history(&line);
         }
         let cmd = match commands::parse(&line) {
             Ok(c) => c,
@@ -166,9 +146,7 @@ pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
                 ),
             },
             Command::Id => print(&printer, id_text(&chat, settings)),
-            Command::Clear => {
-                let _ = rl.clear_screen();
-            }
+            Command::Clear => editor.clear_screen(),
             Command::Help => print(&printer, HELP.into()),
             Command::Contacts => match chat.contacts() {
                 Ok(cs) => print(&printer, contacts_table(&cs).trim_end().to_string()),

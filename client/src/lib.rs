@@ -8,7 +8,8 @@
 //! - [`commands`]: the interactive command line, parsed.
 //! - [`style`]: lines, colour, escaping of untrusted text.
 //! - [`cli`]: the `otc` command line and the one-shot subcommands.
-//! - [`interactive`]: the rustyline prompt and the background long poll.
+//! - [`interactive`]: the prompt and the background long poll.
+//! - [`lineedit`]: our small line editor (why not rustyline: see there).
 //!
 //! Depends on otc-proto and otc-rpc-client only (plus small crates).
 
@@ -17,5 +18,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod interactive;
+pub mod lineedit;
 pub mod outbox;
 pub mod style;

@@ -57,24 +57,29 @@ impl Tmux {
         }
     }
 
-    /// Types `text` one key at a time, each seen echoed on the prompt line
-    /// before the next, as a person types. (Several keys in one read are
-    /// not all taken by rustyline while an ExternalPrinter exists:
-    /// rustyline issue #976, see the crate README.)
-    fn type_text(&self, text: &str) {
-        // Each key is seen by the cursor moving one column on (a typed
-        // space does not show in capture-pane, which trims lines).
-        assert!(text.is_ascii(), "one column per key");
-        let base = self.cursor_x();
-        for (i, c) in text.char_indices() {
-            let mut buf = [0u8; 4];
-            self.run(&["send-keys", "-t", "otc", "-l", c.encode_utf8(&mut buf)]);
-            let want = base + i + 1;
-            self.wait(
-                &format!("the cursor at column {want} after typing {c:?}"),
-                |_| self.cursor_x() == want,
-            );
-        }
+    /// Pastes `text` into the pane in one piece (`send-keys -l`: all of
+    /// it reaches otc in one write, as a paste or a fast typist's keys do),
+    /// then waits until the prompt line shows all of it, with no other
+    /// key pressed.
+    fn paste(&self, text: &str) {
+        // One column per character; the line so far is the prompt line up
+        // to the cursor (capture-pane trims the prompt's trailing space).
+        assert!(text.is_ascii(), "one column per character");
+        let x = self.cursor_x();
+        let before = format!("{:x$}", self.prompt_line());
+        self.run(&["send-keys", "-t", "otc", "-l", text]);
+        let want = format!("{before}{text}");
+        self.wait(
+            &format!("the prompt line to show the pasted {text:?} whole, the cursor after it"),
+            |_| self.prompt_line() == want.trim_end() && self.cursor_x() == want.len(),
+        );
+    }
+
+    /// Pastes `text` with tmux's own paste (`paste-buffer`: its newlines
+    /// reach otc as Enter, all in one write).
+    fn paste_buffer(&self, text: &str) {
+        self.run(&["set-buffer", "-b", "otc-test", "--", text]);
+        self.run(&["paste-buffer", "-d", "-b", "otc-test", "-t", "otc"]);
     }
 
     /// The pane's cursor column.
@@ -112,19 +117,19 @@ impl Drop for Tmux {
     }
 }
 
-#[test]
-fn interactive_client_in_tmux() {
+/// Starts `otc` as `user` of `w` in a tmux pane of its own server and
+/// waits for its prompt; `None` when tmux is not installed.
+fn start(w: &World, user: &str) -> Option<Tmux> {
     if Command::new("tmux").arg("-V").output().is_err() {
         println!("SKIPPED: tmux is not installed (scripts/install-deps installs it)");
-        return;
+        return None;
     }
-    let w = World::new(&["alice", "bob"], true);
     let dir = tempfile::tempdir().expect("temp dir for the tmux socket");
     let tmux = Tmux {
         socket: dir.path().join("tmux.sock").to_string_lossy().to_string(),
         _dir: dir,
     };
-    let flags = w.flags("bob").join(" ");
+    let flags = w.flags(user).join(" ");
     let cmd = format!(
         "env -u NO_COLOR OTC_CONFIG=/dev/null TERM=xterm-256color {} {flags}",
         env!("CARGO_BIN_EXE_otc")
@@ -137,15 +142,24 @@ fn interactive_client_in_tmux() {
         "-x",
         "160",
         "-y",
-        "40",
+        "60",
         &cmd,
     ]);
     tmux.wait("the prompt", |s| {
-        s.contains("bob>") && s.contains("you are bob")
+        s.contains(&format!("{user}>")) && s.contains(&format!("you are {user}"))
     });
+    Some(tmux)
+}
+
+#[test]
+fn interactive_client_in_tmux() {
+    let w = World::new(&["alice", "bob"], true);
+    let Some(tmux) = start(&w, "bob") else {
+        return;
+    };
 
     // A send.
-    tmux.type_text("send alice hello from tmux");
+    tmux.paste("send alice hello from tmux");
     tmux.keys(&["Enter"]);
     tmux.wait("the send to be acknowledged", |s| {
         s.contains("sent to alice (ref")
@@ -153,7 +167,7 @@ fn interactive_client_in_tmux() {
     assert!(tmux.screen(false).contains("approve on the device"));
 
     // A message arrives while a line is half typed.
-    tmux.type_text("half a li");
+    tmux.paste("half a li");
     let alice = w.chat("alice");
     alice
         .send("bob", "ping while you type", &|_| {})
@@ -174,7 +188,7 @@ fn interactive_client_in_tmux() {
     // And it is still being edited: finish it as a command.
     tmux.keys(&["C-u"]);
     tmux.wait("the line cleared", |_| tmux.prompt_line() == "bob>");
-    tmux.type_text("contacts");
+    tmux.paste("contacts");
     tmux.keys(&["Enter"]);
     tmux.wait("the contacts table", |s| s.contains("receive left"));
 
@@ -196,13 +210,19 @@ fn interactive_client_in_tmux() {
         warn_line.contains("\x1b["),
         "the warning is in colour: {warn_line:?}"
     );
-    tmux.type_text("log");
+    tmux.paste("log");
     tmux.keys(&["Enter"]);
     tmux.wait("the log", |s| s.matches("WARNING skipped").count() >= 2);
 
     // For the log of the run: what the user saw.
     println!("the pane before quit:\n{}", tmux.screen(false));
-    tmux.type_text("quit");
+    quit(&tmux);
+}
+
+/// Types `quit` and waits (at most 30 s) for otc, and with it the tmux
+/// session, to end.
+fn quit(tmux: &Tmux) {
+    tmux.paste("quit");
     tmux.keys(&["Enter"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while Command::new("tmux")
@@ -213,4 +233,116 @@ fn interactive_client_in_tmux() {
         assert!(Instant::now() < deadline, "otc did not quit within 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The lines of `screen` that contain `part`, without trailing spaces.
+fn lines_with<'a>(screen: &'a str, part: &str) -> Vec<&'a str> {
+    screen
+        .lines()
+        .filter(|l| l.contains(part))
+        .map(str::trim_end)
+        .collect()
+}
+
+/// Issue 15, defect 2: a paste (several keys in one read) was shown as its
+/// first key only, `bob> h`, until another key was pressed.
+#[test]
+fn pasted_lines_are_taken_whole() {
+    let w = World::new(&["alice", "bob"], false);
+    let Some(tmux) = start(&w, "bob") else {
+        return;
+    };
+
+    // As the issue did it: `send-keys 'help' Enter`, nothing after.
+    tmux.keys(&["help", "Enter"]);
+    let s = tmux.wait(
+        "the help text after `help` and Enter came in one piece",
+        |s| s.contains("leave (also Ctrl-D)"),
+    );
+    assert_eq!(lines_with(&s, "bob> help"), ["bob> help"], "{s}");
+
+    // Two whole lines in one paste: both are run, in order.
+    tmux.paste_buffer("id\ncontacts\n");
+    let s = tmux.wait("the answers to the pasted `id` and `contacts`", |s| {
+        s.matches("you are bob").count() == 2 && s.contains("receive left")
+    });
+    let id = s.find("bob> id").expect("the pasted `id` line");
+    let contacts = s.find("bob> contacts").expect("the pasted `contacts` line");
+    assert!(id < contacts, "`id` then `contacts`:\n{s}");
+    tmux.wait("an empty prompt after the paste", |_| {
+        tmux.prompt_line() == "bob>"
+    });
+
+    quit(&tmux);
+}
+
+/// Issue 15's proof: lines pasted while messages arrive. The pasted lines
+/// and the messages are each shown whole, once, and the lines are run.
+#[test]
+fn lines_pasted_while_messages_arrive() {
+    let w = World::new(&["alice", "bob"], false);
+    let Some(tmux) = start(&w, "bob") else {
+        return;
+    };
+    let alice = w.chat("alice");
+
+    // Alice sends three messages while bob pastes three commands.
+    std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            for i in 1..=3 {
+                alice
+                    .send("bob", &format!("ping {i} while bob pastes"), &|_| {})
+                    .expect("alice sends");
+            }
+        });
+        tmux.paste_buffer(
+            "send alice pasted line 1\nsend alice pasted line 2\nsend alice pasted line 3\n",
+        );
+        sender.join().expect("alice's sending thread");
+    });
+    let s = tmux.wait("three messages and three sends", |s| {
+        s.matches("sent to alice (ref").count() == 3
+            && (1..=3).all(|i| s.contains(&format!("ping {i} while bob pastes")))
+    });
+    for i in 1..=3 {
+        let line = format!("bob> send alice pasted line {i}");
+        assert_eq!(lines_with(&s, &format!("pasted line {i}")), [&line], "{s}");
+        let got = lines_with(&s, &format!("ping {i} while"));
+        assert_eq!(got.len(), 1, "message {i} shown once:\n{s}");
+        assert!(
+            got[0].ends_with(&format!("alice: ping {i} while bob pastes")),
+            "message {i} whole:\n{s}"
+        );
+    }
+    tmux.wait("an empty prompt after the paste", |_| {
+        tmux.prompt_line() == "bob>"
+    });
+
+    // Half a line pasted, a message arrives: the half line is kept under
+    // it and the rest pasted later completes it.
+    tmux.paste("send alice first half");
+    alice
+        .send("bob", "ping 4 between the halves", &|_| {})
+        .expect("alice sends");
+    let s = tmux.wait("the message between the halves", |s| {
+        s.contains("alice: ping 4 between the halves")
+    });
+    let last = s
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert_eq!(last.trim_end(), "bob> send alice first half", "{s}");
+    tmux.paste(" and the second");
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the send of the completed line", |s| {
+        s.matches("sent to alice (ref").count() == 4
+    });
+    assert_eq!(
+        lines_with(&s, "first half"),
+        ["bob> send alice first half and the second"],
+        "{s}"
+    );
+
+    quit(&tmux);
 }
