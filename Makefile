@@ -138,9 +138,10 @@ qemu-test: deps cross image-deps
 	  OTC_VERIFY_BIN=$(TARGET_DIR)/debug/otc-image-verify image/qemu-test
 
 # Two copies of the release image with empty data partitions boot as
-# machines A and B; a FAT stick image moves from A to B over QMP; the hwrng
-# rate under QEMU is measured (image/qemu-pair says what is not run yet).
-# Screenshots in image/out/qemu-pair/. Part of `make test`.
+# machines A and B and pair by taps through their screens: New contact on A
+# (export to a FAT stick image), the stick moved to B over QMP, Import
+# contact on B, the same fingerprint on both, then a seal on A opened on B
+# (image/qemu-pair). Screenshots in image/out/qemu-pair/. Part of `make test`.
 qemu-pair: deps cross image-deps
 	OTC_CROSS_BIN=$(CROSS_BIN) image/qemu-pair
 

@@ -174,6 +174,12 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u64).range(2..=3600)
     )]
     pub watchdog_timeout: u64,
+    /// Test hook: print the screen trace on stdout as one line
+    /// `otc-trace: {json}` whenever it changes (firmware/src/test_trace.rs).
+    /// The trace holds the pairing code: never in normal use. image/init
+    /// passes it only for the kernel command line's otc.test_trace=1.
+    #[arg(long, hide = true)]
+    pub test_trace: bool,
 }
 
 /// `otc-device pad ...`
@@ -410,6 +416,7 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
         status_led: cfg.status_led.clone(),
         buttons: cfg.buttons.clone(),
         hwrng: args.hwrng.clone(),
+        test_trace: args.test_trace,
     })
 }
 
@@ -971,6 +978,27 @@ mod tests {
         argv.push(data.display().to_string());
         argv.extend(args.iter().map(|a| a.to_string()));
         run(Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}")))
+    }
+
+    /// The screen trace (it holds the pairing code) is printed only with
+    /// `run --test-trace`: off by default.
+    #[test]
+    fn the_test_trace_is_off_unless_asked_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        cli(tmp.path(), &["init", "--owner", "Owner"]).unwrap();
+        let opts = |extra: &[&str]| {
+            let mut argv = vec!["otc-device", "--data"];
+            let data = tmp.path().display().to_string();
+            argv.push(&data);
+            argv.push("run");
+            argv.extend_from_slice(extra);
+            let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("not run")
+            };
+            run_options(tmp.path(), &args).unwrap()
+        };
+        assert!(!opts(&[]).test_trace, "off by default");
+        assert!(opts(&["--test-trace"]).test_trace);
     }
 
     /// Every pad command writes its audit entry while it still holds the

@@ -1050,6 +1050,9 @@ pub struct RunOptions {
     /// on the device: without it making a pad is refused
     /// ([`crate::Error::NoHardwareRng`]).
     pub hwrng: std::path::PathBuf,
+    /// Print the screen trace on stdout at every change (`run
+    /// --test-trace`, a system-test hook; [`crate::test_trace`]).
+    pub test_trace: bool,
 }
 
 /// `otc-device run`: start on the real platform with the board's screen,
@@ -1121,6 +1124,14 @@ pub fn run(dir: &Path, opts: RunOptions) -> Result<()> {
     };
     #[cfg(not(feature = "emulator"))]
     let _ = emu;
+    let trace_stop = Arc::new(AtomicBool::new(false));
+    if opts.test_trace {
+        let trace = running.ui.trace.clone();
+        crate::test_trace::spawn(move || trace.get(), std::io::stdout(), trace_stop.clone())
+            .map_err(|e| Error::io("cannot start the test trace thread", e))?;
+        eprintln!("otc-device: test hook: the screen trace is printed (--test-trace)");
+    }
+    let _stop_trace = StopOnDrop(trace_stop);
     println!("RPC endpoint:  http://{}/v1/status", running.addr);
     loop {
         match signals.recv_timeout(Duration::from_millis(100)) {
@@ -1141,6 +1152,14 @@ pub fn run(dir: &Path, opts: RunOptions) -> Result<()> {
             // The endpoint ended by itself, or the signal thread did.
             Err(_) => return running.wait(),
         }
+    }
+}
+
+/// Sets its flag when dropped (stops the test trace thread on any return).
+struct StopOnDrop(Arc<AtomicBool>);
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 

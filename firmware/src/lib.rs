@@ -31,6 +31,7 @@ pub mod platform;
 pub mod rpc;
 pub mod stick;
 pub mod stick_mount;
+pub mod test_trace;
 pub mod units;
 pub mod watchdog;
 
