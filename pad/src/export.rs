@@ -80,14 +80,8 @@ impl ExportHeader {
         h[6..8].copy_from_slice(&VERSION.to_le_bytes());
         h[8..16].copy_from_slice(&self.size.to_le_bytes());
         h[16..24].copy_from_slice(&self.split.to_le_bytes());
-        h[24] = match self.side {
-            Side::A => b'A',
-            Side::B => b'B',
-        };
-        h[25] = match self.format {
-            Format::V1 => 1,
-            Format::V3 => 3,
-        };
+        h[24] = self.side.byte();
+        h[25] = super::pairing::format_byte(self.format);
         h[32..64].copy_from_slice(&self.pad_id);
         let sum = Sha256::digest(&h[0..64]);
         h[64..96].copy_from_slice(&sum);
@@ -116,11 +110,7 @@ impl ExportHeader {
         };
         let size = u64_at(8);
         let split = u64_at(16);
-        let side = match h[24] {
-            b'A' => Side::A,
-            b'B' => Side::B,
-            x => return Err(format!("unknown side byte {x}")),
-        };
+        let side = Side::from_byte(h[24]).ok_or_else(|| format!("unknown side byte {}", h[24]))?;
         let format = match h[25] {
             1 => Format::V1,
             3 => Format::V3,

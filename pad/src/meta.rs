@@ -25,6 +25,23 @@ pub enum Side {
 }
 
 impl Side {
+    /// The side as one byte of an export header (`A` or `B`).
+    pub fn byte(self) -> u8 {
+        match self {
+            Side::A => b'A',
+            Side::B => b'B',
+        }
+    }
+
+    /// The side an export header's byte names, if any.
+    pub fn from_byte(b: u8) -> Option<Side> {
+        match b {
+            b'A' => Some(Side::A),
+            b'B' => Some(Side::B),
+            _ => None,
+        }
+    }
+
     /// The other side.
     pub fn other(self) -> Side {
         match self {

@@ -306,7 +306,8 @@ pub fn fingerprint(pad_id: &str, size: u64, split: u64, format: Format) -> Strin
     s
 }
 
-fn format_byte(f: Format) -> u8 {
+/// The package format as one byte of an export header (plain or sealed).
+pub(crate) fn format_byte(f: Format) -> u8 {
     match f {
         Format::V1 => 1,
         Format::V3 => 3,
@@ -568,10 +569,7 @@ impl SealedHeader {
         h[6..8].copy_from_slice(&SEALED_VERSION.to_le_bytes());
         h[8..16].copy_from_slice(&self.size.to_le_bytes());
         h[16..24].copy_from_slice(&self.split.to_le_bytes());
-        h[24] = match self.side {
-            Side::A => b'A',
-            Side::B => b'B',
-        };
+        h[24] = self.side.byte();
         h[25] = format_byte(self.format);
         h[32..64].copy_from_slice(&self.pad_id);
         h[64..72].copy_from_slice(&self.created.to_le_bytes());
@@ -602,11 +600,7 @@ impl SealedHeader {
             return Err(format!("pad size {size} out of range"));
         }
         check_geometry(size, Some(split)).map_err(|e| e.to_string())?;
-        let side = match h[24] {
-            b'A' => Side::A,
-            b'B' => Side::B,
-            x => return Err(format!("bad side byte {x:#04x}")),
-        };
+        let side = Side::from_byte(h[24]).ok_or_else(|| format!("bad side byte {:#04x}", h[24]))?;
         let format = match h[25] {
             1 => Format::V1,
             3 => Format::V3,
