@@ -445,12 +445,39 @@ pub fn board_model() -> Option<String> {
     board_model_from(&files)
 }
 
-/// True if the kernel says interface `name` is up (`/sys/class/net/NAME/
-/// operstate` is `up`); false when it is down, unknown or absent.
+/// Where the kernel lists network interfaces.
+pub const SYS_CLASS_NET: &str = "/sys/class/net";
+
+/// True if interface `name` can carry traffic, by the kernel's own files
+/// under [`SYS_CLASS_NET`]: see [`link_up_in`].
 pub fn link_up(name: &str) -> bool {
-    std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
-        .map(|s| s.trim() == "up")
-        .unwrap_or(false)
+    link_up_in(std::path::Path::new(SYS_CLASS_NET), name)
+}
+
+/// True if interface `name` under `root` (a `/sys/class/net`) can carry
+/// traffic, as the kernel's operstates documentation
+/// (Documentation/networking/operstates.rst) says to read it:
+/// - `operstate` "up": usable;
+/// - `operstate` "unknown": the driver does not report an operational state
+///   (QEMU's cdc_ether `usb-net`, many USB adapters, virtio): the document
+///   says to treat it as usable, so `carrier` decides: "1" up, "0" down,
+///   unreadable (the kernel refuses to read it while the interface is
+///   administratively down) usable;
+/// - "down", "lowerlayerdown", "notpresent", "dormant", "testing", or no
+///   such interface: down.
+pub fn link_up_in(root: &std::path::Path, name: &str) -> bool {
+    let dir = root.join(name);
+    let Ok(state) = std::fs::read_to_string(dir.join("operstate")) else {
+        return false;
+    };
+    match state.trim() {
+        "up" => true,
+        "unknown" => match std::fs::read_to_string(dir.join("carrier")) {
+            Ok(c) => c.trim() != "0",
+            Err(_) => true,
+        },
+        _ => false,
+    }
 }
 
 /// The hardware watchdog `otc-device run --watchdog` pets (see
@@ -823,6 +850,61 @@ mod tests {
     #[test]
     fn an_absent_interface_is_down() {
         assert!(!link_up("otc-no-such0"));
+    }
+
+    /// A simulated /sys/class/net entry: `operstate`, and `carrier` if given.
+    fn sys_net(root: &std::path::Path, name: &str, operstate: &str, carrier: Option<&str>) {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("operstate"), format!("{operstate}\n")).unwrap();
+        if let Some(c) = carrier {
+            std::fs::write(dir.join("carrier"), format!("{c}\n")).unwrap();
+        }
+    }
+
+    /// The kernel's operstates document: "unknown" (a driver that does not
+    /// report it, such as QEMU's cdc_ether usb-net) is usable and `carrier`
+    /// decides; only a link that is really down is down (issue 24, item 3).
+    #[test]
+    fn link_state_follows_the_kernels_operstates_document() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        sys_net(root, "up0", "up", Some("1"));
+        sys_net(root, "cdc0", "unknown", Some("1"));
+        sys_net(root, "nocable0", "unknown", Some("0"));
+        sys_net(root, "nocarrierfile0", "unknown", None);
+        sys_net(root, "down0", "down", Some("0"));
+        sys_net(root, "lower0", "lowerlayerdown", None);
+        sys_net(root, "dormant0", "dormant", Some("1"));
+        sys_net(root, "gone0", "notpresent", None);
+        let seen: Vec<(&str, bool)> = [
+            "up0",
+            "cdc0",
+            "nocable0",
+            "nocarrierfile0",
+            "down0",
+            "lower0",
+            "dormant0",
+            "gone0",
+            "absent0",
+        ]
+        .into_iter()
+        .map(|n| (n, link_up_in(root, n)))
+        .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("up0", true),
+                ("cdc0", true),
+                ("nocable0", false),
+                ("nocarrierfile0", true),
+                ("down0", false),
+                ("lower0", false),
+                ("dormant0", false),
+                ("gone0", false),
+                ("absent0", false),
+            ]
+        );
     }
 
     #[cfg(feature = "spi-display")]
