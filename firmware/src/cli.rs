@@ -118,6 +118,16 @@ pub enum Command {
     /// made cannot be imported into it again, even after `pad remove`.
     #[command(subcommand)]
     Pad(PadCommand),
+    /// Show the status LED's error pattern (two short flashes every two
+    /// seconds) for SECONDS, then switch it off: what /init runs while it
+    /// waits to try again a device that could not start (no display, say).
+    /// The LED is `[status_led]` of DIR/otc.toml; without one (or without
+    /// GPIO) it only waits, and says why once.
+    StatusLedError {
+        /// How long to show it.
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+    },
     /// Developer tools (not for normal use; debug builds only).
     #[cfg(any(debug_assertions, feature = "debug-cli"))]
     #[command(subcommand, hide = true)]
@@ -375,8 +385,32 @@ pub fn run(cli: Cli) -> Result<()> {
             crate::device::run(&cli.data, opts)
         }
         Command::Pad(cmd) => run_pad(&cli.data, cmd),
+        Command::StatusLedError { seconds } => {
+            status_led_error(&cli.data, Duration::from_secs(seconds));
+            Ok(())
+        }
         #[cfg(any(debug_assertions, feature = "debug-cli"))]
         Command::Debug(cmd) => run_debug(&cli.data, cmd),
+    }
+}
+
+/// `status-led-error`: the error pattern on `[status_led]` for `span`, or
+/// only the wait when there is no LED to show it on (said once).
+fn status_led_error(dir: &Path, span: Duration) {
+    let led = match Config::load(dir) {
+        Ok(cfg) => cfg.status_led,
+        Err(e) => {
+            eprintln!("otc-device: status-led-error: {e}; no LED is shown");
+            None
+        }
+    };
+    let opened = crate::board::gpio::open(led.as_ref(), None);
+    match opened.led {
+        Some(mut led) => {
+            let clock = otc_ui::SystemClock::new();
+            crate::board::led::show_error(led.as_mut(), &clock, span, &mut std::thread::sleep);
+        }
+        None => std::thread::sleep(span),
     }
 }
 

@@ -15,6 +15,11 @@
 //! [`LedInputs::locked`] is the input later work drives, through
 //! [`super::BoardStatus::set_locked`].)
 //!
+//! One more pattern is not a state of a running device: [`Pattern::Error`],
+//! two short flashes every two seconds, shown by `otc-device
+//! status-led-error` while `/init` waits to try again a device that could
+//! not start (no display, say): [`show_error`].
+//!
 //! A blink starts with its dark half, so a change of state shows at once.
 //! [`pattern`] and [`Pattern::level`] are pure functions of the inputs and
 //! the monotonic clock; [`LedDriver`] writes the level to a [`StatusLed`]
@@ -33,6 +38,9 @@ pub const BLINK_PERIOD: Duration = Duration::from_millis(1000);
 /// One full blink while an alert is not acknowledged.
 pub const FAST_BLINK_PERIOD: Duration = Duration::from_millis(250);
 
+/// One period of [`Pattern::Error`]: two 200 ms flashes, then dark.
+pub const ERROR_PERIOD: Duration = Duration::from_millis(2000);
+
 /// What decides the LED's pattern.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LedInputs {
@@ -48,6 +56,10 @@ pub enum Pattern {
     Blink,
     FastBlink,
     Off,
+    /// The device could not start: two short flashes every
+    /// [`ERROR_PERIOD`] (dark 200 ms, lit 200 ms, dark 200 ms, lit 200 ms,
+    /// dark 1200 ms).
+    Error,
 }
 
 /// The pattern for `inputs` (see the module doc's table).
@@ -75,8 +87,48 @@ impl Pattern {
             Pattern::Off => false,
             Pattern::Blink => lit_half(BLINK_PERIOD),
             Pattern::FastBlink => lit_half(FAST_BLINK_PERIOD),
+            Pattern::Error => {
+                let t = since.as_millis() % ERROR_PERIOD.as_millis();
+                (200..400).contains(&t) || (600..800).contains(&t)
+            }
         }
     }
+}
+
+/// Show [`Pattern::Error`] on `led` for `span` of `clock`'s time, then
+/// switch it off; `sleep` waits between updates (every 20 ms of it). A
+/// failing write is said once and tried again quietly.
+pub fn show_error(
+    led: &mut dyn StatusLed,
+    clock: &dyn otc_ui::Clock,
+    span: Duration,
+    sleep: &mut dyn FnMut(Duration),
+) {
+    let began = clock.now();
+    let mut written = None;
+    let mut said = false;
+    let mut set = |led: &mut dyn StatusLed, lit: bool| {
+        if written == Some(lit) {
+            return;
+        }
+        match led.set(lit) {
+            Ok(()) => written = Some(lit),
+            Err(e) if !said => {
+                said = true;
+                eprintln!("otc-device: cannot set the status LED: {e} (tried again quietly)");
+            }
+            Err(_) => {}
+        }
+    };
+    loop {
+        let since = clock.now().saturating_sub(began);
+        if since >= span {
+            break;
+        }
+        set(led, Pattern::Error.level(since));
+        sleep(Duration::from_millis(20));
+    }
+    set(led, false);
 }
 
 /// Drives a [`StatusLed`]: call [`update`](Self::update) often (every
@@ -186,6 +238,32 @@ mod tests {
     /// How many times the level went from dark to lit in `levels`.
     fn rises(levels: &[bool]) -> usize {
         levels.windows(2).filter(|w| !w[0] && w[1]).count()
+    }
+
+    /// The error pattern: two flashes a period, and the LED ends dark.
+    #[test]
+    fn the_error_pattern_flashes_twice_every_two_seconds_then_goes_dark() {
+        let led = TwinLed::default();
+        let clock = FakeClock::new();
+        let mut twin = led.clone();
+        let mut seen = Vec::new();
+        let c = clock.clone();
+        let l = led.clone();
+        show_error(&mut twin, &clock, 3 * ERROR_PERIOD, &mut |d| {
+            seen.push(l.lit());
+            c.advance(d);
+        });
+        // 20 ms steps over three periods: 300 samples, six flashes of ten.
+        assert_eq!(seen.len(), 300);
+        assert_eq!(rises(&seen), 6);
+        assert_eq!(seen.iter().filter(|l| **l).count(), 60);
+        assert!(!seen[0], "it starts dark");
+        assert!(!led.lit(), "it ends dark");
+        assert_eq!(
+            led.writes(),
+            13,
+            "six flashes on and off, then the final dark"
+        );
     }
 
     #[test]
