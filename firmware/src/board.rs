@@ -109,6 +109,27 @@ fn sysfs_backlight(
     }
 }
 
+/// A framebuffer that does not exist is said as what it means: the kernel
+/// drives no screen (issue 24, item 4). Other errors stay as they are.
+fn no_display(e: otc_ui::UiError) -> crate::Error {
+    match e {
+        otc_ui::UiError::DisplayIo { path, source }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            crate::Error::io(
+                format!(
+                    "no display: {path} does not exist, so the kernel drives no screen (a panel \
+                     that the device tree or config.txt does not describe; see hw/README.md, \
+                     \"What makes the screen exist\"); otc-device is tried again, once a minute \
+                     at most"
+                ),
+                source,
+            )
+        }
+        e => e.into(),
+    }
+}
+
 /// Open the display/touch pair `opts` names, and its backlight.
 pub fn open_screen(opts: &ScreenOptions) -> Result<ScreenParts> {
     let cfg = &opts.display;
@@ -126,7 +147,7 @@ pub fn open_screen(opts: &ScreenOptions) -> Result<ScreenParts> {
             Ok(bare(Box::new(d)))
         }
         DisplayKind::Fbdev => {
-            let d = otc_ui::sink::fbdev::FbdevSink::open(&cfg.fbdev)?;
+            let d = otc_ui::sink::fbdev::FbdevSink::open(&cfg.fbdev).map_err(no_display)?;
             let size = d.size();
             let t = otc_ui::source::evdev::EvdevTouch::open(&opts.touch, size)?;
             let (backlight, fact) =
@@ -845,6 +866,28 @@ mod tests {
         let (some, fact) = sysfs_backlight(&cfg, tmp.path());
         assert!(some.is_some());
         assert!(fact.1.starts_with("off after 120 s idle ("), "{fact:?}");
+    }
+
+    /// No framebuffer: the error says there is no display, and where to
+    /// look (issue 24, item 4).
+    #[test]
+    fn a_missing_framebuffer_is_said_as_no_display() {
+        let mut display = DisplayConfig::default();
+        display.fbdev.device = "/nonexistent/fb9".into();
+        let opts = ScreenOptions {
+            kind: DisplayKind::Fbdev,
+            display,
+            touch: Default::default(),
+        };
+        let err = match open_screen(&opts) {
+            Ok(_) => panic!("opened a framebuffer that does not exist"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.starts_with("no display: /nonexistent/fb9 does not exist")
+                && err.contains("hw/README.md"),
+            "{err}"
+        );
     }
 
     #[test]
