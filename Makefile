@@ -148,7 +148,8 @@ qemu-pair: deps cross image-deps
 
 # The release image on QEMU's raspi3b machine (image/qemu-test-pi3): the
 # Pi 3's device tree, SD host and USB Ethernet; Ethernet plugged in late,
-# a seal by a tap, Reject, a power cut amid approved seals. What the harness
+# a seal by a tap, Reject, a power cut amid approved seals, a boot without
+# a display (init backs off). What the harness
 # changes to boot it there is listed in hw/README.md. Part of `make test`.
 qemu-test-pi3: deps cross image-deps
 	$(CARGO) build -p otc-device --features debug-cli -p otc-image-verify
