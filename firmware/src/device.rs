@@ -874,10 +874,10 @@ where
     match mode {
         // A plain data directory (development, tests, today's images):
         // open at once, as before issue 18.
-        lock::Mode::Plain => opener.open(None, None)?,
+        lock::Mode::Plain => opener.open(None, None, 0)?,
         lock::Mode::Locked | lock::Mode::FirstBoot => lock_ctx.spawn_unlock(
             mode,
-            Box::new(move |u: lock::Unlock| opener.open(Some(u.key), u.settings)),
+            Box::new(move |u: lock::Unlock| opener.open(Some(u.key), u.settings, u.failures)),
         )?,
     }
     Ok(Running {
@@ -920,10 +920,13 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
     /// the audit log and the service, starts the UI event thread and the
     /// audit check, and opens the gate. `settings`: the owner's, from the
     /// sealed settings file (an encrypted directory).
+    /// `failures`: wrong passphrases typed before the right one (audited
+    /// as an alert with the unlock).
     fn open(
         self,
         key: Option<crate::pad::vault::MasterKey>,
         settings: Option<lock::Settings>,
+        failures: u32,
     ) -> Result<()> {
         let dir = self.dir.as_path();
         let (owner, prompt_timeout) = match &settings {
@@ -943,6 +946,11 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
         audit.append(Event::Started {
             version: env!("CARGO_PKG_VERSION").to_string(),
         })?;
+        if failures > 0 {
+            audit.append(Event::Unlocked {
+                failures: u64::from(failures),
+            })?;
+        }
         let unacked = alert_rows(audit.unacked_alerts());
         let unseen = u32::try_from(unacked.len()).unwrap_or(u32::MAX);
         let face = Arc::new(Face {

@@ -310,10 +310,14 @@ impl Settings {
     }
 }
 
-/// Opens the pad store of `dir`, with its master key when it has one.
+/// Opens the pad store of `dir`: encrypted under the master key when it
+/// has a key file ([`PadStore::open_dir_keyed`]), plain without one.
 pub fn open_store(dir: &Path, key: Option<&MasterKey>) -> Result<PadStore> {
-    let _ = key;
-    Ok(PadStore::open_dir(dir)?)
+    Ok(PadStore::open_dir_keyed(
+        dir,
+        crate::pad::StoreOptions::default(),
+        key.cloned(),
+    )?)
 }
 
 /// What the lock screen gives back: the master key read from the key file

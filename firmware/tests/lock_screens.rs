@@ -195,6 +195,9 @@ fn the_endpoint_answers_locked_until_the_passphrase_is_typed() {
     dev.unlock(PASS);
     let t = dev.home("Alice");
     assert!(t.has_text("Alice"), "{t:#?}");
+    let service = dev.running().service().expect("unlocked");
+    assert!(service.store().encrypted(), "the store is opened encrypted");
+    drop(service);
     assert!(t.button("Lock now").is_some(), "{t:#?}");
     let st = dev.status();
     assert!(!st.locked, "{st:?}");
@@ -250,6 +253,12 @@ fn wrong_passphrases_wait_longer_each_time_and_are_counted_across_a_restart() {
     dev.unlock(PASS);
     dev.home("Alice");
     assert_eq!(vault::failures(&RealFs, tmp.path()).expect("failures"), 0);
+    // The wrong ones are an alert the owner sees after the unlock.
+    dev.wait("the alert for the wrong passphrases", |t| {
+        t.screen == "home" && t.button("Alerts (1)").is_some()
+    });
+    let kinds = audit_kinds(tmp.path());
+    assert!(kinds.contains(&"unlocked".to_string()), "{kinds:?}");
 }
 
 /// The last allowed wrong passphrase destroys the key file, and the
@@ -369,6 +378,9 @@ fn the_first_boot_by_taps_ends_at_home_and_the_next_start_is_locked() {
     let st = dev.status();
     assert!(!st.locked);
     assert_eq!(st.owner, "alice");
+    let service = dev.running().service().expect("unlocked");
+    assert!(service.store().encrypted(), "the store is opened encrypted");
+    drop(service);
     let dev = dev.restart();
     dev.unlock(PASS);
     dev.home("alice");
