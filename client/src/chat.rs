@@ -857,6 +857,7 @@ mod tests {
             E::Timeout,
             E::Busy,
             E::Locked,
+            E::LockedOut,
             E::RateLimited,
             E::Cancelled,
             E::Overloaded,

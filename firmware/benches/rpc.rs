@@ -74,9 +74,11 @@ fn measure(addr: SocketAddr, path: &str, body: &[u8], n: usize) -> Figures {
 /// log, screen updates).
 fn measure_in_process(running: &device::Running<AutoApprove>, body: &[u8], n: usize) -> Figures {
     let call = || {
-        let (status, reply) = running
-            .service
-            .handle("POST", "/v1/package", body, &|| true);
+        let (status, reply) =
+            running
+                .service()
+                .expect("unlocked")
+                .handle("POST", "/v1/package", body, &|| true);
         assert_eq!(status, 200, "{reply}");
     };
     (0..WARMUP).for_each(|_| call());
@@ -135,6 +137,7 @@ fn start_device(dir: &std::path::Path) -> device::Running<AutoApprove> {
             ui: otc_ui::UiConfig::default(),
             allowed_hosts: Vec::new(),
             pairing: Default::default(),
+            lock: Default::default(),
         },
         Box::new(display),
         None,

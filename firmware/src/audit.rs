@@ -151,6 +151,20 @@ pub enum Event {
         contact: String,
         count: u64,
     },
+    /// The device was locked again while running (issue 18): `why` is
+    /// `lock now` (the owner's tap) or `idle` (the idle lock).
+    Locked { why: String },
+    /// The owner unlocked the device on its screen after it was locked
+    /// again. `failures`: wrong passphrases typed before the right one
+    /// (an alert when not 0).
+    Unlocked {
+        #[serde(default, skip_serializing_if = "is_zero")]
+        failures: u64,
+    },
+    /// The owner changed a setting on the device's screen (issue 18):
+    /// `setting` is its name, `value` the new value in words (never a
+    /// passphrase: a new passphrase says only `changed`).
+    SettingChanged { setting: String, value: String },
 }
 
 impl Event {
@@ -165,6 +179,8 @@ impl Event {
                 | Event::Sealed { .. }
                 | Event::Opened { .. }
                 | Event::Stop
+                | Event::Locked { .. }
+                | Event::Unlocked { failures: 0 }
         )
     }
 
@@ -183,7 +199,7 @@ impl Event {
                 | Event::LimitHit { .. }
                 | Event::TamperDetected { .. }
                 | Event::Repeated { .. }
-        )
+        ) || matches!(self, Event::Unlocked { failures } if *failures > 0)
     }
 }
 

@@ -102,7 +102,7 @@ pub enum Command {
     /// keys refused: owner; [rpc] interface, port, prompt_timeout_seconds,
     /// allowed_hosts; [limits]; [display] kind (fbdev, spi, emulator) and
     /// its device; [touch] device, rotation, calibration. The README's
-    /// "otc.toml: what the owner edits" explains each. These flags override
+    /// "Flash, then everything else on the device" explains each. These flags override
     /// the file. The endpoint serves
     /// the Ethernet interface only: --interface binds to that interface's
     /// address and to the device itself (SO_BINDTODEVICE), and wildcard
@@ -418,7 +418,12 @@ fn status_led_error(dir: &Path, span: Duration) {
 /// options: a flag wins over the file, the file over the defaults.
 pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
     let cfg = Config::load(dir)?;
-    let owner = cfg.owner.clone().ok_or(Error::NoOwner)?;
+    // No owner in otc.toml and no key file: the first boot on the screen
+    // asks for one (issue 18). A key file: the owner is in the sealed
+    // settings, read after unlock.
+    let encrypted = crate::pad::vault::is_initialized(&crate::pad::vfs::RealFs, dir);
+    let first_boot = cfg.owner.is_none() && !encrypted;
+    let owner = cfg.owner.clone().unwrap_or_default();
     let bind = choose_bind(args, &cfg);
     let mut display = cfg.display.clone();
     if let Some(a) = args.emulator_listen {
@@ -435,6 +440,11 @@ pub fn run_options(dir: &Path, args: &RunArgs) -> Result<RunOptions> {
             pairing: crate::pairing_flow::PairingOptions {
                 stick: stick_option(args),
                 hwrng: args.hwrng.clone(),
+                ..Default::default()
+            },
+            lock: crate::lock::LockOptions {
+                first_boot,
+                max_failures: cfg.lock.max_failures,
                 ..Default::default()
             },
         },

@@ -76,6 +76,25 @@ pub struct Config {
     pub status_led: Option<StatusLedConfig>,
     /// `[buttons]`: the Approve/Reject push buttons, if there are any.
     pub buttons: Option<ButtonsConfig>,
+    /// `[lock]`: the passphrase's limits (issue 18).
+    pub lock: LockConfig,
+}
+
+/// `[lock]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockConfig {
+    /// Wrong passphrases in a row before the device destroys its key file
+    /// (1 to 100; default 10).
+    pub max_failures: u32,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        LockConfig {
+            max_failures: crate::lock::DEFAULT_MAX_FAILURES,
+        }
+    }
 }
 
 /// The highest BCM GPIO number on the Pi's 40-pin header.
@@ -188,6 +207,16 @@ impl Config {
             path: path.clone(),
             reason,
         })?;
+        if !(1..=100).contains(&cfg.lock.max_failures) {
+            return Err(Error::Config {
+                path: path.clone(),
+                reason: format!(
+                    "[lock] max_failures = {}: give 1 to 100 wrong passphrases before the key \
+                     is destroyed",
+                    cfg.lock.max_failures
+                ),
+            });
+        }
         cfg.rpc.allowed_hosts =
             crate::front::allowed_names(&cfg.rpc.allowed_hosts).map_err(|reason| {
                 Error::Config {
@@ -265,6 +294,23 @@ pub fn set_owner(dir: &Path, owner: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_failure_limit_is_read_and_kept_in_range() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(Config::load(d.path()).unwrap().lock.max_failures, 10);
+        std::fs::write(d.path().join(FILE), "[lock]\nmax_failures = 5\n").unwrap();
+        assert_eq!(Config::load(d.path()).unwrap().lock.max_failures, 5);
+        for bad in ["0", "101"] {
+            std::fs::write(
+                d.path().join(FILE),
+                format!("[lock]\nmax_failures = {bad}\n"),
+            )
+            .unwrap();
+            let e = Config::load(d.path()).unwrap_err();
+            assert!(e.to_string().contains("max_failures"), "{e}");
+        }
+    }
 
     #[test]
     fn defaults_and_unknown_keys() {

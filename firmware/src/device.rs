@@ -19,11 +19,13 @@ use crate::audit::{AuditLog, Event, Opened};
 use crate::board;
 use crate::confirm::{Broker, Screen};
 use crate::error::{Error, Result};
+use crate::lock::{self, Gate, LockCtx, LockOptions};
 use crate::net::{self, Bind};
 use crate::pad::{PadStore, Side};
 use crate::pairing_flow;
 use crate::platform::{Platform, RealPlatform};
 use crate::rpc::{self, ApprovalPrompt, Notice, Service};
+use crate::settings_flow::{self, SettingsCtx};
 use crate::watchdog::{self, Heartbeat, Pulse, Watchdog};
 use otc_ui::texts::{self, Happened, NameProblem};
 use otc_ui::{
@@ -39,6 +41,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::audit::ALERTS_KEPT;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// How long a clean stop waits, in all, for requests past their prompt to
 /// finish and for their threads to let go of the device. The whole stop
@@ -139,6 +145,7 @@ pub fn home_view(
     link: &Link,
     platform: &dyn Platform,
     unseen_alerts: u32,
+    lockable: bool,
 ) -> HomeView {
     HomeView {
         owner: owner.to_string(),
@@ -161,6 +168,8 @@ pub fn home_view(
             .collect(),
         link: link.view(platform),
         unseen_alerts,
+        lockable,
+        not_encrypted: !lockable,
     }
 }
 
@@ -313,6 +322,14 @@ fn happened(e: &Event) -> Happened {
         },
         Event::Stop => Happened::Stop,
         Event::Ack { alerts } => Happened::Ack { alerts: *alerts },
+        Event::Locked { why } => Happened::Locked { why: c(why) },
+        Event::Unlocked { failures } => Happened::Unlocked {
+            failures: *failures,
+        },
+        Event::SettingChanged { setting, value } => Happened::SettingChanged {
+            setting: c(setting),
+            value: c(value),
+        },
         Event::Repeated {
             what,
             contact,
@@ -339,6 +356,9 @@ struct Face {
     /// again with every home refresh (the screen ignores them once it
     /// shows something else).
     viewing: Mutex<Option<String>>,
+    /// An encrypted data directory: the home screen offers **Lock now**
+    /// (a plain one has no passphrase to unlock it with).
+    lockable: bool,
 }
 
 impl Face {
@@ -351,6 +371,7 @@ impl Face {
             &self.link,
             self.platform.as_ref(),
             unseen,
+            self.lockable,
         ));
         let viewing = self.viewing.lock().ok().and_then(|v| v.clone());
         if let Some(name) = viewing
@@ -480,22 +501,28 @@ pub struct StartOptions {
     /// The USB stick, the hardware RNG and the sizes of the New contact
     /// and Import contact flows ([`crate::pairing_flow`]).
     pub pairing: crate::pairing_flow::PairingOptions,
+    /// The lock: wrong passphrases before the wipe, the idle lock, the
+    /// Argon2id parameters of a new key file ([`crate::lock`]).
+    pub lock: LockOptions,
 }
 
 /// A running device. `S` is the screen the broker asks: the touchscreen
 /// ([`UiScreen`]) on a device; a bench may pass a twin (see
 /// [`start_with_screen`]).
 pub struct Running<S: Screen<Prompt = ApprovalPrompt> = UiScreen> {
-    pub service: Arc<Service<S>>,
     pub ui: UiThread,
     /// Where the RPC endpoint listens.
     pub addr: SocketAddr,
+    /// What the endpoint answers: `locked` until the store is open and
+    /// the device unlocked ([`crate::lock`]).
+    gate: Arc<Gate<S>>,
     stop: Arc<AtomicBool>,
     rpc: Option<JoinHandle<std::io::Result<()>>>,
-    events: Option<JoinHandle<()>>,
     flusher: Option<JoinHandle<()>>,
-    /// The audit log's chain check, after start (see [`AuditLog::open_quick`]).
-    checker: Option<JoinHandle<()>>,
+    /// The parts that exist once the store is open.
+    unlocked: Arc<Mutex<Option<Unlocked<S>>>>,
+    /// The lock screen's state and threads.
+    lock: Arc<LockCtx>,
     /// Heartbeats of the accept loop and the audit flusher (the UI loop's
     /// is in its trace handle); see [`Running::pulses`].
     rpc_beat: Heartbeat,
@@ -504,7 +531,15 @@ pub struct Running<S: Screen<Prompt = ApprovalPrompt> = UiScreen> {
     board_status: Arc<board::BoardStatus>,
     /// The board's thread (LED, buttons, backlight), once attached.
     board: Option<JoinHandle<()>>,
+}
+
+/// What a device has once its store is open.
+struct Unlocked<S: Screen<Prompt = ApprovalPrompt>> {
+    service: Arc<Service<S>>,
     face: Arc<Face>,
+    events: Option<JoinHandle<()>>,
+    /// The audit log's chain check, after start (see [`AuditLog::open_quick`]).
+    checker: Option<JoinHandle<()>>,
 }
 
 /// Set once the audit log's chain check is done; acknowledging alerts
@@ -556,11 +591,34 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
     /// drop gives the reservation back if the thread ends before exit).
     pub fn stop(mut self) -> Result<()> {
         let deadline = std::time::Instant::now() + STOP_GRACE;
-        self.service.begin_stop();
-        self.service.wait_idle(STOP_GRACE);
+        // The lock screen, the first boot and Settings end at their next
+        // look (within 50 ms, or once a passphrase check or an open under
+        // way is done), so the store is open or not for good here.
+        self.lock.quit();
+        self.lock.join();
+        let unlocked = lock(&self.unlocked).take();
+        let Some(mut u) = unlocked else {
+            // Never unlocked: nothing to close.
+            self.stop.store(true, Ordering::Release);
+            if let Some(t) = self.rpc.take() {
+                let _ = t.join();
+            }
+            if let Some(t) = self.board.take() {
+                let _ = t.join();
+            }
+            let ui = self.ui;
+            let _ = ui.stop();
+            self.lock.join();
+            if let Some(t) = self.flusher.take() {
+                let _ = t.join();
+            }
+            return Ok(());
+        };
+        u.service.begin_stop();
+        u.service.wait_idle(STOP_GRACE);
         // The audit check stops at its next line once the device is
         // stopping.
-        if let Some(t) = self.checker.take() {
+        if let Some(t) = u.checker.take() {
             let _ = t.join();
         }
         self.stop.store(true, Ordering::Release);
@@ -572,23 +630,36 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
         }
         let ui = self.ui;
         let _ = ui.stop();
-        if let Some(t) = self.events.take() {
+        self.lock.join();
+        if let Some(t) = u.events.take() {
             let _ = t.join();
         }
         if let Some(t) = self.flusher.take() {
             let _ = t.join();
         }
-        self.service.sum_up_refusals(true);
+        u.service.sum_up_refusals(true);
         // One grace time in all, for the requests and their threads.
         let grace = deadline.saturating_duration_since(std::time::Instant::now());
-        // The face holds the store too.
-        drop(self.face);
-        let service = sole_owner(self.service, grace)?;
+        // The face and the gate hold the service and the store too.
+        drop(u.face);
+        self.gate.forget();
+        let service = sole_owner(u.service, grace)?;
         let (store, mut audit) = service.into_parts();
         sole_owner(store, grace)?.close()?;
         audit.append(Event::Stop)?;
         audit.flush()?;
         Ok(())
+    }
+
+    /// The device's protocol state, once its store is open (`None` while
+    /// it was never unlocked).
+    pub fn service(&self) -> Option<Arc<Service<S>>> {
+        self.gate.service()
+    }
+
+    /// Whether the endpoint answers `locked` now.
+    pub fn is_locked(&self) -> bool {
+        self.gate.is_locked()
     }
 
     /// The heartbeats that say whether this device works, for the
@@ -643,7 +714,9 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
     /// `pad_removed` audited and the home screen refreshed. Returns when
     /// done.
     pub fn remove_contact(&self, name: &str) {
-        remove_contact(&self.face, &self.service, name)
+        if let Some(u) = lock(&self.unlocked).as_ref() {
+            remove_contact(&u.face, &u.service, name)
+        }
     }
 
     /// True once the RPC endpoint has stopped by itself (on an error);
@@ -736,10 +809,10 @@ pub fn start_with_screen<S>(
     display: Box<dyn Display>,
     touch: Option<Box<dyn Touch>>,
     platform: Arc<dyn Platform>,
-    screen: impl FnOnce(UiHandle, Duration) -> S,
+    screen: impl FnOnce(UiHandle, Duration) -> S + Send + 'static,
 ) -> Result<Running<S>>
 where
-    S: Screen<Prompt = ApprovalPrompt> + 'static,
+    S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static,
 {
     let listener = net::listen(&opts.bind)?;
     let addr = listener
@@ -749,20 +822,7 @@ where
         Bind::Interface { name, .. } => Link::Interface(name.clone()),
         Bind::Loopback(_) => Link::Loopback(addr),
     };
-    let store = Arc::new(PadStore::open_dir(dir)?);
-    // Damage is logged (once) as a `tamper_detected` alert: by
-    // `open_quick` for a log it checks in full, else by the check thread
-    // below. It is shown until the owner has seen it.
-    // Entries are stamped by the wall clock this start was given, like
-    // the alerts on screen (issue #9: they used to take the real time).
-    let wall = platform.clone();
-    let (mut audit, opened) =
-        AuditLog::open_quick_with_clock(dir, Box::new(move || wall.unix_now()))?;
-    audit.append(Event::Started {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    })?;
-    let unacked = alert_rows(audit.unacked_alerts());
-    let unseen = u32::try_from(unacked.len()).unwrap_or(u32::MAX);
+    let mode = lock::Mode::of(dir, &opts.lock)?;
     let clock = platform.clock();
     let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), opts.ui)?;
     ui.handle.set_about(otc_ui::AboutView {
@@ -770,71 +830,199 @@ where
         ..Default::default()
     });
     let board_status = Arc::new(board::BoardStatus::default());
-    let face = Arc::new(Face {
-        ui: ui.handle.clone(),
-        owner: opts.owner.clone(),
-        store: store.clone(),
-        link,
-        alerts: Mutex::new((unacked.clone(), unseen)),
-        platform: platform.clone(),
-        board: board_status.clone(),
-        viewing: Mutex::new(None),
-    });
-    ui.handle.set_alerts(unacked);
-    face.refresh_home();
-    let broker = Broker::new(
-        screen(ui.handle.clone(), opts.prompt_timeout),
-        clock,
-        opts.prompt_timeout,
-    );
-    let notify_face = face.clone();
-    let service = Arc::new(
-        Service::new(
-            store,
-            broker,
-            audit,
-            platform.as_ref(),
-            opts.limits,
-            opts.owner,
-            Box::new(move |n| notify_face.notice(n)),
-        )
-        .map_err(|e| Error::io("cannot load the relay cursors", e))?,
-    );
-    let checked = Arc::new(Checked::default());
-    let checker = spawn_audit_check(opened, &service, &face, &checked)?;
+    board_status.set_locked(mode != lock::Mode::Plain);
+    let gate: Arc<Gate<S>> = Arc::new(Gate::new());
     let stop = Arc::new(AtomicBool::new(false));
     let (rpc_beat, flush_beat) = (Heartbeat::new(), Heartbeat::new());
     let rpc = {
-        let (service, stop) = (service.clone(), stop.clone());
-        let hosts = opts.allowed_hosts;
+        let (gate, stop) = (gate.clone(), stop.clone());
+        let settings = rpc::front_settings(&opts.limits, opts.allowed_hosts);
         let beat = rpc_beat.clone();
         std::thread::Builder::new()
             .name("otc-rpc".into())
-            .spawn(move || rpc::serve(service, listener, stop, hosts, beat))
+            .spawn(move || crate::front::serve(gate, listener, stop, settings, beat))
             .map_err(|e| Error::io("cannot start the RPC thread", e))?
     };
-    let flows = Flows {
-        flows: Arc::default(),
-        opts: opts.pairing,
-        owner: face.owner.clone(),
+    let lock_ctx = Arc::new(LockCtx::new(
+        dir,
+        ui.handle.clone(),
+        ui.trace.clone(),
+        clock,
+        opts.lock.clone(),
+        board_status.clone(),
+        mode,
+    ));
+    let unlocked = Arc::new(Mutex::new(None));
+    let flusher = spawn_audit_flusher(&gate, &stop, &flush_beat, &lock_ctx)?;
+    let events = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
+    let opener = Opener {
+        dir: dir.to_path_buf(),
+        owner: opts.owner,
+        prompt_timeout: opts.prompt_timeout,
+        limits: opts.limits,
+        pairing: opts.pairing,
+        link,
+        platform,
+        ui: ui.handle.clone(),
+        board_status: board_status.clone(),
+        events,
+        screen: Box::new(screen),
+        gate: gate.clone(),
+        unlocked: unlocked.clone(),
+        lock: lock_ctx.clone(),
     };
-    let events = spawn_ui_events(&mut ui, &face, &service, &checked, flows)?;
-    let flusher = spawn_audit_flusher(&service, &stop, &flush_beat)?;
+    match mode {
+        // A plain data directory (development, tests, today's images):
+        // open at once, as before issue 18.
+        lock::Mode::Plain => opener.open(None, None, 0)?,
+        lock::Mode::Locked | lock::Mode::FirstBoot => lock_ctx.spawn_unlock(
+            mode,
+            Box::new(move |u: lock::Unlock| opener.open(Some(u.key), u.settings, u.failures)),
+        )?,
+    }
     Ok(Running {
-        service,
         ui,
         addr,
+        gate,
         stop,
         rpc: Some(rpc),
-        events: Some(events),
         flusher: Some(flusher),
-        checker,
+        unlocked,
+        lock: lock_ctx,
         rpc_beat,
         flush_beat,
         board_status,
         board: None,
-        face,
     })
+}
+
+/// Everything that opens the store once the device is unlocked (at once
+/// for a plain data directory), and starts what needs it.
+struct Opener<S: Screen<Prompt = ApprovalPrompt>> {
+    dir: std::path::PathBuf,
+    owner: String,
+    prompt_timeout: Duration,
+    limits: rpc::Limits,
+    pairing: pairing_flow::PairingOptions,
+    link: Link,
+    platform: Arc<dyn Platform>,
+    ui: UiHandle,
+    board_status: Arc<board::BoardStatus>,
+    events: std::sync::mpsc::Receiver<UiEvent>,
+    screen: Box<dyn FnOnce(UiHandle, Duration) -> S + Send>,
+    gate: Arc<Gate<S>>,
+    unlocked: Arc<Mutex<Option<Unlocked<S>>>>,
+    lock: Arc<LockCtx>,
+}
+
+impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
+    /// Opens the store (with the master key of an encrypted directory),
+    /// the audit log and the service, starts the UI event thread and the
+    /// audit check, and opens the gate. `settings`: the owner's, from the
+    /// sealed settings file (an encrypted directory).
+    /// `failures`: wrong passphrases typed before the right one (audited
+    /// as an alert with the unlock).
+    fn open(
+        self,
+        key: Option<crate::pad::vault::MasterKey>,
+        settings: Option<lock::Settings>,
+        failures: u32,
+    ) -> Result<()> {
+        let dir = self.dir.as_path();
+        let (owner, prompt_timeout) = match &settings {
+            Some(s) => (s.owner.clone(), s.prompt_timeout()),
+            None => (self.owner.clone(), self.prompt_timeout),
+        };
+        let key = key.map(Arc::new);
+        let store = Arc::new(lock::open_store(dir, key.as_deref())?);
+        // Damage is logged (once) as a `tamper_detected` alert: by
+        // `open_quick` for a log it checks in full, else by the check thread
+        // below. It is shown until the owner has seen it.
+        // Entries are stamped by the wall clock this start was given, like
+        // the alerts on screen (issue #9: they used to take the real time).
+        let wall = self.platform.clone();
+        let (mut audit, opened) =
+            AuditLog::open_quick_with_clock(dir, Box::new(move || wall.unix_now()))?;
+        audit.append(Event::Started {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })?;
+        if failures > 0 {
+            audit.append(Event::Unlocked {
+                failures: u64::from(failures),
+            })?;
+        }
+        let unacked = alert_rows(audit.unacked_alerts());
+        let unseen = u32::try_from(unacked.len()).unwrap_or(u32::MAX);
+        let face = Arc::new(Face {
+            ui: self.ui.clone(),
+            owner: owner.clone(),
+            store: store.clone(),
+            link: self.link,
+            alerts: Mutex::new((unacked.clone(), unseen)),
+            platform: self.platform.clone(),
+            board: self.board_status.clone(),
+            viewing: Mutex::new(None),
+            lockable: key.is_some(),
+        });
+        self.ui.set_alerts(unacked);
+        face.refresh_home();
+        let broker = Broker::new(
+            (self.screen)(self.ui.clone(), prompt_timeout),
+            self.platform.clock(),
+            prompt_timeout,
+        );
+        let notify_face = face.clone();
+        let service = Arc::new(
+            Service::new(
+                store,
+                broker,
+                audit,
+                self.platform.as_ref(),
+                self.limits,
+                owner.clone(),
+                Box::new(move |n| notify_face.notice(n)),
+            )
+            .map_err(|e| Error::io("cannot load the relay cursors", e))?,
+        );
+        if let Some(s) = &settings {
+            self.lock.set_idle(s.idle_lock());
+        }
+        let checked = Arc::new(Checked::default());
+        let checker = spawn_audit_check(opened, &service, &face, &checked)?;
+        let audit_service = service.clone();
+        let close_gate = self.gate.clone();
+        let flows = Flows {
+            flows: Arc::default(),
+            opts: self.pairing,
+            owner,
+            settings: Arc::new(SettingsCtx::new(
+                self.lock.clone(),
+                key,
+                settings,
+                Arc::new(move |e| audit_service.audit(e)),
+                Arc::new(move || close_gate.lock()),
+            )),
+        };
+        let events = spawn_ui_events(
+            self.events,
+            &face,
+            &service,
+            &checked,
+            flows,
+            (&self.gate, &self.lock),
+        )?;
+        self.gate.unlock_with(service.clone());
+        self.board_status.set_locked(false);
+        if let Ok(mut u) = self.unlocked.lock() {
+            *u = Some(Unlocked {
+                service,
+                face,
+                events: Some(events),
+                checker,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// This software, as the About screen names it.
@@ -881,19 +1069,22 @@ struct Flows {
     flows: Arc<pairing_flow::Flows>,
     opts: pairing_flow::PairingOptions,
     owner: String,
+    /// The settings steps ([`settings_flow`]).
+    settings: Arc<SettingsCtx>,
 }
 
 /// The thread that acts on what the owner does on the screen.
-fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
-    ui: &mut UiThread,
+fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
+    rx: std::sync::mpsc::Receiver<UiEvent>,
     face: &Arc<Face>,
     service: &Arc<Service<S>>,
     checked: &Arc<Checked>,
     flows: Flows,
+    (gate, lock_ctx): (&Arc<Gate<S>>, &Arc<LockCtx>),
 ) -> Result<JoinHandle<()>> {
     Ok({
-        let rx = std::mem::replace(&mut ui.events, std::sync::mpsc::channel().1);
         let (face, service, checked) = (face.clone(), service.clone(), checked.clone());
+        let (gate, lock_ctx) = (gate.clone(), lock_ctx.clone());
         std::thread::Builder::new()
             .name("otc-ui-events".into())
             .spawn(move || {
@@ -921,6 +1112,10 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + 'static>(
                             );
                         }
                         UiEvent::ProgressCancelled => flows.flows.cancel(),
+                        UiEvent::SettingsOpened => settings_flow::start(&flows.settings),
+                        UiEvent::LockNow if face.lockable => {
+                            relock(&gate, &lock_ctx, &service, "lock now")
+                        }
                         _ => {}
                     }
                     // Opening the alerts screen acknowledges nothing; the
@@ -1011,24 +1206,76 @@ fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
 /// The thread that makes routine audit entries durable every
 /// [`crate::audit::FLUSH_INTERVAL`] until `stop`; `beat` beats after each
 /// flush.
-fn spawn_audit_flusher<S: Screen<Prompt = ApprovalPrompt> + 'static>(
-    service: &Arc<Service<S>>,
+fn spawn_audit_flusher<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
+    gate: &Arc<Gate<S>>,
     stop: &Arc<AtomicBool>,
     beat: &Heartbeat,
+    lock_ctx: &Arc<LockCtx>,
 ) -> Result<JoinHandle<()>> {
     Ok({
-        let (service, stop, beat) = (service.clone(), stop.clone(), beat.clone());
+        let (gate, stop, beat) = (gate.clone(), stop.clone(), beat.clone());
+        let lock_ctx = lock_ctx.clone();
         std::thread::Builder::new()
             .name("otc-audit-flush".into())
             .spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     std::thread::sleep(crate::audit::FLUSH_INTERVAL);
-                    service.flush_audit();
+                    if let Some(service) = gate.service() {
+                        service.flush_audit();
+                        // The idle lock is looked at as often (it reads
+                        // the UI's activity and the platform's clock).
+                        if !gate.is_locked() && lock_ctx.idle_expired(service.broker().is_busy()) {
+                            relock(&gate, &lock_ctx, &service, "idle");
+                        }
+                    }
                     beat.beat();
                 }
             })
             .map_err(|e| Error::io("cannot start the audit flusher", e))?
     })
+}
+
+/// Locks the device again (**Lock now**, the idle lock): the gate closes
+/// at once, the lock is audited, and the lock screen comes up; the right
+/// passphrase opens the gate on the same service again.
+fn relock<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
+    gate: &Arc<Gate<S>>,
+    lock_ctx: &Arc<LockCtx>,
+    service: &Arc<Service<S>>,
+    why: &str,
+) {
+    if gate.is_locked() {
+        return;
+    }
+    gate.lock();
+    // Nothing of the home screen stays behind the lock screen (it shows
+    // for a moment between the keyboard and the check).
+    lock_ctx.ui().set_home(HomeView::default());
+    service.audit(Event::Locked {
+        why: why.to_string(),
+    });
+    let (gate2, service2) = (gate.clone(), service.clone());
+    let spawned = lock_ctx.spawn_unlock(
+        lock::Mode::Locked,
+        Box::new(move |u: lock::Unlock| {
+            // The store is open already; the key read again is dropped.
+            gate2.reopen();
+            service2.state_changed();
+            service2.audit(Event::Unlocked {
+                failures: u64::from(u.failures),
+            });
+            Ok(())
+        }),
+    );
+    if let Err(e) = spawned {
+        // Without a lock screen the device stays locked: a restart shows
+        // one.
+        service.audit(Event::Failed {
+            action: "lock".into(),
+            contact: String::new(),
+            reason: e.to_string(),
+        });
+    }
 }
 
 /// `otc-device run`, resolved: everything the command line and
@@ -1217,12 +1464,12 @@ mod tests {
         let platform = crate::platform::TestPlatform::new(0, 0);
         let link = Link::Interface("eth0".into());
         platform.set_link(false);
-        let down = home_view("Alice", &store, &link, &platform, 0).link;
+        let down = home_view("Alice", &store, &link, &platform, 0, false).link;
         assert!(!down.up);
         assert_eq!(down.address, None);
         platform.set_link(true);
         platform.set_address(Some(std::net::Ipv4Addr::new(192, 168, 7, 2)));
-        let up = home_view("Alice", &store, &link, &platform, 0).link;
+        let up = home_view("Alice", &store, &link, &platform, 0, false).link;
         assert!(up.up);
         assert_eq!(up.address.as_deref(), Some("192.168.7.2"));
         assert!(!up.loopback);
@@ -1263,6 +1510,7 @@ mod tests {
             ui: UiConfig::default(),
             allowed_hosts: Vec::new(),
             pairing: Default::default(),
+            lock: Default::default(),
         };
         let mut running = start(
             tmp.path(),
@@ -1287,9 +1535,12 @@ mod tests {
 
         // An alert: blinks four times a second (the fake clock is moved
         // to the lit and the dark half of a fast blink).
-        running.service.audit(Event::TamperDetected {
-            detail: "test".into(),
-        });
+        running
+            .service()
+            .expect("unlocked")
+            .audit(Event::TamperDetected {
+                detail: "test".into(),
+            });
         wait_for("the device to count the alert", || {
             running.board_status().unacked_alert()
         });

@@ -15,6 +15,8 @@
 //!   push buttons and backlight; the board's model).
 //! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line; [`units`]:
 //!   byte counts for people.
+//! * [`lock`]: the locked state: what the endpoint answers while locked,
+//!   the delay after wrong passphrases.
 //! * [`platform`]: the clocks, the RNG and the link state, with test twins.
 
 pub mod audit;
@@ -24,11 +26,14 @@ pub mod config;
 pub mod confirm;
 pub mod device;
 pub mod error;
+pub mod first_boot;
 pub mod front;
+pub mod lock;
 pub mod net;
 pub mod pairing_flow;
 pub mod platform;
 pub mod rpc;
+pub mod settings_flow;
 pub mod stick;
 pub mod stick_mount;
 pub mod test_trace;

@@ -403,6 +403,33 @@ fn json<T: Serialize>(status: u16, body: &T) -> Reply {
     )
 }
 
+/// What a locked device answers (issue 18, [`crate::lock::Gate`]):
+/// `GET /v1/status` says `locked: true` (no owner, no contacts: they are
+/// behind the passphrase); every other request, whatever it is, is
+/// refused with `locked` (423) before it is parsed, and `/runrpc` with the
+/// original client's error shape.
+pub fn locked_reply(method: &str, path: &str) -> Reply {
+    let path = path.split('?').next().unwrap_or(path);
+    let endpoint = Endpoint::parse(path);
+    if endpoint == Some(Endpoint::Status) && Endpoint::Status.allows(method) {
+        return json(
+            200,
+            &StatusResponse {
+                owner: String::new(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                contacts: 0,
+                busy: false,
+                locked: true,
+            },
+        );
+    }
+    let message = "the device is locked: type the passphrase on its screen, then try again";
+    if endpoint == Some(Endpoint::RunRpc) && Endpoint::RunRpc.allows(method) {
+        return runrpc::call_error(message);
+    }
+    error_reply(&fail(ErrorCode::Locked, message))
+}
+
 fn error_reply(f: &Failure) -> Reply {
     json(
         f.code.http_status(),
@@ -522,6 +549,12 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     /// per limit and minute; past that they are counted and summed up in
     /// one `repeated` entry (a flood of oversized requests must not fill
     /// the log, nor sync it for each).
+    /// Tells the screen the device's state changed (the home screen is
+    /// rebuilt), e.g. after an unlock.
+    pub fn state_changed(&self) {
+        (self.notify)(Notice::StateChanged)
+    }
+
     pub fn audit(&self, event: Event) {
         if let Event::LimitHit { limit, .. } = &event
             && !self.limit_hit_logged(limit)
@@ -867,7 +900,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     fn refuse_if_limited(&self, contact: &str) -> Result<(), Failure> {
         if self.locked_out(contact) {
             return Err(fail(
-                ErrorCode::Locked,
+                ErrorCode::LockedOut,
                 format!(
                     "too many packages from {contact:?} failed to open; try again in up to {} s",
                     self.limits.lockout_seconds
@@ -1064,6 +1097,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 contacts: self.store.contacts().len(),
                 busy: self.broker.is_busy(),
+                locked: false,
             },
         )
     }
@@ -1141,8 +1175,13 @@ pub fn serve<S>(
 where
     S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static,
 {
-    let l = &device.limits;
-    let settings = crate::front::Settings {
+    let settings = front_settings(&device.limits, allowed_hosts);
+    crate::front::serve(device, listener, stop, settings, heartbeat)
+}
+
+/// The front layer's settings from the device's limits.
+pub fn front_settings(l: &Limits, allowed_hosts: Vec<String>) -> crate::front::Settings {
+    crate::front::Settings {
         max_open_connections: l.max_open_connections,
         max_in_flight: l.max_connections,
         max_header_bytes: l.max_header_bytes,
@@ -1150,8 +1189,7 @@ where
         header_timeout: Duration::from_millis(l.header_timeout_ms),
         body_timeout: Duration::from_millis(l.body_timeout_ms),
         allowed_hosts,
-    };
-    crate::front::serve(device, listener, stop, settings, heartbeat)
+    }
 }
 
 impl<S> crate::front::Handler for Service<S>

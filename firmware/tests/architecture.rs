@@ -419,6 +419,11 @@ const PAD_STORE_DEPENDENCIES: &[&str] = &[
     // The sealed export (pairing.rs): RustCrypto's AEAD and HKDF.
     "chacha20poly1305",
     "hkdf",
+    // Encryption at rest (vault.rs, issue 18): RustCrypto's Argon2id, the
+    // passphrase KDF that wraps the master key, and ChaCha20, the stream
+    // cipher over pad bytes (seekable by offset; no AES on the Pi 3).
+    "argon2",
+    "chacha20",
 ];
 
 /// Every dependency of `manifest` in every section (normal, dev, build,

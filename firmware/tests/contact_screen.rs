@@ -38,7 +38,8 @@ fn the_contact_screen_shows_the_stores_facts() {
     assert_eq!(resp.status, 200, "{}", resp.body);
     let c = alice
         .running()
-        .service
+        .service()
+        .expect("unlocked")
         .store()
         .contact("bob")
         .expect("bob in the store");
@@ -83,7 +84,8 @@ fn remove_after_confirmation_erases_the_pad_and_is_audited() {
     home_with(&alice, "bob");
     let pad_id = alice
         .running()
-        .service
+        .service()
+        .expect("unlocked")
         .store()
         .contact("bob")
         .unwrap()
@@ -101,7 +103,12 @@ fn remove_after_confirmation_erases_the_pad_and_is_audited() {
     });
     assert!(t.button("carol").is_some(), "only bob goes: {t:?}");
     assert_eq!(
-        alice.running().service.store().contacts(),
+        alice
+            .running()
+            .service()
+            .expect("unlocked")
+            .store()
+            .contacts(),
         vec!["carol".to_string()]
     );
     assert!(!pad_file.exists(), "the pad file is erased and gone");
@@ -126,7 +133,12 @@ fn cancel_keeps_the_contact() {
     alice.tap("Back");
     home_with(&alice, "bob");
     assert_eq!(
-        alice.running().service.store().contacts(),
+        alice
+            .running()
+            .service()
+            .expect("unlocked")
+            .store()
+            .contacts(),
         vec!["bob".to_string()]
     );
     assert!(!alice.audit_kinds().iter().any(|k| k == "pad_removed"));
@@ -149,7 +161,12 @@ fn remove_is_refused_while_a_prompt_waits() {
     // As if the owner's confirmation crossed the prompt's arrival.
     alice.running().remove_contact("bob");
     assert_eq!(
-        alice.running().service.store().contacts(),
+        alice
+            .running()
+            .service()
+            .expect("unlocked")
+            .store()
+            .contacts(),
         vec!["bob".to_string()]
     );
     alice.tap("approve");
@@ -159,7 +176,15 @@ fn remove_is_refused_while_a_prompt_waits() {
     // Once the prompt is gone, Remove works.
     alice.wait_no_prompt();
     alice.running().remove_contact("bob");
-    assert!(alice.running().service.store().contacts().is_empty());
+    assert!(
+        alice
+            .running()
+            .service()
+            .expect("unlocked")
+            .store()
+            .contacts()
+            .is_empty()
+    );
     alice.wait_audit("pad_removed");
 }
 
@@ -169,7 +194,12 @@ fn the_keyboard_takes_a_name_by_the_stores_rule() {
     let alice = Dev::start(&d.alice, "Alice", limits());
     home_with(&alice, "bob");
     let ui = alice.running().ui.handle.clone();
-    let taken = alice.running().service.store().contacts();
+    let taken = alice
+        .running()
+        .service()
+        .expect("unlocked")
+        .store()
+        .contacts();
     let ticket = ui.ask_text(
         TextRequest::contact_name(),
         device::contact_name_check(taken),

@@ -242,7 +242,8 @@ fn a_seal_that_fails_after_approval_is_audited_and_shown_in_the_alerts() {
     let d: Dirs = common::device::dirs(&two(Format::V3));
     let alice = Dev::start(&d.alice, "Alice", limits());
     let file = {
-        let store = alice.running().service.store();
+        let service = alice.running().service().expect("unlocked");
+        let store = service.store();
         pad_file(store, "bob")
     };
     // The pad file is cut short while the owner looks at the prompt: the

@@ -245,7 +245,15 @@ fn a_wrong_code_writes_nothing() {
     assert_eq!(t.screen, "import-error");
     assert!(t.has_text("Wrong code"), "{}", t.to_json());
     assert!(t.has_text("Nothing was written."), "{}", t.to_json());
-    assert!(d.bob.running().service.store().contacts().is_empty());
+    assert!(
+        d.bob
+            .running()
+            .service()
+            .expect("unlocked")
+            .store()
+            .contacts()
+            .is_empty()
+    );
     assert!(common::pad_files(&d.bob.dir).is_empty());
     assert!(
         d.stick.join(&file).exists(),
@@ -270,7 +278,13 @@ fn a_changed_byte_on_the_stick_fails_the_import() {
         assert_eq!(t.screen, "import-error", "byte {at}: {}", t.to_json());
         assert!(t.has_text("Not imported"), "byte {at}: {}", t.to_json());
         assert!(
-            d.bob.running().service.store().contacts().is_empty(),
+            d.bob
+                .running()
+                .service()
+                .expect("unlocked")
+                .store()
+                .contacts()
+                .is_empty(),
             "byte {at}"
         );
         assert!(common::pad_files(&d.bob.dir).is_empty(), "byte {at}");
@@ -295,7 +309,15 @@ fn a_stick_gone_at_export_leaves_nothing_half_made() {
     d.alice.wait_screen("home, with the pad erased", |t| {
         t.screen == "home" && t.has_text("Cancelled: the new pad was erased")
     });
-    assert!(d.alice.running().service.store().contacts().is_empty());
+    assert!(
+        d.alice
+            .running()
+            .service()
+            .expect("unlocked")
+            .store()
+            .contacts()
+            .is_empty()
+    );
     assert!(common::pad_files(&d.alice.dir).is_empty());
     assert!(!d.stick.exists(), "nothing written where the stick was");
 }
@@ -324,7 +346,15 @@ fn a_full_data_partition_offers_no_size() {
     );
     alice.tap("Back");
     on(&alice, "home");
-    assert!(alice.running().service.store().contacts().is_empty());
+    assert!(
+        alice
+            .running()
+            .service()
+            .expect("unlocked")
+            .store()
+            .contacts()
+            .is_empty()
+    );
 }
 
 /// A hardware RNG the test controls: a FIFO fed with kernel random bytes,
@@ -401,7 +431,15 @@ fn cancel_while_making_erases_everything_and_the_endpoint_is_busy_meanwhile() {
         t.screen == "home" && t.has_text("Cancelled: nothing was kept")
     });
     feeder.join().expect("feeder");
-    assert!(alice.running().service.store().contacts().is_empty());
+    assert!(
+        alice
+            .running()
+            .service()
+            .expect("unlocked")
+            .store()
+            .contacts()
+            .is_empty()
+    );
     assert!(common::pad_files(&alice.dir).is_empty());
     assert!(!alice.audit_kinds().iter().any(|k| k == "pad_created"));
     let status = alice.get(otc_proto::routes::STATUS);

@@ -29,7 +29,8 @@ struct Snapshot {
 }
 
 fn snapshot(dev: &Dev) -> Snapshot {
-    let store = dev.running().service.store();
+    let service = dev.running().service().expect("unlocked");
+    let store = service.store();
     let pads = dev.dir.join("pads");
     let mut pad_files = BTreeMap::new();
     for e in std::fs::read_dir(&pads).unwrap().flatten() {

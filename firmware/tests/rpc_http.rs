@@ -111,7 +111,13 @@ fn seal_and_open_round_trip_between_two_devices() {
 
 /// Everything a contact's pad state shows over RPC and in the store.
 fn state(dev: &Dev, contact: &str) -> (otc_proto::rpc::ContactInfo, otc_device::pad::ContactMeta) {
-    let meta = dev.running().service.store().meta(contact).expect("meta");
+    let meta = dev
+        .running()
+        .service()
+        .expect("unlocked")
+        .store()
+        .meta(contact)
+        .expect("meta");
     (dev.contact(contact), meta)
 }
 

@@ -319,7 +319,7 @@ fn a_stopping_device_refuses_calls_in_the_originals_shape() {
     );
     alice.wait_prompt("confirm-seal");
     let a0 = alice.contact("bob");
-    alice.running().service.begin_stop();
+    alice.running().service().expect("unlocked").begin_stop();
     let v = returned(&first.join().unwrap());
     assert!(failed(&v).contains("stopping"), "{v}");
     // A new call is refused before anything else.
@@ -332,7 +332,7 @@ fn a_stopping_device_refuses_calls_in_the_originals_shape() {
         .post(routes::PACKAGE, &json!({"to": "bob", "message": "x"}))
         .expect_error(503, "cancelled");
     assert_eq!(
-        alice.running().service.store().list()[0].send_left,
+        alice.running().service().expect("unlocked").store().list()[0].send_left,
         a0.send_left,
         "nothing was spent"
     );

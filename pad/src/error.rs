@@ -115,6 +115,46 @@ pub enum Error {
         "{what} uses package format v2, which is withdrawn because a relay that knows one message can forge another; it cannot be used. Make a new pad with `otc-device pad new` (format v3), and {remedy}"
     )]
     FormatWithdrawn { what: String, remedy: String },
+    // ---- encryption at rest (vault.rs) ----------------------------------
+    /// The passphrase did not unwrap the master key.
+    #[error(
+        "wrong passphrase ({failures} failed in a row; {left} more and the key is destroyed, which makes every pad on this device unreadable for good)"
+    )]
+    WrongPassphrase { failures: u32, left: u32 },
+
+    /// Too many wrong passphrases: the key file was shredded.
+    #[error(
+        "too many wrong passphrases: the device key was destroyed, so nothing on this data directory can be read any more. Wipe the device and set it up again; make new pads with your contacts"
+    )]
+    KeyDestroyed,
+
+    /// The data directory is encrypted and no master key was given.
+    #[error(
+        "{0} is encrypted: unlock it with the passphrase first (`--passphrase-file PATH`, `-` for standard input)"
+    )]
+    PassphraseNeeded(PathBuf),
+
+    /// A master key was given for a data directory that has no key file.
+    #[error(
+        "{0} is not an encrypted data directory (it has no key file), so a passphrase cannot be used with it; make an encrypted one with `otc-device --data DIR init`"
+    )]
+    NotEncrypted(PathBuf),
+
+    /// `init` (or `vault::create`) on a directory that already has a key
+    /// file or already holds data.
+    #[error("{path} cannot be set up as a new encrypted data directory: {reason}")]
+    AlreadyInitialized { path: PathBuf, reason: String },
+
+    /// A passphrase the strength rule refuses.
+    #[error("this passphrase is too weak: {0}")]
+    WeakPassphrase(String),
+
+    /// The key file is damaged or of an unknown format.
+    #[error(
+        "the key file {path} is damaged or of an unknown format ({reason}); without it nothing here can be read. Wipe the device and set it up again"
+    )]
+    KeyFileCorrupt { path: PathBuf, reason: String },
+
     // ---- receiving ------------------------------------------------------
     /// The package is malformed (too short, wrong marker, ...).
     #[error("not a valid package for this contact's pad format ({format}): {reason}")]
@@ -342,6 +382,13 @@ impl Error {
             Error::Proto(_) => "proto",
             Error::WeakKey { .. } => "weak_key",
             Error::FormatWithdrawn { .. } => "format_withdrawn",
+            Error::WrongPassphrase { .. } => "wrong_passphrase",
+            Error::KeyDestroyed => "key_destroyed",
+            Error::PassphraseNeeded(_) => "passphrase_needed",
+            Error::NotEncrypted(_) => "not_encrypted",
+            Error::AlreadyInitialized { .. } => "already_initialized",
+            Error::WeakPassphrase(_) => "weak_passphrase",
+            Error::KeyFileCorrupt { .. } => "key_file_corrupt",
         }
     }
 
@@ -403,7 +450,17 @@ impl From<&Error> for ErrorCode {
             // RPC, so a weak key never reaches a client; a withdrawn (v2)
             // contact is not listed there.
             | Error::WeakKey { .. }
-            | Error::FormatWithdrawn { .. } => ErrorCode::Internal,
+            | Error::FormatWithdrawn { .. }
+            // The passphrase is typed on the device's own screen, never
+            // sent over the RPC; a locked device answers `locked` before
+            // the store is reached (otc-device's rpc.rs).
+            | Error::WrongPassphrase { .. }
+            | Error::KeyDestroyed
+            | Error::PassphraseNeeded(_)
+            | Error::NotEncrypted(_)
+            | Error::AlreadyInitialized { .. }
+            | Error::WeakPassphrase(_)
+            | Error::KeyFileCorrupt { .. } => ErrorCode::Internal,
         }
     }
 }

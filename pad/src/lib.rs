@@ -190,6 +190,9 @@
 //! * [`pairing`]: making a pad from the hardware RNG, the pairing code, the
 //!   sealed export and import, the fingerprint.
 //! * [`size`]: size strings (`64K`, `1G`, ...).
+//! * [`vault`]: encryption at rest: the master key, its key file under
+//!   the passphrase (Argon2id), the failure counter, sealed blobs, the pad
+//!   cipher.
 //! * [`vfs`]: the storage seam, its recorder and power-loss simulator.
 
 pub mod durable;
@@ -204,6 +207,7 @@ pub mod pairing;
 pub mod random;
 pub mod size;
 pub mod store;
+pub mod vault;
 pub mod vfs;
 
 pub use error::{Error, Result};

@@ -148,6 +148,11 @@ pub struct ContactMeta {
     /// Ranges recorded as used whose on-disk erase may not be durable yet.
     #[serde(default)]
     pub pending_erase: Vec<Range>,
+    /// Encrypted data directory only: hex of the 16-byte random salt of
+    /// this pad file's key ([`crate::vault::PadCipher`]). The record
+    /// itself is sealed there, so the salt is never in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_salt: Option<String>,
 }
 
 /// Current record layout version. Version 2 added the v3 fields
@@ -187,6 +192,7 @@ impl ContactMeta {
             burned: Vec::new(),
             failures: Vec::new(),
             pending_erase: Vec::new(),
+            file_salt: None,
         }
     }
 

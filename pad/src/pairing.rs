@@ -102,7 +102,7 @@ use super::generate::check_geometry;
 use super::health::HealthTests;
 use super::meta::{ContactMeta, Origin, Side};
 use super::store::{MAX_PAD_SIZE, MIN_PAD_SIZE, PadStore, validate_contact_name};
-use super::vfs::{OpenHow, VFile};
+use super::vfs::VFile;
 use crate::error::{Error, IoContext, Result};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
@@ -743,11 +743,7 @@ pub fn export_sealed_with(
     if std::fs::symlink_metadata(&tmp).is_ok() {
         return Err(Error::OutputExists(tmp));
     }
-    let pad_path = store.pad_path(&meta.pad_id);
-    let pad = store
-        .vfs()
-        .open(&pad_path, OpenHow::Read)
-        .ctx(|| format!("cannot open the pad for {contact}"))?;
+    let pad = store.open_pad_read(&meta)?;
     let mut salt = [0u8; 32];
     getrandom::fill(&mut salt).map_err(|e| Error::Rng(e.to_string()))?;
     let (key, check) = derive(code, &salt);

@@ -7,12 +7,13 @@ use super::fsutil::CHUNK;
 use super::meta::{ContactMeta, META_VERSION, Origin, Range, Side, insert_range, overlaps_any};
 use super::vfs::{self, Kind, OpenHow, RealFs, VFile, Vfs};
 use crate::error::{Error, IoContext, Result};
+use crate::vault::{self, MasterKey, PadCipher};
 use otc_proto::rpc::ContactState;
 use otc_proto::v3::{self, Claim};
 use otc_proto::{Format, ProtoError};
 use serde::Serialize;
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -279,6 +280,12 @@ pub struct PadStore {
     /// Contacts whose pads are format v2 (withdrawn): listed, refused for
     /// everything but `remove`.
     withdrawn: Mutex<BTreeMap<String, Withdrawn>>,
+    /// The master key of an encrypted data directory (see
+    /// [`PadStore::open_with_vfs_keyed`]); `None`: a plain one.
+    key: Option<MasterKey>,
+    /// Salts of pad files being written (temporary path -> salt), until
+    /// [`PadStore::add_contact`] puts the salt in the contact's record.
+    salts: Mutex<HashMap<PathBuf, [u8; 16]>>,
     _lock: Box<dyn Any + Send + Sync>,
 }
 
@@ -356,6 +363,48 @@ impl PadStore {
     /// through the storage seam `vfs`: every file operation of the store
     /// goes through it. Tests use [`vfs::Recorder`] and [`vfs::SimFs`].
     pub fn open_with_vfs(vfs: Arc<dyn Vfs>, dir: PathBuf, opts: StoreOptions) -> Result<PadStore> {
+        Self::open_with_vfs_keyed(vfs, dir, opts, None)
+    }
+
+    /// [`PadStore::open_dir_with`] for an encrypted data directory when
+    /// `key` is given (the master key [`vault::unlock`] returned).
+    pub fn open_dir_keyed(
+        dir: impl AsRef<Path>,
+        opts: StoreOptions,
+        key: Option<MasterKey>,
+    ) -> Result<PadStore> {
+        let dir = dir.as_ref();
+        let canon = std::fs::canonicalize(dir)
+            .ctx(|| format!("cannot resolve data directory {}", dir.display()))?;
+        Self::open_with_vfs_keyed(Arc::new(RealFs), canon, opts, key)
+    }
+
+    /// Open the data directory through `vfs`, encrypted under `key` or
+    /// plain (`None`).
+    ///
+    /// An encrypted data directory has a key file ([`vault::KEY_FILE`]);
+    /// opening it without a key is [`Error::PassphraseNeeded`], opening a
+    /// plain one with a key [`Error::NotEncrypted`] (there is no
+    /// conversion: an encrypted directory is made empty, with
+    /// `otc-device init` or the first-boot screen). In an encrypted one:
+    /// * pad files are ChaCha20 under a per-pad key
+    ///   ([`vault::PadCipher`]), read and written at any offset; erase
+    ///   after use writes raw zeros over the ciphertext;
+    /// * contact records and used-pad marks are sealed blobs
+    ///   ([`MasterKey::seal_blob`], purposes `contact` and `used`);
+    /// * file names hide contact names and pad ids
+    ///   ([`MasterKey::hide_name`]): `contacts/<h>.json`, `pads/<h>.pad`,
+    ///   `used/<h>`.
+    ///
+    /// The order of writes and syncs (the durable send bound before any
+    /// byte of a block is read, erase after use) is the same either way:
+    /// encryption sits below it, in the file wrapper and the record codec.
+    pub fn open_with_vfs_keyed(
+        vfs: Arc<dyn Vfs>,
+        dir: PathBuf,
+        opts: StoreOptions,
+        key: Option<MasterKey>,
+    ) -> Result<PadStore> {
         let v = vfs.as_ref();
         let marker = dir.join(MARKER_FILE);
         match v
@@ -389,11 +438,26 @@ impl PadStore {
                 let entries = v
                     .read_dir(&dir)
                     .ctx(|| format!("cannot read {}", dir.display()))?;
-                if !entries.is_empty() {
+                // The key file (and its counter) come first in a new
+                // encrypted directory.
+                if entries
+                    .iter()
+                    .any(|e| e != vault::KEY_FILE && e != vault::FAILURES_FILE)
+                {
                     return Err(Error::NotOurs(dir));
                 }
                 Self::init(v, &dir)?;
             }
+        }
+        let keyfile = dir.join(vault::KEY_FILE);
+        let encrypted = v
+            .kind(&keyfile)
+            .ctx(|| format!("cannot stat {}", keyfile.display()))?
+            .is_some();
+        match (encrypted, &key) {
+            (true, None) => return Err(Error::PassphraseNeeded(dir)),
+            (false, Some(_)) => return Err(Error::NotEncrypted(dir)),
+            _ => {}
         }
         // A process that is just exiting (or a forked child that has not
         // yet exec'd and so still shares our descriptor) can hold the lock
@@ -434,6 +498,8 @@ impl PadStore {
             opts,
             state: Mutex::new(BTreeMap::new()),
             withdrawn: Mutex::new(BTreeMap::new()),
+            key,
+            salts: Mutex::new(HashMap::new()),
             _lock: lock,
         };
         store.load_contacts()?;
@@ -459,16 +525,87 @@ impl PadStore {
         self.opts
     }
 
-    pub(crate) fn pad_path(&self, pad_id: &str) -> PathBuf {
-        self.dir.join(PADS_DIR).join(format!("{pad_id}.pad"))
+    /// Whether the data directory is encrypted (opened with a key).
+    pub fn encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// A file name for `what`: itself in a plain directory, hidden
+    /// ([`MasterKey::hide_name`]) in an encrypted one.
+    fn file_name(&self, kind: &str, what: &str) -> String {
+        match &self.key {
+            Some(k) => k.hide_name(kind, what),
+            None => what.to_string(),
+        }
+    }
+
+    /// The path of the pad file with id `pad_id` (its name hidden in an
+    /// encrypted directory).
+    pub fn pad_path(&self, pad_id: &str) -> PathBuf {
+        let n = self.file_name("pad", pad_id);
+        self.dir.join(PADS_DIR).join(format!("{n}.pad"))
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
-        self.dir.join(CONTACTS_DIR).join(format!("{name}.json"))
+        let n = self.file_name("contact", name);
+        self.dir.join(CONTACTS_DIR).join(format!("{n}.json"))
     }
 
     fn used_path(&self, pad_id: &str) -> PathBuf {
-        self.dir.join(USED_DIR).join(pad_id)
+        self.dir.join(USED_DIR).join(self.file_name("used", pad_id))
+    }
+
+    /// Seal a record's bytes in an encrypted directory.
+    fn encode(&self, purpose: &str, plain: &[u8]) -> Vec<u8> {
+        match &self.key {
+            Some(k) => k.seal_blob(purpose, plain),
+            None => plain.to_vec(),
+        }
+    }
+
+    /// Open a record's bytes in an encrypted directory.
+    fn decode(&self, purpose: &str, path: &Path, stored: Vec<u8>) -> Result<Vec<u8>> {
+        match &self.key {
+            Some(k) => k.open_blob(purpose, &stored).map_err(|e| match e {
+                Error::CorruptMeta { reason, .. } => Error::CorruptMeta {
+                    what: path.display().to_string(),
+                    reason,
+                },
+                e => e,
+            }),
+            None => Ok(stored),
+        }
+    }
+
+    /// The pad file of `meta` as the store reads and writes it: through
+    /// its cipher in an encrypted directory.
+    fn wrap_pad(&self, file: Box<dyn VFile>, meta: &ContactMeta) -> Result<Box<dyn VFile>> {
+        let Some(k) = &self.key else {
+            return Ok(file);
+        };
+        let salt = meta
+            .file_salt
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+            .ok_or_else(|| Error::CorruptMeta {
+                what: meta.name.clone(),
+                reason: "the record of an encrypted pad has no valid file salt".into(),
+            })?;
+        Ok(Box::new(CryptFile {
+            inner: file,
+            cipher: k.pad_cipher(&salt),
+        }))
+    }
+
+    /// Open `meta`'s pad file for reading, decrypted (an export).
+    pub(crate) fn open_pad_read(&self, meta: &ContactMeta) -> Result<Box<dyn VFile>> {
+        let path = self.pad_path(&meta.pad_id);
+        let f = self
+            .vfs
+            .open(&path, OpenHow::Read)
+            .ctx(|| format!("cannot open the pad file for {}", meta.name))?;
+        self.wrap_pad(f, meta)
     }
 
     /// The storage seam this store does its file I/O through.
@@ -488,12 +625,23 @@ impl PadStore {
             .vfs
             .open(&tmp, OpenHow::CreateNew)
             .ctx(|| format!("cannot create {}", tmp.display()))?;
+        let Some(k) = &self.key else {
+            return Ok((tmp, f));
+        };
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| Error::Rng(e.to_string()))?;
+        lock_map(&self.salts).insert(tmp.clone(), salt);
+        let f: Box<dyn VFile> = Box::new(CryptFile {
+            inner: f,
+            cipher: k.pad_cipher(&salt),
+        });
         Ok((tmp, f))
     }
 
     /// Best-effort erase and delete of a temporary pad file (cleanup path;
     /// errors are ignored, and the next open deletes any leftover).
     pub(crate) fn discard_temp(&self, tmp: &Path) {
+        lock_map(&self.salts).remove(tmp);
         let _ = shred(self.vfs(), tmp, &mut |_, _| {});
     }
 
@@ -515,6 +663,7 @@ impl PadStore {
             reason: e.to_string(),
         })?;
         let what = || format!("cannot write the record of {}", meta.name);
+        let value = self.encode("contact", &value);
         replace_durably(v, &self.record_path(&meta.name), &value).ctx(what)
     }
 
@@ -552,7 +701,8 @@ impl PadStore {
         let what = || format!("cannot record pad {pad_id} as used");
         let f = v.open(&p, OpenHow::CreateNew).ctx(what)?;
         let text = format!("{}\n", serde_json::to_string(&origin).unwrap_or_default());
-        f.write_all_at(text.as_bytes(), 0)
+        let text = self.encode("used", text.as_bytes());
+        f.write_all_at(&text, 0)
             .and_then(|_| f.sync_all())
             .ctx(what)?;
         drop(f);
@@ -589,6 +739,7 @@ impl PadStore {
             };
             let bytes = vfs::read_all(v, &path, MAX_RECORD)
                 .ctx(|| format!("cannot read {}", path.display()))?;
+            let bytes = self.decode("contact", &path, bytes)?;
             if let Some(w) = withdrawn_record(&bytes, name) {
                 // Format v2 is withdrawn: keep the contact only so that
                 // `pad remove` can erase its pad (see [`crate`]).
@@ -605,7 +756,7 @@ impl PadStore {
             // as version 2 with empty v3 fields.
             let known =
                 meta.version == META_VERSION || (meta.version == 1 && meta.format == Format::V1);
-            if !known || meta.name != name {
+            if !known || self.record_path(&meta.name) != path {
                 return Err(Error::CorruptMeta {
                     what: path.display().to_string(),
                     reason: format!(
@@ -632,6 +783,7 @@ impl PadStore {
             let path = self.pad_path(&meta.pad_id);
             let opened = match v.open(&path, OpenHow::ReadWrite) {
                 Ok(f) => {
+                    let f = self.wrap_pad(f, &meta)?;
                     let found = f.size().ctx(|| {
                         format!("cannot stat pad file {} for {}", path.display(), meta.name)
                     })?;
@@ -739,6 +891,15 @@ impl PadStore {
             });
         }
         meta.version = META_VERSION;
+        if self.key.is_some() {
+            let salt = lock_map(&self.salts).remove(tmp_pad).ok_or_else(|| {
+                Error::io(
+                    format!("cannot add {}", meta.name),
+                    std::io::Error::other("the new pad file was not made by this store"),
+                )
+            })?;
+            meta.file_salt = Some(hex::encode(salt));
+        }
         let v = self.vfs();
         self.check_keys(&meta, tmp_pad)?;
         let path = self.pad_path(&meta.pad_id);
@@ -751,6 +912,7 @@ impl PadStore {
             let file = v
                 .open(&path, OpenHow::ReadWrite)
                 .ctx(|| format!("cannot open {}", path.display()))?;
+            let file = self.wrap_pad(file, &meta)?;
             self.persist(&meta)?;
             self.mark_used(&meta.pad_id, meta.origin)?;
             Ok(file)
@@ -780,6 +942,7 @@ impl PadStore {
             .vfs
             .open(pad, OpenHow::ReadWrite)
             .ctx(|| format!("cannot open {}", pad.display()))?;
+        let f = self.wrap_pad(f, meta)?;
         for side in [Side::A, Side::B] {
             let g = meta.v3_region(side).ok_or(Error::BadSplit {
                 split: meta.split,
@@ -842,6 +1005,20 @@ impl PadStore {
             self.discard_temp(&tmp);
         }
         res
+    }
+
+    /// The bytes of a stored pad in `r`, as the store reads them (through
+    /// the cipher in an encrypted directory; an erased range there reads
+    /// as keystream). For tests that look at what the store sees.
+    #[doc(hidden)]
+    pub fn debug_read_pad(&self, pad_id: &str, r: Range) -> Result<Vec<u8>> {
+        let state = self.lock();
+        let l = state
+            .values()
+            .find(|l| l.meta.pad_id == pad_id)
+            .ok_or_else(|| Error::UnknownContact(pad_id.to_string()))?;
+        let b = read_range(l.file()?, r).ctx(|| format!("cannot read pad {pad_id}"))?;
+        Ok(b.to_vec())
     }
 
     /// Fail early (before long work) if a contact name is taken or invalid.
@@ -1297,11 +1474,15 @@ impl Drop for PadStore {
     }
 }
 
-/// Overwrite `len` bytes at `offset` with zeros (not synced).
+/// Overwrite `len` bytes at `offset` with zeros (not synced). The zeros
+/// go to the file as stored ([`VFile::raw`]): in an encrypted directory
+/// they overwrite the ciphertext, never pass through the cipher (see
+/// [`crate::vault`] for why).
 pub(crate) fn zero_at(file: &dyn VFile, offset: u64, len: u64) -> std::io::Result<()> {
     if len == 0 {
         return Ok(());
     }
+    let file = file.raw();
     let zeros = vec![0u8; len.min(CHUNK as u64) as usize];
     let mut done = 0u64;
     while done < len {
@@ -1512,6 +1693,41 @@ fn withdrawn_record(bytes: &[u8], name: &str) -> Option<Withdrawn> {
         name: name.to_string(),
         pad_id: v.get("pad_id")?.as_str()?.to_string(),
     })
+}
+
+/// A pad file through its cipher: reads decrypt, writes encrypt, at any
+/// offset. [`VFile::raw`] is the file under it, where erase writes.
+struct CryptFile {
+    inner: Box<dyn VFile>,
+    cipher: PadCipher,
+}
+
+impl VFile for CryptFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(buf, offset)?;
+        self.cipher.apply(offset, buf);
+        Ok(())
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        let mut c = Zeroizing::new(buf.to_vec());
+        self.cipher.apply(offset, &mut c);
+        self.inner.write_all_at(&c, offset)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        self.inner.size()
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn raw(&self) -> &dyn VFile {
+        self.inner.raw()
+    }
 }
 
 fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -67,6 +67,10 @@ pub trait VFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// `fsync`: contents and metadata are durable.
     fn sync_all(&self) -> io::Result<()>;
+    /// The file as stored, under any encryption layer: erase after use
+    /// writes its zeros here, to the ciphertext, never through the cipher
+    /// (see [`crate::vault`]). A plain file is its own raw file.
+    fn raw(&self) -> &dyn VFile;
 }
 
 /// A file system as the store uses it.
@@ -78,6 +82,8 @@ pub trait Vfs: Send + Sync + std::fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Create one private (0700) directory; fails if the name exists.
     fn create_dir(&self, path: &Path) -> io::Result<()>;
+    /// Remove an empty directory; durable once its parent is synced.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
     /// Names in a directory, sorted.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<OsString>>;
     /// `fsync` a directory: creates, renames and removes in it are durable.
@@ -135,6 +141,9 @@ impl VFile for RealFile {
     fn sync_all(&self) -> io::Result<()> {
         self.0.sync_all()
     }
+    fn raw(&self) -> &dyn VFile {
+        self
+    }
 }
 
 impl Vfs for RealFs {
@@ -155,6 +164,9 @@ impl Vfs for RealFs {
     }
     fn create_dir(&self, path: &Path) -> io::Result<()> {
         std::fs::DirBuilder::new().mode(0o700).create(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
         let mut v = std::fs::read_dir(path)?
@@ -220,6 +232,7 @@ pub enum Op {
     Rename(PathBuf, PathBuf),
     Remove(PathBuf),
     CreateDir(PathBuf),
+    RemoveDir(PathBuf),
     ReadDir(PathBuf),
     SyncDir(PathBuf),
     SetMode(PathBuf, u32),
@@ -303,6 +316,9 @@ impl VFile for RecFile {
         self.push(Op::SyncAll(self.path.clone()));
         self.inner.sync_all()
     }
+    fn raw(&self) -> &dyn VFile {
+        self
+    }
 }
 
 impl<V: Vfs> Vfs for Recorder<V> {
@@ -325,6 +341,10 @@ impl<V: Vfs> Vfs for Recorder<V> {
     fn create_dir(&self, path: &Path) -> io::Result<()> {
         self.push(Op::CreateDir(path.to_path_buf()));
         self.inner.create_dir(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.push(Op::RemoveDir(path.to_path_buf()));
+        self.inner.remove_dir(path)
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
         self.push(Op::ReadDir(path.to_path_buf()));
@@ -431,6 +451,9 @@ impl VFile for FaultyFile {
         check_fault(&self.fault, false)?;
         self.inner.sync_all()
     }
+    fn raw(&self) -> &dyn VFile {
+        self
+    }
 }
 
 impl<V: Vfs> Vfs for Faulty<V> {
@@ -452,6 +475,10 @@ impl<V: Vfs> Vfs for Faulty<V> {
     fn create_dir(&self, path: &Path) -> io::Result<()> {
         check_fault(&self.fault, true)?;
         self.inner.create_dir(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        check_fault(&self.fault, false)?;
+        self.inner.remove_dir(path)
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
         check_fault(&self.fault, false)?;
@@ -622,6 +649,23 @@ impl SimFs {
     /// `keep_percent > 0`. Names whose directory did not survive are gone.
     pub fn crash(&self, rng: &mut dyn CrashRng, keep_percent: u64) -> SimFs {
         self.0.dead.store(true, Ordering::SeqCst);
+        self.after_power_loss(rng, keep_percent)
+    }
+
+    /// What a power cut right now would leave with nothing unsynced kept,
+    /// without cutting the power on this one (for tests that look at the
+    /// durable state and go on).
+    pub fn durable_copy(&self) -> SimFs {
+        struct Never;
+        impl CrashRng for Never {
+            fn below(&mut self, _n: u64) -> u64 {
+                0
+            }
+        }
+        self.after_power_loss(&mut Never, 0)
+    }
+
+    fn after_power_loss(&self, rng: &mut dyn CrashRng, keep_percent: u64) -> SimFs {
         let st = lock(&self.0.state);
         let mut inodes = HashMap::new();
         for (&ino, node) in &st.inodes {
@@ -802,6 +846,9 @@ impl VFile for SimFile {
     fn sync_all(&self) -> io::Result<()> {
         self.sync_data()
     }
+    fn raw(&self) -> &dyn VFile {
+        self
+    }
 }
 
 impl Vfs for SimFs {
@@ -893,6 +940,20 @@ impl Vfs for SimFs {
             return Err(not_found(&dir));
         }
         Self::dir_change(&mut st, dir, DirOp::Link(path.to_path_buf(), Entry::Dir));
+        Ok(())
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.tick()?;
+        if st.names.get(path) != Some(&Entry::Dir) || path == Path::new("/") {
+            return Err(not_found(path));
+        }
+        if st.names.keys().any(|p| p.parent() == Some(path)) {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{} is not empty", path.display()),
+            ));
+        }
+        Self::dir_change(&mut st, parent(path), DirOp::Unlink(path.to_path_buf()));
         Ok(())
     }
     fn read_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {

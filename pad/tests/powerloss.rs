@@ -26,6 +26,7 @@ mod common;
 
 use common::Rng;
 use otc_pad::Error;
+use otc_pad::vault::{self, KdfParams, MasterKey};
 use otc_pad::vfs::{self, CrashRng, Op, Recorder, SimFs, Vfs};
 use otc_pad::{PadStore, StoreOptions};
 use otc_proto::{Format, v3};
@@ -64,7 +65,17 @@ fn pair_on(alice: &PadStore, bob: &PadStore, tmp: &Path, size: u64, format: Form
 
 fn pad_path(store: &PadStore, contact: &str) -> PathBuf {
     let m = store.meta(contact).unwrap();
-    store.dir().join("pads").join(format!("{}.pad", m.pad_id))
+    store.pad_path(&m.pad_id)
+}
+
+/// Open alice's store on `fs`: plain, or encrypted under `key`.
+fn open_alice(fs: &SimFs, key: &Option<MasterKey>) -> otc_pad::Result<PadStore> {
+    PadStore::open_with_vfs_keyed(
+        Arc::new(fs.clone()),
+        PathBuf::from("/data"),
+        StoreOptions::default(),
+        key.clone(),
+    )
 }
 
 fn position(ops: &[Op], what: &str, pred: impl Fn(&Op) -> bool) -> usize {
@@ -254,7 +265,7 @@ fn power_cut(fs: &SimFs, rng: &mut Rng) -> SimFs {
 /// One session: a fresh pad between alice (on a crashing file system) and
 /// bob (on one that never crashes); lives until `crashes` power cuts have
 /// happened or the pad runs out.
-fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) {
+fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats, encrypted: bool) {
     stats.sessions += 1;
     let tmp = tempfile::tempdir().unwrap();
     let format = if rng.below(2) == 0 {
@@ -266,8 +277,15 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
     let mut fs = SimFs::new();
     let bob_fs = SimFs::new();
     let bob = sim_store(&bob_fs);
+    fs.create_dir(Path::new("/data")).unwrap();
+    fs.sync_dir(Path::new("/")).unwrap();
+    let key = if encrypted {
+        Some(vault::create(&fs, Path::new("/data"), b"pass", &KdfParams::TEST).unwrap())
+    } else {
+        None
+    };
     {
-        let alice = sim_store(&fs);
+        let alice = open_alice(&fs, &key).unwrap();
         pair_on(&alice, &bob, tmp.path(), size, format, stats.sessions);
         alice.close().unwrap();
     }
@@ -291,11 +309,7 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
         if inside {
             fs.die_after(rng.below(120));
         }
-        let alice = match PadStore::open_with_vfs(
-            Arc::new(fs.clone()),
-            PathBuf::from("/data"),
-            StoreOptions::default(),
-        ) {
+        let alice = match open_alice(&fs, &key) {
             Ok(s) => s,
             Err(e) => {
                 assert!(fs.is_dead(), "{}: {e}", ctx("open failed with power on"));
@@ -445,6 +459,9 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats) 
     }
 }
 
+/// The same workload over the plain store and the encrypted one (issue
+/// 18), in the same run, each with the same number of power cuts; both
+/// figures are printed side by side.
 #[test]
 fn simulated_power_loss_never_reuses_pad() {
     let crashes: u64 = std::env::var("OTC_POWERLOSS_CRASHES")
@@ -457,27 +474,30 @@ fn simulated_power_loss_never_reuses_pad() {
     };
     let seed = rng.0;
     eprintln!("power-loss test: seed {seed:#x} (OTC_POWERLOSS_SEED to replay)");
-    let start = std::time::Instant::now();
-    let mut left = crashes;
-    let mut stats = Stats::default();
-    while left > 0 {
-        session(&mut rng, seed, &mut left, &mut stats);
+    for encrypted in [false, true] {
+        let start = std::time::Instant::now();
+        let mut left = crashes;
+        let mut stats = Stats::default();
+        while left > 0 {
+            session(&mut rng, seed, &mut left, &mut stats, encrypted);
+        }
+        eprintln!(
+            "power-loss test, {} store: {} simulated power losses ({} inside a store operation), {} clean closes, {} seals ({} v3 slots), {} opens, {} pads, in {:.1} s",
+            if encrypted { "encrypted" } else { "plain" },
+            stats.crashes,
+            stats.inside_ops,
+            stats.clean_closes,
+            stats.seals,
+            stats.slots,
+            stats.opens,
+            stats.sessions,
+            start.elapsed().as_secs_f64()
+        );
+        assert_eq!(stats.crashes, crashes);
+        assert!(stats.seals > crashes / 2, "{stats:?}");
+        assert!(stats.opens > crashes / 10, "{stats:?}");
+        assert!(stats.slots > crashes / 4, "v3 got its share: {stats:?}");
     }
-    eprintln!(
-        "power-loss test: {} simulated power losses ({} inside a store operation), {} clean closes, {} seals ({} v3 slots), {} opens, {} pads, in {:.1} s",
-        stats.crashes,
-        stats.inside_ops,
-        stats.clean_closes,
-        stats.seals,
-        stats.slots,
-        stats.opens,
-        stats.sessions,
-        start.elapsed().as_secs_f64()
-    );
-    assert_eq!(stats.crashes, crashes);
-    assert!(stats.seals > crashes / 2, "{stats:?}");
-    assert!(stats.opens > crashes / 10, "{stats:?}");
-    assert!(stats.slots > crashes / 4, "v3 got its share: {stats:?}");
 }
 
 /// Issue 7 item 2 under power loss: import a pad, seal with it, remove it

@@ -123,6 +123,13 @@ pub struct StatusResponse {
     pub contacts: usize,
     /// True while a confirmation prompt is on the screen.
     pub busy: bool,
+    /// True while the device is locked (issue 18): every other request is
+    /// refused with `locked` until the owner types the passphrase on the
+    /// device's screen. A locked device says no owner and no contacts
+    /// (they are behind the passphrase). Absent from older devices, which
+    /// had no lock: read as `false`.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 /// Body of `GET/PUT /v1/cursor/{relay}`: the client's read position on a
@@ -169,8 +176,18 @@ pub enum ErrorCode {
     Replayed,
     /// No such endpoint or resource.
     NotFound,
-    /// Too many failed opens from this contact: locked out for a while.
+    /// The device is locked: the owner has not typed the passphrase on
+    /// its screen since it started (or since it was locked again, by
+    /// **Lock now** or the idle lock). Every request but `GET /v1/status`
+    /// gets this; nothing was read or consumed. Not final: retry once the
+    /// owner has unlocked the device (HTTP 423 Locked).
     Locked,
+    /// Too many failed opens from this contact: locked out for a while
+    /// (HTTP 429). Until issue 18 this case was `locked`; it has a code of
+    /// its own so that `locked` means only "the device is locked". The
+    /// wire spec (`package-formats.md`) lists no error codes, so this
+    /// file is where the list is kept.
+    LockedOut,
     /// Method not allowed on this endpoint.
     MethodNotAllowed,
     /// Too many connections at once.
@@ -214,7 +231,8 @@ impl ErrorCode {
             ErrorCode::TooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::BadHost => 421,
-            ErrorCode::Locked | ErrorCode::Overloaded | ErrorCode::RateLimited => 429,
+            ErrorCode::Locked => 423,
+            ErrorCode::LockedOut | ErrorCode::Overloaded | ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Cancelled => 503,
         }
@@ -234,6 +252,7 @@ impl ErrorCode {
             ErrorCode::Replayed => "replayed",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Locked => "locked",
+            ErrorCode::LockedOut => "locked_out",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
@@ -285,6 +304,27 @@ mod tests {
         assert!(serde_json::from_str::<PackageRequest>(r#"{"to":5,"message":"hi"}"#).is_err());
     }
 
+    /// Issue 18: `locked` is the device's lock (423 Locked); a contact
+    /// locked out after failed opens has a code of its own.
+    #[test]
+    fn locked_is_the_device_and_locked_out_is_a_contact() {
+        assert_eq!(
+            (ErrorCode::Locked.as_str(), ErrorCode::Locked.http_status()),
+            ("locked", 423)
+        );
+        assert_eq!(
+            (
+                ErrorCode::LockedOut.as_str(),
+                ErrorCode::LockedOut.http_status()
+            ),
+            ("locked_out", 429)
+        );
+        let old: StatusResponse =
+            serde_json::from_str(r#"{"owner":"a","version":"1","contacts":0,"busy":false}"#)
+                .unwrap();
+        assert!(!old.locked, "a device without a lock is not locked");
+    }
+
     #[test]
     fn error_codes_serialize_as_their_names() {
         for code in [
@@ -299,6 +339,7 @@ mod tests {
             ErrorCode::Replayed,
             ErrorCode::NotFound,
             ErrorCode::Locked,
+            ErrorCode::LockedOut,
             ErrorCode::MethodNotAllowed,
             ErrorCode::Overloaded,
             ErrorCode::UnsupportedMediaType,

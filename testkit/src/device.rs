@@ -266,6 +266,7 @@ pub fn start_options(owner: &str) -> StartOptions {
         },
         allowed_hosts: Vec::new(),
         pairing: Default::default(),
+        lock: Default::default(),
     }
 }
 

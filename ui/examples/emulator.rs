@@ -55,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             loopback: false,
         },
         unseen_alerts: 1,
+        ..Default::default()
     });
     ui.handle.set_alerts(vec![AlertView {
         at: "11-22 05:41".into(),

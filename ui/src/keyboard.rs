@@ -25,6 +25,31 @@ pub enum TextKind {
     ContactName,
     /// The pairing code shown on the partner's screen.
     PairingCode,
+    /// The passphrase that unlocks the device (the lock screen). Masked.
+    Passphrase,
+    /// A new passphrase (first boot, change passphrase). Masked.
+    NewPassphrase,
+    /// The new passphrase again, to catch a typo. Masked.
+    RepeatPassphrase,
+    /// The device owner's name (first boot).
+    OwnerName,
+    /// The device's IPv4 address on the cable, e.g. `192.168.7.2` (the
+    /// keyboard has no `/`: the network is a /24; first boot, Settings).
+    NetworkAddress,
+    /// A number of seconds (Settings: prompt timeout, idle lock).
+    Seconds,
+}
+
+impl TextKind {
+    /// Whether the field shows `•` for each character instead of the
+    /// text (the screen and its trace alike: a passphrase is never drawn
+    /// and never in a trace).
+    pub fn is_secret(self) -> bool {
+        matches!(
+            self,
+            TextKind::Passphrase | TextKind::NewPassphrase | TextKind::RepeatPassphrase
+        )
+    }
 }
 
 /// A request for text from the owner.
@@ -44,6 +69,25 @@ impl TextRequest {
             kind: TextKind::ContactName,
             initial: String::new(),
             max_chars: 64,
+        }
+    }
+
+    /// A passphrase of `kind` (one of the masked kinds): at most 128
+    /// characters.
+    pub fn passphrase(kind: TextKind) -> Self {
+        TextRequest {
+            kind,
+            initial: String::new(),
+            max_chars: 128,
+        }
+    }
+
+    /// Text of `kind` starting as `initial`, at most `max_chars`.
+    pub fn of(kind: TextKind, initial: &str, max_chars: usize) -> Self {
+        TextRequest {
+            kind,
+            initial: initial.to_string(),
+            max_chars,
         }
     }
 
@@ -267,6 +311,20 @@ impl Typing {
         s.extend(self.text.chars().skip(skip));
         s
     }
+
+    /// What the field shows: [`Typing::tail`], or for a secret one `•`
+    /// for each character (as many as fit).
+    pub fn shown(&self, max: usize, secret: bool) -> String {
+        if !secret {
+            return self.tail(max);
+        }
+        let n = self.text.chars().count();
+        if n <= max {
+            "•".repeat(n)
+        } else {
+            format!("…{}", "•".repeat(max.saturating_sub(1)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +360,20 @@ mod tests {
             !e.press(Key::Backspace),
             "backspace on nothing changes nothing"
         );
+    }
+
+    #[test]
+    fn a_secret_field_shows_dots_never_the_text() {
+        let mut t = Typing::new(&TextRequest::passphrase(TextKind::Passphrase));
+        for c in "horse battery".chars() {
+            t.press(if c == ' ' { Key::Space } else { Key::Char(c) });
+        }
+        assert_eq!(t.shown(30, true), "•".repeat(13));
+        assert_eq!(t.shown(5, true), "…••••");
+        assert_eq!(t.shown(30, false), "horse battery");
+        assert!(TextKind::Passphrase.is_secret());
+        assert!(TextKind::NewPassphrase.is_secret() && TextKind::RepeatPassphrase.is_secret());
+        assert!(!TextKind::OwnerName.is_secret() && !TextKind::ContactName.is_secret());
     }
 
     #[test]

@@ -16,6 +16,13 @@ pub struct HomeView {
     pub link: LinkView,
     /// Audit events the owner has not looked at yet.
     pub unseen_alerts: u32,
+    /// The device has a passphrase: the home screen offers **Lock now**.
+    #[serde(default)]
+    pub lockable: bool,
+    /// The data directory is not encrypted (a development or test card):
+    /// the home screen says so in red.
+    #[serde(default)]
+    pub not_encrypted: bool,
 }
 
 /// One contact and how much pad is left with them.
@@ -264,6 +271,11 @@ pub enum UiEvent {
     NewContact,
     /// **Import contact** was tapped on the home screen.
     ImportContact,
+    /// **Lock now** was tapped on the home screen.
+    LockNow,
+    /// **Settings** was tapped on the About screen: firmware runs the
+    /// settings steps ([`crate::UiHandle::ask_choice`]).
+    SettingsOpened,
 }
 
 #[cfg(test)]

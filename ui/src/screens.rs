@@ -90,6 +90,12 @@ pub(crate) fn apply_home(
         (true, None) => "Ethernet connected · no address".to_string(),
         (false, _) => "Ethernet not connected".to_string(),
     };
+    // A card without a passphrase says so on every home screen.
+    let link = if home.not_encrypted {
+        format!("Not encrypted · {link}")
+    } else {
+        link
+    };
     let alerts = if home.unseen_alerts > 0 {
         format!("Alerts ({})", home.unseen_alerts)
     } else {
@@ -101,6 +107,7 @@ pub(crate) fn apply_home(
     d.set_alerts_label(s(&alerts));
     d.set_alerts_unseen(home.unseen_alerts > 0);
     d.set_about_label(s("About"));
+    d.set_lock_label(s(if home.lockable { "Lock now" } else { "" }));
     texts.push(owner);
     texts.push(link);
 
@@ -417,6 +424,7 @@ pub(crate) fn apply_about(app: &AppWindow, about: &AboutView) -> Vec<String> {
     }
     d.set_title(s(&title));
     d.set_rows(model(rows));
+    d.set_settings_label(s("Settings"));
     d.set_back_label(s("Back"));
     texts
 }
@@ -550,6 +558,18 @@ fn keyboard_words(kind: TextKind) -> (&'static str, &'static str) {
             "Code",
             "The code on your partner's screen (spaces and case do not matter)",
         ),
+        TextKind::Passphrase => ("Passphrase", "The passphrase that unlocks this device"),
+        TextKind::NewPassphrase => (
+            "New passphrase",
+            "Several words nobody could guess; it protects everything on the card",
+        ),
+        TextKind::RepeatPassphrase => ("Passphrase again", "The same passphrase once more"),
+        TextKind::OwnerName => ("Your name", "How this device names its owner"),
+        TextKind::NetworkAddress => (
+            "Network address",
+            "The IPv4 address on the cable, e.g. 192.168.7.2 (a /24 network)",
+        ),
+        TextKind::Seconds => ("Seconds", "A whole number of seconds"),
     }
 }
 
@@ -565,7 +585,7 @@ pub(crate) fn apply_keyboard(
 ) -> Vec<String> {
     let d = app.global::<KeyboardData>();
     let (title, hint) = keyboard_words(kind);
-    let shown = typing.tail(if layout.compact { 22 } else { 30 });
+    let shown = typing.shown(if layout.compact { 22 } else { 30 }, kind.is_secret());
     let reason = reason.map(|r| format::untrusted(r, 90)).unwrap_or_default();
     let infos: Vec<ButtonInfo> = keys
         .keys

@@ -91,6 +91,16 @@ pub enum Happened {
     Ack {
         alerts: u64,
     },
+    Locked {
+        why: String,
+    },
+    Unlocked {
+        failures: u64,
+    },
+    SettingChanged {
+        setting: String,
+        value: String,
+    },
     Repeated {
         what: String,
         contact: String,
@@ -158,6 +168,18 @@ pub fn alert_text(h: &Happened) -> String {
         Happened::Stop => "Device stopped".to_string(),
         Happened::Ack { alerts: 1 } => "1 alert acknowledged".to_string(),
         Happened::Ack { alerts } => format!("{alerts} alerts acknowledged"),
+        Happened::Locked { why } if why == "idle" => "Device locked (idle)".to_string(),
+        Happened::Locked { .. } => "Device locked".to_string(),
+        Happened::Unlocked { failures: 0 } => "Device unlocked".to_string(),
+        Happened::Unlocked { failures: 1 } => {
+            "Device unlocked after 1 wrong passphrase".to_string()
+        }
+        Happened::Unlocked { failures } => {
+            format!("Device unlocked after {failures} wrong passphrases")
+        }
+        Happened::SettingChanged { setting, value } => {
+            format!("Setting changed: {setting} = {value}")
+        }
         Happened::Repeated {
             what,
             contact,

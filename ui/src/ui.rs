@@ -1271,6 +1271,12 @@ impl Ui {
                     UiEvent::ImportContact
                 });
             }
+            "settings" if self.slint_screen() == "about" => {
+                let _ = self.events_tx.send(UiEvent::SettingsOpened);
+            }
+            "lock-now" if self.on_home() => {
+                let _ = self.events_tx.send(UiEvent::LockNow);
+            }
             "home-more" if self.on_home() => {
                 let n = self.home.contacts.len();
                 let top = screens::home_top(self.layout, n, self.home_top);

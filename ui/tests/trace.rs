@@ -67,6 +67,34 @@ fn a_damaged_contact_says_so_instead_of_its_figures() {
     );
 }
 
+/// Issue 18: a device with a passphrase offers Lock now; a plain card
+/// says "Not encrypted" on its home screen and offers no Lock now.
+#[test]
+fn home_lock_now_and_not_encrypted() {
+    let mut r = Rig::new(800, 480);
+    r.handle.set_home(HomeView {
+        owner: "Alice".into(),
+        lockable: true,
+        ..HomeView::default()
+    });
+    r.step();
+    let t = r.trace();
+    assert!(t.button("Lock now").is_some(), "{t:#?}");
+    assert!(!t.has_text("Not encrypted"), "{t:#?}");
+    r.handle.set_home(HomeView {
+        owner: "Alice".into(),
+        not_encrypted: true,
+        ..HomeView::default()
+    });
+    r.step();
+    let t = r.trace();
+    assert!(t.button("Lock now").is_none(), "{t:#?}");
+    assert!(
+        t.has_text("Not encrypted · Ethernet not connected"),
+        "{t:#?}"
+    );
+}
+
 #[test]
 fn home_link_down_and_empty() {
     let mut r = Rig::new(800, 480);

@@ -116,6 +116,7 @@ pub fn home() -> HomeView {
             loopback: false,
         },
         unseen_alerts: 2,
+        ..Default::default()
     }
 }
 
