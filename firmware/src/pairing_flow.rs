@@ -17,7 +17,12 @@
 //! - the pairing code lives only in this thread's memory and on the screen,
 //!   never on the card or the stick, and is dropped when the flow ends;
 //! - the stick is mounted only for the export (read-write), the import
-//!   (read-only), and the erasure of the imported file (read-write).
+//!   (read-only), and the erasure of the imported file (read-write);
+//! - a stick pulled out mid-write or mid-read stops the work at the next
+//!   1 MiB ([`crate::stick::MountedStick::still_there`], and the errors a
+//!   pulled stick gives) and says so ([`STICK_PULLED_EXPORT`],
+//!   [`STICK_PULLED_IMPORT`]): the importer keeps nothing, and the maker's
+//!   next try first erases what the cut write left on the stick.
 //!
 //! Sizes offered: those of [`PairingOptions::sizes`] that fit the data
 //! partition's free space (statvfs, or the test seam
@@ -471,8 +476,54 @@ fn new_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
     );
 }
 
+/// The words for an export or import that the stick's removal cut short.
+pub const STICK_PULLED_EXPORT: &str = "The USB stick was removed while the export was written. \
+     What is on it is incomplete and cannot be imported, and the next try replaces it. Insert \
+     the stick again and tap Try again.";
+/// The same for an import.
+pub const STICK_PULLED_IMPORT: &str = "The USB stick was removed while the export was read. \
+     Nothing was written on this device. Insert the stick again and import once more.";
+
+/// Whether `e` is an I/O error a pulled (or failed) stick gives: EIO,
+/// ENODEV, ENXIO, ENOMEDIUM ([`crate::stick_mount::is_removal`]).
+fn stick_gone(e: &PadError) -> bool {
+    match e {
+        PadError::Io { source, .. } => source
+            .raw_os_error()
+            .is_some_and(|n| crate::stick_mount::is_removal(nix::errno::Errno::from_raw(n))),
+        _ => false,
+    }
+}
+
+/// Erases what an earlier try for this pad left on the stick: the
+/// temporary file of a write cut short, or a whole file whose code was
+/// never shown (its try failed while syncing). Both are named after this
+/// device's owner and this pad, so nothing else is touched.
+fn clear_earlier_try(out: &Path) -> Result<(), String> {
+    let tmp = crate::pad::export::temp_path(out);
+    for stale in [out, tmp.as_path()] {
+        if std::fs::symlink_metadata(stale).is_ok() {
+            crate::pad::durable::shred(&crate::pad::vfs::RealFs, stale, &mut |_, _| {}).map_err(
+                |e| {
+                    format!(
+                        "An earlier try left {} on the USB stick and it cannot be erased ({e}). \
+                         Delete it on a computer, or use another stick.",
+                        stale
+                            .file_name()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    )
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Mounts the stick and writes the sealed export; returns the code. Every
-/// failure is said in words, with nothing left on the stick.
+/// failure is said in words, and nothing on the stick can be imported
+/// (the code of a failed try is never shown). A stick pulled out stops the
+/// write at the next chunk ([`STICK_PULLED_EXPORT`]).
 fn export<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     ctx: &Ctx<S>,
     name: &str,
@@ -484,35 +535,42 @@ fn export<S: Screen<Prompt = ApprovalPrompt> + 'static>(
         .as_ref()
         .ok_or("This device has no USB stick port configured.")?;
     let mounted = stick.mount(Mode::ReadWrite).map_err(|e| e.to_string())?;
-    let code = PairingCode::generate().map_err(|e| e.to_string())?;
     let out = mounted.dir().join(export_name(&ctx.owner, pad_id));
+    clear_earlier_try(&out)?;
+    let code = PairingCode::generate().map_err(|e| e.to_string())?;
     let title = format!("Exporting for {name}");
     let started = Instant::now();
+    let mut pulled = false;
     let res = pairing::export_sealed_with(
         ctx.service.store(),
         name,
         &out,
         &code,
         &mut |done, total| {
+            if !mounted.still_there() {
+                pulled = true;
+                return false;
+            }
             ctx.ui
                 .show_progress(progress_view(&title, done, total, started));
             true
         },
     );
     ctx.ui.hide_progress();
+    let pulled = pulled || !mounted.still_there() || res.as_ref().is_err_and(stick_gone);
     // Sync and unmount before "Remove the stick": a stick pulled out
     // before its files were written out is an error, not a success.
     let finished = mounted.finish();
-    let res = match (res, finished) {
-        (Ok(x), Ok(())) => Ok(x),
-        (Err(e), _) => Err(e.to_string()),
-        (Ok(_), Err(e)) => Err(e.to_string()),
-    };
-    match res {
-        Ok(_) => Ok(code),
-        Err(e) => Err(format!(
-            "Writing to the USB stick failed: {e}. Nothing usable was left on it. Check the \
-             stick (inserted, not full, not write-protected)."
+    match (res, finished) {
+        (Ok(_), Ok(())) => Ok(code),
+        _ if pulled => Err(STICK_PULLED_EXPORT.into()),
+        (Err(e), _) => Err(format!(
+            "Writing to the USB stick failed: {e}. What is on it cannot be imported. Check the \
+             stick (inserted, not full, not write-protected) and tap Try again."
+        )),
+        (Ok(_), Err(e)) => Err(format!(
+            "{e}. What is on the stick cannot be imported (its code is not shown); tap Try \
+             again."
         )),
     }
 }
@@ -674,21 +732,38 @@ fn import_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
         ctx.flows.cancel.store(false, Ordering::SeqCst);
         let title = format!("Importing {name}");
         let started = Instant::now();
+        let mut pulled = false;
         let res = stick
             .mount(Mode::ReadOnly)
             .map_err(|e| Error::io("the USB stick", std::io::Error::other(e.to_string())))
-            .and_then(|_m| {
-                pairing::import_sealed_with(store, &file, &code, &name, &mut |done, total| {
-                    ui.show_progress(progress_view(&title, done, total, started));
-                    !ctx.flows.cancel.load(Ordering::SeqCst)
-                })
-                .map_err(Error::from)
+            .and_then(|m| {
+                let r =
+                    pairing::import_sealed_with(store, &file, &code, &name, &mut |done, total| {
+                        if !m.still_there() {
+                            pulled = true;
+                            return false;
+                        }
+                        ui.show_progress(progress_view(&title, done, total, started));
+                        !ctx.flows.cancel.load(Ordering::SeqCst)
+                    });
+                pulled |= r.as_ref().is_err_and(stick_gone);
+                r.map_err(Error::from)
             });
         ui.hide_progress();
         drop(hold);
         drop(code);
         let done = match res {
             Ok(d) => d,
+            Err(_) if pulled => {
+                trouble(
+                    ui,
+                    "import-error",
+                    "The USB stick was removed",
+                    STICK_PULLED_IMPORT,
+                    false,
+                );
+                return;
+            }
             Err(Error::Pad(PadError::WrongPairingCode { .. })) => {
                 if trouble(
                     ui,
@@ -787,6 +862,20 @@ mod tests {
         assert_eq!(sizes_that_fit(&o, 100), Vec::<u64>::new());
         assert_eq!(sizes_that_fit(&o, 3100), vec![1000, 2000, 3000]);
         assert_eq!(sizes_that_fit(&o, 0), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_errors_of_a_pulled_stick_are_told_as_such() {
+        use nix::errno::Errno;
+        for e in [Errno::EIO, Errno::ENODEV, Errno::ENXIO, Errno::ENOMEDIUM] {
+            let err = PadError::io("cannot write", std::io::Error::from_raw_os_error(e as i32));
+            assert!(stick_gone(&err), "{e}");
+        }
+        for e in [Errno::ENOSPC, Errno::EROFS, Errno::ENOENT] {
+            let err = PadError::io("cannot write", std::io::Error::from_raw_os_error(e as i32));
+            assert!(!stick_gone(&err), "{e}");
+        }
+        assert!(!stick_gone(&PadError::Cancelled));
     }
 
     #[test]

@@ -13,6 +13,13 @@
 //!   [`MountedStick::finish`] syncs and unmounts it and reports a stick
 //!   pulled out before that.
 //!
+//! A stick can be pulled out at any moment. The flows ask
+//! [`MountedStick::still_there`] after every chunk they write or read, so a
+//! pulled stick stops an export or import at once (a pulled stick's file
+//! system may go on taking writes into memory until a sync fails), and say
+//! so in words; the I/O errors a pulled stick gives (EIO, ENODEV, ENXIO,
+//! ENOMEDIUM, [`crate::stick_mount::is_removal`]) are said the same way.
+//!
 //! Errors say what happened and what to do, in words for the screen.
 
 use std::path::{Path, PathBuf};
@@ -44,15 +51,38 @@ pub struct MountedStick {
     /// Undoes the mount (the real stick's sync + unmount); `None` for a
     /// directory.
     unmount: Option<Unmount>,
+    /// Says whether the stick is still in its port (`None`: always).
+    check: Option<Presence>,
 }
 
 /// What undoes a mount: syncs and unmounts, and says if that failed.
 pub type Unmount = Box<dyn FnOnce() -> Result<(), StickError> + Send>;
 
+/// Whether a mounted stick is still there (false once it was pulled out).
+pub type Presence = Box<dyn Fn() -> bool + Send>;
+
 impl MountedStick {
     /// A mounted stick at `dir`; `unmount` runs on drop.
     pub fn new(dir: PathBuf, mode: Mode, unmount: Option<Unmount>) -> Self {
-        MountedStick { dir, mode, unmount }
+        MountedStick {
+            dir,
+            mode,
+            unmount,
+            check: None,
+        }
+    }
+
+    /// The same, with `check` saying whether the stick is still there.
+    pub fn with_presence(mut self, check: Presence) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// Whether the stick is still in its port: false once it was pulled
+    /// out (the directory of a [`DirStick`] gone or replaced; the real
+    /// stick's device node gone).
+    pub fn still_there(&self) -> bool {
+        self.check.as_ref().is_none_or(|c| c())
     }
 
     /// Writes everything out and unmounts; after `Ok` the owner may pull
@@ -102,8 +132,16 @@ impl DirStick {
 
 impl Stick for DirStick {
     fn mount(&self, mode: Mode) -> Result<MountedStick, StickError> {
+        use std::os::unix::fs::MetadataExt;
         match std::fs::metadata(&self.dir) {
-            Ok(m) if m.is_dir() => Ok(MountedStick::new(self.dir.clone(), mode, None)),
+            Ok(m) if m.is_dir() => {
+                // Still there: the same directory (not one made anew).
+                let (dir, dev, ino) = (self.dir.clone(), m.dev(), m.ino());
+                let check: Presence = Box::new(move || {
+                    std::fs::metadata(&dir).is_ok_and(|n| n.dev() == dev && n.ino() == ino)
+                });
+                Ok(MountedStick::new(self.dir.clone(), mode, None).with_presence(check))
+            }
             Ok(_) => Err(StickError::Unusable(format!(
                 "{} is not a directory",
                 self.dir.display()
@@ -131,9 +169,12 @@ impl Stick for UsbStick {
         match sm::mount_stick(access, None) {
             Ok(m) => {
                 let dir = m.path().to_path_buf();
+                // devtmpfs removes a pulled stick's device node.
+                let node = m.device().to_path_buf();
                 let unmount: Unmount =
                     Box::new(move || m.finish().map_err(|e| StickError::Unusable(e.to_string())));
-                Ok(MountedStick::new(dir, mode, Some(unmount)))
+                Ok(MountedStick::new(dir, mode, Some(unmount))
+                    .with_presence(Box::new(move || node.exists())))
             }
             Err(sm::StickError::NoStick) => Err(StickError::Missing),
             Err(e) => Err(StickError::Unusable(e.to_string())),
@@ -174,6 +215,13 @@ mod tests {
         let m = s.mount(Mode::ReadWrite).unwrap();
         assert_eq!(m.dir(), dir);
         assert_eq!(export_files(&m).unwrap(), vec!["a.otcpad", "b.otcpad"]);
+        assert!(m.still_there());
+        // Pulled out: gone, and a new directory in its place is another stick.
+        std::fs::rename(&dir, tmp.path().join("aside")).unwrap();
+        assert!(!m.still_there());
+        std::fs::create_dir(&dir).unwrap();
+        assert!(!m.still_there());
+        assert!(s.mount(Mode::ReadOnly).unwrap().still_there());
     }
 
     #[test]

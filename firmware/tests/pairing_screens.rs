@@ -9,12 +9,13 @@ mod common;
 
 use common::device::*;
 use otc_device::pad::pairing::PairingCode;
-use otc_device::pairing_flow::PairingOptions;
-use otc_device::stick::DirStick;
+use otc_device::pairing_flow::{PairingOptions, STICK_PULLED_EXPORT, STICK_PULLED_IMPORT};
+use otc_device::stick::{DirStick, Mode, MountedStick, Stick, StickError};
 use otc_ui::ScreenTrace;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const SIZE_LABEL: &str = "256 KiB";
 
@@ -94,6 +95,11 @@ fn tap_starting(dev: &Dev, prefix: &str) {
 /// Alice's side up to the code: New contact → name → size → Make →
 /// Export. Returns the code as the screen shows it.
 fn make_and_export(alice: &Dev, name: &str) -> String {
+    make_and_export_sized(alice, name, SIZE_LABEL)
+}
+
+/// [`make_and_export`] with the size button starting `size`.
+fn make_and_export_sized(alice: &Dev, name: &str, size: &str) -> String {
     alice.tap("New contact");
     type_and_done(alice, "Name", name);
     let t = on(alice, "new-contact-size");
@@ -108,7 +114,7 @@ fn make_and_export(alice: &Dev, name: &str) -> String {
         "{}",
         t.to_json()
     );
-    tap_starting(alice, SIZE_LABEL);
+    tap_starting(alice, size);
     on(alice, "new-contact-make");
     alice.tap("Make");
     on(alice, "new-contact-export");
@@ -445,4 +451,194 @@ fn cancel_while_making_erases_everything_and_the_endpoint_is_busy_meanwhile() {
     let status = alice.get(otc_proto::routes::STATUS);
     assert_eq!(status.json()["busy"], false, "{}", status.body);
     assert!(std::fs::read_dir(&stick).expect("stick").next().is_none());
+}
+
+/// A stick the test pulls out at a known point: a real directory (real
+/// files, fsync) that leaves its port, with whatever it holds, at the
+/// `pull_at`-th time the device asks whether it is still there (the flows
+/// ask after every 1 MiB written or read): it is renamed to `aside`, so
+/// every later look at the stick's path finds nothing, as after a pull.
+/// The test puts it back (`reinsert`) with what it held.
+struct PullableStick {
+    dir: PathBuf,
+    aside: PathBuf,
+    pull_at: usize,
+    checks: Arc<AtomicUsize>,
+}
+
+impl Stick for PullableStick {
+    fn mount(&self, mode: Mode) -> Result<MountedStick, StickError> {
+        let real = DirStick::new(&self.dir).mount(mode)?;
+        let (dir, aside, pull_at, checks) = (
+            self.dir.clone(),
+            self.aside.clone(),
+            self.pull_at,
+            self.checks.clone(),
+        );
+        Ok(
+            MountedStick::new(self.dir.clone(), mode, None).with_presence(Box::new(move || {
+                if checks.fetch_add(1, Ordering::SeqCst) + 1 == pull_at {
+                    std::fs::rename(&dir, &aside).expect("pull the stick out");
+                }
+                real.still_there()
+            })),
+        )
+    }
+}
+
+const BIG_LABEL: &str = "4 MiB";
+
+/// Sizes 64 KiB and 4 MiB (4 chunks of export), the stick pulled out at
+/// the `pull_at`-th check of an export or import on this device.
+fn pull_options(stick: &Path, aside: &Path, pull_at: usize) -> PairingOptions {
+    PairingOptions {
+        stick: Some(Arc::new(PullableStick {
+            dir: stick.to_path_buf(),
+            aside: aside.to_path_buf(),
+            pull_at,
+            checks: Arc::new(AtomicUsize::new(0)),
+        })),
+        sizes: vec![64 << 10, 4 << 20],
+        ..options(stick, Path::new("/dev/urandom"))
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Seals on `a` to `b_name`, opens on `b` from `a_name`.
+fn seal_and_open(a: &Dev, b_name: &str, b: &Dev, a_name: &str, text: &str) {
+    let (resp, _) = a.seal(b_name, text);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let package = resp.json()["package"]
+        .as_str()
+        .expect("package")
+        .to_string();
+    let (resp, _) = b.open(a_name, &package);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.json()["message"], text);
+}
+
+#[test]
+fn a_stick_pulled_out_mid_export_says_so_leaves_nothing_importable_and_a_new_try_works() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (a, b, stick, aside) = (
+        root.path().join("alice"),
+        root.path().join("bob"),
+        root.path().join("stick"),
+        root.path().join("stick-pulled"),
+    );
+    otc_testkit::init(&a, "Alice");
+    otc_testkit::init(&b, "Bob");
+    std::fs::create_dir(&stick).expect("stick dir");
+    // Pulled after the export's second MiB of four.
+    let alice = Dev::start_with(&a, "Alice", limits(), pull_options(&stick, &aside, 2));
+    let bob = Dev::start_with(&b, "Bob", limits(), pull_options(&stick, &aside, 0));
+    alice.tap("New contact");
+    type_and_done(&alice, "Name", "bob");
+    on(&alice, "new-contact-size");
+    tap_starting(&alice, BIG_LABEL);
+    on(&alice, "new-contact-make");
+    alice.tap("Make");
+    on(&alice, "new-contact-export");
+    alice.tap("Export");
+    let t = on(&alice, "new-contact-error");
+    assert!(t.has_text("The export failed"), "{}", t.to_json());
+    assert!(t.has_text(STICK_PULLED_EXPORT), "{}", t.to_json());
+    assert!(t.button("Try again").is_some(), "{}", t.to_json());
+    assert!(!stick.exists(), "the stick is out");
+    // What the stick took away: nothing an import lists (at most the
+    // temporary file of the write cut short).
+    let left = names(&aside);
+    assert!(
+        left.iter().all(|n| n.ends_with(".otcpad.tmp")),
+        "the pulled stick holds {left:?}"
+    );
+    // The pad stays while a new try is offered; the endpoint is still busy.
+    assert_eq!(alice.running().service.store().contacts().len(), 1);
+    let status = alice.get(otc_proto::routes::STATUS);
+    assert_eq!(status.json()["busy"], true, "{}", status.body);
+
+    // Back in, and again: the export replaces what the cut write left.
+    std::fs::rename(&aside, &stick).expect("insert the stick again");
+    alice.tap("Try again");
+    on(&alice, "new-contact-export");
+    alice.tap("Export");
+    let t = on(&alice, "new-contact-code");
+    let code = code_of(&t);
+    let file = export_file(&stick);
+    let t = import(&bob, &file, &code, "alice");
+    assert_eq!(t.screen, "import-done", "{}", t.to_json());
+    let bob_fp = t.texts[3].clone();
+    bob.tap("Done");
+    alice.tap("Partner has imported it");
+    let t = on(&alice, "new-contact-done");
+    assert!(t.has_text(&bob_fp), "{} vs {bob_fp}", t.to_json());
+    alice.tap("Done");
+    on(&alice, "home");
+    on(&bob, "home");
+    seal_and_open(&alice, "bob", &bob, "alice", "the stick came back");
+}
+
+#[test]
+fn a_stick_pulled_out_mid_import_says_so_writes_nothing_and_a_new_try_works() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (a, b, stick, aside) = (
+        root.path().join("alice"),
+        root.path().join("bob"),
+        root.path().join("stick"),
+        root.path().join("stick-pulled"),
+    );
+    otc_testkit::init(&a, "Alice");
+    otc_testkit::init(&b, "Bob");
+    std::fs::create_dir(&stick).expect("stick dir");
+    let alice = Dev::start_with(&a, "Alice", limits(), pull_options(&stick, &aside, 0));
+    // Pulled after the import's second MiB of four.
+    let bob = Dev::start_with(&b, "Bob", limits(), pull_options(&stick, &aside, 2));
+    let code = make_and_export_sized(&alice, "bob", BIG_LABEL);
+    let file = export_file(&stick);
+    let export_bytes = std::fs::read(stick.join(&file)).expect("the export");
+    let before: Vec<PathBuf> = common::tree(&bob.dir).into_iter().map(|(p, _)| p).collect();
+
+    let t = import(&bob, &file, &code, "alice");
+    assert_eq!(t.screen, "import-error", "{}", t.to_json());
+    assert!(t.has_text("The USB stick was removed"), "{}", t.to_json());
+    assert!(t.has_text(STICK_PULLED_IMPORT), "{}", t.to_json());
+    assert!(!stick.exists(), "the stick is out");
+    // Nothing half-made on the importer: no contact, no pad, no temporary
+    // file, no file that was not there before.
+    assert!(bob.running().service.store().contacts().is_empty());
+    assert!(common::pad_files(&bob.dir).is_empty());
+    let after: Vec<PathBuf> = common::tree(&bob.dir).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(after, before, "files of the importer's data directory");
+    assert!(!bob.audit_kinds().iter().any(|k| k == "pad_imported"));
+    // The stick still holds the export as it was (it was only read).
+    assert_eq!(
+        std::fs::read(aside.join(&file)).expect("the export on the pulled stick"),
+        export_bytes
+    );
+    let status = bob.get(otc_proto::routes::STATUS);
+    assert_eq!(status.json()["busy"], false, "{}", status.body);
+    bob.tap("Back");
+    on(&bob, "home");
+
+    // Back in, and again: the same code imports it.
+    std::fs::rename(&aside, &stick).expect("insert the stick again");
+    let t = import(&bob, &file, &code, "alice");
+    assert_eq!(t.screen, "import-done", "{}", t.to_json());
+    let bob_fp = t.texts[3].clone();
+    bob.tap("Done");
+    alice.tap("Partner has imported it");
+    let t = on(&alice, "new-contact-done");
+    assert!(t.has_text(&bob_fp), "{} vs {bob_fp}", t.to_json());
+    alice.tap("Done");
+    on(&bob, "home");
+    seal_and_open(&bob, "alice", &alice, "bob", "the stick came back");
 }
