@@ -562,7 +562,16 @@ fn a_stick_pulled_out_mid_export_says_so_leaves_nothing_importable_and_a_new_try
         "the pulled stick holds {left:?}"
     );
     // The pad stays while a new try is offered; the endpoint is still busy.
-    assert_eq!(alice.running().service.store().contacts().len(), 1);
+    assert_eq!(
+        alice
+            .running()
+            .service()
+            .expect("the device is unlocked")
+            .store()
+            .contacts()
+            .len(),
+        1
+    );
     let status = alice.get(otc_proto::routes::STATUS);
     assert_eq!(status.json()["busy"], true, "{}", status.body);
 
@@ -614,7 +623,14 @@ fn a_stick_pulled_out_mid_import_says_so_writes_nothing_and_a_new_try_works() {
     assert!(!stick.exists(), "the stick is out");
     // Nothing half-made on the importer: no contact, no pad, no temporary
     // file, no file that was not there before.
-    assert!(bob.running().service.store().contacts().is_empty());
+    assert!(
+        bob.running()
+            .service()
+            .expect("the device is unlocked")
+            .store()
+            .contacts()
+            .is_empty()
+    );
     assert!(common::pad_files(&bob.dir).is_empty());
     let after: Vec<PathBuf> = common::tree(&bob.dir).into_iter().map(|(p, _)| p).collect();
     assert_eq!(after, before, "files of the importer's data directory");
