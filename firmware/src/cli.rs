@@ -8,17 +8,19 @@ use crate::error::{Error, Result};
 use crate::net::Bind;
 use crate::pad::Error as PadError;
 use crate::pad::PadStore;
-#[cfg(any(debug_assertions, feature = "debug-cli"))]
 use crate::pad::StoreOptions;
 use crate::pad::generate;
 use crate::pad::legacy;
 use crate::pad::pairing::{self, MakeOptions, PairingCode};
 use crate::pad::size::parse_size;
+use crate::pad::vault::{self, KdfParams};
+use crate::pad::vfs::RealFs;
 use crate::units::human;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use otc_proto::Format;
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -82,6 +84,14 @@ pub struct Cli {
     )]
     pub data: PathBuf,
 
+    /// The passphrase of an encrypted data directory, read from this file
+    /// (`-`: standard input); one trailing newline is not part of it.
+    /// Never given as an argument (it would show in `ps` and the shell's
+    /// history). `init` with it makes an encrypted data directory; every
+    /// other command on an encrypted one needs it.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -90,10 +100,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set the device owner's name (once) and prepare the data directory.
+    ///
+    /// With --passphrase-file the data directory is encrypted at rest: a
+    /// random master key, wrapped under the passphrase with Argon2id, in
+    /// DIR/otc-device.key; every pad and record is encrypted under it. The
+    /// directory must be new or empty (a plain one is not converted), and
+    /// a weak passphrase is refused with the reason.
     Init {
         /// The owner's name, shown on the home screen.
         #[arg(long, value_name = "NAME")]
         owner: String,
+        /// Tests only: tiny Argon2id parameters (8 KiB, 1 pass), so a test
+        /// can unlock in microseconds and use any passphrase. Worthless
+        /// against guessing.
+        #[cfg(any(debug_assertions, feature = "debug-cli"))]
+        #[arg(long, hide = true)]
+        insecure_test_kdf: bool,
     },
     /// Run the device: the screen, the confirmation prompts and the RPC
     /// endpoint for the chat client.
@@ -355,8 +377,17 @@ fn bar(total: u64, msg: &str) -> ProgressBar {
 /// Run a parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Init { owner } => {
-            PadStore::open_dir(&cli.data)?.close()?;
+        Command::Init {
+            owner,
+            #[cfg(any(debug_assertions, feature = "debug-cli"))]
+            insecure_test_kdf,
+        } => {
+            #[cfg(not(any(debug_assertions, feature = "debug-cli")))]
+            let insecure_test_kdf = false;
+            match &cli.passphrase_file {
+                Some(pf) => init_encrypted(&cli.data, pf, insecure_test_kdf)?,
+                None => PadStore::open_dir(&cli.data)?.close()?,
+            }
             crate::config::set_owner(&cli.data, &owner)?;
             println!(
                 "This device now belongs to {}. On the appliance, start it with \
@@ -384,13 +415,25 @@ pub fn run(cli: Cli) -> Result<()> {
             let opts = run_options(&cli.data, &args)?;
             crate::device::run(&cli.data, opts)
         }
-        Command::Pad(cmd) => run_pad(&cli.data, cmd),
+        Command::Pad(cmd) => run_pad(
+            &DataDir {
+                dir: &cli.data,
+                passphrase_file: cli.passphrase_file.as_deref(),
+            },
+            cmd,
+        ),
         Command::StatusLedError { seconds } => {
             status_led_error(&cli.data, Duration::from_secs(seconds));
             Ok(())
         }
         #[cfg(any(debug_assertions, feature = "debug-cli"))]
-        Command::Debug(cmd) => run_debug(&cli.data, cmd),
+        Command::Debug(cmd) => run_debug(
+            &DataDir {
+                dir: &cli.data,
+                passphrase_file: cli.passphrase_file.as_deref(),
+            },
+            cmd,
+        ),
     }
 }
 
@@ -412,6 +455,115 @@ fn status_led_error(dir: &Path, span: Duration) {
         }
         None => std::thread::sleep(span),
     }
+}
+
+/// The data directory a `pad` or `debug` command works on, and where its
+/// passphrase comes from if it is encrypted.
+pub struct DataDir<'a> {
+    pub dir: &'a Path,
+    pub passphrase_file: Option<&'a Path>,
+}
+
+impl DataDir<'_> {
+    /// Open the store: plain, or (with a key file, or a failure counter
+    /// left by a destroyed key) unlocked with the passphrase. The command
+    /// line counts wrong passphrases like the screen does
+    /// ([`vault::DEFAULT_MAX_FAILURES`] in a row destroy the key) but does
+    /// not wait between tries: it is for development and tests.
+    fn open(&self, opts: StoreOptions) -> Result<PadStore> {
+        let encrypted = vault::is_initialized(&RealFs, self.dir)
+            || self.dir.join(vault::FAILURES_FILE).exists();
+        if !encrypted {
+            if self.passphrase_file.is_some()
+                && self.dir.join(crate::pad::store::MARKER_FILE).exists()
+            {
+                return Err(PadError::NotEncrypted(self.dir.to_path_buf()).into());
+            }
+            return Ok(PadStore::open_dir_with(self.dir, opts)?);
+        }
+        let Some(pf) = self.passphrase_file else {
+            return Err(PadError::PassphraseNeeded(self.dir.to_path_buf()).into());
+        };
+        let pass = read_passphrase(pf)?;
+        let key = vault::unlock(&RealFs, self.dir, &pass, vault::DEFAULT_MAX_FAILURES)?;
+        Ok(PadStore::open_dir_keyed(self.dir, opts, Some(key))?)
+    }
+}
+
+/// Read a passphrase from `path` (`-`: standard input), without one
+/// trailing newline (`\n` or `\r\n`). An empty one is refused.
+pub fn read_passphrase(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut text = zeroize::Zeroizing::new(Vec::new());
+    let res = if path == Path::new("-") {
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut text)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut text))
+    };
+    res.map_err(|e| {
+        Error::io(
+            format!("cannot read the passphrase from {}", path.display()),
+            e,
+        )
+    })?;
+    if text.ends_with(b"\n") {
+        text.pop();
+        if text.ends_with(b"\r") {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(Error::io(
+            format!("cannot read the passphrase from {}", path.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "it is empty"),
+        ));
+    }
+    Ok(text)
+}
+
+/// `init --passphrase-file`: a new encrypted data directory (see
+/// [`Command::Init`]).
+fn init_encrypted(dir: &Path, passphrase_file: &Path, test_kdf: bool) -> Result<()> {
+    let pass = read_passphrase(passphrase_file)?;
+    let params = if test_kdf {
+        KdfParams::TEST
+    } else {
+        let text = std::str::from_utf8(&pass)
+            .map_err(|_| PadError::WeakPassphrase("it is not UTF-8 text".to_string()))?;
+        if let Some(reason) = vault::passphrase_strength(text).refused {
+            return Err(PadError::WeakPassphrase(reason).into());
+        }
+        KdfParams::DEFAULT
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?
+        .count();
+    if entries > 0 {
+        let reason = if vault::is_initialized(&RealFs, dir) {
+            "it is encrypted already"
+        } else {
+            "it is not empty; an encrypted data directory starts empty (a plain one is not converted)"
+        };
+        return Err(PadError::AlreadyInitialized {
+            path: dir.to_path_buf(),
+            reason: reason.to_string(),
+        }
+        .into());
+    }
+    let canon = std::fs::canonicalize(dir)
+        .map_err(|e| Error::io(format!("cannot resolve {}", dir.display()), e))?;
+    if let Some(parent) = canon.parent() {
+        crate::pad::fsutil::sync_dir(parent)?;
+    }
+    let key = vault::create(&RealFs, &canon, &pass, &params)?;
+    PadStore::open_dir_keyed(&canon, StoreOptions::default(), Some(key))?.close()?;
+    Ok(())
 }
 
 /// `run`'s flags and `DIR/otc.toml`, resolved into the device's plain
@@ -523,7 +675,7 @@ fn audit_pad(store: &PadStore, event: Event) {
 }
 
 /// `pad ...`: one function per subcommand.
-fn run_pad(data: &Path, cmd: PadCommand) -> Result<()> {
+fn run_pad(data: &DataDir, cmd: PadCommand) -> Result<()> {
     match cmd {
         PadCommand::New {
             contact,
@@ -560,7 +712,7 @@ fn run_pad(data: &Path, cmd: PadCommand) -> Result<()> {
 /// sealed export and print its pairing code. If the export cannot be
 /// written, the new pad is erased again: nothing is kept.
 fn pad_new(
-    data: &Path,
+    data: &DataDir,
     contact: String,
     size: &str,
     hwrng: Option<PathBuf>,
@@ -578,7 +730,7 @@ fn pad_new(
     if std::fs::symlink_metadata(&tmp).is_ok() {
         return Err(PadError::OutputExists(tmp).into());
     }
-    let store = PadStore::open_dir(data)?;
+    let store = data.open(StoreOptions::default())?;
     if hwrng.is_none() {
         eprintln!(
             "warning: no --hwrng: the pad is made from this computer's kernel RNG alone, and this \
@@ -667,12 +819,12 @@ struct ImportedPad {
 /// The part both imports share: open the store, run `import` with a
 /// progress bar over `file`'s length, audit the new pad, close the store.
 fn import_pad<T>(
-    data: &Path,
+    data: &DataDir,
     file: &Path,
     import: impl FnOnce(&PadStore, &mut dyn FnMut(u64, u64)) -> crate::pad::Result<T>,
     pad: impl Fn(&T) -> ImportedPad,
 ) -> Result<T> {
-    let store = PadStore::open_dir(data)?;
+    let store = data.open(StoreOptions::default())?;
     let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let pb = bar(len, "importing");
     let res = import(&store, &mut |d, _| pb.set_position(d));
@@ -710,7 +862,7 @@ fn read_code(path: &Path) -> Result<PairingCode> {
 
 /// `pad import`: a sealed export with its pairing code. A plain export of
 /// an earlier version is refused ([`Error::PlainExport`]).
-fn pad_import(data: &Path, file: &Path, contact: &str, code_file: Option<&Path>) -> Result<()> {
+fn pad_import(data: &DataDir, file: &Path, contact: &str, code_file: Option<&Path>) -> Result<()> {
     let kind = pairing::probe(file)?;
     if kind == pairing::ExportKind::Plain {
         return Err(PadError::PlainExport {
@@ -724,6 +876,15 @@ fn pad_import(data: &Path, file: &Path, contact: &str, code_file: Option<&Path>)
         }
         .into());
     };
+    if code_file == Path::new("-") && data.passphrase_file == Some(Path::new("-")) {
+        return Err(Error::io(
+            "cannot read both the pairing code and the passphrase from standard input",
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "give one of --code-file and --passphrase-file as a file",
+            ),
+        ));
+    }
     let code = read_code(code_file)?;
     let r = import_pad(
         data,
@@ -757,7 +918,12 @@ fn pad_import(data: &Path, file: &Path, contact: &str, code_file: Option<&Path>)
 }
 
 /// `pad import-legacy`.
-fn pad_import_legacy(data: &Path, store_path: &Path, metadata: &Path, contact: &str) -> Result<()> {
+fn pad_import_legacy(
+    data: &DataDir,
+    store_path: &Path,
+    metadata: &Path,
+    contact: &str,
+) -> Result<()> {
     let r = import_pad(
         data,
         store_path,
@@ -785,8 +951,8 @@ fn pad_import_legacy(data: &Path, store_path: &Path, metadata: &Path, contact: &
 }
 
 /// `pad list`.
-fn pad_list(data: &Path, json: bool) -> Result<()> {
-    let store = PadStore::open_dir(data)?;
+fn pad_list(data: &DataDir, json: bool) -> Result<()> {
+    let store = data.open(StoreOptions::default())?;
     let list = store.list();
     let withdrawn = store.withdrawn();
     store.close()?;
@@ -865,8 +1031,8 @@ fn pad_list(data: &Path, json: bool) -> Result<()> {
 }
 
 /// `pad remove`.
-fn pad_remove(data: &Path, name: &str) -> Result<()> {
-    let store = PadStore::open_dir(data)?;
+fn pad_remove(data: &DataDir, name: &str) -> Result<()> {
+    let store = data.open(StoreOptions::default())?;
     if let Some(w) = store.withdrawn().into_iter().find(|w| w.name == name) {
         // A v2 pad (withdrawn): erased like any other.
         store.remove(name, &mut |_, _| {})?;
@@ -899,7 +1065,7 @@ fn pad_remove(data: &Path, name: &str) -> Result<()> {
 }
 
 #[cfg(any(debug_assertions, feature = "debug-cli"))]
-fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
+fn run_debug(data: &DataDir, cmd: DebugCommand) -> Result<()> {
     match cmd {
         DebugCommand::SealLoop {
             contact,
@@ -911,7 +1077,7 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
             if let Some(b) = reserve_block {
                 opts.reserve_block = b;
             }
-            let store = PadStore::open_dir_with(data, opts)?;
+            let store = data.open(opts)?;
             let message = vec![0x42u8; message_len];
             let mut out = std::io::stdout().lock();
             let mut n = 0u64;
@@ -939,7 +1105,7 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
             Ok(store.close()?)
         }
         DebugCommand::Seal { contact, message } => {
-            let store = PadStore::open_dir(data)?;
+            let store = data.open(StoreOptions::default())?;
             let s = store.seal(&contact, message.as_bytes())?;
             store.close()?;
             println!("{}", hex::encode(s.package));
@@ -950,7 +1116,7 @@ fn run_debug(data: &std::path::Path, cmd: DebugCommand) -> Result<()> {
                 format: "hex".into(),
                 reason: e.to_string(),
             })?;
-            let store = PadStore::open_dir(data)?;
+            let store = data.open(StoreOptions::default())?;
             let check = store.check_open(&contact, &bytes)?;
             for w in &check.warnings {
                 eprintln!("warning: {w:?}");

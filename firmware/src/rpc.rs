@@ -261,10 +261,19 @@ fn store_failure(e: &crate::pad::Error, opening: bool) -> Failure {
 /// the power-loss simulator checks it as it checks the store
 /// (`firmware/tests/powerloss_read_refs.rs`). Not the pad's send offset,
 /// which is the store's.
+///
+/// In an encrypted data directory (issue 18) the file is a sealed blob
+/// under the master key ([`crate::pad::vault::MasterKey::seal_blob`],
+/// purpose `cursors`): [`ReadRefs::load_with_key`] with the store's key
+/// ([`PadStore::master_key`]).
 pub struct ReadRefs {
     path: PathBuf,
     map: BTreeMap<String, u64>,
+    key: Option<crate::pad::vault::MasterKey>,
 }
+
+/// The associated data of the sealed read positions.
+const READ_REFS_PURPOSE: &str = "cursors";
 
 /// The file's size bound when read back: [`MAX_RELAYS`] names of at most
 /// 128 bytes with their numbers, with room to spare.
@@ -273,13 +282,35 @@ const READ_REFS_MAX_BYTES: u64 = 64 * 1024;
 impl ReadRefs {
     /// The positions kept in `dir` (none if the file is missing).
     pub fn load(vfs: &dyn Vfs, dir: &Path) -> std::io::Result<Self> {
+        Self::load_with_key(vfs, dir, None)
+    }
+
+    /// The positions kept in `dir`, sealed under `key` when it is given
+    /// (an encrypted data directory).
+    pub fn load_with_key(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        key: Option<&crate::pad::vault::MasterKey>,
+    ) -> std::io::Result<Self> {
         let path = dir.join("cursors.json");
         let map = match vfs::read_all(vfs, &path, READ_REFS_MAX_BYTES) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Ok(bytes) => {
+                let bytes = match key {
+                    Some(k) => k
+                        .open_blob(READ_REFS_PURPOSE, &bytes)
+                        .map_err(std::io::Error::other)?,
+                    None => bytes,
+                };
+                serde_json::from_slice(&bytes).map_err(std::io::Error::other)?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
         };
-        Ok(ReadRefs { path, map })
+        Ok(ReadRefs {
+            path,
+            map,
+            key: key.cloned(),
+        })
     }
 
     /// The position kept for `relay`.
@@ -298,7 +329,10 @@ impl ReadRefs {
     pub fn set(&mut self, vfs: &dyn Vfs, relay: &str, cursor: u64) -> std::io::Result<()> {
         let mut next = self.map.clone();
         next.insert(relay.to_string(), cursor);
-        let bytes = serde_json::to_vec(&next).map_err(std::io::Error::other)?;
+        let mut bytes = serde_json::to_vec(&next).map_err(std::io::Error::other)?;
+        if let Some(k) = &self.key {
+            bytes = k.seal_blob(READ_REFS_PURPOSE, &bytes);
+        }
         replace_durably(vfs, &self.path, &bytes)?;
         self.map = next;
         Ok(())
@@ -463,7 +497,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         owner: String,
         notify: Box<dyn Fn(Notice) + Send + Sync>,
     ) -> std::io::Result<Self> {
-        let read_refs = ReadRefs::load(store.vfs(), store.dir())?;
+        let read_refs = ReadRefs::load_with_key(store.vfs(), store.dir(), store.master_key())?;
         Ok(Service {
             store,
             broker,
@@ -1264,6 +1298,35 @@ mod tests {
             Some(Decision::Approve)
         }
         fn withdraw(&self, _ticket: &()) {}
+    }
+
+    /// Issue 18: in an encrypted data directory the read positions are
+    /// sealed under the master key: the file shows no relay name or
+    /// number, another key cannot read it, and the positions load back.
+    #[test]
+    fn read_positions_are_sealed_under_the_master_key() {
+        use crate::pad::vault::{self, KdfParams};
+        use crate::pad::vfs::RealFs;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        let key = vault::create(&RealFs, &dir, b"p", &KdfParams::TEST).unwrap();
+        let store = PadStore::open_dir_keyed(&dir, Default::default(), Some(key)).unwrap();
+        let mut refs =
+            ReadRefs::load_with_key(store.vfs(), store.dir(), store.master_key()).unwrap();
+        refs.set(store.vfs(), "relay.example", 123456789).unwrap();
+        let raw = std::fs::read(dir.join("cursors.json")).unwrap();
+        for needle in [&b"relay.example"[..], b"123456789"] {
+            assert!(!raw.windows(needle.len()).any(|w| w == needle));
+        }
+        let back = ReadRefs::load_with_key(store.vfs(), store.dir(), store.master_key()).unwrap();
+        assert_eq!(back.get("relay.example"), Some(123456789));
+        // Plain or under another key: refused, not misread.
+        assert!(ReadRefs::load(store.vfs(), store.dir()).is_err());
+        let other_dir = tmp.path().join("o");
+        std::fs::create_dir(&other_dir).unwrap();
+        let other = vault::create(&RealFs, &other_dir, b"p", &KdfParams::TEST).unwrap();
+        assert!(ReadRefs::load_with_key(store.vfs(), store.dir(), Some(&other)).is_err());
     }
 
     #[test]

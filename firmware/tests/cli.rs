@@ -511,3 +511,98 @@ fn pad_list_shows_a_truncated_pad_as_damaged() {
     );
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 16 * 1024);
 }
+
+/// Issue 18: `init --passphrase-file` makes an encrypted data directory;
+/// every `pad` and `debug` command on it needs the passphrase, from a file
+/// or standard input, never an argument.
+#[test]
+fn an_encrypted_data_directory_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let pf = dir.path().join("pass");
+    // A weak passphrase is refused with the reason, and nothing is made.
+    std::fs::write(&pf, "hunter2\n").unwrap();
+    let p = pf.to_str().unwrap();
+    let err = fails(
+        &otc(&a, &["init", "--owner", "Ann", "--passphrase-file", p]),
+        "weak_passphrase",
+    );
+    assert!(err.contains("characters"), "{err}");
+    assert!(!a.join("otc-device.key").exists());
+    // A good one, with the device's real Argon2id parameters.
+    std::fs::write(&pf, "violin orbit carpet lemon glacier\n").unwrap();
+    ok(&otc(
+        &a,
+        &["init", "--owner", "Ann", "--passphrase-file", p],
+    ));
+    assert!(a.join("otc-device.key").exists());
+    // Again: refused, it is encrypted already.
+    fails(
+        &otc(&a, &["init", "--owner", "Ann", "--passphrase-file", p]),
+        "already_initialized",
+    );
+    let export = dir.path().join("bob.otcpad");
+    let e = export.to_str().unwrap();
+    let new = [
+        "pad",
+        "new",
+        "--contact",
+        "bob",
+        "--size",
+        "64K",
+        "--export",
+        e,
+    ];
+    // Without the passphrase: refused, with what to do.
+    let err = fails(&otc(&a, &new), "passphrase_needed");
+    assert!(err.contains("--passphrase-file"), "{err}");
+    let mut with = new.to_vec();
+    with.extend(["--passphrase-file", p]);
+    let code = code_in(&ok(&otc(&a, &with)));
+    // Standard input works too; a wrong passphrase is counted.
+    let list = ["pad", "list", "--json", "--passphrase-file", "-"];
+    let json = ok(&otc_stdin(&a, &list, "violin orbit carpet lemon glacier\n"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["name"], "bob");
+    let err = fails(&otc_stdin(&a, &list, "violin orbit\n"), "wrong_passphrase");
+    assert!(err.contains("1 failed"), "{err}");
+    let pkg = ok(&otc(
+        &a,
+        &[
+            "debug",
+            "seal",
+            "--contact",
+            "bob",
+            "hi bob",
+            "--passphrase-file",
+            p,
+        ],
+    ));
+    assert!(!pkg.trim().is_empty());
+    // The pad file's name and bytes hide the contact and the pad.
+    let files = pad_files(&a);
+    assert_eq!(files.len(), 1);
+    let ours = std::fs::read(&files[0]).unwrap();
+    // The partner's plain copy of the pad.
+    let partner = dir.path().join("partner");
+    ok(&otc_stdin(
+        &partner,
+        &["pad", "import", e, "--contact", "ann", "--code-file", "-"],
+        &code,
+    ));
+    let pad = std::fs::read(&pad_files(&partner)[0]).unwrap();
+    let windows: std::collections::HashSet<&[u8]> = pad
+        .windows(16)
+        .filter(|w| w.iter().any(|b| *b != 0))
+        .collect();
+    assert!(windows.len() > 60_000);
+    assert!(!ours.windows(16).any(|w| windows.contains(w)));
+    assert_eq!(ours.len(), pad.len(), "the same pad");
+    // A plain directory refuses a passphrase it has no use for.
+    let b = dir.path().join("b");
+    ok(&otc(&b, &["pad", "list"]));
+    fails(
+        &otc(&b, &["pad", "list", "--passphrase-file", p]),
+        "not_encrypted",
+    );
+}

@@ -4,15 +4,32 @@
 //! files in a temporary directory (real fsync at every reservation block,
 //! and for every opened message).
 //!
+//! Each also on an encrypted store (issue 18: pads ChaCha20 by offset,
+//! records sealed), in the same run, for the ratio to the plain one.
+//!
 //! Run: `cargo bench -p otc-pad --bench store`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use otc_pad::generate::{NewPad, create_pad};
+use otc_pad::vault::{self, KdfParams};
+use otc_pad::vfs::RealFs;
 use otc_pad::{PadStore, StoreOptions};
 use otc_proto::Format;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const PAD: u64 = 64 << 20;
+
+/// A store on a new directory `dir`: plain, or encrypted (tiny Argon2id
+/// parameters: the unlock is not what is measured).
+fn open_store(dir: &Path, opts: StoreOptions, encrypted: bool) -> PadStore {
+    if !encrypted {
+        return PadStore::open_dir_with(dir, opts).expect("open store");
+    }
+    std::fs::create_dir(dir).expect("create data dir");
+    let key = vault::create(&RealFs, dir, b"bench", &KdfParams::TEST).expect("key");
+    PadStore::open_dir_keyed(dir, opts, Some(key)).expect("open encrypted store")
+}
 
 struct Bench {
     _dir: tempfile::TempDir,
@@ -23,9 +40,9 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(format: Format, opts: StoreOptions) -> Bench {
+    fn new(format: Format, opts: StoreOptions, encrypted: bool) -> Bench {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = PadStore::open_dir_with(dir.path().join("data"), opts).expect("open store");
+        let store = open_store(&dir.path().join("data"), opts, encrypted);
         let mut b = Bench {
             _dir: dir,
             store,
@@ -69,20 +86,23 @@ fn seal_rate(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5));
     let msg = [0x61u8; 100];
     let cases = [
-        (Format::V3, StoreOptions::default(), "v3"),
-        (Format::V1, StoreOptions::default(), "v1"),
+        (Format::V3, StoreOptions::default(), false, "v3"),
+        (Format::V3, StoreOptions::default(), true, "v3_encrypted"),
+        (Format::V1, StoreOptions::default(), false, "v1"),
+        (Format::V1, StoreOptions::default(), true, "v1_encrypted"),
         // For comparison: no sequence cache, one fsync pair per message.
         (
             Format::V3,
             StoreOptions { reserve_block: 1 },
+            false,
             "v3_fsync_every_message",
         ),
     ];
-    for (format, opts, name) in cases {
+    for (format, opts, encrypted, name) in cases {
         if opts.reserve_block == 1 {
             g.sample_size(10);
         }
-        let mut b = Bench::new(format, opts);
+        let mut b = Bench::new(format, opts, encrypted);
         g.bench_function(name, |bench| {
             bench.iter_custom(|iters| {
                 let cost = format.pad_cost(msg.len()) as u64;
@@ -117,9 +137,13 @@ struct Pair {
     bob: PadStore,
 }
 
-fn pair(format: Format) -> Pair {
+fn pair(format: Format, encrypted: bool) -> Pair {
     let dir = tempfile::tempdir().expect("tempdir");
-    let alice = PadStore::open_dir(dir.path().join("alice")).expect("alice");
+    let alice = open_store(
+        &dir.path().join("alice"),
+        StoreOptions::default(),
+        encrypted,
+    );
     let bob = PadStore::open_dir(dir.path().join("bob")).expect("bob");
     let export = dir.path().join("export");
     create_pad(
@@ -149,8 +173,13 @@ fn open_rate(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(5));
     let msg = [0x62u8; 100];
-    for (format, name) in [(Format::V3, "v3"), (Format::V1, "v1")] {
-        let mut p = pair(format);
+    for (format, encrypted, name) in [
+        (Format::V3, false, "v3"),
+        (Format::V3, true, "v3_encrypted"),
+        (Format::V1, false, "v1"),
+        (Format::V1, true, "v1_encrypted"),
+    ] {
+        let mut p = pair(format, encrypted);
         g.bench_function(name, |bench| {
             bench.iter_custom(|iters| {
                 let cost = format.pad_cost(msg.len()) as u64;
@@ -159,7 +188,7 @@ fn open_rate(c: &mut Criterion) {
                 while left > 0 {
                     let room = p.bob.contact("alice").expect("contact").send_left / cost;
                     if room == 0 {
-                        p = pair(format);
+                        p = pair(format, encrypted);
                         continue;
                     }
                     let k = room.min(left).min(4096);
@@ -182,5 +211,50 @@ fn open_rate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, seal_rate, open_rate);
+/// Making a pad (kernel RNG, health tests, hash, write, sync, export) of
+/// 1 GiB, plain and encrypted: 10 samples each (the minimum criterion
+/// takes), so about 20 GiB are written. Set OTC_BENCH_MAKE_MIB to make
+/// smaller pads.
+fn make_rate(c: &mut Criterion) {
+    let mib: u64 = std::env::var("OTC_BENCH_MAKE_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let size = mib << 20;
+    let mut g = c.benchmark_group(format!("make_pad_{mib}MiB"));
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(size));
+    for (encrypted, name) in [(false, "plain"), (true, "encrypted")] {
+        g.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store =
+                        open_store(&dir.path().join("data"), StoreOptions::default(), encrypted);
+                    let export = dir.path().join(format!("export{i}"));
+                    let t = Instant::now();
+                    create_pad(
+                        &store,
+                        &NewPad {
+                            contact: "bob".into(),
+                            size,
+                            split: None,
+                            format: Format::V3,
+                            source: None,
+                            export,
+                        },
+                        &mut |_, _, _| {},
+                    )
+                    .expect("create pad");
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, seal_rate, open_rate, make_rate);
 criterion_main!(benches);

@@ -525,6 +525,12 @@ impl PadStore {
         self.opts
     }
 
+    /// The master key of an encrypted data directory (for the appliance's
+    /// own sealed files next to the store: read positions, settings).
+    pub fn master_key(&self) -> Option<&MasterKey> {
+        self.key.as_ref()
+    }
+
     /// Whether the data directory is encrypted (opened with a key).
     pub fn encrypted(&self) -> bool {
         self.key.is_some()

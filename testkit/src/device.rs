@@ -351,6 +351,61 @@ pub fn init(dir: &Path, owner: &str) {
     otc_device(dir, &["init", "--owner", owner]);
 }
 
+/// The passphrase of the encrypted data directories the kit makes
+/// ([`init_encrypted`]).
+pub const TEST_PASSPHRASE: &str = "violin orbit carpet lemon glacier";
+
+/// `otc-device init --owner OWNER --passphrase-file F` on `dir`: an
+/// encrypted data directory (issue 18), with the tiny test-only Argon2id
+/// parameters (`--insecure-test-kdf`) so unlocking costs nothing. The
+/// passphrase is [`TEST_PASSPHRASE`]; the returned file holds it (next to
+/// `dir`, named `<dir>.passphrase`), for `--passphrase-file`.
+pub fn init_encrypted(dir: &Path, owner: &str) -> PathBuf {
+    let pf = passphrase_file(dir);
+    std::fs::write(&pf, format!("{TEST_PASSPHRASE}\n"))
+        .unwrap_or_else(|e| panic!("write {}: {e}", pf.display()));
+    let p = pf.to_str().expect("a UTF-8 path");
+    otc_device(
+        dir,
+        &[
+            "init",
+            "--owner",
+            owner,
+            "--passphrase-file",
+            p,
+            "--insecure-test-kdf",
+        ],
+    );
+    pf
+}
+
+/// The passphrase file [`init_encrypted`] writes for `dir`.
+pub fn passphrase_file(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".passphrase");
+    dir.with_file_name(name)
+}
+
+/// Unlock an encrypted data directory made by [`init_encrypted`]: its
+/// master key (counts as one unlock try, like the lock screen's).
+pub fn unlock(dir: &Path) -> otc_device::pad::vault::MasterKey {
+    use otc_device::pad::vault;
+    vault::unlock(
+        &otc_device::pad::vfs::RealFs,
+        dir,
+        TEST_PASSPHRASE.as_bytes(),
+        vault::DEFAULT_MAX_FAILURES,
+    )
+    .unwrap_or_else(|e| panic!("unlock {}: {e}", dir.display()))
+}
+
+/// The pad store of an encrypted data directory, unlocked (a device that
+/// is not: just do not call this, and the directory stays unreadable).
+pub fn open_unlocked(dir: &Path) -> otc_device::PadStore {
+    otc_device::PadStore::open_dir_keyed(dir, Default::default(), Some(unlock(dir)))
+        .unwrap_or_else(|e| panic!("open {}: {e}", dir.display()))
+}
+
 /// A pad of `size` bytes in `format` between two data directories, as two
 /// real devices would share it: `maker` (a directory and its name for the
 /// other side) makes it with `pad new --export`, `taker` (likewise) imports

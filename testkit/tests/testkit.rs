@@ -199,3 +199,35 @@ fn the_stand_in_original_relay_speaks_the_original_api() {
     assert_eq!(relay.messages().len(), 3);
     assert!(relay.requests().contains(&"POST /send".to_string()));
 }
+
+/// Issue 18: the kit makes encrypted data directories, locked until
+/// unlocked with the kit's passphrase.
+#[cfg(feature = "device")]
+#[test]
+fn the_kit_makes_locked_and_unlocked_data_directories() {
+    use otc_testkit::device::{init_encrypted, open_unlocked, otc_device};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ann");
+    let pf = init_encrypted(&dir, "Ann");
+    let export = tmp.path().join("bob.otcpad");
+    otc_device(
+        &dir,
+        &[
+            "pad",
+            "new",
+            "--contact",
+            "bob",
+            "--size",
+            "8K",
+            "--export",
+            export.to_str().unwrap(),
+            "--passphrase-file",
+            pf.to_str().unwrap(),
+        ],
+    );
+    // Locked: the store does not open without the key.
+    let e = otc_device::PadStore::open_dir(&dir).unwrap_err();
+    assert_eq!(e.code(), "passphrase_needed", "{e}");
+    let store = open_unlocked(&dir);
+    assert_eq!(store.contacts(), vec!["bob".to_string()]);
+}
