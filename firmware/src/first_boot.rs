@@ -169,6 +169,16 @@ pub(crate) fn run(ctx: &LockCtx) -> Option<Unlock> {
         cancellable: false,
         time_left: None,
     });
+    // A directory whose key was destroyed: shred what the old key sealed
+    // (records, pads, settings, the counter) before a new key is made, so
+    // nothing of the old device stays beside the new one.
+    if crate::lock::key_destroyed(ctx.dir())
+        && let Err(e) = vault::wipe(&RealFs, ctx.dir())
+    {
+        ui.hide_progress();
+        ctx.fatal(&format!("The old data cannot be erased: {e}."));
+        return None;
+    }
     // The data directory first (its marker), then the key file in it.
     if let Err(e) = crate::pad::PadStore::open_dir(ctx.dir()).and_then(|s| s.close()) {
         ui.hide_progress();

@@ -202,6 +202,12 @@ impl Mode {
     pub fn of(dir: &Path, opts: &LockOptions) -> Result<Mode> {
         Ok(if vault::is_initialized(&RealFs, dir) {
             Mode::Locked
+        } else if key_destroyed(dir) {
+            // What the destroyed key sealed can never be read again: the
+            // card starts over (the first boot shreds it before a new key
+            // is made), whatever `first_boot` says, since there is no
+            // plain store to run.
+            Mode::FirstBoot
         } else if opts.first_boot && !has_contacts(dir)? {
             Mode::FirstBoot
         } else {
@@ -211,6 +217,13 @@ impl Mode {
             Mode::Plain
         })
     }
+}
+
+/// Whether `dir` is what an encrypted directory leaves when its key file
+/// was destroyed (too many wrong passphrases): the failure counter without
+/// the key file.
+pub fn key_destroyed(dir: &Path) -> bool {
+    !vault::is_initialized(&RealFs, dir) && dir.join(vault::FAILURES_FILE).exists()
 }
 
 /// Whether the plain data directory `dir` holds any contact.

@@ -434,3 +434,104 @@ fn a_setting_change_is_audited_and_wipe_device_destroys_the_key() {
     assert!(!vault::is_initialized(&RealFs, tmp.path()));
     assert!(dev.status().locked);
 }
+
+/// After the key is destroyed (too many wrong passphrases), the next
+/// start is a first boot, not a device that cannot start: what the old
+/// key sealed is shredded before a new key is made, and no file of the
+/// old directory is left beside the new key.
+#[test]
+fn after_the_key_is_destroyed_the_next_start_is_a_clean_first_boot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    encrypted_dir(tmp.path(), "Alice", 0);
+    {
+        // A contact, so that the directory holds sealed records and a pad.
+        let key = vault::unlock(&RealFs, tmp.path(), PASS.as_bytes(), 10).expect("the key");
+        let store = otc_device::PadStore::open_dir_keyed(tmp.path(), Default::default(), Some(key))
+            .expect("open the encrypted store");
+        store
+            .import_pad_bytes(
+                "carol",
+                &[7u8; 64 * 1024],
+                32 * 1024,
+                otc_device::pad::Side::A,
+                otc_proto::Format::V3,
+            )
+            .expect("a contact");
+        store.close().expect("close");
+    }
+    let before: Vec<PathBuf> = files_under(tmp.path())
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != vault::KEY_FILE))
+        .collect();
+    assert!(!before.is_empty(), "the encrypted directory has files");
+    let lock = LockOptions {
+        first_boot: true,
+        ..opts(1)
+    };
+    let dev = Dev::start(tmp.path(), lock);
+    dev.unlock("wrong");
+    dev.on("lock-wiped");
+    let dev = dev.restart();
+    dev.on("first-boot");
+    assert!(dev.status().locked);
+    dev.tap("Start");
+    dev.type_done("Your name", "bob");
+    dev.type_done("New passphrase", PASS);
+    dev.on("first-boot-strength");
+    dev.tap("Continue");
+    dev.type_done("Passphrase again", PASS);
+    dev.wait("the address keyboard", |t| {
+        t.screen == "keyboard" && t.texts.first().is_some_and(|x| x == "Network address")
+    });
+    dev.tap("Done");
+    dev.on("first-boot-rotation");
+    dev.tap("Right way up");
+    for target in ["Top", "Middle", "Bottom"] {
+        dev.wait(&format!("the target {target}"), |t| {
+            t.screen == "touch-check" && t.has_text(&format!("Tap the target {target}"))
+        });
+        dev.tap(target);
+    }
+    dev.home("bob");
+    assert_eq!(dev.status().owner, "bob");
+    assert_eq!(
+        vault::failures(&RealFs, tmp.path()).expect("the counter"),
+        0
+    );
+    let service = dev.running().service().expect("unlocked");
+    assert!(service.store().contacts().is_empty(), "carol is gone");
+    drop(service);
+    let again = [
+        otc_device::lock::SETTINGS_FILE,
+        otc_device::pad::store::MARKER_FILE,
+        vault::FAILURES_FILE,
+    ];
+    for path in &before {
+        if path.parent() == Some(tmp.path())
+            && path
+                .file_name()
+                .is_some_and(|n| again.iter().any(|a| n == *a))
+        {
+            continue; // made again by the new first boot
+        }
+        assert!(
+            !path.exists(),
+            "{} of the destroyed key's directory is still there",
+            path.display()
+        );
+    }
+}
+
+/// Every file (not directory) under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read a directory") {
+        let p = e.expect("an entry").path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
