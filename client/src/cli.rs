@@ -531,6 +531,32 @@ pub fn contacts_table(cs: &[otc_proto::rpc::ContactInfo]) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 20: plain http:// to a public relay address is refused
+    /// before any traffic unless --insecure-relay; https:// is taken.
+    #[test]
+    fn plain_http_to_a_public_relay_needs_insecure_relay() {
+        let dir = std::env::temp_dir().join(format!("otc-cli-insecure-{}", std::process::id()));
+        let given = |relay: &str, insecure_relay: bool| config::Given {
+            config: Some(dir.join("none.toml")),
+            device: Some("http://127.0.0.1:9051".into()),
+            relay: Some(relay.into()),
+            user: Some("alice".into()),
+            outbox: Some(dir.join("outbox.jsonl")),
+            insecure_relay,
+            ..config::Given::default()
+        };
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("none.toml"), "").expect("write");
+        let s = config::resolve(given("http://192.0.2.1:8000", false)).expect("settings");
+        let e = connect(&s).err().expect("refused");
+        assert!(e.contains("--insecure-relay"), "{e}");
+        let s = config::resolve(given("http://192.0.2.1:8000", true)).expect("settings");
+        assert!(connect(&s).is_ok());
+        let s = config::resolve(given("http://127.0.0.1:8000", false)).expect("settings");
+        assert!(connect(&s).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Issue 15: `--device 10.0.0.2` was refused for lack of `http://`.
     #[test]
     fn a_device_address_without_scheme_or_port_is_taken() {

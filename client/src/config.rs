@@ -232,6 +232,28 @@ mod tests {
         })
         .expect_err("typo");
         assert!(e.contains("not valid") && e.contains("devise"), "{e}");
+        // Issue 20: the relay's pinned certificate from the file, the flag first.
+        std::fs::write(&p, "relay_ca = \"/etc/otc/relay.pem\"\n").expect("write");
+        let s = resolve(Given {
+            config: Some(p.clone()),
+            device: Some("http://d:1".into()),
+            relay: Some("https://r".into()),
+            user: Some("u".into()),
+            ..Given::default()
+        })
+        .expect("settings");
+        assert_eq!(s.relay_ca, Some(PathBuf::from("/etc/otc/relay.pem")));
+        assert!(!s.insecure_relay);
+        let s = resolve(Given {
+            config: Some(p.clone()),
+            device: Some("http://d:1".into()),
+            relay: Some("https://r".into()),
+            user: Some("u".into()),
+            relay_ca: Some("/x.pem".into()),
+            ..Given::default()
+        })
+        .expect("settings");
+        assert_eq!(s.relay_ca, Some(PathBuf::from("/x.pem")));
         // Issue 15: one line, where and what, no quoted lines.
         assert!(
             !e.contains('\n') && e.contains("at line 1, column 1"),

@@ -812,25 +812,35 @@ async fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
         Some(Action::Close) => None,
         None => lock(&state.inner).refusal.take(),
     };
+    // The slot is given back before the socket closes: a client that saw
+    // the end and connects again at once must find it free.
     match stream {
         Io::Plain(stream) => {
-            if let (Ok(mut stream), Some((r, linger_for))) = (Arc::try_unwrap(stream), refusal) {
+            let Ok(mut stream) = Arc::try_unwrap(stream) else {
+                return;
+            };
+            if let Some((r, linger_for)) = refusal {
                 refuse_then_linger(&mut stream, &r, linger_for).await;
             }
+            drop(slot);
+            drop(stream);
         }
         Io::Tls(tls) => {
-            if let Ok(tls) = Arc::try_unwrap(tls) {
-                let mut tls = tls.into_inner().unwrap_or_else(|p| p.into_inner());
-                if let Some((r, linger_for)) = refusal {
-                    refuse_then_linger(&mut tls, &r, linger_for).await;
-                } else {
-                    // close_notify, so that the client sees a clean end.
-                    let _ = tokio::time::timeout(WRITE_TIME, tls.shutdown()).await;
-                }
+            let Ok(tls) = Arc::try_unwrap(tls) else {
+                return;
+            };
+            let mut tls = tls.into_inner().unwrap_or_else(|p| p.into_inner());
+            if let Some((r, linger_for)) = refusal {
+                refuse_then_linger(&mut tls, &r, linger_for).await;
+                drop(slot);
+            } else {
+                drop(slot);
+                // close_notify, so that the client sees a clean end.
+                let _ = tokio::time::timeout(WRITE_TIME, tls.shutdown()).await;
             }
+            drop(tls);
         }
     }
-    drop(slot);
 }
 
 /// Writes refusal `r`, then lingers (see [`linger`]).
