@@ -9,7 +9,7 @@ use crate::outbox::Outbox;
 use crate::style::{Style, clean};
 use clap::{Parser, Subcommand};
 use otc_rpc_client::Client;
-use otc_rpc_client::relay::{HttpUrl, RelayClient};
+use otc_rpc_client::relay::{HttpUrl, RelayClient, RelayOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,9 +43,19 @@ pub struct Args {
     /// alone means the same).
     #[arg(long, value_name = "URL", env = "OTC_DEVICE", global = true)]
     pub device: Option<String>,
-    /// The relay, e.g. http://relay.example:8000.
+    /// The relay, e.g. https://relay.example (plain http:// only to a
+    /// loopback or private address, unless --insecure-relay).
     #[arg(long, value_name = "URL", env = "OTC_RELAY", global = true)]
     pub relay: Option<String>,
+    /// PEM file of the only certificates trusted for an https:// relay: its
+    /// CA, or the relay's own self-signed certificate (pinned) [default:
+    /// the system's roots].
+    #[arg(long, value_name = "FILE", env = "OTC_RELAY_CA", global = true)]
+    pub relay_ca: Option<PathBuf>,
+    /// Allow plain http:// to a relay on a public address (anyone on the
+    /// way then sees who writes to whom, and when).
+    #[arg(long, global = true)]
+    pub insecure_relay: bool,
     /// Your name on the relay (your contacts know you by it).
     #[arg(long, value_name = "NAME", env = "OTC_USER", global = true)]
     pub user: Option<String>,
@@ -158,6 +168,8 @@ pub fn run(args: Args) -> ExitCode {
         config: args.config,
         device: args.device,
         relay: args.relay,
+        relay_ca: args.relay_ca,
+        insecure_relay: args.insecure_relay,
         user: args.user,
         device_timeout: args.device_timeout,
         relay_timeout: args.relay_timeout,
@@ -335,6 +347,12 @@ pub fn connect(s: &Settings) -> Result<Chat, String> {
     let device_url = device_url(&s.device);
     let dev =
         HttpUrl::parse(&device_url).map_err(|e| format!("bad device URL {:?}: {e}", s.device))?;
+    if dev.tls {
+        return Err(format!(
+            "bad device URL {:?}: the device speaks plain http:// over its USB link",
+            s.device
+        ));
+    }
     if !dev.prefix.is_empty() {
         return Err(format!(
             "bad device URL {:?}: the device serves at the root (http://HOST:PORT)",
@@ -345,7 +363,11 @@ pub fn connect(s: &Settings) -> Result<Chat, String> {
         .resolve()
         .map_err(|e| format!("bad device URL {:?}: {e}", s.device))?;
     let device = Client::new(addr).with_timeout(s.device_timeout);
-    let relay = RelayClient::new(&s.relay)
+    let opts = RelayOptions {
+        ca_file: s.relay_ca.clone(),
+        insecure: s.insecure_relay,
+    };
+    let relay = RelayClient::with_options(&s.relay, &opts)
         .map_err(|e| e.to_string())?
         .with_timeout(s.relay_timeout);
     if s.user.is_empty() || s.user.len() > 64 || s.user.chars().any(char::is_control) {
@@ -508,6 +530,32 @@ pub fn contacts_table(cs: &[otc_proto::rpc::ContactInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 20: plain http:// to a public relay address is refused
+    /// before any traffic unless --insecure-relay; https:// is taken.
+    #[test]
+    fn plain_http_to_a_public_relay_needs_insecure_relay() {
+        let dir = std::env::temp_dir().join(format!("otc-cli-insecure-{}", std::process::id()));
+        let given = |relay: &str, insecure_relay: bool| config::Given {
+            config: Some(dir.join("none.toml")),
+            device: Some("http://127.0.0.1:9051".into()),
+            relay: Some(relay.into()),
+            user: Some("alice".into()),
+            outbox: Some(dir.join("outbox.jsonl")),
+            insecure_relay,
+            ..config::Given::default()
+        };
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("none.toml"), "").expect("write");
+        let s = config::resolve(given("http://192.0.2.1:8000", false)).expect("settings");
+        let e = connect(&s).err().expect("refused");
+        assert!(e.contains("--insecure-relay"), "{e}");
+        let s = config::resolve(given("http://192.0.2.1:8000", true)).expect("settings");
+        assert!(connect(&s).is_ok());
+        let s = config::resolve(given("http://127.0.0.1:8000", false)).expect("settings");
+        assert!(connect(&s).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// Issue 15: `--device 10.0.0.2` was refused for lack of `http://`.
     #[test]

@@ -5,6 +5,8 @@
 //! |-----------------|--------------------|----------------------|------------------|
 //! | device URL      | `--device`         | `OTC_DEVICE`         | `device`         |
 //! | relay URL       | `--relay`          | `OTC_RELAY`          | `relay`          |
+//! | relay CA / pin  | `--relay-ca`       | `OTC_RELAY_CA`       | `relay_ca`       |
+//! | plain http ok   | `--insecure-relay` |                      |                  |
 //! | your name       | `--user`           | `OTC_USER`           | `user`           |
 //! | device timeout  | `--device-timeout` | `OTC_DEVICE_TIMEOUT` | `device_timeout` |
 //! | relay timeout   | `--relay-timeout`  | `OTC_RELAY_TIMEOUT`  | `relay_timeout`  |
@@ -38,6 +40,8 @@ pub const DEFAULT_RELAY_TIMEOUT_SECS: u64 = 10;
 pub struct FileConfig {
     pub device: Option<String>,
     pub relay: Option<String>,
+    /// PEM file: the relay's CA, or its own certificate pinned.
+    pub relay_ca: Option<PathBuf>,
     pub user: Option<String>,
     pub device_timeout: Option<u64>,
     pub relay_timeout: Option<u64>,
@@ -52,6 +56,8 @@ pub struct Given {
     pub config: Option<PathBuf>,
     pub device: Option<String>,
     pub relay: Option<String>,
+    pub relay_ca: Option<PathBuf>,
+    pub insecure_relay: bool,
     pub user: Option<String>,
     pub device_timeout: Option<u64>,
     pub relay_timeout: Option<u64>,
@@ -63,6 +69,10 @@ pub struct Given {
 pub struct Settings {
     pub device: String,
     pub relay: String,
+    /// PEM file trusted for an https:// relay (else the system's roots).
+    pub relay_ca: Option<PathBuf>,
+    /// Plain http:// allowed to a public address.
+    pub insecure_relay: bool,
     pub user: String,
     pub device_timeout: Duration,
     pub relay_timeout: Duration,
@@ -159,6 +169,11 @@ pub fn resolve(given: Given) -> Result<Settings, String> {
     Ok(Settings {
         device,
         relay,
+        relay_ca: given
+            .relay_ca
+            .or(file.relay_ca)
+            .filter(|p| !p.as_os_str().is_empty()),
+        insecure_relay: given.insecure_relay,
         user,
         device_timeout: secs(
             given.device_timeout.or(file.device_timeout),
@@ -217,6 +232,28 @@ mod tests {
         })
         .expect_err("typo");
         assert!(e.contains("not valid") && e.contains("devise"), "{e}");
+        // Issue 20: the relay's pinned certificate from the file, the flag first.
+        std::fs::write(&p, "relay_ca = \"/etc/otc/relay.pem\"\n").expect("write");
+        let s = resolve(Given {
+            config: Some(p.clone()),
+            device: Some("http://d:1".into()),
+            relay: Some("https://r".into()),
+            user: Some("u".into()),
+            ..Given::default()
+        })
+        .expect("settings");
+        assert_eq!(s.relay_ca, Some(PathBuf::from("/etc/otc/relay.pem")));
+        assert!(!s.insecure_relay);
+        let s = resolve(Given {
+            config: Some(p.clone()),
+            device: Some("http://d:1".into()),
+            relay: Some("https://r".into()),
+            user: Some("u".into()),
+            relay_ca: Some("/x.pem".into()),
+            ..Given::default()
+        })
+        .expect("settings");
+        assert_eq!(s.relay_ca, Some(PathBuf::from("/x.pem")));
         // Issue 15: one line, where and what, no quoted lines.
         assert!(
             !e.contains('\n') && e.contains("at line 1, column 1"),

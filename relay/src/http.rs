@@ -396,7 +396,7 @@ fn refusal_bytes(r: &Refusal) -> Vec<u8> {
 /// module's docs), and the write side's progress reported for the
 /// slow-reader deadline.
 struct Gate {
-    stream: Arc<TcpStream>,
+    stream: Io,
     state: Arc<ConnState>,
     /// Read from the socket, not yet looked at.
     input: Vec<u8>,
@@ -412,6 +412,15 @@ struct Gate {
     done: bool,
 }
 
+/// The connection under a [`Gate`]: plain TCP, or TLS over it (rustls).
+/// Shared with the connection's task, which takes it back after hyper is
+/// done to write a refusal.
+#[derive(Clone)]
+enum Io {
+    Plain(Arc<TcpStream>),
+    Tls(Arc<Mutex<tokio_rustls::server::TlsStream<TcpStream>>>),
+}
+
 impl Gate {
     /// The first byte of a request is here: its deadline runs.
     fn mark_started(&self) {
@@ -420,6 +429,33 @@ impl Gate {
             i.request_started = Some(Instant::now());
             drop(i);
             self.state.changed.notify_one();
+        }
+    }
+
+    /// A write found the client not reading: the slow-reader clock runs.
+    fn write_blocked(&self) {
+        let mut started = false;
+        {
+            let mut i = lock(&self.state.inner);
+            if i.write_blocked.is_none() {
+                i.write_blocked = Some((Instant::now(), 0));
+                started = true;
+            }
+        }
+        if started {
+            self.state.changed.notify_one();
+        }
+    }
+
+    /// `n` bytes were taken by the kernel.
+    fn took(&self, n: usize) {
+        let mut i = lock(&self.state.inner);
+        if let Some((t, taken)) = &mut i.write_blocked {
+            *taken += n;
+            if *taken >= MIN_TAKEN {
+                *t = Instant::now();
+                *taken = 0;
+            }
         }
     }
 
@@ -518,12 +554,25 @@ impl AsyncRead for Gate {
                 this.mark_started();
             }
             let mut chunk = [0u8; 16 * 1024];
-            let n = loop {
-                ready!(this.stream.poll_read_ready(cx))?;
-                match this.stream.try_read(&mut chunk) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Err(e)),
+            let n = match &this.stream {
+                Io::Plain(stream) => loop {
+                    ready!(stream.poll_read_ready(cx))?;
+                    match stream.try_read(&mut chunk) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                },
+                Io::Tls(tls) => {
+                    let mut rb = ReadBuf::new(&mut chunk);
+                    let mut g = lock(tls);
+                    match ready!(Pin::new(&mut *g).poll_read(cx, &mut rb)) {
+                        Ok(()) => rb.filled().len(),
+                        // A client that drops the connection without
+                        // close_notify: the same as a close.
+                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
                 }
             };
             if n == 0 {
@@ -558,35 +607,35 @@ impl AsyncWrite for Gate {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        loop {
-            match this.stream.poll_write_ready(cx) {
+        if let Io::Tls(tls) = &this.stream {
+            let polled = Pin::new(&mut *lock(tls)).poll_write(cx, data);
+            return match polled {
                 Poll::Pending => {
-                    let mut started = false;
-                    {
-                        let mut i = lock(&this.state.inner);
-                        if i.write_blocked.is_none() {
-                            i.write_blocked = Some((Instant::now(), 0));
-                            started = true;
-                        }
-                    }
-                    if started {
-                        this.state.changed.notify_one();
-                    }
+                    this.write_blocked();
+                    Poll::Pending
+                }
+                Poll::Ready(Ok(n)) => {
+                    this.took(n);
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            };
+        }
+        let Io::Plain(stream) = &this.stream else {
+            return Poll::Ready(Err(io::ErrorKind::Unsupported.into()));
+        };
+        loop {
+            match stream.poll_write_ready(cx) {
+                Poll::Pending => {
+                    this.write_blocked();
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {}
             }
-            match this.stream.try_write(data) {
+            match stream.try_write(data) {
                 Ok(n) => {
-                    let mut i = lock(&this.state.inner);
-                    if let Some((t, taken)) = &mut i.write_blocked {
-                        *taken += n;
-                        if *taken >= MIN_TAKEN {
-                            *t = Instant::now();
-                            *taken = 0;
-                        }
-                    }
+                    this.took(n);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -595,9 +644,21 @@ impl AsyncWrite for Gate {
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Everything written is with the kernel: the client took it.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Io::Tls(tls) = &this.stream {
+            // TLS records still buffered go out first.
+            let polled = Pin::new(&mut *lock(tls)).poll_flush(cx);
+            match polled {
+                Poll::Pending => {
+                    this.write_blocked();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        // Everything written is with the kernel: the client took it.
         let was = lock(&this.state.inner).write_blocked.take().is_some();
         if was {
             this.state.changed.notify_one();
@@ -675,7 +736,18 @@ async fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
     let sh = slot.shared.clone();
     let state = slot.state.clone();
     let _ = stream.set_nodelay(true);
-    let stream = Arc::new(stream);
+    let acceptor = sh.tls.as_ref().map(|t| lock(t).clone());
+    let stream = match acceptor {
+        None => Io::Plain(Arc::new(stream)),
+        Some(acceptor) => {
+            // The handshake is bounded like a request head.
+            match tokio::time::timeout(sh.cfg.request_time, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => Io::Tls(Arc::new(Mutex::new(tls))),
+                // Not TLS, a bad handshake, or too slow: nothing to answer.
+                _ => return,
+            }
+        }
+    };
     let gate = Gate {
         stream: stream.clone(),
         state: state.clone(),
@@ -740,23 +812,58 @@ async fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
         Some(Action::Close) => None,
         None => lock(&state.inner).refusal.take(),
     };
-    let Ok(mut stream) = Arc::try_unwrap(stream) else {
-        return;
-    };
-    if let Some((r, linger_for)) = refusal {
-        let sent = tokio::time::timeout(WRITE_TIME, stream.write_all(&refusal_bytes(&r))).await;
-        if matches!(sent, Ok(Ok(()))) {
-            linger(&mut stream, linger_for).await;
+    // The slot is given back before the socket closes: a client that saw
+    // the end and connects again at once must find it free.
+    match stream {
+        Io::Plain(stream) => {
+            let Ok(mut stream) = Arc::try_unwrap(stream) else {
+                return;
+            };
+            if let Some((r, linger_for)) = refusal {
+                refuse_then_linger(&mut stream, &r, linger_for).await;
+            }
+            drop(slot);
+            drop(stream);
+        }
+        Io::Tls(tls) => {
+            let Ok(tls) = Arc::try_unwrap(tls) else {
+                return;
+            };
+            let mut tls = tls.into_inner().unwrap_or_else(|p| p.into_inner());
+            if let Some((r, linger_for)) = refusal {
+                refuse_then_linger(&mut tls, &r, linger_for).await;
+                drop(slot);
+            } else {
+                drop(slot);
+                // close_notify, so that the client sees a clean end.
+                let _ = tokio::time::timeout(WRITE_TIME, tls.shutdown()).await;
+            }
+            drop(tls);
         }
     }
-    drop(slot);
+}
+
+/// Writes refusal `r`, then lingers (see [`linger`]).
+async fn refuse_then_linger<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    r: &Refusal,
+    linger_for: usize,
+) {
+    let sent = tokio::time::timeout(WRITE_TIME, async {
+        stream.write_all(&refusal_bytes(r)).await?;
+        stream.flush().await
+    })
+    .await;
+    if matches!(sent, Ok(Ok(()))) {
+        linger(stream, linger_for).await;
+    }
 }
 
 /// After a refusal: take (and drop) what the client still sends, up to
 /// `length` bytes or [`LINGER`] (a moment when `length` is 0), so that
 /// closing does not reset the connection and destroy the reply before the
 /// client has read it.
-async fn linger(stream: &mut TcpStream, length: usize) {
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, length: usize) {
     let _ = stream.shutdown().await;
     let time = if length > 0 {
         LINGER

@@ -43,7 +43,7 @@ pub mod store;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -77,6 +77,51 @@ pub enum RelayFailure {
         "--listen {addr:?} is not an address to listen on: give HOST:PORT, e.g. 127.0.0.1:8000 (port 0 picks a free one)"
     )]
     BadListen { addr: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The TLS settings from `cert` (PEM: the certificate, then any
+/// intermediates) and `key` (PEM: its private key), read now; the
+/// relay reads them again on SIGHUP (a renewed certificate).
+pub fn load_tls(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            format!(
+                "cannot read the certificate file {} (--tls-cert): {e}; it must be PEM",
+                cert.display()
+            )
+        })?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{} (--tls-cert) holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            cert.display()
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "cannot read a private key from {} (--tls-key): {e}; it must be PEM (PKCS#8, PKCS#1 or SEC1)",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| {
+            format!(
+                "the key {} does not fit the certificate {}, or cannot be used: {e}",
+                key.display(),
+                cert.display()
+            )
+        })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
 /// The relay's settings (the command line fills it in).
@@ -109,6 +154,9 @@ pub struct Config {
     /// Concurrent sends share one fsync. Off (for the bench's comparison
     /// only): sends are written and synced one at a time.
     pub group_commit: bool,
+    /// Terminate TLS with this certificate and key (PEM files), read
+    /// again on SIGHUP. `None`: plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -127,6 +175,7 @@ impl Config {
             mischief: false,
             keep: Some(Duration::from_secs(30 * 24 * 3600)),
             group_commit: true,
+            tls: None,
             idle: http::IDLE,
             request_time: http::REQUEST_TIME,
         }
@@ -184,6 +233,34 @@ pub(crate) struct Shared {
     pub(crate) stop_rx: watch::Receiver<bool>,
     /// Long polls parked so far ([`Relay::long_polls_parked`]).
     parked: AtomicU64,
+    /// With TLS: the settings new connections get (replaced on SIGHUP).
+    pub(crate) tls: Option<Mutex<tokio_rustls::TlsAcceptor>>,
+}
+
+/// On each SIGHUP, reads the certificate and key again; new connections
+/// get them, open ones keep theirs. A file that does not load leaves the
+/// old settings in place (said on stderr).
+async fn reload_on_hangup(mut hup: tokio::signal::unix::Signal, shared: Arc<Shared>) {
+    let mut stop = shared.stop_rx.clone();
+    loop {
+        tokio::select! {
+            got = hup.recv() => if got.is_none() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let (Some((cert, key)), Some(current)) = (&shared.cfg.tls, &shared.tls) else {
+            return;
+        };
+        match load_tls(cert, key) {
+            Ok(acceptor) => {
+                *lock(current) = acceptor;
+                eprintln!(
+                    "otc-relay: SIGHUP: TLS certificate {} reloaded",
+                    cert.display()
+                );
+            }
+            Err(e) => eprintln!("otc-relay: SIGHUP: keeping the old TLS certificate: {e}"),
+        }
+    }
 }
 
 /// A running relay.
@@ -207,6 +284,10 @@ impl Relay {
             );
             cfg.max_connections = most;
         }
+        let tls = match &cfg.tls {
+            Some((cert, key)) => Some(Mutex::new(load_tls(cert, key).map_err(RelayFailure::Tls)?)),
+            None => None,
+        };
         let arrived = Arc::new(Notify::new());
         let wake = arrived.clone();
         let store = Sqlite::open(
@@ -273,7 +354,22 @@ impl Relay {
             stop_tx,
             stop_rx,
             parked: AtomicU64::new(0),
+            tls,
         });
+        if shared.tls.is_some() {
+            let hup = {
+                let _in = runtime.enter();
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            };
+            match hup {
+                Ok(hup) => {
+                    runtime.spawn(reload_on_hangup(hup, shared.clone()));
+                }
+                Err(e) => eprintln!(
+                    "otc-relay: cannot catch SIGHUP ({e}): a renewed certificate needs a restart"
+                ),
+            }
+        }
         let accept = runtime.spawn(http::accept_loop(listener, shared.clone()));
         Ok(Relay {
             addr,

@@ -22,6 +22,8 @@ use otc_relay::{Config, Relay};
 ///
 /// EXAMPLES:
 ///   otc-relay --listen 127.0.0.1:8000 --data /var/lib/otc-relay
+///   otc-relay --listen 0.0.0.0:443 --data /var/lib/otc-relay \
+///       --tls-cert /etc/otc-relay/fullchain.pem --tls-key /etc/otc-relay/key.pem
 ///   otc-relay --listen 0.0.0.0:8000 --data ./relay-data --mischief
 ///   otc-relay --data /var/lib/otc-relay --import-log   (once, from an older relay)
 #[derive(Parser, Debug)]
@@ -65,6 +67,13 @@ struct Args {
     /// dropped starts at the oldest message kept.
     #[arg(long, value_name = "DAYS", default_value_t = 30)]
     keep_days: u64,
+    /// Serve HTTPS: the certificate (PEM, with any intermediates after it).
+    /// Read again on SIGHUP, so a renewed certificate needs no restart.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM), with --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// For benchmarks only: sync every send on its own (no group commit).
     #[arg(long, hide = true)]
     no_group_commit: bool,
@@ -151,6 +160,7 @@ fn main() -> ExitCode {
     cfg.max_connections_per_ip = a.max_connections_per_ip.max(1);
     cfg.mischief = a.mischief;
     cfg.group_commit = !a.no_group_commit;
+    cfg.tls = a.tls_cert.zip(a.tls_key);
     cfg.keep = (a.keep_days > 0).then(|| Duration::from_secs(a.keep_days.saturating_mul(86_400)));
     if cfg.mischief {
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
@@ -158,9 +168,10 @@ fn main() -> ExitCode {
         eprintln!("!! replay and reorder messages. For demonstrations and tests only.  !!");
         eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
     }
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     match Relay::start(cfg) {
         Ok(relay) => {
-            println!("otc-relay: listening on http://{}", relay.addr());
+            println!("otc-relay: listening on {scheme}://{}", relay.addr());
             relay.wait();
             ExitCode::SUCCESS
         }

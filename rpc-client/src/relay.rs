@@ -23,6 +23,24 @@
 //! Requests are HTTP/1.1, one per connection, `Connection: close`; `/send`
 //! is form-encoded, as the original client sends it, so that the original
 //! relay accepts it too.
+//!
+//! ## TLS
+//! `https://` relays are spoken to over TLS 1.2/1.3 (rustls, ring). The
+//! certificate is checked against the system's roots, or, when
+//! [`RelayOptions::ca_file`] is set, against the certificates in that PEM
+//! file only: a CA, or the relay's own (self-signed) certificate pinned.
+//!
+//! Decision: the system's roots come from `rustls-native-certs` (the
+//! operating system's store: Debian's ca-certificates and any CA the
+//! owner added), not `webpki-roots` (Mozilla's list frozen into the
+//! binary): a distrusted CA then goes away with the system's security
+//! updates, without a new `otc`, and a company CA the owner installed
+//! works.
+//!
+//! Plain `http://` is refused to an address that is not loopback or
+//! private (RFC 1918, IPv6 unique-local, link-local) unless
+//! [`RelayOptions::insecure`] (`otc --insecure-relay`): on the open
+//! internet every on-path observer would see who writes to whom, and when.
 
 use crate::{Deadline, Response, read_response_limited};
 use otc_proto::relay::{
@@ -30,8 +48,10 @@ use otc_proto::relay::{
     RelayError, SEND, SendResponse,
 };
 use serde::de::DeserializeOwned;
-use std::io::{ErrorKind, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Default bound on connecting, writing and reading one reply (a long poll
@@ -49,8 +69,20 @@ pub const MAX_UID_BYTES: usize = 64;
 /// What went wrong talking to a relay.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayClientError {
-    #[error("bad relay URL {url:?}: {why} (expected http://HOST:PORT)")]
+    #[error("bad relay URL {url:?}: {why} (expected https://HOST[:PORT] or http://HOST:PORT)")]
     BadUrl { url: String, why: String },
+    /// Plain HTTP to an address on the internet, not allowed.
+    #[error(
+        "refusing plain http:// to the relay at {url} ({addr} is not a loopback or private address): anyone on the way would see who writes to whom; use https://, or say --insecure-relay if you really mean it"
+    )]
+    Insecure { url: String, addr: SocketAddr },
+    /// The TLS settings could not be set up (unreadable CA file, no roots).
+    #[error("cannot set up TLS for the relay at {url}: {why}")]
+    TlsSetup { url: String, why: String },
+    /// The TLS handshake failed: most often a certificate this client
+    /// does not trust.
+    #[error("TLS with the relay at {url} failed: {why}")]
+    Tls { url: String, why: String },
     #[error("cannot reach the relay at {url}: {source}; is it running, and is the URL right?")]
     Connect { url: String, source: std::io::Error },
     #[error("the relay at {url} did not answer within {timeout:?}; it may be down or overloaded")]
@@ -260,16 +292,20 @@ pub struct HttpUrl {
     pub port: u16,
     /// Path prefix without the trailing `/` (usually empty).
     pub prefix: String,
+    /// `https://`: spoken over TLS (port 443 when none is written).
+    pub tls: bool,
 }
 
 impl HttpUrl {
-    /// Parses (does not resolve) `url`. `https` is refused: this client
-    /// speaks plain HTTP only (the relay is untrusted anyway; put TLS in
-    /// front with a local tunnel).
+    /// Parses (does not resolve) `url`: `http://` or `https://`.
     pub fn parse(url: &str) -> Result<HttpUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| "only http:// URLs are supported".to_string())?;
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err("only http:// and https:// URLs are supported".to_string());
+        };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -288,22 +324,29 @@ impl HttpUrl {
                 }
                 p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?
             }
+            _ if tls => 443,
             _ => 80,
         };
         Ok(HttpUrl {
             host: hostport.to_string(),
             port,
             prefix: path.trim_end_matches('/').to_string(),
+            tls,
         })
     }
 
-    /// The first address `host` resolves to.
-    pub fn resolve(&self) -> Result<SocketAddr, String> {
+    /// The host name or address alone (no port, no IPv6 brackets).
+    pub fn hostname(&self) -> &str {
         let name = match self.host.rsplit_once(':') {
             Some((h, p)) if !p.contains(']') => h,
             _ => self.host.as_str(),
         };
-        let name = name.trim_start_matches('[').trim_end_matches(']');
+        name.trim_start_matches('[').trim_end_matches(']')
+    }
+
+    /// The first address `host` resolves to.
+    pub fn resolve(&self) -> Result<SocketAddr, String> {
+        let name = self.hostname();
         (name, self.port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {name:?}: {e}"))?
@@ -338,6 +381,115 @@ impl HttpUrl {
     }
 }
 
+/// How a relay may be reached (see the module's "TLS" section).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RelayOptions {
+    /// A PEM file of the only certificates trusted for `https://`: a CA,
+    /// or the relay's own certificate pinned. `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Allow plain `http://` to an address that is not loopback or private.
+    pub insecure: bool,
+}
+
+/// Loopback, RFC 1918 / IPv6 unique-local, link-local (and unspecified):
+/// addresses plain HTTP may go to without `--insecure-relay`.
+pub fn is_local_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_local_address(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// The rustls settings for `https://` relays under `opts`.
+fn tls_config(opts: &RelayOptions) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match &opts.ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    format!(
+                        "cannot read the certificate file {} (relay_ca): {e}; it must be PEM (-----BEGIN CERTIFICATE-----)",
+                        path.display()
+                    )
+                })?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "the certificate file {} (relay_ca) has no PEM certificate in it",
+                    path.display()
+                ));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| {
+                    format!(
+                        "a certificate in {} (relay_ca) cannot be used: {e}",
+                        path.display()
+                    )
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for c in found.certs {
+                // One odd certificate in the system's store is no reason
+                // to refuse the others.
+                let _ = roots.add(c);
+            }
+            if roots.is_empty() {
+                return Err(format!(
+                    "no trusted root certificates found on this system ({} error(s) reading them); install ca-certificates, or give relay_ca = \"FILE.pem\" in the config",
+                    found.errors.len()
+                ));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// What the TLS handshake's error means, in words.
+fn tls_failure(e: &std::io::Error, opts_pinned: bool) -> String {
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| e.to_string());
+    let cert = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+    if cert {
+        let whose = if opts_pinned {
+            "it is not the certificate pinned by relay_ca (nor signed by it)"
+        } else {
+            "it is not signed by a CA this system trusts"
+        };
+        format!(
+            "the relay's certificate is not trusted ({inner}): {whose}; the connection may be intercepted; if the relay's certificate really changed, update relay_ca in the config"
+        )
+    } else {
+        inner
+    }
+}
+
 /// A client of one relay.
 #[derive(Clone, Debug)]
 pub struct RelayClient {
@@ -346,24 +498,48 @@ pub struct RelayClient {
     addr: SocketAddr,
     timeout: Duration,
     max_reply: usize,
+    /// For `https://`: the TLS settings, and whether the roots are pinned.
+    tls: Option<(Arc<rustls::ClientConfig>, bool)>,
 }
 
 impl RelayClient {
-    /// A client of the relay at `url` (`http://HOST:PORT`), resolved now,
-    /// with [`DEFAULT_RELAY_TIMEOUT`] and [`MAX_RELAY_REPLY`].
+    /// A client of the relay at `url` (`https://HOST[:PORT]` or
+    /// `http://HOST:PORT`), resolved now, with the system's roots, plain
+    /// HTTP only to local addresses, [`DEFAULT_RELAY_TIMEOUT`] and
+    /// [`MAX_RELAY_REPLY`].
     pub fn new(url: &str) -> Result<RelayClient, RelayClientError> {
+        RelayClient::with_options(url, &RelayOptions::default())
+    }
+
+    /// [`RelayClient::new`] under `opts`. Nothing is sent: a plain
+    /// `http://` URL to a public address is refused here.
+    pub fn with_options(url: &str, opts: &RelayOptions) -> Result<RelayClient, RelayClientError> {
         let bad = |why| RelayClientError::BadUrl {
             url: url.to_string(),
             why,
         };
         let target = HttpUrl::parse(url).map_err(bad)?;
         let addr = target.resolve().map_err(bad)?;
+        let url = url.trim_end_matches('/').to_string();
+        if !target.tls && !opts.insecure && !is_local_address(addr.ip()) {
+            return Err(RelayClientError::Insecure { url, addr });
+        }
+        let tls = if target.tls {
+            let cfg = tls_config(opts).map_err(|why| RelayClientError::TlsSetup {
+                url: url.clone(),
+                why,
+            })?;
+            Some((cfg, opts.ca_file.is_some()))
+        } else {
+            None
+        };
         Ok(RelayClient {
-            url: url.trim_end_matches('/').to_string(),
+            url,
             target,
             addr,
             timeout: DEFAULT_RELAY_TIMEOUT,
             max_reply: MAX_RELAY_REPLY,
+            tls,
         })
     }
 
@@ -375,10 +551,12 @@ impl RelayClient {
                 host: addr.to_string(),
                 port: addr.port(),
                 prefix: String::new(),
+                tls: false,
             },
             addr,
             timeout: DEFAULT_RELAY_TIMEOUT,
             max_reply: MAX_RELAY_REPLY,
+            tls: None,
         }
     }
 
@@ -529,12 +707,51 @@ impl RelayClient {
         // A relay may answer (413) and close before reading the whole
         // body: a failed write is not an error by itself, the reply says
         // what happened.
-        let wrote = s.write_all(&out);
-        let mut timed = Deadline {
-            s: &mut s,
-            deadline,
+        let read = match &self.tls {
+            None => {
+                let _wrote = s.write_all(&out);
+                let mut timed = Deadline {
+                    s: &mut s,
+                    deadline,
+                };
+                read_response_limited(&mut timed, self.max_reply)
+            }
+            Some((cfg, pinned)) => {
+                let tls_err = |why: String| RelayClientError::Tls { url: url(), why };
+                let name =
+                    rustls::pki_types::ServerName::try_from(self.target.hostname().to_string())
+                        .map_err(|e| {
+                            tls_err(format!(
+                                "{:?} is not a valid TLS server name: {e}",
+                                self.target.hostname()
+                            ))
+                        })?;
+                let mut conn = rustls::ClientConnection::new(cfg.clone(), name)
+                    .map_err(|e| tls_err(e.to_string()))?;
+                s.set_read_timeout(Some(self.timeout)).map_err(io)?;
+                while conn.is_handshaking() {
+                    if let Err(e) = conn.complete_io(&mut s) {
+                        return Err(match e.kind() {
+                            ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                                RelayClientError::Timeout {
+                                    url: url(),
+                                    timeout: self.timeout,
+                                }
+                            }
+                            _ => tls_err(tls_failure(&e, *pinned)),
+                        });
+                    }
+                }
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let _wrote = tls.write_all(&out).and_then(|_| tls.flush());
+                let mut timed = TlsDeadline {
+                    s: &mut tls,
+                    deadline,
+                };
+                read_response_limited(&mut timed, self.max_reply)
+            }
         };
-        match read_response_limited(&mut timed, self.max_reply) {
+        match read {
             Ok(r) => Ok(r),
             Err(e) => Err(match e.kind() {
                 ErrorKind::TimedOut | ErrorKind::WouldBlock => RelayClientError::Timeout {
@@ -549,16 +766,30 @@ impl RelayClient {
                 // the relay is not answering, not lying.
                 ErrorKind::UnexpectedEof
                 | ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionAborted => {
-                    let _ = wrote;
-                    RelayClientError::Closed { url: url() }
-                }
+                | ErrorKind::ConnectionAborted => RelayClientError::Closed { url: url() },
                 _ => RelayClientError::Io {
                     url: url(),
                     source: e,
                 },
             }),
         }
+    }
+}
+
+/// A TLS stream whose every read is bounded by what is left of one deadline.
+struct TlsDeadline<'a> {
+    s: &'a mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    deadline: Instant,
+}
+
+impl Read for TlsDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.s.sock.set_read_timeout(Some(left))?;
+        self.s.read(buf)
     }
 }
 
@@ -741,8 +972,11 @@ mod tests {
         let u = HttpUrl::parse("http://[::1]:9").expect("v6");
         assert_eq!(u.resolve().expect("resolves").port(), 9);
         assert_eq!(u.cursor_name(), "_::1_:9");
+        let u = HttpUrl::parse("https://relay.example/otc").expect("https");
+        assert!(u.tls);
+        assert_eq!((u.port, u.hostname()), (443, "relay.example"));
         for bad in [
-            "https://x",
+            "ftp://x",
             "127.0.0.1:80",
             "http://",
             "http://h:x",
@@ -752,5 +986,43 @@ mod tests {
             assert!(HttpUrl::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(form_encode("a+b/c= d"), "a%2Bb%2Fc%3D%20d");
+    }
+
+    #[test]
+    fn plain_http_only_to_local_addresses() {
+        for local in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.9",
+            "172.16.5.5",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:192.168.1.1",
+        ] {
+            let ip: IpAddr = local.parse().expect("ip");
+            assert!(is_local_address(ip), "{local}");
+        }
+        for public in [
+            "192.0.2.1",
+            "8.8.8.8",
+            "172.32.0.1",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+        ] {
+            let ip: IpAddr = public.parse().expect("ip");
+            assert!(!is_local_address(ip), "{public}");
+        }
+        // Refused before any traffic: 192.0.2.1 (TEST-NET-1) is never reached.
+        let e = RelayClient::new("http://192.0.2.1:8000").expect_err("public plain http");
+        assert!(matches!(e, RelayClientError::Insecure { .. }), "{e}");
+        assert!(e.to_string().contains("--insecure-relay"), "{e}");
+        let opts = RelayOptions {
+            insecure: true,
+            ..RelayOptions::default()
+        };
+        assert!(RelayClient::with_options("http://192.0.2.1:8000", &opts).is_ok());
+        assert!(RelayClient::new("http://127.0.0.1:8000").is_ok());
     }
 }
