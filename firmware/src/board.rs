@@ -681,6 +681,7 @@ mod tests {
                 pad_left_after: 1000,
                 timeout: Duration::from_secs(30),
                 client_note: None,
+                message: None,
             });
             // The UI takes it at its next step, the board at its next tick.
             self.run(Duration::from_millis(20));

@@ -77,6 +77,8 @@ impl UiScreen {
                 pad_left_after: *pad_left_after,
                 timeout: self.timeout,
                 client_note: None,
+                // Issue 19: the RPC does not pass the message to the prompt yet.
+                message: None,
             },
             ApprovalPrompt::Open {
                 contact,
@@ -1580,6 +1582,7 @@ mod tests {
             pad_left_after: 1000,
             timeout: Duration::from_secs(30),
             client_note: None,
+            message: None,
         });
         wait_for("the prompt on screen", || trace.prompt_waiting());
         clock.advance(Duration::from_secs(1));

@@ -21,6 +21,7 @@ fn seal() -> Prompt {
         pad_left_after: 733_003_068,
         timeout: Duration::from_secs(30),
         client_note: None,
+        message: None,
     }
 }
 

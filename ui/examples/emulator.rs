@@ -72,6 +72,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pad_left_after: 733_003_068,
             timeout: Duration::from_secs(30),
             client_note: Some("Re: dinner on Friday".into()),
+            message: Some(otc_ui::MessageView::Text(
+                "Dinner on Friday at 8? I will bring the wine.".into(),
+            )),
         },
         Prompt::Open {
             contact: "bob".into(),

@@ -476,6 +476,7 @@ mod tests {
             pad_left_after: 1 << 20,
             timeout: Duration::from_secs(30),
             client_note: None,
+            message: None,
         });
         let approve = wait_for_button(&ui.trace, "approve", false);
         let (x, y) = approve.center();

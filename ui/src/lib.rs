@@ -15,6 +15,7 @@
 //!     contact: "bob".into(), message_bytes: 100, cost_bytes: 116,
 //!     pad_left_after: 1_000_000, timeout: std::time::Duration::from_secs(30),
 //!     client_note: None,
+//!     message: None,
 //! });
 //! let decision = ticket.wait(); // Approve, Reject, Timeout, Cancelled or Busy
 //! ui.stop()?;
@@ -26,7 +27,9 @@ pub mod clock;
 pub mod display;
 pub mod error;
 pub mod format;
+pub mod glyph_ranges;
 pub mod keyboard;
+pub mod message;
 pub mod model;
 mod platform;
 mod screens;
@@ -52,7 +55,8 @@ pub use error::UiError;
 pub use keyboard::{TextAnswer, TextCheck, TextKind, TextRequest};
 pub use model::{
     AboutView, AlertView, ContactDetailsView, ContactView, Decision, HomeView, LinkView,
-    ProgressView, Prompt, PushButton, Toast, ToastKind, UiEvent, WarningView, alerts_digest,
+    MessageView, ProgressView, Prompt, PushButton, Toast, ToastKind, UiEvent, WarningView,
+    alerts_digest,
 };
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};

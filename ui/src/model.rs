@@ -87,6 +87,10 @@ pub enum Prompt {
         /// Text the computer sent along; shown labelled "From the computer".
         #[serde(default)]
         client_note: Option<String>,
+        /// The message itself, shown labelled "Message from the laptop"
+        /// (issue 19); `None` only for prompts made without it.
+        #[serde(default)]
+        message: Option<MessageView>,
     },
     /// Decrypt a message from `contact`.
     Open {
@@ -113,6 +117,29 @@ impl Prompt {
             Prompt::Seal { timeout, .. }
             | Prompt::Open { timeout, .. }
             | Prompt::Pair { timeout, .. } => *timeout,
+        }
+    }
+}
+
+/// The message a seal prompt shows: its text, or the fact that it is
+/// not text (see [`crate::message`] for how text is shown).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum MessageView {
+    /// The message is UTF-8 text.
+    Text(String),
+    /// The message is not UTF-8: only its size is shown.
+    Binary { bytes: u64 },
+}
+
+impl MessageView {
+    /// The view of a message's bytes: text if they are UTF-8.
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(t) => MessageView::Text(t.to_string()),
+            Err(_) => MessageView::Binary {
+                bytes: bytes.len() as u64,
+            },
         }
     }
 }

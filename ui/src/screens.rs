@@ -10,8 +10,8 @@ use crate::generated::{
 };
 use crate::keyboard::{KeyboardLayout, TextKind, Typing};
 use crate::model::{
-    AboutView, AlertView, ContactDetailsView, HomeView, ProgressView, Prompt, Toast, ToastKind,
-    WarningView,
+    AboutView, AlertView, ContactDetailsView, HomeView, MessageView, ProgressView, Prompt, Toast,
+    ToastKind, WarningView,
 };
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
 
@@ -196,10 +196,61 @@ pub(crate) fn warning_text(w: &WarningView) -> String {
     }
 }
 
-/// Shows `p` (without the countdown, see [`apply_countdown`]) and returns
-/// its texts.
-pub(crate) fn apply_prompt(app: &AppWindow, layout: Layout, p: &Prompt) -> Vec<String> {
+/// Characters per line and lines per page of a message on confirm-seal:
+/// a line is cut where even the widest glyphs of DejaVu Sans at the
+/// caption size fit the box for ordinary text (a line of only the widest
+/// glyphs, such as "WWW", is wrapped by the screen instead of clipped),
+/// and the page leaves the buttons on screen at both sizes (see the
+/// golden PNGs confirm-seal-message-*).
+pub(crate) fn message_geometry(layout: Layout) -> (usize, usize) {
+    if layout.compact { (44, 2) } else { (54, 3) }
+}
+
+/// Shows the message part of a seal prompt (from line `top`); returns its
+/// texts and the first line shown.
+fn apply_message(
+    d: &PromptData<'_>,
+    layout: Layout,
+    message: Option<&MessageView>,
+    top: usize,
+) -> (Vec<String>, usize) {
+    let Some(message) = message else {
+        d.set_message_header(s(""));
+        d.set_message_lines(model(Vec::new()));
+        d.set_message_notes(model(Vec::new()));
+        d.set_message_up_label(s(""));
+        d.set_message_down_label(s(""));
+        return (Vec::new(), 0);
+    };
+    let (width, rows) = message_geometry(layout);
+    let page = crate::message::page(message, width, rows, top);
+    let mut texts = vec![page.header.clone()];
+    texts.extend(page.lines.iter().cloned());
+    texts.extend(page.notes.iter().cloned());
+    d.set_message_header(s(&page.header));
+    d.set_message_lines(model(page.lines.iter().map(|l| s(l)).collect()));
+    d.set_message_notes(model(page.notes.iter().map(|l| s(l)).collect()));
+    d.set_message_up_label(s(if page.can_up { "Up" } else { "" }));
+    d.set_message_down_label(s(if page.can_down { "Down" } else { "" }));
+    (texts, page.top)
+}
+
+/// Shows `p` (without the countdown, see [`apply_countdown`]) from message
+/// line `message_top`, and returns its texts and the first message line
+/// shown.
+pub(crate) fn apply_prompt(
+    app: &AppWindow,
+    layout: Layout,
+    p: &Prompt,
+    message_top: usize,
+) -> (Vec<String>, usize) {
     let d = app.global::<PromptData>();
+    let seal_message = match p {
+        Prompt::Seal {
+            message: Some(m), ..
+        } => Some(m),
+        _ => None,
+    };
     let (title, who_label, who, facts, warnings, fp_rows, note, approve, reject) = match p {
         Prompt::Seal {
             contact,
@@ -207,6 +258,7 @@ pub(crate) fn apply_prompt(app: &AppWindow, layout: Layout, p: &Prompt) -> Vec<S
             cost_bytes,
             pad_left_after,
             client_note,
+            message: None,
             ..
         } => (
             "Encrypt a message?".to_string(),
@@ -217,6 +269,21 @@ pub(crate) fn apply_prompt(app: &AppWindow, layout: Layout, p: &Prompt) -> Vec<S
                 ("Pad used", format::bytes(*cost_bytes)),
                 ("Pad left after", format::bytes(*pad_left_after)),
             ],
+            Vec::new(),
+            Vec::new(),
+            note_text(client_note),
+            "Approve",
+            "Reject",
+        ),
+        Prompt::Seal {
+            contact,
+            client_note,
+            ..
+        } => (
+            "Encrypt this message?".to_string(),
+            "To",
+            contact.clone(),
+            Vec::new(),
             Vec::new(),
             Vec::new(),
             note_text(client_note),
@@ -257,7 +324,6 @@ pub(crate) fn apply_prompt(app: &AppWindow, layout: Layout, p: &Prompt) -> Vec<S
             "Different",
         ),
     };
-    let _ = layout;
     let who = format::untrusted(&who, 32);
     let mut texts = vec![title.clone(), who_label.to_string(), who.clone()];
     let mut fact_rows = Vec::new();
@@ -283,7 +349,28 @@ pub(crate) fn apply_prompt(app: &AppWindow, layout: Layout, p: &Prompt) -> Vec<S
     d.set_note(s(&note));
     d.set_approve_label(s(approve));
     d.set_reject_label(s(reject));
-    texts
+    let summary = match p {
+        Prompt::Seal {
+            message: Some(_),
+            message_bytes,
+            cost_bytes,
+            pad_left_after,
+            ..
+        } => format!(
+            "{} · uses {} of pad · {} left after",
+            format::bytes(*message_bytes),
+            format::bytes(*cost_bytes),
+            format::bytes(*pad_left_after)
+        ),
+        _ => String::new(),
+    };
+    if !summary.is_empty() {
+        texts.push(summary.clone());
+    }
+    d.set_summary(s(&summary));
+    let (message_texts, top) = apply_message(&d, layout, seal_message, message_top);
+    texts.extend(message_texts);
+    (texts, top)
 }
 
 /// Sets the countdown; returns its text.

@@ -476,6 +476,8 @@ struct ActivePrompt {
     last_secs: u64,
     /// The trace already says the buttons are armed.
     armed_traced: bool,
+    /// The first line of the message shown (confirm-seal's Up / Down).
+    message_top: usize,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -994,6 +996,7 @@ impl Ui {
                     deadline: now + timeout,
                     last_secs: u64::MAX,
                     armed_traced: false,
+                    message_top: 0,
                 });
                 self.trace.prompt_waiting.store(true, Ordering::Relaxed);
                 self.trace.touched();
@@ -1226,6 +1229,17 @@ impl Ui {
         match id {
             "approve" if self.prompt.is_some() => self.resolve(Decision::Approve),
             "reject" if self.prompt.is_some() => self.resolve(Decision::Reject),
+            "message-up" | "message-down" if self.prompt.is_some() => {
+                let rows = screens::message_geometry(self.layout).1;
+                if let Some(p) = self.prompt.as_mut() {
+                    p.message_top = if id == "message-up" {
+                        p.message_top.saturating_sub(rows)
+                    } else {
+                        p.message_top + rows
+                    };
+                }
+                self.content_dirty = true;
+            }
             "alerts" => {
                 self.user_screen = UserScreen::Alerts;
                 self.alerts_top = 0;
@@ -1461,7 +1475,14 @@ impl Ui {
             return;
         }
         self.screen_texts = match (&self.prompt, &self.progress, &self.text, &self.user_screen) {
-            (Some(p), _, _, _) => screens::apply_prompt(&self.app, self.layout, &p.prompt),
+            (Some(p), _, _, _) => {
+                let (texts, top) =
+                    screens::apply_prompt(&self.app, self.layout, &p.prompt, p.message_top);
+                if let Some(p) = self.prompt.as_mut() {
+                    p.message_top = top;
+                }
+                texts
+            }
             (None, Some(pr), _, _) => screens::apply_progress(&self.app, pr),
             (None, None, Some(t), _) => screens::apply_keyboard(
                 &self.app,

@@ -217,6 +217,7 @@ fn clicking_approve_in_headless_chromium_approves() {
         pad_left_after: 1_000_000,
         timeout: Duration::from_secs(120),
         client_note: None,
+        message: None,
     });
 
     let (_browser, port) = launch(&chromium, &emu.url());

@@ -229,6 +229,32 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     r.handle.cancel(&t);
     r.step();
 
+    // The message on confirm-seal (issue 19), golden at both sizes: a
+    // long one that scrolls, with bidi, zero-width, CJK and emoji.
+    let t = r.prompt(seal_text(
+        "Grüße aus Łódź! Встреча в 6, Ελλάδα.\nPay \u{202e}0001\u{202c} to bo\u{200d}b, \
+         not 你好 👍.\nThe third line is long enough to be cut into two lines here.\n\
+         Fourth.\nFifth and last.",
+    ));
+    snapshot(&format!("confirm-seal-message-{size}"), &r);
+    check(&format!("confirm-seal-message-{size}"), &r.screen.frame());
+    r.tap("message-down");
+    snapshot(&format!("confirm-seal-message-down-{size}"), &r);
+    check(
+        &format!("confirm-seal-message-down-{size}"),
+        &r.screen.frame(),
+    );
+    r.handle.cancel(&t);
+    r.step();
+    let mut binary = seal();
+    if let Prompt::Seal { message, .. } = &mut binary {
+        *message = Some(MessageView::of_bytes(&[0xff; 100]));
+    }
+    let t = r.prompt(binary);
+    snapshot(&format!("confirm-seal-binary-{size}"), &r);
+    r.handle.cancel(&t);
+    r.step();
+
     let t = r.prompt(open());
     snapshot(&format!("confirm-open-{size}"), &r);
     if golden {

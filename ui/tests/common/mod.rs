@@ -128,6 +128,7 @@ pub fn seal() -> Prompt {
         pad_left_after: 733_003_068,
         timeout: Duration::from_secs(30),
         client_note: None,
+        message: None,
     }
 }
 
@@ -185,4 +186,19 @@ pub fn about() -> AboutView {
             ("Buttons".into(), "Approve GPIO 5 · Reject GPIO 6".into()),
         ],
     }
+}
+
+/// A seal prompt that shows its message (issue 19).
+pub fn seal_text(text: &str) -> Prompt {
+    let mut p = seal();
+    if let Prompt::Seal {
+        message,
+        message_bytes,
+        ..
+    } = &mut p
+    {
+        *message_bytes = text.len() as u64;
+        *message = Some(MessageView::Text(text.into()));
+    }
+    p
 }
