@@ -70,6 +70,7 @@ impl UiScreen {
                 message_bytes,
                 cost,
                 pad_left_after,
+                message,
             } => Prompt::Seal {
                 contact: contact.clone(),
                 message_bytes: *message_bytes,
@@ -77,8 +78,7 @@ impl UiScreen {
                 pad_left_after: *pad_left_after,
                 timeout: self.timeout,
                 client_note: None,
-                // Issue 19: the RPC does not pass the message to the prompt yet.
-                message: None,
+                message: Some(otc_ui::MessageView::of_bytes(message.bytes())),
             },
             ApprovalPrompt::Open {
                 contact,

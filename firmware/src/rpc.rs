@@ -50,6 +50,26 @@ use std::time::Duration;
 
 mod runrpc;
 
+/// A message's bytes on their way to the screen: wiped when dropped, and
+/// never printed by `Debug` (a prompt may be logged).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Plaintext(pub zeroize::Zeroizing<Vec<u8>>);
+
+impl Plaintext {
+    pub fn new(bytes: &[u8]) -> Self {
+        Plaintext(zeroize::Zeroizing::new(bytes.to_vec()))
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Plaintext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Plaintext({} bytes)", self.0.len())
+    }
+}
+
 /// What the owner is asked to approve. Every figure comes from the
 /// device's own state; only the byte count of the message is the client's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +79,9 @@ pub enum ApprovalPrompt {
         message_bytes: u64,
         cost: u64,
         pad_left_after: u64,
+        /// The message itself, shown on the confirm screen (issue 19:
+        /// what you see is what you seal). Its `Debug` names only its size.
+        message: Plaintext,
     },
     /// Shown only for a package whose tag verified (the spec's checks 1
     /// to 5 ran before): every figure on it is verified.
@@ -829,6 +852,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 message_bytes: message.len() as u64,
                 cost: quote.cost,
                 pad_left_after: quote.pad_left_after,
+                message: Plaintext::new(&message),
             },
             still_wanted,
         )?;

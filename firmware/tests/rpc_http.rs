@@ -57,7 +57,7 @@ fn seal_and_open_round_trip_between_two_devices() {
         );
         assert_eq!(alice.contact(to_bob).receive_left, a0.receive_left);
         // The prompt said who, what and what it costs, from the device's state.
-        assert!(prompt.has_text("Encrypt a message?"), "{prompt:#?}");
+        assert!(prompt.has_text("Encrypt this message?"), "{prompt:#?}");
         assert!(prompt.has_text(to_bob), "{prompt:#?}");
         let package = b64::decode(&sealed.package).unwrap();
         assert_eq!(package.len(), format.package_len(text.len()));
@@ -266,7 +266,7 @@ fn reject_consumes_nothing() {
         "reject",
     );
     r.expect_error(403, "rejected");
-    assert!(prompt.has_text("Encrypt a message?"));
+    assert!(prompt.has_text("Encrypt this message?"));
     assert_eq!(state(&alice, "bob"), a0, "a rejected seal spends nothing");
     // Issue 15: home again, with a word.
     alice.wait_screen("a Rejected toast", |t| {
@@ -1247,4 +1247,39 @@ fn read_positions_are_kept_for_a_bounded_number_of_relays() {
     let saved: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&saved).expect("cursors.json is JSON");
     assert_eq!(saved.len(), max);
+}
+
+/// Issue 19: the confirm screen shows what the laptop asked to seal, as
+/// text, with a bidi override and a zero-width joiner shown as
+/// placeholders (never obeyed), and a binary message as its size.
+#[test]
+fn the_confirm_screen_shows_the_message_the_laptop_sent() {
+    let d = dirs(&[pad("bob", "alice", Format::V3, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let (r, prompt) = alice.seal("bob", "attack at dawn");
+    let _: PackageResponse = r.ok();
+    assert!(prompt.has_text("attack at dawn"), "{prompt:#?}");
+    assert!(prompt.has_text("Message from the laptop"), "{prompt:#?}");
+
+    let (r, prompt) = alice.seal("bob", "pay \u{202E}0001\u{202C} to a\u{200D}b");
+    let _: PackageResponse = r.ok();
+    assert!(prompt.has_text("‹RLO›"), "{prompt:#?}");
+    assert!(prompt.has_text("‹ZWJ›"), "{prompt:#?}");
+    assert!(
+        !prompt
+            .texts
+            .iter()
+            .any(|t| t.contains('\u{202E}') || t.contains('\u{200D}')),
+        "no raw bidi or zero-width character reaches the screen: {prompt:#?}"
+    );
+
+    let (r, prompt) = alice.answered(
+        routes::PACKAGE,
+        json!({"to": "bob", "message_b64": b64::encode(&[0xff, 0xfe, 0, 1])}),
+        "confirm-seal",
+        "approve",
+    );
+    let _: PackageResponse = r.ok();
+    assert!(prompt.has_text("binary, 4 bytes"), "{prompt:#?}");
+    alice.stop();
 }
