@@ -836,15 +836,7 @@ where
     let gate: Arc<Gate<S>> = Arc::new(Gate::new());
     let stop = Arc::new(AtomicBool::new(false));
     let (rpc_beat, flush_beat) = (Heartbeat::new(), Heartbeat::new());
-    let rpc = {
-        let (gate, stop) = (gate.clone(), stop.clone());
-        let settings = rpc::front_settings(&opts.limits, opts.allowed_hosts);
-        let beat = rpc_beat.clone();
-        std::thread::Builder::new()
-            .name("otc-rpc".into())
-            .spawn(move || crate::front::serve(gate, listener, stop, settings, beat))
-            .map_err(|e| Error::io("cannot start the RPC thread", e))?
-    };
+    let front_settings = rpc::front_settings(&opts.limits, opts.allowed_hosts);
     let lock_ctx = Arc::new(LockCtx::new(
         dir,
         ui.handle.clone(),
@@ -874,14 +866,28 @@ where
         lock: lock_ctx.clone(),
     };
     match mode {
-        // A plain data directory (development, tests, today's images):
-        // open at once, as before issue 18.
+        // A plain data directory (development, tests): open at once, as
+        // before issue 18.
         lock::Mode::Plain => opener.open(None, None, 0)?,
         lock::Mode::Locked | lock::Mode::FirstBoot => lock_ctx.spawn_unlock(
             mode,
             Box::new(move |u: lock::Unlock| opener.open(Some(u.key), u.settings, u.failures)),
         )?,
     }
+    // Serve only now. The socket has listened since `net::listen` above, and
+    // image/init calls the device ready as soon as it does; a request that
+    // arrives meanwhile waits in the kernel's queue until here. So a plain
+    // directory's first request finds its store open instead of being
+    // refused as `locked` (seen in QEMU after a power cut), and a locked
+    // directory serves its refusals and `/v1/status` while the owner types.
+    let rpc = {
+        let (gate, stop) = (gate.clone(), stop.clone());
+        let beat = rpc_beat.clone();
+        std::thread::Builder::new()
+            .name("otc-rpc".into())
+            .spawn(move || crate::front::serve(gate, listener, stop, front_settings, beat))
+            .map_err(|e| Error::io("cannot start the RPC thread", e))?
+    };
     Ok(Running {
         ui,
         addr,

@@ -1283,3 +1283,67 @@ fn the_confirm_screen_shows_the_message_the_laptop_sent() {
     assert!(prompt.has_text("binary, 4 bytes"), "{prompt:#?}");
     alice.stop();
 }
+
+/// image/init says "otc-device ready" as soon as the endpoint listens, so a
+/// plain data directory's store must be open by the time the port takes
+/// connections: a request that arrives while the device starts waits for
+/// its answer and is never refused as `locked` (seen in QEMU: after a power
+/// cut, the first seal got 423 `locked` from a device that has no lock).
+#[test]
+fn a_request_made_while_a_plain_device_starts_is_never_refused_as_locked() {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let d = dirs(&[
+        pad("bob", "alice", Format::V3, SIZE),
+        pad("carol", "alice2", Format::V3, SIZE),
+        pad("dave", "alice3", Format::V1, SIZE),
+    ]);
+    // A port that was free a moment ago, so the probe knows it before the
+    // device binds it.
+    let addr: SocketAddr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port");
+    // Connects as fast as it can from before the device starts; the first
+    // connection that is taken sends one request and returns its answer.
+    let probe = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(addr) {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                s.write_all(
+                    b"GET /v1/contacts HTTP/1.1\r\nHost: device\r\nConnection: close\r\n\r\n",
+                )
+                .expect("send the probe's request");
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gave up after 30 s waiting for the device to listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    let platform = otc_device::platform::TestPlatform::new(WALL, 0);
+    let (running, _script) = otc_testkit::start_device(
+        &d.alice,
+        otc_device::device::StartOptions {
+            bind: otc_device::net::Bind::Loopback(addr),
+            allowed_hosts: vec!["device".into()],
+            ..otc_testkit::start_options("Alice")
+        },
+        Arc::new(platform),
+    );
+    let answer = probe.join().expect("the probe thread");
+    let head = answer.lines().next().unwrap_or("").to_string();
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "the first request answered {head:?}, whole answer: {answer}"
+    );
+    assert!(answer.contains("\"bob\""), "{answer}");
+    running.stop().expect("stop the device");
+}
