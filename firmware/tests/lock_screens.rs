@@ -320,7 +320,31 @@ fn lock_now_and_the_idle_lock_lock_the_running_device() {
 #[test]
 fn the_first_boot_by_taps_ends_at_home_and_the_next_start_is_locked() {
     let tmp = tempfile::tempdir().expect("tempdir");
+    first_boot_by_taps(&tmp.path().join("data"));
+}
+
+/// The first boot on a card: image/init writes `DIR/otc.toml` (the boot
+/// partition's settings, no owner line) before otc-device first starts,
+/// so the data directory is not empty when the setup makes the store in
+/// it. The setup must still end at home, encrypted.
+#[test]
+fn the_first_boot_works_in_a_directory_that_holds_only_otc_toml() {
+    let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
+    std::fs::create_dir(&dir).expect("make the data directory");
+    std::fs::write(
+        dir.join("otc.toml"),
+        "[rpc]\nport = 9051\n\n[display]\nkind = \"fbdev\"\n",
+    )
+    .expect("write otc.toml as image/init does");
+    first_boot_by_taps(&dir);
+    assert!(dir.join("otc.toml").exists(), "otc.toml is kept");
+}
+
+/// The first boot by taps on a device started on `dir`, then a restart:
+/// locked, and the passphrase opens it.
+fn first_boot_by_taps(dir: &Path) {
+    let dir = dir.to_path_buf();
     let lock = LockOptions {
         first_boot: true,
         ..opts(10)

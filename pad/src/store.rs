@@ -22,6 +22,11 @@ use zeroize::Zeroizing;
 
 /// Name of the marker file that makes a directory ours.
 pub const MARKER_FILE: &str = "otc-device.data";
+/// The appliance's settings file, `DIR/otc.toml`: image/init writes it
+/// before otc-device first starts (the first boot on the screen needs it
+/// to draw), so a new data directory may hold it before the store is made
+/// in it. The store never reads or writes it.
+pub const DEVICE_SETTINGS_FILE: &str = "otc.toml";
 /// First line of the marker file.
 pub const MARKER_MAGIC: &str = "otc-device data directory, layout 2";
 /// First line of the marker of a layout-1 directory (metadata in sled),
@@ -318,7 +323,8 @@ impl PadStore {
 
     /// Open (or initialise) the data directory on the real file system.
     ///
-    /// A missing or empty directory is initialised. A non-empty directory
+    /// A missing or empty directory (or one holding only the appliance's
+    /// [`DEVICE_SETTINGS_FILE`]) is initialised. A non-empty directory
     /// without our marker is refused with [`Error::NotOurs`], a layout-1
     /// directory with [`Error::OldLayout`]. On open, the modes of the
     /// directory and everything in it are set to 0700/0600, any erase a
@@ -439,11 +445,11 @@ impl PadStore {
                     .read_dir(&dir)
                     .ctx(|| format!("cannot read {}", dir.display()))?;
                 // The key file (and its counter) come first in a new
-                // encrypted directory.
-                if entries
-                    .iter()
-                    .any(|e| e != vault::KEY_FILE && e != vault::FAILURES_FILE)
-                {
+                // encrypted directory; the appliance's settings file may be
+                // there before either (see DEVICE_SETTINGS_FILE).
+                if entries.iter().any(|e| {
+                    e != vault::KEY_FILE && e != vault::FAILURES_FILE && e != DEVICE_SETTINGS_FILE
+                }) {
                     return Err(Error::NotOurs(dir));
                 }
                 Self::init(v, &dir)?;

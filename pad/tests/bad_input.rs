@@ -82,6 +82,19 @@ fn data_dir_not_ours() {
     std::fs::create_dir(&e).unwrap();
     PadStore::open_dir(&e).unwrap();
     PadStore::open_dir(dir.path().join("new/nested")).unwrap();
+    // a directory holding only the appliance's otc.toml (image/init writes
+    // it before the first boot makes the store) is initialised, the file kept
+    let s = dir.path().join("settings-only");
+    std::fs::create_dir(&s).unwrap();
+    std::fs::write(s.join("otc.toml"), b"[rpc]\nport = 9051\n").unwrap();
+    PadStore::open_dir(&s).unwrap();
+    assert_eq!(
+        std::fs::read(s.join("otc.toml")).unwrap(),
+        b"[rpc]\nport = 9051\n"
+    );
+    // ... but otc.toml beside anything else is still not ours
+    std::fs::write(d.join("otc.toml"), b"").unwrap();
+    expect_code(PadStore::open_dir(&d), "data_dir_not_ours");
 }
 
 #[test]
