@@ -172,6 +172,7 @@ pub fn home_view(
         unseen_alerts,
         lockable,
         not_encrypted: !lockable,
+        locked: false,
     }
 }
 
@@ -367,14 +368,24 @@ impl Face {
     fn refresh_home(&self) {
         let unseen = self.alerts.lock().map(|a| a.1).unwrap_or(0);
         self.board.set_unacked_alert(unseen > 0);
-        self.ui.set_home(home_view(
-            &self.owner,
-            &self.store,
-            &self.link,
-            self.platform.as_ref(),
-            unseen,
-            self.lockable,
-        ));
+        // A locked device's home shows nothing of the store, whatever asks
+        // for a refresh meanwhile (an audit event, the link).
+        let home = if self.board.locked() {
+            HomeView {
+                locked: true,
+                ..Default::default()
+            }
+        } else {
+            home_view(
+                &self.owner,
+                &self.store,
+                &self.link,
+                self.platform.as_ref(),
+                unseen,
+                self.lockable,
+            )
+        };
+        self.ui.set_home(home);
         let viewing = self.viewing.lock().ok().and_then(|v| v.clone());
         if let Some(name) = viewing
             && let Ok(c) = self.store.contact(&name)
@@ -1256,12 +1267,6 @@ fn relock<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
         return;
     }
     gate.lock();
-    // Nothing of the home screen stays behind the lock screen (it shows
-    // for a moment between the keyboard and the check).
-    lock_ctx.ui().set_home(HomeView::default());
-    service.audit(Event::Locked {
-        why: why.to_string(),
-    });
     let (gate2, service2) = (gate.clone(), service.clone());
     let spawned = lock_ctx.spawn_unlock(
         lock::Mode::Locked,
@@ -1275,6 +1280,11 @@ fn relock<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
             Ok(())
         }),
     );
+    // Audited once the lock screen is up (which marks the board locked,
+    // so the home that this event refreshes says "Locked").
+    service.audit(Event::Locked {
+        why: why.to_string(),
+    });
     if let Err(e) = spawned {
         // Without a lock screen the device stays locked: a restart shows
         // one.

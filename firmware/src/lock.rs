@@ -446,6 +446,13 @@ impl LockCtx {
     pub fn spawn_unlock(self: &Arc<Self>, mode: Mode, then: OnUnlock) -> Result<()> {
         let ctx = self.clone();
         self.board.set_locked(true);
+        // Nothing of the home screen shows between the steps (the UI falls
+        // back to home for a moment between one step and the next): a
+        // locked home says "Locked" and takes no tap.
+        self.ui.set_home(otc_ui::HomeView {
+            locked: true,
+            ..Default::default()
+        });
         let t = std::thread::Builder::new()
             .name("otc-lock".into())
             .spawn(move || {
@@ -463,13 +470,18 @@ impl LockCtx {
                     std::thread::sleep(POLL);
                 };
                 if let Some(u) = got {
+                    // Unlocked before `then` opens the gate, so the home it
+                    // draws is the owner's (see `HomeView::locked`).
+                    ctx.board.set_locked(false);
                     match then(u) {
                         Ok(()) => {
-                            ctx.board.set_locked(false);
                             let after = guard(&ctx.idle).2;
                             ctx.set_idle(after);
                         }
-                        Err(e) => ctx.fatal(&e.to_string()),
+                        Err(e) => {
+                            ctx.board.set_locked(true);
+                            ctx.fatal(&e.to_string())
+                        }
                     }
                 }
             })

@@ -23,6 +23,12 @@ pub struct HomeView {
     /// the home screen says so in red.
     #[serde(default)]
     pub not_encrypted: bool,
+    /// The device is locked (issue 18): the home screen, which shows for a
+    /// moment between two steps of the lock screen or the first-boot
+    /// setup, says "Locked" and shows nothing else (no owner, contacts or
+    /// buttons), and taps on it do nothing.
+    #[serde(default)]
+    pub locked: bool,
 }
 
 /// One contact and how much pad is left with them.

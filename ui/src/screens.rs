@@ -75,6 +75,9 @@ pub(crate) fn apply_home(
     top: usize,
 ) -> Vec<String> {
     let d = app.global::<HomeData>();
+    if home.locked {
+        return apply_locked_home(&d);
+    }
     let mut texts = Vec::new();
     let owner = if home.owner.trim().is_empty() {
         "One Time Chat".to_string()
@@ -163,6 +166,27 @@ pub(crate) fn apply_home(
     d.set_more_text(s(&more));
     d.set_empty_text(s(&empty));
     texts
+}
+
+/// The home of a locked device: "Locked", one line, and no button (every
+/// label empty hides its button, and the trace leaves it out).
+fn apply_locked_home(d: &HomeData<'_>) -> Vec<String> {
+    let (title, line) = ("Locked", "Unlock this device on its lock screen.");
+    d.set_owner(s(title));
+    d.set_link_up(false);
+    d.set_link_text(s(""));
+    d.set_alerts_label(s(""));
+    d.set_alerts_unseen(false);
+    d.set_about_label(s(""));
+    d.set_lock_label(s(""));
+    d.set_contacts(model(Vec::new()));
+    d.set_first_index(0);
+    d.set_new_label(s(""));
+    d.set_import_label(s(""));
+    d.set_more_label(s(""));
+    d.set_more_text(s(""));
+    d.set_empty_text(s(line));
+    vec![title.to_string(), line.to_string()]
 }
 
 /// The screen name of a prompt.

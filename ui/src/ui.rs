@@ -901,6 +901,9 @@ impl Ui {
     /// One button per contact row on the home screen (id `contact:I`,
     /// labelled with the name as shown), where the rows are drawn.
     fn contact_buttons(&self, armed: bool) -> Vec<TraceButton> {
+        if self.home.locked {
+            return Vec::new();
+        }
         let first = self.app.get_contact_first_row();
         let step = self.app.get_contact_row_step();
         let n = self.home.contacts.len();
@@ -1240,7 +1243,7 @@ impl Ui {
                 }
                 self.content_dirty = true;
             }
-            "alerts" => {
+            "alerts" if self.on_home() => {
                 self.user_screen = UserScreen::Alerts;
                 self.alerts_top = 0;
                 self.alerts_shown = 0;
@@ -1270,7 +1273,7 @@ impl Ui {
                 });
                 self.content_dirty = true;
             }
-            "about" => {
+            "about" if self.on_home() => {
                 self.user_screen = UserScreen::About;
                 self.content_dirty = true;
             }
@@ -1388,8 +1391,10 @@ impl Ui {
 
     /// The home screen is what the owner sees (no prompt, progress,
     /// keyboard or step over it).
+    /// The home screen of an unlocked device is what the owner sees (a
+    /// locked one offers nothing: [`HomeView::locked`]).
     fn on_home(&self) -> bool {
-        self.slint_screen() == "home"
+        self.slint_screen() == "home" && !self.home.locked
     }
 
     /// A step of a flow is what the owner sees.

@@ -1101,3 +1101,47 @@ fn progress_shows_the_time_left() {
 }
 
 const WAIT_SHORT: Duration = Duration::from_secs(5);
+
+/// A locked device (issue 18) shows, between two steps of its lock screen
+/// or first-boot setup, a home that says "Locked" and offers nothing: no
+/// owner, no contacts, no button. A tap where the buttons of an unlocked
+/// home are does nothing (before, the bare default home showed New contact,
+/// Import contact, About and Alerts for that moment, and a tap there queued
+/// a flow for after the unlock).
+#[test]
+fn a_locked_home_offers_nothing() {
+    for (w, h) in [(800, 480), (480, 320)] {
+        let mut r = Rig::new(w, h);
+        let events = r.ui.take_events().unwrap();
+        r.handle.set_home(home());
+        r.step();
+        let unlocked = r.trace();
+        for id in ["new-contact", "import-contact", "about", "alerts"] {
+            assert!(unlocked.button(id).is_some(), "{}", unlocked.to_json());
+        }
+        r.handle.set_home(HomeView {
+            locked: true,
+            ..home()
+        });
+        r.step();
+        let t = r.trace();
+        assert_eq!(t.screen, "home");
+        assert!(t.has_text("Locked"), "{}", t.to_json());
+        assert!(t.buttons.is_empty(), "{w}x{h}: {}", t.to_json());
+        for c in &home().contacts {
+            assert!(!t.has_text(&c.name), "{}", t.to_json());
+        }
+        assert!(!t.has_text(&home().owner), "{}", t.to_json());
+        // Taps where an unlocked home has its buttons.
+        for id in ["new-contact", "import-contact", "about", "alerts"] {
+            let b = unlocked.button(id).unwrap().clone();
+            r.script.tap_button(&b);
+            r.step();
+            assert_eq!(r.trace().screen, "home", "{w}x{h}: a tap at {id}");
+        }
+        assert!(
+            events.try_recv().is_err(),
+            "{w}x{h}: a locked home sent an event"
+        );
+    }
+}
