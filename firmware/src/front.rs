@@ -83,8 +83,19 @@
 //! status line, three headers and a JSON body, so the layer does that itself
 //! (keep-alive and `Expect: 100-continue` included). Replies keep tiny_http's
 //! shape where clients could see it: the same status codes, JSON bodies,
-//! `Content-Type: application/json` and `Content-Length`. tiny_http stays a
-//! dev-dependency, for the RPC bench's bare echo server.
+//! `Content-Type: application/json` and `Content-Length`, with the
+//! canonical reason phrases (`503 Service Unavailable` for `cancelled`).
+//! tiny_http stays a dev-dependency, for the RPC bench's bare echo server.
+//!
+//! **Parsing is not ours.** The connection handling above is; the bytes are
+//! parsed by `httparse`, the parser hyper uses (fuzzed upstream): request
+//! heads, chunk-size lines and trailers. On top of it this layer is stricter
+//! where parsers on a request's way could disagree (issue #16): every line
+//! ends with CRLF (a bare LF is `bad_request`, as at the relay); a chunk
+//! size is hex digits only (no `+5`, `0x5`, leading space); the two bytes
+//! after a chunk must be exactly CRLF. The fuzz target
+//! `fuzz/fuzz_targets/front_request.rs` reads bytes through the same code
+//! ([`fuzzing`]), split into reads of every size.
 //!
 //! **Hang-ups.** While a prompt waits on the owner's tap, the handler asks
 //! whether the client is still there; with the socket in hand that is a
@@ -364,20 +375,51 @@ impl Head {
     }
 }
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// Header lines a request may carry (hyper's default too); a head with
+/// more is refused.
+const MAX_HEADERS: usize = 100;
+
+/// The first line feed in `bytes` that does not end a CRLF, if any. HTTP/1.1
+/// lines end with CRLF; a bare LF is refused, as the relay refuses it, so no
+/// two parsers on the way can disagree on where a line ends.
+fn bare_lf(bytes: &[u8]) -> Option<usize> {
+    bare_lf_from(bytes, 0)
 }
 
-/// Parse a request head (without its final empty line).
+/// [`bare_lf`] at or after `from` (the byte before it still tells whether
+/// a LF at `from` ends a CRLF).
+fn bare_lf_from(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&i| bytes[i] == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+}
+
+/// Parse a request head (without its final empty line) with `httparse`,
+/// then hold it to what this endpoint takes: an upper-case method, a path
+/// (no absolute URI, no `*`), HTTP/1.0 or 1.1, CRLF line ends, UTF-8 text
+/// without control characters in header values.
 fn parse_head(bytes: &[u8]) -> Result<Head, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the request head is not UTF-8 text")?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let line = lines.next().unwrap_or_default();
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!("malformed request line {line:?}"));
+    if bare_lf(bytes).is_some() {
+        return Err("a line of the request head ends with a bare LF; end lines with CRLF".into());
+    }
+    let mut whole = Vec::with_capacity(bytes.len() + 2);
+    whole.extend_from_slice(bytes);
+    whole.extend_from_slice(b"\r\n");
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    match req.parse(&whole) {
+        Ok(httparse::Status::Complete(n)) if n == whole.len() => {}
+        Ok(httparse::Status::Complete(_)) => {
+            return Err("the request head has an empty line before its end".into());
+        }
+        Ok(httparse::Status::Partial) => return Err("the request head is incomplete".into()),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(format!(
+                "the request has more than {MAX_HEADERS} header lines"
+            ));
+        }
+        Err(e) => return Err(format!("malformed request head: {e}")),
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err("the request head is incomplete".into());
     };
     if method.is_empty() || method.len() > 16 || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(format!("malformed method {method:?}"));
@@ -388,29 +430,21 @@ fn parse_head(bytes: &[u8]) -> Result<Head, String> {
         ));
     }
     let http11 = match version {
-        "HTTP/1.1" => true,
-        "HTTP/1.0" => false,
-        v => return Err(format!("unsupported HTTP version {v:?}; use HTTP/1.1")),
+        1 => true,
+        0 => false,
+        v => return Err(format!("unsupported HTTP version 1.{v}; use HTTP/1.1")),
     };
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            return Err("folded header lines are not accepted".into());
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("malformed header line {line:?}"))?;
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(format!("malformed header name {name:?}"));
-        }
-        let value = value.trim_matches([' ', '\t']);
+    let mut headers = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| format!("header {:?} is not UTF-8 text", h.name))?;
         if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
-            return Err(format!("control characters in header {name:?}"));
+            return Err(format!("control characters in header {:?}", h.name));
         }
-        headers.push((name.to_ascii_lowercase(), value.to_string()));
+        headers.push((
+            h.name.to_ascii_lowercase(),
+            value.trim_matches([' ', '\t']).to_string(),
+        ));
     }
     Ok(Head {
         method: method.to_string(),
@@ -517,28 +551,28 @@ enum ReadError {
     Closed,
 }
 
-/// One accepted connection and the bytes read from it but not used yet.
-struct Conn {
-    stream: Arc<TcpStream>,
-    buf: Vec<u8>,
+/// Where a connection's bytes come from: its socket, or (for the fuzz
+/// target, [`fuzzing`]) a slice handed out in pieces.
+trait Source {
+    /// Append what arrives next to `buf`, waiting until `deadline` at most.
+    fn read_more(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadError>;
 }
 
-impl Conn {
-    /// Read more into `buf`, waiting until `deadline` at most.
-    fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
+impl Source for Arc<TcpStream> {
+    fn read_more(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadError> {
         let mut chunk = [0u8; 8192];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ReadError::Timeout);
             }
-            if self.stream.set_read_timeout(Some(left)).is_err() {
+            if self.set_read_timeout(Some(left)).is_err() {
                 return Err(ReadError::Closed);
             }
-            match (&*self.stream).read(&mut chunk) {
+            match (&**self).read(&mut chunk) {
                 Ok(0) => return Err(ReadError::Closed),
                 Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    buf.extend_from_slice(&chunk[..n]);
                     return Ok(());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -554,32 +588,57 @@ impl Conn {
             }
         }
     }
+}
 
-    /// The next request head, or `Ok(None)` when the connection ended (or
-    /// idled out) cleanly between requests.
+/// The longest chunk-size line (size and extensions) read.
+const MAX_CHUNK_LINE: usize = 1024;
+/// The most trailer bytes read after a chunked body.
+const MAX_TRAILERS: usize = 8192;
+
+/// One accepted connection and the bytes read from it but not used yet.
+struct Conn<S: Source> {
+    src: S,
+    buf: Vec<u8>,
+}
+
+impl<S: Source> Conn<S> {
+    /// Read more into `buf`, waiting until `deadline` at most.
+    fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
+        self.src.read_more(&mut self.buf, deadline)
+    }
+
+    /// The next request head (without its final empty line), or
+    /// `Ok(None)` when the connection ended (or idled out) cleanly between
+    /// requests.
     fn read_head(&mut self, deadline: Instant, max: usize) -> Result<Option<Vec<u8>>, Refusal> {
         let mut scanned = 0;
         loop {
             // Empty lines before a request line are allowed (RFC 9112 2.2).
             let lead = self
                 .buf
-                .iter()
-                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .chunks(2)
+                .take_while(|pair| *pair == b"\r\n")
                 .count();
             if lead > 0 {
-                self.buf.drain(..lead);
+                self.buf.drain(..2 * lead);
                 scanned = 0;
             }
-            if let Some(end) = head_end(&self.buf, scanned) {
-                if end > max {
-                    break;
+            // Only the first `max` bytes can hold a head, and only they are
+            // looked at, however many have arrived.
+            match head_end(&self.buf[..self.buf.len().min(max)], scanned) {
+                Err(why) => return Err(refuse(ErrorCode::BadRequest, why)),
+                Ok(Some(end)) => {
+                    let mut head: Vec<u8> = self.buf.drain(..end).collect();
+                    head.truncate(end - 2);
+                    return Ok(Some(head));
                 }
-                let head: Vec<u8> = self.buf.drain(..end).collect();
-                return Ok(Some(head));
+                Ok(None) => {}
             }
             if self.buf.len() > max {
                 break;
             }
+            // A CRLF CRLF may straddle what is here and what comes next; a
+            // CR at the very end is looked at again with its LF.
             scanned = self.buf.len().saturating_sub(3);
             match self.fill(deadline) {
                 Ok(()) => {}
@@ -609,27 +668,6 @@ impl Conn {
         Ok(self.buf.drain(..n).collect())
     }
 
-    /// One CRLF-terminated line of at most `max` bytes (without its end).
-    fn line(&mut self, deadline: Instant, max: usize) -> Result<Option<Vec<u8>>, ReadError> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-                if i > max {
-                    return Ok(None);
-                }
-                let mut l: Vec<u8> = self.buf.drain(..=i).collect();
-                l.pop();
-                if l.last() == Some(&b'\r') {
-                    l.pop();
-                }
-                return Ok(Some(l));
-            }
-            if self.buf.len() > max {
-                return Ok(None);
-            }
-            self.fill(deadline)?;
-        }
-    }
-
     /// The body, within `deadline` and `max` bytes.
     fn read_body(
         &mut self,
@@ -645,88 +683,131 @@ impl Conn {
             .audited("body_timeout", "a request body arrived too slowly".into()),
             ReadError::Closed => refuse(ErrorCode::BadRequest, "the request body was cut short"),
         };
-        let n = match framing {
-            Framing::Length(n) => return self.take(*n, deadline).map_err(late),
-            Framing::Chunked => max,
-        };
+        match framing {
+            Framing::Length(n) => self.take(*n, deadline).map_err(late),
+            Framing::Chunked => self.read_chunked(deadline, max, late),
+        }
+    }
+
+    /// A chunked body (RFC 9112 7.1): chunk sizes parsed by `httparse`,
+    /// each chunk followed by exactly CRLF, the trailers bounded and
+    /// dropped.
+    fn read_chunked(
+        &mut self,
+        deadline: Instant,
+        max: usize,
+        late: impl Fn(ReadError) -> Refusal,
+    ) -> Result<Vec<u8>, Refusal> {
         let bad = |what: &str| refuse(ErrorCode::BadRequest, format!("bad chunked body: {what}"));
         let mut body = Vec::new();
         loop {
-            let line = self
-                .line(deadline, 1024)
-                .map_err(late)?
-                .ok_or_else(|| bad("chunk size line too long"))?;
-            let text = std::str::from_utf8(&line).map_err(|_| bad("chunk size"))?;
-            let size_text = text.split(';').next().unwrap_or_default().trim();
-            if size_text.is_empty() || size_text.len() > 16 {
-                return Err(bad("chunk size"));
-            }
-            let size = usize::from_str_radix(size_text, 16).map_err(|_| bad("chunk size"))?;
+            let size = loop {
+                match chunk_size(&self.buf) {
+                    Err(what) => return Err(bad(what)),
+                    Ok(Some((used, size))) => {
+                        self.buf.drain(..used);
+                        break size;
+                    }
+                    Ok(None) => self.fill(deadline).map_err(&late)?,
+                }
+            };
             if size == 0 {
                 break;
             }
-            if body.len().saturating_add(size) > n {
+            if size > max.saturating_sub(body.len()) as u64 {
                 return Err(refuse(
                     ErrorCode::TooLarge,
                     format!("the request body is larger than {max} bytes"),
                 )
                 .audited("max_body_bytes", "a chunked body".into()));
             }
-            body.extend(self.take(size, deadline).map_err(late)?);
-            if !self.take(2, deadline).map_err(late)?.ends_with(b"\n") {
+            // `size` is at most `max` here.
+            body.extend(self.take(size as usize, deadline).map_err(&late)?);
+            if self.take(2, deadline).map_err(&late)? != b"\r\n" {
                 return Err(bad("chunk not followed by CRLF"));
             }
         }
-        // Trailers, ignored; bounded like headers.
-        let mut trailers = 0usize;
         loop {
-            let line = self
-                .line(deadline, 8192)
-                .map_err(late)?
-                .ok_or_else(|| bad("trailer too long"))?;
-            if line.is_empty() {
-                return Ok(body);
-            }
-            trailers += line.len();
-            if trailers > 8192 {
-                return Err(bad("trailers too long"));
+            match trailers_end(&self.buf) {
+                Err(what) => return Err(bad(what)),
+                Ok(Some(end)) => {
+                    self.buf.drain(..end);
+                    return Ok(body);
+                }
+                Ok(None) => self.fill(deadline).map_err(&late)?,
             }
         }
     }
 }
 
-/// End of the head (after its empty line), searching from `from`.
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    (from..buf.len()).find_map(|i| {
-        if buf[i] != b'\n' {
-            return None;
-        }
-        match (buf.get(i + 1), buf.get(i + 2)) {
-            (Some(b'\n'), _) => Some(i + 2),
-            (Some(b'\r'), Some(b'\n')) => Some(i + 3),
-            _ => None,
-        }
-    })
+/// End of the head (after its empty line), searching from `from` (where
+/// the previous search stopped); a line of the head that ends with a bare
+/// LF is an error. Bytes after the head (a body) are not looked at.
+fn head_end(buf: &[u8], from: usize) -> Result<Option<usize>, String> {
+    let from = from.min(buf.len());
+    let end = buf[from..]
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| from + i + 4);
+    let head = &buf[..end.unwrap_or(buf.len())];
+    if bare_lf_from(head, from).is_some() {
+        return Err("a line of the request head ends with a bare LF; end lines with CRLF".into());
+    }
+    Ok(end)
 }
 
+/// A chunk-size line at the start of `buf`, parsed by `httparse`:
+/// `Some((length of the line with its CRLF, size))`, or `None` while the
+/// line is incomplete. The size must have at least one hex digit (no sign,
+/// no `0x`, at most 16 digits), and the line must end with CRLF within
+/// [`MAX_CHUNK_LINE`] bytes.
+fn chunk_size(buf: &[u8]) -> Result<Option<(usize, u64)>, &'static str> {
+    if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) {
+        return Err("a chunk size must start with a hex digit");
+    }
+    let line = &buf[..buf.len().min(MAX_CHUNK_LINE)];
+    match httparse::parse_chunk_size(line) {
+        Ok(httparse::Status::Partial) if line.len() == MAX_CHUNK_LINE => {
+            Err("chunk size line too long")
+        }
+        Ok(httparse::Status::Complete((used, size))) if bare_lf(&buf[..used]).is_none() => {
+            Ok(Some((used, size)))
+        }
+        Ok(httparse::Status::Complete(_)) => Err("a chunk size line ends with a bare LF"),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::InvalidChunkSize) => Err("malformed chunk size"),
+    }
+}
+
+/// The end of the trailer section at the start of `buf` (after its empty
+/// line, within [`MAX_TRAILERS`] bytes), parsed by `httparse`; `None`
+/// while it is incomplete. Trailers are dropped.
+fn trailers_end(buf: &[u8]) -> Result<Option<usize>, &'static str> {
+    const MALFORMED: &str = "malformed trailers (or a line not ended with CRLF)";
+    let section = &buf[..buf.len().min(MAX_TRAILERS)];
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(section, &mut slots) {
+        Ok(httparse::Status::Complete((end, _))) if bare_lf(&section[..end]).is_none() => {
+            Ok(Some(end))
+        }
+        Ok(httparse::Status::Partial) if bare_lf(section).is_none() => {
+            if section.len() == MAX_TRAILERS {
+                Err("trailers too long")
+            } else {
+                Ok(None)
+            }
+        }
+        _ => Err(MALFORMED),
+    }
+}
+
+/// The reason phrase of `status`: its canonical one (RFC 9110, as the
+/// `http` crate lists them), or none for an unregistered code.
 fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        413 => "Payload Too Large",
-        415 => "Unsupported Media Type",
-        421 => "Misdirected Request",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        _ => "Unknown",
-    }
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
 }
 
 /// The bytes of a reply.
@@ -767,22 +848,34 @@ fn linger(stream: &TcpStream) {
 
 // ---------------------------------------------------------------- server ---
 
-/// Counts a slot taken from `counter` and gives it back when dropped.
-struct Slot<'a>(&'a AtomicUsize);
+/// A count of things (open connections, requests in flight, refusers,
+/// closings), shared by the threads that take and give back its slots.
+type Counter = Arc<AtomicUsize>;
 
-impl<'a> Slot<'a> {
+/// One slot taken from a [`Counter`], given back when dropped. It is owned,
+/// so it moves with what holds it: into a connection's thread, a refuser's
+/// thread, or the state of a connection being closed.
+struct Slot(Counter);
+
+impl Slot {
     /// Take a slot if fewer than `max` are taken.
-    fn take(counter: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
+    fn take(counter: &Counter, max: usize) -> Option<Slot> {
         if counter.fetch_add(1, Ordering::AcqRel) < max {
-            Some(Slot(counter))
+            Some(Slot(counter.clone()))
         } else {
             counter.fetch_sub(1, Ordering::AcqRel);
             None
         }
     }
+
+    /// Take a slot even beyond the count's cap (see [`Shared::admit`]).
+    fn over_cap(counter: &Counter) -> Slot {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Slot(counter.clone())
+    }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -798,6 +891,9 @@ struct ConnState {
     handling: AtomicBool,
     /// Closed by the accept loop to make room.
     evicted: AtomicBool,
+    /// The closing slot ([`MAX_EVICTING`]) taken to close it: given back
+    /// when the connection's thread lets go of this state, at its end.
+    closing: Mutex<Option<Slot>>,
 }
 
 /// An open connection, as the accept loop sees it (to make room, and at a
@@ -811,11 +907,11 @@ struct Open {
 struct Shared<H: Handler> {
     handler: Arc<H>,
     settings: Settings,
-    open: AtomicUsize,
-    refusing: AtomicUsize,
-    in_flight: AtomicUsize,
+    open: Counter,
+    refusing: Counter,
+    in_flight: Counter,
     next_id: AtomicU64,
-    evicting: AtomicUsize,
+    evicting: Counter,
     epoch: Instant,
     /// Set at a stop: connections close after the request they are in.
     stopping: AtomicBool,
@@ -884,8 +980,8 @@ impl<H: Handler> Shared<H> {
                     .compare_exchange(t, BUSY, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok() =>
             {
-                // Its thread gives the `evicting` slot back when it ends.
-                std::mem::forget(slot);
+                // Its thread gives the closing slot back when it ends.
+                *lock(&o.state.closing) = Some(slot);
                 o.state.evicted.store(true, Ordering::Release);
                 // Tell it why before closing: one send that never blocks
                 // (MSG_DONTWAIT, so the victim's thread keeps its blocking
@@ -902,6 +998,24 @@ impl<H: Handler> Shared<H> {
             }
             _ => false,
         }
+    }
+
+    /// An open slot for a new connection: under the cap, or over it once
+    /// the connection that waited longest for a head was closed to make
+    /// room (over the cap until that one's thread ends).
+    fn admit(&self) -> Option<Slot> {
+        let max = self.settings.max_open_connections;
+        if let Some(open) = Slot::take(&self.open, max) {
+            return Some(open);
+        }
+        if !self.evict_one() {
+            return None;
+        }
+        self.limit_hit(
+            "max_open_connections",
+            &format!("{max} open; the longest waiting for a request was closed"),
+        );
+        Some(Slot::over_cap(&self.open))
     }
 
     fn overloaded(&self, limit: &'static str, max: usize) -> Refusal {
@@ -939,11 +1053,11 @@ pub fn serve<H: Handler>(
     let shared = Arc::new(Shared {
         handler,
         settings,
-        open: AtomicUsize::new(0),
-        refusing: AtomicUsize::new(0),
-        in_flight: AtomicUsize::new(0),
+        open: Counter::default(),
+        refusing: Counter::default(),
+        in_flight: Counter::default(),
         next_id: AtomicU64::new(0),
-        evicting: AtomicUsize::new(0),
+        evicting: Counter::default(),
         epoch: Instant::now(),
         stopping: AtomicBool::new(false),
         conns: Mutex::default(),
@@ -994,94 +1108,101 @@ pub fn serve<H: Handler>(
     Ok(())
 }
 
-/// A new connection: a thread of its own if under the cap, else refused.
+/// A new connection: a thread of its own if under the cap (or once room
+/// was made), else refused.
 fn accept<H: Handler>(shared: &Arc<Shared<H>>, stream: TcpStream) {
     // Accepted sockets do not inherit O_NONBLOCK on Linux; make sure.
     if stream.set_nonblocking(false).is_err() {
         return;
     }
-    let max = shared.settings.max_open_connections;
-    let admitted = shared.open.fetch_add(1, Ordering::AcqRel) < max || {
-        // Over the cap until the evicted connection's thread ends.
-        let made_room = shared.evict_one();
-        if made_room {
-            shared.limit_hit(
-                "max_open_connections",
-                &format!("{max} open; the longest waiting for a request was closed"),
-            );
-        }
-        made_room
+    match shared.admit() {
+        Some(open) => spawn_connection(shared, stream, open),
+        None => refuse_over_cap(shared, stream),
+    }
+}
+
+/// A connection as its thread holds it: registered with the accept loop
+/// (which may close it to make room, or at a stop) until the thread ends,
+/// and its open slot with it.
+struct Registered<H: Handler> {
+    shared: Arc<Shared<H>>,
+    id: u64,
+    state: Arc<ConnState>,
+    _open: Slot,
+}
+
+impl<H: Handler> Drop for Registered<H> {
+    /// Unregistered, so closed once the thread's own handle goes too; then
+    /// its state (with a closing slot, if it was closed to make room) and
+    /// its open slot are given back.
+    fn drop(&mut self) {
+        lock(&self.shared.conns).remove(&self.id);
+    }
+}
+
+/// Serve an admitted connection on a thread of its own. If the thread
+/// cannot start, the registration is dropped with it: the connection is
+/// closed and its slot given back.
+fn spawn_connection<H: Handler>(shared: &Arc<Shared<H>>, stream: TcpStream, open: Slot) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let stream = Arc::new(stream);
+    let state = Arc::new(ConnState {
+        waiting_since: AtomicU64::new(shared.now_ms()),
+        ..ConnState::default()
+    });
+    lock(&shared.conns).insert(
+        id,
+        Open {
+            stream: stream.clone(),
+            state: state.clone(),
+        },
+    );
+    let registered = Registered {
+        shared: shared.clone(),
+        id,
+        state,
+        _open: open,
     };
-    if admitted {
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let stream = Arc::new(stream);
-        let state = Arc::new(ConnState {
-            waiting_since: AtomicU64::new(shared.now_ms()),
-            ..ConnState::default()
+    let _ = std::thread::Builder::new()
+        .name("otc-rpc-conn".into())
+        .spawn(move || connection(&registered.shared, stream, &registered.state));
+}
+
+/// Over the cap with no room to make: `overloaded`, from a short-lived
+/// refuser thread if one of [`MAX_REFUSERS`] is free, else at once.
+fn refuse_over_cap<H: Handler>(shared: &Arc<Shared<H>>, stream: TcpStream) {
+    let refusal = shared.overloaded("max_open_connections", shared.settings.max_open_connections);
+    let Some(slot) = Slot::take(&shared.refusing, MAX_REFUSERS) else {
+        return refuse_without_waiting(shared, &stream, refusal);
+    };
+    let s = shared.clone();
+    // A thread that cannot start drops the slot and the connection.
+    let _ = std::thread::Builder::new()
+        .name("otc-rpc-refuse".into())
+        .spawn(move || {
+            let _slot = slot;
+            let _ = stream.set_write_timeout(Some(LINGER));
+            s.refuse_and_close(&stream, refusal);
         });
-        lock(&shared.conns).insert(
-            id,
-            Open {
-                stream: stream.clone(),
-                state: state.clone(),
-            },
-        );
-        let s = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("otc-rpc-conn".into())
-            .spawn(move || {
-                // Whatever happens below, the connection is unregistered
-                // (and so closed) and its slot given back.
-                struct Done<'a, H: Handler>(&'a Shared<H>, u64, &'a ConnState);
-                impl<H: Handler> Drop for Done<'_, H> {
-                    fn drop(&mut self) {
-                        lock(&self.0.conns).remove(&self.1);
-                        if self.2.evicted.load(Ordering::Acquire) {
-                            self.0.evicting.fetch_sub(1, Ordering::AcqRel);
-                        }
-                        self.0.open.fetch_sub(1, Ordering::AcqRel);
-                    }
-                }
-                let _done = Done(&s, id, &state);
-                connection(&s, stream, &state);
-            });
-        if spawned.is_err() {
-            lock(&shared.conns).remove(&id);
-            shared.open.fetch_sub(1, Ordering::AcqRel);
-        }
-        return;
-    }
-    shared.open.fetch_sub(1, Ordering::AcqRel);
-    let refusal = shared.overloaded("max_open_connections", max);
-    if let Some(slot) = Slot::take(&shared.refusing, MAX_REFUSERS) {
-        std::mem::forget(slot);
-        let s = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("otc-rpc-refuse".into())
-            .spawn(move || {
-                let _slot = Slot(&s.refusing);
-                let _ = stream.set_write_timeout(Some(LINGER));
-                s.refuse_and_close(&stream, refusal);
-            });
-        if spawned.is_err() {
-            shared.refusing.fetch_sub(1, Ordering::AcqRel);
-        }
-        return;
-    }
-    // Not even a refuser is free: one non-blocking try, then close.
+}
+
+/// Not even a refuser is free: one non-blocking try at the answer, then
+/// close.
+fn refuse_without_waiting<H: Handler>(shared: &Shared<H>, stream: &TcpStream, refusal: Refusal) {
     if let Some((limit, detail)) = &refusal.limit {
         shared.limit_hit(limit, detail);
     }
-    if stream.set_nonblocking(true).is_ok() {
-        let _ = (&stream).write(&reply_bytes(&refusal.reply, true));
-        let _ = stream.shutdown(std::net::Shutdown::Write);
-        // Whatever the client already sent is read and dropped (without
-        // waiting), so closing sends a FIN after our answer, not a reset.
-        let mut chunk = [0u8; 8192];
-        for _ in 0..LINGER_BYTES / chunk.len() {
-            if !matches!((&stream).read(&mut chunk), Ok(n) if n > 0) {
-                break;
-            }
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let _ = (&*stream).write(&reply_bytes(&refusal.reply, true));
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    // Whatever the client already sent is read and dropped (without
+    // waiting), so closing sends a FIN after our answer, not a reset.
+    let mut chunk = [0u8; 8192];
+    for _ in 0..LINGER_BYTES / chunk.len() {
+        if !matches!((&*stream).read(&mut chunk), Ok(n) if n > 0) {
+            break;
         }
     }
 }
@@ -1094,7 +1215,7 @@ fn connection<H: Handler>(shared: &Shared<H>, stream: Arc<TcpStream>, state: &Co
         return;
     }
     let mut conn = Conn {
-        stream: stream.clone(),
+        src: stream.clone(),
         buf: Vec::new(),
     };
     loop {
@@ -1106,10 +1227,34 @@ fn connection<H: Handler>(shared: &Shared<H>, stream: Arc<TcpStream>, state: &Co
     }
 }
 
+/// Check a request whose head `raw` was just read from `conn`, and read
+/// its body: the head parsed, then Host and Origin, the body's framing and
+/// size, Content-Type, then `before_body` (the server's handling slot and
+/// `100 Continue`), then the body within its deadline and size. Everything
+/// the head can tell is refused before a byte of the body is read.
+fn checked_request<S: Source>(
+    conn: &mut Conn<S>,
+    raw: &[u8],
+    set: &Settings,
+    before_body: impl FnOnce(&Head) -> Result<(), Refusal>,
+) -> Result<(Head, Vec<u8>), Refusal> {
+    let head = parse_head(raw).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
+    check_host(&head, &set.allowed_hosts)?;
+    let framing = check_framing(&head, set.max_body_bytes)?;
+    check_content_type(&head, &framing)?;
+    before_body(&head)?;
+    let body = conn.read_body(
+        &framing,
+        Instant::now() + set.body_timeout,
+        set.max_body_bytes,
+    )?;
+    Ok((head, body))
+}
+
 /// Read, check and answer one request. `Ok(true)`: keep the connection.
 fn request<H: Handler>(
     shared: &Shared<H>,
-    conn: &mut Conn,
+    conn: &mut Conn<Arc<TcpStream>>,
     state: &ConnState,
 ) -> Result<bool, Refusal> {
     let set = &shared.settings;
@@ -1129,26 +1274,20 @@ fn request<H: Handler>(
     let Some(raw) = raw? else {
         return Ok(false);
     };
-    let head = parse_head(&raw).map_err(|m| refuse(ErrorCode::BadRequest, m))?;
-    check_host(&head, &set.allowed_hosts)?;
-    let framing = check_framing(&head, set.max_body_bytes)?;
-    check_content_type(&head, &framing)?;
-    if shared.in_flight.load(Ordering::Acquire) >= set.max_in_flight {
-        return Err(shared.overloaded("max_connections", set.max_in_flight));
-    }
-    if head.http11 && head.has_token("expect", "100-continue") {
-        let _ = (&*conn.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    let body = conn.read_body(
-        &framing,
-        Instant::now() + set.body_timeout,
-        set.max_body_bytes,
-    )?;
+    let stream = conn.src.clone();
+    let (head, body) = checked_request(conn, &raw, set, |head| {
+        if shared.in_flight.load(Ordering::Acquire) >= set.max_in_flight {
+            return Err(shared.overloaded("max_connections", set.max_in_flight));
+        }
+        if head.http11 && head.has_token("expect", "100-continue") {
+            let _ = (&*stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        Ok(())
+    })?;
     let Some(slot) = Slot::take(&shared.in_flight, set.max_in_flight) else {
         return Err(shared.overloaded("max_connections", set.max_in_flight));
     };
     let keep = head.keep_alive() && !shared.stopping.load(Ordering::Acquire);
-    let stream = conn.stream.clone();
     let still_wanted = move || !crate::net::peer_gone(&stream);
     state.handling.store(true, Ordering::Release);
     let reply = shared
@@ -1159,13 +1298,107 @@ fn request<H: Handler>(
     // reply (and send its next request).
     drop(slot);
     drop(body);
-    if (&*conn.stream)
-        .write_all(&reply_bytes(&reply, !keep))
-        .is_err()
-    {
+    if (&*conn.src).write_all(&reply_bytes(&reply, !keep)).is_err() {
         return Ok(false);
     }
     Ok(keep)
+}
+
+/// The front layer's reading and checking of requests, without a socket,
+/// for the fuzz target (`fuzz/fuzz_targets/front_request.rs`) and tests.
+/// Not part of the device's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Settings the fuzz target reads with: the device's defaults, and
+    /// `device` as an allowed host name.
+    pub fn settings() -> Settings {
+        Settings {
+            max_open_connections: 32,
+            max_in_flight: 4,
+            max_header_bytes: 8 * 1024,
+            max_body_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            allowed_hosts: vec!["device".into()],
+        }
+    }
+
+    /// A slice that arrives `piece` bytes at a time, then ends.
+    struct Pieces<'a> {
+        rest: &'a [u8],
+        piece: usize,
+    }
+
+    impl Source for Pieces<'_> {
+        fn read_more(&mut self, buf: &mut Vec<u8>, _: Instant) -> Result<(), ReadError> {
+            if self.rest.is_empty() {
+                return Err(ReadError::Closed);
+            }
+            let (now, later) = self.rest.split_at(self.piece.clamp(1, self.rest.len()));
+            buf.extend_from_slice(now);
+            self.rest = later;
+            Ok(())
+        }
+    }
+
+    /// What became of one request read from the bytes.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Outcome {
+        /// Checked and read whole: what the handler would be given.
+        Request {
+            method: String,
+            target: String,
+            body: Vec<u8>,
+            keep_alive: bool,
+        },
+        /// Refused with this reply (the connection is then closed).
+        Refused { status: u16, reply: Vec<u8> },
+    }
+
+    /// Read requests from `bytes`, arriving `piece` bytes at a time, as one
+    /// connection of the device reads them with `set`: heads, Host and
+    /// Origin, framing and bodies, until the bytes end, a request is
+    /// refused, or one does not keep the connection.
+    pub fn requests(bytes: &[u8], piece: usize, set: &Settings) -> Vec<Outcome> {
+        let mut conn = Conn {
+            src: Pieces { rest: bytes, piece },
+            buf: Vec::new(),
+        };
+        let mut out = Vec::new();
+        loop {
+            let deadline = Instant::now() + set.header_timeout;
+            let read = conn
+                .read_head(deadline, set.max_header_bytes)
+                .and_then(|raw| match raw {
+                    Some(raw) => checked_request(&mut conn, &raw, set, |_| Ok(())).map(Some),
+                    None => Ok(None),
+                });
+            match read {
+                Ok(None) => return out,
+                Ok(Some((head, body))) => {
+                    let keep_alive = head.keep_alive();
+                    out.push(Outcome::Request {
+                        method: head.method,
+                        target: head.target,
+                        body,
+                        keep_alive,
+                    });
+                    if !keep_alive {
+                        return out;
+                    }
+                }
+                Err(refusal) => {
+                    out.push(Outcome::Refused {
+                        status: refusal.reply.0,
+                        reply: reply_bytes(&refusal.reply, true),
+                    });
+                    return out;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1267,9 +1500,139 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Some(18));
-        assert_eq!(head_end(b"GET / HTTP/1.1\n\nbody", 0), Some(16));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Ok(Some(18)));
+        // Issue #16: a bare LF ends no line (the relay refuses it too).
+        assert!(head_end(b"GET / HTTP/1.1\n\nbody", 0).is_err());
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), Ok(None));
+    }
+
+    #[test]
+    fn bare_lf_ends_no_line() {
+        assert!(parse_head(b"GET / HTTP/1.1\nHost: 1.2.3.4").is_err());
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost: 1.2.3.4\n").is_err());
+        assert!(parse_head(b"GET / HTTP/1.1\r\nHost: 1.2.3.4\r\n").is_ok());
+        // Searching on from where the last search stopped (at most three
+        // bytes before the end of what had arrived): the CR before `from`
+        // is seen, a bare LF at or after it is not missed.
+        let buf = b"GET / HTTP/1.1\r\nA: b\r\n\r\n";
+        for from in 0..=buf.len() - 4 {
+            assert_eq!(head_end(buf, from), Ok(Some(buf.len())), "from {from}");
+        }
+        let buf = b"GET / HTTP/1.1\r\nA: b\n\r\n";
+        for from in 0..=20 {
+            assert!(head_end(buf, from).is_err(), "from {from}");
+        }
+        // A body after the head is not the head's business.
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\n\n\n", 0), Ok(Some(18)));
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_digits_parsed_by_httparse() {
+        assert_eq!(chunk_size(b"5\r\nhello"), Ok(Some((3, 5))));
+        assert_eq!(chunk_size(b"1aF;x=y\r\n"), Ok(Some((9, 0x1af))));
+        assert_eq!(chunk_size(b"5 ;x\r\n"), Ok(Some((6, 5))));
+        assert_eq!(chunk_size(b"5"), Ok(None));
+        assert_eq!(chunk_size(b""), Ok(None));
+        for bad in [
+            &b"+5\r\n"[..],
+            b"-5\r\n",
+            b"0x5\r\n",
+            b" 5\r\n",
+            b"\r\n",
+            b"5\n",
+            b"5\r5",
+            b"g\r\n",
+            b"5;x\n\r\n",
+            b"10000000000000000\r\n",
+        ] {
+            assert!(
+                chunk_size(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = [b"5;".as_slice(), &[b'x'; MAX_CHUNK_LINE]].concat();
+        assert!(chunk_size(&long).is_err());
+        assert_eq!(trailers_end(b"\r\nGET"), Ok(Some(2)));
+        assert_eq!(trailers_end(b"A: b\r\n\r\n"), Ok(Some(8)));
+        assert_eq!(trailers_end(b"A: b\r\n"), Ok(None));
+        assert!(trailers_end(b"A: b\n\r\n").is_err());
+        assert!(trailers_end(b"A: b\n").is_err());
+    }
+
+    /// Issue #16: `cancelled` went out as "503 Unknown".
+    #[test]
+    fn replies_use_canonical_reasons() {
+        let line = |status: u16| {
+            let bytes = reply_bytes(&(status, "{}".into()), true);
+            let text = String::from_utf8(bytes).unwrap();
+            text.split("\r\n").next().unwrap().to_string()
+        };
+        assert_eq!(line(503), "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(line(200), "HTTP/1.1 200 OK");
+        assert_eq!(line(421), "HTTP/1.1 421 Misdirected Request");
+        assert_eq!(line(429), "HTTP/1.1 429 Too Many Requests");
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::Rejected,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Timeout,
+            ErrorCode::Busy,
+            ErrorCode::Replayed,
+            ErrorCode::TooLarge,
+            ErrorCode::UnsupportedMediaType,
+            ErrorCode::BadHost,
+            ErrorCode::Overloaded,
+            ErrorCode::Internal,
+            ErrorCode::Cancelled,
+        ] {
+            let status = code.http_status();
+            assert!(
+                !reason(status).is_empty(),
+                "{code:?}: {status} has no reason"
+            );
+        }
+    }
+
+    /// What the fuzz target checks, on inputs that reach every branch:
+    /// the outcome does not depend on how the bytes arrive.
+    #[test]
+    fn reading_does_not_depend_on_how_bytes_arrive() {
+        use fuzzing::{Outcome, requests, settings};
+        let set = settings();
+        let put = "PUT /v1/x HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\n";
+        let cases: Vec<Vec<u8>> = vec![
+            format!("\r\n{put}Content-Length: 2\r\n\r\n{{}}GET / HTTP/1.1\r\nHost: device\r\nConnection: close\r\n\r\n").into_bytes(),
+            format!("{put}Transfer-Encoding: chunked\r\n\r\n2;x\r\n{{}}\r\n0\r\nT: 1\r\n\r\nGET / HTTP/1.1\r\nHost: device\r\n\r\n").into_bytes(),
+            format!("{put}Transfer-Encoding: chunked\r\n\r\n+2\r\n{{}}\r\n0\r\n\r\n").into_bytes(),
+            format!("{put}Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\n\n0\r\n\r\n").into_bytes(),
+            format!("{put}Content-Length: 99999999\r\n\r\n").into_bytes(),
+            b"GET / HTTP/1.1\r\nHost: evil.com\r\n\r\n".to_vec(),
+            [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 9000], b"\n\r\n\r\n"].concat(),
+            b"GET / HTTP/1.1\r\nHost: device\n\r\n".to_vec(),
+        ];
+        for bytes in &cases {
+            let whole = requests(bytes, usize::MAX, &set);
+            assert!(!whole.is_empty(), "{:?}", String::from_utf8_lossy(bytes));
+            for piece in 1..=17 {
+                assert_eq!(requests(bytes, piece, &set), whole, "{piece} at a time");
+            }
+        }
+        let outcome = |i: usize| requests(&cases[i], 1, &set);
+        assert!(
+            matches!(&outcome(0)[..], [Outcome::Request { body, keep_alive: true, .. }, Outcome::Request { keep_alive: false, .. }] if body == b"{}")
+        );
+        assert!(
+            matches!(&outcome(1)[..], [Outcome::Request { body, .. }, Outcome::Request { .. }] if body == b"{}")
+        );
+        for (i, status) in [(2, 400), (3, 400), (4, 413), (5, 421), (6, 413), (7, 400)] {
+            assert!(
+                matches!(outcome(i).last(), Some(Outcome::Refused { status: s, .. }) if *s == status),
+                "case {i}: {:?}",
+                outcome(i)
+            );
+        }
     }
 
     #[test]
