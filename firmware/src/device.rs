@@ -26,8 +26,8 @@ use crate::rpc::{self, ApprovalPrompt, Notice, Service};
 use crate::watchdog::{self, Heartbeat, Pulse, Watchdog};
 use otc_ui::texts::{self, Happened};
 use otc_ui::{
-    AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Touch,
-    UiConfig, UiEvent, UiHandle, UiThread, WarningView,
+    AlertView, ContactView, Decision, Display, HomeView, LinkView, Prompt, PromptTicket, Toast,
+    ToastKind, Touch, UiConfig, UiEvent, UiHandle, UiThread, WarningView,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -258,48 +258,175 @@ fn happened(e: &Event) -> Happened {
     }
 }
 
-/// The screen-facing side of the device: alerts and the home view.
+/// How often, at most, the presenter updates the screen: what changed in
+/// between is sent as one update, and drawn as one frame.
+const FRAME: Duration = Duration::from_millis(33);
+
+/// The screen-facing side of the device (the presenter): the alerts list
+/// and the home view. Request threads only note what changed (an alert
+/// row, a toast, "the home figures moved"); [`present`] sends it to the
+/// UI at most once per [`FRAME`], so a burst of requests (a seal brings two
+/// audit events, a toast and a home refresh) costs each request a push
+/// onto a list, and the UI one model update and one redraw per frame. The
+/// UI keeps the alerts list; only new rows are sent.
 struct Face {
     ui: UiHandle,
     owner: String,
     store: Arc<PadStore>,
     link: Link,
-    alerts: Mutex<(Vec<AlertView>, u32)>,
     platform: Arc<dyn Platform>,
+    /// Alerts not seen by the owner yet (the home screen's count).
+    unseen: Mutex<u32>,
+    changes: Arc<Changes>,
+}
+
+/// What changed on screen since the presenter last sent it.
+#[derive(Default)]
+struct Changed {
+    /// New alert rows, oldest first (as they happened).
+    newer: Vec<AlertView>,
+    /// Rows from before this start, newest first, to go below the rest.
+    older: Vec<AlertView>,
+    toast: Option<Toast>,
+    home: bool,
+    /// The face is gone: the presenter ends.
+    closed: bool,
+}
+
+impl Changed {
+    fn any(&self) -> bool {
+        !self.newer.is_empty() || !self.older.is_empty() || self.toast.is_some() || self.home
+    }
+}
+
+/// [`Changed`], shared by the face and its presenter thread.
+#[derive(Default)]
+struct Changes {
+    changed: Mutex<Changed>,
+    wake: std::sync::Condvar,
+}
+
+impl Changes {
+    fn note(&self, f: impl FnOnce(&mut Changed)) {
+        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c);
+        drop(c);
+        self.wake.notify_one();
+    }
+
+    /// The next changes to send, once there are any and a frame has
+    /// passed since `last`; `None` once the face is gone.
+    fn next(&self, last: std::time::Instant) -> Option<Changed> {
+        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        while !c.any() && !c.closed {
+            c = self.wake.wait(c).unwrap_or_else(|p| p.into_inner());
+        }
+        if c.closed {
+            return None;
+        }
+        drop(c);
+        // Let the rest of a burst join this update.
+        std::thread::sleep((last + FRAME).saturating_duration_since(std::time::Instant::now()));
+        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        Some(std::mem::take(&mut *c))
+    }
+}
+
+impl Drop for Face {
+    fn drop(&mut self) {
+        self.changes.note(|c| c.closed = true);
+    }
+}
+
+/// The presenter: sends the face's changes to the UI, at most once per
+/// [`FRAME`], until the face is gone.
+fn present(face: std::sync::Weak<Face>, changes: Arc<Changes>) {
+    let start = std::time::Instant::now();
+    let mut last = start.checked_sub(FRAME).unwrap_or(start);
+    while let Some(changed) = changes.next(last) {
+        let Some(face) = face.upgrade() else {
+            return;
+        };
+        face.send(changed);
+        last = std::time::Instant::now();
+    }
 }
 
 impl Face {
-    fn refresh_home(&self) {
-        let unseen = self.alerts.lock().map(|a| a.1).unwrap_or(0);
-        self.ui.set_home(home_view(
+    /// A face on `ui`, with its presenter thread.
+    fn spawn(
+        ui: UiHandle,
+        owner: String,
+        store: Arc<PadStore>,
+        link: Link,
+        platform: Arc<dyn Platform>,
+        unseen: u32,
+    ) -> Result<Arc<Face>> {
+        let changes = Arc::new(Changes::default());
+        let face = Arc::new(Face {
+            ui,
+            owner,
+            store,
+            link,
+            platform,
+            unseen: Mutex::new(unseen),
+            changes: changes.clone(),
+        });
+        let weak = Arc::downgrade(&face);
+        std::thread::Builder::new()
+            .name("otc-presenter".into())
+            .spawn(move || present(weak, changes))
+            .map_err(|e| Error::io("cannot start the presenter thread", e))?;
+        Ok(face)
+    }
+
+    /// Send one batch of changes to the UI.
+    fn send(&self, mut c: Changed) {
+        if !c.newer.is_empty() || !c.older.is_empty() {
+            c.newer.reverse();
+            self.ui.add_alerts(c.newer, c.older, ALERTS_KEPT);
+        }
+        if c.home {
+            self.ui.set_home(self.home());
+        }
+        if let Some(t) = c.toast {
+            self.ui.toast(t);
+        }
+    }
+
+    fn home(&self) -> HomeView {
+        let unseen = self.unseen.lock().map(|n| *n).unwrap_or(0);
+        home_view(
             &self.owner,
             &self.store,
             &self.link,
             self.platform.as_ref(),
             unseen,
-        ));
+        )
+    }
+
+    fn refresh_home(&self) {
+        self.changes.note(|c| c.home = true);
     }
 
     fn alert(&self, e: &Event) {
         let (text, severe) = alert_text(e);
-        if let Ok(mut a) = self.alerts.lock() {
-            a.0.insert(
-                0,
-                AlertView {
-                    at: texts::short_time(self.platform.unix_now()),
-                    text,
-                    severe,
-                },
-            );
-            a.0.truncate(ALERTS_KEPT);
-            if severe {
-                a.1 += 1;
+        let row = AlertView {
+            at: texts::short_time(self.platform.unix_now()),
+            text,
+            severe,
+        };
+        if severe && let Ok(mut n) = self.unseen.lock() {
+            *n = n.saturating_add(1);
+        }
+        self.changes.note(|c| {
+            c.newer.push(row);
+            // Rows beyond what the screen keeps would be cut anyway.
+            if c.newer.len() > ALERTS_KEPT {
+                c.newer.drain(..c.newer.len() - ALERTS_KEPT);
             }
-            self.ui.set_alerts(a.0.clone());
-        }
-        if severe {
-            self.refresh_home();
-        }
+            c.home |= severe;
+        });
     }
 
     /// Alerts from before this start, found by the deferred audit check:
@@ -308,33 +435,46 @@ impl Face {
         if entries.is_empty() {
             return;
         }
-        if let Ok(mut a) = self.alerts.lock() {
-            a.0.extend(alert_rows(entries.iter()));
-            a.0.truncate(ALERTS_KEPT);
-            a.1 =
-                a.1.saturating_add(u32::try_from(entries.len()).unwrap_or(u32::MAX));
-            self.ui.set_alerts(a.0.clone());
+        let mut rows = alert_rows(entries.iter());
+        rows.truncate(ALERTS_KEPT);
+        if let Ok(mut n) = self.unseen.lock() {
+            *n = n.saturating_add(u32::try_from(entries.len()).unwrap_or(u32::MAX));
         }
-        self.refresh_home();
+        self.changes.note(|c| {
+            c.older.extend(rows);
+            c.home = true;
+        });
     }
 
     /// The owner opened the alerts screen: every alert on it is seen.
     /// Returns how many were not seen before (to be acknowledged).
     fn seen(&self) -> u32 {
         let n = self
-            .alerts
+            .unseen
             .lock()
-            .map(|mut a| std::mem::take(&mut a.1))
+            .map(|mut n| std::mem::take(&mut *n))
             .unwrap_or(0);
         self.refresh_home();
         n
     }
 
+    /// A toast, unless an error toast not shown yet would be replaced by
+    /// a success one.
+    fn toast(&self, t: Toast) {
+        self.changes.note(|c| {
+            let keep_error = c.toast.as_ref().is_some_and(|p| p.kind == ToastKind::Error)
+                && t.kind != ToastKind::Error;
+            if !keep_error {
+                c.toast = Some(t);
+            }
+        });
+    }
+
     fn notice(&self, n: Notice) {
         match n {
-            Notice::Sealed { contact } => self.ui.toast(texts::sealed_toast(&contact)),
-            Notice::Opened { contact } => self.ui.toast(texts::opened_toast(&contact)),
-            Notice::Failed { contact, what } => self.ui.toast(texts::failed_toast(&contact, &what)),
+            Notice::Sealed { contact } => self.toast(texts::sealed_toast(&contact)),
+            Notice::Opened { contact } => self.toast(texts::opened_toast(&contact)),
+            Notice::Failed { contact, what } => self.toast(texts::failed_toast(&contact, &what)),
             Notice::StateChanged => self.refresh_home(),
             Notice::Audit(e) => self.alert(&e),
         }
@@ -581,15 +721,15 @@ where
     let unseen = u32::try_from(unacked.len()).unwrap_or(u32::MAX);
     let clock = platform.clock();
     let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), opts.ui)?;
-    let face = Arc::new(Face {
-        ui: ui.handle.clone(),
-        owner: opts.owner.clone(),
-        store: store.clone(),
-        link,
-        alerts: Mutex::new((unacked.clone(), unseen)),
-        platform: platform.clone(),
-    });
     ui.handle.set_alerts(unacked);
+    let face = Face::spawn(
+        ui.handle.clone(),
+        opts.owner.clone(),
+        store.clone(),
+        link,
+        platform.clone(),
+        unseen,
+    )?;
     face.refresh_home();
     let broker = Broker::new(
         screen(ui.handle.clone(), opts.prompt_timeout),

@@ -68,6 +68,11 @@ enum Msg {
     Cancel(u64),
     Home(HomeView),
     Alerts(Vec<AlertView>),
+    AddAlerts {
+        newer: Vec<AlertView>,
+        older: Vec<AlertView>,
+        keep: usize,
+    },
     Progress(Option<ProgressView>),
     Toast(Toast),
     Touch(TouchEvent),
@@ -133,6 +138,13 @@ impl UiHandle {
     /// The audit events for the alerts screen, newest first.
     pub fn set_alerts(&self, alerts: Vec<AlertView>) {
         let _ = self.tx.send(Msg::Alerts(alerts));
+    }
+    /// Only what changed on the alerts screen: `newer` rows go above the
+    /// ones it has, `older` ones below (both newest first), and then only
+    /// the first `keep` rows are kept. Cheaper than [`set_alerts`](Self::set_alerts)
+    /// for a long list that grows by a row or two.
+    pub fn add_alerts(&self, newer: Vec<AlertView>, older: Vec<AlertView>, keep: usize) {
+        let _ = self.tx.send(Msg::AddAlerts { newer, older, keep });
     }
     /// Shows (or updates) the progress screen.
     pub fn show_progress(&self, progress: ProgressView) {
@@ -715,11 +727,17 @@ impl Ui {
             }
             Msg::Home(h) => {
                 self.home = h;
-                self.content_dirty = true;
+                self.content_dirty |= self.shows(UserScreen::Home);
             }
             Msg::Alerts(a) => {
                 self.alerts = a;
-                self.content_dirty = true;
+                self.content_dirty |= self.shows(UserScreen::Alerts);
+            }
+            Msg::AddAlerts { newer, older, keep } => {
+                self.alerts.splice(0..0, newer);
+                self.alerts.extend(older);
+                self.alerts.truncate(keep);
+                self.content_dirty |= self.shows(UserScreen::Alerts);
             }
             Msg::Progress(p) => {
                 self.progress = p;
@@ -735,6 +753,13 @@ impl Ui {
             Msg::Touch(e) => self.on_touch(e),
             Msg::Quit => self.quit = true,
         }
+    }
+
+    /// Whether `screen` is what the owner sees now (no prompt or progress
+    /// over it): changes to a screen out of sight wait until it is shown,
+    /// which refreshes it anyway.
+    fn shows(&self, screen: UserScreen) -> bool {
+        self.prompt.is_none() && self.progress.is_none() && self.user_screen == screen
     }
 
     fn prompt_armed(&self) -> bool {
