@@ -38,7 +38,7 @@ pub mod store;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -170,6 +170,8 @@ pub(crate) struct Shared {
     /// Held across a whole send when group commit is off.
     one_at_a_time: Mutex<()>,
     stop: AtomicBool,
+    /// Long polls parked so far ([`Relay::long_polls_parked`]).
+    parked: AtomicU64,
 }
 
 /// A running relay.
@@ -217,6 +219,7 @@ impl Relay {
             conns: Mutex::new(http::Conns::default()),
             one_at_a_time: Mutex::new(()),
             stop: AtomicBool::new(false),
+            parked: AtomicU64::new(0),
         });
         let sh = shared.clone();
         let accept = std::thread::Builder::new()
@@ -236,6 +239,15 @@ impl Relay {
     /// Where it listens (the real port when asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many times a long poll (`/getmessages` with `wait`) found
+    /// nothing and parked to wait for a message, since the start. A poll
+    /// counts here while it holds the store, just before it waits, so a
+    /// message sent after the count moved wakes it (and is not already
+    /// there when it looked).
+    pub fn long_polls_parked(&self) -> u64 {
+        self.shared.parked.load(Ordering::SeqCst)
     }
 
     /// Serves until the process ends.
@@ -444,6 +456,7 @@ fn get_messages(sh: &Shared, q: &GetMessagesQuery) -> Reply {
         if !msgs.is_empty() || now >= deadline || sh.stop.load(Ordering::SeqCst) {
             break (msgs, complete);
         }
+        sh.parked.fetch_add(1, Ordering::SeqCst);
         store = sh
             .arrived
             .wait_timeout(store, deadline - now)

@@ -123,15 +123,18 @@ fn long_poll_wakes_on_send_and_times_out_empty() {
             Duration::from_secs(15),
         )
     });
-    // Give the poll a moment to park; the send wakes it whether or not it
-    // has parked yet (a message already there is returned at once).
-    std::thread::sleep(Duration::from_millis(200));
+    // Only once the poll has parked is the message sent: then only a
+    // wake-up can answer it before the client gives up (a message already
+    // there would be returned at once, parked or not).
+    until_parked(&relay, 1);
     send(a, "alice", "bob", "HELLO");
     let r = poll.join().expect("poll thread");
     assert_eq!(r.json()["count"], 1, "{}", r.body);
     assert_eq!(r.json()["messages"][0]["contents"], "HELLO");
 
-    // Nothing arrives: an empty reply after the wait.
+    // Nothing arrives: an empty reply after the wait, which the poll
+    // spent parked (not an empty answer at once).
+    let parked = relay.long_polls_parked();
     let r = request_with(
         a,
         "GET",
@@ -144,6 +147,23 @@ fn long_poll_wakes_on_send_and_times_out_empty() {
         r.body,
         r#"{"recipient_uid":"bob","count":0,"messages":[],"complete":true}"#
     );
+    assert!(
+        relay.long_polls_parked() > parked,
+        "the empty poll was answered without waiting"
+    );
+}
+
+/// Wait, at most 20 s, until `relay` has parked `n` long polls in all.
+fn until_parked(relay: &otc_relay::Relay, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while relay.long_polls_parked() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 20 s for {n} long poll(s) to park; {} did",
+            relay.long_polls_parked()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]

@@ -106,9 +106,22 @@ fn a_tablet_click_lands_where_the_sink_drew() {
 
 #[test]
 fn opening_without_input_devices_explains() {
-    if std::path::Path::new("/dev/input").exists() {
-        return; // a machine with real input devices: nothing to assert here
+    // The real `/dev/input`, where a machine has none.
+    if !std::path::Path::new("/dev/input").exists() {
+        let err = EvdevTouch::open(&EvdevConfig::default(), (800, 480)).unwrap_err();
+        assert!(err.to_string().contains("/dev/input"), "{err}");
     }
-    let err = EvdevTouch::open(&EvdevConfig::default(), (800, 480)).unwrap_err();
-    assert!(err.to_string().contains("/dev/input"), "{err}");
+    // On every machine: an input directory that is missing, then one
+    // without event devices. Each error names the directory, and the
+    // second says what to check.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input");
+    let named = input.display().to_string();
+    let open = || EvdevTouch::open_in(&EvdevConfig::default(), (800, 480), &input).unwrap_err();
+    let err = open();
+    assert!(err.to_string().contains(&named), "{err}");
+    std::fs::create_dir(&input).unwrap();
+    let err = open();
+    assert!(err.to_string().contains(&named), "{err}");
+    assert!(err.to_string().contains("touch driver"), "{err}");
 }

@@ -552,9 +552,19 @@ impl EvdevTouch {
     /// Opens the configured device, or the first touch device in
     /// `/dev/input`, for a UI of logical size `screen` (`Display::size()`).
     pub fn open(config: &EvdevConfig, screen: (u32, u32)) -> Result<Self, UiError> {
+        Self::open_in(config, screen, Path::new("/dev/input"))
+    }
+
+    /// [`open`](Self::open), looking for a touch device in `input_dir`
+    /// (when none is configured) instead of `/dev/input`.
+    pub fn open_in(
+        config: &EvdevConfig,
+        screen: (u32, u32),
+        input_dir: &Path,
+    ) -> Result<Self, UiError> {
         let path = match &config.device {
             Some(p) => p.clone(),
-            None => find_touch_device(Path::new("/dev/input"))?.path,
+            None => find_touch_device(input_dir)?.path,
         };
         let fd = open_input(&path).map_err(|e| touch_io(&path, e))?;
         let info = probe_fd(&fd, &path)
