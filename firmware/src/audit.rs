@@ -38,7 +38,10 @@
 //! creation/import/removal, start) are flushed before `append` returns. A
 //! flush `fdatasync`s the log, then rewrites the head in place (fixed
 //! width) and syncs it, so the head never names an entry that is not
-//! durable. A power cut may lose routine entries of the last interval;
+//! durable. The running device's routine flush is begun under the log's
+//! lock and synced outside it ([`AuditLog::begin_flush`], [`Flush`]), so
+//! requests never wait on those syncs to append; the head never moves
+//! back to an older entry. A power cut may lose routine entries of the last interval;
 //! it can never make the pad store reuse a byte (the store's own send offset is
 //! durable before any package leaves), and it never loses a severe entry.
 //! The head may lag the log by that interval, so cutting off entries newer
@@ -52,6 +55,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How often the running device makes routine entries durable.
@@ -551,17 +556,72 @@ fn last_entry(path: &Path) -> std::io::Result<Option<(u64, Entry)>> {
 pub struct AuditLog {
     dir: PathBuf,
     file: File,
-    head: File,
+    /// The log again, for syncing outside the log's lock ([`Flush`]).
+    synced: Arc<File>,
+    head: Arc<Mutex<HeadFile>>,
     next_seq: u64,
     prev: [u8; 32],
-    /// Entries written since the last flush.
-    dirty: bool,
+    /// Entries written since the last flush began (set again when a flush
+    /// fails).
+    dirty: Arc<AtomicBool>,
     /// Alerts not yet acknowledged (see [`Scan::unacked`]); while the
     /// check is deferred, only those appended since the open.
     unacked: VecDeque<Entry>,
     /// An `ack` was appended since the open.
     acked_since_open: bool,
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+/// `DIR/audit.head`, and the newest entry it names (never moved back).
+struct HeadFile {
+    file: File,
+    names: Option<u64>,
+}
+
+/// A flush begun under the log's lock ([`AuditLog::begin_flush`]) and done
+/// without it ([`Flush::complete`]): the two syncs need no lock on the
+/// log, so appends (every request's audit entries) never wait for a disk
+/// sync of a routine flush.
+#[must_use = "a begun flush does nothing until it is completed"]
+pub struct Flush {
+    log: Arc<File>,
+    head: Arc<Mutex<HeadFile>>,
+    dirty: Arc<AtomicBool>,
+    seq: u64,
+    hash: [u8; 32],
+    dir: PathBuf,
+}
+
+impl Flush {
+    /// Make every entry up to the one this flush was begun at durable:
+    /// fdatasync the log, then point the head at that entry (rewritten in
+    /// place at a fixed width, so it is never half a line; and only if no
+    /// later flush has moved it past already) and sync it.
+    pub fn complete(self) -> Result<(), AuditError> {
+        let done = self.sync();
+        if done.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        done
+    }
+
+    fn sync(&self) -> Result<(), AuditError> {
+        self.log
+            .sync_data()
+            .map_err(io(&self.dir.join("audit.log")))?;
+        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        if head.names.is_some_and(|n| n >= self.seq) {
+            return Ok(());
+        }
+        let line = format!("{:020} {}\n", self.seq, hex::encode(self.hash));
+        head.file
+            .write_all_at(line.as_bytes(), 0)
+            .and_then(|_| head.file.set_len(line.len() as u64))
+            .and_then(|_| head.file.sync_data())
+            .map_err(io(&self.dir.join("audit.head")))?;
+        head.names = Some(self.seq);
+        Ok(())
+    }
 }
 
 impl AuditLog {
@@ -692,13 +752,18 @@ impl AuditLog {
             .write(true)
             .open(&head_path)
             .map_err(io(&head_path))?;
+        let synced = Arc::new(file.try_clone().map_err(io(&log_path))?);
         Ok(AuditLog {
             dir: dir.to_path_buf(),
             file,
-            head,
+            synced,
+            head: Arc::new(Mutex::new(HeadFile {
+                file: head,
+                names: None,
+            })),
             next_seq,
             prev,
-            dirty: false,
+            dirty: Arc::default(),
             unacked,
             acked_since_open: false,
             clock,
@@ -724,7 +789,7 @@ impl AuditLog {
         self.file.write_all(&line).map_err(io(&log_path))?;
         self.next_seq += 1;
         self.prev = hash;
-        self.dirty = true;
+        self.dirty.store(true, Ordering::Release);
         if let Event::Ack { alerts } = entry.event {
             ack_oldest(&mut self.unacked, alerts);
             self.acked_since_open = true;
@@ -745,21 +810,26 @@ impl AuditLog {
     /// point the head at the newest entry (rewritten in place at a fixed
     /// width, so it is never half a line) and sync it.
     pub fn flush(&mut self) -> Result<(), AuditError> {
-        if !self.dirty {
-            return Ok(());
+        match self.begin_flush() {
+            Some(flush) => flush.complete(),
+            None => Ok(()),
         }
-        let log_path = self.dir.join("audit.log");
-        self.file.sync_data().map_err(io(&log_path))?;
-        let head_path = self.dir.join("audit.head");
-        let seq = self.next_seq - 1;
-        let line = format!("{seq:020} {}\n", hex::encode(self.prev));
-        self.head
-            .write_all_at(line.as_bytes(), 0)
-            .and_then(|_| self.head.set_len(line.len() as u64))
-            .and_then(|_| self.head.sync_data())
-            .map_err(io(&head_path))?;
-        self.dirty = false;
-        Ok(())
+    }
+
+    /// A flush of every entry written so far, to complete without holding
+    /// the log ([`Flush::complete`]); `None` if there is nothing to flush.
+    pub fn begin_flush(&mut self) -> Option<Flush> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Flush {
+            log: self.synced.clone(),
+            head: self.head.clone(),
+            dirty: self.dirty.clone(),
+            seq: self.next_seq - 1,
+            hash: self.prev,
+            dir: self.dir.clone(),
+        })
     }
 
     /// Alerts not acknowledged yet, oldest first (at most [`ALERTS_KEPT`]):

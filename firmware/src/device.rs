@@ -6,8 +6,10 @@
 //! [`UiScreen`] and waits for the owner's tap. What the screen shows comes
 //! from the device's own state: the home screen is rebuilt from the pad
 //! store after every seal and open, and audit events become the alerts list
-//! (alerts never acknowledged come back from the audit log at start;
-//! opening the alerts screen acknowledges them, audited as `ack`).
+//! (alerts never acknowledged come back from the audit log at start; the
+//! owner's Acknowledge tap acknowledges those shown, audited as `ack`).
+//! Request threads only note what changed on screen; the presenter thread
+//! sends it at most once per frame ([`FRAME`], see `Face`).
 //! `run` stops cleanly on SIGTERM/SIGINT ([`Running::stop`]).
 //! Clocks and the link state come from one [`Platform`] bundle.
 //! [`start`] is also what the integration tests use, with a memory display,
@@ -30,8 +32,8 @@ use crate::watchdog::{self, Heartbeat, Pulse, Watchdog};
 use otc_ui::texts::{self, Happened, NameProblem};
 use otc_ui::{
     AlertView, ContactDetailsView, ContactView, Decision, Display, HomeView, LinkView,
-    ProgressView, Prompt, PromptTicket, TextCheck, Touch, UiConfig, UiEvent, UiHandle, UiThread,
-    WarningView,
+    ProgressView, Prompt, PromptTicket, TextCheck, Toast, ToastKind, Touch, UiConfig, UiEvent,
+    UiHandle, UiThread, WarningView,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -345,14 +347,32 @@ fn happened(e: &Event) -> Happened {
     }
 }
 
-/// The screen-facing side of the device: alerts and the home view.
+/// How often, at most, the presenter updates the screen: what changed in
+/// between is sent as one update, and drawn as one frame.
+const FRAME: Duration = Duration::from_millis(33);
+
+/// The screen-facing side of the device (the presenter): the alerts list
+/// and the home view. Request threads only note what changed (an alert
+/// row, a toast, "the home figures moved"); [`present`] sends it to the
+/// UI at most once per [`FRAME`], so a burst of requests (a seal brings two
+/// audit events, a toast and a home refresh) costs each request a push
+/// onto a list, and the UI one model update and one redraw per frame.
+///
+/// Firmware keeps its own copy of the alerts list ([`Alerts`]): an
+/// Acknowledge is checked against it ([`otc_ui::alerts_digest`]). The UI
+/// keeps the list it was sent; only new rows are sent
+/// (`UiHandle::add_alerts`), the whole list only after an Acknowledge
+/// changed it (or was refused). Rows are noted under the list's lock, so
+/// the screen's list, once the presenter has sent what is noted, is
+/// firmware's, row for row.
 struct Face {
     ui: UiHandle,
     owner: String,
     store: Arc<PadStore>,
     link: Link,
-    alerts: Mutex<(Vec<AlertView>, u32)>,
     platform: Arc<dyn Platform>,
+    alerts: Mutex<Alerts>,
+    changes: Arc<Changes>,
     /// The status LED's view of the alerts.
     board: Arc<board::BoardStatus>,
     /// The contact whose screen the owner opened last: its facts are sent
@@ -364,34 +384,186 @@ struct Face {
     lockable: bool,
 }
 
-impl Face {
-    fn refresh_home(&self) {
-        let unseen = self.alerts.lock().map(|a| a.1).unwrap_or(0);
-        self.board.set_unacked_alert(unseen > 0);
-        // A locked device's home shows nothing of the store, whatever asks
-        // for a refresh meanwhile (an audit event, the link).
-        let home = if self.board.locked() {
-            HomeView {
-                locked: true,
-                ..Default::default()
-            }
-        } else {
-            home_view(
-                &self.owner,
-                &self.store,
-                &self.link,
-                self.platform.as_ref(),
-                unseen,
-                self.lockable,
-            )
-        };
-        self.ui.set_home(home);
-        let viewing = self.viewing.lock().ok().and_then(|v| v.clone());
-        if let Some(name) = viewing
-            && let Ok(c) = self.store.contact(&name)
-        {
-            self.ui.set_contact_details(contact_details(&c));
+/// Firmware's alerts list, newest first, and how many of its alerts the
+/// owner has not acknowledged (the home screen's count, the LED).
+struct Alerts {
+    rows: Vec<AlertView>,
+    unacked: u32,
+}
+
+/// What changed on screen since the presenter last sent it.
+#[derive(Default)]
+struct Changed {
+    /// The whole alerts list, to replace the screen's; `newer` and
+    /// `older` are rows added after it.
+    all: Option<Vec<AlertView>>,
+    /// New alert rows, oldest first (as they happened).
+    newer: Vec<AlertView>,
+    /// Rows from before this start, newest first, to go below the rest.
+    older: Vec<AlertView>,
+    toast: Option<Toast>,
+    home: bool,
+    /// The face is gone: the presenter ends.
+    closed: bool,
+}
+
+impl Changed {
+    fn any(&self) -> bool {
+        self.all.is_some()
+            || !self.newer.is_empty()
+            || !self.older.is_empty()
+            || self.toast.is_some()
+            || self.home
+    }
+}
+
+/// [`Changed`], shared by the face and its presenter thread.
+#[derive(Default)]
+struct Changes {
+    changed: Mutex<Changed>,
+    wake: std::sync::Condvar,
+}
+
+impl Changes {
+    fn note(&self, f: impl FnOnce(&mut Changed)) {
+        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c);
+        drop(c);
+        self.wake.notify_one();
+    }
+
+    /// The next changes to send, once there are any and a frame has
+    /// passed since `last`; `None` once the face is gone.
+    fn next(&self, last: std::time::Instant) -> Option<Changed> {
+        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        while !c.any() && !c.closed {
+            c = self.wake.wait(c).unwrap_or_else(|p| p.into_inner());
         }
+        if c.closed {
+            return None;
+        }
+        drop(c);
+        // Let the rest of a burst join this update.
+        std::thread::sleep((last + FRAME).saturating_duration_since(std::time::Instant::now()));
+        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        Some(std::mem::take(&mut *c))
+    }
+}
+
+impl Drop for Face {
+    fn drop(&mut self) {
+        self.changes.note(|c| c.closed = true);
+    }
+}
+
+/// The presenter: sends the face's changes to the UI, at most once per
+/// [`FRAME`], until the face is gone.
+fn present(face: std::sync::Weak<Face>, changes: Arc<Changes>) {
+    let start = std::time::Instant::now();
+    let mut last = start.checked_sub(FRAME).unwrap_or(start);
+    while let Some(changed) = changes.next(last) {
+        let Some(face) = face.upgrade() else {
+            return;
+        };
+        face.send(changed);
+        last = std::time::Instant::now();
+    }
+}
+
+/// What a new [`Face`] shows and how.
+struct FaceParts {
+    ui: UiHandle,
+    owner: String,
+    store: Arc<PadStore>,
+    link: Link,
+    platform: Arc<dyn Platform>,
+    board: Arc<board::BoardStatus>,
+    lockable: bool,
+    /// The unacknowledged alerts from the log, newest first.
+    unacked: Vec<AlertView>,
+}
+
+impl Face {
+    /// A face, with its presenter thread; the screen gets `unacked` as
+    /// its alerts list and the home view.
+    fn spawn(p: FaceParts) -> Result<Arc<Face>> {
+        let changes = Arc::new(Changes::default());
+        let unacked = u32::try_from(p.unacked.len()).unwrap_or(u32::MAX);
+        p.ui.set_alerts(p.unacked.clone());
+        let face = Arc::new(Face {
+            ui: p.ui,
+            owner: p.owner,
+            store: p.store,
+            link: p.link,
+            platform: p.platform,
+            alerts: Mutex::new(Alerts {
+                rows: p.unacked,
+                unacked,
+            }),
+            changes: changes.clone(),
+            board: p.board,
+            viewing: Mutex::new(None),
+            lockable: p.lockable,
+        });
+        face.board.set_unacked_alert(unacked > 0);
+        let weak = Arc::downgrade(&face);
+        std::thread::Builder::new()
+            .name("otc-presenter".into())
+            .spawn(move || present(weak, changes))
+            .map_err(|e| Error::io("cannot start the presenter thread", e))?;
+        face.refresh_home();
+        Ok(face)
+    }
+
+    /// Send one batch of changes to the UI.
+    fn send(&self, mut c: Changed) {
+        if let Some(all) = c.all {
+            self.ui.set_alerts(all);
+        }
+        if !c.newer.is_empty() || !c.older.is_empty() {
+            c.newer.reverse();
+            self.ui.add_alerts(c.newer, c.older, ALERTS_KEPT);
+        }
+        if c.home {
+            // A locked device's home shows nothing of the store, whatever
+            // asked for this refresh (an audit event, the link, a refresh
+            // noted before a Lock now and sent after it): the board is
+            // marked locked before the lock screen comes up and unlocked
+            // just before the gate opens again (`LockCtx::spawn_unlock`).
+            if self.board.locked() {
+                self.ui.set_home(HomeView {
+                    locked: true,
+                    ..Default::default()
+                });
+            } else {
+                self.ui.set_home(self.home());
+                let viewing = self.viewing.lock().ok().and_then(|v| v.clone());
+                if let Some(name) = viewing
+                    && let Ok(c) = self.store.contact(&name)
+                {
+                    self.ui.set_contact_details(contact_details(&c));
+                }
+            }
+        }
+        if let Some(t) = c.toast {
+            self.ui.toast(t);
+        }
+    }
+
+    fn home(&self) -> HomeView {
+        let unacked = self.alerts.lock().map(|a| a.unacked).unwrap_or(0);
+        home_view(
+            &self.owner,
+            &self.store,
+            &self.link,
+            self.platform.as_ref(),
+            unacked,
+            self.lockable,
+        )
+    }
+
+    fn refresh_home(&self) {
+        self.changes.note(|c| c.home = true);
     }
 
     /// The owner opened `name`'s screen: send its facts.
@@ -407,48 +579,68 @@ impl Face {
 
     fn alert(&self, e: &Event) {
         let (text, severe) = alert_text(e);
+        let row = AlertView {
+            at: texts::short_time(self.platform.unix_now()),
+            text,
+            severe,
+            // Red alerts wait for the owner's Acknowledge.
+            unacked: severe,
+        };
         if let Ok(mut a) = self.alerts.lock() {
-            a.0.insert(
-                0,
-                AlertView {
-                    at: texts::short_time(self.platform.unix_now()),
-                    text,
-                    severe,
-                    // Red alerts wait for the owner's Acknowledge.
-                    unacked: severe,
-                },
-            );
-            a.0.truncate(ALERTS_KEPT);
+            a.rows.insert(0, row.clone());
+            a.rows.truncate(ALERTS_KEPT);
             if severe {
-                a.1 += 1;
+                a.unacked = a.unacked.saturating_add(1);
+                self.board.set_unacked_alert(true);
             }
-            self.ui.set_alerts(a.0.clone());
-        }
-        if severe {
-            self.refresh_home();
+            self.changes.note(|c| {
+                c.newer.push(row);
+                // Rows beyond what the screen keeps would be cut anyway.
+                if c.newer.len() > ALERTS_KEPT {
+                    c.newer.drain(..c.newer.len() - ALERTS_KEPT);
+                }
+                c.home |= severe;
+            });
         }
     }
 
     /// Alerts from before this start, found by the deferred audit check:
-    /// below the ones of this run, and unseen.
+    /// below the ones of this run, and unacknowledged.
     fn add_older(&self, entries: &[crate::audit::Entry]) {
         if entries.is_empty() {
             return;
         }
+        let mut rows = alert_rows(entries.iter());
+        rows.truncate(ALERTS_KEPT);
         if let Ok(mut a) = self.alerts.lock() {
-            a.0.extend(alert_rows(entries.iter()));
-            a.0.truncate(ALERTS_KEPT);
-            a.1 =
-                a.1.saturating_add(u32::try_from(entries.len()).unwrap_or(u32::MAX));
-            self.ui.set_alerts(a.0.clone());
+            a.rows.extend(rows.iter().cloned());
+            a.rows.truncate(ALERTS_KEPT);
+            a.unacked = a
+                .unacked
+                .saturating_add(u32::try_from(entries.len()).unwrap_or(u32::MAX));
+            self.board.set_unacked_alert(a.unacked > 0);
+            self.changes.note(|c| {
+                c.older.extend(rows);
+                c.home = true;
+            });
         }
-        self.refresh_home();
+    }
+
+    /// The whole list to the screen (under the list's lock: the rows
+    /// noted before are in it).
+    fn note_all(&self, a: &Alerts) {
+        let all = a.rows.clone();
+        self.changes.note(|c| {
+            c.all = Some(all);
+            c.newer.clear();
+            c.older.clear();
+        });
     }
 
     /// The screen's list again, as firmware has it.
     fn resend_alerts(&self) {
         if let Ok(a) = self.alerts.lock() {
-            self.ui.set_alerts(a.0.clone());
+            self.note_all(&a);
         }
     }
 
@@ -456,43 +648,61 @@ impl Face {
     /// alerts on screen: those are acknowledged, no others. Returns how
     /// many were (to be audited).
     /// Nothing when the list is no longer the one the screen showed
-    /// (`list`, its [`otc_ui::alerts_digest`]): the screen gets the new
-    /// list and the owner acknowledges again.
+    /// (`list`, its [`otc_ui::alerts_digest`]; rows the presenter has not
+    /// sent yet count as a change): the screen gets the new list and the
+    /// owner acknowledges again.
     fn acknowledge(&self, n: u32, list: u64) -> u32 {
         let mut done = 0;
         if let Ok(mut a) = self.alerts.lock() {
-            if otc_ui::alerts_digest(&a.0) != list {
-                self.ui.set_alerts(a.0.clone());
+            if otc_ui::alerts_digest(&a.rows) != list {
+                self.note_all(&a);
                 return 0;
             }
-            for row in a.0.iter_mut().rev().filter(|r| r.unacked) {
+            for row in a.rows.iter_mut().rev().filter(|r| r.unacked) {
                 if done == n {
                     break;
                 }
                 row.unacked = false;
                 done += 1;
             }
-            a.1 = a.1.saturating_sub(done);
-            self.ui.set_alerts(a.0.clone());
+            a.unacked = a.unacked.saturating_sub(done);
+            self.board.set_unacked_alert(a.unacked > 0);
+            self.note_all(&a);
         }
         self.refresh_home();
         done
     }
 
+    /// A toast, unless an error toast not shown yet would be replaced by
+    /// a success one.
+    fn toast(&self, t: Toast) {
+        self.changes.note(|c| {
+            let keep_error = c.toast.as_ref().is_some_and(|p| p.kind == ToastKind::Error)
+                && t.kind != ToastKind::Error;
+            if !keep_error {
+                c.toast = Some(t);
+            }
+        });
+    }
+
     fn notice(&self, n: Notice) {
         match n {
-            Notice::Sealed { contact } => self.ui.toast(texts::sealed_toast(&contact)),
-            Notice::Opened { contact } => self.ui.toast(texts::opened_toast(&contact)),
-            Notice::Failed { contact, what } => self.ui.toast(texts::failed_toast(&contact, &what)),
+            Notice::Sealed { contact } => self.toast(texts::sealed_toast(&contact)),
+            Notice::Opened { contact } => self.toast(texts::opened_toast(&contact)),
+            Notice::Failed { contact, what } => self.toast(texts::failed_toast(&contact, &what)),
             Notice::StateChanged => self.refresh_home(),
             Notice::Audit(e) => {
-                // Back home after a Reject or a timeout, with a word.
                 match &e {
+                    // Back home after a Reject or a timeout, with a word.
                     Event::Rejected { action, contact } => {
-                        self.ui.toast(texts::rejected_toast(action, contact));
+                        self.toast(texts::rejected_toast(action, contact));
                     }
                     Event::TimedOut { action, contact } => {
-                        self.ui.toast(texts::timed_out_toast(action, contact));
+                        self.toast(texts::timed_out_toast(action, contact));
+                    }
+                    // Nothing of the home screen behind the lock screen.
+                    Event::Locked { .. } | Event::Unlocked { .. } => {
+                        self.refresh_home();
                     }
                     _ => {}
                 }
@@ -970,21 +1180,16 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
                 failures: u64::from(failures),
             })?;
         }
-        let unacked = alert_rows(audit.unacked_alerts());
-        let unseen = u32::try_from(unacked.len()).unwrap_or(u32::MAX);
-        let face = Arc::new(Face {
+        let face = Face::spawn(FaceParts {
             ui: self.ui.clone(),
             owner: owner.clone(),
             store: store.clone(),
             link: self.link,
-            alerts: Mutex::new((unacked.clone(), unseen)),
             platform: self.platform.clone(),
             board: self.board_status.clone(),
-            viewing: Mutex::new(None),
             lockable: key.is_some(),
-        });
-        self.ui.set_alerts(unacked);
-        face.refresh_home();
+            unacked: alert_rows(audit.unacked_alerts()),
+        })?;
         let broker = Broker::new(
             (self.screen)(self.ui.clone(), prompt_timeout),
             self.platform.clock(),

@@ -628,7 +628,10 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     /// summing up the rate-limited refusals of windows that are over.
     pub fn flush_audit(&self) {
         self.sum_up_refusals(false);
-        if let Err(e) = lock(&self.audit).flush() {
+        // Begun under the log's lock, synced outside it: requests append
+        // their entries while the disk syncs.
+        let flush = lock(&self.audit).begin_flush();
+        if let Some(Err(e)) = flush.map(|f| f.complete()) {
             self.audit_failed(&e);
         }
     }

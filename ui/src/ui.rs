@@ -91,6 +91,11 @@ enum Msg {
     ContactDetails(ContactDetailsView),
     Home(HomeView),
     Alerts(Vec<AlertView>),
+    AddAlerts {
+        newer: Vec<AlertView>,
+        older: Vec<AlertView>,
+        keep: usize,
+    },
     About(AboutView),
     Button {
         button: PushButton,
@@ -260,6 +265,14 @@ impl UiHandle {
     /// The audit events for the alerts screen, newest first.
     pub fn set_alerts(&self, alerts: Vec<AlertView>) {
         let _ = self.tx.send(Msg::Alerts(alerts));
+    }
+    /// Only what changed on the alerts screen: `newer` rows go above the
+    /// ones it has, `older` ones below (both newest first), and then only
+    /// the first `keep` rows are kept. Cheaper than [`set_alerts`](Self::set_alerts)
+    /// for a long list that grows by a row or two. Like a new list, a
+    /// change resets what counts as shown for **Acknowledge**.
+    pub fn add_alerts(&self, newer: Vec<AlertView>, older: Vec<AlertView>, keep: usize) {
+        let _ = self.tx.send(Msg::AddAlerts { newer, older, keep });
     }
     /// What the About screen shows.
     pub fn set_about(&self, about: AboutView) {
@@ -1060,17 +1073,26 @@ impl Ui {
             }
             Msg::Home(h) => {
                 self.home = h;
-                self.content_dirty = true;
+                self.content_dirty |= self.shows(UserScreen::Home);
             }
             Msg::Alerts(a) => {
                 // What was shown of the old list says nothing of the new
                 // one: only what is on screen from now on counts.
                 if a != self.alerts {
                     self.alerts = a;
-                    self.alerts_top = 0;
-                    self.alerts_shown = 0;
+                    self.alerts_new_list();
                 }
-                self.content_dirty = true;
+            }
+            Msg::AddAlerts { newer, older, keep } => {
+                // Older rows past `keep` would be cut at once.
+                let changed = keep > 0
+                    && (!newer.is_empty() || (!older.is_empty() && self.alerts.len() < keep));
+                self.alerts.splice(0..0, newer);
+                self.alerts.extend(older);
+                self.alerts.truncate(keep);
+                if changed {
+                    self.alerts_new_list();
+                }
             }
             Msg::About(a) => {
                 self.about = a;
@@ -1091,6 +1113,26 @@ impl Ui {
             Msg::Touch(e) => self.on_touch(e),
             Msg::Quit => self.quit = true,
         }
+    }
+
+    /// Whether `screen` is what the owner sees now (no prompt or progress
+    /// over it): changes to a screen out of sight wait until it is shown,
+    /// which refreshes it anyway.
+    fn shows(&self, screen: UserScreen) -> bool {
+        self.prompt.is_none()
+            && self.progress.is_none()
+            && self.text.is_none()
+            && self.choice.is_none()
+            && self.user_screen == screen
+    }
+
+    /// The alerts list changed: what was shown of it says nothing of the
+    /// new one, so **Acknowledge** counts only what is on screen from now
+    /// on; redrawn if in sight.
+    fn alerts_new_list(&mut self) {
+        self.alerts_top = 0;
+        self.alerts_shown = 0;
+        self.content_dirty |= self.shows(UserScreen::Alerts);
     }
 
     fn prompt_armed(&self) -> bool {

@@ -847,6 +847,49 @@ fn acknowledge_counts_only_the_unacknowledged_alerts_shown() {
         "the five on the first page"
     );
 }
+/// Rows firmware adds (`add_alerts`, the presenter's deltas) change the
+/// list like a new one: the alerts screen in sight shows them at once,
+/// and what was shown of the old list no longer counts for Acknowledge
+/// (here three rows scrolled to before the new one came).
+#[test]
+fn rows_added_to_the_alerts_screen_show_and_reset_what_was_shown() {
+    let mut r = Rig::new(800, 480);
+    let events = r.ui.take_events().unwrap();
+    let row = |i: usize| AlertView {
+        at: format!("2026-12-04 05:{:02}", 59 - i),
+        text: format!("Replayed package from bob refused (message #{i})"),
+        severe: true,
+        unacked: true,
+    };
+    let mut list: Vec<AlertView> = (1..9).map(row).collect();
+    r.handle.set_alerts(list.clone());
+    r.step();
+    r.tap("alerts");
+    let _ = events.try_recv();
+    // All eight unacknowledged rows have been on screen.
+    r.tap("alerts-down");
+    assert!(r.trace().has_text("6–8 of 8"), "{}", r.trace().to_json());
+    let newer = row(0);
+    r.handle.add_alerts(vec![newer.clone()], Vec::new(), 100);
+    r.step();
+    let t = r.trace();
+    assert!(
+        t.has_text("1–5 of 9"),
+        "redrawn from the top: {}",
+        t.to_json()
+    );
+    list.insert(0, newer);
+    r.tap("acknowledge");
+    assert_eq!(
+        events.try_recv(),
+        Ok(UiEvent::AlertsAcknowledged {
+            count: 5,
+            list: alerts_digest(&list)
+        }),
+        "only the five on screen since the list changed"
+    );
+}
+
 /// The About screen is reached from home, says what firmware read (the
 /// board's model first of all), and Back returns home.
 #[test]
