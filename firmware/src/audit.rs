@@ -25,6 +25,21 @@
 //! such an alert, so a cut log stays on the screen even though the log
 //! checks clean again once it is continued.
 //!
+//! **Encrypted data directory (issue 18).** When the directory has a key
+//! file, the log's contents are sealed under a key derived from the
+//! master key ([`crate::pad::vault::MasterKey::record_cipher`], HKDF label
+//! `otc-device audit v1`): each line is the lowercase hex of
+//! `nonce(24) || XChaCha20-Poly1305(entry JSON)` (random nonce, associated
+//! data `otc-device audit.log line v1`), and the head is the hex of the
+//! plain head line sealed the same way (associated data `otc-device
+//! audit.head v1`), 253 bytes with its newline: fixed width, so it is
+//! still rewritten in place. The chain is over the plaintext entries,
+//! exactly as in a plain log. A line that does not open is
+//! [`Integrity::Unreadable`], a head that does not open a
+//! [`Integrity::HeadMismatch`]: reported, never a crash, never dropped.
+//! Plain directories keep the plain format byte for byte. All of the
+//! log's files go through the storage seam ([`Files`], `pad::vfs`).
+//!
 //! What this protects against, honestly: accidental corruption, and an
 //! attacker with brief write access who does not also rewrite the head and
 //! every later hash. Someone who owns the SD card can rewrite the whole
