@@ -25,6 +25,21 @@
 //! such an alert, so a cut log stays on the screen even though the log
 //! checks clean again once it is continued.
 //!
+//! **Encrypted data directory (issue 18).** When the directory has a key
+//! file, the log's contents are sealed under a key derived from the
+//! master key ([`crate::pad::vault::MasterKey::record_cipher`], HKDF label
+//! `otc-device audit v1`): each line is the lowercase hex of
+//! `nonce(24) || XChaCha20-Poly1305(entry JSON)` (random nonce, associated
+//! data `otc-device audit.log line v1`), and the head is the hex of the
+//! plain head line sealed the same way (associated data `otc-device
+//! audit.head v1`), 253 bytes with its newline: fixed width, so it is
+//! still rewritten in place. The chain is over the plaintext entries,
+//! exactly as in a plain log. A line that does not open is
+//! [`Integrity::Unreadable`], a head that does not open a
+//! [`Integrity::HeadMismatch`]: reported, never a crash, never dropped.
+//! Plain directories keep the plain format byte for byte. All of the
+//! log's files go through the storage seam ([`Files`], `pad::vfs`).
+//!
 //! What this protects against, honestly: accidental corruption, and an
 //! attacker with brief write access who does not also rewrite the head and
 //! every later hash. Someone who owns the SD card can rewrite the whole
@@ -47,13 +62,13 @@
 //! The head may lag the log by that interval, so cutting off entries newer
 //! than the head is not detected; anything at or before it is.
 
+use crate::pad::vault::{MasterKey, RecordCipher};
+use crate::pad::vfs::{self, OpenHow, RealFs, VFile, Vfs};
 use crate::platform::system_unix_now;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -281,6 +296,157 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
 
 const GENESIS: [u8; 32] = [0; 32];
 
+/// Associated data of a sealed log line.
+const LINE_PURPOSE: &str = "otc-device audit.log line v1";
+/// Associated data of the sealed head.
+const HEAD_PURPOSE: &str = "otc-device audit.head v1";
+/// Longest head file read (a sealed head is 253 bytes).
+const MAX_HEAD: u64 = 4096;
+
+/// Where the audit log lives and how its lines are written: the storage
+/// seam ([`crate::pad::vfs`], so the power-loss simulator can run under
+/// it), the data directory, and, for an encrypted data directory, the
+/// key of its lines (see the module doc: plain directories keep the
+/// plain format byte for byte).
+#[derive(Clone, Debug)]
+pub struct Files {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    key: Option<Arc<RecordCipher>>,
+}
+
+impl Files {
+    /// The plain log of `dir` on the real file system.
+    pub fn plain(dir: &Path) -> Files {
+        Files::new(Arc::new(RealFs), dir, None)
+    }
+
+    /// The log of `dir` through `vfs`; sealed under a key derived from
+    /// `key` when the data directory is encrypted.
+    pub fn new(vfs: Arc<dyn Vfs>, dir: &Path, key: Option<&MasterKey>) -> Files {
+        Files {
+            vfs,
+            dir: dir.to_path_buf(),
+            key: key.map(|k| Arc::new(k.record_cipher())),
+        }
+    }
+
+    /// The log of `dir` on the real file system, sealed if `key` is given.
+    pub fn real(dir: &Path, key: Option<&MasterKey>) -> Files {
+        Files::new(Arc::new(RealFs), dir, key)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    fn head_path(&self) -> PathBuf {
+        self.dir.join("audit.head")
+    }
+
+    /// One line of the log, with its newline: the entry's JSON, or (sealed)
+    /// the hex of `nonce || XChaCha20-Poly1305(JSON)`.
+    fn encode_line(&self, entry: &Entry) -> Vec<u8> {
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(entry).unwrap_or_default());
+        let mut line = match &self.key {
+            None => json.to_vec(),
+            Some(k) => hex::encode(k.seal(LINE_PURPOSE, &json)).into_bytes(),
+        };
+        line.push(b'\n');
+        line
+    }
+
+    /// The entry a line (without its newline) holds; `None` if it is not
+    /// one (garbage, or a sealed line that does not open).
+    fn decode_line(&self, line: &[u8]) -> Option<Entry> {
+        match &self.key {
+            None => serde_json::from_slice(line).ok(),
+            Some(k) => {
+                let sealed = hex::decode(line).ok()?;
+                serde_json::from_slice(&k.open(LINE_PURPOSE, &sealed)?).ok()
+            }
+        }
+    }
+
+    /// The head's bytes: `SEQ(20 digits) HASH(64 hex)\n`, or (sealed) the
+    /// hex of that sealed, and a newline: fixed width either way, so it is
+    /// rewritten in place.
+    fn encode_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        let plain = format!("{seq:020} {}\n", hex::encode(hash));
+        match &self.key {
+            None => plain.into_bytes(),
+            Some(k) => {
+                let mut out = hex::encode(k.seal(HEAD_PURPOSE, plain.as_bytes())).into_bytes();
+                out.push(b'\n');
+                out
+            }
+        }
+    }
+
+    /// The head file's text; a head that was created but never written
+    /// counts as absent. A sealed head that does not open reads as text
+    /// that names no entry (a [`Integrity::HeadMismatch`]).
+    fn read_head(&self) -> Option<String> {
+        let raw = vfs::read_all(self.vfs.as_ref(), &self.head_path(), MAX_HEAD).ok()?;
+        let text = String::from_utf8_lossy(&raw).trim().to_string();
+        if text.is_empty() {
+            return None;
+        }
+        match &self.key {
+            None => Some(text),
+            Some(k) => Some(
+                hex::decode(&text)
+                    .ok()
+                    .and_then(|b| k.open(HEAD_PURPOSE, &b))
+                    .map(|p| String::from_utf8_lossy(&p).into_owned())
+                    .unwrap_or_else(|| "unreadable".to_string()),
+            ),
+        }
+    }
+
+    /// Open a file of the log for reading; `None` if it does not exist.
+    fn open_read(&self, path: &Path) -> std::io::Result<Option<Box<dyn VFile>>> {
+        match self.vfs.open(path, OpenHow::Read) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open a file of the log for writing, making it (and syncing the
+    /// directory, so the new name is durable) if it does not exist.
+    fn open_write(&self, path: &Path) -> std::io::Result<Box<dyn VFile>> {
+        match self.vfs.open(path, OpenHow::ReadWrite) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let f = self.vfs.open(path, OpenHow::CreateNew)?;
+                self.vfs.sync_dir(&self.dir)?;
+                Ok(f)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A file of the seam read from the start, up to `end`, as a [`Read`].
+struct VRead {
+    file: Box<dyn VFile>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for VRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.end.saturating_sub(self.pos)).min(buf.len() as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.read_exact_at(&mut buf[..n], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 fn chain_hash(prev: &[u8; 32], seq: u64, time: u64, event: &Event) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
@@ -382,37 +548,37 @@ fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<
 /// hash, the newest entry and the unacknowledged alerts are kept. Never
 /// fails on bad content (that is a finding); only on I/O errors.
 pub fn scan_with(dir: &Path, each: impl FnMut(&Entry)) -> Result<Scan, AuditError> {
-    scan_part(dir, read_head(dir), u64::MAX, &|| true, each)
+    scan_in(&Files::plain(dir), each)
 }
 
-/// The head file's text; a head that was created but never written counts
-/// as absent.
-fn read_head(dir: &Path) -> Option<String> {
-    std::fs::read_to_string(dir.join("audit.head"))
-        .ok()
-        .filter(|h| !h.trim().is_empty())
+/// [`scan_with`] of the log `files` name (a sealed one, or through
+/// another storage seam).
+pub fn scan_in(files: &Files, each: impl FnMut(&Entry)) -> Result<Scan, AuditError> {
+    scan_part(files, files.read_head(), u64::MAX, &|| true, each)
 }
 
 /// [`scan_with`] over the first `limit` bytes of the log, against `head`
 /// as read earlier; stops early (with what it has) when `keep_going` says
 /// no.
 fn scan_part(
-    dir: &Path,
+    files: &Files,
     head: Option<String>,
     limit: u64,
     keep_going: &dyn Fn() -> bool,
     mut each: impl FnMut(&Entry),
 ) -> Result<Scan, AuditError> {
-    let log_path = dir.join("audit.log");
+    let log_path = files.log_path();
     let parsed_head = head.as_deref().and_then(parse_head);
     let mut out = Scan::default();
     // The hash of the entry the head names (by position), once read.
     let mut at_head: Option<String> = None;
     let mut prev = GENESIS;
     let mut chain_ok = true;
-    match File::open(&log_path) {
-        Ok(f) => {
-            let mut reader = BufReader::new(f.take(limit));
+    match files.open_read(&log_path) {
+        Ok(None) => {}
+        Ok(Some(file)) => {
+            let end = file.size().map_err(io(&log_path))?.min(limit);
+            let mut reader = BufReader::new(VRead { file, pos: 0, end });
             let mut buf = Vec::new();
             let mut line_no = 0u64;
             while let Some(whole) = next_line(&mut reader, &mut buf).map_err(io(&log_path))? {
@@ -420,8 +586,7 @@ fn scan_part(
                     return Ok(out);
                 }
                 line_no += 1;
-                let entry: Entry = match whole.then(|| serde_json::from_slice(&buf).ok()).flatten()
-                {
+                let entry: Entry = match whole.then(|| files.decode_line(&buf)).flatten() {
                     Some(e) => e,
                     None => {
                         out.problem(Integrity::Unreadable { line: line_no });
@@ -448,7 +613,6 @@ fn scan_part(
                 out.last = Some(entry);
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(&log_path)(e)),
     }
     let last_seq = out.last.as_ref().map(|e| e.seq);
@@ -482,8 +646,13 @@ pub fn scan(dir: &Path) -> Result<Scan, AuditError> {
 
 /// Read `log` and check its chain against `head`, keeping every entry.
 pub fn check(dir: &Path) -> Result<Checked, AuditError> {
+    check_in(&Files::plain(dir))
+}
+
+/// [`check`] of the log `files` name (a sealed one: give the key).
+pub fn check_in(files: &Files) -> Result<Checked, AuditError> {
     let mut entries = Vec::new();
-    let scanned = scan_with(dir, |e| entries.push(e.clone()))?;
+    let scanned = scan_in(files, |e| entries.push(e.clone()))?;
     Ok(Checked {
         entries,
         problems: scanned.problems,
@@ -503,7 +672,7 @@ fn decode32(s: &str) -> Option<[u8; 32]> {
 /// it was when opened (its first `len` bytes, and the head read then).
 #[derive(Debug)]
 pub struct Deferred {
-    dir: PathBuf,
+    files: Files,
     head: Option<String>,
     len: u64,
 }
@@ -513,7 +682,7 @@ impl Deferred {
     /// device goes on appending meanwhile). Stops early, with no finding
     /// worth reporting, when `keep_going` says no (the device is stopping).
     pub fn check(self, keep_going: &dyn Fn() -> bool) -> Result<Scan, AuditError> {
-        scan_part(&self.dir, self.head, self.len, keep_going, |_| {})
+        scan_part(&self.files, self.head, self.len, keep_going, |_| {})
     }
 }
 
@@ -529,13 +698,11 @@ pub enum Opened {
 
 /// The newest complete line of the log, if its end is a whole entry: the
 /// log's length and that entry. Reads at most [`MAX_LINE`] bytes.
-fn last_entry(path: &Path) -> std::io::Result<Option<(u64, Entry)>> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+fn last_entry(files: &Files) -> std::io::Result<Option<(u64, Entry)>> {
+    let Some(f) = files.open_read(&files.log_path())? else {
+        return Ok(None);
     };
-    let len = f.metadata()?.len();
+    let len = f.size()?;
     let from = len.saturating_sub(MAX_LINE + 1);
     let mut tail = vec![0u8; (len - from) as usize];
     f.read_exact_at(&mut tail, from)?;
@@ -547,17 +714,16 @@ fn last_entry(path: &Path) -> std::io::Result<Option<(u64, Entry)>> {
         None if from == 0 => 0,
         None => return Ok(None),
     };
-    Ok(serde_json::from_slice(&tail[start..])
-        .ok()
-        .map(|e| (len, e)))
+    Ok(files.decode_line(&tail[start..]).map(|e| (len, e)))
 }
 
 /// The open log, ready for appends.
 pub struct AuditLog {
     dir: PathBuf,
-    file: File,
-    /// The log again, for syncing outside the log's lock ([`Flush`]).
-    synced: Arc<File>,
+    files: Files,
+    file: Arc<dyn VFile>,
+    /// Where the next line is written (the log's length).
+    end: u64,
     head: Arc<Mutex<HeadFile>>,
     next_seq: u64,
     prev: [u8; 32],
@@ -574,7 +740,7 @@ pub struct AuditLog {
 
 /// `DIR/audit.head`, and the newest entry it names (never moved back).
 struct HeadFile {
-    file: File,
+    file: Box<dyn VFile>,
     names: Option<u64>,
 }
 
@@ -584,11 +750,13 @@ struct HeadFile {
 /// sync of a routine flush.
 #[must_use = "a begun flush does nothing until it is completed"]
 pub struct Flush {
-    log: Arc<File>,
+    log: Arc<dyn VFile>,
     head: Arc<Mutex<HeadFile>>,
     dirty: Arc<AtomicBool>,
     seq: u64,
-    hash: [u8; 32],
+    /// The head's line naming entry `seq` (sealed on an encrypted
+    /// directory, [`Files::encode_head`]).
+    line: Vec<u8>,
     dir: PathBuf,
 }
 
@@ -613,9 +781,9 @@ impl Flush {
         if head.names.is_some_and(|n| n >= self.seq) {
             return Ok(());
         }
-        let line = format!("{:020} {}\n", self.seq, hex::encode(self.hash));
+        let line = &self.line;
         head.file
-            .write_all_at(line.as_bytes(), 0)
+            .write_all_at(line, 0)
             .and_then(|_| head.file.set_len(line.len() as u64))
             .and_then(|_| head.file.sync_data())
             .map_err(io(&self.dir.join("audit.head")))?;
@@ -646,33 +814,36 @@ impl AuditLog {
         dir: &Path,
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<(AuditLog, Opened), AuditError> {
-        let log_path = dir.join("audit.log");
-        let head = read_head(dir);
-        let last = last_entry(&log_path).map_err(io(&log_path))?;
+        Self::open_quick_in(Files::plain(dir), clock)
+    }
+
+    /// [`AuditLog::open_quick_with_clock`] of the log `files` name: the
+    /// device passes the storage seam and, for an encrypted data
+    /// directory, the master key.
+    pub fn open_quick_in(
+        files: Files,
+        clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<(AuditLog, Opened), AuditError> {
+        let log_path = files.log_path();
+        let head = files.read_head();
+        let last = last_entry(&files).map_err(io(&log_path))?;
         let fits = |last: &Entry| {
             head.as_deref()
                 .and_then(parse_head)
                 .is_some_and(|(seq, _)| seq <= last.seq)
         };
         let Some((len, last)) = last.filter(|(_, e)| fits(e)) else {
-            let (log, problems) = AuditLog::open_with_clock(dir, clock)?;
+            let (log, problems) = AuditLog::open_in(files, clock)?;
             return Ok((log, Opened::Checked(problems)));
         };
         let log = AuditLog::from_parts(
-            dir,
+            files.clone(),
             last.seq + 1,
             decode32(&last.hash).unwrap_or(GENESIS),
             VecDeque::new(),
             clock,
         )?;
-        Ok((
-            log,
-            Opened::Deferred(Deferred {
-                dir: dir.to_path_buf(),
-                head,
-                len,
-            }),
-        ))
+        Ok((log, Opened::Deferred(Deferred { files, head, len })))
     }
 
     /// The deferred check is done: alerts it found unacknowledged come
@@ -708,12 +879,21 @@ impl AuditLog {
         dir: &Path,
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<(AuditLog, Vec<Integrity>), AuditError> {
-        let checked = scan(dir)?;
+        Self::open_in(Files::plain(dir), clock)
+    }
+
+    /// [`AuditLog::open_with_clock`] of the log `files` name (sealed, or
+    /// through another storage seam).
+    pub fn open_in(
+        files: Files,
+        clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Result<(AuditLog, Vec<Integrity>), AuditError> {
+        let checked = scan_in(&files, |_| {})?;
         let (next_seq, prev) = match &checked.last {
             Some(e) => (e.seq + 1, decode32(&e.hash).unwrap_or(GENESIS)),
             None => (0, GENESIS),
         };
-        let mut log = AuditLog::from_parts(dir, next_seq, prev, checked.unacked, clock)?;
+        let mut log = AuditLog::from_parts(files, next_seq, prev, checked.unacked, clock)?;
         if !checked.problems.is_empty() {
             let detail = checked
                 .problems
@@ -732,31 +912,22 @@ impl AuditLog {
     }
 
     fn from_parts(
-        dir: &Path,
+        files: Files,
         next_seq: u64,
         prev: [u8; 32],
         unacked: VecDeque<Entry>,
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<AuditLog, AuditError> {
-        let log_path = dir.join("audit.log");
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(&log_path))?;
-        let head_path = dir.join("audit.head");
-        let head = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&head_path)
-            .map_err(io(&head_path))?;
-        let synced = Arc::new(file.try_clone().map_err(io(&log_path))?);
+        let log_path = files.log_path();
+        let file: Arc<dyn VFile> = Arc::from(files.open_write(&log_path).map_err(io(&log_path))?);
+        let end = file.size().map_err(io(&log_path))?;
+        let head_path = files.head_path();
+        let head = files.open_write(&head_path).map_err(io(&head_path))?;
         Ok(AuditLog {
-            dir: dir.to_path_buf(),
+            dir: files.dir.clone(),
+            files,
             file,
-            synced,
+            end,
             head: Arc::new(Mutex::new(HeadFile {
                 file: head,
                 names: None,
@@ -784,9 +955,11 @@ impl AuditLog {
             hash: hex::encode(hash),
         };
         let log_path = self.dir.join("audit.log");
-        let mut line = serde_json::to_vec(&entry).unwrap_or_default();
-        line.push(b'\n');
-        self.file.write_all(&line).map_err(io(&log_path))?;
+        let line = self.files.encode_line(&entry);
+        self.file
+            .write_all_at(&line, self.end)
+            .map_err(io(&log_path))?;
+        self.end += line.len() as u64;
         self.next_seq += 1;
         self.prev = hash;
         self.dirty.store(true, Ordering::Release);
@@ -822,12 +995,13 @@ impl AuditLog {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return None;
         }
+        let seq = self.next_seq - 1;
         Some(Flush {
-            log: self.synced.clone(),
+            log: self.file.clone(),
             head: self.head.clone(),
             dirty: self.dirty.clone(),
-            seq: self.next_seq - 1,
-            hash: self.prev,
+            seq,
+            line: self.files.encode_head(seq, &self.prev),
             dir: self.dir.clone(),
         })
     }
@@ -860,6 +1034,8 @@ impl Drop for AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     /// A `skipped` entry written before the `messages` field existed
     /// re-serializes to the same bytes, so its chain hash still holds.

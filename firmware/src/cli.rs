@@ -385,10 +385,14 @@ pub fn run(cli: Cli) -> Result<()> {
             #[cfg(not(any(debug_assertions, feature = "debug-cli")))]
             let insecure_test_kdf = false;
             match &cli.passphrase_file {
-                Some(pf) => init_encrypted(&cli.data, pf, insecure_test_kdf)?,
-                None => PadStore::open_dir(&cli.data)?.close()?,
+                // The owner's name goes into the sealed settings, never
+                // into otc.toml in clear (a stolen card shows no name).
+                Some(pf) => init_encrypted(&cli.data, pf, insecure_test_kdf, &owner)?,
+                None => {
+                    PadStore::open_dir(&cli.data)?.close()?;
+                    crate::config::set_owner(&cli.data, &owner)?;
+                }
             }
-            crate::config::set_owner(&cli.data, &owner)?;
             println!(
                 "This device now belongs to {}. On the appliance, start it with \
                  `otc-device --data {} run`.",
@@ -522,7 +526,7 @@ pub fn read_passphrase(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
 
 /// `init --passphrase-file`: a new encrypted data directory (see
 /// [`Command::Init`]).
-fn init_encrypted(dir: &Path, passphrase_file: &Path, test_kdf: bool) -> Result<()> {
+fn init_encrypted(dir: &Path, passphrase_file: &Path, test_kdf: bool, owner: &str) -> Result<()> {
     let pass = read_passphrase(passphrase_file)?;
     let params = if test_kdf {
         KdfParams::TEST
@@ -562,7 +566,8 @@ fn init_encrypted(dir: &Path, passphrase_file: &Path, test_kdf: bool) -> Result<
         crate::pad::fsutil::sync_dir(parent)?;
     }
     let key = vault::create(&RealFs, &canon, &pass, &params)?;
-    PadStore::open_dir_keyed(&canon, StoreOptions::default(), Some(key))?.close()?;
+    PadStore::open_dir_keyed(&canon, StoreOptions::default(), Some(key.clone()))?.close()?;
+    crate::lock::Settings::new(owner.trim()).save(&canon, &key)?;
     Ok(())
 }
 
@@ -668,7 +673,10 @@ fn audit_pad(store: &PadStore, event: Event) {
             h(store.dir())
         }
     });
-    let res = AuditLog::open(store.dir()).and_then(|(mut log, _)| log.append(event));
+    // An encrypted data directory's log is sealed under its master key.
+    let files = crate::audit::Files::real(store.dir(), store.master_key());
+    let res = AuditLog::open_in(files, Box::new(crate::platform::system_unix_now))
+        .and_then(|(mut log, _)| log.append(event));
     if let Err(e) = res {
         eprintln!("otc-device: warning: could not write the audit log: {e}");
     }

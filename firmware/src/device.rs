@@ -1169,9 +1169,11 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
         // below. It is shown until the owner has seen it.
         // Entries are stamped by the wall clock this start was given, like
         // the alerts on screen (issue #9: they used to take the real time).
+        // An encrypted directory's log is sealed under its master key.
+        let audit_files = crate::audit::Files::real(dir, key.as_deref());
         let wall = self.platform.clone();
         let (mut audit, opened) =
-            AuditLog::open_quick_with_clock(dir, Box::new(move || wall.unix_now()))?;
+            AuditLog::open_quick_in(audit_files, Box::new(move || wall.unix_now()))?;
         audit.append(Event::Started {
             version: env!("CARGO_PKG_VERSION").to_string(),
         })?;

@@ -671,6 +671,13 @@ impl MasterKey {
             })
     }
 
+    /// The key for the audit log's lines and head (HKDF label
+    /// `otc-device audit v1`, a key of its own: a line can never be opened
+    /// as a blob of the store, nor a blob as a line).
+    pub fn record_cipher(&self) -> RecordCipher {
+        RecordCipher(self.derive(b"otc-device audit v1"))
+    }
+
     /// The keystream for a pad file whose random salt is `salt` (kept in
     /// the contact's sealed record).
     pub fn pad_cipher(&self, salt: &[u8; 16]) -> PadCipher {
@@ -737,6 +744,64 @@ impl PadCipher {
             rest = later;
             off += n as u64;
         }
+    }
+}
+
+/// XChaCha20-Poly1305 for small records that are written one by one (the
+/// audit log's lines and its head): each is sealed on its own, with a fresh
+/// random 24-byte nonce, as `nonce || ciphertext || tag`
+/// ([`RecordCipher::OVERHEAD`] bytes more than the plaintext, so a record
+/// of fixed width seals to a fixed width). `purpose` is the associated
+/// data, so a record for one file does not open as one of another.
+pub struct RecordCipher(Zeroizing<[u8; 32]>);
+
+impl RecordCipher {
+    /// Bytes a sealed record adds to its plaintext.
+    pub const OVERHEAD: usize = 24 + 16;
+
+    /// Seal one record.
+    pub fn seal(&self, purpose: &str, plain: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 24];
+        // As in `seal_blob`: no randomness at all means no safe nonce.
+        if let Err(e) = getrandom::fill(&mut nonce) {
+            panic!("the kernel random number generator failed: {e}");
+        }
+        let ct = XChaCha20Poly1305::new(Key::from_slice(&self.0[..])).encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: purpose.as_bytes(),
+            },
+        );
+        let mut out = Vec::with_capacity(Self::OVERHEAD + plain.len());
+        out.extend_from_slice(&nonce);
+        // Encryption fails only for messages longer than 256 GiB.
+        out.extend_from_slice(&ct.unwrap_or_default());
+        out
+    }
+
+    /// Open a record [`RecordCipher::seal`] made for `purpose`; `None` if
+    /// it is damaged, too short, for another purpose or under another key.
+    pub fn open(&self, purpose: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < Self::OVERHEAD {
+            return None;
+        }
+        XChaCha20Poly1305::new(Key::from_slice(&self.0[..]))
+            .decrypt(
+                XNonce::from_slice(&sealed[..24]),
+                Payload {
+                    msg: &sealed[24..],
+                    aad: purpose.as_bytes(),
+                },
+            )
+            .ok()
+            .map(Zeroizing::new)
+    }
+}
+
+impl std::fmt::Debug for RecordCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordCipher(..)")
     }
 }
 
