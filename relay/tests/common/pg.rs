@@ -6,6 +6,8 @@
 //! `runuser -u postgres --`. Nothing is skipped: without the binaries
 //! (`scripts/install-deps` installs `postgresql`) the test fails saying so.
 
+#![allow(dead_code)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
