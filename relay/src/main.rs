@@ -15,9 +15,10 @@ use otc_relay::{Config, Relay};
 /// GET /getmessages?recipient_uid=..&start_ref=..[&maxcount=..][&wait=SECONDS],
 /// GET /getnextref?recipient_uid=..
 ///
-/// Messages are kept in DIR/relay.sqlite3 (SQLite, WAL, synchronous=FULL)
-/// and committed to disk before a send is acknowledged; refs only ever
-/// increase, across restarts.
+/// Messages are kept in DIR/relay.sqlite3 (SQLite, WAL, synchronous=FULL),
+/// or with --database in PostgreSQL (shared by several relay processes),
+/// and committed before a send is acknowledged; refs only ever increase,
+/// across restarts.
 /// The relay never sees a pad byte: it is untrusted by design.
 ///
 /// EXAMPLES:
@@ -25,6 +26,7 @@ use otc_relay::{Config, Relay};
 ///   otc-relay --listen 0.0.0.0:443 --data /var/lib/otc-relay \
 ///       --tls-cert /etc/otc-relay/fullchain.pem --tls-key /etc/otc-relay/key.pem
 ///   otc-relay --listen 0.0.0.0:8000 --data ./relay-data --mischief
+///   otc-relay --listen 0.0.0.0:8000 --database postgres://otc@db.internal/otc_relay
 ///   otc-relay --data /var/lib/otc-relay --import-log   (once, from an older relay)
 #[derive(Parser, Debug)]
 #[command(

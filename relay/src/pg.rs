@@ -39,7 +39,7 @@
 //! Each commit that stored something runs `pg_notify('otc_relay', NEXT)`
 //! inside its transaction (delivered only if it commits). Every relay
 //! process keeps one connection in `LISTEN otc_relay`; a notification
-//! wakes its long polls and raises its cached next ref (`/getnextref`).
+//! wakes its long polls. (`/getnextref` reads the counter row itself.)
 //! After the listener reconnects it wakes every poll once, since
 //! notifications sent while it was away are lost.
 //!
@@ -154,11 +154,14 @@ struct Job {
 
 type FetchReply = Result<(Vec<RelayMessage>, bool), RelayFailure>;
 
-struct Fetch {
-    recipient: String,
-    start: u64,
-    max: usize,
-    reply: mpsc::Sender<FetchReply>,
+enum Fetch {
+    Messages {
+        recipient: String,
+        start: u64,
+        max: usize,
+        reply: mpsc::Sender<FetchReply>,
+    },
+    NextRef(mpsc::Sender<Result<u64, RelayFailure>>),
 }
 
 /// The PostgreSQL backend.
@@ -268,7 +271,7 @@ impl Storage for Postgres {
     ) -> Result<(Vec<RelayMessage>, bool), RelayFailure> {
         let (reply, rx) = mpsc::channel();
         let sent = crate::lock(&self.reads).as_ref().is_some_and(|tx| {
-            tx.send(Fetch {
+            tx.send(Fetch::Messages {
                 recipient: recipient.to_owned(),
                 start: start_ref,
                 max,
@@ -283,8 +286,18 @@ impl Storage for Postgres {
             .map_err(|_| RelayFailure::Storage("the relay's storage stopped".into()))?
     }
 
+    /// Read from the database (another process may have committed since
+    /// the last notification); the last known value if it cannot be read.
     fn next_ref(&self) -> u64 {
-        self.next_ref.load(Ordering::SeqCst)
+        let (reply, rx) = mpsc::channel();
+        let sent = crate::lock(&self.reads)
+            .as_ref()
+            .is_some_and(|tx| tx.send(Fetch::NextRef(reply)).is_ok());
+        let known = self.next_ref.load(Ordering::SeqCst);
+        match rx.recv() {
+            Ok(Ok(v)) if sent => self.next_ref.fetch_max(v, Ordering::SeqCst).max(v),
+            _ => known,
+        }
     }
 
     fn commits(&self) -> u64 {
@@ -292,49 +305,81 @@ impl Storage for Postgres {
     }
 }
 
+/// A reader's connection and its prepared read.
+type ReadConn = (Client, Statement);
+
+/// The reader's connection, made again if it is missing or closed.
+fn reader_conn<'a>(
+    t: &Target,
+    conn: &'a mut Option<ReadConn>,
+) -> Result<&'a mut ReadConn, RelayFailure> {
+    if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+        *conn = None;
+        let mut c = t.connect()?;
+        let st = c
+            .prepare(
+                "SELECT ref, sender, contents FROM messages \
+                 WHERE recipient = $1 AND ref >= $2 ORDER BY ref LIMIT $3",
+            )
+            .map_err(t.err("cannot prepare a read"))?;
+        *conn = Some((c, st));
+    }
+    match conn.as_mut() {
+        Some(rc) => Ok(rc),
+        None => Err(RelayFailure::Storage("no connection".into())),
+    }
+}
+
 /// A reader thread: answers fetches on its own connection, connecting
 /// again after a failure.
 fn reader(t: &Target, rx: &Mutex<mpsc::Receiver<Fetch>>) {
-    let mut conn: Option<(Client, Statement)> = None;
+    let mut conn: Option<ReadConn> = None;
     loop {
         let Ok(f) = crate::lock(rx).recv() else {
             return;
         };
-        let got = (|| {
-            if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-                let mut c = t.connect()?;
-                let st = c
-                    .prepare(
-                        "SELECT ref, sender, contents FROM messages \
-                         WHERE recipient = $1 AND ref >= $2 ORDER BY ref LIMIT $3",
-                    )
-                    .map_err(t.err("cannot prepare a read"))?;
-                conn = Some((c, st));
+        match f {
+            Fetch::NextRef(reply) => {
+                let got = reader_conn(t, &mut conn).and_then(|(c, _)| {
+                    c.query_one("SELECT v FROM meta WHERE k = 'next_ref'", &[])
+                        .map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(1))
+                        .map_err(t.err("cannot read the next ref"))
+                });
+                if got.is_err() {
+                    conn = None;
+                }
+                let _ = reply.send(got);
             }
-            let Some((c, st)) = conn.as_mut() else {
-                unreachable!("connected above")
-            };
-            let limit = big(u64::try_from(f.max).unwrap_or(u64::MAX).saturating_add(1));
-            let rows = c
-                .query(&*st, &[&f.recipient, &big(f.start), &limit])
-                .map_err(t.err("cannot read messages"))?;
-            let mut msgs = rows
-                .iter()
-                .map(|r| RelayMessage {
-                    msg_ref: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
-                    recipient_uid: f.recipient.clone(),
-                    sender_uid: r.get(1),
-                    contents: r.get(2),
-                })
-                .collect::<Vec<_>>();
-            let complete = msgs.len() <= f.max;
-            msgs.truncate(f.max);
-            Ok((msgs, complete))
-        })();
-        if got.is_err() {
-            conn = None;
+            Fetch::Messages {
+                recipient,
+                start,
+                max,
+                reply,
+            } => {
+                let got = reader_conn(t, &mut conn).and_then(|(c, st)| {
+                    let limit = big(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1));
+                    let rows = c
+                        .query(&*st, &[&recipient, &big(start), &limit])
+                        .map_err(t.err("cannot read messages"))?;
+                    let mut msgs = rows
+                        .iter()
+                        .map(|r| RelayMessage {
+                            msg_ref: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+                            recipient_uid: recipient.clone(),
+                            sender_uid: r.get(1),
+                            contents: r.get(2),
+                        })
+                        .collect::<Vec<_>>();
+                    let complete = msgs.len() <= max;
+                    msgs.truncate(max);
+                    Ok((msgs, complete))
+                });
+                if got.is_err() {
+                    conn = None;
+                }
+                let _ = reply.send(got);
+            }
         }
-        let _ = f.reply.send(got);
     }
 }
 

@@ -156,7 +156,8 @@ fn tables_are_in_the_database() {
 }
 
 /// Two relays on one database: a long poll on one is woken by a send on
-/// the other (LISTEN/NOTIFY), and concurrent sends on both get distinct
+/// the other (LISTEN/NOTIFY), a resend on the other gets the first ref,
+/// and concurrent sends on both get distinct
 /// refs, increasing for each sender, all visible on both in ref order.
 #[test]
 fn two_processes_share_refs_and_wake_each_others_long_polls() {
@@ -185,6 +186,9 @@ fn two_processes_share_refs_and_wake_each_others_long_polls() {
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["messages"][0]["ref"], r, "{}", got.body);
     assert_eq!(got.json()["messages"][0]["contents"], "RlJPTUE=");
+    // A resend through the other process gets the ref it already has.
+    assert_eq!(send(b, "alice", "carol", "RlJPTUE="), r, "resend on B");
+    assert_eq!(all_of(b, "carol").len(), 1, "the resend was stored again");
 
     let acked = Arc::new(Mutex::new(Vec::new()));
     let senders: Vec<_> = [a, b, a, b]
