@@ -72,6 +72,9 @@ pub const ECHO_TAIL_CHARS: usize = 16;
 pub enum RelayFailure {
     #[error("storage: {0} (check the --data directory: it must be writable and on a working disk)")]
     Storage(String),
+    /// The PostgreSQL backend (`--database`): its message names the server.
+    #[error("database: {0}")]
+    Database(String),
     #[error("cannot listen on {addr}: {why}")]
     Listen { addr: String, why: String },
     #[error(

@@ -114,7 +114,7 @@ struct Target {
 impl Target {
     fn parse(url: &str) -> Result<Target, RelayFailure> {
         let mut cfg = postgres::Config::from_str(url).map_err(|e| {
-            RelayFailure::Storage(format!(
+            RelayFailure::Database(format!(
                 "--database: not a PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DB"
             ))
         })?;
@@ -129,11 +129,11 @@ impl Target {
     fn connect(&self) -> Result<Client, RelayFailure> {
         self.cfg
             .connect(NoTls)
-            .map_err(|e| RelayFailure::Storage(format!("cannot reach {}: {e}", self.name)))
+            .map_err(|e| RelayFailure::Database(format!("cannot reach {}: {e}", self.name)))
     }
 
     fn err<'a>(&'a self, what: &'a str) -> impl Fn(postgres::Error) -> RelayFailure + 'a {
-        move |e| RelayFailure::Storage(format!("{}: {what}: {e}", self.name))
+        move |e| RelayFailure::Database(format!("{}: {what}: {e}", self.name))
     }
 }
 
@@ -204,7 +204,7 @@ impl Postgres {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
-                .map_err(|e| RelayFailure::Storage(format!("cannot start a thread: {e}")))
+                .map_err(|e| RelayFailure::Database(format!("cannot start a thread: {e}")))
         };
         let mut threads = Vec::new();
         let (jobs_tx, jobs_rx) = mpsc::channel();
@@ -280,10 +280,10 @@ impl Storage for Postgres {
             .is_ok()
         });
         if !sent {
-            return Err(RelayFailure::Storage("the relay's storage stopped".into()));
+            return Err(RelayFailure::Database("the relay's storage stopped".into()));
         }
         rx.recv()
-            .map_err(|_| RelayFailure::Storage("the relay's storage stopped".into()))?
+            .map_err(|_| RelayFailure::Database("the relay's storage stopped".into()))?
     }
 
     /// Read from the database (another process may have committed since
@@ -326,7 +326,7 @@ fn reader_conn<'a>(
     }
     match conn.as_mut() {
         Some(rc) => Ok(rc),
-        None => Err(RelayFailure::Storage("no connection".into())),
+        None => Err(RelayFailure::Database("no connection".into())),
     }
 }
 
