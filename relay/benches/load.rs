@@ -7,6 +7,8 @@
 //! 16 senders' requests (the ceiling the HTTP layer and this machine set),
 //! and, when `OTC_OLD_RELAY` names another `otc-relay` binary (say, one
 //! built from an earlier commit), the same run against it.
+//! A third run keeps the messages in PostgreSQL (`--database`, a real
+//! server the bench starts, `tests/common/pg.rs`).
 //! Timing is reported, never asserted.
 //!
 //! Run: `cargo bench -p otc-relay --bench load` (env `OTC_LOAD_SECONDS`:
@@ -14,6 +16,8 @@
 
 #[path = "../tests/common/load.rs"]
 mod load;
+#[path = "../tests/common/pg.rs"]
+mod pg;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -141,20 +145,27 @@ fn main() {
         "", "acked", "unknown", "lost", "msg/s", "send p50", "send p99"
     );
     let this = env!("CARGO_BIN_EXE_otc-relay").to_owned();
+    let server = pg::PgServer::start();
+    let url = server.url();
     let mut runs = vec![
-        ("SQLite, group commit", this.clone(), &[][..]),
+        ("SQLite, group commit", this.clone(), vec![]),
         (
             "SQLite, one commit per send",
+            this.clone(),
+            vec!["--no-group-commit"],
+        ),
+        (
+            "PostgreSQL 15, group commit",
             this,
-            &["--no-group-commit"][..],
+            vec!["--database", url.as_str()],
         ),
     ];
     if let Ok(old) = std::env::var("OTC_OLD_RELAY") {
-        runs.push(("OTC_OLD_RELAY, group commit", old, &[][..]));
+        runs.push(("OTC_OLD_RELAY, group commit", old, vec![]));
     }
     for (name, bin, extra) in runs {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = load::run(&bin, dir.path(), &plan(extra));
+        let out = load::run(&bin, dir.path(), &plan(&extra));
         out.check();
         let (rate, p50, p99) = out.figures();
         println!(

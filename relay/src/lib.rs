@@ -39,6 +39,7 @@
 
 pub mod http;
 pub mod parse;
+pub mod pg;
 pub mod store;
 
 use std::collections::{HashMap, VecDeque};
@@ -71,6 +72,9 @@ pub const ECHO_TAIL_CHARS: usize = 16;
 pub enum RelayFailure {
     #[error("storage: {0} (check the --data directory: it must be writable and on a working disk)")]
     Storage(String),
+    /// The PostgreSQL backend (`--database`): its message names the server.
+    #[error("database: {0}")]
+    Database(String),
     #[error("cannot listen on {addr}: {why}")]
     Listen { addr: String, why: String },
     #[error(
@@ -157,6 +161,9 @@ pub struct Config {
     /// Terminate TLS with this certificate and key (PEM files), read
     /// again on SIGHUP. `None`: plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--database postgres://…`: keep messages in PostgreSQL (shared by
+    /// every relay process given the same URL) instead of SQLite in `data`.
+    pub database: Option<String>,
 }
 
 impl Config {
@@ -176,6 +183,7 @@ impl Config {
             keep: Some(Duration::from_secs(30 * 24 * 3600)),
             group_commit: true,
             tls: None,
+            database: None,
             idle: http::IDLE,
             request_time: http::REQUEST_TIME,
         }
@@ -290,12 +298,20 @@ impl Relay {
         };
         let arrived = Arc::new(Notify::new());
         let wake = arrived.clone();
-        let store = Sqlite::open(
-            &cfg.data,
-            cfg.keep,
-            cfg.group_commit,
-            Box::new(move || wake.notify_waiters()),
-        )?;
+        let store: Box<dyn Storage> = match &cfg.database {
+            Some(url) => Box::new(pg::Postgres::open(
+                url,
+                cfg.keep,
+                cfg.group_commit,
+                Box::new(move || wake.notify_waiters()),
+            )?),
+            None => Box::new(Sqlite::open(
+                &cfg.data,
+                cfg.keep,
+                cfg.group_commit,
+                Box::new(move || wake.notify_waiters()),
+            )?),
+        };
         let listen_err = |why: String| RelayFailure::Listen {
             addr: cfg.listen.clone(),
             why,
@@ -345,7 +361,7 @@ impl Relay {
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             cfg,
-            store: Box::new(store),
+            store,
             arrived,
             mischief: Mutex::new(MischiefState::default()),
             buckets: Mutex::new(HashMap::new()),

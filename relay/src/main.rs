@@ -15,9 +15,10 @@ use otc_relay::{Config, Relay};
 /// GET /getmessages?recipient_uid=..&start_ref=..[&maxcount=..][&wait=SECONDS],
 /// GET /getnextref?recipient_uid=..
 ///
-/// Messages are kept in DIR/relay.sqlite3 (SQLite, WAL, synchronous=FULL)
-/// and committed to disk before a send is acknowledged; refs only ever
-/// increase, across restarts.
+/// Messages are kept in DIR/relay.sqlite3 (SQLite, WAL, synchronous=FULL),
+/// or with --database in PostgreSQL (shared by several relay processes),
+/// and committed before a send is acknowledged; refs only ever increase,
+/// across restarts.
 /// The relay never sees a pad byte: it is untrusted by design.
 ///
 /// EXAMPLES:
@@ -25,6 +26,7 @@ use otc_relay::{Config, Relay};
 ///   otc-relay --listen 0.0.0.0:443 --data /var/lib/otc-relay \
 ///       --tls-cert /etc/otc-relay/fullchain.pem --tls-key /etc/otc-relay/key.pem
 ///   otc-relay --listen 0.0.0.0:8000 --data ./relay-data --mischief
+///   otc-relay --listen 0.0.0.0:8000 --database postgres://otc@db.internal/otc_relay
 ///   otc-relay --data /var/lib/otc-relay --import-log   (once, from an older relay)
 #[derive(Parser, Debug)]
 #[command(
@@ -38,8 +40,14 @@ struct Args {
     #[arg(long, value_name = "ADDR", required_unless_present = "import_log")]
     listen: Option<String>,
     /// Directory for the database, relay.sqlite3 (created if missing).
-    #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "database")]
+    data: Option<PathBuf>,
+    /// Keep messages in PostgreSQL instead of SQLite, e.g.
+    /// postgres://otc@db.internal/otc_relay: every relay process given
+    /// the same database shares its messages and refs, and long polls on
+    /// each are woken by sends on any (LISTEN/NOTIFY).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data", "import_log"])]
+    database: Option<String>,
     /// Largest message contents accepted, in bytes (larger: 413).
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     max_message: usize,
@@ -114,12 +122,16 @@ FILES:
                      its -wal and -shm files beside it). Messages older than
                      --keep-days are deleted at start and every minute.
   DIR/messages.log   an older relay's log: import it once with --import-log.
+  With --database postgres://..., no files: the tables messages and meta in
+  that database (created if missing).
 
 DURABILITY:
   A send is answered only once its transaction is committed to disk
   (synchronous=FULL: the WAL is fsynced); concurrent sends share one
   commit (group commit). A SIGKILL or power cut loses no acknowledged
-  message, and refs only ever increase.
+  message, and refs only ever increase. With --database, a send is answered
+  after PostgreSQL's COMMIT; while the database cannot be reached, sends
+  are refused with 507 naming it, and nothing acknowledged is lost.
 
 MAILBOXES:
   A message is kept --keep-days (default 30), read or not, then dropped.
@@ -137,11 +149,12 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     if a.import_log {
-        return match otc_relay::store::import_log(&a.data) {
+        let data = a.data.unwrap_or_default();
+        return match otc_relay::store::import_log(&data) {
             Ok((n, next)) => {
                 println!(
                     "otc-relay: imported {n} messages from {}; refs continue at {next}",
-                    a.data.join(otc_relay::store::LOG_NAME).display()
+                    data.join(otc_relay::store::LOG_NAME).display()
                 );
                 ExitCode::SUCCESS
             }
@@ -151,7 +164,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    let mut cfg = Config::new(a.listen.unwrap_or_default(), a.data);
+    let mut cfg = Config::new(a.listen.unwrap_or_default(), a.data.unwrap_or_default());
+    cfg.database = a.database;
     cfg.max_message = a.max_message;
     cfg.max_mailbox = a.max_mailbox;
     cfg.rate = a.rate;

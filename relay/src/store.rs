@@ -9,9 +9,11 @@
 //! commit wants the opposite: one writer connection, owned by one thread,
 //! running a batch of sends in one transaction. rusqlite gives exactly
 //! that, synchronously, with SQLite built from source (`bundled`: no
-//! system library to match); `tokio-postgres` is its counterpart for the
-//! PostgreSQL backend (not written yet), whose LISTEN/NOTIFY it exposes
-//! directly. Both are MIT; SQLite is public domain.
+//! system library to match); `tokio-postgres` (through its blocking
+//! wrapper, the `postgres` crate) is its counterpart for the PostgreSQL
+//! backend, [`crate::pg`], with the same writer-thread shape and
+//! LISTEN/NOTIFY exposed directly (see there why). rusqlite is MIT,
+//! rust-postgres MIT or Apache-2.0; SQLite is public domain.
 //!
 //! # Durability and group commit
 //!

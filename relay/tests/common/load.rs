@@ -36,12 +36,16 @@ impl Drop for Running {
     }
 }
 
-/// Starts `otc-relay --listen LISTEN --data DATA EXTRA..` and reads the
-/// address it prints (bounded: 20 s).
+/// Starts `otc-relay --listen LISTEN --data DATA EXTRA..` (without
+/// `--data` when EXTRA says `--database`) and reads the address it prints
+/// (bounded: 20 s).
 pub fn spawn_relay(bin: &str, listen: &str, data: &Path, extra: &[&str]) -> (Running, SocketAddr) {
-    let mut child = Command::new(bin)
-        .args(["--listen", listen, "--data"])
-        .arg(data)
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", listen]);
+    if !extra.contains(&"--database") {
+        cmd.arg("--data").arg(data);
+    }
+    let mut child = cmd
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

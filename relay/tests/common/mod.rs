@@ -139,3 +139,13 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> (Relay, tempfile::TempDir) {
     tweak(&mut cfg);
     (Relay::start(cfg).expect("relay starts"), dir)
 }
+
+pub mod pg;
+
+/// A relay on 127.0.0.1:0 keeping its messages in `server`'s database.
+pub fn start_pg(server: &pg::PgServer, tweak: impl FnOnce(&mut Config)) -> Relay {
+    let mut cfg = Config::new("127.0.0.1:0", "");
+    cfg.database = Some(server.url());
+    tweak(&mut cfg);
+    Relay::start(cfg).expect("relay starts on PostgreSQL")
+}
