@@ -32,7 +32,7 @@ use crate::generated::{AppWindow, Bridge, Theme};
 use crate::keyboard::{self, Key, KeyboardLayout, TextAnswer, TextCheck, TextRequest, Typing};
 use crate::model::{
     AboutView, AlertView, ContactDetailsView, Decision, HomeView, ProgressView, Prompt, PushButton,
-    Toast, UiEvent,
+    Toast, ToastKind, UiEvent,
 };
 use crate::platform;
 use crate::screens::{self, Layout};
@@ -579,6 +579,10 @@ pub struct Ui {
     /// The push buttons that are down (Approve, Reject), as [`Press`]es.
     held: [Option<Press>; 2],
     toast: Option<(Toast, Duration)>,
+    /// A toast that came in while a contact's screen was open (where a
+    /// toast covers Back and Remove), shown once home is, unless it
+    /// expired meanwhile.
+    toast_for_home: Option<(Toast, Duration)>,
     user_screen: UserScreen,
     details: Option<ContactDetailsView>,
     text: Option<ActiveText>,
@@ -658,6 +662,7 @@ impl Ui {
             screen_texts: Vec::new(),
             countdown_text: None,
             toast_text: None,
+            toast_for_home: None,
             content_dirty: true,
             quit: false,
         };
@@ -1106,8 +1111,14 @@ impl Ui {
             Msg::Toast(t) => {
                 if self.prompt.is_none() {
                     let until = self.clock.now() + t.duration;
-                    self.toast = Some((t, until));
-                    self.content_dirty = true;
+                    if self.on_contact_screens() && t.kind != ToastKind::Error {
+                        // It would sit over Back and Remove: it waits for
+                        // home (see `back_home`).
+                        self.toast_for_home = Some((t, until));
+                    } else {
+                        self.toast = Some((t, until));
+                        self.content_dirty = true;
+                    }
                 }
             }
             Msg::Touch(e) => self.on_touch(e),
@@ -1320,8 +1331,7 @@ impl Ui {
                 self.content_dirty = true;
             }
             "back" => {
-                self.user_screen = UserScreen::Home;
-                self.content_dirty = true;
+                self.back_home();
             }
             "new-contact" | "import-contact" if self.on_home() => {
                 let _ = self.events_tx.send(if id == "new-contact" {
@@ -1390,7 +1400,7 @@ impl Ui {
             "remove-confirm" => {
                 if let UserScreen::RemoveContact(name) = &self.user_screen {
                     let name = name.clone();
-                    self.user_screen = UserScreen::Home;
+                    self.back_home();
                     let _ = self.events_tx.send(UiEvent::RemoveContact { name });
                     self.content_dirty = true;
                 }
@@ -1433,6 +1443,26 @@ impl Ui {
 
     /// The home screen is what the owner sees (no prompt, progress,
     /// keyboard or step over it).
+    /// A contact's screen (or its Remove question) is the user screen.
+    fn on_contact_screens(&self) -> bool {
+        matches!(
+            self.user_screen,
+            UserScreen::Contact(_) | UserScreen::RemoveContact(_)
+        )
+    }
+
+    /// Back to the home screen, with a toast that waited for it.
+    fn back_home(&mut self) {
+        self.user_screen = UserScreen::Home;
+        if let Some((t, until)) = self.toast_for_home.take()
+            && self.clock.now() < until
+            && self.prompt.is_none()
+        {
+            self.toast = Some((t, until));
+        }
+        self.content_dirty = true;
+    }
+
     /// The home screen of an unlocked device is what the owner sees (a
     /// locked one offers nothing: [`HomeView::locked`]).
     fn on_home(&self) -> bool {

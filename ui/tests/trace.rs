@@ -1188,3 +1188,46 @@ fn a_locked_home_offers_nothing() {
         );
     }
 }
+
+/// A request's toast ("Sealed for bob") reaches the screen up to a frame
+/// after its reply (the firmware's presenter), so it can come in after the
+/// owner opened a contact's screen, where a toast sits over Back and
+/// Remove and a tap on Back would only dismiss it. Such a toast waits until
+/// the owner is back home (and is shown there if it has not expired); an
+/// error toast, which is about what the owner is looking at, shows at once.
+#[test]
+fn a_toast_that_comes_in_on_a_contact_screen_waits_for_home() {
+    let mut r = Rig::new(800, 480);
+    let _events = r.ui.take_events().unwrap();
+    r.handle.set_home(home());
+    r.step();
+    r.tap("contact:0");
+    assert_eq!(r.trace().screen, "contact");
+    r.handle.toast(Toast::success("Sealed 14 bytes for bob"));
+    r.step();
+    let t = r.trace();
+    assert_eq!(t.toast, None, "{}", t.to_json());
+    r.tap("back");
+    let t = r.trace();
+    assert_eq!(t.screen, "home", "one tap on Back goes home");
+    assert_eq!(t.toast.as_deref(), Some("Sealed 14 bytes for bob"));
+
+    // Expired while the contact screen was open: not shown at all.
+    r.advance(Duration::from_secs(5));
+    r.tap("contact:0");
+    r.handle.toast(Toast::info("Opened a message from bob"));
+    r.step();
+    r.advance(Duration::from_secs(30));
+    r.tap("back");
+    assert_eq!(r.trace().toast, None);
+
+    // An error toast shows on the contact screen at once.
+    r.tap("contact:0");
+    r.handle
+        .toast(Toast::error("The pad of bob cannot be read"));
+    r.step();
+    assert_eq!(
+        r.trace().toast.as_deref(),
+        Some("The pad of bob cannot be read")
+    );
+}
