@@ -11,7 +11,10 @@
 #   make qemu-pair  two machines and a USB stick in QEMU (pairing, issue 17)
 #   make qemu-test-pi3  the image on QEMU's Raspberry Pi 3 B machine (issue 24)
 #   make release  the signed release: image/out/otc-pi.img.xz + .sha256 + .sig
-#                 (OTC_RELEASE_KEY=PATH, an Ed25519 SSH key outside the repo)
+#                 (OTC_RELEASE_KEY=PATH, an Ed25519 SSH key outside the repo),
+#                 with the packages beside it
+#   make packages the .deb files of otc and otc-relay and static otc tarballs
+#                 (image/out/)
 #
 # Each target installs what it needs first (scripts/install-deps).
 
@@ -26,7 +29,7 @@ CARGO ?= cargo
 export RUST_MIN_STACK ?= 67108864
 DATA ?= $(CURDIR)/build/demo-data
 
-.PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test qemu-pair qemu-test-pi3 image-deps release release-test
+.PHONY: deps run chat-demo test check fmt clippy unit bench bench-report fuzz clean cross image image-check qemu qemu-test qemu-pair qemu-test-pi3 image-deps release release-test packages packages-test deny
 
 deps:
 	@scripts/install-deps
@@ -61,11 +64,16 @@ unit:
 release-test:
 	image/release-test
 
+# The .deb files installed for real with dpkg -i (then purged), the relay
+# run as its unit runs it, the static otc tarballs run (packaging/test).
+packages-test: deps image-deps
+	packaging/test
+
 check: fmt clippy unit release-test
 
 # The README's test command (and CI's): the host checks, then the image's
 # system test in QEMU (which cross-builds the release binary and the image).
-test: deps check qemu-test qemu-pair qemu-test-pi3
+test: deps check packages-test qemu-test qemu-pair qemu-test-pi3
 
 bench: deps
 	$(CARGO) bench -p otc-proto --bench formats
@@ -92,6 +100,13 @@ fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $$($(CARGO) fuzz list); do \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+# Licences and bans of every dependency (deny.toml): cargo-deny is built once
+# (about 15 minutes on 2 cores, so not part of `make test`); the advisory
+# database needs the internet, so only licenses and bans are checked.
+deny:
+	command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny --offline check licenses bans
 
 # --- the appliance (image/) ---------------------------------------------------
 # A static aarch64 musl release binary with the feature spi-display (the
@@ -161,8 +176,15 @@ qemu-test-pi3: deps cross image-deps
 # checksum file, made with the key at OTC_RELEASE_KEY (never in the repo).
 # RELEASE_FILES: more files released with the image, checksummed and signed
 # with it (the .deb packages go here).
-RELEASE_FILES ?=
-release: image
+# (the .deb files and the otc tarballs go here by default).
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+PACKAGE_FILES = image/out/otc_$(VERSION)_amd64.deb image/out/otc-relay_$(VERSION)_amd64.deb \
+  image/out/otc-$(VERSION)-x86_64-linux.tar.gz image/out/otc-$(VERSION)-aarch64-linux.tar.gz
+RELEASE_FILES ?= $(PACKAGE_FILES)
+packages: deps
+	packaging/build --out image/out
+
+release: image packages
 	image/release --dir image/out $(if $(OTC_RELEASE_KEY),--key $(OTC_RELEASE_KEY)) $(RELEASE_FILES)
 
 clean:

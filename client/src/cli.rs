@@ -417,8 +417,30 @@ fn send(chat: &Chat, to: &str, text: &str, style: Style) -> ExitCode {
 
 fn json_line(v: serde_json::Value) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
+    let _ = writeln!(out, "{}", json_text(&v));
     let _ = out.flush();
+}
+
+/// `v` as one line of JSON that is safe to show on a terminal (issue 23):
+/// serde_json escapes C0 controls only, so the C1 controls (U+0080 to
+/// U+009F: U+009B is a CSI), DEL, the bidi controls and the line and
+/// paragraph separators are written as `\uXXXX` escapes too. They can
+/// occur only inside strings, where the escape means the same character:
+/// the JSON is unchanged for a parser.
+pub fn json_text(v: &serde_json::Value) -> String {
+    let raw = v.to_string();
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let n = u32::from(c);
+        let risky = (0x7f..=0x9f).contains(&n)
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}');
+        if risky {
+            out.push_str(&format!("\\u{n:04x}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn recv(chat: &Chat, follow: bool, json: bool, style: Style) -> ExitCode {
@@ -525,6 +547,33 @@ pub fn contacts_table(cs: &[otc_proto::rpc::ContactInfo]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_escape_c1_bidi_and_separators_and_stay_the_same_json() {
+        let text = "a\u{9b}2J b\u{202e}c d\u{2028}e \u{7f} \u{1b}[2J ok é 日本";
+        let v = serde_json::json!({"from": "bob\u{2066}", "text": text});
+        let line = json_text(&v);
+        for bad in [
+            '\u{9b}', '\u{202e}', '\u{2028}', '\u{2066}', '\u{7f}', '\u{1b}',
+        ] {
+            assert!(!line.contains(bad), "{bad:?} raw in {line}");
+        }
+        assert!(
+            line.contains("\\u009b") && line.contains("\\u202e"),
+            "{line}"
+        );
+        assert!(
+            line.contains("é 日本"),
+            "other characters stay as they are: {line}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(back, v, "the same JSON for a parser");
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::cli::{EXIT_OK, contacts_table};
 use crate::commands::{self, Command, HELP};
 use crate::config::Settings;
 use crate::lineedit::{Editor, Input, Printer};
-use crate::style::{Style, clean};
+use crate::style::{Shown, Style, clean};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,7 +29,7 @@ struct Poller {
     quit: AtomicBool,
 }
 
-fn print(p: &Printer, line: String) {
+fn print(p: &Printer, line: Shown) {
     p.print(&line);
 }
 
@@ -53,7 +53,7 @@ pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
     }
     print(
         &printer,
-        "type `help` for the commands; messages arrive by themselves".into(),
+        Shown::text("type `help` for the commands; messages arrive by themselves"),
     );
     {
         let emit = |e: &Event| print(&printer, style.event(e));
@@ -147,15 +147,15 @@ pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
             },
             Command::Id => print(&printer, id_text(&chat, settings)),
             Command::Clear => editor.clear_screen(),
-            Command::Help => print(&printer, HELP.into()),
+            Command::Help => print(&printer, Shown::lines(HELP)),
             Command::Contacts => match chat.contacts() {
-                Ok(cs) => print(&printer, contacts_table(&cs).trim_end().to_string()),
+                Ok(cs) => print(&printer, Shown::lines(contacts_table(&cs).trim_end())),
                 Err(e) => print(&printer, style.error(&e.to_string())),
             },
             Command::Log => {
                 let log = chat.log();
                 if log.is_empty() {
-                    print(&printer, "no warnings".into());
+                    print(&printer, Shown::text("no warnings"));
                 }
                 for entry in log {
                     print(&printer, log_line(&entry, style));
@@ -198,7 +198,9 @@ fn send_each(
     }
 }
 
-fn id_text(chat: &Chat, s: &Settings) -> String {
+/// The `id` line. The device's and the relay's error texts are in it:
+/// the whole line is cleaned.
+fn id_text(chat: &Chat, s: &Settings) -> Shown {
     let owner = match chat.device().status() {
         Ok(st) => format!("owner {}", clean(&st.owner)),
         Err(e) => format!("not answering: {e}"),
@@ -211,18 +213,21 @@ fn id_text(chat: &Chat, s: &Settings) -> String {
         Ok(c) => c.to_string(),
         Err(_) => "unknown".into(),
     };
-    format!(
+    Shown::text(&format!(
         "you are {} | device {} ({owner}) | relay {} ({relay}) | read position {cursor}",
-        clean(chat.user()),
-        clean(&s.device),
-        clean(&s.relay)
-    )
+        chat.user(),
+        s.device,
+        s.relay
+    ))
 }
 
-fn log_line(e: &LogEntry, style: Style) -> String {
+fn log_line(e: &LogEntry, style: Style) -> Shown {
     let secs = e.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    format!("{h:02}:{m:02}:{s:02} UTC {}", style.notice(&e.notice))
+    Shown::prefixed(
+        &format!("{h:02}:{m:02}:{s:02} UTC "),
+        style.notice(&e.notice),
+    )
 }
 
 fn poll_loop(chat: &Chat, poller: &Poller, printer: &Printer, style: Style) {

@@ -46,6 +46,7 @@
 //! cursor), Ctrl-L (clear the screen), Ctrl-C (drop the line). Other keys
 //! and escape sequences are ignored.
 
+use crate::style::Shown;
 use rustix::termios::{self, InputModes, LocalModes, OptionalActions, SpecialCodeIndex, Termios};
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -344,7 +345,10 @@ pub struct Printer {
 impl Printer {
     /// Prints `text` (a newline is added when it has none) above the
     /// prompt line, which is drawn again under it.
-    pub fn print(&self, text: &str) {
+    /// Prints a line above the prompt. Only [`Shown`] text: whatever came
+    /// from a device or a relay went through the cleaner on its way here.
+    pub fn print(&self, text: &Shown) {
+        let text = text.as_str();
         let mut screen = lock(&self.screen);
         let mut out = io::stdout().lock();
         let newline = if text.ends_with('\n') { "" } else { "\n" };

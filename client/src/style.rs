@@ -5,7 +5,44 @@
 //! other people and from the untrusted relay).
 
 use crate::chat::{Event, Incoming, Notice};
+use std::fmt;
 use std::io::IsTerminal;
+
+/// Text that may go to the terminal (issue 23): every character of it
+/// that came from elsewhere went through [`clean`], and the only escapes
+/// in it are this module's own colours. The interactive client's printer
+/// takes nothing else ([`crate::lineedit::Printer::print`]), so a device's
+/// or a relay's text cannot reach the terminal without the cleaner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shown(String);
+
+impl Shown {
+    /// `s`, cleaned: one terminal line.
+    pub fn text(s: &str) -> Shown {
+        Shown(clean(s))
+    }
+
+    /// Several lines, each cleaned (a table of ours, say, whose cells were
+    /// cleaned already: a cell cannot add a line).
+    pub fn lines(s: &str) -> Shown {
+        Shown(s.lines().map(clean).collect::<Vec<_>>().join("\n"))
+    }
+
+    /// `plain` (cleaned) followed by `rest`.
+    pub fn prefixed(plain: &str, rest: Shown) -> Shown {
+        Shown(format!("{}{}", clean(plain), rest.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Colour or not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,44 +63,46 @@ impl Style {
         Style { color: false }
     }
 
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.color {
+    /// `s` cleaned, in colour `code` when colour is on.
+    fn paint(&self, code: &str, s: &str) -> Shown {
+        let s = clean(s);
+        Shown(if self.color {
             format!("\x1b[{code}m{s}\x1b[0m")
         } else {
-            s.to_string()
-        }
+            s
+        })
     }
 
     /// `NAME: TEXT`.
-    pub fn message(&self, m: &Incoming) -> String {
-        format!(
+    pub fn message(&self, m: &Incoming) -> Shown {
+        Shown(format!(
             "{}: {}",
-            self.paint("1;36", &clean(&m.from)),
+            self.paint("1;36", &m.from),
             message_text(m)
-        )
+        ))
     }
 
     /// A warning or notice; security warnings in red, others in yellow.
-    pub fn notice(&self, n: &Notice) -> String {
+    pub fn notice(&self, n: &Notice) -> Shown {
         let code = if n.is_security() { "1;31" } else { "33" };
-        self.paint(code, &clean(&n.text()))
+        self.paint(code, &n.text())
     }
 
     /// The "approve on the device…" line.
-    pub fn approve(&self, what: &str) -> String {
-        self.paint("2", &clean(what))
+    pub fn approve(&self, what: &str) -> Shown {
+        self.paint("2", what)
     }
 
-    pub fn error(&self, s: &str) -> String {
-        self.paint("31", &clean(s))
+    pub fn error(&self, s: &str) -> Shown {
+        self.paint("31", s)
     }
 
-    pub fn ok(&self, s: &str) -> String {
-        self.paint("32", &clean(s))
+    pub fn ok(&self, s: &str) -> Shown {
+        self.paint("32", s)
     }
 
     /// Any event as one line.
-    pub fn event(&self, e: &Event) -> String {
+    pub fn event(&self, e: &Event) -> Shown {
         match e {
             Event::Approve(w) => self.approve(w),
             Event::Message(m) => self.message(m),
@@ -133,12 +172,47 @@ mod tests {
             warnings: vec![],
         };
         // Issue 15: visible placeholders, not Rust escapes.
-        assert_eq!(Style::plain().message(&m), "al␛ice: hi␊there␛[2J");
+        assert_eq!(Style::plain().message(&m).as_str(), "al␛ice: hi␊there␛[2J");
         let coloured = Style { color: true }.message(&m);
+        let coloured = coloured.as_str();
         assert!(
             coloured.starts_with("\x1b[1;36m") && coloured.contains("hi␊there"),
             "{coloured}"
         );
         assert_eq!(clean("a\u{7f}b\u{202e}c\u{85}d\te"), "a␡b�c�d␉e");
+    }
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    /// Whatever a [`Shown`] is made from, a foreign escape does not get
+    /// into it; our own colours are the only escapes.
+    #[test]
+    fn shown_text_has_no_foreign_escape() {
+        let nasty = "\x1b]0;T\x07\x1b[2J\u{9b}2J\u{202e}x\u{2028}";
+        for s in [
+            Shown::text(nasty),
+            Shown::lines(&format!("{nasty}\n{nasty}")),
+            Shown::prefixed(nasty, Style { color: true }.error(nasty)),
+            Style { color: true }.ok(nasty),
+            Style::plain().approve(nasty),
+        ] {
+            let t = s.as_str();
+            assert!(
+                !t.contains('\u{9b}') && !t.contains('\u{202e}') && !t.contains('\u{2028}'),
+                "{t:?}"
+            );
+            for (i, _) in t.match_indices('\x1b') {
+                assert!(
+                    t[i..].starts_with("\x1b[31m")
+                        || t[i..].starts_with("\x1b[32m")
+                        || t[i..].starts_with("\x1b[0m"),
+                    "{t:?}"
+                );
+            }
+        }
+        assert_eq!(Shown::lines("a\nb").as_str(), "a\nb");
     }
 }

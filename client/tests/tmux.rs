@@ -7,8 +7,10 @@
 
 mod common;
 
-use common::World;
+use common::{Hostile, World};
+use std::io::Write;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Tmux {
@@ -120,6 +122,13 @@ impl Drop for Tmux {
 /// Starts `otc` as `user` of `w` in a tmux pane of its own server and
 /// waits for its prompt; `None` when tmux is not installed.
 fn start(w: &World, user: &str) -> Option<Tmux> {
+    start_with(&w.flags(user).join(" "), user)
+}
+
+/// Starts `otc FLAGS` (as `user`) in a tmux pane of its own server, the
+/// clipboard escape (OSC 52) allowed to set tmux's buffers, and waits for
+/// its prompt; `None` when tmux is not installed.
+fn start_with(flags: &str, user: &str) -> Option<Tmux> {
     if Command::new("tmux").arg("-V").output().is_err() {
         println!("SKIPPED: tmux is not installed (scripts/install-deps installs it)");
         return None;
@@ -129,7 +138,6 @@ fn start(w: &World, user: &str) -> Option<Tmux> {
         socket: dir.path().join("tmux.sock").to_string_lossy().to_string(),
         _dir: dir,
     };
-    let flags = w.flags(user).join(" ");
     let cmd = format!(
         "env -u NO_COLOR OTC_CONFIG=/dev/null TERM=xterm-256color {} {flags}",
         env!("CARGO_BIN_EXE_otc")
@@ -145,6 +153,7 @@ fn start(w: &World, user: &str) -> Option<Tmux> {
         "60",
         &cmd,
     ]);
+    tmux.run(&["set-option", "-g", "set-clipboard", "on"]);
     tmux.wait("the prompt", |s| {
         s.contains(&format!("{user}>")) && s.contains(&format!("you are {user}"))
     });
@@ -344,5 +353,98 @@ fn lines_pasted_while_messages_arrive() {
         "{s}"
     );
 
+    quit(&tmux);
+}
+
+/// Issue 23 part 2: a hostile device and a hostile relay answer every
+/// request with terminal escapes (set the title, clear the screen, write
+/// the clipboard with OSC 52), in error texts, as raw bodies and inside
+/// JSON. Nothing of it reaches the terminal: after the start and `id`, the
+/// pane's title is unchanged, the screen was never cleared (the first line
+/// is still there), no tmux buffer was written, and the escapes are shown
+/// as visible placeholders.
+#[test]
+fn a_hostile_device_and_relay_cannot_drive_the_terminal() {
+    const NASTY: &str = "\x1b]0;PWNED\x07\x1b[2J\x1b[H\x1b]52;c;UFdORUQ=\x07\u{9b}2J\u{202e}";
+    // Each in its own error shape (valid JSON, so the texts get through
+    // to the client's messages) over a 500.
+    let script = |body: String| {
+        Arc::new(move |_head: &str, s: &mut std::net::TcpStream| {
+            let _ = write!(
+                s,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }) as Arc<common::Script>
+    };
+    let device_error =
+        serde_json::json!({"error": {"code": "internal", "message": NASTY}}).to_string();
+    let relay_error = serde_json::json!({"error": 500, "message": NASTY}).to_string();
+    let device = Hostile::start(script(device_error));
+    let relay = Hostile::start(script(relay_error));
+    let dir = tempfile::tempdir().unwrap();
+    let flags = format!(
+        "--outbox {} --device {} --relay {} --user bob",
+        dir.path().join("outbox.jsonl").display(),
+        device.url(),
+        relay.url()
+    );
+    let Some(tmux) = start_with(&flags, "bob") else {
+        return;
+    };
+    let title = || tmux.run(&["display-message", "-p", "-t", "otc", "#{pane_title}"]);
+    tmux.paste("id");
+    tmux.keys(&["Enter"]);
+    tmux.wait("the answer to id", |s| {
+        s.matches("you are bob").count() >= 2
+    });
+    tmux.wait("the line taken", |_| tmux.prompt_line() == "bob>");
+    tmux.paste("contacts");
+    tmux.keys(&["Enter"]);
+    tmux.wait("the line taken", |_| tmux.prompt_line() == "bob>");
+    tmux.paste("log");
+    tmux.keys(&["Enter"]);
+    tmux.wait("the answer to log", |s| {
+        s.contains("no warnings") || s.contains("UTC")
+    });
+    let screen = tmux.screen(false);
+    let coloured = tmux.screen(true);
+    println!("the pane:\n{screen}");
+    assert!(
+        !title().contains("PWNED"),
+        "the hostile servers set the pane's title to {:?}",
+        title()
+    );
+    assert!(
+        screen
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("you are bob")),
+        "the screen was cleared: the first line is gone:\n{screen}"
+    );
+    let buffers = tmux.run(&["list-buffers"]);
+    assert!(
+        buffers.trim().is_empty(),
+        "OSC 52 wrote tmux's clipboard: {buffers}"
+    );
+    assert!(
+        screen.contains("not answering") && screen.contains("]0;PWNED"),
+        "the error texts are shown:\n{screen}"
+    );
+    // No escape of theirs in what the pane holds (our own colours are
+    // SGR `ESC [ ... m` only).
+    for (i, _) in coloured.match_indices('\x1b') {
+        let rest = &coloured[i + 1..];
+        let sgr = rest.starts_with('[')
+            && rest[1..]
+                .chars()
+                .take_while(|c| *c != 'm')
+                .all(|c| c.is_ascii_digit() || c == ';');
+        assert!(
+            sgr,
+            "a foreign escape reached the pane: {:?}",
+            &rest[..rest.len().min(20)]
+        );
+    }
     quit(&tmux);
 }

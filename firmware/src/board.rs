@@ -755,6 +755,9 @@ mod tests {
         r.run(Duration::from_millis(50));
         assert_eq!(c.try_decision(), None, "a press before arming counted");
         assert_eq!(r.last_push(), Some(ignored::NOT_ARMED));
+        // C follows the withdrawn B: a changed request, armed 1.5 s after
+        // it appeared (issue 23), so the honest push comes after that.
+        r.run(Duration::from_millis(1000));
         // C is still answerable by an honest push.
         r.buttons.set(false, true);
         r.run(Duration::from_millis(50));

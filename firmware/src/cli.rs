@@ -150,6 +150,16 @@ pub enum Command {
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         seconds: u64,
     },
+    /// Print the address eth0 should have, for /init: the owner's address
+    /// from DIR/device.toml (chosen on the device's screen) with the
+    /// prefix length of CONFIGURED, or CONFIGURED when the owner chose
+    /// none. A device.toml that cannot be read is said on standard error
+    /// and CONFIGURED printed.
+    NetworkAddress {
+        /// The boot partition's `[network] address`, e.g. 10.0.0.2/24.
+        #[arg(long, value_name = "ADDRESS/PREFIX")]
+        configured: String,
+    },
     /// Developer tools (not for normal use; debug builds only).
     #[cfg(any(debug_assertions, feature = "debug-cli"))]
     #[command(subcommand, hide = true)]
@@ -428,6 +438,14 @@ pub fn run(cli: Cli) -> Result<()> {
         ),
         Command::StatusLedError { seconds } => {
             status_led_error(&cli.data, Duration::from_secs(seconds));
+            Ok(())
+        }
+        Command::NetworkAddress { configured } => {
+            let owner = crate::clear_settings::load_at_start(&cli.data).address;
+            println!(
+                "{}",
+                crate::clear_settings::eth0_address(owner, &configured)
+            );
             Ok(())
         }
         #[cfg(any(debug_assertions, feature = "debug-cli"))]

@@ -157,6 +157,12 @@ pub enum DisplayKind {
     Emulator,
 }
 
+/// The `[display]` sizes taken (issue 23): from the smallest SPI panel's
+/// short side to a 4K panel's long side. Outside them the UI cannot lay
+/// the screens out (and a huge size asked for gigabytes of frame buffer).
+pub const DISPLAY_WIDTH: std::ops::RangeInclusive<u32> = 160..=3840;
+pub const DISPLAY_HEIGHT: std::ops::RangeInclusive<u32> = 120..=2160;
+
 /// `[display]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -207,6 +213,21 @@ impl Config {
             path: path.clone(),
             reason,
         })?;
+        for (key, value, range) in [
+            ("width", cfg.display.width, DISPLAY_WIDTH),
+            ("height", cfg.display.height, DISPLAY_HEIGHT),
+        ] {
+            if !range.contains(&value) {
+                return Err(Error::Config {
+                    path: path.clone(),
+                    reason: format!(
+                        "[display] {key} = {value}: give {} to {} pixels",
+                        range.start(),
+                        range.end()
+                    ),
+                });
+            }
+        }
         if !(1..=100).contains(&cfg.lock.max_failures) {
             return Err(Error::Config {
                 path: path.clone(),
@@ -309,6 +330,37 @@ mod tests {
             .unwrap();
             let e = Config::load(d.path()).unwrap_err();
             assert!(e.to_string().contains("max_failures"), "{e}");
+        }
+    }
+
+    /// Issue 23 part 8: `[display] width = 100000, height = 100000` made
+    /// the UI thread panic (and, unchecked, ask for gigabytes); a size
+    /// outside what a panel can be is refused at start with the key's name.
+    #[test]
+    fn a_display_size_out_of_range_is_refused_with_its_key() {
+        let d = tempfile::tempdir().unwrap();
+        for (w, h, key) in [
+            (100_000, 480, "width"),
+            (800, 100_000, "height"),
+            (0, 480, "width"),
+            (800, 10, "height"),
+        ] {
+            std::fs::write(
+                d.path().join(FILE),
+                format!("[display]\nwidth = {w}\nheight = {h}\n"),
+            )
+            .unwrap();
+            let e = Config::load(d.path()).unwrap_err().to_string();
+            assert!(e.contains(&format!("[display] {key}")), "{w}x{h}: {e}");
+        }
+        for (w, h) in [(800, 480), (480, 320), (1920, 1080)] {
+            std::fs::write(
+                d.path().join(FILE),
+                format!("[display]\nwidth = {w}\nheight = {h}\n"),
+            )
+            .unwrap();
+            let c = Config::load(d.path()).unwrap();
+            assert_eq!((c.display.width, c.display.height), (w, h));
         }
     }
 

@@ -23,6 +23,9 @@ pub use otc_ui::Decision;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Approved,
+    /// Approved with **Read here** (a confirm-open, issue 19): the text
+    /// is for the device's screen only.
+    ReadHere,
     Rejected,
     TimedOut,
     /// The client hung up, or the screen withdrew the prompt.
@@ -148,6 +151,7 @@ impl<S: Screen> Broker<S> {
         loop {
             match self.screen.wait(&ticket, self.poll) {
                 Some(Decision::Approve) => return Outcome::Approved,
+                Some(Decision::ReadHere) => return Outcome::ReadHere,
                 Some(Decision::Reject) => return Outcome::Rejected,
                 Some(Decision::Timeout) => return Outcome::TimedOut,
                 Some(Decision::Cancelled | Decision::Busy) => return Outcome::Cancelled,

@@ -86,6 +86,7 @@ impl UiScreen {
                 contact,
                 cost,
                 skipped,
+                for_laptop,
             } => Prompt::Open {
                 contact: contact.clone(),
                 cost_bytes: *cost,
@@ -95,6 +96,7 @@ impl UiScreen {
                     .collect(),
                 timeout: self.timeout,
                 client_note: None,
+                for_laptop: *for_laptop,
             },
         }
     }
@@ -689,6 +691,9 @@ impl Face {
         match n {
             Notice::Sealed { contact } => self.toast(texts::sealed_toast(&contact)),
             Notice::Opened { contact } => self.toast(texts::opened_toast(&contact)),
+            Notice::ReadHere { contact, message } => {
+                crate::read_here::show(&self.ui, &contact, &message)
+            }
             Notice::Failed { contact, what } => self.toast(texts::failed_toast(&contact, &what)),
             Notice::StateChanged => self.refresh_home(),
             Notice::Audit(e) => {
@@ -1046,8 +1051,19 @@ where
         Bind::Loopback(_) => Link::Loopback(addr),
     };
     let mode = lock::Mode::of(dir, &opts.lock)?;
+    let mut lock_opts = opts.lock.clone();
+    if let (Bind::Interface { .. }, std::net::IpAddr::V4(a)) = (&opts.bind, addr.ip()) {
+        lock_opts.address_now = Some(a);
+    }
     let clock = platform.clock();
-    let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), opts.ui)?;
+    // The owner's rotation and touch correction hold from the first frame
+    // (the lock screen's), before any passphrase: `clear_settings`.
+    let clear = crate::clear_settings::load_at_start(dir).for_screen(display.size());
+    let ui_config = otc_ui::UiConfig {
+        orientation: clear.orientation(),
+        ..opts.ui
+    };
+    let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), ui_config)?;
     ui.handle.set_about(otc_ui::AboutView {
         software: software(),
         ..Default::default()
@@ -1063,9 +1079,9 @@ where
         ui.handle.clone(),
         ui.trace.clone(),
         clock,
-        opts.lock.clone(),
+        lock_opts,
         board_status.clone(),
-        mode,
+        clear,
     ));
     let unlocked = Arc::new(Mutex::new(None));
     let flusher = spawn_audit_flusher(&gate, &stop, &flush_beat, &lock_ctx)?;
@@ -1215,6 +1231,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
         }
         let checked = Arc::new(Checked::default());
         let checker = spawn_audit_check(opened, &service, &face, &checked)?;
+        service.raise_start_alerts();
         let audit_service = service.clone();
         let close_gate = self.gate.clone();
         let flows = Flows {

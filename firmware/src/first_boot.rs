@@ -12,18 +12,34 @@
 //! - rotation offers 0° and 180° only: the screens are laid out for a
 //!   landscape panel, and a panel mounted the other way up is the case
 //!   that happens;
-//! - the touch step asks for the three targets in turn (top, middle,
-//!   bottom, as buttons at known places); a tap that lands on the wrong
-//!   one starts the step again, so a touch panel that is off cannot get
-//!   the owner past it. It checks the calibration `otc.toml` gave; it
-//!   does not compute a new one (see the README);
-//! - the address and the rotation are kept in the sealed settings; init
-//!   still sets eth0 and the display from the boot partition's
-//!   `otc.toml` (see the README).
+//! - the rotation applies at once (the touch step after it is drawn the
+//!   chosen way up): `otc_ui::Orientation`, on every display and touch
+//!   source, the emulator page included;
+//! - the touch step shows three targets in turn (**Top**, **Middle**,
+//!   **Bottom**, not on one line: [`TARGETS`]); each tap counts wherever
+//!   it lands, and the correction that takes the three taps onto the
+//!   three targets (an affine map in panel pixels, on top of `otc.toml`'s
+//!   calibration: `otc_ui::orient::fit`) applies at once. Taps that lie
+//!   on a line, are mirrored, or are so far off that the fit would
+//!   stretch the panel by more than 2× or move a corner by more than half
+//!   the screen are refused with the reason, the correction before is
+//!   kept, and the owner may try again or keep it;
+//! - the rotation, the touch correction and the address are needed
+//!   before unlock and are not secret, so they go to the clear
+//!   `DIR/device.toml` ([`crate::clear_settings`]), written once the key
+//!   file is made (a directory whose old key was destroyed is shredded
+//!   first, this file with it); the sealed settings keep the owner's
+//!   name and the timeouts;
+//! - the address step offers the address eth0 has now (otc.toml's), so
+//!   that **Done** changes nothing; another one applies from the next
+//!   start (init gives it to eth0 before it starts otc-device: see
+//!   [`crate::clear_settings::eth0_address`]).
 
+use crate::clear_settings::ClearSettings;
 use crate::lock::{LockCtx, Settings, Unlock};
 use crate::pad::vault;
 use crate::pad::vfs::RealFs;
+use otc_ui::{Affine, Target};
 use otc_ui::{ChoiceRequest, ProgressView, TextKind, TextRequest};
 use std::net::Ipv4Addr;
 
@@ -61,27 +77,71 @@ pub fn strength_line(bits: f64) -> String {
     format!("Strength: about {} bits (estimated).", bits.round() as u64)
 }
 
-/// The touch check: three targets in turn; a tap on the wrong one starts
-/// again. `None` if the owner cancels or the device stops.
-pub(crate) fn touch_check(ctx: &LockCtx) -> Option<()> {
-    let targets = ["Top", "Middle", "Bottom"];
-    'check: loop {
-        for (i, want) in targets.iter().enumerate() {
-            let got = ctx.step(ChoiceRequest {
-                screen: "touch-check".into(),
-                title: "Touch check".into(),
-                lines: vec![format!("Tap the target {want}.")],
-                choices: targets.iter().map(|t| t.to_string()).collect(),
-                ..Default::default()
-            })?;
-            if got != i {
-                ctx.ui().toast(otc_ui::Toast::error(
-                    "That tap landed on another target. Start again from the top.",
-                ));
-                continue 'check;
+/// The touch step's targets: label, and centre in thousandths of the
+/// screen's width and height. Spread over the screen and not on one line,
+/// so three taps fix both directions.
+pub const TARGETS: [(&str, u16, u16); 3] = [
+    ("Top", 200, 300),
+    ("Middle", 800, 550),
+    ("Bottom", 350, 850),
+];
+
+/// The touch step: the three [`TARGETS`] in turn, then the correction
+/// fitted from where the taps landed. `Ok(correction)` or why the taps
+/// give none; `None` if the device stops.
+pub(crate) fn touch_taps(ctx: &LockCtx) -> Option<Result<Affine, otc_ui::FitError>> {
+    let mut targets = [(0.0, 0.0); 3];
+    let mut landed = [(0.0, 0.0); 3];
+    let mut size = (0, 0);
+    for (i, (label, x, y)) in TARGETS.iter().enumerate() {
+        let tap = ctx.tap_target(ChoiceRequest {
+            screen: "touch-check".into(),
+            title: "Touch check".into(),
+            lines: vec![format!("Tap the target {label}.")],
+            target: Some(Target {
+                label: label.to_string(),
+                x_permille: *x,
+                y_permille: *y,
+            }),
+            ..Default::default()
+        })?;
+        targets[i] = (f64::from(tap.target.0), f64::from(tap.target.1));
+        landed[i] = (f64::from(tap.at.0), f64::from(tap.at.1));
+        size = tap.size;
+    }
+    Some(otc_ui::orient::fit(targets, landed, size))
+}
+
+/// [`touch_taps`], and the correction applied at once (not saved: the
+/// caller saves). Taps that give none are refused on a step of their own
+/// (`touch-check-failed`: why, **Try again**, **Keep the one there is**).
+/// `Some(None)`: the owner kept the correction before. `None` if the
+/// device stops.
+pub(crate) fn touch_check(ctx: &LockCtx) -> Option<Option<Affine>> {
+    loop {
+        match touch_taps(ctx)? {
+            Ok(m) => {
+                let mut c = ctx.clear();
+                c.touch = Some(m);
+                // Not saved here: applied, so the next screens take taps
+                // with it.
+                let _ = ctx.apply_clear(c, false);
+                return Some(Some(m));
+            }
+            Err(e) => {
+                let again = ctx.step(ChoiceRequest {
+                    screen: "touch-check-failed".into(),
+                    title: "Touch check".into(),
+                    lines: vec!["The correction before stays.".into()],
+                    warning: Some(format!("Touch not changed: {e}.")),
+                    choices: vec!["Try again".into(), "Keep the one there is".into()],
+                    ..Default::default()
+                })?;
+                if again != 0 {
+                    return Some(None);
+                }
             }
         }
-        return Some(());
     }
 }
 
@@ -146,22 +206,37 @@ pub(crate) fn run(ctx: &LockCtx) -> Option<Unlock> {
             None => continue,
         }
     };
+    // What eth0 has now (otc.toml's), so that Done keeps it.
+    let offered = ctx
+        .clear()
+        .address
+        .or(ctx.opts().address_now)
+        .map(|a| a.to_string())
+        .filter(|a| address_check(a).is_ok())
+        .unwrap_or_else(|| "192.168.7.2".into());
     let address = ctx.text(
-        TextRequest::of(TextKind::NetworkAddress, "192.168.7.2", 15),
+        TextRequest::of(TextKind::NetworkAddress, &offered, 15),
         Box::new(|t: &str| address_check(t).map(|_| ())),
     )?;
     let address = address_check(&address).ok()?;
+    let upright = ctx.clear().rotation;
     let rotation = match ctx.step(ChoiceRequest {
         screen: "first-boot-rotation".into(),
         title: "Screen".into(),
-        lines: vec!["Is this text the right way up?".into()],
+        lines: vec![
+            "Is this text the right way up?".into(),
+            "Upside down turns the screen at once.".into(),
+        ],
         choices: vec!["Right way up".into(), "Upside down".into()],
         ..Default::default()
     })? {
-        0 => 0,
-        _ => 180,
+        0 => upright,
+        _ => (upright + 180) % 360,
     };
-    touch_check(ctx)?;
+    let mut clear = ctx.clear();
+    clear.rotation = rotation;
+    let _ = ctx.apply_clear(clear, false);
+    let touch = touch_check(ctx)?;
     ui.show_progress(ProgressView {
         title: "Making the key (this takes a few seconds)".into(),
         done_bytes: 0,
@@ -194,9 +269,19 @@ pub(crate) fn run(ctx: &LockCtx) -> Option<Unlock> {
             return None;
         }
     };
-    let mut settings = Settings::new(&owner);
-    settings.address = Some(address.to_string());
-    settings.rotation = rotation;
+    let clear = ClearSettings {
+        rotation,
+        address: Some(address),
+        touch: touch.or(ctx.clear().touch),
+    };
+    if let Err(e) = ctx.apply_clear(clear, true) {
+        ui.hide_progress();
+        ctx.fatal(&format!(
+            "The screen and network settings cannot be written: {e}."
+        ));
+        return None;
+    }
+    let settings = Settings::new(&owner);
     if let Err(e) = settings.save(ctx.dir(), &key) {
         ui.hide_progress();
         ctx.fatal(&format!("The settings cannot be written: {e}."));

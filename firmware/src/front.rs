@@ -165,8 +165,14 @@ pub const MAX_REFUSERS: usize = 4;
 /// the cap until its thread ends, which is at once).
 pub const MAX_EVICTING: usize = 8;
 /// `ConnState::waiting_since` of a connection that is not waiting for a
-/// head (reading a body, handled, or answering).
+/// head (reading a body, handled, or answering); `ConnState::body_since`
+/// of one that is not reading a body.
 const BUSY: u64 = u64::MAX;
+/// A connection that has been reading one body for this long may be
+/// closed to make room (issue 23: bodies that stall after a byte held
+/// every slot). A client on the cable sends the few kilobytes of a body
+/// in milliseconds, so only a stalled or crawling one is ever this old.
+const BODY_EVICT_AFTER_MS: u64 = 1000;
 /// How long a connection being closed after an error may still send bytes
 /// that are read and thrown away (so the client reads our answer rather
 /// than a reset), and how many.
@@ -887,6 +893,9 @@ struct ConnState {
     /// When it began waiting for a request head (milliseconds since
     /// `Shared::epoch`), or [`BUSY`].
     waiting_since: AtomicU64,
+    /// When it began reading the body of the request it is reading
+    /// (milliseconds since `Shared::epoch`), or [`BUSY`].
+    body_since: AtomicU64,
     /// A request of it is with the handler.
     handling: AtomicBool,
     /// Closed by the accept loop to make room.
@@ -956,27 +965,48 @@ impl<H: Handler> Shared<H> {
 
     /// At the cap, make room for a new connection by closing the one that
     /// has waited longest for a request head (a slowloris, or an idle
-    /// keep-alive). A client that sends its request at once is then served
-    /// even while others hold every slot with heads that never end.
-    /// Connections reading a body or being handled are never closed.
+    /// keep-alive), or else the one stalled longest in a body (over a
+    /// second in it). A client that sends its request at once is then
+    /// served even while others hold every slot with heads or bodies that
+    /// never end. Connections being handled are never closed.
     fn evict_one(&self) -> bool {
         let Some(slot) = Slot::take(&self.evicting, MAX_EVICTING) else {
             return false;
         };
         let conns = lock(&self.conns);
-        // The longest waiting; among equals, the first accepted.
-        let victim = conns
-            .iter()
-            .filter(|(_, o)| !o.state.evicted.load(Ordering::Acquire))
+        // The longest waiting for a head; among equals, the first
+        // accepted. If none waits for a head, the one reading its body
+        // the longest, once that is over [`BODY_EVICT_AFTER_MS`]. Each is
+        // claimed by swapping its time for BUSY, which its own thread
+        // does when it moves on: one of the two wins.
+        let live = || {
+            conns
+                .iter()
+                .filter(|(_, o)| !o.state.evicted.load(Ordering::Acquire))
+        };
+        let waiting = live()
             .filter_map(|(id, o)| {
                 let t = o.state.waiting_since.load(Ordering::Acquire);
-                (t != BUSY).then_some((t, *id, o))
+                (t != BUSY).then_some((t, *id, o, &o.state.waiting_since))
             })
-            .min_by_key(|(t, id, _)| (*t, *id));
+            .min_by_key(|(t, id, _, _)| (*t, *id));
+        let now = self.now_ms();
+        let victim = waiting.or_else(|| {
+            live()
+                .filter_map(|(id, o)| {
+                    let t = o.state.body_since.load(Ordering::Acquire);
+                    (t != BUSY && now.saturating_sub(t) >= BODY_EVICT_AFTER_MS).then_some((
+                        t,
+                        *id,
+                        o,
+                        &o.state.body_since,
+                    ))
+                })
+                .min_by_key(|(t, id, _, _)| (*t, *id))
+        });
         match victim {
-            Some((t, _, o))
-                if o.state
-                    .waiting_since
+            Some((t, _, o, since))
+                if since
                     .compare_exchange(t, BUSY, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok() =>
             {
@@ -1148,6 +1178,7 @@ fn spawn_connection<H: Handler>(shared: &Arc<Shared<H>>, stream: TcpStream, open
     let stream = Arc::new(stream);
     let state = Arc::new(ConnState {
         waiting_since: AtomicU64::new(shared.now_ms()),
+        body_since: AtomicU64::new(BUSY),
         ..ConnState::default()
     });
     lock(&shared.conns).insert(
@@ -1275,15 +1306,26 @@ fn request<H: Handler>(
         return Ok(false);
     };
     let stream = conn.src.clone();
-    let (head, body) = checked_request(conn, &raw, set, |head| {
+    let checked = checked_request(conn, &raw, set, |head| {
         if shared.in_flight.load(Ordering::Acquire) >= set.max_in_flight {
             return Err(shared.overloaded("max_connections", set.max_in_flight));
         }
         if head.http11 && head.has_token("expect", "100-continue") {
             let _ = (&*stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
+        // Reading the body: the accept loop may close this to make room
+        // once it has stalled in it (see `Shared::evict_one`).
+        state.body_since.store(shared.now_ms(), Ordering::Release);
         Ok(())
-    })?;
+    });
+    // Out of the body phase; if the accept loop claimed this connection
+    // first, it is closed: nothing of its request is handled.
+    let claimed = state.body_since.swap(BUSY, Ordering::AcqRel) == BUSY
+        && state.evicted.load(Ordering::Acquire);
+    if claimed {
+        return Ok(false);
+    }
+    let (head, body) = checked?;
     let Some(slot) = Slot::take(&shared.in_flight, set.max_in_flight) else {
         return Err(shared.overloaded("max_connections", set.max_in_flight));
     };

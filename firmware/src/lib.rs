@@ -21,6 +21,7 @@
 
 pub mod audit;
 pub mod board;
+pub mod clear_settings;
 pub mod cli;
 pub mod config;
 pub mod confirm;
@@ -32,6 +33,7 @@ pub mod lock;
 pub mod net;
 pub mod pairing_flow;
 pub mod platform;
+pub mod read_here;
 pub mod rpc;
 pub mod settings_flow;
 pub mod stick;

@@ -20,6 +20,7 @@
 //!   idle lock waits until no prompt is on screen.
 
 use crate::board::BoardStatus;
+use crate::clear_settings::ClearSettings;
 use crate::confirm::Screen;
 use crate::error::{Error, Result};
 use crate::front::Handler;
@@ -164,6 +165,10 @@ pub struct LockOptions {
     /// No owner yet (`otc.toml` names none) and no key file: the device
     /// starts with the first-boot setup on its screen.
     pub first_boot: bool,
+    /// The Ethernet interface's address the endpoint listens on (set by
+    /// `device::start` for `--interface`): what the first boot's address
+    /// step offers, so that accepting it changes nothing.
+    pub address_now: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for LockOptions {
@@ -173,6 +178,7 @@ impl Default for LockOptions {
             idle_lock: Some(DEFAULT_IDLE_LOCK),
             kdf: KdfParams::DEFAULT,
             first_boot: false,
+            address_now: None,
         }
     }
 }
@@ -243,7 +249,8 @@ fn has_contacts(dir: &Path) -> Result<bool> {
 /// durably. What the screen needs before anyone typed a passphrase (the
 /// display kind and bus, its rotation and the touch calibration) and what
 /// init needs before otc-device runs (the network address) cannot be
-/// behind the passphrase: see [`crate::config`].
+/// behind the passphrase: see [`crate::config`] and
+/// [`crate::clear_settings`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -252,14 +259,16 @@ pub struct Settings {
     pub prompt_timeout_seconds: u64,
     /// Seconds without a touch before the device locks itself (0: never).
     pub idle_lock_seconds: u64,
-    /// The IPv4 address on the cable the owner chose (first boot,
-    /// Settings). Recorded here; init still sets eth0 from the boot
-    /// partition's `otc.toml` (see the README).
-    #[serde(default)]
+    /// No longer written: the address lives in the clear
+    /// `DIR/device.toml` ([`crate::clear_settings`]), since the laptop
+    /// must reach the device before unlock. Read (and ignored) so that
+    /// settings files written before are still read.
+    #[serde(default, skip_serializing)]
     pub address: Option<String>,
-    /// The display's rotation in degrees the owner chose (0 or 180).
-    /// Recorded here; the display is still opened with `otc.toml`'s.
-    #[serde(default)]
+    /// No longer written: the rotation lives in `DIR/device.toml` (the
+    /// lock screen must be the right way up). Read and ignored, as
+    /// `address`.
+    #[serde(default, skip_serializing)]
     pub rotation: u16,
 }
 
@@ -342,6 +351,13 @@ pub struct Unlock {
     pub failures: u32,
 }
 
+/// A target step's tap ([`LockCtx::tap_target`]), in panel pixels.
+pub(crate) struct TargetTap {
+    pub at: (u32, u32),
+    pub target: (u32, u32),
+    pub size: (u32, u32),
+}
+
 /// What runs once the lock screen or the first boot has the key.
 pub type OnUnlock = Box<dyn FnOnce(Unlock) -> Result<()> + Send>;
 
@@ -357,6 +373,9 @@ pub struct LockCtx {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The idle lock: the UI activity last seen, when, and the time.
     idle: Mutex<(u64, Duration, Option<Duration>)>,
+    /// The owner's screen and network settings (`DIR/device.toml`), as
+    /// applied now.
+    clear: Mutex<ClearSettings>,
 }
 
 fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -374,7 +393,7 @@ impl LockCtx {
         clock: Arc<dyn Clock>,
         opts: LockOptions,
         board: Arc<BoardStatus>,
-        _mode: Mode,
+        clear: ClearSettings,
     ) -> LockCtx {
         let idle = (trace.activity(), clock.now(), opts.idle_lock);
         LockCtx {
@@ -387,6 +406,44 @@ impl LockCtx {
             quit: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             idle: Mutex::new(idle),
+            clear: Mutex::new(clear),
+        }
+    }
+
+    /// The owner's screen and network settings as applied now.
+    pub fn clear(&self) -> ClearSettings {
+        guard(&self.clear).clone()
+    }
+
+    /// Applies `new` at once (the screen's orientation and touch
+    /// correction) and, if `save`, writes it to `DIR/device.toml` first:
+    /// nothing is applied when it cannot be written.
+    pub(crate) fn apply_clear(&self, new: ClearSettings, save: bool) -> Result<()> {
+        if save {
+            new.save(&self.dir)?;
+        }
+        self.ui.set_orientation(new.orientation());
+        *guard(&self.clear) = new;
+        Ok(())
+    }
+
+    /// Shows a target step ([`otc_ui::Target`]) and waits for its tap:
+    /// where it landed, where the target was and the screen's size, in
+    /// panel pixels ([`ChoiceAnswer::Tapped`]). `None` if the device stops.
+    pub(crate) fn tap_target(&self, req: ChoiceRequest) -> Option<TargetTap> {
+        let t = self.ui.ask_choice(req);
+        loop {
+            if self.quitting() {
+                self.ui.cancel_choice(&t);
+                return None;
+            }
+            match t.wait_timeout(POLL) {
+                Some(ChoiceAnswer::Tapped { at, target, size }) => {
+                    return Some(TargetTap { at, target, size });
+                }
+                Some(_) => return None,
+                None => {}
+            }
         }
     }
 

@@ -195,7 +195,7 @@ pub fn start<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: Ctx<S>, which: W
 fn step(ui: &UiHandle, req: ChoiceRequest) -> Option<usize> {
     match ui.ask_choice(req).wait() {
         ChoiceAnswer::Chosen(i) => Some(i),
-        ChoiceAnswer::Cancelled | ChoiceAnswer::Busy => None,
+        ChoiceAnswer::Cancelled | ChoiceAnswer::Busy | ChoiceAnswer::Tapped { .. } => None,
     }
 }
 

@@ -92,7 +92,19 @@ pub enum ApprovalPrompt {
         /// if any: v3's slot count (the spec's `skipped`); for v1, the
         /// skipped pad bytes in 100-byte messages.
         skipped: Option<u64>,
+        /// The screen offers Open for laptop (false: a private contact,
+        /// only Read here).
+        for_laptop: bool,
     },
+}
+
+/// How the owner approved a prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Approval {
+    /// Approve / They match / **Open for laptop**.
+    Approved,
+    /// **Read here** on a confirm-open.
+    ReadHere,
 }
 
 /// Something the device's screen should know about (toasts, home refresh).
@@ -103,6 +115,12 @@ pub enum Notice {
     },
     Opened {
         contact: String,
+    },
+    /// Opened with **Read here**: show the text on the device's screen
+    /// (and nowhere else).
+    ReadHere {
+        contact: String,
+        message: Plaintext,
     },
     Failed {
         contact: String,
@@ -317,15 +335,7 @@ impl ReadRefs {
     ) -> std::io::Result<Self> {
         let path = dir.join("cursors.json");
         let map = match vfs::read_all(vfs, &path, READ_REFS_MAX_BYTES) {
-            Ok(bytes) => {
-                let bytes = match key {
-                    Some(k) => k
-                        .open_blob(READ_REFS_PURPOSE, &bytes)
-                        .map_err(std::io::Error::other)?,
-                    None => bytes,
-                };
-                serde_json::from_slice(&bytes).map_err(std::io::Error::other)?
-            }
+            Ok(bytes) => Self::decode(&bytes, key).map_err(std::io::Error::other)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
         };
@@ -334,6 +344,91 @@ impl ReadRefs {
             map,
             key: key.cloned(),
         })
+    }
+
+    /// The positions in the file's bytes; `Err` says why they are not.
+    fn decode(
+        bytes: &[u8],
+        key: Option<&crate::pad::vault::MasterKey>,
+    ) -> Result<BTreeMap<String, u64>, String> {
+        let opened;
+        let bytes = match key {
+            Some(k) => {
+                opened = k
+                    .open_blob(READ_REFS_PURPOSE, bytes)
+                    .map_err(|e| e.to_string())?;
+                &opened[..]
+            }
+            None => bytes,
+        };
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+
+    /// What the running device loads (issue 23): like
+    /// [`ReadRefs::load_with_key`], but a file that is there and cannot be
+    /// read as read positions (damaged, cut, not ours) does not keep the
+    /// device from starting, which under init would be a restart loop with
+    /// every pad out of reach over a convenience file. It is set aside as
+    /// `cursors.json.damaged` (`-2`, `-3`, ... when that exists), durably,
+    /// and the positions start empty; the second value says what happened,
+    /// for the audit log's alert. The read positions are then unknown: the
+    /// client reads from the start, and the replay check refuses what was
+    /// opened already. An I/O error reading it is still an error.
+    pub fn load_or_set_aside(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        key: Option<&crate::pad::vault::MasterKey>,
+    ) -> std::io::Result<(Self, Option<String>)> {
+        let path = dir.join("cursors.json");
+        let bytes = match vfs::read_all(vfs, &path, READ_REFS_MAX_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Self::load_with_key(vfs, dir, key)?, None));
+            }
+            // Longer than any file of ours: damaged too.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let why = match Self::decode(&bytes, key) {
+            Ok(map) => {
+                let refs = ReadRefs {
+                    path,
+                    map,
+                    key: key.cloned(),
+                };
+                return Ok((refs, None));
+            }
+            Err(why) => why,
+        };
+        let mut n = 1;
+        let aside = loop {
+            let name = if n == 1 {
+                "cursors.json.damaged".to_string()
+            } else {
+                format!("cursors.json.damaged-{n}")
+            };
+            let p = dir.join(&name);
+            if vfs.kind(&p)?.is_none() {
+                break (p, name);
+            }
+            n += 1;
+        };
+        vfs.rename(&path, &aside.0)?;
+        vfs.sync_dir(dir)?;
+        let refs = ReadRefs {
+            path,
+            map: BTreeMap::new(),
+            key: key.cloned(),
+        };
+        Ok((
+            refs,
+            Some(format!(
+                "the read positions file cursors.json could not be read ({why}); it was set \
+                 aside as {} and the read positions start over: the client reads again from \
+                 the start, and messages opened already are refused as replays",
+                aside.1
+            )),
+        ))
     }
 
     /// The position kept for `relay`.
@@ -444,6 +539,8 @@ pub struct Service<S: Screen<Prompt = ApprovalPrompt>> {
     /// Requests inside [`Service::handle`].
     inflight: AtomicUsize,
     notify: Box<dyn Fn(Notice) + Send + Sync>,
+    /// See [`Service::raise_start_alerts`].
+    start_alerts: Mutex<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -520,7 +617,8 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         owner: String,
         notify: Box<dyn Fn(Notice) + Send + Sync>,
     ) -> std::io::Result<Self> {
-        let read_refs = ReadRefs::load_with_key(store.vfs(), store.dir(), store.master_key())?;
+        let (read_refs, set_aside) =
+            ReadRefs::load_or_set_aside(store.vfs(), store.dir(), store.master_key())?;
         Ok(Service {
             store,
             broker,
@@ -535,7 +633,18 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             stopping: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             notify,
+            start_alerts: Mutex::new(set_aside.into_iter().collect()),
         })
+    }
+
+    /// What the start found and set aside (a damaged read positions file):
+    /// audited as alerts once the screen listens ([`Service::audit`]);
+    /// the device calls this when its presenter is up.
+    pub fn raise_start_alerts(&self) {
+        let found = std::mem::take(&mut *lock(&self.start_alerts));
+        for detail in found {
+            self.audit(Event::TamperDetected { detail });
+        }
     }
 
     /// The first step of a clean stop: refuse new requests (`cancelled`)
@@ -771,11 +880,16 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         &self,
         request: ApprovalPrompt,
         still_wanted: &dyn Fn() -> bool,
-    ) -> Result<(), Failure> {
-        let (action, contact) = match &request {
-            ApprovalPrompt::Seal { contact, .. } => ("seal".to_string(), contact.clone()),
-            ApprovalPrompt::Open { contact, .. } => ("open".to_string(), contact.clone()),
+    ) -> Result<Approval, Failure> {
+        let (action, contact, laptop_may_have_it) = match &request {
+            ApprovalPrompt::Seal { contact, .. } => ("seal".to_string(), contact.clone(), true),
+            ApprovalPrompt::Open {
+                contact,
+                for_laptop,
+                ..
+            } => ("open".to_string(), contact.clone(), *for_laptop),
         };
+        let is_open = action == "open";
         let (event, result) = match self.broker.confirm(request, still_wanted) {
             // Nothing was shown: nothing to audit.
             Outcome::Busy => {
@@ -786,7 +900,28 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             }
             // The prompt was withdrawn; the `stop` entry follows.
             Outcome::Stopped => return Err(stopping()),
-            Outcome::Approved => (Event::Approved { action, contact }, Ok(())),
+            // The screen has no Open for laptop then; a screen that
+            // answered Approve anyway is refused, never obeyed.
+            Outcome::Approved if !laptop_may_have_it => (
+                Event::Rejected { action, contact },
+                Err(fail(
+                    ErrorCode::Rejected,
+                    "this contact's messages are read on the device only",
+                )),
+            ),
+            Outcome::Approved => (Event::Approved { action, contact }, Ok(Approval::Approved)),
+            Outcome::ReadHere if is_open => (
+                Event::Approved {
+                    action: "read here".to_string(),
+                    contact,
+                },
+                Ok(Approval::ReadHere),
+            ),
+            // Only a confirm-open offers Read here.
+            Outcome::ReadHere => (
+                Event::Cancelled { action, contact },
+                Err(fail(ErrorCode::Rejected, "the request was cancelled")),
+            ),
             Outcome::Rejected => (
                 Event::Rejected { action, contact },
                 Err(fail(
@@ -1090,11 +1225,12 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             Some(OpenWarning::Skipped { messages, bytes }) => (Some(*messages), Some(*bytes)),
             None => (None, None),
         };
-        self.confirm(
+        let approval = self.confirm(
             ApprovalPrompt::Open {
                 contact: contact.clone(),
                 cost: check.cost,
                 skipped,
+                for_laptop: true,
             },
             still_wanted,
         )?;
@@ -1116,13 +1252,28 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             bytes: opened.message.len() as u64,
             cost: opened.cost,
         });
-        (self.notify)(Notice::Opened {
-            contact: contact.clone(),
-        });
+        // Read here shows the message itself instead of the toast.
+        if approval != Approval::ReadHere {
+            (self.notify)(Notice::Opened {
+                contact: contact.clone(),
+            });
+        }
         (self.notify)(Notice::StateChanged);
         let mut warnings = Vec::new();
         if skipped.is_some() {
             warnings.push(Warning::Skipped);
+        }
+        if approval == Approval::ReadHere {
+            // The text goes to the screen only (wiped when dropped); the
+            // laptop learns that it was read, nothing of it.
+            let message = Plaintext(zeroize::Zeroizing::new(opened.message));
+            (self.notify)(Notice::ReadHere { contact, message });
+            return Ok(UnpackageResponse {
+                message: None,
+                message_b64: String::new(),
+                warnings,
+                read_on_device: true,
+            });
         }
         let message_b64 = b64::encode(&opened.message);
         let message = String::from_utf8(opened.message).ok();
@@ -1130,6 +1281,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             message,
             message_b64,
             warnings,
+            read_on_device: false,
         })
     }
 
@@ -1354,6 +1506,44 @@ mod tests {
         std::fs::create_dir(&other_dir).unwrap();
         let other = vault::create(&RealFs, &other_dir, b"p", &KdfParams::TEST).unwrap();
         assert!(ReadRefs::load_with_key(store.vfs(), store.dir(), Some(&other)).is_err());
+    }
+
+    /// Issue 23 part 8: a damaged `cursors.json` (garbage, cut, sealed
+    /// under another key) does not stop the device: it is set aside as
+    /// `cursors.json.damaged`, its bytes kept, the positions start empty,
+    /// and the reason is given for the alert; a second damaged file does
+    /// not overwrite the first one set aside. A good file loads as before.
+    #[test]
+    fn a_damaged_read_positions_file_is_set_aside_not_fatal() {
+        use crate::pad::vfs::RealFs;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let file = dir.join("cursors.json");
+        std::fs::write(&file, b"not json at all\x00\xff").unwrap();
+        let (refs, why) = ReadRefs::load_or_set_aside(&RealFs, dir, None).expect("starts");
+        assert_eq!(refs.get("relay.example"), None);
+        let why = why.expect("it says what it did");
+        assert!(
+            why.contains("cursors.json") && why.contains("cursors.json.damaged"),
+            "{why}"
+        );
+        assert!(!file.exists());
+        assert_eq!(
+            std::fs::read(dir.join("cursors.json.damaged")).unwrap(),
+            b"not json at all\x00\xff"
+        );
+        // Saving works again, and a second damaged file is kept apart.
+        let mut refs = refs;
+        refs.set(&RealFs, "relay.example", 7).unwrap();
+        std::fs::write(&file, b"{\"relay.example\": ").unwrap();
+        let (_, why) = ReadRefs::load_or_set_aside(&RealFs, dir, None).unwrap();
+        assert!(why.unwrap().contains("cursors.json.damaged-2"));
+        assert!(dir.join("cursors.json.damaged").exists());
+        // A good file: loaded, nothing set aside.
+        let mut refs = ReadRefs::load(&RealFs, dir).unwrap();
+        refs.set(&RealFs, "relay.example", 9).unwrap();
+        let (back, why) = ReadRefs::load_or_set_aside(&RealFs, dir, None).unwrap();
+        assert_eq!((back.get("relay.example"), why), (Some(9), None));
     }
 
     #[test]

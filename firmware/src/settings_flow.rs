@@ -12,8 +12,17 @@
 //!   are `otc.toml`'s; the step says so;
 //! - the idle lock applies at once; the prompt timeout from the next
 //!   start (the broker's is fixed while it runs), and the step says so;
-//! - the address and the rotation are recorded (see [`crate::first_boot`]
-//!   for what is not yet applied);
+//! - the rotation and the touch correction apply at once (the screen turns
+//!   as the step says, no restart) and are written to the clear
+//!   `DIR/device.toml` ([`crate::clear_settings`]: the lock screen needs
+//!   them), as is the address; the touch check fits a new correction from
+//!   three taps ([`crate::first_boot::touch_check`]), or says why not and
+//!   keeps the one before;
+//! - a new address applies from the next start (init gives it to eth0
+//!   before it starts otc-device: `otc-device network-address`), and the
+//!   step says so: the endpoint's socket is bound to eth0's address, and
+//!   moving it while the device runs (a second accept loop, the old one
+//!   stopped) is not done yet;
 //! - **Wipe device** takes the passphrase (a wrong one counts towards the
 //!   key's failure limit like the lock screen's), then locks the endpoint
 //!   and shreds the key file and every file of the data directory
@@ -76,7 +85,7 @@ pub fn start(ctx: &Arc<SettingsCtx>) {
     }
 }
 
-fn summary(s: &Settings) -> Vec<String> {
+fn summary(s: &Settings, c: &crate::clear_settings::ClearSettings) -> Vec<String> {
     let idle = match s.idle_lock() {
         Some(d) => otc_ui::format::duration(d),
         None => "never".into(),
@@ -88,8 +97,10 @@ fn summary(s: &Settings) -> Vec<String> {
         ),
         format!(
             "Address {} · screen {}",
-            s.address.as_deref().unwrap_or("from otc.toml"),
-            if s.rotation == 180 {
+            c.address
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "from otc.toml".into()),
+            if c.rotation == 180 {
                 "upside down"
             } else {
                 "right way up"
@@ -121,7 +132,7 @@ fn run(ctx: &SettingsCtx) {
         let Some(page) = l.step(ChoiceRequest {
             screen: "settings".into(),
             title: "Settings".into(),
-            lines: summary(&s),
+            lines: summary(&s, &l.clear()),
             choices: vec![
                 "Network and screen".into(),
                 "Timeouts".into(),
@@ -132,8 +143,19 @@ fn run(ctx: &SettingsCtx) {
         }) else {
             return;
         };
+        if page == 0 {
+            // Saved in the clear file by the step itself.
+            if let Some((setting, value)) = network_and_screen(l) {
+                (ctx.audit)(Event::SettingChanged {
+                    setting: setting.to_string(),
+                    value: value.clone(),
+                });
+                l.ui()
+                    .toast(Toast::info(format!("Saved: {setting} = {value}")));
+            }
+            continue;
+        }
         let changed: Option<(&str, String)> = match page {
-            0 => network_and_screen(l, &mut s),
             1 => timeouts(l, &mut s),
             _ => {
                 if passphrase_and_wipe(ctx, &key) {
@@ -167,7 +189,10 @@ fn run(ctx: &SettingsCtx) {
     }
 }
 
-fn network_and_screen(l: &LockCtx, s: &mut Settings) -> Option<(&'static str, String)> {
+/// The network and screen page: each change applied at once and written
+/// to `DIR/device.toml`; what changed, for the audit, or `None` (nothing
+/// changed, or it could not be written: the screen said so).
+fn network_and_screen(l: &LockCtx) -> Option<(&'static str, String)> {
     let i = l.step(ChoiceRequest {
         screen: "settings-network".into(),
         title: "Network and screen".into(),
@@ -179,32 +204,73 @@ fn network_and_screen(l: &LockCtx, s: &mut Settings) -> Option<(&'static str, St
         cancel: Some("Back".into()),
         ..Default::default()
     })?;
-    match i {
+    let before = l.clear();
+    let mut new = before.clone();
+    let changed = match i {
         0 => {
-            let now = s.address.clone().unwrap_or_default();
+            let now = before.address.map(|a| a.to_string()).unwrap_or_default();
             let t = l.text(
                 TextRequest::of(TextKind::NetworkAddress, &now, 15),
                 Box::new(|t: &str| address_check(t).map(|_| ())),
             )?;
-            let a = address_check(&t).ok()?.to_string();
-            s.address = Some(a.clone());
-            Some(("network address", a))
+            let a = address_check(&t).ok()?;
+            new.address = Some(a);
+            ("network address", a.to_string())
         }
         1 => {
             let r = l.step(ChoiceRequest {
                 screen: "settings-rotation".into(),
                 title: "Rotation".into(),
-                lines: vec!["Applies from the next start.".into()],
+                lines: vec![
+                    "Is this text the right way up? Upside down turns the screen at once.".into(),
+                ],
                 choices: vec!["Right way up".into(), "Upside down".into()],
                 cancel: Some("Back".into()),
                 ..Default::default()
             })?;
-            s.rotation = if r == 0 { 0 } else { 180 };
-            Some(("rotation", format!("{}°", s.rotation)))
+            if r == 0 {
+                return None;
+            }
+            new.rotation = (before.rotation + 180) % 360;
+            ("rotation", format!("{}°", new.rotation))
         }
         _ => {
-            crate::first_boot::touch_check(l)?;
-            Some(("touch check", "passed".into()))
+            let m = crate::first_boot::touch_check(l)??;
+            new.touch = Some(m);
+            (
+                "touch correction",
+                format!("fitted ({:+.0}, {:+.0} px at the centre)", m.c, m.f),
+            )
+        }
+    };
+    match l.apply_clear(new, true) {
+        Ok(()) if changed.0 == "network address" => {
+            // Said on a step of its own (a toast would be gone with the
+            // next step): when it applies.
+            let now = l
+                .opts()
+                .address_now
+                .map(|a| format!(" Until then it answers on {a}."))
+                .unwrap_or_default();
+            l.step(ChoiceRequest {
+                screen: "settings-address-saved".into(),
+                title: "Network address".into(),
+                lines: vec![format!(
+                    "Saved. The device takes {} when it next starts: switch it off and on.{now}",
+                    changed.1
+                )],
+                choices: vec!["OK".into()],
+                ..Default::default()
+            });
+            Some(changed)
+        }
+        Ok(()) => Some(changed),
+        Err(e) => {
+            // Back to what is on disk and was applied before.
+            let _ = l.apply_clear(before, false);
+            l.ui()
+                .toast(Toast::error(format!("The setting was not saved: {e}")));
+            None
         }
     }
 }
@@ -222,7 +288,7 @@ fn timeouts(l: &LockCtx, s: &mut Settings) -> Option<(&'static str, String)> {
     let i = l.step(ChoiceRequest {
         screen: "settings-timeouts".into(),
         title: "Timeouts".into(),
-        lines: summary(s),
+        lines: summary(s, &l.clear()),
         choices: vec!["Prompt timeout".into(), "Idle lock".into()],
         cancel: Some("Back".into()),
         ..Default::default()

@@ -606,3 +606,29 @@ fn an_encrypted_data_directory_from_the_command_line() {
         "not_encrypted",
     );
 }
+
+/// `network-address`, what /init gives eth0 before each start: the
+/// owner's address from `device.toml` (chosen on the screen) with the boot
+/// partition's prefix length, else the boot partition's; a damaged
+/// `device.toml` is said on standard error and the boot partition's used.
+#[test]
+fn network_address_prefers_the_owners_and_keeps_the_prefix() {
+    let d = tempfile::tempdir().unwrap();
+    let args = ["network-address", "--configured", "10.0.0.2/24"];
+    assert_eq!(ok(&otc(d.path(), &args)).trim(), "10.0.0.2/24");
+    otc_device::clear_settings::ClearSettings {
+        address: Some("192.168.7.9".parse().unwrap()),
+        ..Default::default()
+    }
+    .save(d.path())
+    .unwrap();
+    assert_eq!(ok(&otc(d.path(), &args)).trim(), "192.168.7.9/24");
+    std::fs::write(d.path().join("device.toml"), "address = \"nonsense\"\n").unwrap();
+    let o = otc(d.path(), &args);
+    assert_eq!(ok(&o).trim(), "10.0.0.2/24");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("device.toml"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -340,3 +340,91 @@ fn a_full_disk_while_opening_is_internal_then_it_opens() {
     }
     bob.stop();
 }
+
+/// Issue 23 part 8: a damaged `cursors.json` (a convenience file: the
+/// client's read positions) stopped the device from starting ("cannot
+/// load the relay cursors: expected value at line 1 column 1", naming no
+/// file), which under init is a restart loop with every pad out of reach.
+/// Now the device starts, the file is set aside with its bytes, the read
+/// position reads as unknown (0: the client reads from the start, the
+/// replay check refuses what was opened), the alert names the file, and
+/// a new position is saved as before.
+#[test]
+fn a_damaged_read_positions_file_is_set_aside_and_the_device_starts() {
+    let d: Dirs = common::device::dirs(&two(Format::V3));
+    std::fs::write(d.alice.join("cursors.json"), b"\x00garbage{").unwrap();
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    assert_eq!(alice.get("/v1/status").status, 200);
+    assert_eq!(
+        alice.get("/v1/cursor/relay.example:443").json(),
+        json!({"cursor": 0})
+    );
+    assert_eq!(
+        std::fs::read(d.alice.join("cursors.json.damaged")).unwrap(),
+        b"\x00garbage{"
+    );
+    alice.wait_screen("an unseen alert", |t| {
+        t.button("alerts").is_some_and(|b| b.label == "Alerts (1)")
+    });
+    alice.tap("alerts");
+    let alerts = alice.wait_screen("the alerts screen", |t| t.screen == "alerts");
+    assert!(
+        alerts.has_text("cursors.json"),
+        "the alert names the file: {alerts:#?}"
+    );
+    let put = common::device::request(
+        alice.addr,
+        "PUT",
+        "/v1/cursor/relay.example:443",
+        Some(br#"{"cursor": 42}"#),
+    );
+    assert_eq!(put.status, 200, "{}", put.json());
+    let alice = alice.restart();
+    assert_eq!(
+        alice.get("/v1/cursor/relay.example:443").json(),
+        json!({"cursor": 42})
+    );
+}
+
+/// Issue 23 part 7: with `audit.head` made a symbolic link to a file
+/// outside the data directory, starting and stopping the device overwrote
+/// that file (the image runs it as root). Now the start is refused with an
+/// error naming the file, and the outside file is untouched; the same
+/// for `audit.log` (appended to before).
+#[test]
+fn an_audit_file_planted_as_a_symlink_is_refused_at_start() {
+    for name in ["audit.head", "audit.log"] {
+        let d: Dirs = common::device::dirs(&two(Format::V3));
+        Dev::start(&d.alice, "Alice", limits()).stop();
+        let planted = d.alice.join(name);
+        assert!(planted.exists(), "the device made {name}");
+        let outside = d.root.path().join("outside.txt");
+        std::fs::write(&outside, b"an operator's file\n").unwrap();
+        std::fs::remove_file(&planted).unwrap();
+        std::os::unix::fs::symlink(&outside, &planted).unwrap();
+        let (display, _pixels) = otc_ui::sink::memory::MemoryDisplay::new(800, 480);
+        let started = otc_device::device::start(
+            &d.alice,
+            otc_testkit::start_options("Alice"),
+            Box::new(display),
+            None,
+            Arc::new(otc_device::platform::TestPlatform::new(1_700_000_000, 0)),
+        );
+        let err = match started {
+            Err(e) => e.to_string(),
+            Ok(running) => {
+                let _ = running.stop();
+                panic!("{name}: the device started with a planted symbolic link");
+            }
+        };
+        assert!(
+            err.contains(name) && err.contains("symbolic link"),
+            "{name}: the error names the file and says why: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&outside).unwrap(),
+            b"an operator's file\n",
+            "{name}: the outside file is untouched"
+        );
+    }
+}

@@ -568,3 +568,42 @@ fn a_real_client_gets_in_while_slow_heads_hold_every_slot() {
         "the newest slow connection is still open"
     );
 }
+
+/// Issue 23 part 3: connections that send a whole head announcing a body
+/// and then stall after one byte of it held every slot (a connection in
+/// its body was never closed to make room), and every new request got
+/// `overloaded` until the body deadline, again and again. Now the one
+/// stalled longest in its body is closed to make room: a fresh
+/// `GET /v1/status` is answered while such bodies hold every slot.
+#[test]
+fn a_real_client_gets_in_while_stalled_bodies_hold_every_slot() {
+    let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
+    let patient = otc_device::rpc::Limits {
+        header_timeout_ms: 60_000,
+        body_timeout_ms: 60_000,
+        ..limits()
+    };
+    let alice = Dev::start(&d.alice, "Alice", patient);
+    let _stalled: Vec<TcpStream> = (0..CAP)
+        .map(|_| {
+            let mut s = connect(alice.addr);
+            s.write_all(
+                b"POST /v1/package HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100000\r\n\r\n{",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Every slot is held by a stalled body (they stall longer than the
+    // second a body must have stalled to be closed for room); a real
+    // request still gets in (retried only while closings are ending).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    wait_until(
+        "a real request to succeed while stalled bodies hold every slot",
+        || {
+            let r = alice.get("/v1/status");
+            (r.status == 200).then_some(())
+        },
+    );
+}

@@ -131,14 +131,28 @@ pub struct OpenCheck {
     pub warnings: Vec<OpenWarning>,
 }
 
-/// An opened message.
-#[derive(Debug, Clone)]
+/// An opened message. Its `Debug` names the message's size, never its
+/// bytes: a debug print in a log line or a panic must not carry the
+/// plaintext.
+#[derive(Clone)]
 pub struct Opened {
     pub message: Vec<u8>,
     pub index: u64,
     pub slot: Option<u32>,
     pub cost: u64,
     pub warnings: Vec<OpenWarning>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("message", &format_args!("{} bytes", self.message.len()))
+            .field("index", &self.index)
+            .field("slot", &self.slot)
+            .field("cost", &self.cost)
+            .field("warnings", &self.warnings)
+            .finish()
+    }
 }
 
 /// A contact as `pad list` shows it: everything the store knows about it

@@ -147,14 +147,50 @@ impl VFile for RealFile {
 }
 
 impl Vfs for RealFs {
+    /// Opens `path`, never following it elsewhere (issue 23): the data
+    /// directory is on a card anyone may have held, and the device runs as
+    /// root. An existing file must be a regular file with one name: a
+    /// symbolic link, or a file with a second hard link (whose other name
+    /// may be outside the data directory), is refused with an error that
+    /// names it. The check is the name's `lstat` against the opened file's
+    /// `fstat` (same device and inode), so a link swapped in between is
+    /// caught too. A new file is `O_EXCL`, which never follows a link.
     fn open(&self, path: &Path, how: OpenHow) -> io::Result<Box<dyn VFile>> {
+        use std::os::unix::fs::MetadataExt;
         let mut o = OpenOptions::new();
         match how {
             OpenHow::Read => o.read(true),
             OpenHow::ReadWrite => o.read(true).write(true),
-            OpenHow::CreateNew => o.read(true).write(true).create_new(true).mode(0o600),
+            OpenHow::CreateNew => {
+                o.read(true).write(true).create_new(true).mode(0o600);
+                return Ok(Box::new(RealFile(o.open(path)?)));
+            }
         };
-        Ok(Box::new(RealFile(o.open(path)?)))
+        let refused = |why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} {why}: refused, never followed", path.display()),
+            )
+        };
+        let named = std::fs::symlink_metadata(path)?;
+        if named.file_type().is_symlink() {
+            return Err(refused("is a symbolic link".into()));
+        }
+        if !named.file_type().is_file() {
+            return Err(refused("is not a regular file".into()));
+        }
+        let f = o.open(path)?;
+        let opened = f.metadata()?;
+        if (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
+            return Err(refused("changed while it was opened".into()));
+        }
+        if opened.nlink() > 1 {
+            return Err(refused(format!(
+                "has {} hard links (another name may be outside the data directory)",
+                opened.nlink()
+            )));
+        }
+        Ok(Box::new(RealFile(f)))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)

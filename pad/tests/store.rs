@@ -795,3 +795,70 @@ fn a_v2_contact_is_withdrawn_and_can_only_be_removed() {
     let e = otc_pad::export::import(&alice, &p.export, "bob2", &mut |_, _| {}).unwrap_err();
     assert_eq!(e.code(), "pad_used_before", "{e}");
 }
+
+/// An opened message's debug form names its size, never its text: a
+/// `{:?}` in a log line or a panic message must not carry the plaintext
+/// (nor its bytes as a list of numbers).
+#[test]
+fn an_opened_message_never_prints_its_plaintext() {
+    let p = pair(Format::V3, 64 * 1024);
+    let text = b"meet at the north gate";
+    let s = p.alice.seal("bob", text).unwrap();
+    let o = p.bob.open("alice", &s.package).unwrap();
+    assert_eq!(o.message, text);
+    let shown = format!("{o:?} {o:#?}");
+    assert!(!shown.contains("north gate"), "{shown}");
+    let as_numbers = format!("{:?}", &text[..4]);
+    let as_numbers = as_numbers.trim_matches(|c| c == '[' || c == ']');
+    assert!(!shown.contains(as_numbers), "{shown}");
+    assert!(shown.contains(&format!("{} bytes", text.len())), "{shown}");
+}
+
+/// Issue 23 part 7: a file of the data directory is never followed
+/// elsewhere. Someone who held the card for a minute replaces Alice's pad
+/// file with a symbolic link (or a second hard link) to a file outside the
+/// data directory; the store, run as root on the image, then read and
+/// erased that file. Now it is refused with an error naming the file, and
+/// the outside file is untouched.
+#[test]
+fn a_pad_file_planted_as_a_link_is_refused_and_its_target_untouched() {
+    for how in ["symlink", "hard link"] {
+        let p = pair(Format::V3, 64 * 1024);
+        let file = pad_file(&p.alice, "bob");
+        let alice_dir = p.alice.dir().to_path_buf();
+        drop(p.alice);
+        let outside = p.dir.path().join("outside.bin");
+        std::fs::copy(&file, &outside).unwrap();
+        let before = std::fs::read(&outside).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        match how {
+            "symlink" => std::os::unix::fs::symlink(&outside, &file).unwrap(),
+            _ => std::fs::hard_link(&outside, &file).unwrap(),
+        }
+        let shown = match PadStore::open_dir(&alice_dir) {
+            Err(e) => e.to_string(),
+            Ok(alice) => match alice.seal("bob", b"goes nowhere") {
+                Err(e) => e.to_string(),
+                Ok(s) => panic!("{how}: sealed through the planted pad file: {}", s.index),
+            },
+        };
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            shown.contains(&name),
+            "{how}: the error names the file: {shown}"
+        );
+        assert!(
+            shown.contains(if how == "symlink" {
+                "symbolic link"
+            } else {
+                "hard links"
+            }),
+            "{how}: the error says why: {shown}"
+        );
+        assert_eq!(
+            std::fs::read(&outside).unwrap(),
+            before,
+            "{how}: target untouched"
+        );
+    }
+}

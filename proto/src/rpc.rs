@@ -53,15 +53,32 @@ pub enum Warning {
 }
 
 /// Reply to [`UnpackageRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Opened for the laptop (the owner tapped **Open for laptop**):
+/// `{"message": TEXT-or-null, "message_b64": B64, "warnings": [..],
+/// "read_on_device": false}`.
+///
+/// Read on the device (issue 19: the owner tapped **Read here**; the text
+/// was shown on the device's screen only): `{"message": null,
+/// "message_b64": "", "warnings": [..], "read_on_device": true}`. Nothing
+/// of the text is in the reply, not even its length; the pad was spent
+/// exactly as for an open. The keys are the same as an open's so a
+/// client that ignores `read_on_device` still parses the reply (it sees
+/// an empty message, never a wrong one).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UnpackageResponse {
-    /// The message as text, or `null` when it is not valid UTF-8.
+    /// The message as text, or `null` when it is not valid UTF-8 or was
+    /// read on the device.
     pub message: Option<String>,
-    /// The message bytes, base64.
+    /// The message bytes, base64; empty when read on the device.
     pub message_b64: String,
     /// What the owner was warned about.
     pub warnings: Vec<Warning>,
+    /// The message was read on the device's screen and is not in this
+    /// reply. Absent in replies of devices older than issue 19 (`false`).
+    #[serde(default)]
+    pub read_on_device: bool,
 }
 
 /// One contact, as `GET /v1/contacts` lists it.

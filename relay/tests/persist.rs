@@ -24,10 +24,17 @@ impl Drop for Running {
 
 /// Starts `otc-relay` on port 0 and reads the address it prints.
 fn spawn(data: &Path, extra: &[&str]) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otc-relay"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_otc-relay"));
+    cmd.args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
-        .args(extra)
+        .args(extra);
+    spawn_cmd(cmd)
+}
+
+/// Starts `cmd` (an otc-relay on port 0) and reads the address it prints
+/// (bounded: 20 s).
+fn spawn_cmd(mut cmd: Command) -> (Running, SocketAddr) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -95,6 +102,90 @@ fn survives_sigkill() {
     let r = send(a, "alice", "bob", "AFTER");
     assert!(r > *refs.last().unwrap());
     assert_eq!(r, next_before);
+}
+
+/// `prlimit --pid PID --fsize=LIMIT:`: the largest file `PID` may write
+/// (util-linux's prlimit, on the running relay). Only the soft limit is
+/// moved, so raising it again needs no privilege.
+fn set_file_size_limit(pid: u32, limit: &str) {
+    let out = Command::new("prlimit")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg(format!("--fsize={limit}:"))
+        .output()
+        .expect("prlimit runs (util-linux)");
+    assert!(
+        out.status.success(),
+        "prlimit --fsize={limit}: : {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The commit path when the disk refuses a write (issue 20: the old log
+/// was tested across SIGKILL only, which never fails a write). The relay
+/// runs with SIGXFSZ ignored, and the test lowers its file-size limit
+/// (`prlimit`) just above what its files hold, so the next commit's WAL
+/// write fails with EFBIG as a full disk would fail it. Every send then
+/// gets 507 saying nothing was stored, none is acknowledged, and the
+/// relay keeps answering; once the limit is lifted, sends are
+/// acknowledged again with refs above every earlier one, and after a
+/// SIGKILL and restart exactly the acknowledged messages are there.
+#[test]
+fn a_disk_that_refuses_the_commit_gets_507_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("sh");
+    // An ignored signal stays ignored across exec.
+    cmd.args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_otc-relay"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path());
+    let (mut relay, a) = spawn_cmd(cmd);
+    let pid = relay.0.id();
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        let body = format!("OK{i}");
+        acked.push((send(a, "alice", "bob", &body), body));
+    }
+    let biggest = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    set_file_size_limit(pid, &(biggest + 4096).to_string());
+    let big = "R".repeat(40_000);
+    for i in 0..4 {
+        let r = post_form(
+            a,
+            "/send",
+            &format!("sender_uid=alice&recipient_uid=bob&contents={big}{i}"),
+        );
+        assert_eq!(r.status, 507, "send {i} with the disk refusing: {}", r.body);
+        assert!(r.body.contains("not stored"), "{}", r.body);
+    }
+    assert_eq!(
+        get(a, "/check").status,
+        200,
+        "the relay still answers after failed commits"
+    );
+    set_file_size_limit(pid, "unlimited");
+    for i in 0..2 {
+        let body = format!("AFTER{i}");
+        let r = send(a, "alice", "bob", &body);
+        assert!(
+            acked.iter().all(|(earlier, _)| r > *earlier),
+            "ref {r} after the failures is not above every earlier ack: {acked:?}"
+        );
+        acked.push((r, body));
+    }
+    relay.0.kill().expect("SIGKILL the relay");
+    relay.0.wait().expect("reap the relay");
+    let (_relay, a) = spawn(dir.path(), &[]);
+    let want: Vec<String> = acked.iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(
+        contents(a, "bob", 0),
+        want,
+        "after a restart: exactly the acknowledged messages"
+    );
 }
 
 #[test]

@@ -552,10 +552,15 @@ pub fn read_response_limited(r: &mut impl Read, max_reply: usize) -> std::io::Re
         buf.extend_from_slice(&chunk[..n]);
         Ok(n > 0)
     };
+    // Each search starts where the last one stopped (less the needle's
+    // length, so a CRLFCRLF split across reads is found): linear in the
+    // head's length, however it arrives.
+    let mut from = 0;
     let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
+        if let Some(i) = find(&buf[from..], b"\r\n\r\n") {
+            break from + i;
         }
+        from = buf.len().saturating_sub(3);
         if !more(&mut buf)? {
             return Err(std::io::Error::new(
                 ErrorKind::UnexpectedEof,
@@ -608,10 +613,12 @@ pub fn read_response_limited(r: &mut impl Read, max_reply: usize) -> std::io::Re
     {
         let mut pos = 0;
         loop {
+            let mut from = pos;
             let line_end = loop {
-                if let Some(i) = find(&rest[pos..], b"\r\n") {
-                    break pos + i;
+                if let Some(i) = find(&rest[from..], b"\r\n") {
+                    break from + i;
                 }
+                from = rest.len().saturating_sub(1).max(pos);
                 if !more(&mut rest)? {
                     return Err(cut());
                 }
@@ -624,12 +631,20 @@ pub fn read_response_limited(r: &mut impl Read, max_reply: usize) -> std::io::Re
                 // Trailer lines up to the empty line, so that a kept
                 // connection's next reply starts where it should (a peer
                 // that closes without the last CRLF loses nothing).
+                let mut from = pos;
                 loop {
-                    match find(&rest[pos..], b"\r\n") {
-                        Some(0) => break,
-                        Some(i) => pos += i + 2,
-                        None if more(&mut rest)? => {}
-                        None => break,
+                    match find(&rest[from..], b"\r\n") {
+                        Some(i) if from + i == pos => break,
+                        Some(i) => {
+                            pos = from + i + 2;
+                            from = pos;
+                        }
+                        None => {
+                            from = rest.len().saturating_sub(1).max(pos);
+                            if !more(&mut rest)? {
+                                break;
+                            }
+                        }
                     }
                 }
                 break;
@@ -655,12 +670,52 @@ pub fn read_response_limited(r: &mut impl Read, max_reply: usize) -> std::io::Re
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let at = hay.windows(needle.len()).position(|w| w == needle);
+    #[cfg(test)]
+    FIND_LOOKED_AT.with(|n| n.set(n.get() + at.map_or(hay.len(), |i| i + needle.len())));
+    at
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes [`find`] looked at (tests of the search's linearity).
+    static FIND_LOOKED_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 23 part 9: a reply head that never ends (no blank line) was
+    /// searched again from its first byte after every 8 KiB read: the work
+    /// grew with the square of its length (10 s of CPU for 12 MB). Counted
+    /// here in bytes looked at, not timed: for a 4 MiB head without its
+    /// end, at most a few times its length.
+    #[test]
+    fn a_head_without_its_end_is_searched_once() {
+        let len = 4 << 20;
+        let mut head = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        head.resize(len, b'a');
+        FIND_LOOKED_AT.with(|n| n.set(0));
+        let e = read_response_limited(&mut &head[..], len + 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnexpectedEof, "{e}");
+        let looked = FIND_LOOKED_AT.with(|n| n.get());
+        assert!(
+            looked <= 4 * len,
+            "{looked} bytes looked at for a head of {len}: not linear"
+        );
+        // A chunked body whose size line never ends, the same.
+        let mut reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1".to_vec();
+        reply.resize(len, b'0');
+        FIND_LOOKED_AT.with(|n| n.set(0));
+        let e = read_response_limited(&mut &reply[..], len + 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+        let looked = FIND_LOOKED_AT.with(|n| n.get());
+        assert!(
+            looked <= 4 * len,
+            "{looked} bytes looked at for {len}: not linear"
+        );
+    }
     use std::net::TcpListener;
     use std::sync::mpsc;
 

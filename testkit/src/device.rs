@@ -262,6 +262,9 @@ pub fn start_options(owner: &str) -> StartOptions {
         limits: Limits::default(),
         ui: UiConfig {
             arm_delay: Duration::ZERO,
+            // Like the arm delay: off for tests that drive prompts on a
+            // fake clock (otc-ui's own tests check it, issue 23).
+            changed_arm_delay: Duration::ZERO,
             ..Default::default()
         },
         allowed_hosts: Vec::new(),

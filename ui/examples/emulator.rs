@@ -85,6 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             timeout: Duration::from_secs(30),
             client_note: None,
+            for_laptop: true,
         },
         Prompt::Pair {
             contact: "erin".into(),

@@ -12,6 +12,14 @@
 //!
 //! Prompts, progress and the keyboard come first; a step waits under them
 //! and is back when they are gone.
+//!
+//! A step with a [`Target`] is a touch calibration step: the target is
+//! drawn as a button (labelled, id `target`) centred at its place, and
+//! the first tap anywhere on the screen ends the step with
+//! [`ChoiceAnswer::Tapped`]: where the tap landed and where the target's
+//! centre is, both in the touch source's (panel) coordinates, before the
+//! owner's touch correction (see [`crate::orient`]). Such a step has no
+//! Cancel and no choices (a tap that misses a button must still count).
 
 /// One step of a flow, with the buttons that end it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,7 +37,23 @@ pub struct ChoiceRequest {
     pub choices: Vec<String>,
     /// The label of the Cancel button in the header (`None`: no Cancel).
     pub cancel: Option<String>,
+    /// A calibration target (see the module doc); `choices` and `cancel`
+    /// are not shown with one.
+    pub target: Option<Target>,
 }
+
+/// A calibration target: its label and its centre, in thousandths of the
+/// screen's logical width and height.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    pub label: String,
+    pub x_permille: u16,
+    pub y_permille: u16,
+}
+
+/// The size of a target's button, in logical pixels (even, so its centre
+/// in the trace is the target's exact pixel).
+pub const TARGET_SIZE: (u32, u32) = (120, 56);
 
 /// How a step ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +64,14 @@ pub enum ChoiceAnswer {
     Cancelled,
     /// Another step was on screen; this one was never shown.
     Busy,
+    /// A target step was tapped: where (`at`) and where the target's
+    /// centre was drawn (`target`), in panel pixels, before correction,
+    /// on a screen of `size` pixels.
+    Tapped {
+        at: (u32, u32),
+        target: (u32, u32),
+        size: (u32, u32),
+    },
 }
 
 /// The action id of a step's Cancel button.

@@ -14,7 +14,10 @@
 //! | `GET /emu/events`    | server-sent events, one per screen change             |
 //!
 //! It binds loopback addresses only, answers only requests whose `Host` is a
-//! loopback name (no DNS rebinding) and takes touches only as
+//! loopback IP literal or `localhost` (no DNS rebinding: a name such as
+//! `127.attacker.example` is refused, though it may resolve to 127.0.0.1),
+//! refuses every request whose `Origin` is not its own page's (issue 23),
+//! and takes touches only as
 //! `application/json` (so a web page elsewhere cannot post one without a
 //! CORS preflight, which this server never grants).
 //!
@@ -151,21 +154,79 @@ fn error(status: u16, msg: &str) -> Response<std::io::Cursor<Vec<u8>>> {
     json_response(status, serde_json::json!({ "error": msg }).to_string())
 }
 
-fn host_is_loopback(req: &Request) -> bool {
-    let Some(h) = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Host"))
-        .map(|h| h.value.as_str().to_ascii_lowercase())
-    else {
-        return false;
+/// `host[:port]` or `[v6][:port]` when the host is one the emulator
+/// answers to: a loopback IP literal (127.0.0.0/8, `::1`) or `localhost`.
+/// Anything else is a name a web page could have made resolve to
+/// 127.0.0.1 (DNS rebinding): `127.attacker.example` and
+/// `127.0.0.1.nip.io` are names, not addresses. Returns the host (lower
+/// case) and the port (80 when none is given).
+fn loopback_authority(s: &str) -> Option<(String, u16)> {
+    let port = |p: Option<&str>| -> Option<u16> {
+        match p {
+            None => Some(80),
+            Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse().ok()
+            }
+            Some(_) => None,
+        }
     };
-    let name = if let Some(rest) = h.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        h.split(':').next().unwrap_or("")
+    if let Some(rest) = s.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let ip: std::net::Ipv6Addr = inside.parse().ok()?;
+        let p = match after {
+            "" => None,
+            a => Some(a.strip_prefix(':')?),
+        };
+        return ip.is_loopback().then_some((ip.to_string(), port(p)?));
+    }
+    let (host, p) = match s.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
     };
-    name == "localhost" || name == "::1" || name.starts_with("127.")
+    let host = host.to_ascii_lowercase();
+    let ok = host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    ok.then_some((host, port(p)?))
+}
+
+/// The emulator's rule for `Host` and `Origin` (the RPC endpoint's, for a
+/// loopback server): exactly one `Host`, naming a loopback IP literal or
+/// `localhost`; and no `Origin`, or exactly one that is this page's own
+/// (`http://`, the same host and port). `Err` says why.
+fn check_host_and_origin(req: &Request) -> Result<(), String> {
+    let all = |name: &'static str| -> Vec<String> {
+        req.headers()
+            .iter()
+            .filter(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().trim().to_string())
+            .collect()
+    };
+    let hosts = all("Host");
+    let [host] = hosts.as_slice() else {
+        return Err("the emulator needs exactly one Host header".into());
+    };
+    let host = loopback_authority(host).ok_or_else(|| {
+        format!("the emulator answers loopback addresses and localhost only, not Host {host:?}")
+    })?;
+    match all("Origin").as_slice() {
+        [] => Ok(()),
+        [origin] => {
+            let own = origin
+                .strip_prefix("http://")
+                .and_then(loopback_authority)
+                .is_some_and(|o| o == host);
+            if own {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Origin {origin:?} is not the emulator's own page: web pages may not use it"
+                ))
+            }
+        }
+        _ => Err("more than one Origin header".into()),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -175,8 +236,8 @@ struct TouchReq {
 }
 
 fn handle(mut req: Request, ctx: &Ctx) {
-    if !host_is_loopback(&req) {
-        let _ = req.respond(error(403, "the emulator answers loopback hosts only"));
+    if let Err(why) = check_host_and_origin(&req) {
+        let _ = req.respond(error(403, &why));
         return;
     }
     let path = req.url().split('?').next().unwrap_or("").to_string();
@@ -458,6 +519,86 @@ mod tests {
         assert!(r.starts_with("HTTP/1.1 403"), "{r}");
         // The refused touches never reached the UI.
         assert_eq!(ui.trace.taps_handled(), 1);
+        drop(emu);
+        ui.stop().unwrap();
+    }
+
+    /// DNS rebinding (issue 23 part 6): a page on a name that resolves to
+    /// 127.0.0.1 sends that name as `Host`, so only loopback IP literals
+    /// and `localhost` are taken (`127.attacker.example` and
+    /// `127.0.0.1.nip.io` are names, not addresses); and a request that
+    /// says it comes from a page elsewhere (`Origin`) is refused, on every
+    /// route, before it touches the screen.
+    #[test]
+    fn a_rebinding_host_or_a_foreign_origin_is_refused() {
+        let (ui, emu, _clock) = rig();
+        let a = emu.addr();
+        let port = a.port();
+        let body = r#"{"x":10,"y":20}"#;
+        let touch = |host: &str, origin: Option<&str>| {
+            let origin = origin
+                .map(|o| format!("Origin: {o}\r\n"))
+                .unwrap_or_default();
+            http(
+                a,
+                &format!(
+                    "POST /emu/touch HTTP/1.1\r\nHost: {host}\r\n{origin}Connection: close\r\n\
+                     Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+            )
+        };
+        let trace = |host: &str| {
+            http(
+                a,
+                &format!("GET /emu/trace HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+            )
+        };
+        for host in [
+            format!("127.attacker.example:{port}"),
+            format!("127.0.0.1.nip.io:{port}"),
+            format!("127.0.0.1.:{port}"),
+            format!("localhost.attacker.example:{port}"),
+            "127.0.0.1:99999".to_string(),
+            String::new(),
+        ] {
+            let r = trace(&host);
+            assert!(r.starts_with("HTTP/1.1 403"), "Host {host:?}: {r}");
+            let r = touch(&host, None);
+            assert!(r.starts_with("HTTP/1.1 403"), "Host {host:?}: {r}");
+        }
+        for origin in [
+            "http://evil.example".to_string(),
+            format!("http://127.attacker.example:{port}"),
+            "null".to_string(),
+            format!("http://localhost:{port}"),
+            format!("https://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        ] {
+            let r = touch(&format!("127.0.0.1:{port}"), Some(&origin));
+            assert!(r.starts_with("HTTP/1.1 403"), "Origin {origin:?}: {r}");
+        }
+        assert_eq!(ui.trace.taps_handled(), 0, "no refused tap reached the UI");
+        // The page's own requests: an IP literal or localhost, with or
+        // without its own origin.
+        for (host, origin) in [
+            (
+                format!("127.0.0.1:{port}"),
+                Some(format!("http://127.0.0.1:{port}")),
+            ),
+            (
+                format!("localhost:{port}"),
+                Some(format!("http://localhost:{port}")),
+            ),
+            (format!("127.0.0.1:{port}"), None),
+        ] {
+            let r = touch(&host, origin.as_deref());
+            assert!(
+                r.starts_with("HTTP/1.1 200"),
+                "Host {host:?} Origin {origin:?}: {r}"
+            );
+        }
+        assert_eq!(ui.trace.taps_handled(), 3);
         drop(emu);
         ui.stop().unwrap();
     }

@@ -31,6 +31,7 @@ pub mod glyph_ranges;
 pub mod keyboard;
 pub mod message;
 pub mod model;
+pub mod orient;
 mod platform;
 mod screens;
 pub mod sink;
@@ -48,7 +49,7 @@ mod generated {
     slint::include_modules!();
 }
 
-pub use choice::{ChoiceAnswer, ChoiceRequest};
+pub use choice::{ChoiceAnswer, ChoiceRequest, Target};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use display::{Display, Frame, Rect, Rotation};
 pub use error::UiError;
@@ -58,6 +59,7 @@ pub use model::{
     MessageView, ProgressView, Prompt, PushButton, Toast, ToastKind, UiEvent, WarningView,
     alerts_digest,
 };
+pub use orient::{Affine, FitError, Orientation};
 pub use touch::{Touch, TouchEvent};
 pub use trace::{ScreenTrace, TraceButton};
 pub use ui::{

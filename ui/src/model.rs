@@ -98,7 +98,9 @@ pub enum Prompt {
         #[serde(default)]
         message: Option<MessageView>,
     },
-    /// Decrypt a message from `contact`.
+    /// Decrypt a message from `contact`. The screen offers **Read here**
+    /// ([`Decision::ReadHere`]: the text is shown on the device only) and,
+    /// when `for_laptop`, **Open for laptop** ([`Decision::Approve`]).
     Open {
         contact: String,
         cost_bytes: u64,
@@ -106,6 +108,10 @@ pub enum Prompt {
         timeout: Duration,
         #[serde(default)]
         client_note: Option<String>,
+        /// The laptop may get the text (false for a private contact: the
+        /// screen has no Open for laptop, and Approve does nothing).
+        #[serde(default = "yes")]
+        for_laptop: bool,
     },
     /// Compare a new pad's fingerprint with the partner's screen.
     Pair {
@@ -115,6 +121,10 @@ pub enum Prompt {
         fingerprint: String,
         timeout: Duration,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Prompt {
@@ -165,6 +175,9 @@ pub enum WarningView {
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     Approve,
+    /// **Read here** on confirm-open: open, and show the text on the
+    /// device only (issue 19). Only an open prompt gives it.
+    ReadHere,
     Reject,
     /// Nobody answered before the prompt's timeout.
     Timeout,
@@ -326,6 +339,7 @@ mod tests {
             ],
             timeout: Duration::from_secs(30),
             client_note: None,
+            for_laptop: true,
         };
         let j = serde_json::to_value(&p).unwrap();
         assert_eq!(j["kind"], "open");

@@ -2,7 +2,7 @@
 //! here (or, for alert rows, toasts and alert times, in [`crate::texts`]),
 //! handed to the Slint globals, and kept as the trace's texts.
 
-use crate::choice::{ChoiceRequest, MAX_CHOICES};
+use crate::choice::{ChoiceRequest, MAX_CHOICES, TARGET_SIZE, Target};
 use crate::format;
 use crate::generated::{
     AboutData, AlertRow, AlertsData, AppWindow, ButtonInfo, ChoiceData, ContactData, ContactRow,
@@ -198,6 +198,10 @@ pub(crate) fn prompt_screen(p: &Prompt) -> &'static str {
     }
 }
 
+/// The words a changed request starts with (see
+/// [`crate::UiConfig::changed_arm_delay`]).
+pub const CHANGED: &str = "The request changed:";
+
 fn note_text(note: &Option<String>) -> String {
     match note {
         Some(n) if !n.trim().is_empty() => {
@@ -267,6 +271,7 @@ pub(crate) fn apply_prompt(
     layout: Layout,
     p: &Prompt,
     message_top: usize,
+    changed: bool,
 ) -> (Vec<String>, usize) {
     let d = app.global::<PromptData>();
     let seal_message = match p {
@@ -319,6 +324,7 @@ pub(crate) fn apply_prompt(
             cost_bytes,
             warnings,
             client_note,
+            for_laptop,
             ..
         } => (
             "Decrypt a message?".to_string(),
@@ -328,7 +334,8 @@ pub(crate) fn apply_prompt(
             warnings.iter().map(warning_text).collect(),
             Vec::new(),
             note_text(client_note),
-            "Approve",
+            // A private contact: no way to give the laptop the text.
+            if *for_laptop { "Open for laptop" } else { "" },
             "Reject",
         ),
         Prompt::Pair {
@@ -347,6 +354,12 @@ pub(crate) fn apply_prompt(
             "They match",
             "Different",
         ),
+    };
+    // A prompt right after a withdrawn one says so first (issue 23).
+    let title = if changed {
+        format!("{CHANGED} {title}")
+    } else {
+        title
     };
     let who = format::untrusted(&who, 32);
     let mut texts = vec![title.clone(), who_label.to_string(), who.clone()];
@@ -373,6 +386,11 @@ pub(crate) fn apply_prompt(
     d.set_note(s(&note));
     d.set_approve_label(s(approve));
     d.set_reject_label(s(reject));
+    d.set_read_here_label(s(if matches!(p, Prompt::Open { .. }) {
+        "Read here"
+    } else {
+        ""
+    }));
     let summary = match p {
         Prompt::Seal {
             message: Some(_),
@@ -726,10 +744,53 @@ pub(crate) fn apply_keyboard(
     texts
 }
 
+/// The logical pixel of `t`'s centre on a `size` screen, kept far enough
+/// from the edges for its whole button to show.
+pub(crate) fn target_center(t: &Target, size: (u32, u32)) -> (u32, u32) {
+    let (w, h) = TARGET_SIZE;
+    let place = |permille: u16, n: u32, side: u32| -> u32 {
+        let p = u64::from(permille.min(1000)) * u64::from(n) / 1000;
+        let lo = u64::from(side / 2);
+        let hi = u64::from(n.saturating_sub(side / 2)).max(lo);
+        p.clamp(lo, hi) as u32
+    };
+    (
+        place(t.x_permille, size.0, w),
+        place(t.y_permille, size.1, h),
+    )
+}
+
 /// Shows one step of a flow and returns its texts: the title, the lines,
 /// the code (one text) and the warning.
-pub(crate) fn apply_choice(app: &AppWindow, c: &ChoiceRequest) -> Vec<String> {
+pub(crate) fn apply_choice(app: &AppWindow, c: &ChoiceRequest, size: (u32, u32)) -> Vec<String> {
     let d = app.global::<ChoiceData>();
+    let target = c.target.as_ref().map(|t| {
+        let (x, y) = target_center(t, size);
+        let (w, h) = TARGET_SIZE;
+        ButtonInfo {
+            id: s("target"),
+            label: s(&format::untrusted(&t.label, 20)),
+            x: x.saturating_sub(w / 2) as f32,
+            y: y.saturating_sub(h / 2) as f32,
+            w: w as f32,
+            h: h as f32,
+        }
+    });
+    d.set_target(target.clone().unwrap_or_default());
+    let c = &ChoiceRequest {
+        // A target step has neither (see `crate::choice`).
+        choices: if target.is_some() {
+            Vec::new()
+        } else {
+            c.choices.clone()
+        },
+        cancel: if target.is_some() {
+            None
+        } else {
+            c.cancel.clone()
+        },
+        ..c.clone()
+    };
     let title = format::untrusted(&c.title, 60);
     let lines: Vec<String> = c.lines.iter().map(|l| format::untrusted(l, 200)).collect();
     let code = c.code.as_deref().map(|x| format::untrusted(x, 80));

@@ -22,6 +22,13 @@ pub struct ScreenTrace {
     /// the next even when they look alike.
     #[serde(default)]
     pub prompt: Option<u64>,
+    /// `Some([width, height])` while the screen is drawn upside down (the
+    /// owner's rotation of 180°, [`crate::Orientation`]): what shows at
+    /// logical `(x, y)` is at panel `(width-1-x, height-1-y)`, where a
+    /// finger taps it ([`ScreenTrace::panel_point`]). Left out when the
+    /// screen is the right way up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upside_down: Option<[u32; 2]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,6 +87,18 @@ impl ScreenTrace {
     /// Whether any text on screen contains `needle`.
     pub fn has_text(&self, needle: &str) -> bool {
         self.texts.iter().any(|t| t.contains(needle))
+    }
+
+    /// Where on the panel (the touch source's coordinates) a finger taps
+    /// what shows at logical `(x, y)`.
+    pub fn panel_point(&self, (x, y): (u32, u32)) -> (u32, u32) {
+        match self.upside_down {
+            Some([w, h]) => (
+                w.saturating_sub(1).saturating_sub(x),
+                h.saturating_sub(1).saturating_sub(y),
+            ),
+            None => (x, y),
+        }
     }
 
     pub fn to_json(&self) -> String {

@@ -34,6 +34,7 @@ use crate::model::{
     AboutView, AlertView, ContactDetailsView, Decision, HomeView, ProgressView, Prompt, PushButton,
     Toast, ToastKind, UiEvent,
 };
+use crate::orient::Orientation;
 use crate::platform;
 use crate::screens::{self, Layout};
 use crate::touch::{Touch, TouchEvent};
@@ -54,16 +55,31 @@ use std::time::{Duration, Instant};
 pub struct UiConfig {
     /// Taps on a prompt count only this long after it appeared.
     pub arm_delay: Duration,
+    /// A prompt that comes within [`UiConfig::changed_window`] after one
+    /// was withdrawn (its client hung up or stopped) is a changed request
+    /// (issue 23): the laptop may have swapped it in at the moment the
+    /// owner meant to tap the first. It says "The request changed" at its
+    /// top and counts taps only this long after it appeared (or
+    /// `arm_delay`, if that is longer).
+    pub changed_arm_delay: Duration,
+    /// See [`UiConfig::changed_arm_delay`].
+    pub changed_window: Duration,
     /// Draw the "EMULATOR" marker. Defaults to on in builds with feature
     /// `emulator`, off otherwise.
     pub emulator_marker: bool,
+    /// The owner's orientation from the first frame on (later changes:
+    /// [`UiHandle::set_orientation`]); see [`crate::orient`].
+    pub orientation: Orientation,
 }
 
 impl Default for UiConfig {
     fn default() -> Self {
         UiConfig {
             arm_delay: Duration::from_millis(400),
+            changed_arm_delay: Duration::from_millis(1500),
+            changed_window: Duration::from_secs(2),
             emulator_marker: cfg!(feature = "emulator"),
+            orientation: Orientation::default(),
         }
     }
 }
@@ -104,6 +120,7 @@ enum Msg {
     Progress(Option<ProgressView>),
     Toast(Toast),
     Touch(TouchEvent),
+    Orientation(Orientation),
     Quit,
 }
 
@@ -299,6 +316,11 @@ impl UiHandle {
     pub fn touch(&self, event: TouchEvent) {
         let _ = self.tx.send(Msg::Touch(event));
     }
+    /// Turns the screen and corrects touches from now on (see
+    /// [`crate::orient`]); the whole screen is drawn again.
+    pub fn set_orientation(&self, orientation: Orientation) {
+        let _ = self.tx.send(Msg::Orientation(orientation));
+    }
     /// Makes [`Ui::run`] return.
     pub fn quit(&self) {
         let _ = self.tx.send(Msg::Quit);
@@ -316,6 +338,9 @@ pub mod ignored {
     pub const NO_PROMPT: &str = "no_prompt";
     /// Both push buttons were down at once: neither press counts.
     pub const BOTH_PRESSED: &str = "both_pressed";
+    /// Approve on the confirm-open of a private contact, which has no
+    /// Open for laptop (issue 19): only Read here opens it.
+    pub const NOT_FOR_LAPTOP: &str = "not_for_laptop";
 }
 
 /// What became of one push of a physical button (press and release).
@@ -334,7 +359,8 @@ pub struct ButtonRecord {
 pub struct TapRecord {
     /// Taps handled before this one (counts from 0).
     pub seq: u64,
-    /// Where the finger was lifted.
+    /// Where the finger was lifted, as the touch source said (panel
+    /// pixels, before the owner's correction and turn).
     pub x: u32,
     pub y: u32,
     /// `None` if the tap went to the screen; else why it was dropped (one
@@ -485,6 +511,10 @@ struct ActivePrompt {
     prompt: Prompt,
     reply: Sender<Decision>,
     shown_at: Duration,
+    /// Taps count from `shown_at + arm_after`.
+    arm_after: Duration,
+    /// It came right after a withdrawn one ([`UiConfig::changed_arm_delay`]).
+    changed: bool,
     deadline: Duration,
     last_secs: u64,
     /// The trace already says the buttons are armed.
@@ -558,6 +588,11 @@ pub struct Ui {
     config: UiConfig,
     layout: Layout,
     frame: Frame,
+    /// The frame turned by 180° on its way to the display (upside down).
+    turned: Frame,
+    /// The whole frame goes to the display at the next render (the
+    /// orientation changed).
+    present_all: bool,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
     ids: Arc<AtomicU64>,
@@ -576,6 +611,8 @@ pub struct Ui {
     about: AboutView,
     progress: Option<ProgressView>,
     prompt: Option<ActivePrompt>,
+    /// When the last prompt was withdrawn (not answered by the owner).
+    withdrawn_at: Option<Duration>,
     /// The push buttons that are down (Approve, Reject), as [`Press`]es.
     held: [Option<Press>; 2],
     toast: Option<(Toast, Duration)>,
@@ -636,6 +673,8 @@ impl Ui {
             config,
             layout,
             frame: Frame::new(width, height),
+            turned: Frame::new(0, 0),
+            present_all: false,
             tx,
             rx,
             ids: Arc::default(),
@@ -650,6 +689,7 @@ impl Ui {
             about: AboutView::default(),
             progress: None,
             prompt: None,
+            withdrawn_at: None,
             held: [None; 2],
             toast: None,
             user_screen: UserScreen::Home,
@@ -829,13 +869,52 @@ impl Ui {
             Some(d) => {
                 // Trace first: whoever sees the new frame finds its trace.
                 self.trace.set(self.trace());
-                if !d.is_empty() {
-                    self.display.present(&self.frame, d)?;
+                if self.present_all {
+                    self.present_all = false;
+                    self.present(self.whole())?;
+                } else if !d.is_empty() {
+                    self.present(d)?;
                 }
+                Ok(true)
+            }
+            None if self.present_all => {
+                self.present_all = false;
+                self.trace.set(self.trace());
+                self.present(self.whole())?;
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    fn whole(&self) -> Rect {
+        Rect::new(0, 0, self.frame.width, self.frame.height)
+    }
+
+    /// Shows `dirty` of the frame on the display, turned by 180° when the
+    /// owner's orientation says the panel is upside down.
+    fn present(&mut self, dirty: Rect) -> Result<(), UiError> {
+        if !self.config.orientation.upside_down {
+            return self.display.present(&self.frame, dirty);
+        }
+        let (w, h) = (self.frame.width, self.frame.height);
+        if self.turned.width != w || self.turned.height != h {
+            self.turned = Frame::new(w, h);
+        }
+        let x1 = (dirty.x + dirty.w).min(w);
+        let y1 = (dirty.y + dirty.h).min(h);
+        let (x0, y0) = (dirty.x.min(x1), dirty.y.min(y1));
+        let wu = w as usize;
+        for y in y0..y1 {
+            let src = y as usize * wu;
+            let dst = (h - 1 - y) as usize * wu;
+            for x in x0..x1 {
+                self.turned.pixels[dst + (w - 1 - x) as usize] =
+                    self.frame.pixels[src + x as usize];
+            }
+        }
+        let turned = Rect::new(w - x1, h - y1, x1 - x0, y1 - y0);
+        self.display.present(&self.turned, turned)
     }
 
     /// Redraws and presents the whole screen, e.g. after the display lost
@@ -857,7 +936,7 @@ impl Ui {
             dirty = Rect::new(o.x.max(0) as u32, o.y.max(0) as u32, s.width, s.height);
         });
         if !dirty.is_empty() {
-            self.display.present(&self.frame, dirty)?;
+            self.present(dirty)?;
         }
         Ok(dirty)
     }
@@ -913,6 +992,11 @@ impl Ui {
             buttons,
             toast: self.toast_text.clone(),
             prompt: self.prompt.as_ref().map(|p| p.id),
+            upside_down: self
+                .config
+                .orientation
+                .upside_down
+                .then_some([self.frame.width, self.frame.height]),
         }
     }
 
@@ -978,7 +1062,7 @@ impl Ui {
         let mut next = Duration::from_secs(1);
         if let Some(p) = &self.prompt {
             // Wake when the buttons arm, so the trace says so at once.
-            let arms_at = p.shown_at + self.config.arm_delay;
+            let arms_at = p.shown_at + p.arm_after;
             if !p.armed_traced && arms_at > now {
                 next = next.min(arms_at - now);
             }
@@ -1009,11 +1093,23 @@ impl Ui {
                 }
                 let now = self.clock.now();
                 let timeout = prompt.timeout();
+                // Only the prompt right after the withdrawn one.
+                let changed = self
+                    .withdrawn_at
+                    .take()
+                    .is_some_and(|t| now.saturating_sub(t) <= self.config.changed_window);
+                let arm_after = if changed {
+                    self.config.arm_delay.max(self.config.changed_arm_delay)
+                } else {
+                    self.config.arm_delay
+                };
                 self.prompt = Some(ActivePrompt {
                     id,
                     prompt,
                     reply,
                     shown_at: now,
+                    arm_after,
+                    changed,
                     deadline: now + timeout,
                     last_secs: u64::MAX,
                     armed_traced: false,
@@ -1027,6 +1123,7 @@ impl Ui {
             }
             Msg::Cancel(id) => {
                 if self.prompt.as_ref().is_some_and(|p| p.id == id) {
+                    self.withdrawn_at = Some(self.clock.now());
                     self.resolve(Decision::Cancelled);
                 }
             }
@@ -1122,6 +1219,12 @@ impl Ui {
                 }
             }
             Msg::Touch(e) => self.on_touch(e),
+            Msg::Orientation(o) => {
+                self.config.orientation = o;
+                // The trace says which way up; the display gets it all.
+                self.present_all = true;
+                self.content_dirty = true;
+            }
             Msg::Quit => self.quit = true,
         }
     }
@@ -1148,7 +1251,7 @@ impl Ui {
 
     fn prompt_armed(&self) -> bool {
         match &self.prompt {
-            Some(p) => self.clock.now() >= p.shown_at + self.config.arm_delay,
+            Some(p) => self.clock.now() >= p.shown_at + p.arm_after,
             None => true,
         }
     }
@@ -1158,6 +1261,30 @@ impl Ui {
         if self.content_dirty {
             self.refresh();
         }
+        if self.on_target(e) {
+            return;
+        }
+        // From the source's (panel) pixels to the UI's: the owner's
+        // correction, then the turn (see `crate::orient`).
+        let o = self.config.orientation;
+        let size = self.size();
+        // The tap's record keeps where the source said (what a sender of
+        // taps waits for, `TraceHandle::wait_tap`).
+        let raw = e;
+        let e = match e {
+            TouchEvent::Down { x, y } => {
+                let (x, y) = o.touch_to_logical(x, y, size);
+                TouchEvent::Down { x, y }
+            }
+            TouchEvent::Move { x, y } => {
+                let (x, y) = o.touch_to_logical(x, y, size);
+                TouchEvent::Move { x, y }
+            }
+            TouchEvent::Up { x, y } => {
+                let (x, y) = o.touch_to_logical(x, y, size);
+                TouchEvent::Up { x, y }
+            }
+        };
         let pos = |x: u32, y: u32| LogicalPosition::new(x as f32, y as f32);
         match e {
             TouchEvent::Down { x, y } => {
@@ -1215,11 +1342,50 @@ impl Ui {
                 // Record after the actions ran, below: a reader that sees
                 // the record sees the tap's effect too.
                 self.run_actions();
-                self.trace.record_tap(x, y, verdict);
+                let (rx, ry) = match raw {
+                    TouchEvent::Up { x, y } => (x, y),
+                    _ => (x, y),
+                };
+                self.trace.record_tap(rx, ry, verdict);
                 return;
             }
         }
         self.run_actions();
+    }
+
+    /// A touch on a target step (see [`crate::choice`]): the release ends
+    /// the step with where it landed, in panel pixels before the
+    /// correction. Returns whether the touch was the step's.
+    fn on_target(&mut self, e: TouchEvent) -> bool {
+        let Some(target) = (match (&self.prompt, &self.progress, &self.text, &self.choice) {
+            (None, None, None, Some(c)) => c.request.target.clone(),
+            _ => None,
+        }) else {
+            return false;
+        };
+        match e {
+            TouchEvent::Down { .. } => {
+                self.trace.touched();
+                self.press = Some(Press {
+                    prompt: None,
+                    ignored: None,
+                });
+            }
+            TouchEvent::Move { .. } => {}
+            TouchEvent::Up { x, y } => {
+                self.press = None;
+                let size = self.size();
+                let (tx, ty) = screens::target_center(&target, size);
+                let target = self.config.orientation.turn(tx, ty, size);
+                self.end_choice(ChoiceAnswer::Tapped {
+                    at: (x, y),
+                    target,
+                    size,
+                });
+                self.trace.record_tap(x, y, None);
+            }
+        }
+        true
     }
 
     /// A push button's press or release (see the module doc).
@@ -1259,6 +1425,9 @@ impl Ui {
                 ignored: Some(why), ..
             } => Some(why),
             p if p.prompt != now_on => Some(ignored::PROMPT_CHANGED),
+            _ if button == PushButton::Approve && !self.laptop_may_approve() => {
+                Some(ignored::NOT_FOR_LAPTOP)
+            }
             _ => None,
         };
         if verdict.is_none() {
@@ -1268,6 +1437,26 @@ impl Ui {
             });
         }
         self.trace.record_button(button, verdict);
+    }
+
+    /// Approve may answer the prompt on screen: false only on the
+    /// confirm-open of a private contact (no Open for laptop).
+    fn laptop_may_approve(&self) -> bool {
+        !matches!(
+            self.prompt.as_ref().map(|p| &p.prompt),
+            Some(Prompt::Open {
+                for_laptop: false,
+                ..
+            })
+        )
+    }
+
+    /// A confirm-open is on screen (Read here answers it).
+    fn is_open_prompt(&self) -> bool {
+        matches!(
+            self.prompt.as_ref().map(|p| &p.prompt),
+            Some(Prompt::Open { .. })
+        )
     }
 
     fn run_actions(&mut self) {
@@ -1283,7 +1472,10 @@ impl Ui {
 
     fn on_action(&mut self, id: &str) {
         match id {
-            "approve" if self.prompt.is_some() => self.resolve(Decision::Approve),
+            "approve" if self.prompt.is_some() && self.laptop_may_approve() => {
+                self.resolve(Decision::Approve)
+            }
+            "read-here" if self.is_open_prompt() => self.resolve(Decision::ReadHere),
             "reject" if self.prompt.is_some() => self.resolve(Decision::Reject),
             "message-up" | "message-down" if self.prompt.is_some() => {
                 let rows = screens::message_geometry(self.layout).1;
@@ -1545,7 +1737,7 @@ impl Ui {
         if let (None, None, None, Some(c)) =
             (&self.prompt, &self.progress, &self.text, &self.choice)
         {
-            self.screen_texts = screens::apply_choice(&self.app, &c.request);
+            self.screen_texts = screens::apply_choice(&self.app, &c.request, self.size());
             self.app.set_screen(name.into());
             self.toast_text = screens::apply_toast(&self.app, self.toast.as_ref().map(|(t, _)| t));
             self.update_countdown();
@@ -1553,8 +1745,13 @@ impl Ui {
         }
         self.screen_texts = match (&self.prompt, &self.progress, &self.text, &self.user_screen) {
             (Some(p), _, _, _) => {
-                let (texts, top) =
-                    screens::apply_prompt(&self.app, self.layout, &p.prompt, p.message_top);
+                let (texts, top) = screens::apply_prompt(
+                    &self.app,
+                    self.layout,
+                    &p.prompt,
+                    p.message_top,
+                    p.changed,
+                );
                 if let Some(p) = self.prompt.as_mut() {
                     p.message_top = top;
                 }

@@ -15,6 +15,7 @@ use common::*;
 use otc_ui::sink::memory::frame_to_png;
 use otc_ui::*;
 use std::path::PathBuf;
+use std::time::Duration;
 
 fn out_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -228,6 +229,9 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     snapshot(&format!("confirm-seal-note-{size}"), &r);
     r.handle.cancel(&t);
     r.step();
+    // Past the window in which the next prompt would be a changed
+    // request (issue 23): these goldens show prompts as they first come.
+    r.advance(Duration::from_secs(3));
 
     // The message on confirm-seal (issue 19), golden at both sizes: a
     // long one that scrolls, with bidi, zero-width, CJK and emoji.
@@ -246,6 +250,9 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     );
     r.handle.cancel(&t);
     r.step();
+    // Past the window in which the next prompt would be a changed
+    // request (issue 23): these goldens show prompts as they first come.
+    r.advance(Duration::from_secs(3));
     let mut binary = seal();
     if let Prompt::Seal { message, .. } = &mut binary {
         *message = Some(MessageView::of_bytes(&[0xff; 100]));
@@ -254,6 +261,9 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     snapshot(&format!("confirm-seal-binary-{size}"), &r);
     r.handle.cancel(&t);
     r.step();
+    // Past the window in which the next prompt would be a changed
+    // request (issue 23): these goldens show prompts as they first come.
+    r.advance(Duration::from_secs(3));
 
     let t = r.prompt(open());
     snapshot(&format!("confirm-open-{size}"), &r);
@@ -262,11 +272,17 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     }
     r.handle.cancel(&t);
     r.step();
+    // Past the window in which the next prompt would be a changed
+    // request (issue 23): these goldens show prompts as they first come.
+    r.advance(Duration::from_secs(3));
 
     let t = r.prompt(pair());
     snapshot(&format!("pairing-{size}"), &r);
     r.handle.cancel(&t);
     r.step();
+    // Past the window in which the next prompt would be a changed
+    // request (issue 23): these goldens show prompts as they first come.
+    r.advance(Duration::from_secs(3));
 
     r.handle.show_progress(ProgressView {
         title: "Creating pad for erin".into(),

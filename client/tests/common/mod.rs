@@ -113,6 +113,14 @@ impl Hostile {
                     }
                     let head = String::from_utf8_lossy(&head).to_string();
                     script(&head, &mut s);
+                    // Close gently: a request body left unread would make
+                    // the close a reset, which can reach the client before
+                    // it reads the reply (a flake under load). Say we are
+                    // done, then take what it still sends (bounded).
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut sink = [0u8; 4096];
+                    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
                 });
             }
         });

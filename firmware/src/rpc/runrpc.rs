@@ -100,6 +100,10 @@ enum Typed {
     },
 }
 
+/// What the original client's `unpackage` returns as the message of one
+/// the owner read on the device (the shape is that of any open).
+const READ_ON_DEVICE: &str = "(read on the device)";
+
 fn typed(body: &[u8]) -> Result<Typed, String> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("the body is not an rpc call: expected a JSON object".into());
@@ -271,6 +275,16 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             package: package_b64,
         };
         match self.open(req, still_wanted) {
+            // Read on the device (issue 19): the original client shows
+            // `message` as the contact's text, so it gets this fixed note
+            // in its place, never the text (README "Read here").
+            Ok(r) if r.read_on_device => UnpackageReturn {
+                success: true,
+                message: Some(READ_ON_DEVICE.to_string()),
+                error: None,
+                skip_detected: r.warnings.contains(&Warning::Skipped),
+                reuse_detected: r.warnings.contains(&Warning::Replay),
+            },
             Ok(r) => {
                 let message = r.message.unwrap_or_else(|| {
                     let bytes = b64::decode(&r.message_b64).unwrap_or_default();

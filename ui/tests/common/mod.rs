@@ -142,6 +142,7 @@ pub fn open() -> Prompt {
         ],
         timeout: Duration::from_secs(30),
         client_note: None,
+        for_laptop: true,
     }
 }
 
