@@ -42,6 +42,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -83,7 +84,10 @@ pub const LINGER: Duration = Duration::from_secs(2);
 
 /// File descriptors one open connection uses: its socket (the
 /// thread-per-connection relay also held a copy to close it by).
-pub const FDS_PER_CONNECTION: usize = 1;
+pub const FDS_PER_CONNECTION: usize = 2;
+/// (A long poll holds a second one: a duplicate of its socket that
+/// watches for the client going away, `Parked`.)
+///
 /// File descriptors kept free for everything else (database, listener,
 /// the runtime's own, stdio).
 pub const FDS_RESERVED: usize = 16;
@@ -102,8 +106,10 @@ impl Conns {
         self.open.len()
     }
 
-    /// Closes the connection idle the longest, if one has been idle for
-    /// [`EVICT_AFTER`]; whether one was.
+    /// Makes room for one more connection: closes the connection idle the
+    /// longest, if one has been idle for [`EVICT_AFTER`]; failing that,
+    /// ends the longest-parked long poll early (answered with what there
+    /// is, then closed). Whether one was.
     fn evict_one(&mut self) -> bool {
         let now = Instant::now();
         let victim = self
@@ -112,14 +118,47 @@ impl Conns {
             .filter_map(|s| s.idle_since().map(|t| (t, s)))
             .filter(|(t, _)| now.duration_since(*t) >= EVICT_AFTER)
             .min_by_key(|(t, _)| *t);
-        match victim {
+        if let Some((_, s)) = victim {
+            lock(&s.inner).evict = true;
+            s.changed.notify_one();
+            return true;
+        }
+        self.cut_oldest_waiter(None, true)
+    }
+
+    /// Ends the longest-parked long poll (of address `ip`, or of any):
+    /// it is answered at once with what there is (nothing), and its
+    /// connection closed after that if `close`. Whether one was.
+    fn cut_oldest_waiter(&mut self, ip: Option<IpAddr>, close: bool) -> bool {
+        let oldest = self
+            .open
+            .values()
+            .filter(|s| ip.is_none_or(|ip| s.ip == ip))
+            .filter_map(|s| lock(&s.inner).parked.map(|t| (t, s)))
+            .min_by_key(|(t, _)| *t);
+        match oldest {
             Some((_, s)) => {
-                lock(&s.inner).evict = true;
-                s.changed.notify_one();
+                {
+                    let mut i = lock(&s.inner);
+                    i.parked = None;
+                    i.cut = true;
+                    i.close_after |= close;
+                }
+                s.cut.notify_waiters();
                 true
             }
             None => false,
         }
+    }
+
+    /// Long polls parked now: from address `ip`, and in all.
+    fn waiters(&self, ip: IpAddr) -> (usize, usize) {
+        self.open
+            .values()
+            .filter(|s| lock(&s.inner).parked.is_some())
+            .fold((0, 0), |(mine, all), s| {
+                (mine + usize::from(s.ip == ip), all + 1)
+            })
     }
 }
 
@@ -129,6 +168,14 @@ pub(crate) struct ConnState {
     inner: Mutex<Inner>,
     /// Something changed that may move a deadline.
     changed: Notify,
+    /// The address it is counted under ([`address_key`]).
+    ip: IpAddr,
+    /// A duplicate of its socket, which a parked long poll watches for
+    /// the client going away ([`Parked`]); `None` while one does (or if
+    /// the duplicate could not be made).
+    watch: Mutex<Option<OwnedFd>>,
+    /// Ends its long poll early ([`Conns::cut_oldest_waiter`]).
+    cut: Notify,
 }
 
 struct Inner {
@@ -149,6 +196,13 @@ struct Inner {
     /// The gate refused a request: the reply, and how many body bytes to
     /// take (and drop) after it.
     refusal: Option<(Refusal, usize)>,
+    /// Since when a long poll on it has been parked (waiting for a message).
+    parked: Option<Instant>,
+    /// Its long poll was ended early ([`Conns::cut_oldest_waiter`]).
+    cut: bool,
+    /// Close it after the reply in hand (its long poll was ended to make
+    /// room for another connection).
+    close_after: bool,
 }
 
 /// What a passed deadline does.
@@ -158,7 +212,7 @@ enum Action {
 }
 
 impl ConnState {
-    fn new() -> ConnState {
+    fn new(ip: IpAddr, watch: Option<OwnedFd>) -> ConnState {
         ConnState {
             inner: Mutex::new(Inner {
                 request_started: None,
@@ -168,8 +222,14 @@ impl ConnState {
                 write_blocked: None,
                 evict: false,
                 refusal: None,
+                parked: None,
+                cut: false,
+                close_after: false,
             }),
             changed: Notify::new(),
+            ip,
+            watch: Mutex::new(watch),
+            cut: Notify::new(),
         }
     }
 
@@ -242,10 +302,111 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn shown(key: IpAddr) -> String {
+/// How an address key is named in refusals: IPv6 with its /64.
+pub(crate) fn shown(key: IpAddr) -> String {
     match key {
         IpAddr::V4(a) => a.to_string(),
         IpAddr::V6(a) => format!("{a}/64"),
+    }
+}
+
+/// How a parked long poll's wait ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum WaitEnd {
+    /// What it waited for happened (a message, the deadline, the stop).
+    Woken,
+    /// Ended early, to make room for another long poll or connection.
+    Cut,
+    /// The client closed or reset the connection.
+    Gone,
+}
+
+/// A long poll parked on its connection. While it lives it counts against
+/// the waiter caps (`--max-waiters`, `--max-waiters-per-ip`), can be
+/// ended early to make room, and watches its socket (a duplicate, through
+/// epoll's read-hang-up) so that a client that closes or resets is let go
+/// at once instead of holding its connection for the whole wait.
+pub(crate) struct Parked<'a> {
+    sh: &'a Shared,
+    conn: &'a Arc<ConnState>,
+    watch: Option<TcpStream>,
+}
+
+impl<'a> Parked<'a> {
+    /// Parks a long poll on `conn`. At a waiter cap, the address's own
+    /// longest-parked poll (at `max_waiters_per_ip`) or the longest-parked
+    /// of all (at `max_waiters`) is ended first, answered with what there
+    /// is (nothing): a new long poll always parks, and waiters never take
+    /// the connections that sends and short polls need.
+    pub(crate) fn new(sh: &'a Shared, conn: &'a Arc<ConnState>) -> Parked<'a> {
+        {
+            let mut c = lock(&sh.conns);
+            let (mine, all) = c.waiters(conn.ip);
+            if mine >= sh.cfg.max_waiters_per_ip {
+                c.cut_oldest_waiter(Some(conn.ip), false);
+            } else if all >= sh.cfg.max_waiters {
+                c.cut_oldest_waiter(None, false);
+            }
+            let mut i = lock(&conn.inner);
+            i.parked = Some(Instant::now());
+            i.cut = false;
+        }
+        let watch = lock(&conn.watch)
+            .take()
+            .and_then(|fd| TcpStream::from_std(std::net::TcpStream::from(fd)).ok());
+        Parked { sh, conn, watch }
+    }
+
+    /// Waits for `woken`, an early end, or the client going away. After
+    /// `Cut` or `Gone`, the poll answers at once with what it has; after
+    /// `Gone`, its connection closes after that reply.
+    pub(crate) async fn wait(&self, woken: impl Future<Output = ()>) -> WaitEnd {
+        let cut = self.conn.cut.notified();
+        tokio::pin!(cut);
+        cut.as_mut().enable();
+        if lock(&self.conn.inner).cut {
+            return WaitEnd::Cut;
+        }
+        tokio::select! {
+            _ = woken => WaitEnd::Woken,
+            _ = cut => WaitEnd::Cut,
+            _ = gone(self.watch.as_ref()) => {
+                self.conn.change(|i| i.close_after = true);
+                WaitEnd::Gone
+            }
+        }
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        // Under the connections' lock, like the cut, so that a cut never
+        // lands on a poll that has already ended.
+        let c = lock(&self.sh.conns);
+        lock(&self.conn.inner).parked = None;
+        drop(c);
+        if let Some(w) = self.watch.take()
+            && let Ok(w) = w.into_std()
+        {
+            *lock(&self.conn.watch) = Some(OwnedFd::from(w));
+        }
+    }
+}
+
+/// Ends when the client behind `watch` has closed its side or reset the
+/// connection (never, without a watch). Data waiting on the socket (a
+/// pipelined request, TLS bytes) is not an end: the hang-up is checked
+/// again every 250 ms while it waits.
+async fn gone(watch: Option<&TcpStream>) {
+    let Some(w) = watch else {
+        return std::future::pending().await;
+    };
+    loop {
+        match w.ready(tokio::io::Interest::READABLE).await {
+            Err(_) => return,
+            Ok(r) if r.is_read_closed() || r.is_error() => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
     }
 }
 
@@ -325,7 +486,8 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     }
     c.next_id += 1;
     let id = c.next_id;
-    let state = Arc::new(ConnState::new());
+    let watch = stream.as_fd().try_clone_to_owned().ok();
+    let state = Arc::new(ConnState::new(ip, watch));
     c.open.insert(id, state.clone());
     *c.per_ip.entry(ip).or_default() += 1;
     drop(c);
@@ -695,7 +857,12 @@ fn reply(status: u16, ctype: &'static str, body: String) -> Reply {
 }
 
 /// One request (its head passed by the gate) to its reply.
-async fn handle(sh: Arc<Shared>, req: Request<Incoming>, ip: IpAddr) -> Reply {
+async fn handle(
+    sh: Arc<Shared>,
+    req: Request<Incoming>,
+    ip: IpAddr,
+    conn: Arc<ConnState>,
+) -> Reply {
     let (parts, body) = req.into_parts();
     let head = Head {
         method: parts.method.as_str().to_owned(),
@@ -712,7 +879,7 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>, ip: IpAddr) -> Reply {
     };
     let limit = sh.cfg.max_message + 4096;
     let routed = match Limited::new(body, limit).collect().await {
-        Ok(b) => crate::route(&sh, &head, &b.to_bytes(), ip).await,
+        Ok(b) => crate::route(&sh, &head, &b.to_bytes(), ip, Some(&conn)).await,
         Err(_) => Err(parse::err(
             408,
             "the request body did not arrive whole in time",
@@ -723,7 +890,7 @@ async fn handle(sh: Arc<Shared>, req: Request<Incoming>, ip: IpAddr) -> Reply {
         Ok(crate::Body::Html(s)) => reply(200, "text/html; charset=utf-8", s),
         Err(e) => reply(e.0, JSON, json_error(&e)),
     };
-    if *sh.stop_rx.borrow() {
+    if *sh.stop_rx.borrow() || lock(&conn.inner).close_after {
         r.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
@@ -762,9 +929,9 @@ async fn serve(stream: TcpStream, ip: IpAddr, slot: Slot) {
     let svc = {
         let (sh, state) = (sh.clone(), state.clone());
         hyper::service::service_fn(move |req| {
-            let (sh, answered) = (sh.clone(), Answered(state.clone()));
+            let (sh, conn, answered) = (sh.clone(), state.clone(), Answered(state.clone()));
             async move {
-                let r = handle(sh, req, ip).await;
+                let r = handle(sh, req, ip, conn).await;
                 drop(answered);
                 Ok::<_, Infallible>(r)
             }
@@ -910,7 +1077,7 @@ mod tests {
         assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
         assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
         assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(connections_for(64), 48);
+        assert_eq!(connections_for(64), 24);
         assert_eq!(connections_for(0), 1);
     }
 }

@@ -14,6 +14,12 @@
 //! | requests per second per IP    | 429    | `--rate`, `--burst`  |
 //! | open connections per IP (v6: /64) | 429 | `--max-connections-per-ip` |
 //! | open connections in all, none idle | 503 | `--max-connections`  |
+//! | bytes of messages stored in all | 507 | `--max-bytes`          |
+//! | bytes stored per address per UTC day | 429 | `--daily-bytes-per-address` |
+//!
+//! Long polls are not refused but capped apart (`--max-waiters`,
+//! `--max-waiters-per-ip`): one over a cap ends the longest-parked early,
+//! answered with nothing (`http::Parked`).
 //!
 //! Modules: [`http`] reads the client's bytes (connections, caps,
 //! deadlines), [`parse`] turns them into requests (pure, fuzzed), this file
@@ -31,7 +37,8 @@
 //!   bound the memory.
 //! - Every refusal is 4xx, the client's to fix, except two that are not
 //!   the client's fault: 503 (the relay is full of connections) and 507
-//!   (the disk failed; nothing was stored).
+//!   (the relay is full, `--max-bytes`, or the disk failed; nothing was
+//!   stored either way).
 //! - Mischief (`--mischief`) is in memory only: pending tricks and a
 //!   message held back for `reorder` are lost on restart (a held message
 //!   has already been acknowledged to its sender, which is the point of
@@ -64,6 +71,47 @@ pub use parse::MAX_UID_BYTES;
 
 /// The longest long-poll a client may ask for, in seconds.
 pub const MAX_WAIT_SECS: u64 = 30;
+/// The default of `--max-bytes`: 1 GiB of messages in all.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// The default of `--daily-bytes-per-address`: 64 MiB per address per day.
+pub const DEFAULT_DAILY_BYTES: u64 = 64 << 20;
+/// What one stored message costs beyond its three strings (the row, its
+/// index entries, the dedupe key), counted into the budgets so that tiny
+/// messages cannot fill a disk for free.
+pub const MESSAGE_OVERHEAD: u64 = 96;
+
+/// The bytes a message counts for in `--max-bytes` and the daily
+/// allowance: its sender, recipient and contents, plus
+/// [`MESSAGE_OVERHEAD`]. The stores sum the same in SQL.
+pub fn message_bytes(sender: &str, recipient: &str, contents: &str) -> u64 {
+    (sender.len() + recipient.len() + contents.len()) as u64 + MESSAGE_OVERHEAD
+}
+
+/// Reads a size: a whole number of bytes with an optional suffix K, M,
+/// G or T (powers of 1024; `KiB`, `MB` and the like also taken, all as
+/// powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let bad = || {
+        format!(
+            "{text:?} is not a size: give a number of bytes, optionally with K, M, G or T (e.g. 512M)"
+        )
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large a size"))
+}
+
 /// Characters of `contents` echoed back in `echo_tail`.
 pub const ECHO_TAIL_CHARS: usize = 16;
 
@@ -145,6 +193,17 @@ pub struct Config {
     pub max_connections: usize,
     /// Most connections open at once from one client address.
     pub max_connections_per_ip: usize,
+    /// Most long polls parked at once; one more ends the longest-parked.
+    pub max_waiters: usize,
+    /// Most long polls parked at once from one address; one more ends
+    /// that address's longest-parked.
+    pub max_waiters_per_ip: usize,
+    /// Most bytes of messages stored in all ([`message_bytes`] each); a
+    /// send past it is refused with 507.
+    pub max_bytes: u64,
+    /// Most bytes of messages one client address may store per UTC day
+    /// (IPv6 by /64); a send past it is refused with 429.
+    pub daily_bytes_per_address: u64,
     /// Most messages in one `/getmessages` reply.
     pub max_count: usize,
     /// Serve `/mischief`.
@@ -178,6 +237,10 @@ impl Config {
             burst: 200.0,
             max_connections: 256,
             max_connections_per_ip: 32,
+            max_waiters: 192,
+            max_waiters_per_ip: 16,
+            max_bytes: DEFAULT_MAX_BYTES,
+            daily_bytes_per_address: DEFAULT_DAILY_BYTES,
             max_count: 100,
             mischief: false,
             keep: Some(Duration::from_secs(30 * 24 * 3600)),
@@ -227,8 +290,60 @@ struct Bucket {
     at: Instant,
 }
 
+/// Bytes each client address stored today (UTC), for
+/// `--daily-bytes-per-address`. In memory, per process, bounded: at
+/// [`Daily::MOST`] addresses the one that stored least today is
+/// forgotten (it gets a fresh allowance, which gains an attacker at most
+/// that little).
+#[derive(Default)]
+struct Daily {
+    day: u64,
+    used: HashMap<IpAddr, u64>,
+}
+
+impl Daily {
+    const MOST: usize = 65_536;
+
+    /// Charges `size` bytes to `ip`, or refuses (429) past `allowance`.
+    fn charge(&mut self, ip: IpAddr, size: u64, allowance: u64) -> Result<(), Refusal> {
+        let today = store::unix_now() / 86_400;
+        if today != self.day {
+            self.day = today;
+            self.used.clear();
+        }
+        if !self.used.contains_key(&ip)
+            && self.used.len() >= Self::MOST
+            && let Some(least) = self.used.iter().min_by_key(|(_, n)| **n).map(|(k, _)| *k)
+        {
+            self.used.remove(&least);
+        }
+        let used = self.used.entry(ip).or_default();
+        if used.saturating_add(size) > allowance {
+            return Err(err(
+                429,
+                format!(
+                    "{} has stored {used} bytes of messages today, and this one ({size}) would \
+                     pass its allowance of {allowance} per day (--daily-bytes-per-address); \
+                     try again after midnight UTC",
+                    http::shown(ip)
+                ),
+            ));
+        }
+        *used += size;
+        Ok(())
+    }
+
+    /// Gives back a charge whose send was not stored.
+    fn refund(&mut self, ip: IpAddr, size: u64) {
+        if let Some(n) = self.used.get_mut(&ip) {
+            *n = n.saturating_sub(size);
+        }
+    }
+}
+
 pub(crate) struct Shared {
     cfg: Config,
+    daily: Mutex<Daily>,
     store: Box<dyn Storage>,
     /// Woken (all waiters) when messages become visible, and at stop.
     arrived: Arc<Notify>,
@@ -292,6 +407,8 @@ impl Relay {
             );
             cfg.max_connections = most;
         }
+        cfg.max_waiters = cfg.max_waiters.clamp(1, cfg.max_connections);
+        cfg.max_waiters_per_ip = cfg.max_waiters_per_ip.clamp(1, cfg.max_waiters);
         let tls = match &cfg.tls {
             Some((cert, key)) => Some(Mutex::new(load_tls(cert, key).map_err(RelayFailure::Tls)?)),
             None => None,
@@ -365,6 +482,7 @@ impl Relay {
             arrived,
             mischief: Mutex::new(MischiefState::default()),
             buckets: Mutex::new(HashMap::new()),
+            daily: Mutex::new(Daily::default()),
             conns: Mutex::new(http::Conns::default()),
             stop: AtomicBool::new(false),
             stop_tx,
@@ -407,6 +525,12 @@ impl Relay {
     /// there when it looked).
     pub fn long_polls_parked(&self) -> u64 {
         self.shared.parked.load(Ordering::SeqCst)
+    }
+
+    /// How many connections are open now (long polls and idle ones
+    /// included).
+    pub fn open_connections(&self) -> usize {
+        lock(&self.shared.conns).open_count()
     }
 
     /// Serves until the process ends.
@@ -460,16 +584,22 @@ fn json<T: Serialize>(v: &T) -> Reply {
 }
 
 /// One request, read whole by [`http`], to its reply.
-pub(crate) async fn route(sh: &Arc<Shared>, head: &Head, body: &[u8], ip: IpAddr) -> Reply {
+pub(crate) async fn route(
+    sh: &Arc<Shared>,
+    head: &Head,
+    body: &[u8],
+    ip: IpAddr,
+    conn: Option<&Arc<http::ConnState>>,
+) -> Reply {
     rate_check(sh, http::address_key(ip))?;
     let q = parse::parse_form(head.query.as_bytes());
     match (head.method.as_str(), head.path.as_str()) {
         ("GET", CHECK) => json(&CheckResponse::ok()),
         ("POST", SEND) => {
             let f = parse::parse_body(head.content_type.as_deref(), body)?;
-            send(sh, parse::send_request(&f, sh.cfg.max_message)?).await
+            send(sh, parse::send_request(&f, sh.cfg.max_message)?, ip).await
         }
-        ("GET", GET_MESSAGES) => get_messages(sh, &parse::get_messages_query(&q)?).await,
+        ("GET", GET_MESSAGES) => get_messages(sh, &parse::get_messages_query(&q)?, conn).await,
         ("GET", GET_NEXT_REF) => {
             parse::uid(&q, "recipient_uid")?;
             json(&NextRefResponse {
@@ -519,18 +649,25 @@ fn rate_check(sh: &Shared, ip: IpAddr) -> Result<(), Refusal> {
     Ok(())
 }
 
-async fn send(sh: &Arc<Shared>, req: SendRequest) -> Reply {
+async fn send(sh: &Arc<Shared>, req: SendRequest, ip: IpAddr) -> Reply {
     let echo_tail = parse::echo_tail(&req.contents, ECHO_TAIL_CHARS).to_owned();
+    let size = message_bytes(&req.sender_uid, &req.recipient_uid, &req.contents);
+    let ip = http::address_key(ip);
+    lock(&sh.daily).charge(ip, size, sh.cfg.daily_bytes_per_address)?;
     let s = sh.clone();
     let answer = sh
         .store
         .write(Box::new(move |t: &mut dyn Txn| deliver(&s, &req, t)));
-    let msg_ref = answer.await.map_err(|_| {
-        err(
-            507,
-            "the relay's storage stopped; the message was not stored",
-        )
-    })??;
+    let msg_ref = answer
+        .await
+        .map_err(|_| {
+            err(
+                507,
+                "the relay's storage stopped; the message was not stored",
+            )
+        })
+        .and_then(|r| r)
+        .inspect_err(|_| lock(&sh.daily).refund(ip, size))?;
     json(&SendResponse {
         received: true,
         echo_tail,
@@ -550,6 +687,19 @@ fn deliver(sh: &Shared, m: &SendRequest, store: &mut dyn Txn) -> Result<u64, Ref
         .map_err(storage)?
     {
         return Ok(msg_ref);
+    }
+    let size = message_bytes(&m.sender_uid, &m.recipient_uid, &m.contents);
+    let stored = store.stored_bytes();
+    if stored.saturating_add(size) > sh.cfg.max_bytes {
+        return Err(err(
+            507,
+            format!(
+                "the relay is full: it keeps at most {} bytes of messages (--max-bytes) and \
+                 holds {stored}; nothing was stored. Space comes back as messages expire; \
+                 try again later",
+                sh.cfg.max_bytes
+            ),
+        ));
     }
     if store.mailbox_len(&m.recipient_uid).map_err(storage)? >= sh.cfg.max_mailbox {
         return Err(err(
@@ -609,7 +759,11 @@ fn corrupt(s: &str) -> String {
     chars.into_iter().collect()
 }
 
-async fn get_messages(sh: &Shared, q: &GetMessagesQuery) -> Reply {
+async fn get_messages(
+    sh: &Shared,
+    q: &GetMessagesQuery,
+    conn: Option<&Arc<http::ConnState>>,
+) -> Reply {
     let max = q.maxcount.map_or(sh.cfg.max_count, |n| {
         usize::try_from(n)
             .unwrap_or(usize::MAX)
@@ -617,6 +771,8 @@ async fn get_messages(sh: &Shared, q: &GetMessagesQuery) -> Reply {
     });
     let wait = q.wait.unwrap_or(0).min(MAX_WAIT_SECS);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    // Counted against the waiter caps from its first park to its answer.
+    let mut parked: Option<http::Parked<'_>> = None;
     let (messages, complete) = loop {
         // Listening before looking: a message published after the look
         // wakes this poll.
@@ -634,8 +790,26 @@ async fn get_messages(sh: &Shared, q: &GetMessagesQuery) -> Reply {
             break (msgs, complete);
         }
         sh.parked.fetch_add(1, Ordering::SeqCst);
-        let _ = tokio::time::timeout_at(deadline, arrived).await;
+        let woken = async {
+            let _ = tokio::time::timeout_at(deadline, arrived).await;
+        };
+        let end = match conn {
+            Some(c) => {
+                parked
+                    .get_or_insert_with(|| http::Parked::new(sh, c))
+                    .wait(woken)
+                    .await
+            }
+            None => {
+                woken.await;
+                http::WaitEnd::Woken
+            }
+        };
+        if end != http::WaitEnd::Woken {
+            break (msgs, complete);
+        }
     };
+    drop(parked);
     json(&GetMessagesResponse {
         recipient_uid: q.recipient_uid.clone(),
         count: messages.len() as u64,

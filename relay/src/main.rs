@@ -70,6 +70,28 @@ struct Args {
     /// by /64 (one more: 429).
     #[arg(long, value_name = "N", default_value_t = 32)]
     max_connections_per_ip: usize,
+    /// Most long polls (/getmessages with wait) parked at once. One more
+    /// ends the longest-parked early (answered with what there is, so its
+    /// client simply polls again): waiters never take the connections that
+    /// sends and short polls need. At most --max-connections.
+    #[arg(long, value_name = "N", default_value_t = 192)]
+    max_waiters: usize,
+    /// Most long polls parked at once from one client address (IPv6 by
+    /// /64); one more ends that address's longest-parked.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_waiters_per_ip: usize,
+    /// Most bytes of messages the relay stores in all, with K, M, G or T
+    /// (powers of 1024). Each message counts its contents, sender and
+    /// recipient plus 96 bytes. A send past it gets 507 "the relay is
+    /// full", and nothing is dropped to make room; space comes back as
+    /// messages expire (--keep-days).
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = otc_relay::parse_size)]
+    max_bytes: u64,
+    /// Most bytes of messages one client address (IPv6 by /64) may store
+    /// per UTC day, counted as for --max-bytes; past it: 429. With several
+    /// relay processes behind one balancer, each counts its own.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = otc_relay::parse_size)]
+    daily_bytes_per_address: u64,
     /// Days a message is kept, read or not; older ones are dropped (0: keep
     /// forever). Refs are never reused; /getmessages from a ref already
     /// dropped starts at the oldest message kept.
@@ -106,9 +128,11 @@ ERRORS:
   request not sent whole within 10 s, 411 chunked body, 413 message or body
   too large, 417 an Expect other than 100-continue, 429 mailbox full, too
   many requests or too many connections from one address, 431 request head
-  over 8 KiB. Two are not the client's fault and are 5xx: 503 the relay
-  has --max-connections open and none idle (try again), 507 a send could
-  not be written to disk (it was not stored).
+  over 8 KiB, and 429 an address past --daily-bytes-per-address. Two are
+  not the client's fault and are 5xx: 503 the relay has --max-connections
+  open and none idle nor parked in a long poll (try again), 507 a send
+  that could not be stored: the relay is full (--max-bytes) or the disk
+  failed (nothing was stored either way).
 
 CONNECTIONS:
   A connection may stay open (keep-alive) between requests; one idle for
@@ -116,6 +140,11 @@ CONNECTIONS:
   or more) is closed to make room. Open connections are capped in all and
   per address (IPv6 by /64), so idle ones cannot exhaust the relay's
   memory or files, nor lock other clients out. A long poll holds no thread.
+  Long polls are capped apart (--max-waiters, --max-waiters-per-ip): one
+  over a cap ends the longest-parked early with an empty answer, and at
+  --max-connections with none idle, the longest-parked long poll is
+  answered and closed to make room. A long poll whose client closes or
+  resets its connection is let go at once.
 
 FILES:
   DIR/relay.sqlite3  the messages and the next ref (SQLite in WAL mode, with
@@ -172,6 +201,10 @@ fn main() -> ExitCode {
     cfg.burst = a.burst;
     cfg.max_connections = a.max_connections.max(1);
     cfg.max_connections_per_ip = a.max_connections_per_ip.max(1);
+    cfg.max_waiters = a.max_waiters.max(1);
+    cfg.max_waiters_per_ip = a.max_waiters_per_ip.max(1);
+    cfg.max_bytes = a.max_bytes;
+    cfg.daily_bytes_per_address = a.daily_bytes_per_address;
     cfg.mischief = a.mischief;
     cfg.group_commit = !a.no_group_commit;
     cfg.tls = a.tls_cert.zip(a.tls_key);

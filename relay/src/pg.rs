@@ -141,10 +141,47 @@ fn big(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A row's size as [`crate::message_bytes`] counts it, in SQL.
+const ROW_BYTES: &str =
+    "octet_length(sender) + octet_length(recipient) + octet_length(contents) + 96";
+
+/// Drops messages older than `keep` and their bytes from the count, in
+/// one transaction; how many were dropped.
 fn prune(c: &mut Client, t: &Target, keep: Duration) -> Result<u64, RelayFailure> {
-    let oldest = unix_now().saturating_sub(keep.as_secs());
-    c.execute("DELETE FROM messages WHERE at < $1", &[&big(oldest)])
-        .map_err(t.err("cannot drop old messages"))
+    let oldest = big(unix_now().saturating_sub(keep.as_secs()));
+    let mut tx = c.transaction().map_err(t.err("cannot drop old messages"))?;
+    let freed: i64 = tx
+        .query_one(
+            &format!("SELECT COALESCE(SUM({ROW_BYTES}), 0)::BIGINT FROM messages WHERE at < $1"),
+            &[&oldest],
+        )
+        .map_err(t.err("cannot drop old messages"))?
+        .get(0);
+    let n = tx
+        .execute("DELETE FROM messages WHERE at < $1", &[&oldest])
+        .map_err(t.err("cannot drop old messages"))?;
+    tx.execute(
+        "UPDATE meta SET v = GREATEST(v - $1, 0) WHERE k = 'stored_bytes'",
+        &[&freed],
+    )
+    .map_err(t.err("cannot drop old messages"))?;
+    tx.commit().map_err(t.err("cannot drop old messages"))?;
+    Ok(n)
+}
+
+/// Counts the bytes stored into `meta` once, for a database made by an
+/// older relay (which kept no count).
+fn count_bytes(c: &mut Client, t: &Target) -> Result<(), RelayFailure> {
+    c.execute(
+        &format!(
+            "INSERT INTO meta (k, v) SELECT 'stored_bytes', COALESCE(SUM({ROW_BYTES}), 0)::BIGINT \
+             FROM messages WHERE NOT EXISTS (SELECT 1 FROM meta WHERE k = 'stored_bytes') \
+             ON CONFLICT (k) DO NOTHING"
+        ),
+        &[],
+    )
+    .map_err(t.err("cannot count the bytes stored"))?;
+    Ok(())
 }
 
 struct Job {
@@ -189,6 +226,7 @@ impl Postgres {
         let mut c = t.connect()?;
         c.batch_execute(&format!("BEGIN;{SCHEMA}COMMIT;"))
             .map_err(t.err("cannot create the tables"))?;
+        count_bytes(&mut c, &t)?;
         if let Some(keep) = keep {
             prune(&mut c, &t, keep)?;
         }
@@ -440,6 +478,8 @@ struct Stmts {
     find: Statement,
     count: Statement,
     insert: Statement,
+    lock_bytes: Statement,
+    set_bytes: Statement,
 }
 
 /// The writer thread: owns the one write connection of this process.
@@ -460,6 +500,8 @@ struct PgTxn<'a> {
     t: &'a Target,
     next: u64,
     now: i64,
+    /// Bytes stored, this transaction's so far included.
+    bytes: u64,
 }
 
 impl Txn for PgTxn<'_> {
@@ -490,6 +532,10 @@ impl Txn for PgTxn<'_> {
         self.next
     }
 
+    fn stored_bytes(&self) -> u64 {
+        self.bytes
+    }
+
     fn put(&mut self, sender: &str, recipient: &str, contents: &str) -> Result<u64, RelayFailure> {
         let r = self.next;
         let key = dedupe_key(sender, recipient, contents);
@@ -507,6 +553,7 @@ impl Txn for PgTxn<'_> {
             )
             .map_err(self.t.err("cannot store a message"))?;
         self.next += 1;
+        self.bytes += crate::message_bytes(sender, recipient, contents);
         Ok(r)
     }
 
@@ -561,6 +608,8 @@ impl Writer {
                     "INSERT INTO messages (ref, recipient, sender, contents, at, dedupe) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )?,
+                lock_bytes: p("SELECT v FROM meta WHERE k = 'stored_bytes' FOR UPDATE")?,
+                set_bytes: p("UPDATE meta SET v = $1 WHERE k = 'stored_bytes'")?,
             });
         }
         Ok(())
@@ -612,9 +661,17 @@ impl Writer {
             .and_then(|()| {
                 c.query_one(&s.lock_next, &[])
                     .map_err(t.err("cannot lock the next ref"))
+            })
+            .and_then(|next| {
+                c.query_one(&s.lock_bytes, &[])
+                    .map_err(t.err("cannot read the bytes stored"))
+                    .map(|bytes| (next, bytes))
             });
-        let start = match begin {
-            Ok(row) => u64::try_from(row.get::<_, i64>(0)).unwrap_or(1),
+        let (start, bytes) = match begin {
+            Ok((next, bytes)) => (
+                u64::try_from(next.get::<_, i64>(0)).unwrap_or(1),
+                u64::try_from(bytes.get::<_, i64>(0)).unwrap_or(0),
+            ),
             Err(e) => return Err((e, batch.into_iter().map(|j| j.reply).collect())),
         };
         self.commits.fetch_add(1, Ordering::Relaxed);
@@ -624,6 +681,7 @@ impl Writer {
             t,
             next: start,
             now: big(unix_now()),
+            bytes,
         };
         let mut answers = Vec::with_capacity(batch.len());
         let mut broken = None;
@@ -632,7 +690,7 @@ impl Writer {
                 answers.push((j.reply, Ok(0)));
                 continue;
             }
-            let before = txn.next;
+            let (before, bytes_before) = (txn.next, txn.bytes);
             if let Err(e) = txn.c.batch_execute("SAVEPOINT op") {
                 broken = Some(t.err("cannot start a savepoint")(e));
                 answers.push((j.reply, Ok(0)));
@@ -643,6 +701,7 @@ impl Writer {
                 txn.c.batch_execute("RELEASE SAVEPOINT op")
             } else {
                 txn.next = before;
+                txn.bytes = bytes_before;
                 txn.c
                     .batch_execute("ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op")
             };
@@ -651,12 +710,13 @@ impl Writer {
             }
             answers.push((j.reply, r));
         }
-        let next = txn.next;
+        let (next, bytes) = (txn.next, txn.bytes);
         let done = match broken {
             Some(e) => Err(e),
             None => txn
                 .c
                 .execute(&s.set_next, &[&big(next)])
+                .and_then(|_| txn.c.execute(&s.set_bytes, &[&big(bytes)]))
                 .and_then(|_| {
                     txn.c
                         .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &next.to_string()])

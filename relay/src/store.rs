@@ -120,6 +120,10 @@ pub trait Txn {
     fn mailbox_len(&mut self, recipient: &str) -> Result<usize, RelayFailure>;
     /// The ref the next message will get.
     fn next_ref(&self) -> u64;
+    /// Bytes of messages stored in all, as [`crate::message_bytes`]
+    /// counts them (what `--max-bytes` bounds), this transaction's
+    /// messages included.
+    fn stored_bytes(&self) -> u64;
     /// Stores a message under the next ref; the ref.
     fn put(&mut self, sender: &str, recipient: &str, contents: &str) -> Result<u64, RelayFailure>;
     /// Uses up the next ref without a message; the ref.
@@ -185,6 +189,41 @@ CREATE INDEX IF NOT EXISTS messages_by_age ON messages (at);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (k, v) VALUES ('next_ref', 1);
 ";
+
+/// A row's size as [`crate::message_bytes`] counts it, in SQL.
+const ROW_BYTES: &str = "length(CAST(sender AS BLOB)) + length(CAST(recipient AS BLOB)) \
+     + length(CAST(contents AS BLOB)) + 96";
+
+/// How many of the latest messages' resend keys the writer keeps in
+/// memory (about 6 MiB): a resend of an older message is stored again.
+pub const COPIES_KEPT: usize = 65_536;
+
+/// The bytes stored, from `meta` (counted once from the messages if an
+/// older relay's database has no count yet).
+fn stored_bytes(conn: &Connection) -> Result<u64, RelayFailure> {
+    let kept: Option<i64> = conn
+        .query_row("SELECT v FROM meta WHERE k = 'stored_bytes'", [], |r| {
+            r.get(0)
+        })
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(sql_err("cannot read the bytes stored"))?;
+    if let Some(v) = kept {
+        return Ok(u64::try_from(v).unwrap_or(0));
+    }
+    conn.execute(
+        &format!(
+            "INSERT INTO meta (k, v) SELECT 'stored_bytes', COALESCE(SUM({ROW_BYTES}), 0) \
+             FROM messages"
+        ),
+        [],
+    )
+    .map_err(sql_err("cannot count the bytes stored"))?;
+    stored_bytes(conn)
+}
 
 fn connect(path: &Path) -> Result<Connection, RelayFailure> {
     let c = Connection::open(path).map_err(sql_err("cannot open the database"))?;
@@ -278,7 +317,8 @@ impl Sqlite {
             .map_err(|e| {
                 RelayFailure::Storage(format!("cannot start the checkpoint thread: {e}"))
             })?;
-        let copies = load_copies(&conn)?;
+        let copies = Copies::load(&conn)?;
+        let bytes = stored_bytes(&conn)?;
         let w = Writer {
             conn,
             next: next_ref.clone(),
@@ -288,6 +328,7 @@ impl Sqlite {
             on_commit,
             counts: HashMap::new(),
             copies,
+            bytes,
         };
         let writer = std::thread::Builder::new()
             .name("relay-writer".into())
@@ -384,13 +425,98 @@ fn run_sql(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
+/// Drops messages older than `keep` and their bytes from the count, in
+/// one transaction; how many were dropped.
 fn prune(conn: &Connection, keep: Duration) -> Result<usize, RelayFailure> {
-    let oldest = unix_now().saturating_sub(keep.as_secs());
-    conn.execute(
-        "DELETE FROM messages WHERE at < ?1",
-        params![i64::try_from(oldest).unwrap_or(i64::MAX)],
-    )
-    .map_err(sql_err("cannot drop old messages"))
+    let oldest = i64::try_from(unix_now().saturating_sub(keep.as_secs())).unwrap_or(i64::MAX);
+    let run = || -> rusqlite::Result<usize> {
+        run_sql(conn, "BEGIN IMMEDIATE")?;
+        let freed: i64 = conn.query_row(
+            &format!("SELECT COALESCE(SUM({ROW_BYTES}), 0) FROM messages WHERE at < ?1"),
+            params![oldest],
+            |r| r.get(0),
+        )?;
+        let n = conn.execute("DELETE FROM messages WHERE at < ?1", params![oldest])?;
+        conn.execute(
+            "UPDATE meta SET v = max(v - ?1, 0) WHERE k = 'stored_bytes'",
+            params![freed],
+        )?;
+        run_sql(conn, "COMMIT")?;
+        Ok(n)
+    };
+    run().map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        sql_err("cannot drop old messages")(e)
+    })
+}
+
+/// The resend keys ([`dedupe_key`]) of the latest [`COPIES_KEPT`]
+/// messages, and their refs (the latest copy's): bounded, so that the
+/// writer's memory stays flat whatever the database holds. An index on
+/// the key would do the same from disk, but random keys put one more page
+/// into every commit per message, a third of the throughput; and a resend
+/// comes seconds after its first send (the sender did not see the reply),
+/// not 65,536 messages later.
+#[derive(Default)]
+struct Copies {
+    map: HashMap<[u8; 32], u64>,
+    /// Insertion order, for forgetting the oldest (entries whose key has
+    /// since moved on are skipped).
+    order: std::collections::VecDeque<([u8; 32], u64)>,
+}
+
+impl Copies {
+    fn load(conn: &Connection) -> Result<Copies, RelayFailure> {
+        let mut st = conn
+            .prepare("SELECT dedupe, ref FROM messages ORDER BY ref DESC LIMIT ?1")
+            .map_err(sql_err("cannot read the resend keys"))?;
+        let rows = st
+            .query_map(params![COPIES_KEPT as i64], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u64>(1)?))
+            })
+            .map_err(sql_err("cannot read the resend keys"))?;
+        let mut latest = Vec::new();
+        for row in rows {
+            let (k, r) = row.map_err(sql_err("cannot read the resend keys"))?;
+            if let Ok(k) = <[u8; 32]>::try_from(k.as_slice()) {
+                latest.push((k, r));
+            }
+        }
+        let mut c = Copies::default();
+        for (k, r) in latest.into_iter().rev() {
+            c.insert(k, r);
+        }
+        Ok(c)
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<u64> {
+        self.map.get(key).copied()
+    }
+
+    fn insert(&mut self, key: [u8; 32], r: u64) -> Option<u64> {
+        self.order.push_back((key, r));
+        self.map.insert(key, r)
+    }
+
+    fn remove(&mut self, key: &[u8; 32]) {
+        self.map.remove(key);
+    }
+
+    /// Forgets the oldest keys beyond [`COPIES_KEPT`].
+    fn trim(&mut self) {
+        while self.order.len() > COPIES_KEPT {
+            if let Some((k, r)) = self.order.pop_front()
+                && self.map.get(&k) == Some(&r)
+            {
+                self.map.remove(&k);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
+    }
 }
 
 /// The writer thread: owns the one write connection.
@@ -405,26 +531,10 @@ struct Writer {
     /// Messages kept per recipient, as committed (a cache of `COUNT(*)`,
     /// filled as recipients are seen; cleared by pruning and failures).
     counts: HashMap<String, usize>,
-    /// Every kept message's [`dedupe_key`] and ref (the latest copy's).
-    copies: HashMap<[u8; 32], u64>,
-}
-
-/// Every kept message's [`dedupe_key`] and ref (the latest copy's).
-fn load_copies(conn: &Connection) -> Result<HashMap<[u8; 32], u64>, RelayFailure> {
-    let mut st = conn
-        .prepare("SELECT dedupe, ref FROM messages ORDER BY ref")
-        .map_err(sql_err("cannot read the resend keys"))?;
-    let rows = st
-        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u64>(1)?)))
-        .map_err(sql_err("cannot read the resend keys"))?;
-    let mut out = HashMap::new();
-    for row in rows {
-        let (k, r) = row.map_err(sql_err("cannot read the resend keys"))?;
-        if let Ok(k) = <[u8; 32]>::try_from(k.as_slice()) {
-            out.insert(k, r);
-        }
-    }
-    Ok(out)
+    /// The latest messages' resend keys.
+    copies: Copies,
+    /// Bytes stored, as committed.
+    bytes: u64,
 }
 
 /// A write transaction in progress.
@@ -436,7 +546,9 @@ struct SqlTxn<'a> {
     /// Recipients whose count this op raised (lowered again if it is
     /// rolled back).
     raised: Vec<String>,
-    copies: &'a mut HashMap<[u8; 32], u64>,
+    copies: &'a mut Copies,
+    /// Bytes stored, this transaction's so far included.
+    bytes: u64,
     /// Keys this op set, with what they held before (put back if it is
     /// rolled back).
     keyed: Vec<([u8; 32], Option<u64>)>,
@@ -449,10 +561,7 @@ impl Txn for SqlTxn<'_> {
         recipient: &str,
         contents: &str,
     ) -> Result<Option<u64>, RelayFailure> {
-        Ok(self
-            .copies
-            .get(&dedupe_key(sender, recipient, contents))
-            .copied())
+        Ok(self.copies.get(&dedupe_key(sender, recipient, contents)))
     }
 
     fn mailbox_len(&mut self, recipient: &str) -> Result<usize, RelayFailure> {
@@ -473,6 +582,10 @@ impl Txn for SqlTxn<'_> {
 
     fn next_ref(&self) -> u64 {
         self.next
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.bytes
     }
 
     fn put(&mut self, sender: &str, recipient: &str, contents: &str) -> Result<u64, RelayFailure> {
@@ -501,6 +614,7 @@ impl Txn for SqlTxn<'_> {
         let before = self.copies.insert(key, r);
         self.keyed.push((key, before));
         self.next += 1;
+        self.bytes += crate::message_bytes(sender, recipient, contents);
         Ok(r)
     }
 
@@ -528,7 +642,7 @@ impl Writer {
                 self.counts.clear();
                 match prune(&self.conn, keep) {
                     Ok(0) => {}
-                    Ok(_) => self.reload_copies(),
+                    Ok(_) => self.reload(),
                     Err(e) => eprintln!("otc-relay: {e}"),
                 }
             }
@@ -536,9 +650,15 @@ impl Writer {
         }
     }
 
-    fn reload_copies(&mut self) {
-        match load_copies(&self.conn) {
+    /// Reads the resend keys and the bytes stored again from the database
+    /// (after pruning, or a failed commit).
+    fn reload(&mut self) {
+        match Copies::load(&self.conn) {
             Ok(c) => self.copies = c,
+            Err(e) => eprintln!("otc-relay: {e}"),
+        }
+        match stored_bytes(&self.conn) {
+            Ok(b) => self.bytes = b,
             Err(e) => eprintln!("otc-relay: {e}"),
         }
     }
@@ -568,11 +688,13 @@ impl Writer {
             counts: &mut self.counts,
             raised: Vec::new(),
             copies: &mut self.copies,
+            bytes: self.bytes,
             keyed: Vec::new(),
         };
         let mut answers = Vec::with_capacity(batch.len());
         for j in batch {
             let before = txn.next;
+            let bytes_before = txn.bytes;
             txn.raised.clear();
             txn.keyed.clear();
             let r = match run_sql(conn, "SAVEPOINT op") {
@@ -582,6 +704,7 @@ impl Writer {
                         run_sql(conn, "RELEASE op")
                     } else {
                         txn.next = before;
+                        txn.bytes = bytes_before;
                         for who in std::mem::take(&mut txn.raised) {
                             if let Some(n) = txn.counts.get_mut(&who) {
                                 *n = n.saturating_sub(1);
@@ -589,9 +712,11 @@ impl Writer {
                         }
                         for (key, before) in std::mem::take(&mut txn.keyed).into_iter().rev() {
                             match before {
-                                Some(r) => txn.copies.insert(key, r),
+                                Some(r) => {
+                                    txn.copies.insert(key, r);
+                                }
                                 None => txn.copies.remove(&key),
-                            };
+                            }
                         }
                         conn.execute_batch("ROLLBACK TO op; RELEASE op")
                     };
@@ -604,15 +729,21 @@ impl Writer {
             };
             answers.push((j.reply, r));
         }
-        let next = txn.next;
+        let (next, bytes) = (txn.next, txn.bytes);
         let committed = conn
             .prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'next_ref'")
             .and_then(|mut st| st.execute(params![i64::try_from(next).unwrap_or(i64::MAX)]))
+            .and_then(|_| {
+                conn.prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'stored_bytes'")?
+                    .execute(params![i64::try_from(bytes).unwrap_or(i64::MAX)])
+            })
             .and_then(|_| run_sql(conn, "COMMIT"));
         self.commits.fetch_add(1, Ordering::Relaxed);
         match committed {
             Ok(()) => {
                 self.next.store(next, Ordering::SeqCst);
+                self.bytes = bytes;
+                self.copies.trim();
                 for (reply, r) in answers {
                     let _ = reply.send(r);
                 }
@@ -622,7 +753,7 @@ impl Writer {
                 eprintln!("otc-relay: a commit failed: {e}");
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.counts.clear();
-                self.reload_copies();
+                self.reload();
                 let e = stored(sql_err("the disk refused the commit")(e));
                 for (reply, _) in answers {
                     let _ = reply.send(Err(e.clone()));
@@ -724,6 +855,9 @@ pub fn import_log(dir: &Path) -> Result<(usize, u64), RelayFailure> {
         params![big(next)],
     )
     .map_err(sql_err("cannot import the next ref"))?;
+    // Counted again from the messages at the next open.
+    tx.execute("DELETE FROM meta WHERE k = 'stored_bytes'", [])
+        .map_err(sql_err("cannot reset the bytes stored"))?;
     tx.commit().map_err(sql_err("cannot commit the import"))?;
     let done = dir.join(format!("{LOG_NAME}.imported"));
     std::fs::rename(&log, &done)
@@ -824,6 +958,77 @@ mod tests {
         // A start_ref below the oldest kept starts at the oldest kept.
         assert_eq!(msgs(&s, "bob"), [(3, "NEW".into())]);
         assert_eq!(wait(put(&s, "bob", "NEXT")), Ok(5));
+    }
+
+    fn stored(s: &Sqlite) -> u64 {
+        wait(s.write(Box::new(|t| Ok(t.stored_bytes())))).unwrap()
+    }
+
+    #[test]
+    fn the_bytes_stored_are_counted_kept_across_a_reopen_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), Some(Duration::from_secs(100)));
+        assert_eq!(stored(&s), 0);
+        for c in ["OLD1", "OLD2", "NEWER"] {
+            wait(put(&s, "bob", c)).unwrap();
+        }
+        let each = |c: &str| crate::message_bytes("a", "bob", c);
+        assert_eq!(stored(&s), each("OLD1") + each("OLD2") + each("NEWER"));
+        // A refused write gives its bytes back.
+        let bad = s.write(Box::new(|t| {
+            t.put("a", "bob", "HALF")
+                .map_err(|e| err(507, e.to_string()))?;
+            Err(err(429, "refused after writing"))
+        }));
+        assert_eq!(wait(bad).unwrap_err().0, 429);
+        assert_eq!(stored(&s), each("OLD1") + each("OLD2") + each("NEWER"));
+        drop(s);
+        let c = Connection::open(dir.path().join(DB_NAME)).unwrap();
+        c.execute("UPDATE messages SET at = 0 WHERE contents LIKE 'OLD%'", [])
+            .unwrap();
+        drop(c);
+        let s = open(dir.path(), Some(Duration::from_secs(100)));
+        assert_eq!(stored(&s), each("NEWER"), "pruning frees its bytes");
+        drop(s);
+        // A database from before the count: counted once at open.
+        let c = Connection::open(dir.path().join(DB_NAME)).unwrap();
+        c.execute("DELETE FROM meta WHERE k = 'stored_bytes'", [])
+            .unwrap();
+        drop(c);
+        let s = open(dir.path(), None);
+        assert_eq!(stored(&s), each("NEWER"));
+    }
+
+    #[test]
+    fn the_resend_keys_kept_in_memory_are_bounded_to_the_latest() {
+        let mut c = Copies::default();
+        let key = |i: usize| {
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            k
+        };
+        for i in 0..COPIES_KEPT + 1000 {
+            c.insert(key(i), i as u64);
+            if i % 1024 == 0 {
+                c.trim();
+            }
+        }
+        c.trim();
+        assert_eq!(c.len(), COPIES_KEPT);
+        assert_eq!(c.get(&key(999)), None, "the oldest are forgotten");
+        assert_eq!(c.get(&key(1000)), Some(1000));
+        assert_eq!(
+            c.get(&key(COPIES_KEPT + 999)),
+            Some((COPIES_KEPT + 999) as u64)
+        );
+        // A key stored again is kept by its latest copy.
+        c.insert(key(1000), 7);
+        for i in 0..COPIES_KEPT - 1 {
+            c.insert(key(10_000_000 + i), 0);
+        }
+        c.trim();
+        assert_eq!(c.get(&key(1000)), Some(7));
+        assert_eq!(c.len(), COPIES_KEPT);
     }
 
     #[test]

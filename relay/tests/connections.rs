@@ -161,38 +161,51 @@ fn at_the_total_cap_an_idle_connection_makes_room() {
     assert!(closed >= 1, "an idle connection was closed to make room");
 }
 
-/// When every connection is busy (long polls), a newcomer gets 503, and is
-/// served again once they end.
+/// Sends the head of a long poll for `who` (wait 30 s) on a connection
+/// from `from`, and does not read the reply.
+fn park_from(from: Ipv4Addr, a: SocketAddr, who: &str) -> TcpStream {
+    let mut s = connect_from(from, a).expect("connect");
+    write!(
+        s,
+        "GET /getmessages?recipient_uid={who}&start_ref=1&wait=30 HTTP/1.1\r\nHost: r\r\n\r\n"
+    )
+    .expect("send a long poll");
+    s
+}
+
+/// Waits (bounded) until `relay` has parked `n` long polls since its start.
+fn until_parked(relay: &otc_relay::Relay, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while relay.long_polls_parked() < n {
+        assert!(
+            Instant::now() < deadline,
+            "within 20 s the relay parked {n} long polls (it parked {})",
+            relay.long_polls_parked()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// When every connection is busy with a request in hand (heads arriving
+/// slowly), a newcomer gets 503, and is served again once they end.
 #[test]
 fn the_total_cap_answers_503_when_all_are_busy() {
     let (relay, _d) = start(|c| {
         c.max_connections = 2;
         c.max_connections_per_ip = 100;
+        c.request_time = Duration::from_secs(3);
     });
     let a = relay.addr();
-    let polls: Vec<_> = (0..2)
-        .map(|_| {
-            std::thread::spawn(move || {
-                // The checks below may hold a slot for a moment: retry.
-                for _ in 0..500 {
-                    let r = request_with(
-                        a,
-                        "GET",
-                        "/getmessages?recipient_uid=bob&start_ref=1&wait=4",
-                        None,
-                        b"",
-                        Duration::from_secs(15),
-                    );
-                    if r.status != 503 {
-                        return r;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                panic!("a long poll never got a slot in 500 tries");
-            })
+    // Two heads that never end: busy (not idle, not a long poll) until
+    // their 408 at request_time.
+    let mut slow: Vec<TcpStream> = (0..2)
+        .map(|i| {
+            let mut s = connect_from(Ipv4Addr::new(127, 0, 0, 20 + i), a).expect("connect");
+            s.write_all(b"GET /check HTTP/1.1\r\nHost: r\r\n").unwrap();
+            s
         })
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(2);
     let (status, body) = loop {
         let r = check_from(Ipv4Addr::new(127, 0, 0, 3), a, Duration::from_secs(10));
         if r.0 == 503 || Instant::now() > deadline {
@@ -201,11 +214,213 @@ fn the_total_cap_answers_503_when_all_are_busy() {
         std::thread::sleep(Duration::from_millis(20));
     };
     is_json_error(status, &body, 503, "too many connections");
-    for p in polls {
-        assert_eq!(p.join().expect("a long poll").status, 200);
+    for s in &mut slow {
+        let (status, _) = read_reply(s).expect("the slow head's reply");
+        assert_eq!(status, 408);
     }
-    let (status, _) = check_from(Ipv4Addr::new(127, 0, 0, 3), a, Duration::from_secs(10));
+    // The slots come back a moment after the 408s (the relay lingers
+    // 100 ms after its FIN).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = check_from(Ipv4Addr::new(127, 0, 0, 3), a, Duration::from_secs(10));
+        if status == 200 {
+            break;
+        }
+        is_json_error(status, &body, 503, "too many connections");
+        assert!(
+            Instant::now() < deadline,
+            "served again within 5 s of the 408s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 23, part 5: long polls from many addresses cannot fill the
+/// relay. 300 long polls (wait=30) from 10 addresses, 30 each (under the
+/// per-address connection cap of 32), against the default caps (256
+/// connections): a fresh address's send, short poll and check are all
+/// answered; a long poll ended early to make room is answered (200, no
+/// messages), never refused.
+#[test]
+fn long_polls_from_many_addresses_leave_room_for_sends_and_short_polls() {
+    let (relay, _d) = start(|c| {
+        c.rate = 100_000.0;
+        c.burst = 100_000.0;
+    });
+    let a = relay.addr();
+    let mut polls = Vec::new();
+    for host in 0..10u8 {
+        for _ in 0..30 {
+            polls.push(park_from(Ipv4Addr::new(127, 0, 1, host + 1), a, "victim"));
+        }
+    }
+    // The relay has seen them all (each parked, or ended to make room).
+    until_parked(&relay, 200);
+    let fresh = Ipv4Addr::new(127, 0, 2, 1);
+    let t = Instant::now();
+    let sent = connect_from(fresh, a)
+        .and_then(|mut s| {
+            let body = "sender_uid=alice&recipient_uid=bob&contents=aGk%3D";
+            write!(
+                s,
+                "POST /send HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            read_reply(&mut s)
+        })
+        .expect("the fresh client's send is answered");
+    let send_time = t.elapsed();
+    assert_eq!(
+        sent.0, 200,
+        "a fresh client's /send during the flood: {}",
+        sent.1
+    );
+    let t = Instant::now();
+    let short = connect_from(fresh, a)
+        .and_then(|s| get_on(s, "/getmessages?recipient_uid=bob&start_ref=1"))
+        .expect("the fresh client's short poll is answered");
+    let poll_time = t.elapsed();
+    assert_eq!(short.0, 200, "{}", short.1);
+    assert!(short.1.contains("aGk="), "{}", short.1);
+    let (status, _) = check_from(fresh, a, Duration::from_secs(10));
     assert_eq!(status, 200);
+    eprintln!(
+        "during 300 long polls from 10 addresses: a fresh /send answered in {send_time:?}, \
+         a short /getmessages in {poll_time:?}"
+    );
+    // Every long poll ended early was answered, not refused.
+    let mut answered = 0;
+    for s in &mut polls {
+        s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let mut b = [0u8; 12];
+        if let Ok(n) = s.read(&mut b)
+            && n > 0
+        {
+            assert!(
+                b.starts_with(b"HTTP/1.1 200"),
+                "{:?}",
+                String::from_utf8_lossy(&b[..n])
+            );
+            answered += 1;
+        }
+    }
+    assert!(
+        answered >= 100,
+        "polls over the waiter caps were answered early: {answered}"
+    );
+}
+
+/// Issue 23, part 5: a long poll whose client closes (FIN) or resets
+/// (RST) is let go at once, not held for the rest of its wait.
+#[test]
+fn a_long_poll_whose_client_goes_away_is_let_go_at_once() {
+    let (relay, _d) = start(|c| {
+        c.max_connections = 16;
+    });
+    let a = relay.addr();
+    let polls: Vec<TcpStream> = (0..8)
+        .map(|i| park_from(Ipv4Addr::new(127, 0, 0, 30 + i), a, "carol"))
+        .collect();
+    until_parked(&relay, 8);
+    assert_eq!(relay.open_connections(), 8);
+    let t = Instant::now();
+    for (i, s) in polls.into_iter().enumerate() {
+        if i % 2 == 0 {
+            // RST: close with unread data... none here, so linger 0.
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relay.open_connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "5 s after their clients went away, {} of 8 long polls (wait=30) still hold a connection",
+            relay.open_connections()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "8 long polls whose clients went away were let go in {:?}",
+        t.elapsed()
+    );
+}
+
+/// Issue 23, part 5: long polls from one address are capped apart
+/// (`max_waiters_per_ip`): one more ends that address's oldest early
+/// (answered, empty), and the rest still get the message when it comes.
+#[test]
+fn long_polls_over_the_per_address_cap_end_the_oldest_early() {
+    let (relay, _d) = start(|c| {
+        c.max_waiters_per_ip = 4;
+        c.rate = 100_000.0;
+        c.burst = 100_000.0;
+    });
+    let a = relay.addr();
+    let from = Ipv4Addr::new(127, 0, 0, 40);
+    let mut polls = Vec::new();
+    for i in 0..6 {
+        polls.push(park_from(from, a, "dave"));
+        until_parked(&relay, i + 1);
+    }
+    // The two oldest were answered early, with nothing.
+    for s in &mut polls[..2] {
+        let (status, body) = read_reply_head_and_body(s);
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""count":0"#), "{body}");
+    }
+    let sent = post_form(
+        a,
+        "/send",
+        "sender_uid=erin&recipient_uid=dave&contents=aGk%3D",
+    );
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    for s in &mut polls[2..] {
+        let (status, body) = read_reply_head_and_body(s);
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("aGk="),
+            "the four kept polls get the message: {body}"
+        );
+    }
+}
+
+/// Reads one reply (head and a Content-Length body) without waiting for
+/// the connection to close (bounded by the socket's read timeout).
+fn read_reply_head_and_body(s: &mut TcpStream) -> (u16, String) {
+    let mut raw = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        let n = s.read(&mut b).expect("a reply within the read timeout");
+        assert!(
+            n > 0,
+            "closed before a whole reply: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&b[..n]);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+                return (status, body.to_owned());
+            }
+        }
+    }
 }
 
 /// The real binary with only 64 file descriptors: a client opening 200

@@ -323,3 +323,59 @@ fn a_postgres_restart_mid_sends_loses_nothing_acknowledged() {
         "a refused send was stored"
     );
 }
+
+/// Issue 23, part 1 on PostgreSQL: `--max-bytes` is one budget for every
+/// relay process on the database (the count is a row in `meta`, updated
+/// under the same lock as the next ref), kept across restarts.
+#[test]
+fn two_processes_share_one_byte_budget() {
+    let server = PgServer::start();
+    let contents = "QUJD".repeat(2_500); // 10,000 bytes
+    let each = otc_relay::message_bytes("alice", "bob", &contents);
+    let budget = 10 * each + each / 2; // room for ten
+    let tweak = |c: &mut otc_relay::Config| {
+        c.max_bytes = budget;
+        c.rate = 100_000.0;
+        c.burst = 100_000.0;
+    };
+    let one = start_pg(&server, tweak);
+    let two = start_pg(&server, tweak);
+    let mut stored = 0;
+    let mut refused = None;
+    for i in 0..20 {
+        let a = if i % 2 == 0 { one.addr() } else { two.addr() };
+        let body = format!("sender_uid=alice&recipient_uid=bob&contents={contents}{i:04}");
+        let r = post_form(a, "/send", &body);
+        match r.status {
+            200 => stored += 1,
+            507 => refused = Some(r),
+            s => panic!("{s}: {}", r.body),
+        }
+    }
+    // Contents are 4 bytes longer than `each` counted: ten still fit.
+    assert_eq!(
+        stored, 10,
+        "ten messages fit the shared budget, across both processes"
+    );
+    let r = refused.expect("a 507");
+    assert!(r.body.contains("the relay is full"), "{}", r.body);
+    let in_db: i64 = server
+        .sql("SELECT v FROM meta WHERE k = 'stored_bytes'")
+        .trim()
+        .parse()
+        .expect("the count in meta");
+    assert_eq!(in_db as u64, 10 * (each + 4));
+    drop(one);
+    drop(two);
+    let again = start_pg(&server, tweak);
+    let r = post_form(
+        again.addr(),
+        "/send",
+        &format!("sender_uid=alice&recipient_uid=bob&contents={contents}late"),
+    );
+    assert_eq!(
+        r.status, 507,
+        "the budget holds after a restart: {}",
+        r.body
+    );
+}
