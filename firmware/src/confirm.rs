@@ -50,6 +50,14 @@ pub trait Screen: Send + Sync {
     fn wait(&self, ticket: &Self::Ticket, wait: Duration) -> Option<Decision>;
     /// Take the prompt off the screen.
     fn withdraw(&self, ticket: &Self::Ticket);
+    /// Put the keyboard up for a message to `contact`, written on the
+    /// device (issue 19, Write here). `None`: this screen has no keyboard
+    /// (the default).
+    fn ask_message(&self, _contact: &str) -> Option<otc_ui::TextTicket> {
+        None
+    }
+    /// Take that keyboard off the screen (it answers `Cancelled`).
+    fn cancel_message(&self, _ticket: &otc_ui::TextTicket) {}
 }
 
 /// See the module documentation.
@@ -123,6 +131,21 @@ impl<S: Screen> Broker<S> {
     /// The screen this broker drives.
     pub fn screen(&self) -> &S {
         &self.screen
+    }
+
+    /// The clock its timeouts are measured on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Whether the device is stopping (no prompt is shown any more).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping()
+    }
+
+    /// How often a wait looks at the client and the clock.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll
     }
 
     /// Ask the owner. `still_wanted` is polled while waiting; when it says

@@ -117,6 +117,23 @@ impl Screen for UiScreen {
     fn withdraw(&self, ticket: &PromptTicket) {
         self.handle.cancel(ticket)
     }
+
+    fn ask_message(&self, contact: &str) -> Option<otc_ui::TextTicket> {
+        Some(self.handle.ask_text(
+            otc_ui::TextRequest::message(contact),
+            Box::new(|t: &str| {
+                if t.trim().is_empty() {
+                    Err("Type the message first".to_string())
+                } else {
+                    Ok(())
+                }
+            }),
+        ))
+    }
+
+    fn cancel_message(&self, ticket: &otc_ui::TextTicket) {
+        self.handle.cancel_text(ticket)
+    }
 }
 
 /// Where the endpoint is, as the home screen shows it.
@@ -200,6 +217,7 @@ pub fn contact_details(c: &crate::pad::ContactSummary) -> ContactDetailsView {
         format: c.format.to_string(),
         fingerprint: c.pad_id.chars().take(16).collect(),
         made_unix: None,
+        private: c.private,
     }
 }
 
@@ -1335,6 +1353,9 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
                     match &e {
                         UiEvent::ContactOpened { name } => face.open_contact(name),
                         UiEvent::RemoveContact { name } => remove_contact(&face, &service, name),
+                        UiEvent::SetPrivate { name, private } => {
+                            set_private(&face, &service, name, *private)
+                        }
                         UiEvent::NewContact | UiEvent::ImportContact => {
                             let which = if e == UiEvent::NewContact {
                                 pairing_flow::Which::NewContact
@@ -1444,6 +1465,32 @@ fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
             .toast(texts::failed_toast(name, &format!("not removed: {e}"))),
     }
     face.refresh_home();
+}
+
+/// **Private contact** on `name`'s screen (issue 19): from now on every
+/// message from `name` is read on the device only (`private`), or may be
+/// opened for the laptop again. The record is durable before the screen
+/// says so, the change is audited (`setting_changed`, `private_contact:NAME`), and
+/// the contact's screen shows the new state. A confirm-open already on
+/// screen keeps the buttons it was shown with.
+fn set_private<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    face: &Face,
+    service: &Service<S>,
+    name: &str,
+    private: bool,
+) {
+    match face.store.set_private(name, private) {
+        Ok(()) => {
+            service.audit(Event::SettingChanged {
+                setting: format!("private_contact:{name}"),
+                value: if private { "on" } else { "off" }.to_string(),
+            });
+            // The screen's Private row says it at once (a toast would wait
+            // for home).
+            face.open_contact(name);
+        }
+        Err(e) => face.ui.toast(texts::failed_toast(name, &e.to_string())),
+    }
 }
 
 /// The thread that makes routine audit entries durable every

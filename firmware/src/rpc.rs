@@ -37,8 +37,8 @@ use otc_proto::Format;
 use otc_proto::b64;
 use otc_proto::routes::{self, Endpoint, Method};
 use otc_proto::rpc::{
-    ContactInfo, ContactsResponse, Cursor, ErrorBody, ErrorCode, PackageRequest, PackageResponse,
-    StatusResponse, UnpackageRequest, UnpackageResponse, Warning,
+    ComposeRequest, ContactInfo, ContactsResponse, Cursor, ErrorBody, ErrorCode, PackageRequest,
+    PackageResponse, StatusResponse, UnpackageRequest, UnpackageResponse, Warning,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -868,6 +868,9 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             Some(Endpoint::Unpackage) => parse(body)
                 .and_then(|r| self.open(r, still_wanted))
                 .map(|r| json(200, &r)),
+            Some(Endpoint::Compose) => parse(body)
+                .and_then(|r| self.compose(r, still_wanted))
+                .map(|r| json(200, &r)),
             Some(Endpoint::RunRpc) => Ok(self.runrpc(body, still_wanted)),
             Some(Endpoint::Contacts) => Ok(self.contacts()),
             Some(Endpoint::Status) => Ok(self.status()),
@@ -946,6 +949,132 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         };
         self.audit(event);
         result
+    }
+
+    /// `POST /v1/compose` (issue 19, Write here): the owner writes a
+    /// message to `req.to` on the device's keyboard and taps **Seal**; the
+    /// laptop gets the package (the `/v1/package` reply), never the text.
+    ///
+    /// - The contact must have pad for a message before the keyboard shows
+    ///   (unknown, exhausted or damaged: refused at once, as a seal is).
+    /// - The keyboard holds the broker: no prompt can come up over it
+    ///   while the owner types (another request gets `busy`), and the
+    ///   keyboard is refused `busy` while a prompt or another flow is up.
+    /// - **Cancel** answers `rejected`; the client hanging up takes the
+    ///   keyboard away (`rejected`, "cancelled"); the prompt timeout counts
+    ///   from the last key press (`timeout`). Each is audited as a seal's.
+    /// - Tapping Seal is the approval (audited `approved`, action
+    ///   `write here`); the text is wiped from memory once sealed.
+    fn compose(
+        &self,
+        req: ComposeRequest,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Result<PackageResponse, Failure> {
+        let contact = req.to;
+        self.store
+            .quote(&contact, 1)
+            .map_err(|e| store_failure(&e, false))?;
+        let busy = || {
+            fail(
+                ErrorCode::Busy,
+                "another request is waiting on the device's screen; try again in a moment",
+            )
+        };
+        let Some(hold) = self.broker.hold() else {
+            return Err(busy());
+        };
+        if self.broker.is_stopping() {
+            return Err(stopping());
+        }
+        let screen = self.broker.screen();
+        let Some(ticket) = screen.ask_message(&contact) else {
+            return Err(fail(
+                ErrorCode::BadRequest,
+                "this device has no keyboard to write a message on",
+            ));
+        };
+        let action = "write here".to_string();
+        let clock = self.broker.clock().clone();
+        let timeout = self.broker.timeout();
+        let (mut keys, mut since) = (ticket.keys_pressed(), clock.now());
+        let text = loop {
+            match ticket.wait_timeout(self.broker.poll_interval()) {
+                Some(otc_ui::TextAnswer::Done(t)) => break zeroize::Zeroizing::new(t),
+                Some(otc_ui::TextAnswer::Busy) => return Err(busy()),
+                Some(otc_ui::TextAnswer::Cancelled) => {
+                    self.audit(Event::Rejected {
+                        action,
+                        contact: contact.clone(),
+                    });
+                    return Err(fail(
+                        ErrorCode::Rejected,
+                        "the owner cancelled the message on the device",
+                    ));
+                }
+                None => {}
+            }
+            let k = ticket.keys_pressed();
+            if k != keys {
+                (keys, since) = (k, clock.now());
+            }
+            let ended = if self.broker.is_stopping() {
+                Some((None, stopping()))
+            } else if !still_wanted() {
+                Some((
+                    Some(Event::Cancelled {
+                        action: action.clone(),
+                        contact: contact.clone(),
+                    }),
+                    fail(ErrorCode::Rejected, "the request was cancelled"),
+                ))
+            } else if clock.now().saturating_sub(since) >= timeout {
+                Some((
+                    Some(Event::TimedOut {
+                        action: action.clone(),
+                        contact: contact.clone(),
+                    }),
+                    fail(
+                        ErrorCode::Timeout,
+                        format!(
+                            "no key was pressed on the device for {} s",
+                            timeout.as_secs()
+                        ),
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some((event, failure)) = ended {
+                screen.cancel_message(&ticket);
+                if let Some(e) = event {
+                    self.audit(e);
+                }
+                return Err(failure);
+            }
+        };
+        self.audit(Event::Approved {
+            action,
+            contact: contact.clone(),
+        });
+        let message = text.as_bytes();
+        let sealed = self
+            .store
+            .seal(&contact, message)
+            .map_err(|e| self.approved_but_failed("seal", &contact, &e, false))?;
+        drop(hold);
+        self.audit(Event::Sealed {
+            contact: contact.clone(),
+            index: sealed.index,
+            bytes: message.len() as u64,
+            cost: sealed.cost,
+        });
+        (self.notify)(Notice::Sealed { contact });
+        (self.notify)(Notice::StateChanged);
+        Ok(PackageResponse {
+            package: b64::encode(&sealed.package),
+            index: sealed.index,
+            pad_left: sealed.pad_left,
+        })
     }
 
     /// `POST /v1/package` (and the original's `package`): seal a message
@@ -1230,7 +1359,10 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 contact: contact.clone(),
                 cost: check.cost,
                 skipped,
-                for_laptop: true,
+                // A private contact's text is for the device's screen
+                // only: the prompt has no Open for laptop, whatever the
+                // request (issue 19).
+                for_laptop: !info.private,
             },
             still_wanted,
         )?;
@@ -1297,6 +1429,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 send_left: c.send_left,
                 receive_left: c.receive_left,
                 state: c.state,
+                private: c.private,
             })
             .collect();
         json(200, &ContactsResponse { contacts })

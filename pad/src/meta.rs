@@ -153,6 +153,11 @@ pub struct ContactMeta {
     /// itself is sealed there, so the salt is never in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_salt: Option<String>,
+    /// A private contact (issue 19): every message from it is read on the
+    /// device only; the appliance never gives its text to the laptop.
+    /// Set on the contact's screen ([`crate::PadStore::set_private`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 /// Current record layout version. Version 2 added the v3 fields
@@ -193,6 +198,7 @@ impl ContactMeta {
             failures: Vec::new(),
             pending_erase: Vec::new(),
             file_salt: None,
+            private: false,
         }
     }
 

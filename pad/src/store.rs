@@ -189,6 +189,8 @@ pub struct ContactSummary {
     /// The short fingerprint the owners compare after pairing
     /// ([`super::pairing::fingerprint`]), the same on both devices.
     pub fingerprint: String,
+    /// A private contact: its messages are read on the device only.
+    pub private: bool,
 }
 
 /// One contact with its open pad file and in-memory send offset.
@@ -1109,6 +1111,24 @@ impl PadStore {
         self.lock().values().map(summary).collect()
     }
 
+    /// Makes `contact` private (every message from it is read on the
+    /// device only) or not. The record is durable before this returns; a
+    /// damaged pad's record can be changed too.
+    pub fn set_private(&self, contact: &str, private: bool) -> Result<()> {
+        let mut state = self.lock();
+        let l = state
+            .get_mut(contact)
+            .ok_or_else(|| self.missing(contact))?;
+        if l.meta.private == private {
+            return Ok(());
+        }
+        let mut meta = l.meta.clone();
+        meta.private = private;
+        self.persist(&meta)?;
+        l.meta = meta;
+        Ok(())
+    }
+
     /// The metadata record of a contact (for tests and diagnostics; it
     /// holds no pad bytes).
     pub fn meta(&self, name: &str) -> Result<ContactMeta> {
@@ -1864,5 +1884,6 @@ fn summary(l: &Live) -> ContactSummary {
         },
         damage: l.damage.map(Damage::describe),
         fingerprint: super::pairing::fingerprint(&m.pad_id, m.size, m.split, m.format),
+        private: m.private,
     }
 }

@@ -10,6 +10,7 @@
 //! |--------------------------|-------------|---------------------------------------|
 //! | [`Endpoint::Package`]    | `POST`      | `PackageRequest` → `PackageResponse`  |
 //! | [`Endpoint::Unpackage`]  | `POST`      | `UnpackageRequest` → `UnpackageResponse` |
+//! | [`Endpoint::Compose`]    | `POST`      | `ComposeRequest` → `PackageResponse`  |
 //! | [`Endpoint::Contacts`]   | `GET`       | → `ContactsResponse`                  |
 //! | [`Endpoint::Status`]     | `GET`       | → `StatusResponse`                    |
 //! | [`Endpoint::Cursor`]     | `GET`,`PUT` | `Cursor` → `Cursor`                   |
@@ -27,6 +28,9 @@ pub const PREFIX: &str = "/v1";
 pub const PACKAGE: &str = "/v1/package";
 /// `POST`: open a package from a contact.
 pub const UNPACKAGE: &str = "/v1/unpackage";
+/// `POST`: the owner writes a message on the device and seals it (issue
+/// 19); the laptop gets the package, never the text.
+pub const COMPOSE: &str = "/v1/compose";
 /// `GET`: the contacts with a pad.
 pub const CONTACTS: &str = "/v1/contacts";
 /// `GET`: owner, version, busy.
@@ -84,6 +88,7 @@ impl fmt::Display for Method {
 pub enum Endpoint<'a> {
     Package,
     Unpackage,
+    Compose,
     Contacts,
     Status,
     /// The relay name is whatever follows [`CURSOR_PREFIX`], unchecked
@@ -102,6 +107,7 @@ impl<'a> Endpoint<'a> {
         match path {
             PACKAGE => Some(Endpoint::Package),
             UNPACKAGE => Some(Endpoint::Unpackage),
+            COMPOSE => Some(Endpoint::Compose),
             CONTACTS => Some(Endpoint::Contacts),
             STATUS => Some(Endpoint::Status),
             RUNRPC => Some(Endpoint::RunRpc),
@@ -114,6 +120,7 @@ impl<'a> Endpoint<'a> {
         match self {
             Endpoint::Package => PACKAGE.to_string(),
             Endpoint::Unpackage => UNPACKAGE.to_string(),
+            Endpoint::Compose => COMPOSE.to_string(),
             Endpoint::Contacts => CONTACTS.to_string(),
             Endpoint::Status => STATUS.to_string(),
             Endpoint::Cursor(relay) => cursor_path(relay),
@@ -125,7 +132,9 @@ impl<'a> Endpoint<'a> {
     /// `method_not_allowed`.
     pub fn methods(&self) -> &'static [Method] {
         match self {
-            Endpoint::Package | Endpoint::Unpackage | Endpoint::RunRpc => &[Method::Post],
+            Endpoint::Package | Endpoint::Unpackage | Endpoint::Compose | Endpoint::RunRpc => {
+                &[Method::Post]
+            }
             Endpoint::Contacts | Endpoint::Status => &[Method::Get],
             Endpoint::Cursor(_) => &[Method::Get, Method::Put],
         }
@@ -148,13 +157,14 @@ mod tests {
     fn paths_on_the_wire() {
         assert_eq!(Endpoint::Package.path(), "/v1/package");
         assert_eq!(Endpoint::Unpackage.path(), "/v1/unpackage");
+        assert_eq!(Endpoint::Compose.path(), "/v1/compose");
         assert_eq!(Endpoint::Contacts.path(), "/v1/contacts");
         assert_eq!(Endpoint::Status.path(), "/v1/status");
         assert_eq!(
             Endpoint::Cursor("r.example:443").path(),
             "/v1/cursor/r.example:443"
         );
-        for p in [PACKAGE, UNPACKAGE, CONTACTS, STATUS, CURSOR_PREFIX] {
+        for p in [PACKAGE, UNPACKAGE, COMPOSE, CONTACTS, STATUS, CURSOR_PREFIX] {
             assert!(p.starts_with(PREFIX));
         }
         // The original client's path, outside the version prefix.

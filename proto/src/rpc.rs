@@ -20,7 +20,19 @@ pub struct PackageRequest {
     pub message_b64: Option<String>,
 }
 
-/// Reply to [`PackageRequest`].
+/// `POST /v1/compose`: ask the owner to write a message to `to` on the
+/// device's own keyboard and seal it (issue 19, "Write here"). The reply
+/// is a [`PackageResponse`], as for `/v1/package`; the laptop never sees
+/// the text. **Cancel** on the device answers `rejected`; the prompt
+/// timeout counts from the last key press.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeRequest {
+    /// The contact's name on this device.
+    pub to: String,
+}
+
+/// Reply to [`PackageRequest`] (and to [`ComposeRequest`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackageResponse {
@@ -97,6 +109,12 @@ pub struct ContactInfo {
     /// to mean `ok`.
     #[serde(default)]
     pub state: ContactState,
+    /// A private contact (issue 19): every message from it is read on the
+    /// device only (`read_on_device` replies); the laptop cannot ask for
+    /// the text. Set on the contact's screen. A device that does not say
+    /// is taken to mean `false`.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// Whether a contact's pad can be used (`"ok"`), or its pad file does not

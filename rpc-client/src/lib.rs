@@ -35,8 +35,8 @@ pub mod relay;
 
 use otc_proto::routes::{Endpoint, Method};
 use otc_proto::rpc::{
-    ContactInfo, ContactsResponse, Cursor, ErrorBody, ErrorCode, PackageRequest, PackageResponse,
-    StatusResponse, UnpackageRequest, UnpackageResponse,
+    ComposeRequest, ContactInfo, ContactsResponse, Cursor, ErrorBody, ErrorCode, PackageRequest,
+    PackageResponse, StatusResponse, UnpackageRequest, UnpackageResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -360,6 +360,12 @@ impl Client {
         self.call(Method::Post, Endpoint::Unpackage, Some(req))
     }
 
+    /// `POST /v1/compose`: the owner writes a message to `req.to` on the
+    /// device and taps Seal (waits for that, like a seal's prompt).
+    pub fn compose(&self, req: &ComposeRequest) -> Result<PackageResponse, ClientError> {
+        self.call(Method::Post, Endpoint::Compose, Some(req))
+    }
+
     /// `GET /v1/contacts`.
     pub fn contacts(&self) -> Result<Vec<ContactInfo>, ClientError> {
         self.call::<(), ContactsResponse>(Method::Get, Endpoint::Contacts, None)
@@ -467,6 +473,11 @@ impl Session {
     /// `POST /v1/unpackage`, as [`Client::unpackage`].
     pub fn unpackage(&mut self, req: &UnpackageRequest) -> Result<UnpackageResponse, ClientError> {
         self.call(Method::Post, Endpoint::Unpackage, Some(req))
+    }
+
+    /// `POST /v1/compose`, as [`Client::compose`].
+    pub fn compose(&mut self, req: &ComposeRequest) -> Result<PackageResponse, ClientError> {
+        self.call(Method::Post, Endpoint::Compose, Some(req))
     }
 
     /// `GET /v1/contacts`.

@@ -38,6 +38,11 @@ pub enum TextKind {
     NetworkAddress,
     /// A number of seconds (Settings: prompt timeout, idle lock).
     Seconds,
+    /// A message written on the device (issue 19, Write here): Done says
+    /// **Seal**, and the title names the contact
+    /// ([`TextRequest::message`]). The keys are the same as every kind's
+    /// (letters, digits, `@ . _ -` and space).
+    Message,
 }
 
 impl TextKind {
@@ -60,15 +65,36 @@ pub struct TextRequest {
     pub initial: String,
     /// Characters beyond this are not taken (0: no limit).
     pub max_chars: usize,
+    /// The keyboard's title, if not the kind's own (a message names its
+    /// contact).
+    pub title: Option<String>,
 }
 
+/// The most characters a message written on the device may have.
+pub const MESSAGE_MAX_CHARS: usize = 500;
+
 impl TextRequest {
+    /// A message to `contact`, written on the device: at most
+    /// [`MESSAGE_MAX_CHARS`] characters, titled with the contact's name.
+    pub fn message(contact: &str) -> Self {
+        TextRequest {
+            kind: TextKind::Message,
+            initial: String::new(),
+            max_chars: MESSAGE_MAX_CHARS,
+            title: Some(format!(
+                "Message to {}",
+                crate::format::untrusted(contact, 24)
+            )),
+        }
+    }
+
     /// A contact's name: at most 64 characters, as the pad store's rule.
     pub fn contact_name() -> Self {
         TextRequest {
             kind: TextKind::ContactName,
             initial: String::new(),
             max_chars: 64,
+            title: None,
         }
     }
 
@@ -79,6 +105,7 @@ impl TextRequest {
             kind,
             initial: String::new(),
             max_chars: 128,
+            title: None,
         }
     }
 
@@ -88,6 +115,7 @@ impl TextRequest {
             kind,
             initial: initial.to_string(),
             max_chars,
+            title: None,
         }
     }
 
@@ -98,6 +126,7 @@ impl TextRequest {
             kind: TextKind::PairingCode,
             initial: String::new(),
             max_chars: 48,
+            title: None,
         }
     }
 }
@@ -382,6 +411,7 @@ mod tests {
             kind: TextKind::ContactName,
             initial: "abcd".into(),
             max_chars: 5,
+            title: None,
         });
         assert!(t.press(Key::Char('e')));
         assert!(!t.press(Key::Char('f')));

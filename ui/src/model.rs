@@ -65,6 +65,9 @@ pub struct ContactDetailsView {
     /// When the pad was made (unix seconds), if the store knows.
     #[serde(default)]
     pub made_unix: Option<u64>,
+    /// A private contact: its messages are read on the device only.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// The Ethernet link to the computer.
@@ -308,6 +311,9 @@ pub enum UiEvent {
     /// A contact was tapped on the home screen: firmware answers with
     /// [`crate::UiHandle::set_contact_details`].
     ContactOpened { name: String },
+    /// **Private contact** was tapped on this contact's screen: firmware
+    /// makes it private (`private`) or not, and sends the details again.
+    SetPrivate { name: String, private: bool },
     /// The owner confirmed removing this contact and its pad. The screen
     /// is back home; firmware removes it (or says why not, in a toast).
     RemoveContact { name: String },

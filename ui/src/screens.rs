@@ -8,7 +8,7 @@ use crate::generated::{
     AboutData, AlertRow, AlertsData, AppWindow, ButtonInfo, ChoiceData, ContactData, ContactRow,
     FactRow, HomeData, KeyboardData, ProgressData, PromptData, ToastData,
 };
-use crate::keyboard::{KeyboardLayout, TextKind, Typing};
+use crate::keyboard::{Key, KeyboardLayout, TextKind, TextRequest, Typing};
 use crate::model::{
     AboutView, AlertView, ContactDetailsView, HomeView, MessageView, ProgressView, Prompt, Toast,
     ToastKind, WarningView,
@@ -623,7 +623,8 @@ pub(crate) fn apply_contact(
     let title = contact_name(name);
     let mut texts = vec![title.clone()];
     let mut facts: Vec<(&str, String)> = Vec::new();
-    match details.filter(|v| v.name == name) {
+    let shown = details.filter(|v| v.name == name);
+    match shown {
         Some(v) => {
             let direction = |left: u64, messages: u64| {
                 format!("{} · {}", format::bytes(left), format::messages(messages))
@@ -642,6 +643,14 @@ pub(crate) fn apply_contact(
             }
             let fp = format::fingerprint_rows(&format::untrusted(&v.fingerprint, 32), 4);
             facts.push(("Fingerprint", fp.join("  ")));
+            facts.push((
+                "Private",
+                if v.private {
+                    "yes: read on this device only".to_string()
+                } else {
+                    "no".to_string()
+                },
+            ));
         }
         None => facts.push(("", "Reading the pad store…".to_string())),
     }
@@ -660,6 +669,8 @@ pub(crate) fn apply_contact(
     d.set_facts(model(rows));
     d.set_back_label(s("Back"));
     d.set_remove_label(s("Remove"));
+    d.set_private_label(s("Private contact"));
+    d.set_private_shown(shown.is_some());
     texts
 }
 
@@ -699,6 +710,10 @@ fn keyboard_words(kind: TextKind) -> (&'static str, &'static str) {
             "The IPv4 address on the cable, e.g. 192.168.7.2 (a /24 network)",
         ),
         TextKind::Seconds => ("Seconds", "A whole number of seconds"),
+        TextKind::Message => (
+            "Message",
+            "Written and sealed here: the laptop gets only the package",
+        ),
     }
 }
 
@@ -708,12 +723,14 @@ pub(crate) fn apply_keyboard(
     app: &AppWindow,
     layout: Layout,
     keys: &KeyboardLayout,
-    kind: TextKind,
+    request: &TextRequest,
     typing: &Typing,
     reason: Option<&str>,
 ) -> Vec<String> {
     let d = app.global::<KeyboardData>();
+    let kind = request.kind;
     let (title, hint) = keyboard_words(kind);
+    let title = request.title.as_deref().unwrap_or(title);
     let shown = typing.shown(if layout.compact { 22 } else { 30 }, kind.is_secret());
     let reason = reason.map(|r| format::untrusted(r, 90)).unwrap_or_default();
     let infos: Vec<ButtonInfo> = keys
@@ -721,7 +738,11 @@ pub(crate) fn apply_keyboard(
         .iter()
         .map(|k| ButtonInfo {
             id: s(&k.key.id()),
-            label: s(&k.key.label(typing.upper)),
+            label: s(&if k.key == Key::Done && kind == TextKind::Message {
+                "Seal".to_string()
+            } else {
+                k.key.label(typing.upper)
+            }),
             x: k.x,
             y: k.y,
             w: k.w,

@@ -96,6 +96,7 @@ enum Msg {
         request: TextRequest,
         check: TextCheck,
         reply: Sender<TextAnswer>,
+        keys: Arc<AtomicU64>,
     },
     CancelText(u64),
     AskChoice {
@@ -169,11 +170,17 @@ impl PromptTicket {
 pub struct TextTicket {
     id: u64,
     rx: Receiver<TextAnswer>,
+    keys: Arc<AtomicU64>,
 }
 
 impl TextTicket {
     pub fn id(&self) -> u64 {
         self.id
+    }
+    /// How many keys the owner has pressed on this keyboard so far (a
+    /// caller's timeout can count from the last one).
+    pub fn keys_pressed(&self) -> u64 {
+        self.keys.load(Ordering::SeqCst)
     }
     /// Blocks until Done (on an accepted text) or Cancel.
     pub fn wait(&self) -> TextAnswer {
@@ -244,13 +251,15 @@ impl UiHandle {
     pub fn ask_text(&self, request: TextRequest, check: TextCheck) -> TextTicket {
         let id = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
         let (reply, rx) = mpsc::channel();
+        let keys = Arc::new(AtomicU64::new(0));
         let _ = self.tx.send(Msg::AskText {
             id,
             request,
             check,
             reply,
+            keys: keys.clone(),
         });
-        TextTicket { id, rx }
+        TextTicket { id, rx, keys }
     }
     /// Takes the keyboard off the screen if it is still there for this
     /// ticket (it answers `Cancelled`).
@@ -550,6 +559,8 @@ struct ActiveText {
     typing: Typing,
     /// Why the last Done was refused; cleared by the next key.
     reason: Option<String>,
+    /// Keys pressed so far ([`TextTicket::keys_pressed`]).
+    keys: Arc<AtomicU64>,
 }
 
 /// A UI running on its own thread, from [`Ui::spawn`].
@@ -1132,6 +1143,7 @@ impl Ui {
                 request,
                 check,
                 reply,
+                keys,
             } => {
                 if self.text.is_some() {
                     let _ = reply.send(TextAnswer::Busy);
@@ -1144,6 +1156,7 @@ impl Ui {
                     check,
                     reply,
                     reason: None,
+                    keys,
                 });
                 self.content_dirty = true;
             }
@@ -1576,6 +1589,16 @@ impl Ui {
                     self.content_dirty = true;
                 }
             }
+            "private" => {
+                if let (UserScreen::Contact(name), Some(d)) = (&self.user_screen, &self.details)
+                    && d.name == *name
+                {
+                    let _ = self.events_tx.send(UiEvent::SetPrivate {
+                        name: name.clone(),
+                        private: !d.private,
+                    });
+                }
+            }
             "remove" => {
                 if let UserScreen::Contact(name) = &self.user_screen {
                     self.toast = None;
@@ -1613,6 +1636,7 @@ impl Ui {
         let Some(t) = self.text.as_mut() else {
             return;
         };
+        t.keys.fetch_add(1, Ordering::SeqCst);
         match key {
             Key::Cancel => self.end_text(TextAnswer::Cancelled),
             Key::Done => match (t.check)(&t.typing.text) {
@@ -1762,7 +1786,7 @@ impl Ui {
                 &self.app,
                 self.layout,
                 &self.keys,
-                t.request.kind,
+                &t.request,
                 &t.typing,
                 t.reason.as_deref(),
             ),

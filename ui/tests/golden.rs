@@ -144,6 +144,7 @@ fn all_screens(w: u32, h: u32, golden: bool) {
         format: "v3".into(),
         fingerprint: "7f3a9c21e0b4d58a".into(),
         made_unix: Some(1_795_326_060),
+        private: false,
     });
     r.step();
     check(&format!("contact-{size}"), &r.screen.frame());

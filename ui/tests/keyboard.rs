@@ -208,6 +208,7 @@ fn bob_details() -> ContactDetailsView {
         format: "v3".into(),
         fingerprint: "7f3a9c21e0b4d58a".into(),
         made_unix: None,
+        private: false,
     }
 }
 
@@ -275,6 +276,7 @@ fn contact_details_show_the_facts() {
     assert!(!t.has_text("Reading"));
     r.handle.set_contact_details(ContactDetailsView {
         made_unix: Some(1_795_326_060),
+        private: false,
         ..bob_details()
     });
     r.step();
