@@ -996,7 +996,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         let action = "write here".to_string();
         let clock = self.broker.clock().clone();
         let timeout = self.broker.timeout();
-        let (mut keys, mut since) = (ticket.keys_pressed(), clock.now());
+        let since = clock.now();
         let text = loop {
             match ticket.wait_timeout(self.broker.poll_interval()) {
                 Some(otc_ui::TextAnswer::Done(t)) => break zeroize::Zeroizing::new(t),
@@ -1013,10 +1013,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 }
                 None => {}
             }
-            let k = ticket.keys_pressed();
-            if k != keys {
-                (keys, since) = (k, clock.now());
-            }
+            let since = since.max(ticket.last_key_at());
             let ended = if self.broker.is_stopping() {
                 Some((None, stopping()))
             } else if !still_wanted() {

@@ -177,10 +177,11 @@ impl TextTicket {
     pub fn id(&self) -> u64 {
         self.id
     }
-    /// How many keys the owner has pressed on this keyboard so far (a
-    /// caller's timeout can count from the last one).
-    pub fn keys_pressed(&self) -> u64 {
-        self.keys.load(Ordering::SeqCst)
+    /// When the owner last pressed a key on this keyboard, on the UI's
+    /// clock (nanoseconds of [`Clock::now`]; 0: no key yet), so that a
+    /// caller's timeout can count from it.
+    pub fn last_key_at(&self) -> Duration {
+        Duration::from_nanos(self.keys.load(Ordering::SeqCst))
     }
     /// Blocks until Done (on an accepted text) or Cancel.
     pub fn wait(&self) -> TextAnswer {
@@ -559,7 +560,7 @@ struct ActiveText {
     typing: Typing,
     /// Why the last Done was refused; cleared by the next key.
     reason: Option<String>,
-    /// Keys pressed so far ([`TextTicket::keys_pressed`]).
+    /// When the last key was pressed ([`TextTicket::last_key_at`]).
     keys: Arc<AtomicU64>,
 }
 
@@ -1636,7 +1637,8 @@ impl Ui {
         let Some(t) = self.text.as_mut() else {
             return;
         };
-        t.keys.fetch_add(1, Ordering::SeqCst);
+        let now = u64::try_from(self.clock.now().as_nanos()).unwrap_or(u64::MAX);
+        t.keys.store(now.max(1), Ordering::SeqCst);
         match key {
             Key::Cancel => self.end_text(TextAnswer::Cancelled),
             Key::Done => match (t.check)(&t.typing.text) {
