@@ -23,7 +23,8 @@
 use crate::outbox::{Entry, Outbox};
 use otc_proto::relay::RelayMessage;
 use otc_proto::rpc::{
-    ContactInfo, ContactState, ErrorCode, PackageRequest, UnpackageRequest, Warning,
+    ComposeRequest, ContactInfo, ContactState, ErrorCode, PackageRequest, PackageResponse,
+    UnpackageRequest, Warning,
 };
 use otc_rpc_client::relay::{RelayClient, RelayClientError};
 use otc_rpc_client::{Client, ClientError};
@@ -43,6 +44,10 @@ pub const MAX_BATCHES: usize = 50;
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Warnings kept for the `log` command.
 pub const LOG_LEN: usize = 200;
+/// Longest wait for a message written on the device (`/v1/compose`): the
+/// device's own timeout counts from the last key press, so the owner may
+/// type for a long time; this only bounds a device that never answers.
+pub const COMPOSE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// Attempts at handing a sealed package to the relay before it is left
 /// in the outbox.
 pub const SEND_ATTEMPTS: u32 = 3;
@@ -88,11 +93,17 @@ pub fn fails_for_good(code: ErrorCode) -> bool {
 pub struct Incoming {
     pub msg_ref: u64,
     pub from: String,
-    /// The text, or `None` when the message is not UTF-8.
+    /// The text, or `None` when the message is not UTF-8 or was read on
+    /// the device.
     pub text: Option<String>,
+    /// The bytes, base64 (empty when read on the device).
     pub text_b64: String,
     /// What the device warned about (skipped messages before this one).
     pub warnings: Vec<Warning>,
+    /// The owner read it on the device's screen (**Read here**, or a
+    /// private contact, issue 19): the laptop never had the text. It is
+    /// opened all the same (the pad is spent, the read position moves).
+    pub read_on_device: bool,
 }
 
 /// Why a message was given up on for good.
@@ -454,6 +465,31 @@ impl Chat {
     /// Seal `text` for `to` on the device and hand it to the relay. `Ok`
     /// only once the relay has acknowledged exactly this package.
     pub fn send(&self, to: &str, text: &str, emit: &dyn Fn(&Event)) -> Result<Sent, SendError> {
+        self.seal_and_send(to, Some(text), emit)
+    }
+
+    /// Have the owner write a message to `to` on the device's own
+    /// keyboard and seal it there (`/v1/compose`, issue 19: the laptop
+    /// never sees the text), then hand the package to the relay exactly as
+    /// [`Chat::send`] does (outbox, retries, [`SendError::Unsent`]).
+    ///
+    /// The device ends the keyboard after its prompt timeout *without a
+    /// key press*, so the call may take long: it waits up to
+    /// [`COMPOSE_TIMEOUT`] (or the device timeout if that is longer).
+    /// **Cancel** on the device is `rejected` ([`SendError::Device`]),
+    /// with nothing sealed.
+    pub fn send_on_device(&self, to: &str, emit: &dyn Fn(&Event)) -> Result<Sent, SendError> {
+        self.seal_and_send(to, None, emit)
+    }
+
+    /// [`Chat::send`] with `Some(text)`, [`Chat::send_on_device`] with
+    /// `None`.
+    fn seal_and_send(
+        &self,
+        to: &str,
+        text: Option<&str>,
+        emit: &dyn Fn(&Event),
+    ) -> Result<Sent, SendError> {
         let st = lock(&self.state);
         // Checked here so that the owner is not asked for something that
         // cannot work, and so that the reason is plain.
@@ -472,35 +508,63 @@ impl Chat {
         if c.state == ContactState::Damaged {
             return Err(SendError::DamagedPad(to.to_string()));
         }
-        let need = c.format.pad_cost(text.len()) as u64;
-        if need > c.send_left {
-            return Err(SendError::TooLarge {
-                to: to.to_string(),
-                need,
-                left: c.send_left,
-            });
+        if let Some(text) = text {
+            let need = c.format.pad_cost(text.len()) as u64;
+            if need > c.send_left {
+                return Err(SendError::TooLarge {
+                    to: to.to_string(),
+                    need,
+                    left: c.send_left,
+                });
+            }
         }
         // A relay that is down, or an outbox that cannot be written, is
         // found out before any pad is spent.
         self.relay.check().map_err(SendError::Relay)?;
         self.outbox.check().map_err(SendError::Outbox)?;
-        emit(&Event::Approve(format!(
-            "approve on the device… (seal {} bytes for {to})",
-            text.len()
-        )));
-        let sealed = self
-            .device
-            .package(&PackageRequest {
-                to: to.to_string(),
-                message: Some(text.to_string()),
-                message_b64: None,
-            })
-            .map_err(|e| match e.code() {
-                Some(ErrorCode::UnknownContact) => SendError::UnknownContact(to.to_string()),
-                Some(ErrorCode::DamagedPad) => SendError::DamagedPad(to.to_string()),
-                _ => SendError::Device(e),
-            })?;
+        let refused = |e: ClientError| match e.code() {
+            Some(ErrorCode::UnknownContact) => SendError::UnknownContact(to.to_string()),
+            Some(ErrorCode::DamagedPad) => SendError::DamagedPad(to.to_string()),
+            _ => SendError::Device(e),
+        };
+        let sealed = match text {
+            Some(text) => {
+                emit(&Event::Approve(format!(
+                    "approve on the device… (seal {} bytes for {to})",
+                    text.len()
+                )));
+                self.device
+                    .package(&PackageRequest {
+                        to: to.to_string(),
+                        message: Some(text.to_string()),
+                        message_b64: None,
+                    })
+                    .map_err(refused)?
+            }
+            None => {
+                emit(&Event::Approve(format!(
+                    "write the message to {to} on the device's keyboard and tap Seal…"
+                )));
+                let timeout = COMPOSE_TIMEOUT.max(self.device.timeout());
+                self.device
+                    .clone()
+                    .with_timeout(timeout)
+                    .compose(&ComposeRequest { to: to.to_string() })
+                    .map_err(refused)?
+            }
+        };
         drop(st);
+        self.hand_over(to, sealed, emit)
+    }
+
+    /// The part of a send after the seal: the package into the outbox,
+    /// then to the relay.
+    fn hand_over(
+        &self,
+        to: &str,
+        sealed: PackageResponse,
+        emit: &dyn Fn(&Event),
+    ) -> Result<Sent, SendError> {
         // This package's claim, taken before it is in the outbox: a retry
         // of the outbox (the background thread, another `otc` of this
         // user) skips it while this send hands it to the relay.
@@ -794,9 +858,16 @@ impl Chat {
                 let incoming = Incoming {
                     msg_ref: m.msg_ref,
                     from: m.sender_uid.clone(),
-                    text: r.message,
-                    text_b64: r.message_b64,
+                    // Whatever such a reply carries besides the flag, no
+                    // text is shown for a message read on the device.
+                    text: r.message.filter(|_| !r.read_on_device),
+                    text_b64: if r.read_on_device {
+                        String::new()
+                    } else {
+                        r.message_b64
+                    },
                     warnings: r.warnings,
+                    read_on_device: r.read_on_device,
                 };
                 (Verdict::Settled, Some(incoming))
             }

@@ -3,7 +3,7 @@
 //! `resend`, `outbox`), and the interactive client when no subcommand is given.
 //! Everything here is a thin layer over [`crate::chat::Chat`].
 
-use crate::chat::{Chat, Event, FetchError, Notice, Refusal, SendError};
+use crate::chat::{Chat, Event, FetchError, Incoming, Notice, Refusal, SendError};
 use crate::config::{self, Given, Settings};
 use crate::outbox::Outbox;
 use crate::style::{Style, clean};
@@ -80,10 +80,20 @@ pub struct Args {
 pub enum Cmd {
     /// Seal TEXT for NAME and send it; exits 0 once the relay has it.
     /// NAME may be A,B,.. or a group from the config file: one message
-    /// each; if any fails, the exit status is the first failure's.
+    /// each; if any fails, the exit status is the first failure's. With
+    /// --on-device, the owner writes each message on the device instead.
     Send {
+        /// Write the message on the device's own keyboard instead (tap
+        /// Seal there); the laptop never sees its text. No TEXT then.
+        #[arg(long)]
+        on_device: bool,
         name: String,
-        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        #[arg(
+            required_unless_present = "on_device",
+            conflicts_with = "on_device",
+            num_args = 1..,
+            trailing_var_arg = true
+        )]
         text: Vec<String>,
     },
     /// Open new messages and print them as `NAME: TEXT`; moves the read
@@ -92,9 +102,11 @@ pub enum Cmd {
         /// Keep waiting for messages (long poll) until interrupted.
         #[arg(long)]
         follow: bool,
-        /// One JSON object a line: {"ref","from","text","text_b64","warnings"}
-        /// for a message, {"ref","from","refused"} for one refused for good
-        /// ("replay", "integrity", "unknown_sender" or "malformed").
+        /// One JSON object a line: {"ref","from","text","text_b64","warnings",
+        /// "read_on_device"} for a message (text and text_b64 null when it
+        /// was read on the device), {"ref","from","refused"} for one
+        /// refused for good ("replay", "integrity", "unknown_sender" or
+        /// "malformed").
         #[arg(long)]
         json: bool,
     },
@@ -186,7 +198,11 @@ pub fn run(args: Args) -> ExitCode {
     let style = Style::detect();
     match args.command {
         None => crate::interactive::run(chat, &settings, style),
-        Some(Cmd::Send { name, text }) => {
+        Some(Cmd::Send {
+            on_device,
+            name,
+            text,
+        }) => {
             start_flush(&chat, style);
             let names = chat.group(&name).unwrap_or_else(|| {
                 name.split(',')
@@ -194,8 +210,11 @@ pub fn run(args: Args) -> ExitCode {
                     .map(str::to_string)
                     .collect()
             });
-            let text = text.join(" ");
-            let codes: Vec<ExitCode> = names.iter().map(|n| send(&chat, n, &text, style)).collect();
+            let text = (!on_device).then(|| text.join(" "));
+            let codes: Vec<ExitCode> = names
+                .iter()
+                .map(|n| send(&chat, n, text.as_deref(), style))
+                .collect();
             codes
                 .into_iter()
                 .find(|c| *c != ExitCode::from(EXIT_OK))
@@ -384,9 +403,14 @@ pub fn connect(s: &Settings) -> Result<Chat, String> {
     Ok(chat)
 }
 
-fn send(chat: &Chat, to: &str, text: &str, style: Style) -> ExitCode {
+/// One send: `text`, or with `None` a message written on the device.
+fn send(chat: &Chat, to: &str, text: Option<&str>, style: Style) -> ExitCode {
     let emit = |e: &Event| eprintln!("{}", style.event(e));
-    match chat.send(to, text, &emit) {
+    let sent = match text {
+        Some(text) => chat.send(to, text, &emit),
+        None => chat.send_on_device(to, &emit),
+    };
+    match sent {
         Ok(s) => {
             println!(
                 "sent to {} (ref {}, {} pad bytes left)",
@@ -443,15 +467,27 @@ pub fn json_text(v: &serde_json::Value) -> String {
     out
 }
 
+/// A message as `recv --json` prints it: `text` and `text_b64` are null
+/// when it was read on the device (`"read_on_device": true`).
+pub fn message_json(m: &Incoming) -> serde_json::Value {
+    let (text, text_b64) = if m.read_on_device {
+        (None, None)
+    } else {
+        (m.text.as_deref(), Some(m.text_b64.as_str()))
+    };
+    serde_json::json!({
+        "ref": m.msg_ref,
+        "from": m.from,
+        "text": text,
+        "text_b64": text_b64,
+        "warnings": m.warnings,
+        "read_on_device": m.read_on_device,
+    })
+}
+
 fn recv(chat: &Chat, follow: bool, json: bool, style: Style) -> ExitCode {
     let emit = |e: &Event| match e {
-        Event::Message(m) if json => json_line(serde_json::json!({
-            "ref": m.msg_ref,
-            "from": m.from,
-            "text": m.text,
-            "text_b64": m.text_b64,
-            "warnings": m.warnings,
-        })),
+        Event::Message(m) if json => json_line(message_json(m)),
         Event::Message(m) => {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{}", style.message(m));
@@ -538,8 +574,14 @@ pub fn contacts_table(cs: &[otc_proto::rpc::ContactInfo]) -> String {
             }
             otc_proto::rpc::ContactState::Ok => "",
         };
+        // Issue 19: its messages are read on the device only.
+        let private = if c.private {
+            "  private: read on the device only"
+        } else {
+            ""
+        };
         s.push_str(&format!(
-            "{:<w$}  {:>12}  {:>12}  {}{damaged}\n",
+            "{:<w$}  {:>12}  {:>12}  {}{private}{damaged}\n",
             clean(&c.name),
             c.send_left,
             c.receive_left,
@@ -604,6 +646,108 @@ mod tests {
         let s = config::resolve(given("http://127.0.0.1:8000", false)).expect("settings");
         assert!(connect(&s).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("otc").chain(args.iter().copied()))
+    }
+
+    /// Issue 19: `send --on-device NAME` takes no text; `send NAME`
+    /// still needs some; giving both is a usage error (exit 2).
+    #[test]
+    fn send_on_device_takes_no_text() {
+        match parse(&["send", "--on-device", "bob"])
+            .expect("parsed")
+            .command
+        {
+            Some(Cmd::Send {
+                on_device: true,
+                name,
+                text,
+            }) => assert_eq!((name.as_str(), text.len()), ("bob", 0)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["send", "bob", "hello", "there"])
+            .expect("parsed")
+            .command
+        {
+            Some(Cmd::Send {
+                on_device: false,
+                name,
+                text,
+            }) => assert_eq!(
+                (name.as_str(), text),
+                ("bob", vec!["hello".into(), "there".into()])
+            ),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &["send", "--on-device", "bob", "hello"][..],
+            &["send", "bob", "--on-device", "hello"],
+        ] {
+            let e = parse(bad).expect_err("refused");
+            assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{bad:?}");
+            assert!(e.to_string().contains("--on-device"), "{bad:?}: {e}");
+        }
+        let e = parse(&["send", "bob"]).expect_err("no text");
+        assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+    }
+
+    /// Issue 19: the `recv --json` line of a message read on the device
+    /// says so and has no text; an ordinary one keeps its keys.
+    #[test]
+    fn json_line_of_a_message_read_on_the_device() {
+        let m = Incoming {
+            msg_ref: 4,
+            from: "bob".into(),
+            text: None,
+            text_b64: String::new(),
+            warnings: vec![otc_proto::rpc::Warning::Skipped],
+            read_on_device: true,
+        };
+        assert_eq!(
+            message_json(&m),
+            serde_json::json!({"ref": 4, "from": "bob", "text": null, "text_b64": null,
+                "warnings": ["skipped"], "read_on_device": true})
+        );
+        let m = Incoming {
+            text: Some("hi".into()),
+            text_b64: "aGk=".into(),
+            warnings: vec![],
+            read_on_device: false,
+            ..m
+        };
+        assert_eq!(
+            message_json(&m),
+            serde_json::json!({"ref": 4, "from": "bob", "text": "hi", "text_b64": "aGk=",
+                "warnings": [], "read_on_device": false})
+        );
+    }
+
+    /// Issue 19: the table marks a private contact; --json has the field.
+    #[test]
+    fn contacts_show_the_private_flag() {
+        let c = |name: &str, private: bool| otc_proto::rpc::ContactInfo {
+            name: name.into(),
+            pad_id: "00".into(),
+            format: otc_proto::Format::V3,
+            send_left: 10,
+            receive_left: 20,
+            state: otc_proto::rpc::ContactState::Ok,
+            private,
+        };
+        let table = contacts_table(&[c("bob", true), c("carol", false)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[1].starts_with("bob") && lines[1].contains("private"),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("carol") && !lines[2].contains("private"),
+            "{table}"
+        );
+        let v = serde_json::to_value([c("bob", true)]).expect("json");
+        assert_eq!(v[0]["private"], true);
     }
 
     /// Issue 15: `--device 10.0.0.2` was refused for lack of `http://`.

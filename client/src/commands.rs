@@ -1,6 +1,6 @@
 //! The interactive client's command line, parsed: the original client's
 //! commands (`send`, `ms`, `group`, `gs`, `id`, `clear`, `help`, `quit`,
-//! Enter to fetch) and ours (`contacts`, `log`).
+//! Enter to fetch) and ours (`contacts`, `log`, `/write`).
 
 /// One command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,11 @@ pub enum Command {
         group: String,
         text: String,
     },
+    /// `/write NAME` (or `write NAME`): the owner writes the message on
+    /// the device's keyboard (issue 19); the laptop never sees it.
+    Write {
+        to: String,
+    },
     Id,
     Clear,
     Help,
@@ -40,6 +45,8 @@ commands:
   ms A,B,.. TEXT        send TEXT to several contacts
   group NAME A B ..     define a group (members by space or comma)
   gs GROUP TEXT         send TEXT to every member of GROUP
+  /write NAME           write a message to NAME on the device's keyboard
+                        (tap Seal there); this laptop never sees its text
   (Enter)               fetch new messages now (they also arrive by themselves)
   contacts              pad left per contact, from the device
   log                   recent warnings (replay, skipped, integrity, failures)
@@ -93,6 +100,14 @@ pub fn parse(line: &str) -> Result<Command, String> {
             let name = n.remove(0);
             Ok(Command::Group { name, members: n })
         }
+        "/write" | "write" => match rest.split_whitespace().collect::<Vec<_>>()[..] {
+            [to] => Ok(Command::Write { to: to.to_string() }),
+            [] => Err("usage: /write NAME (then write the message on the device)".into()),
+            _ => Err(
+                "usage: /write NAME: the message is written on the device's keyboard, not here"
+                    .into(),
+            ),
+        },
         "id" => bare(Command::Id),
         "clear" => bare(Command::Clear),
         "help" | "?" => bare(Command::Help),
@@ -142,5 +157,18 @@ mod tests {
         assert!(parse("group f").is_err());
         assert!(parse("frobnicate").unwrap_err().contains("help"));
         assert!(parse("id x").is_err());
+    }
+
+    /// Issue 19: `/write NAME` (or `write NAME`) takes one name and no
+    /// text; it is in the help.
+    #[test]
+    fn write_on_the_device() {
+        let bob = Ok(Command::Write { to: "bob".into() });
+        assert_eq!(parse("/write bob"), bob);
+        assert_eq!(parse("  write   bob "), bob);
+        assert!(parse("/write").unwrap_err().contains("usage: /write NAME"));
+        let e = parse("/write bob hello").unwrap_err();
+        assert!(e.contains("on the device's keyboard"), "{e}");
+        assert!(HELP.contains("/write NAME"));
     }
 }

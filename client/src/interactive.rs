@@ -8,7 +8,7 @@
 //! tapped Reject, ...) the background thread stops opening until the user
 //! presses Enter, so the owner is not asked again and again.
 
-use crate::chat::{Chat, Event, FetchError, LogEntry};
+use crate::chat::{Chat, Event, FetchError, LogEntry, Sent};
 use crate::cli::{EXIT_OK, contacts_table};
 use crate::commands::{self, Command, HELP};
 use crate::config::Settings;
@@ -129,6 +129,7 @@ pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
             }
             Command::Send { to, text } => send_each(&chat, &[to], &text, &emit, &printer, style),
             Command::Multi { to, text } => send_each(&chat, &to, &text, &emit, &printer, style),
+            Command::Write { to } => write_on_device(&chat, &to, &emit, &printer, style),
             Command::Group { name, members } => {
                 print(
                     &printer,
@@ -197,6 +198,29 @@ fn send_each(
         }
     }
 }
+
+/// `/write NAME`: the owner writes the message on the device (the chat
+/// says so while the device waits), then it goes to the relay like any
+/// send.
+fn write_on_device(chat: &Chat, to: &str, emit: &dyn Fn(&Event), printer: &Printer, style: Style) {
+    chat.flush_outbox(emit);
+    match chat.send_on_device(to, emit) {
+        Ok(s) => print(printer, style.ok(&written_line(&s))),
+        Err(e) => print(printer, style.error(&format!("to {to}: {e}"))),
+    }
+}
+
+/// The line of a message sent with `/write`: who it went to and the ref,
+/// without its text (the laptop never had it).
+pub fn written_line(s: &Sent) -> String {
+    format!(
+        "you → {}: {WRITTEN_ON_DEVICE}, sent (ref {}, {} pad bytes left)",
+        s.to, s.msg_ref, s.pad_left
+    )
+}
+
+/// Shown in place of the text of a message written on the device.
+pub const WRITTEN_ON_DEVICE: &str = "(written on the device)";
 
 /// The `id` line. The device's and the relay's error texts are in it:
 /// the whole line is cleaned.
@@ -278,5 +302,36 @@ fn poll_loop(chat: &Chat, poller: &Poller, printer: &Printer, style: Style) {
                 *poller.held.lock().unwrap_or_else(|e| e.into_inner()) = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 19: a message written on the device is shown as sent, with
+    /// its ref and pad left but no text; a name's escapes are cleaned.
+    #[test]
+    fn the_line_of_a_message_written_on_the_device() {
+        let s = Sent {
+            to: "bob".into(),
+            msg_ref: 12,
+            pad_left: 900,
+        };
+        assert_eq!(
+            written_line(&s),
+            "you → bob: (written on the device), sent (ref 12, 900 pad bytes left)"
+        );
+        let s = Sent {
+            to: "b\x1b[2Job".into(),
+            ..s
+        };
+        assert!(
+            !Style::plain()
+                .ok(&written_line(&s))
+                .as_str()
+                .contains('\x1b'),
+            "cleaned"
+        );
     }
 }

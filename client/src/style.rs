@@ -111,9 +111,17 @@ impl Style {
     }
 }
 
+/// What is shown in place of the text of a message the owner read on
+/// the device (issue 19): the laptop never had it.
+pub const READ_ON_DEVICE: &str = "(read on the device)";
+
 /// The text of a message for a terminal line: control characters
-/// (newlines included) escaped; a binary message as its size.
+/// (newlines included) escaped; a binary message as its size; a message
+/// read on the device as [`READ_ON_DEVICE`].
 pub fn message_text(m: &Incoming) -> String {
+    if m.read_on_device {
+        return READ_ON_DEVICE.to_string();
+    }
     match &m.text {
         Some(t) => clean(t),
         None => format!(
@@ -170,6 +178,7 @@ mod tests {
             text: Some("hi\nthere\x1b[2J".into()),
             text_b64: String::new(),
             warnings: vec![],
+            read_on_device: false,
         };
         // Issue 15: visible placeholders, not Rust escapes.
         assert_eq!(Style::plain().message(&m).as_str(), "al␛ice: hi␊there␛[2J");
@@ -180,6 +189,36 @@ mod tests {
             "{coloured}"
         );
         assert_eq!(clean("a\u{7f}b\u{202e}c\u{85}d\te"), "a␡b�c�d␉e");
+    }
+
+    /// Issue 19: a message the owner read on the device is a line of its
+    /// own, never an empty message nor the `[0 bytes, not text]` of a
+    /// binary one; the sender's name is still cleaned.
+    #[test]
+    fn a_message_read_on_the_device() {
+        let m = Incoming {
+            msg_ref: 7,
+            from: "bo\u{202e}b".into(),
+            text: None,
+            text_b64: String::new(),
+            warnings: vec![],
+            read_on_device: true,
+        };
+        assert_eq!(
+            Style::plain().message(&m).as_str(),
+            "bo�b: (read on the device)"
+        );
+        assert_eq!(
+            Style::plain().event(&Event::Message(m.clone())).as_str(),
+            "bo�b: (read on the device)"
+        );
+        // Even if a reply carried text along with the flag, none is shown.
+        let m = Incoming {
+            text: Some("secret".into()),
+            text_b64: "c2VjcmV0".into(),
+            ..m
+        };
+        assert_eq!(message_text(&m), "(read on the device)");
     }
 }
 

@@ -253,6 +253,63 @@ fn lines_with<'a>(screen: &'a str, part: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Issue 19: a message bob reads on his device is shown as such in the
+/// chat, never its text; `/write alice` has bob write on the device's
+/// keyboard, and the chat shows it sent, without the text.
+#[test]
+fn read_and_written_on_the_device() {
+    let w = World::new(&["alice", "bob"], false);
+    let Some(tmux) = start(&w, "bob") else {
+        return;
+    };
+    let alice = w.chat("alice");
+
+    w.dev("bob").set_thumb(otc_testkit::Thumb::ReadHere);
+    alice
+        .send("bob", "kq7w only on the device", &|_| {})
+        .expect("alice sends");
+    let s = tmux.wait("the message read on the device", |s| {
+        s.contains("alice: (read on the device)")
+    });
+    assert!(!s.contains("kq7w"), "{s}");
+    w.dev("bob").set_thumb(otc_testkit::Thumb::Approve);
+
+    tmux.paste("help");
+    tmux.keys(&["Enter"]);
+    tmux.wait("/write in the help", |s| s.contains("/write NAME"));
+
+    let before = w.next_ref();
+    tmux.paste("/write alice");
+    tmux.keys(&["Enter"]);
+    tmux.wait("the word to write on the device", |s| {
+        s.contains("write the message to alice on the device's keyboard")
+    });
+    common::type_message(w.dev("bob"), "alice", "yo there");
+    w.dev("bob").tap("kb-done");
+    let s = tmux.wait("the message written on the device, sent", |s| {
+        s.contains(&format!(
+            "you → alice: (written on the device), sent (ref {before}, "
+        ))
+    });
+    assert!(
+        !s.contains("yo there"),
+        "the laptop never had the text:\n{s}"
+    );
+    let got = std::sync::Mutex::new(Vec::new());
+    alice
+        .fetch(&|e| {
+            if let otc_client::chat::Event::Message(m) = e {
+                got.lock().expect("got").push(m.text.clone());
+            }
+        })
+        .expect("alice's fetch");
+    assert_eq!(
+        got.into_inner().expect("got"),
+        vec![Some("yo there".to_string())]
+    );
+    quit(&tmux);
+}
+
 /// Issue 15, defect 2: a paste (several keys in one read) was shown as its
 /// first key only, `bob> h`, until another key was pressed.
 #[test]

@@ -49,6 +49,10 @@ pub enum Thumb {
     Approve,
     /// Tap Reject.
     Reject,
+    /// Tap **Read here** on a confirm-open (issue 19: the text is shown
+    /// on the device's screen only, until the test taps its Done);
+    /// Approve on any other prompt.
+    ReadHere,
     /// Tap nothing: the prompt times out (or the client hangs up).
     Leave,
 }
@@ -59,6 +63,7 @@ impl Thumb {
             Thumb::Approve => 0,
             Thumb::Reject => 1,
             Thumb::Leave => 2,
+            Thumb::ReadHere => 3,
         }
     }
 
@@ -66,6 +71,7 @@ impl Thumb {
         match v {
             0 => Thumb::Approve,
             1 => Thumb::Reject,
+            3 => Thumb::ReadHere,
             _ => Thumb::Leave,
         }
     }
@@ -101,6 +107,8 @@ pub struct TestDevice {
     /// Where its RPC endpoint listens (127.0.0.1).
     pub addr: SocketAddr,
     trace: TraceHandle,
+    /// Taps for the test itself ([`TestDevice::tap`]).
+    script: TouchScript,
     thumb: Arc<AtomicU8>,
     answered: Arc<AtomicU64>,
     stop_thumb: Arc<AtomicBool>,
@@ -139,6 +147,7 @@ impl TestDevice {
                     answered.clone(),
                     stop_thumb.clone(),
                 );
+                let script = script.clone();
                 move || run_thumb(trace, script, thumb, answered, stop)
             })
             .expect("spawn the thumb thread");
@@ -147,6 +156,7 @@ impl TestDevice {
             owner: owner.to_string(),
             addr: running.addr,
             trace,
+            script,
             thumb,
             answered,
             stop_thumb,
@@ -183,6 +193,17 @@ impl TestDevice {
     /// Wait until the screen matches `pred` (at most [`WAIT`]).
     pub fn wait_screen(&self, what: &str, pred: impl Fn(&ScreenTrace) -> bool) -> ScreenTrace {
         wait_screen(&self.trace, &format!("{}: {what}", self.owner), pred)
+    }
+
+    /// Tap the button `id` (or labelled `id`) of the screen now shown,
+    /// as the owner's finger would (a key of the keyboard, say:
+    /// `kb-char-h`, `kb-space`, `kb-done`). Panics if there is none.
+    pub fn tap(&self, id: &str) {
+        let t = self.trace.get();
+        let b = t
+            .button(id)
+            .unwrap_or_else(|| panic!("{}: no button {id:?} on screen: {t:#?}", self.owner));
+        self.script.tap_button(b);
     }
 
     /// The running device (its service, UI thread, address).
@@ -232,6 +253,8 @@ fn run_thumb(
         {
             let button = match Thumb::from_u8(thumb.load(Ordering::SeqCst)) {
                 Thumb::Approve => Some("approve"),
+                Thumb::ReadHere if t.screen == "confirm-open" => Some("read-here"),
+                Thumb::ReadHere => Some("approve"),
                 Thumb::Reject => Some("reject"),
                 Thumb::Leave => None,
             };

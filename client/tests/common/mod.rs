@@ -338,6 +338,26 @@ impl World {
     }
 }
 
+/// Waits for the message keyboard to `to` on `dev`, types `text` on it
+/// (lowercase letters and spaces: `kb-char-X`, `kb-space`) and leaves it
+/// there (`kb-done` seals it, `kb-cancel` cancels).
+pub fn type_message(dev: &otc_testkit::TestDevice, to: &str, text: &str) {
+    dev.wait_screen("the message keyboard", |t| {
+        t.screen == "keyboard"
+            && t.has_text(&format!("Message to {to}"))
+            && t.button("kb-done").is_some()
+    });
+    for c in text.chars() {
+        match c {
+            ' ' => dev.tap("kb-space"),
+            c => dev.tap(&format!("kb-char-{c}")),
+        }
+    }
+    dev.wait_screen(&format!("{text:?} typed"), |t| {
+        t.screen == "keyboard" && t.has_text(text)
+    });
+}
+
 /// Asserts `o` exited with `code`, showing its output otherwise.
 pub fn assert_exit(o: &Output, code: i32) {
     assert_eq!(
