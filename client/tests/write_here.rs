@@ -146,3 +146,68 @@ fn send_on_device_with_a_text_is_a_usage_error() {
     assert_eq!(w.next_ref(), before, "nothing sent");
     assert_eq!(w.dev("alice").prompts_answered(), 0, "nothing asked");
 }
+
+/// Every file under `dir`, read raw.
+fn all_bytes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read the relay's directory") {
+            let p = e.expect("an entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p, b));
+            }
+        }
+    }
+    out
+}
+
+/// Issue 19, end to end with two devices and the relay: alice writes on
+/// her device (`send --on-device`), bob reads on his (Read here). The text
+/// is never in either `otc` process's output, nor anywhere in the relay's
+/// data (its database, WAL and all, read raw); only the two screens show
+/// it.
+#[test]
+fn written_on_one_device_and_read_on_the_other_the_text_crosses_nothing_in_clear() {
+    let w = World::new(&["alice", "bob"], false);
+    // Runs no English, JSON or base64 of a package holds by chance.
+    let text = "zq7vkxw pjw93lmq";
+    let words = ["zq7vkxw", "pjw93lmq"];
+    let (mut cmd, args) = otc_command(&w, "alice", &["send", "--on-device", "bob"]);
+    let child = cmd.spawn().expect("start otc send --on-device");
+    type_message(w.dev("alice"), "bob", text);
+    w.dev("alice").tap("kb-done");
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sent = common::finish(child, &refs, Duration::from_secs(60), "the send to finish");
+    assert_exit(&sent, 0);
+    w.dev("bob").set_thumb(Thumb::ReadHere);
+    let read = w.otc("bob", &["recv"], "bob's recv, read on the device");
+    assert_exit(&read, 0);
+    assert_eq!(stdout(&read), "alice: (read on the device)\n");
+    for o in [&sent, &read] {
+        for word in words {
+            assert!(!stdout(o).contains(word), "{}", stdout(o));
+            assert!(!stderr(o).contains(word), "{}", stderr(o));
+        }
+    }
+    w.dev("bob")
+        .wait_screen("the message on bob's screen", |t| {
+            t.screen == "read-here" && t.texts.iter().any(|l| l.contains("zq7vkxw"))
+        });
+    let files = all_bytes_under(w.relay.dir.path());
+    assert!(
+        !files.is_empty(),
+        "the relay keeps its data under its directory"
+    );
+    for (path, bytes) in files {
+        for word in words {
+            assert!(
+                !bytes.windows(word.len()).any(|x| x == word.as_bytes()),
+                "{} holds {word:?}",
+                path.display()
+            );
+        }
+    }
+}
