@@ -1,6 +1,6 @@
 //! Golden PNGs guard the look of home, confirm-seal and confirm-open at
-//! 800x480, and of the contact screens and the keyboard at 800x480 and
-//! 480x320. Regenerate after an intended change with
+//! 800x480, and of the contact screens and the keyboards (a name's, and
+//! Write here's message keyboard) at 800x480 and 480x320. Regenerate after an intended change with
 //!
 //!     OTC_UPDATE_GOLDEN=1 cargo test -p otc-ui --test golden
 //!
@@ -164,6 +164,19 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     }
     r.tap("Done");
     check(&format!("keyboard-refused-{size}"), &r.screen.frame());
+    r.handle.cancel_text(&t);
+    r.step();
+
+    // Write here (issue 19): the message keyboard, its Done saying Seal.
+    let t = r
+        .handle
+        .ask_text(TextRequest::message("bob"), Box::new(|_: &str| Ok(())));
+    r.step();
+    for k in ["m", "e", "e", "t", "space", "a", "t", "space", "9"] {
+        r.tap(k);
+    }
+    assert!(r.trace().button("Seal").is_some());
+    check(&format!("keyboard-message-{size}"), &r.screen.frame());
     r.handle.cancel_text(&t);
     r.step();
 
