@@ -402,6 +402,9 @@ struct Face {
     /// An encrypted data directory: the home screen offers **Lock now**
     /// (a plain one has no passphrase to unlock it with).
     lockable: bool,
+    /// The messages read and written on the device since the last unlock
+    /// (RAM only, cleared when the device locks).
+    conversations: crate::conversation::Conversations,
 }
 
 /// Firmware's alerts list, newest first, and how many of its alerts the
@@ -524,6 +527,7 @@ impl Face {
             board: p.board,
             viewing: Mutex::new(None),
             lockable: p.lockable,
+            conversations: Default::default(),
         });
         face.board.set_unacked_alert(unacked > 0);
         let weak = Arc::downgrade(&face);
@@ -710,7 +714,11 @@ impl Face {
             Notice::Sealed { contact } => self.toast(texts::sealed_toast(&contact)),
             Notice::Opened { contact } => self.toast(texts::opened_toast(&contact)),
             Notice::ReadHere { contact, message } => {
+                self.conversations.add(&contact, false, &message);
                 crate::read_here::show(&self.ui, &contact, &message)
+            }
+            Notice::WroteHere { contact, message } => {
+                self.conversations.add(&contact, true, &message);
             }
             Notice::Failed { contact, what } => self.toast(texts::failed_toast(&contact, &what)),
             Notice::StateChanged => self.refresh_home(),
@@ -723,10 +731,13 @@ impl Face {
                     Event::TimedOut { action, contact } => {
                         self.toast(texts::timed_out_toast(action, contact));
                     }
-                    // Nothing of the home screen behind the lock screen.
-                    Event::Locked { .. } | Event::Unlocked { .. } => {
+                    // Nothing of the home screen behind the lock screen,
+                    // and the conversations are forgotten.
+                    Event::Locked { .. } => {
+                        self.conversations.clear();
                         self.refresh_home();
                     }
+                    Event::Unlocked { .. } => self.refresh_home(),
                     _ => {}
                 }
                 self.alert(&e);
@@ -1353,6 +1364,9 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
                     match &e {
                         UiEvent::ContactOpened { name } => face.open_contact(name),
                         UiEvent::RemoveContact { name } => remove_contact(&face, &service, name),
+                        UiEvent::ConversationOpened { name } => {
+                            face.conversations.show(&face.ui, name)
+                        }
                         UiEvent::SetPrivate { name, private } => {
                             set_private(&face, &service, name, *private)
                         }

@@ -25,6 +25,7 @@ pub mod clear_settings;
 pub mod cli;
 pub mod config;
 pub mod confirm;
+pub mod conversation;
 pub mod device;
 pub mod error;
 pub mod first_boot;

@@ -122,6 +122,12 @@ pub enum Notice {
         contact: String,
         message: Plaintext,
     },
+    /// Written and sealed with **Write here**: kept for the device's
+    /// conversation screen (and nowhere else).
+    WroteHere {
+        contact: String,
+        message: Plaintext,
+    },
     Failed {
         contact: String,
         what: String,
@@ -1064,6 +1070,10 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             index: sealed.index,
             bytes: message.len() as u64,
             cost: sealed.cost,
+        });
+        (self.notify)(Notice::WroteHere {
+            contact: contact.clone(),
+            message: Plaintext::new(message),
         });
         (self.notify)(Notice::Sealed { contact });
         (self.notify)(Notice::StateChanged);

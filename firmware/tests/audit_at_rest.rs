@@ -55,6 +55,13 @@ impl Dev {
             running: Some(running),
             script,
         };
+        dev.unlock();
+        dev
+    }
+
+    /// From the lock screen, types the passphrase and waits for home.
+    fn unlock(&self) {
+        let dev = self;
         dev.wait("the lock screen", |t| t.screen == "lock");
         dev.tap("Unlock");
         dev.wait("the passphrase keyboard", |t| t.screen == "keyboard");
@@ -73,7 +80,6 @@ impl Dev {
         dev.wait("the home screen with the contact", |t| {
             t.screen == "home" && t.has_text(CONTACT)
         });
-        dev
     }
 
     fn running(&self) -> &Running {
@@ -357,4 +363,52 @@ fn a_flipped_byte_in_a_sealed_line_is_tampering_and_its_alert_survives_restarts(
         .filter(|e| matches!(e.event, audit::Event::TamperDetected { .. }))
         .count();
     assert_eq!(tampers, 1, "logged once, however many restarts");
+}
+
+/// Issue 19, part 4: the conversation screen is forgotten when the device
+/// locks. Ann (encrypted) writes to Bartholomew on her keyboard; Messages
+/// shows it; after Lock now and the passphrase, Messages is empty.
+#[test]
+fn the_conversation_is_forgotten_when_the_device_locks() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ann, bob_dir) = (tmp.path().join("ann"), tmp.path().join("bob"));
+    pair(tmp.path(), &ann, &bob_dir);
+    let dev = Dev::start(&ann);
+    let addr = dev.running().addr;
+    let h = std::thread::spawn(move || {
+        let body = serde_json::to_vec(&serde_json::json!({"to": CONTACT})).expect("json");
+        request(addr, "POST", routes::COMPOSE, Some(&body))
+    });
+    dev.wait("the message keyboard", |t| t.button("Seal").is_some());
+    for c in "zq7vkx".chars() {
+        dev.tap(&format!("kb-char-{c}"));
+    }
+    dev.wait("the text typed", |t| {
+        t.texts.get(1).is_some_and(|x| x == "zq7vkx")
+    });
+    dev.tap("Seal");
+    let r = h.join().expect("the compose request");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let messages = |dev: &Dev| {
+        dev.wait("home with the contact", |t| {
+            t.screen == "home" && t.button(CONTACT).is_some()
+        });
+        dev.tap(CONTACT);
+        dev.wait("the contact screen", |t| t.button("Messages").is_some());
+        dev.tap("Messages");
+        let t = dev.wait("the conversation", |t| t.screen == "conversation");
+        dev.tap("Done");
+        dev.wait("the contact screen", |t| t.screen == "contact");
+        dev.tap("back");
+        t
+    };
+    let t = messages(&dev);
+    assert!(t.has_text("You: zq7vkx"), "{t:#?}");
+    dev.wait("home", |t| t.button("Lock now").is_some());
+    dev.tap("Lock now");
+    dev.unlock();
+    let t = messages(&dev);
+    assert!(!t.has_text("zq7vkx"), "{t:#?}");
+    assert!(t.has_text("Nothing read or written here"), "{t:#?}");
+    dev.stop();
 }

@@ -244,3 +244,99 @@ fn a_private_contact_cannot_be_opened_for_the_laptop_by_any_request() {
     alice.stop();
     bob.stop();
 }
+
+/// Every file under `dir`, read raw.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read the data directory") {
+            let p = e.expect("an entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p, b));
+            }
+        }
+    }
+    out
+}
+
+/// Issue 19, part 4: the conversation screen shows what was read and
+/// written on the device, in order, says it is kept in memory only, holds
+/// nothing opened for the laptop, is never written to the card, and is
+/// gone after a restart.
+#[test]
+fn the_conversation_screen_shows_what_was_read_and_written_here_and_only_in_memory() {
+    let d = dirs(&[pad("bob", "alice", Format::V3, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let bob = Dev::start(&d.bob, "Bob", limits());
+    // alice writes on her device; bob reads it on his.
+    let h = alice.spawn("POST", routes::COMPOSE, json!({"to": "bob"}));
+    wait_keyboard(&alice);
+    type_text(&alice, "zq7vkx at noon");
+    alice.tap("Seal");
+    let sealed: PackageResponse = h.join().unwrap().ok();
+    let h = bob.spawn(
+        "POST",
+        routes::UNPACKAGE,
+        json!({"from": "alice", "package": sealed.package}),
+    );
+    bob.wait_prompt("confirm-open");
+    bob.tap("read-here");
+    assert!(h.join().unwrap().json()["read_on_device"] == json!(true));
+    bob.wait_screen("the message", |t| t.screen == "read-here");
+    bob.tap("Done");
+    // bob answers on his device.
+    let h = bob.spawn("POST", routes::COMPOSE, json!({"to": "alice"}));
+    wait_keyboard(&bob);
+    type_text(&bob, "pjw93 fine");
+    bob.tap("Seal");
+    let answer: PackageResponse = h.join().unwrap().ok();
+    // One opened for alice's laptop is not part of it.
+    let (r, _) = alice.open("bob", &answer.package);
+    assert_eq!(
+        r.ok::<UnpackageResponse>().message.as_deref(),
+        Some("pjw93 fine")
+    );
+    let show = |dev: &Dev, contact: &str| {
+        open_contact(dev, contact);
+        dev.tap("Messages");
+        let t = dev.wait_screen("the conversation", |t| t.screen == "conversation");
+        dev.tap("Done");
+        dev.wait_screen("the contact screen again", |t| t.screen == "contact");
+        dev.tap("back");
+        t
+    };
+    let t = show(&bob, "alice");
+    assert!(t.has_text("Messages with alice"), "{t:#?}");
+    let at = |s: &str| t.texts.iter().position(|x| x.contains(s));
+    let (read, wrote) = (at("alice: zq7vkx at noon"), at("You: pjw93 fine"));
+    assert!(read.is_some() && wrote.is_some() && read < wrote, "{t:#?}");
+    assert!(t.has_text("In memory only"), "{t:#?}");
+    // alice wrote one here and opened bob's for her laptop.
+    let t = show(&alice, "bob");
+    assert!(t.has_text("You: zq7vkx at noon"), "{t:#?}");
+    assert!(
+        !t.has_text("pjw93"),
+        "opened for the laptop: not here: {t:#?}"
+    );
+    // Never on the card.
+    for dir in [&d.alice, &d.bob] {
+        for (path, bytes) in files_under(dir) {
+            for word in ["zq7vkx", "pjw93"] {
+                assert!(
+                    !bytes.windows(word.len()).any(|x| x == word.as_bytes()),
+                    "{} holds {word:?}",
+                    path.display()
+                );
+            }
+        }
+    }
+    // Gone after a restart.
+    let bob = bob.restart();
+    let t = show(&bob, "alice");
+    assert!(t.has_text("Nothing read or written here"), "{t:#?}");
+    alice.stop();
+    bob.stop();
+}

@@ -311,6 +311,9 @@ pub enum UiEvent {
     /// A contact was tapped on the home screen: firmware answers with
     /// [`crate::UiHandle::set_contact_details`].
     ContactOpened { name: String },
+    /// **Messages** was tapped on this contact's screen: firmware shows
+    /// the conversation read and written on the device (a flow step).
+    ConversationOpened { name: String },
     /// **Private contact** was tapped on this contact's screen: firmware
     /// makes it private (`private`) or not, and sends the details again.
     SetPrivate { name: String, private: bool },

@@ -670,6 +670,7 @@ pub(crate) fn apply_contact(
     d.set_back_label(s("Back"));
     d.set_remove_label(s("Remove"));
     d.set_private_label(s("Private contact"));
+    d.set_messages_label(s("Messages"));
     d.set_private_shown(shown.is_some());
     texts
 }

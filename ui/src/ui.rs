@@ -1590,6 +1590,13 @@ impl Ui {
                     self.content_dirty = true;
                 }
             }
+            "messages" => {
+                if let UserScreen::Contact(name) = &self.user_screen {
+                    let _ = self
+                        .events_tx
+                        .send(UiEvent::ConversationOpened { name: name.clone() });
+                }
+            }
             "private" => {
                 if let (UserScreen::Contact(name), Some(d)) = (&self.user_screen, &self.details)
                     && d.name == *name
