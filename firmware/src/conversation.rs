@@ -20,8 +20,10 @@ use std::sync::Mutex;
 
 /// Messages kept per contact.
 pub const KEEP: usize = 50;
-/// Lines of the screen given to messages.
-pub const SHOWN_LINES: usize = 7;
+/// Lines of the screen given to messages: with the count of older ones
+/// above them, what the 480x320 screen holds above its warning and Done
+/// (the golden `conversation-480x320.png`).
+pub const SHOWN_LINES: usize = 4;
 /// Characters per line, as the read-here screen.
 const LINE_CHARS: usize = 40;
 /// What the screen says about where the messages are kept.
@@ -170,7 +172,7 @@ mod tests {
         }
         let s = c.screen("bob");
         assert_eq!(s.lines.len(), SHOWN_LINES + 1, "{:?}", s.lines);
-        assert_eq!(s.lines[0], "(15 older not shown)");
+        assert_eq!(s.lines[0], "(18 older not shown)");
         assert_eq!(s.lines.last().unwrap(), "bob: message 19");
         c.clear();
         assert!(c.is_empty());

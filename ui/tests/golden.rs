@@ -211,6 +211,46 @@ fn all_screens(w: u32, h: u32, golden: bool) {
     check(&format!("choice-code-{size}"), &r.screen.frame());
     r.handle.cancel_choice(&t);
     r.step();
+    // Issue 19's screens, as firmware builds them (read_here.rs and
+    // conversation.rs; their words are tested there): a message read on
+    // the device, and the conversation kept in memory.
+    let t = r.handle.ask_choice(ChoiceRequest {
+        screen: "read-here".into(),
+        title: "Message from bob".into(),
+        lines: vec![
+            "Meet me at the north gate at nine. Bring".into(),
+            "the papers and come alone‹RLO›, please.".into(),
+        ],
+        warning: Some("1 hidden characters shown as ‹names›".into()),
+        choices: vec!["Done".into()],
+        ..Default::default()
+    });
+    r.step();
+    check(&format!("read-here-{size}"), &r.screen.frame());
+    r.handle.cancel_choice(&t);
+    r.step();
+    let t = r.handle.ask_choice(ChoiceRequest {
+        screen: "conversation".into(),
+        title: "Messages with bob".into(),
+        // The most it shows: 4 lines of messages and the count before.
+        lines: vec![
+            "(12 older not shown)".into(),
+            "bob: Meet me at the north gate at nine.".into(),
+            "Bring the papers.".into(),
+            "You: meet at 9".into(),
+            "bob: fine".into(),
+        ],
+        warning: Some(
+            "In memory only: cleared when the device locks or stops, never written to the card"
+                .into(),
+        ),
+        choices: vec!["Done".into()],
+        ..Default::default()
+    });
+    r.step();
+    check(&format!("conversation-{size}"), &r.screen.frame());
+    r.handle.cancel_choice(&t);
+    r.step();
     let t = r.handle.ask_choice(ChoiceRequest {
         screen: "new-contact-full".into(),
         title: "No room for a new pad".into(),
