@@ -1150,6 +1150,7 @@ impl Ui {
                     let _ = reply.send(TextAnswer::Busy);
                     return;
                 }
+                self.hold_toast();
                 self.text = Some(ActiveText {
                     id,
                     typing: Typing::new(&request),
@@ -1222,7 +1223,12 @@ impl Ui {
             Msg::Toast(t) => {
                 if self.prompt.is_none() {
                     let until = self.clock.now() + t.duration;
-                    if self.on_contact_screens() && t.kind != ToastKind::Error {
+                    if self.text.is_some() || self.choice.is_some() {
+                        // It would sit over keys (the space bar) or a
+                        // step's buttons: it waits until the step ends
+                        // (see `release_held_toast`), error or not.
+                        self.toast_for_home = Some((t, until));
+                    } else if self.on_contact_screens() && t.kind != ToastKind::Error {
                         // It would sit over Back and Remove: it waits for
                         // home (see `back_home`).
                         self.toast_for_home = Some((t, until));
@@ -1704,11 +1710,39 @@ impl Ui {
             let _ = c.reply.send(answer);
             self.content_dirty = true;
         }
+        self.release_held_toast();
     }
 
     fn end_text(&mut self, answer: TextAnswer) {
         if let Some(t) = self.text.take() {
             let _ = t.reply.send(answer);
+            self.content_dirty = true;
+        }
+        self.release_held_toast();
+    }
+
+    /// A keyboard or a step is coming up: a toast on screen would cover
+    /// its keys or buttons (a tap on the space bar only dismissed a
+    /// "Sealed for bob" toast lying over it), so it waits, still counting
+    /// down, until the step ends.
+    fn hold_toast(&mut self) {
+        if let Some(t) = self.toast.take() {
+            self.toast_for_home = Some(t);
+            self.content_dirty = true;
+        }
+    }
+
+    /// A keyboard or step ended: a toast that waited for it shows now if
+    /// it has time left and nothing else that holds toasts is up.
+    fn release_held_toast(&mut self) {
+        if self.text.is_none()
+            && self.choice.is_none()
+            && self.prompt.is_none()
+            && !self.on_contact_screens()
+            && let Some((t, until)) = self.toast_for_home.take()
+            && self.clock.now() < until
+        {
+            self.toast = Some((t, until));
             self.content_dirty = true;
         }
     }
