@@ -18,7 +18,7 @@ use otc_ui::ScreenTrace;
 use otc_ui::sink::memory::MemoryDisplay;
 use otc_ui::source::scripted::{ScriptedTouch, TouchScript};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 const OWNER: &str = "Annabelle";
@@ -124,20 +124,6 @@ impl Drop for Dev {
     }
 }
 
-/// Every file (not directory) under `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read a directory") {
-        let p = e.expect("an entry").path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// A plain device `bob` and an encrypted one `ann` sharing a pad that
 /// `bob` made (Ann imports it with the passphrase). Returns the pad's
 /// bytes as `bob` holds them before any use.
@@ -168,7 +154,7 @@ fn pair(root: &Path, ann: &Path, bob: &Path) -> Vec<u8> {
         store.close().expect("close bob's store");
         std::fs::write(&code_file, code.groups()).expect("write the code");
         // Bob's plain pad file is the only file of the pad's size.
-        let pads: Vec<Vec<u8>> = files_under(bob)
+        let pads: Vec<Vec<u8>> = common::files_under(bob)
             .into_iter()
             .filter(|p| std::fs::metadata(p).map(|m| m.len()).ok() == Some(16 * 1024))
             .map(|p| std::fs::read(p).expect("read bob's pad"))
@@ -277,7 +263,7 @@ fn a_stolen_card_shows_no_names_no_audit_text_and_no_pad_bytes() {
         .filter(|w| w.iter().any(|b| *b != 0))
         .collect();
     assert!(runs.len() > 16_000, "the pad is random bytes");
-    let files = files_under(&ann);
+    let files = common::files_under(&ann);
     assert!(
         files.iter().any(|p| p.ends_with("audit.log"))
             && files.iter().any(|p| p.ends_with("audit.head")),

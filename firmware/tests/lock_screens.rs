@@ -492,7 +492,7 @@ fn after_the_key_is_destroyed_the_next_start_is_a_clean_first_boot() {
             .expect("a contact");
         store.close().expect("close");
     }
-    let before: Vec<PathBuf> = files_under(tmp.path())
+    let before: Vec<PathBuf> = common::files_under(tmp.path())
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n != vault::KEY_FILE))
         .collect();
@@ -553,18 +553,4 @@ fn after_the_key_is_destroyed_the_next_start_is_a_clean_first_boot() {
             path.display()
         );
     }
-}
-
-/// Every file (not directory) under `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read a directory") {
-        let p = e.expect("an entry").path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

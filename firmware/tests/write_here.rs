@@ -245,23 +245,6 @@ fn a_private_contact_cannot_be_opened_for_the_laptop_by_any_request() {
     bob.stop();
 }
 
-/// Every file under `dir`, read raw.
-fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).expect("read the data directory") {
-            let p = e.expect("an entry").path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.push((p, b));
-            }
-        }
-    }
-    out
-}
-
 /// Issue 19, part 4: the conversation screen shows what was read and
 /// written on the device, in order, says it is kept in memory only, holds
 /// nothing opened for the laptop, is never written to the card, and is
@@ -323,7 +306,8 @@ fn the_conversation_screen_shows_what_was_read_and_written_here_and_only_in_memo
     );
     // Never on the card.
     for dir in [&d.alice, &d.bob] {
-        for (path, bytes) in files_under(dir) {
+        for path in common::files_under(dir) {
+            let bytes = std::fs::read(&path).expect("read a data file");
             for word in ["zq7vkx", "pjw93"] {
                 assert!(
                     !bytes.windows(word.len()).any(|x| x == word.as_bytes()),

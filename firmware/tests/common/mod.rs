@@ -12,3 +12,17 @@ pub mod device;
 mod pad_helpers;
 #[allow(unused_imports)]
 pub use pad_helpers::*;
+
+/// Every file (not directory) under `dir`.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read a directory") {
+        let p = e.expect("an entry").path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
