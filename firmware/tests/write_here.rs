@@ -324,3 +324,27 @@ fn the_conversation_screen_shows_what_was_read_and_written_here_and_only_in_memo
     alice.stop();
     bob.stop();
 }
+
+/// Bad compose requests are refused before any keyboard shows, with a
+/// clear code, and spend nothing.
+#[test]
+fn a_bad_compose_request_is_refused_before_the_keyboard() {
+    let d = dirs(&[pad("bob", "alice", Format::V3, SIZE)]);
+    let alice = Dev::start(&d.alice, "Alice", limits());
+    let before = alice.contact("bob");
+    alice
+        .post(routes::COMPOSE, &json!({"to": "nobody"}))
+        .expect_error(404, "unknown_contact");
+    for body in [
+        json!({}),
+        json!({"to": 7}),
+        json!({"to": "bob", "message": "x"}),
+    ] {
+        alice
+            .post(routes::COMPOSE, &body)
+            .expect_error(400, "bad_request");
+    }
+    assert_eq!(alice.screen().screen, "home", "no keyboard came up");
+    assert_eq!(alice.contact("bob"), before, "nothing was spent");
+    alice.stop();
+}
