@@ -12,6 +12,27 @@
 //! device's alerts screen, and the log is then continued from what is there
 //! (with a `TamperDetected` entry), never silently repaired.
 //!
+//! The head file has two fixed-width slots, `SEQ HASH CHECK\n` (CHECK: the
+//! start of a SHA-256 over the rest, so a torn slot is told from a whole
+//! one). Each new head goes to the slot that does not hold the standing
+//! one, so a power cut in that write leaves the other standing; the newest
+//! whole slot is the head. A new log's head is written whole (aside, then
+//! renamed into place) naming no entry yet. A head file of the first
+//! format (one line, `SEQ HASH`, rewritten in place) is still read.
+//!
+//! **Power cuts are not tampering.** A cut may leave the end of the log
+//! torn: half a line, a line without its newline, a hole of zeros where a
+//! write was lost before one that was kept. All of that lies past the
+//! entry the head names (the head moves only after the log is synced
+//! through its entry), so when everything up to and including that entry
+//! checks, the damage after it is a torn tail ([`Scan::torn_tail`]): the
+//! open cuts it off, durably, and reports nothing; only entries that were
+//! never durable are lost. Damage at or before the head's entry is
+//! reported as before. The quick open checks the entries after the head's
+//! one before it defers the rest ([`tail_chains`]).
+//! `tests/powerloss_audit.rs` cuts the power under the log and its head
+//! in the simulator, plain and sealed, and checks exactly this.
+//!
 //! The device opens the log with [`AuditLog::open_quick`], which reads only
 //! the head and the newest entry, so start-up time is flat in the log's
 //! length; the chain is then checked by [`Deferred::check`] on a thread.
@@ -31,9 +52,10 @@
 //! `otc-device audit v1`): each line is the lowercase hex of
 //! `nonce(24) || XChaCha20-Poly1305(entry JSON)` (random nonce, associated
 //! data `otc-device audit.log line v1`), and the head is the hex of the
-//! plain head line sealed the same way (associated data `otc-device
-//! audit.head v1`), 253 bytes with its newline: fixed width, so it is
-//! still rewritten in place. The chain is over the plaintext entries,
+//! plain head slot sealed the same way (associated data `otc-device
+//! audit.head slot v2`; the first format's `otc-device audit.head v1` is
+//! still read), 271 bytes with its newline: fixed width, so the slots are
+//! rewritten in place. The chain is over the plaintext entries,
 //! exactly as in a plain log. A line that does not open is
 //! [`Integrity::Unreadable`], a head that does not open a
 //! [`Integrity::HeadMismatch`]: reported, never a crash, never dropped.
@@ -51,8 +73,8 @@
 //! running device calls every [`FLUSH_INTERVAL`] and at stop; severe
 //! entries (tamper, integrity failure, replay, burn, lockout, limits, pad
 //! creation/import/removal, start) are flushed before `append` returns. A
-//! flush `fdatasync`s the log, then rewrites the head in place (fixed
-//! width) and syncs it, so the head never names an entry that is not
+//! flush `fdatasync`s the log, then writes the head into its other slot
+//! and syncs it, so the head never names an entry that is not
 //! durable. The running device's routine flush is begun under the log's
 //! lock and synced outside it ([`AuditLog::begin_flush`], [`Flush`]), so
 //! requests never wait on those syncs to append; the head never moves
@@ -62,6 +84,7 @@
 //! The head may lag the log by that interval, so cutting off entries newer
 //! than the head is not detected; anything at or before it is.
 
+use crate::pad::durable::replace_durably;
 use crate::pad::vault::{MasterKey, RecordCipher};
 use crate::pad::vfs::{self, OpenHow, RealFs, VFile, Vfs};
 use crate::platform::system_unix_now;
@@ -298,9 +321,36 @@ const GENESIS: [u8; 32] = [0; 32];
 
 /// Associated data of a sealed log line.
 const LINE_PURPOSE: &str = "otc-device audit.log line v1";
-/// Associated data of the sealed head.
+/// Associated data of a sealed head of the first format (one line,
+/// rewritten in place; read, never written).
 const HEAD_PURPOSE: &str = "otc-device audit.head v1";
-/// Longest head file read (a sealed head is 253 bytes).
+/// Associated data of a sealed head slot.
+const HEAD_SLOT_PURPOSE: &str = "otc-device audit.head slot v2";
+/// The sequence field of the slot a new log starts with (no entry yet).
+const NO_ENTRY: &str = "--------------------";
+
+/// The check at the end of a head slot: the first 4 bytes of
+/// SHA-256(`"otc-device audit.head slot v2 " || body`), in hex.
+fn slot_check(body: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"otc-device audit.head slot v2 ");
+    h.update(body.as_bytes());
+    hex::encode(&h.finalize()[..4])
+}
+
+/// What the head file says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Head {
+    /// No head file, or one that was created and never written.
+    Absent,
+    /// The head of a new log: no entry is vouched for yet.
+    Nothing,
+    /// Entry `seq` (counted from 0) has this hash (hex).
+    Names(u64, String),
+    /// Bytes that are no head: tampering, or damage.
+    Unreadable,
+}
+/// Longest head file read (two sealed slots are 542 bytes).
 const MAX_HEAD: u64 = 4096;
 
 /// Where the audit log lives and how its lines are written: the storage
@@ -368,39 +418,101 @@ impl Files {
         }
     }
 
-    /// The head's bytes: `SEQ(20 digits) HASH(64 hex)\n`, or (sealed) the
-    /// hex of that sealed, and a newline: fixed width either way, so it is
-    /// rewritten in place.
-    fn encode_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-        let plain = format!("{seq:020} {}\n", hex::encode(hash));
+    /// One slot of the head naming entry `seq` of hash `hash` (`None`:
+    /// the slot a new log starts with, naming no entry yet): the text
+    /// `SEQ(20 digits) HASH(64 hex) CHECK(8 hex)\n`, where CHECK is the
+    /// start of a SHA-256 over the rest, so that a slot a power cut tore
+    /// is told from a whole one; or (sealed) the hex of that text sealed,
+    /// and a newline. Fixed width ([`Files::slot_width`]).
+    fn encode_head(&self, named: Option<(u64, &[u8; 32])>) -> Vec<u8> {
+        let body = match named {
+            Some((seq, hash)) => format!("{seq:020} {}", hex::encode(hash)),
+            None => format!("{NO_ENTRY} {}", hex::encode(GENESIS)),
+        };
+        let plain = format!("{body} {}\n", slot_check(&body));
         match &self.key {
             None => plain.into_bytes(),
             Some(k) => {
-                let mut out = hex::encode(k.seal(HEAD_PURPOSE, plain.as_bytes())).into_bytes();
+                let mut out = hex::encode(k.seal(HEAD_SLOT_PURPOSE, plain.as_bytes())).into_bytes();
                 out.push(b'\n');
                 out
             }
         }
     }
 
-    /// The head file's text; a head that was created but never written
-    /// counts as absent. A sealed head that does not open reads as text
-    /// that names no entry (a [`Integrity::HeadMismatch`]).
-    fn read_head(&self) -> Option<String> {
-        let raw = vfs::read_all(self.vfs.as_ref(), &self.head_path(), MAX_HEAD).ok()?;
-        let text = String::from_utf8_lossy(&raw).trim().to_string();
-        if text.is_empty() {
+    /// Bytes of one head slot: 95 plain, 271 sealed.
+    fn slot_width(&self) -> usize {
+        const PLAIN: usize = 20 + 1 + 64 + 1 + 8 + 1;
+        match &self.key {
+            None => PLAIN,
+            Some(_) => 2 * (24 + PLAIN + 16) + 1,
+        }
+    }
+
+    /// What one slot's bytes say, if they are a whole slot.
+    fn decode_slot(&self, raw: &[u8]) -> Option<Head> {
+        let opened;
+        let plain: &[u8] = match &self.key {
+            None => raw,
+            Some(k) => {
+                let sealed = hex::decode(raw.strip_suffix(b"\n")?).ok()?;
+                opened = k.open(HEAD_SLOT_PURPOSE, &sealed)?;
+                &opened
+            }
+        };
+        let text = std::str::from_utf8(plain.strip_suffix(b"\n")?).ok()?;
+        let (body, check) = text.rsplit_once(' ')?;
+        if check != slot_check(body) {
             return None;
         }
-        match &self.key {
+        let (seq, hash) = body.split_once(' ')?;
+        let hash = decode32(hash)?;
+        if seq == NO_ENTRY {
+            return Some(Head::Nothing);
+        }
+        Some(Head::Names(seq.parse().ok()?, hex::encode(hash)))
+    }
+
+    /// The head file: the newest of its whole slots, and the slot the
+    /// next head is written to (the other one, so a write the power cuts
+    /// never tears the head that stands). A head file of the first
+    /// format (one line, `SEQ HASH`, written in place by earlier
+    /// versions) is read when no slot is whole; its bytes are all before
+    /// the second slot, which is written first. A file that was created
+    /// but never written counts as absent; one with bytes but no whole
+    /// slot names nothing that checks ([`Head::Unreadable`]).
+    fn read_head(&self) -> (Head, usize) {
+        let raw = match vfs::read_all(self.vfs.as_ref(), &self.head_path(), MAX_HEAD) {
+            Ok(raw) if !raw.iter().all(|b| b.is_ascii_whitespace()) => raw,
+            _ => return (Head::Absent, 0),
+        };
+        let w = self.slot_width();
+        let newest = (0..2)
+            .filter_map(|i| Some((self.decode_slot(raw.get(i * w..(i + 1) * w)?)?, i)))
+            .max_by_key(|(h, _)| match h {
+                Head::Names(seq, _) => Some(*seq),
+                _ => None,
+            });
+        if let Some((head, slot)) = newest {
+            return (head, 1 - slot);
+        }
+        (self.read_first_format(&raw), 1)
+    }
+
+    /// A head of the first format: `SEQ HASH` on one line, or (sealed)
+    /// its hex sealed under the first head purpose.
+    fn read_first_format(&self, raw: &[u8]) -> Head {
+        let text = String::from_utf8_lossy(raw).trim().to_string();
+        let plain = match &self.key {
             None => Some(text),
-            Some(k) => Some(
-                hex::decode(&text)
-                    .ok()
-                    .and_then(|b| k.open(HEAD_PURPOSE, &b))
-                    .map(|p| String::from_utf8_lossy(&p).into_owned())
-                    .unwrap_or_else(|| "unreadable".to_string()),
-            ),
+            Some(k) => hex::decode(&text)
+                .ok()
+                .and_then(|b| k.open(HEAD_PURPOSE, &b))
+                .map(|p| String::from_utf8_lossy(&p).into_owned()),
+        };
+        match plain.as_deref().and_then(parse_head) {
+            Some((seq, hash)) => Head::Names(seq, hash),
+            None => Head::Unreadable,
         }
     }
 
@@ -479,6 +591,13 @@ pub struct Scan {
     pub unacked: VecDeque<Entry>,
     /// The detail of the newest `TamperDetected` entry.
     pub last_tamper: Option<String>,
+    /// Where the damage begins when all of it is past the entry the head
+    /// names, and the head and everything up to it check: what a power
+    /// cut leaves of writes never synced (a torn line, a hole, lines
+    /// after one). The head is only moved past an entry once the log is
+    /// synced through it, so nothing there was ever durable, and
+    /// [`AuditLog::open_in`] cuts it off instead of reporting it.
+    pub torn_tail: Option<u64>,
 }
 
 /// Problems recorded per pass; past this a damaged log is damaged enough.
@@ -495,6 +614,16 @@ impl Scan {
         if self.problems.len() < PROBLEMS_KEPT {
             self.problems.push(p);
         }
+    }
+
+    /// A problem with the line that starts at byte `at`; `vouched`: every
+    /// line before it checks, up to and past the entry the head names.
+    /// The first such problem begins the [`Scan::torn_tail`].
+    fn found_at(&mut self, p: Integrity, at: u64, vouched: bool) {
+        if self.problems.is_empty() && vouched {
+            self.torn_tail = Some(at);
+        }
+        self.problem(p);
     }
 
     fn note(&mut self, e: &Entry) {
@@ -514,7 +643,10 @@ impl Scan {
 
 /// Read the next line of at most [`MAX_LINE`] bytes into `buf` (without
 /// its newline). `Ok(None)` at the end; `Ok(Some(false))` for a line that
-/// was too long (its rest is skipped, never held in memory).
+/// is not a whole line of the log: too long (its rest is skipped, never
+/// held in memory), or the last one without its newline (every entry is
+/// written with one: a write a power cut tore, even if what is left
+/// happens to parse).
 fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
     buf.clear();
     let n = r.by_ref().take(MAX_LINE + 1).read_until(b'\n', buf)?;
@@ -526,7 +658,7 @@ fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<
         return Ok(Some(true));
     }
     if (buf.len() as u64) <= MAX_LINE {
-        return Ok(Some(true)); // the last line, without a newline
+        return Ok(Some(false)); // the last line, without a newline
     }
     loop {
         let (done, used) = {
@@ -554,7 +686,7 @@ pub fn scan_with(dir: &Path, each: impl FnMut(&Entry)) -> Result<Scan, AuditErro
 /// [`scan_with`] of the log `files` name (a sealed one, or through
 /// another storage seam).
 pub fn scan_in(files: &Files, each: impl FnMut(&Entry)) -> Result<Scan, AuditError> {
-    scan_part(files, files.read_head(), u64::MAX, &|| true, each)
+    scan_part(files, files.read_head().0, u64::MAX, &|| true, each)
 }
 
 /// [`scan_with`] over the first `limit` bytes of the log, against `head`
@@ -562,16 +694,18 @@ pub fn scan_in(files: &Files, each: impl FnMut(&Entry)) -> Result<Scan, AuditErr
 /// no.
 fn scan_part(
     files: &Files,
-    head: Option<String>,
+    head: Head,
     limit: u64,
     keep_going: &dyn Fn() -> bool,
     mut each: impl FnMut(&Entry),
 ) -> Result<Scan, AuditError> {
     let log_path = files.log_path();
-    let parsed_head = head.as_deref().and_then(parse_head);
     let mut out = Scan::default();
     // The hash of the entry the head names (by position), once read.
     let mut at_head: Option<String> = None;
+    // Whether every line so far is a whole entry in the chain, up to and
+    // including the one the head names (a new log's head names none).
+    let mut vouched = head == Head::Nothing;
     let mut prev = GENESIS;
     let mut chain_ok = true;
     match files.open_read(&log_path) {
@@ -581,7 +715,11 @@ fn scan_part(
             let mut reader = BufReader::new(VRead { file, pos: 0, end });
             let mut buf = Vec::new();
             let mut line_no = 0u64;
-            while let Some(whole) = next_line(&mut reader, &mut buf).map_err(io(&log_path))? {
+            loop {
+                let starts_at = reader.get_ref().pos - reader.buffer().len() as u64;
+                let Some(whole) = next_line(&mut reader, &mut buf).map_err(io(&log_path))? else {
+                    break;
+                };
                 if !keep_going() {
                     return Ok(out);
                 }
@@ -589,7 +727,7 @@ fn scan_part(
                 let entry: Entry = match whole.then(|| files.decode_line(&buf)).flatten() {
                     Some(e) => e,
                     None => {
-                        out.problem(Integrity::Unreadable { line: line_no });
+                        out.found_at(Integrity::Unreadable { line: line_no }, starts_at, vouched);
                         chain_ok = false;
                         continue;
                     }
@@ -600,12 +738,15 @@ fn scan_part(
                         || entry.prev != hex::encode(prev)
                         || entry.hash != hex::encode(expect))
                 {
-                    out.problem(Integrity::Broken { seq: entry.seq });
+                    out.found_at(Integrity::Broken { seq: entry.seq }, starts_at, vouched);
                     chain_ok = false;
                 }
                 prev = decode32(&entry.hash).unwrap_or(GENESIS);
-                if parsed_head.as_ref().is_some_and(|(s, _)| *s == out.count) {
+                if let Head::Names(s, hash) = &head
+                    && *s == out.count
+                {
                     at_head = Some(entry.hash.clone());
+                    vouched = chain_ok && entry.hash == *hash;
                 }
                 out.count += 1;
                 out.note(&entry);
@@ -616,25 +757,29 @@ fn scan_part(
         Err(e) => return Err(io(&log_path)(e)),
     }
     let last_seq = out.last.as_ref().map(|e| e.seq);
-    match (parsed_head, last_seq) {
-        (None, None) if head.is_none() => {}
-        (Some((seq, hash)), Some(last_seq)) => {
-            if seq > last_seq {
+    let before = out.problems.len();
+    match (&head, last_seq) {
+        (Head::Absent, None) | (Head::Nothing, _) => {}
+        (Head::Names(seq, hash), Some(last_seq)) => {
+            if *seq > last_seq {
                 out.problem(Integrity::Truncated {
                     expected: seq + 1,
                     found: out.count,
                 });
-            } else if at_head.is_none_or(|h| h != hash) {
+            } else if at_head.is_none_or(|h| h != *hash) {
                 // The head may lag the log (group commit), but the entry it
                 // names must be there, unchanged.
                 out.problem(Integrity::HeadMismatch);
             }
         }
-        (Some((seq, _)), None) => out.problem(Integrity::Truncated {
+        (Head::Names(seq, _), None) => out.problem(Integrity::Truncated {
             expected: seq + 1,
             found: 0,
         }),
         _ => out.problem(Integrity::HeadMismatch),
+    }
+    if out.problems.len() > before {
+        out.torn_tail = None;
     }
     Ok(out)
 }
@@ -673,7 +818,7 @@ fn decode32(s: &str) -> Option<[u8; 32]> {
 #[derive(Debug)]
 pub struct Deferred {
     files: Files,
-    head: Option<String>,
+    head: Head,
     len: u64,
 }
 
@@ -694,6 +839,58 @@ pub enum Opened {
     Checked(Vec<Integrity>),
     /// Only the newest entry was read; the chain is checked later.
     Deferred(Deferred),
+}
+
+/// Most bytes read back from the end of the log by a quick open, to find
+/// the entry the head names.
+const TAIL_WINDOW: u64 = 1 << 20;
+
+/// Whether the log's first `len` bytes end in whole entries that chain,
+/// from the entry `head` names (or, for a new log's head, from the start)
+/// to the last: then nothing a power cut tore is there, and the quick
+/// open may check the rest later. Reads at most [`TAIL_WINDOW`] bytes
+/// back; `false` sends the open to the full check, which cuts a torn tail.
+fn tail_chains(files: &Files, head: &Head, len: u64) -> std::io::Result<bool> {
+    let Some(f) = files.open_read(&files.log_path())? else {
+        return Ok(false);
+    };
+    let from = len.saturating_sub(TAIL_WINDOW);
+    if from > 0 && *head == Head::Nothing {
+        return Ok(false);
+    }
+    let mut tail = vec![0u8; (len - from) as usize];
+    f.read_exact_at(&mut tail, from)?;
+    let mut lines = tail.split(|b| *b == b'\n');
+    if from > 0 {
+        lines.next(); // the end of a line that starts before the window
+    }
+    // The hash the next entry must chain to, once the head's entry is found.
+    let mut prev: Option<[u8; 32]> = (*head == Head::Nothing).then_some(GENESIS);
+    let mut next_seq = 0;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let Some(e) = files.decode_line(line) else {
+            if prev.is_some() {
+                return Ok(false);
+            }
+            continue;
+        };
+        match prev {
+            Some(p) => {
+                let hash = chain_hash(&p, e.seq, e.time, &e.event);
+                if e.seq != next_seq || e.prev != hex::encode(p) || e.hash != hex::encode(hash) {
+                    return Ok(false);
+                }
+                prev = Some(hash);
+            }
+            None => {
+                if matches!(head, Head::Names(s, h) if *s == e.seq && *h == e.hash) {
+                    prev = decode32(&e.hash);
+                }
+            }
+        }
+        next_seq = e.seq + 1;
+    }
+    Ok(prev.is_some())
 }
 
 /// The newest complete line of the log, if its end is a whole entry: the
@@ -742,6 +939,10 @@ pub struct AuditLog {
 struct HeadFile {
     file: Box<dyn VFile>,
     names: Option<u64>,
+    /// The slot the next head goes to: never the one that stands.
+    next_slot: usize,
+    /// Bytes of a slot.
+    width: usize,
 }
 
 /// A flush begun under the log's lock ([`AuditLog::begin_flush`]) and done
@@ -781,13 +982,15 @@ impl Flush {
         if head.names.is_some_and(|n| n >= self.seq) {
             return Ok(());
         }
-        let line = &self.line;
+        // Into the slot that does not hold the standing head: a cut here
+        // tears only this one, and the other still names a durable entry.
+        let at = (head.next_slot * head.width) as u64;
         head.file
-            .write_all_at(line, 0)
-            .and_then(|_| head.file.set_len(line.len() as u64))
+            .write_all_at(&self.line, at)
             .and_then(|_| head.file.sync_data())
             .map_err(io(&self.dir.join("audit.head")))?;
         head.names = Some(self.seq);
+        head.next_slot = 1 - head.next_slot;
         Ok(())
     }
 }
@@ -825,14 +1028,13 @@ impl AuditLog {
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<(AuditLog, Opened), AuditError> {
         let log_path = files.log_path();
-        let head = files.read_head();
+        let (head, _) = files.read_head();
         let last = last_entry(&files).map_err(io(&log_path))?;
-        let fits = |last: &Entry| {
-            head.as_deref()
-                .and_then(parse_head)
-                .is_some_and(|(seq, _)| seq <= last.seq)
+        let whole = match &last {
+            Some((len, _)) => tail_chains(&files, &head, *len).map_err(io(&log_path))?,
+            None => false,
         };
-        let Some((len, last)) = last.filter(|(_, e)| fits(e)) else {
+        let Some((len, last)) = last.filter(|_| whole) else {
             let (log, problems) = AuditLog::open_in(files, clock)?;
             return Ok((log, Opened::Checked(problems)));
         };
@@ -888,7 +1090,17 @@ impl AuditLog {
         files: Files,
         clock: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<(AuditLog, Vec<Integrity>), AuditError> {
-        let checked = scan_in(&files, |_| {})?;
+        let mut checked = scan_in(&files, |_| {})?;
+        if let Some(at) = checked.torn_tail {
+            // What a power cut left of writes never synced: cut it off
+            // (durably) and read the log again.
+            let log_path = files.log_path();
+            let f = files.open_write(&log_path).map_err(io(&log_path))?;
+            f.set_len(at)
+                .and_then(|_| f.sync_data())
+                .map_err(io(&log_path))?;
+            checked = scan_in(&files, |_| {})?;
+        }
         let (next_seq, prev) = match &checked.last {
             Some(e) => (e.seq + 1, decode32(&e.hash).unwrap_or(GENESIS)),
             None => (0, GENESIS),
@@ -922,7 +1134,18 @@ impl AuditLog {
         let file: Arc<dyn VFile> = Arc::from(files.open_write(&log_path).map_err(io(&log_path))?);
         let end = file.size().map_err(io(&log_path))?;
         let head_path = files.head_path();
-        let head = files.open_write(&head_path).map_err(io(&head_path))?;
+        let head = match files.vfs.open(&head_path, OpenHow::ReadWrite) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A new head names no entry yet, and is whole from the
+                // start (written aside, synced, renamed into place).
+                replace_durably(files.vfs.as_ref(), &head_path, &files.encode_head(None))
+                    .and_then(|_| files.vfs.open(&head_path, OpenHow::ReadWrite))
+            }
+            other => other,
+        }
+        .map_err(io(&head_path))?;
+        let (_, next_slot) = files.read_head();
+        let width = files.slot_width();
         Ok(AuditLog {
             dir: files.dir.clone(),
             files,
@@ -931,6 +1154,8 @@ impl AuditLog {
             head: Arc::new(Mutex::new(HeadFile {
                 file: head,
                 names: None,
+                next_slot,
+                width,
             })),
             next_seq,
             prev,
@@ -980,8 +1205,8 @@ impl AuditLog {
     }
 
     /// Make every entry written so far durable: fdatasync the log, then
-    /// point the head at the newest entry (rewritten in place at a fixed
-    /// width, so it is never half a line) and sync it.
+    /// point the head at the newest entry (written into the slot that
+    /// does not hold the standing head) and sync it.
     pub fn flush(&mut self) -> Result<(), AuditError> {
         match self.begin_flush() {
             Some(flush) => flush.complete(),
@@ -1001,7 +1226,7 @@ impl AuditLog {
             head: self.head.clone(),
             dirty: self.dirty.clone(),
             seq,
-            line: self.files.encode_head(seq, &self.prev),
+            line: self.files.encode_head(Some((seq, &self.prev))),
             dir: self.dir.clone(),
         })
     }
@@ -1145,35 +1370,123 @@ mod tests {
     #[test]
     fn routine_entries_wait_for_flush_severe_ones_do_not() {
         let d = tempfile::tempdir().unwrap();
-        let head = || std::fs::read_to_string(d.path().join("audit.head")).unwrap();
+        // The entry the standing head names (the newest whole slot).
+        let head = || match Files::plain(d.path()).read_head().0 {
+            Head::Names(seq, _) => Some(seq),
+            _ => None,
+        };
         let (mut log, _) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(head(), None, "a new log's head names no entry");
         log.append(Event::Started {
             version: "test".into(),
         })
         .unwrap();
-        assert!(head().starts_with("00000000000000000000 "), "{}", head());
+        assert_eq!(head(), Some(0));
         log.append(ev(0)).unwrap();
-        assert!(
-            head().starts_with("00000000000000000000 "),
-            "a routine entry does not move the head"
-        );
+        assert_eq!(head(), Some(0), "a routine entry does not move the head");
         assert!(check(d.path()).unwrap().problems.is_empty());
         log.append(Event::Replay {
             contact: "bob".into(),
             index: 7,
         })
         .unwrap();
-        assert!(head().starts_with("00000000000000000002 "), "{}", head());
+        assert_eq!(head(), Some(2));
         log.append(ev(2)).unwrap();
         // The head lags the log by the unflushed entry: that is not damage.
         assert!(check(d.path()).unwrap().problems.is_empty());
         log.flush().unwrap();
-        assert!(head().starts_with("00000000000000000003 "), "{}", head());
-        assert_eq!(head().len(), 20 + 1 + 64 + 1);
+        assert_eq!(head(), Some(3));
+        // Two slots of `SEQ HASH CHECK\n`, written in turn.
+        let raw = std::fs::read_to_string(d.path().join("audit.head")).unwrap();
+        assert_eq!(raw.len(), 2 * (20 + 1 + 64 + 1 + 8 + 1), "{raw}");
+        assert!(
+            raw.starts_with("00000000000000000003 ") || raw.contains("\n00000000000000000003 ")
+        );
         drop(log);
         let (log, problems) = AuditLog::open(d.path()).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(log.len(), 4);
+    }
+
+    #[test]
+    fn a_head_slot_torn_by_a_power_cut_leaves_the_other_standing() {
+        let d = tempfile::tempdir().unwrap();
+        fresh(d.path(), 3);
+        let p = d.path().join("audit.head");
+        let before = std::fs::read(&p).unwrap();
+        let (mut log, _) = AuditLog::open(d.path()).unwrap();
+        log.append(ev(3)).unwrap();
+        log.flush().unwrap();
+        drop(log);
+        // Tear the slot the last flush wrote: its first bytes new, the
+        // rest as they were.
+        let after = std::fs::read(&p).unwrap();
+        let w = after.len() / 2;
+        let slot = (0..2)
+            .find(|i| {
+                after[i * w..(i + 1) * w] != before.get(i * w..(i + 1) * w).unwrap_or(&[])[..]
+            })
+            .expect("a slot was written");
+        let mut torn = after.clone();
+        let old = before
+            .get(slot * w..(slot + 1) * w)
+            .map(<[u8]>::to_vec)
+            .unwrap_or(vec![0; w]);
+        torn[slot * w + 10..(slot + 1) * w].copy_from_slice(&old[10..]);
+        std::fs::write(&p, &torn).unwrap();
+        let (log, problems) = AuditLog::open(d.path()).unwrap();
+        assert!(
+            problems.is_empty(),
+            "a torn slot is not damage: {problems:?}"
+        );
+        assert_eq!(log.len(), 4);
+        drop(log);
+        // Both slots unreadable is damage, as a head that does not match.
+        std::fs::write(&p, vec![b'x'; after.len()]).unwrap();
+        let (_, problems) = AuditLog::open(d.path()).unwrap();
+        assert_eq!(problems, vec![Integrity::HeadMismatch]);
+    }
+
+    #[test]
+    fn a_tail_a_power_cut_tore_is_cut_off_not_reported() {
+        // Half a line, and the last line again without its newline (what
+        // is left parses, but every entry is written with one): both after
+        // the entry the head names, as a power cut leaves them.
+        for torn_last_line in [false, true] {
+            let d = tempfile::tempdir().unwrap();
+            fresh(d.path(), 3);
+            let p = d.path().join("audit.log");
+            let whole = std::fs::read(&p).unwrap();
+            let tail = if torn_last_line {
+                whole[..whole.len() - 1]
+                    .rsplit(|b| *b == b'\n')
+                    .next()
+                    .unwrap()
+                    .to_vec()
+            } else {
+                b"{\"seq\":3,\"ti".to_vec()
+            };
+            let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(&tail).unwrap();
+            drop(f);
+            assert!(
+                !scan(d.path()).unwrap().problems.is_empty(),
+                "a check reports it"
+            );
+            let (mut log, problems) = AuditLog::open(d.path()).unwrap();
+            assert!(problems.is_empty(), "an open cuts it off: {problems:?}");
+            assert_eq!(log.len(), 3);
+            assert_eq!(
+                std::fs::read(&p).unwrap(),
+                whole,
+                "cut back to the whole entries"
+            );
+            log.append(ev(3)).unwrap();
+            drop(log);
+            let c = check(d.path()).unwrap();
+            assert!(c.problems.is_empty(), "{:?}", c.problems);
+            assert_eq!(c.entries.len(), 4);
+        }
     }
 
     /// Replace entry `seq` with `event` and give it a correct hash over its
