@@ -341,12 +341,57 @@ impl Daily {
     }
 }
 
+/// How many [`Notify`]s long polls wait on, by a hash of the recipient.
+const ARRIVAL_SHARDS: usize = 1024;
+
+/// Long polls' wake-ups, by recipient: a commit wakes only the polls of
+/// the mailboxes it stored into (and of the few sharing their shard),
+/// since every poll woken looks into the store again; waking them all at
+/// every commit sent most of them to the database for nothing. A poll
+/// woken for another mailbox of its shard looks, finds nothing and parks
+/// again, as any poll did before.
+pub(crate) struct Arrivals {
+    shards: Box<[Notify]>,
+}
+
+impl Arrivals {
+    fn new() -> Arrivals {
+        Arrivals {
+            shards: (0..ARRIVAL_SHARDS).map(|_| Notify::new()).collect(),
+        }
+    }
+
+    /// What `recipient`'s long polls wait on.
+    fn of(&self, recipient: &str) -> &Notify {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(recipient);
+        // The modulo keeps the index below the shard count.
+        #[allow(clippy::cast_possible_truncation)]
+        &self.shards[(h % ARRIVAL_SHARDS as u64) as usize]
+    }
+
+    /// Wakes the long polls of these recipients.
+    fn wake(&self, recipients: &[String]) {
+        for r in recipients {
+            self.of(r).notify_waiters();
+        }
+    }
+
+    /// Wakes every long poll (stop, or messages from elsewhere).
+    fn wake_all(&self) {
+        for n in &self.shards {
+            n.notify_waiters();
+        }
+    }
+}
+
 pub(crate) struct Shared {
     cfg: Config,
     daily: Mutex<Daily>,
     store: Box<dyn Storage>,
-    /// Woken (all waiters) when messages become visible, and at stop.
-    arrived: Arc<Notify>,
+    /// Woken when messages become visible (a recipient's polls only),
+    /// and at stop (all).
+    arrived: Arc<Arrivals>,
     mischief: Mutex<MischiefState>,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
     conns: Mutex<http::Conns>,
@@ -413,20 +458,21 @@ impl Relay {
             Some((cert, key)) => Some(Mutex::new(load_tls(cert, key).map_err(RelayFailure::Tls)?)),
             None => None,
         };
-        let arrived = Arc::new(Notify::new());
+        let arrived = Arc::new(Arrivals::new());
         let wake = arrived.clone();
         let store: Box<dyn Storage> = match &cfg.database {
+            // Notifications from any process name no recipients.
             Some(url) => Box::new(pg::Postgres::open(
                 url,
                 cfg.keep,
                 cfg.group_commit,
-                Box::new(move || wake.notify_waiters()),
+                Box::new(move || wake.wake_all()),
             )?),
             None => Box::new(Sqlite::open(
                 &cfg.data,
                 cfg.keep,
                 cfg.group_commit,
-                Box::new(move || wake.notify_waiters()),
+                Box::new(move |to: &[String]| wake.wake(to)),
             )?),
         };
         let listen_err = |why: String| RelayFailure::Listen {
@@ -545,7 +591,7 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.stop_tx.send_replace(true);
-        self.shared.arrived.notify_waiters();
+        self.shared.arrived.wake_all();
         if let (Some(rt), Some(h)) = (&self.runtime, self.accept.take()) {
             let _ = rt.block_on(h);
         }
@@ -555,7 +601,7 @@ impl Drop for Relay {
         // directory is the store's only writer.
         let deadline = Instant::now() + Duration::from_secs(5);
         while lock(&self.shared.conns).open_count() > 0 && Instant::now() < deadline {
-            self.shared.arrived.notify_waiters();
+            self.shared.arrived.wake_all();
             std::thread::sleep(Duration::from_millis(2));
         }
         if let Some(rt) = self.runtime.take() {
@@ -776,7 +822,7 @@ async fn get_messages(
     let (messages, complete) = loop {
         // Listening before looking: a message published after the look
         // wakes this poll.
-        let arrived = sh.arrived.notified();
+        let arrived = sh.arrived.of(&q.recipient_uid).notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
         let (msgs, complete) = sh

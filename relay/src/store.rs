@@ -134,6 +134,10 @@ pub trait Txn {
 /// the commit is durable (an error undoes the write's own changes only).
 pub type WriteOp = Box<dyn FnOnce(&mut dyn Txn) -> Result<u64, Refusal> + Send>;
 
+/// Run by the SQLite writer after each commit, with the recipients it
+/// stored messages for (each once): it wakes their long polls.
+pub type OnCommit = Box<dyn Fn(&[String]) + Send>;
+
 /// Where the relay keeps messages.
 pub trait Storage: Send + Sync {
     /// Queues `op` for the next group commit; its result once durable.
@@ -263,12 +267,13 @@ impl Sqlite {
     /// Opens (or creates) `DIR/relay.sqlite3`, drops messages older than
     /// `keep`, and starts the writer. `group`: batch concurrent sends into
     /// one commit (off only for the bench's comparison). `on_commit` runs
-    /// after each commit that stored something (it wakes long polls).
+    /// after each commit, with the recipients it stored messages for (it
+    /// wakes their long polls).
     pub fn open(
         dir: &Path,
         keep: Option<Duration>,
         group: bool,
-        on_commit: Box<dyn Fn() + Send>,
+        on_commit: OnCommit,
     ) -> Result<Sqlite, RelayFailure> {
         std::fs::create_dir_all(dir).map_err(|e| {
             RelayFailure::Storage(format!(
@@ -527,7 +532,7 @@ struct Writer {
     commits: Arc<AtomicU64>,
     keep: Option<Duration>,
     group: bool,
-    on_commit: Box<dyn Fn() + Send>,
+    on_commit: OnCommit,
     /// Messages kept per recipient, as committed (a cache of `COUNT(*)`,
     /// filled as recipients are seen; cleared by pruning and failures).
     counts: HashMap<String, usize>,
@@ -552,6 +557,9 @@ struct SqlTxn<'a> {
     /// Keys this op set, with what they held before (put back if it is
     /// rolled back).
     keyed: Vec<([u8; 32], Option<u64>)>,
+    /// Recipients of the messages stored (a rolled-back op's included:
+    /// waking a poll for nothing only makes it look again).
+    to: Vec<String>,
 }
 
 impl Txn for SqlTxn<'_> {
@@ -613,6 +621,7 @@ impl Txn for SqlTxn<'_> {
         }
         let before = self.copies.insert(key, r);
         self.keyed.push((key, before));
+        self.to.push(recipient.to_owned());
         self.next += 1;
         self.bytes += crate::message_bytes(sender, recipient, contents);
         Ok(r)
@@ -690,6 +699,7 @@ impl Writer {
             copies: &mut self.copies,
             bytes: self.bytes,
             keyed: Vec::new(),
+            to: Vec::new(),
         };
         let mut answers = Vec::with_capacity(batch.len());
         for j in batch {
@@ -729,7 +739,7 @@ impl Writer {
             };
             answers.push((j.reply, r));
         }
-        let (next, bytes) = (txn.next, txn.bytes);
+        let (next, bytes, mut to) = (txn.next, txn.bytes, txn.to);
         let committed = conn
             .prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'next_ref'")
             .and_then(|mut st| st.execute(params![i64::try_from(next).unwrap_or(i64::MAX)]))
@@ -747,7 +757,9 @@ impl Writer {
                 for (reply, r) in answers {
                     let _ = reply.send(r);
                 }
-                (self.on_commit)();
+                to.sort_unstable();
+                to.dedup();
+                (self.on_commit)(&to);
             }
             Err(e) => {
                 eprintln!("otc-relay: a commit failed: {e}");
@@ -877,7 +889,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, keep: Option<Duration>) -> Sqlite {
-        Sqlite::open(dir, keep, true, Box::new(|| {})).unwrap()
+        Sqlite::open(dir, keep, true, Box::new(|_| {})).unwrap()
     }
 
     fn put(s: &Sqlite, to: &str, c: &str) -> oneshot::Receiver<Result<u64, Refusal>> {
