@@ -431,6 +431,99 @@ async fn reload_on_hangup(mut hup: tokio::signal::unix::Signal, shared: Arc<Shar
     }
 }
 
+/// Lowers `--max-connections` to what the process may open (ulimit -n),
+/// saying so, and the waiter caps to fit the connection caps.
+fn fit_caps(cfg: &mut Config) {
+    if let Some(most) = http::fd_limit().map(http::connections_for)
+        && cfg.max_connections > most
+    {
+        eprintln!(
+            "otc-relay: --max-connections lowered from {} to {most}: the process may open \
+             only so many files (ulimit -n)",
+            cfg.max_connections
+        );
+        cfg.max_connections = most;
+    }
+    cfg.max_waiters = cfg.max_waiters.clamp(1, cfg.max_connections);
+    cfg.max_waiters_per_ip = cfg.max_waiters_per_ip.clamp(1, cfg.max_waiters);
+}
+
+/// The store `cfg` names (PostgreSQL with `--database`, else SQLite in
+/// `--data`), its commits waking long polls through `arrived`.
+fn open_store(cfg: &Config, arrived: &Arc<Arrivals>) -> Result<Box<dyn Storage>, RelayFailure> {
+    let wake = arrived.clone();
+    Ok(match &cfg.database {
+        // Notifications from any process name no recipients.
+        Some(url) => Box::new(pg::Postgres::open(
+            url,
+            cfg.keep,
+            cfg.group_commit,
+            Box::new(move || wake.wake_all()),
+        )?),
+        None => Box::new(Sqlite::open(
+            &cfg.data,
+            cfg.keep,
+            cfg.group_commit,
+            Box::new(move |to: &[String]| wake.wake(to)),
+        )?),
+    })
+}
+
+/// Binds `listen` (errors said in words: what is wrong and what to do),
+/// with TCP_NODELAY, non-blocking, for tokio.
+fn bind(listen: &str) -> Result<std::net::TcpListener, RelayFailure> {
+    let listen_err = |why: String| RelayFailure::Listen {
+        addr: listen.to_owned(),
+        why,
+    };
+    if !std::net::ToSocketAddrs::to_socket_addrs(listen).is_ok_and(|mut a| a.next().is_some()) {
+        return Err(RelayFailure::BadListen {
+            addr: listen.to_owned(),
+        });
+    }
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
+        listen_err(match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "{e}: another program is using that port; stop it or pick another port with --listen"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => format!(
+                "{e}: this machine has no such address; use one of its own (or 127.0.0.1)"
+            ),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("{e}: ports below 1024 need privileges; use a port above 1023")
+            }
+            _ => e.to_string(),
+        })
+    })?;
+    // Linux copies TCP_NODELAY from the listener to accepted sockets;
+    // each connection sets it again anyway (small replies must not
+    // wait for the client's delayed ACK).
+    socket2::SockRef::from(&listener)
+        .set_tcp_nodelay(true)
+        .map_err(|e| listen_err(format!("cannot set TCP_NODELAY: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| listen_err(e.to_string()))?;
+    Ok(listener)
+}
+
+/// With TLS: reloads the certificate on each SIGHUP (or says on stderr
+/// that a renewed one needs a restart, if SIGHUP cannot be caught).
+fn reload_tls_on_hangup(runtime: &tokio::runtime::Runtime, shared: &Arc<Shared>) {
+    let hup = {
+        let _in = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
+    match hup {
+        Ok(hup) => {
+            runtime.spawn(reload_on_hangup(hup, shared.clone()));
+        }
+        Err(e) => {
+            eprintln!("otc-relay: cannot catch SIGHUP ({e}): a renewed certificate needs a restart")
+        }
+    }
+}
+
 /// A running relay.
 pub struct Relay {
     addr: SocketAddr,
@@ -442,75 +535,20 @@ pub struct Relay {
 impl Relay {
     /// Opens the store, binds and starts serving on a background thread.
     pub fn start(mut cfg: Config) -> Result<Relay, RelayFailure> {
-        if let Some(most) = http::fd_limit().map(http::connections_for)
-            && cfg.max_connections > most
-        {
-            eprintln!(
-                "otc-relay: --max-connections lowered from {} to {most}: the process may open \
-                 only so many files (ulimit -n)",
-                cfg.max_connections
-            );
-            cfg.max_connections = most;
-        }
-        cfg.max_waiters = cfg.max_waiters.clamp(1, cfg.max_connections);
-        cfg.max_waiters_per_ip = cfg.max_waiters_per_ip.clamp(1, cfg.max_waiters);
+        fit_caps(&mut cfg);
         let tls = match &cfg.tls {
             Some((cert, key)) => Some(Mutex::new(load_tls(cert, key).map_err(RelayFailure::Tls)?)),
             None => None,
         };
         let arrived = Arc::new(Arrivals::new());
-        let wake = arrived.clone();
-        let store: Box<dyn Storage> = match &cfg.database {
-            // Notifications from any process name no recipients.
-            Some(url) => Box::new(pg::Postgres::open(
-                url,
-                cfg.keep,
-                cfg.group_commit,
-                Box::new(move || wake.wake_all()),
-            )?),
-            None => Box::new(Sqlite::open(
-                &cfg.data,
-                cfg.keep,
-                cfg.group_commit,
-                Box::new(move |to: &[String]| wake.wake(to)),
-            )?),
-        };
+        let store = open_store(&cfg, &arrived)?;
+        let listener = bind(&cfg.listen)?;
         let listen_err = |why: String| RelayFailure::Listen {
             addr: cfg.listen.clone(),
             why,
         };
-        if !std::net::ToSocketAddrs::to_socket_addrs(&cfg.listen)
-            .is_ok_and(|mut a| a.next().is_some())
-        {
-            return Err(RelayFailure::BadListen {
-                addr: cfg.listen.clone(),
-            });
-        }
-        let listener = std::net::TcpListener::bind(&cfg.listen).map_err(|e| {
-            listen_err(match e.kind() {
-                std::io::ErrorKind::AddrInUse => format!(
-                    "{e}: another program is using that port; stop it or pick another port with --listen"
-                ),
-                std::io::ErrorKind::AddrNotAvailable => format!(
-                    "{e}: this machine has no such address; use one of its own (or 127.0.0.1)"
-                ),
-                std::io::ErrorKind::PermissionDenied => {
-                    format!("{e}: ports below 1024 need privileges; use a port above 1023")
-                }
-                _ => e.to_string(),
-            })
-        })?;
-        // Linux copies TCP_NODELAY from the listener to accepted sockets;
-        // each connection sets it again anyway (small replies must not
-        // wait for the client's delayed ACK).
-        socket2::SockRef::from(&listener)
-            .set_tcp_nodelay(true)
-            .map_err(|e| listen_err(format!("cannot set TCP_NODELAY: {e}")))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| listen_err(e.to_string()))?;
-        listener
-            .set_nonblocking(true)
             .map_err(|e| listen_err(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -537,18 +575,7 @@ impl Relay {
             tls,
         });
         if shared.tls.is_some() {
-            let hup = {
-                let _in = runtime.enter();
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            };
-            match hup {
-                Ok(hup) => {
-                    runtime.spawn(reload_on_hangup(hup, shared.clone()));
-                }
-                Err(e) => eprintln!(
-                    "otc-relay: cannot catch SIGHUP ({e}): a renewed certificate needs a restart"
-                ),
-            }
+            reload_tls_on_hangup(&runtime, &shared);
         }
         let accept = runtime.spawn(http::accept_loop(listener, shared.clone()));
         Ok(Relay {

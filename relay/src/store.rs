@@ -275,56 +275,16 @@ impl Sqlite {
         group: bool,
         on_commit: OnCommit,
     ) -> Result<Sqlite, RelayFailure> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            RelayFailure::Storage(format!(
-                "cannot create the data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        if dir.join(LOG_NAME).exists() {
-            return Err(RelayFailure::Storage(format!(
-                "{} holds {LOG_NAME}, the message log of an older otc-relay; this version keeps \
-                 messages in {DB_NAME}. Import it once with `otc-relay --data {} --import-log` \
-                 (every message and ref is kept; the log is renamed {LOG_NAME}.imported), then \
-                 start the relay again",
-                dir.display(),
-                dir.display()
-            )));
-        }
+        check_data_dir(dir)?;
         let path = dir.join(DB_NAME);
-        let conn = connect(&path)?;
-        conn.execute_batch(SCHEMA)
-            .map_err(sql_err("cannot create the database's tables"))?;
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(sql_err("cannot turn off automatic checkpoints"))?;
-        if let Some(keep) = keep {
-            prune(&conn, keep)?;
-        }
-        let next: u64 = conn
-            .query_row("SELECT v FROM meta WHERE k = 'next_ref'", [], |r| r.get(0))
-            .map_err(sql_err("cannot read the next ref"))?;
+        let (conn, next) = open_for_writing(&path, keep)?;
         let next_ref = Arc::new(AtomicU64::new(next));
         let commits = Arc::new(AtomicU64::new(0));
+        let checkpointer = spawn_checkpointer(&path)?;
         let (tx, rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let ck = connect(&path)?;
-        let checkpointer = std::thread::Builder::new()
-            .name("relay-checkpoint".into())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stop_rx.recv_timeout(CHECKPOINT_EVERY)
-                {
-                    if let Err(e) = ck.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        eprintln!("otc-relay: a checkpoint failed (retried): {e}");
-                    }
-                }
-            })
-            .map_err(|e| {
-                RelayFailure::Storage(format!("cannot start the checkpoint thread: {e}"))
-            })?;
-        let copies = Copies::load(&conn)?;
-        let bytes = stored_bytes(&conn)?;
         let w = Writer {
+            copies: Copies::load(&conn)?,
+            bytes: stored_bytes(&conn)?,
             conn,
             next: next_ref.clone(),
             commits: commits.clone(),
@@ -332,8 +292,6 @@ impl Sqlite {
             group,
             on_commit,
             counts: HashMap::new(),
-            copies,
-            bytes,
         };
         let writer = std::thread::Builder::new()
             .name("relay-writer".into())
@@ -343,12 +301,73 @@ impl Sqlite {
             path,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            checkpointer: Mutex::new(Some((stop_tx, checkpointer))),
+            checkpointer: Mutex::new(Some(checkpointer)),
             readers: Mutex::new(Vec::new()),
             next_ref,
             commits,
         })
     }
+}
+
+/// Creates the data directory if missing; refuses one that still holds
+/// an earlier version's message log, naming the one-shot import.
+fn check_data_dir(dir: &Path) -> Result<(), RelayFailure> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        RelayFailure::Storage(format!(
+            "cannot create the data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    if dir.join(LOG_NAME).exists() {
+        return Err(RelayFailure::Storage(format!(
+            "{} holds {LOG_NAME}, the message log of an older otc-relay; this version keeps \
+             messages in {DB_NAME}. Import it once with `otc-relay --data {} --import-log` \
+             (every message and ref is kept; the log is renamed {LOG_NAME}.imported), then \
+             start the relay again",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The writer's connection: the tables created if missing, automatic
+/// checkpoints off, messages older than `keep` dropped; and the next ref.
+fn open_for_writing(
+    path: &Path,
+    keep: Option<Duration>,
+) -> Result<(Connection, u64), RelayFailure> {
+    let conn = connect(path)?;
+    conn.execute_batch(SCHEMA)
+        .map_err(sql_err("cannot create the database's tables"))?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(sql_err("cannot turn off automatic checkpoints"))?;
+    if let Some(keep) = keep {
+        prune(&conn, keep)?;
+    }
+    let next: u64 = conn
+        .query_row("SELECT v FROM meta WHERE k = 'next_ref'", [], |r| r.get(0))
+        .map_err(sql_err("cannot read the next ref"))?;
+    Ok((conn, next))
+}
+
+/// The checkpointer thread, on its own connection: a passive checkpoint
+/// every [`CHECKPOINT_EVERY`] until its sender is dropped.
+fn spawn_checkpointer(path: &Path) -> Result<(mpsc::Sender<()>, JoinHandle<()>), RelayFailure> {
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let ck = connect(path)?;
+    let h = std::thread::Builder::new()
+        .name("relay-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if let Err(e) = ck.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    eprintln!("otc-relay: a checkpoint failed (retried): {e}");
+                }
+            }
+        })
+        .map_err(|e| RelayFailure::Storage(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok((stop_tx, h))
 }
 
 impl Drop for Sqlite {
