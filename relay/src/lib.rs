@@ -34,7 +34,8 @@
 //! - hyper on tokio serves the connections ([`http`]): a long poll is a
 //!   parked future woken by a [`tokio::sync::Notify`], not a thread, so
 //!   10,000 waiting clients cost memory, not threads. The connection caps
-//!   bound the memory.
+//!   bound the memory. A commit wakes only the polls of the recipients it
+//!   stored for (`Arrivals`: one `Notify` per shard of recipients).
 //! - Every refusal is 4xx, the client's to fix, except two that are not
 //!   the client's fault: 503 (the relay is full of connections) and 507
 //!   (the relay is full, `--max-bytes`, or the disk failed; nothing was
