@@ -34,7 +34,8 @@
 //! - hyper on tokio serves the connections ([`http`]): a long poll is a
 //!   parked future woken by a [`tokio::sync::Notify`], not a thread, so
 //!   10,000 waiting clients cost memory, not threads. The connection caps
-//!   bound the memory.
+//!   bound the memory. A commit wakes only the polls of the recipients it
+//!   stored for (`Arrivals`: one `Notify` per shard of recipients).
 //! - Every refusal is 4xx, the client's to fix, except two that are not
 //!   the client's fault: 503 (the relay is full of connections) and 507
 //!   (the relay is full, `--max-bytes`, or the disk failed; nothing was
@@ -341,12 +342,57 @@ impl Daily {
     }
 }
 
+/// How many [`Notify`]s long polls wait on, by a hash of the recipient.
+const ARRIVAL_SHARDS: usize = 1024;
+
+/// Long polls' wake-ups, by recipient: a commit wakes only the polls of
+/// the mailboxes it stored into (and of the few sharing their shard),
+/// since every poll woken looks into the store again; waking them all at
+/// every commit sent most of them to the database for nothing. A poll
+/// woken for another mailbox of its shard looks, finds nothing and parks
+/// again, as any poll did before.
+pub(crate) struct Arrivals {
+    shards: Box<[Notify]>,
+}
+
+impl Arrivals {
+    fn new() -> Arrivals {
+        Arrivals {
+            shards: (0..ARRIVAL_SHARDS).map(|_| Notify::new()).collect(),
+        }
+    }
+
+    /// What `recipient`'s long polls wait on.
+    fn of(&self, recipient: &str) -> &Notify {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(recipient);
+        // The modulo keeps the index below the shard count.
+        #[allow(clippy::cast_possible_truncation)]
+        &self.shards[(h % ARRIVAL_SHARDS as u64) as usize]
+    }
+
+    /// Wakes the long polls of these recipients.
+    fn wake(&self, recipients: &[String]) {
+        for r in recipients {
+            self.of(r).notify_waiters();
+        }
+    }
+
+    /// Wakes every long poll (stop, or messages from elsewhere).
+    fn wake_all(&self) {
+        for n in &self.shards {
+            n.notify_waiters();
+        }
+    }
+}
+
 pub(crate) struct Shared {
     cfg: Config,
     daily: Mutex<Daily>,
     store: Box<dyn Storage>,
-    /// Woken (all waiters) when messages become visible, and at stop.
-    arrived: Arc<Notify>,
+    /// Woken when messages become visible (a recipient's polls only),
+    /// and at stop (all).
+    arrived: Arc<Arrivals>,
     mischief: Mutex<MischiefState>,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
     conns: Mutex<http::Conns>,
@@ -386,6 +432,99 @@ async fn reload_on_hangup(mut hup: tokio::signal::unix::Signal, shared: Arc<Shar
     }
 }
 
+/// Lowers `--max-connections` to what the process may open (ulimit -n),
+/// saying so, and the waiter caps to fit the connection caps.
+fn fit_caps(cfg: &mut Config) {
+    if let Some(most) = http::fd_limit().map(http::connections_for)
+        && cfg.max_connections > most
+    {
+        eprintln!(
+            "otc-relay: --max-connections lowered from {} to {most}: the process may open \
+             only so many files (ulimit -n)",
+            cfg.max_connections
+        );
+        cfg.max_connections = most;
+    }
+    cfg.max_waiters = cfg.max_waiters.clamp(1, cfg.max_connections);
+    cfg.max_waiters_per_ip = cfg.max_waiters_per_ip.clamp(1, cfg.max_waiters);
+}
+
+/// The store `cfg` names (PostgreSQL with `--database`, else SQLite in
+/// `--data`), its commits waking long polls through `arrived`.
+fn open_store(cfg: &Config, arrived: &Arc<Arrivals>) -> Result<Box<dyn Storage>, RelayFailure> {
+    let wake = arrived.clone();
+    Ok(match &cfg.database {
+        // Notifications from any process name no recipients.
+        Some(url) => Box::new(pg::Postgres::open(
+            url,
+            cfg.keep,
+            cfg.group_commit,
+            Box::new(move || wake.wake_all()),
+        )?),
+        None => Box::new(Sqlite::open(
+            &cfg.data,
+            cfg.keep,
+            cfg.group_commit,
+            Box::new(move |to: &[String]| wake.wake(to)),
+        )?),
+    })
+}
+
+/// Binds `listen` (errors said in words: what is wrong and what to do),
+/// with TCP_NODELAY, non-blocking, for tokio.
+fn bind(listen: &str) -> Result<std::net::TcpListener, RelayFailure> {
+    let listen_err = |why: String| RelayFailure::Listen {
+        addr: listen.to_owned(),
+        why,
+    };
+    if !std::net::ToSocketAddrs::to_socket_addrs(listen).is_ok_and(|mut a| a.next().is_some()) {
+        return Err(RelayFailure::BadListen {
+            addr: listen.to_owned(),
+        });
+    }
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
+        listen_err(match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "{e}: another program is using that port; stop it or pick another port with --listen"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => format!(
+                "{e}: this machine has no such address; use one of its own (or 127.0.0.1)"
+            ),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("{e}: ports below 1024 need privileges; use a port above 1023")
+            }
+            _ => e.to_string(),
+        })
+    })?;
+    // Linux copies TCP_NODELAY from the listener to accepted sockets;
+    // each connection sets it again anyway (small replies must not
+    // wait for the client's delayed ACK).
+    socket2::SockRef::from(&listener)
+        .set_tcp_nodelay(true)
+        .map_err(|e| listen_err(format!("cannot set TCP_NODELAY: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| listen_err(e.to_string()))?;
+    Ok(listener)
+}
+
+/// With TLS: reloads the certificate on each SIGHUP (or says on stderr
+/// that a renewed one needs a restart, if SIGHUP cannot be caught).
+fn reload_tls_on_hangup(runtime: &tokio::runtime::Runtime, shared: &Arc<Shared>) {
+    let hup = {
+        let _in = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
+    match hup {
+        Ok(hup) => {
+            runtime.spawn(reload_on_hangup(hup, shared.clone()));
+        }
+        Err(e) => {
+            eprintln!("otc-relay: cannot catch SIGHUP ({e}): a renewed certificate needs a restart")
+        }
+    }
+}
+
 /// A running relay.
 pub struct Relay {
     addr: SocketAddr,
@@ -397,74 +536,20 @@ pub struct Relay {
 impl Relay {
     /// Opens the store, binds and starts serving on a background thread.
     pub fn start(mut cfg: Config) -> Result<Relay, RelayFailure> {
-        if let Some(most) = http::fd_limit().map(http::connections_for)
-            && cfg.max_connections > most
-        {
-            eprintln!(
-                "otc-relay: --max-connections lowered from {} to {most}: the process may open \
-                 only so many files (ulimit -n)",
-                cfg.max_connections
-            );
-            cfg.max_connections = most;
-        }
-        cfg.max_waiters = cfg.max_waiters.clamp(1, cfg.max_connections);
-        cfg.max_waiters_per_ip = cfg.max_waiters_per_ip.clamp(1, cfg.max_waiters);
+        fit_caps(&mut cfg);
         let tls = match &cfg.tls {
             Some((cert, key)) => Some(Mutex::new(load_tls(cert, key).map_err(RelayFailure::Tls)?)),
             None => None,
         };
-        let arrived = Arc::new(Notify::new());
-        let wake = arrived.clone();
-        let store: Box<dyn Storage> = match &cfg.database {
-            Some(url) => Box::new(pg::Postgres::open(
-                url,
-                cfg.keep,
-                cfg.group_commit,
-                Box::new(move || wake.notify_waiters()),
-            )?),
-            None => Box::new(Sqlite::open(
-                &cfg.data,
-                cfg.keep,
-                cfg.group_commit,
-                Box::new(move || wake.notify_waiters()),
-            )?),
-        };
+        let arrived = Arc::new(Arrivals::new());
+        let store = open_store(&cfg, &arrived)?;
+        let listener = bind(&cfg.listen)?;
         let listen_err = |why: String| RelayFailure::Listen {
             addr: cfg.listen.clone(),
             why,
         };
-        if !std::net::ToSocketAddrs::to_socket_addrs(&cfg.listen)
-            .is_ok_and(|mut a| a.next().is_some())
-        {
-            return Err(RelayFailure::BadListen {
-                addr: cfg.listen.clone(),
-            });
-        }
-        let listener = std::net::TcpListener::bind(&cfg.listen).map_err(|e| {
-            listen_err(match e.kind() {
-                std::io::ErrorKind::AddrInUse => format!(
-                    "{e}: another program is using that port; stop it or pick another port with --listen"
-                ),
-                std::io::ErrorKind::AddrNotAvailable => format!(
-                    "{e}: this machine has no such address; use one of its own (or 127.0.0.1)"
-                ),
-                std::io::ErrorKind::PermissionDenied => {
-                    format!("{e}: ports below 1024 need privileges; use a port above 1023")
-                }
-                _ => e.to_string(),
-            })
-        })?;
-        // Linux copies TCP_NODELAY from the listener to accepted sockets;
-        // each connection sets it again anyway (small replies must not
-        // wait for the client's delayed ACK).
-        socket2::SockRef::from(&listener)
-            .set_tcp_nodelay(true)
-            .map_err(|e| listen_err(format!("cannot set TCP_NODELAY: {e}")))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| listen_err(e.to_string()))?;
-        listener
-            .set_nonblocking(true)
             .map_err(|e| listen_err(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -491,18 +576,7 @@ impl Relay {
             tls,
         });
         if shared.tls.is_some() {
-            let hup = {
-                let _in = runtime.enter();
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            };
-            match hup {
-                Ok(hup) => {
-                    runtime.spawn(reload_on_hangup(hup, shared.clone()));
-                }
-                Err(e) => eprintln!(
-                    "otc-relay: cannot catch SIGHUP ({e}): a renewed certificate needs a restart"
-                ),
-            }
+            reload_tls_on_hangup(&runtime, &shared);
         }
         let accept = runtime.spawn(http::accept_loop(listener, shared.clone()));
         Ok(Relay {
@@ -545,7 +619,7 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.stop_tx.send_replace(true);
-        self.shared.arrived.notify_waiters();
+        self.shared.arrived.wake_all();
         if let (Some(rt), Some(h)) = (&self.runtime, self.accept.take()) {
             let _ = rt.block_on(h);
         }
@@ -555,7 +629,7 @@ impl Drop for Relay {
         // directory is the store's only writer.
         let deadline = Instant::now() + Duration::from_secs(5);
         while lock(&self.shared.conns).open_count() > 0 && Instant::now() < deadline {
-            self.shared.arrived.notify_waiters();
+            self.shared.arrived.wake_all();
             std::thread::sleep(Duration::from_millis(2));
         }
         if let Some(rt) = self.runtime.take() {
@@ -776,7 +850,7 @@ async fn get_messages(
     let (messages, complete) = loop {
         // Listening before looking: a message published after the look
         // wakes this poll.
-        let arrived = sh.arrived.notified();
+        let arrived = sh.arrived.of(&q.recipient_uid).notified();
         tokio::pin!(arrived);
         arrived.as_mut().enable();
         let (msgs, complete) = sh

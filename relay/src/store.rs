@@ -134,6 +134,10 @@ pub trait Txn {
 /// the commit is durable (an error undoes the write's own changes only).
 pub type WriteOp = Box<dyn FnOnce(&mut dyn Txn) -> Result<u64, Refusal> + Send>;
 
+/// Run by the SQLite writer after each commit, with the recipients it
+/// stored messages for (each once): it wakes their long polls.
+pub type OnCommit = Box<dyn Fn(&[String]) + Send>;
+
 /// Where the relay keeps messages.
 pub trait Storage: Send + Sync {
     /// Queues `op` for the next group commit; its result once durable.
@@ -263,63 +267,24 @@ impl Sqlite {
     /// Opens (or creates) `DIR/relay.sqlite3`, drops messages older than
     /// `keep`, and starts the writer. `group`: batch concurrent sends into
     /// one commit (off only for the bench's comparison). `on_commit` runs
-    /// after each commit that stored something (it wakes long polls).
+    /// after each commit, with the recipients it stored messages for (it
+    /// wakes their long polls).
     pub fn open(
         dir: &Path,
         keep: Option<Duration>,
         group: bool,
-        on_commit: Box<dyn Fn() + Send>,
+        on_commit: OnCommit,
     ) -> Result<Sqlite, RelayFailure> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            RelayFailure::Storage(format!(
-                "cannot create the data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        if dir.join(LOG_NAME).exists() {
-            return Err(RelayFailure::Storage(format!(
-                "{} holds {LOG_NAME}, the message log of an older otc-relay; this version keeps \
-                 messages in {DB_NAME}. Import it once with `otc-relay --data {} --import-log` \
-                 (every message and ref is kept; the log is renamed {LOG_NAME}.imported), then \
-                 start the relay again",
-                dir.display(),
-                dir.display()
-            )));
-        }
+        check_data_dir(dir)?;
         let path = dir.join(DB_NAME);
-        let conn = connect(&path)?;
-        conn.execute_batch(SCHEMA)
-            .map_err(sql_err("cannot create the database's tables"))?;
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(sql_err("cannot turn off automatic checkpoints"))?;
-        if let Some(keep) = keep {
-            prune(&conn, keep)?;
-        }
-        let next: u64 = conn
-            .query_row("SELECT v FROM meta WHERE k = 'next_ref'", [], |r| r.get(0))
-            .map_err(sql_err("cannot read the next ref"))?;
+        let (conn, next) = open_for_writing(&path, keep)?;
         let next_ref = Arc::new(AtomicU64::new(next));
         let commits = Arc::new(AtomicU64::new(0));
+        let checkpointer = spawn_checkpointer(&path)?;
         let (tx, rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let ck = connect(&path)?;
-        let checkpointer = std::thread::Builder::new()
-            .name("relay-checkpoint".into())
-            .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stop_rx.recv_timeout(CHECKPOINT_EVERY)
-                {
-                    if let Err(e) = ck.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                        eprintln!("otc-relay: a checkpoint failed (retried): {e}");
-                    }
-                }
-            })
-            .map_err(|e| {
-                RelayFailure::Storage(format!("cannot start the checkpoint thread: {e}"))
-            })?;
-        let copies = Copies::load(&conn)?;
-        let bytes = stored_bytes(&conn)?;
         let w = Writer {
+            copies: Copies::load(&conn)?,
+            bytes: stored_bytes(&conn)?,
             conn,
             next: next_ref.clone(),
             commits: commits.clone(),
@@ -327,8 +292,6 @@ impl Sqlite {
             group,
             on_commit,
             counts: HashMap::new(),
-            copies,
-            bytes,
         };
         let writer = std::thread::Builder::new()
             .name("relay-writer".into())
@@ -338,12 +301,73 @@ impl Sqlite {
             path,
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
-            checkpointer: Mutex::new(Some((stop_tx, checkpointer))),
+            checkpointer: Mutex::new(Some(checkpointer)),
             readers: Mutex::new(Vec::new()),
             next_ref,
             commits,
         })
     }
+}
+
+/// Creates the data directory if missing; refuses one that still holds
+/// an earlier version's message log, naming the one-shot import.
+fn check_data_dir(dir: &Path) -> Result<(), RelayFailure> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        RelayFailure::Storage(format!(
+            "cannot create the data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    if dir.join(LOG_NAME).exists() {
+        return Err(RelayFailure::Storage(format!(
+            "{} holds {LOG_NAME}, the message log of an older otc-relay; this version keeps \
+             messages in {DB_NAME}. Import it once with `otc-relay --data {} --import-log` \
+             (every message and ref is kept; the log is renamed {LOG_NAME}.imported), then \
+             start the relay again",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The writer's connection: the tables created if missing, automatic
+/// checkpoints off, messages older than `keep` dropped; and the next ref.
+fn open_for_writing(
+    path: &Path,
+    keep: Option<Duration>,
+) -> Result<(Connection, u64), RelayFailure> {
+    let conn = connect(path)?;
+    conn.execute_batch(SCHEMA)
+        .map_err(sql_err("cannot create the database's tables"))?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(sql_err("cannot turn off automatic checkpoints"))?;
+    if let Some(keep) = keep {
+        prune(&conn, keep)?;
+    }
+    let next: u64 = conn
+        .query_row("SELECT v FROM meta WHERE k = 'next_ref'", [], |r| r.get(0))
+        .map_err(sql_err("cannot read the next ref"))?;
+    Ok((conn, next))
+}
+
+/// The checkpointer thread, on its own connection: a passive checkpoint
+/// every [`CHECKPOINT_EVERY`] until its sender is dropped.
+fn spawn_checkpointer(path: &Path) -> Result<(mpsc::Sender<()>, JoinHandle<()>), RelayFailure> {
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let ck = connect(path)?;
+    let h = std::thread::Builder::new()
+        .name("relay-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(CHECKPOINT_EVERY)
+            {
+                if let Err(e) = ck.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    eprintln!("otc-relay: a checkpoint failed (retried): {e}");
+                }
+            }
+        })
+        .map_err(|e| RelayFailure::Storage(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok((stop_tx, h))
 }
 
 impl Drop for Sqlite {
@@ -527,7 +551,7 @@ struct Writer {
     commits: Arc<AtomicU64>,
     keep: Option<Duration>,
     group: bool,
-    on_commit: Box<dyn Fn() + Send>,
+    on_commit: OnCommit,
     /// Messages kept per recipient, as committed (a cache of `COUNT(*)`,
     /// filled as recipients are seen; cleared by pruning and failures).
     counts: HashMap<String, usize>,
@@ -552,6 +576,9 @@ struct SqlTxn<'a> {
     /// Keys this op set, with what they held before (put back if it is
     /// rolled back).
     keyed: Vec<([u8; 32], Option<u64>)>,
+    /// Recipients of the messages stored (a rolled-back op's included:
+    /// waking a poll for nothing only makes it look again).
+    to: Vec<String>,
 }
 
 impl Txn for SqlTxn<'_> {
@@ -613,6 +640,7 @@ impl Txn for SqlTxn<'_> {
         }
         let before = self.copies.insert(key, r);
         self.keyed.push((key, before));
+        self.to.push(recipient.to_owned());
         self.next += 1;
         self.bytes += crate::message_bytes(sender, recipient, contents);
         Ok(r)
@@ -690,6 +718,7 @@ impl Writer {
             copies: &mut self.copies,
             bytes: self.bytes,
             keyed: Vec::new(),
+            to: Vec::new(),
         };
         let mut answers = Vec::with_capacity(batch.len());
         for j in batch {
@@ -729,7 +758,7 @@ impl Writer {
             };
             answers.push((j.reply, r));
         }
-        let (next, bytes) = (txn.next, txn.bytes);
+        let (next, bytes, mut to) = (txn.next, txn.bytes, txn.to);
         let committed = conn
             .prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'next_ref'")
             .and_then(|mut st| st.execute(params![i64::try_from(next).unwrap_or(i64::MAX)]))
@@ -747,7 +776,9 @@ impl Writer {
                 for (reply, r) in answers {
                     let _ = reply.send(r);
                 }
-                (self.on_commit)();
+                to.sort_unstable();
+                to.dedup();
+                (self.on_commit)(&to);
             }
             Err(e) => {
                 eprintln!("otc-relay: a commit failed: {e}");
@@ -877,7 +908,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, keep: Option<Duration>) -> Sqlite {
-        Sqlite::open(dir, keep, true, Box::new(|| {})).unwrap()
+        Sqlite::open(dir, keep, true, Box::new(|_| {})).unwrap()
     }
 
     fn put(s: &Sqlite, to: &str, c: &str) -> oneshot::Receiver<Result<u64, Refusal>> {

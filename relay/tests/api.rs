@@ -120,3 +120,47 @@ fn a_bad_listen_address_is_said_in_words() {
     let err = run(&taken.local_addr().unwrap().to_string());
     assert!(err.contains("another program is using that port"), "{err}");
 }
+
+/// Issue 20 (load): a commit wakes only the long polls of the mailboxes
+/// it stored into. Every poll woken looks into the store again, and with
+/// 16 mailboxes each commit's few messages used to send all 16 pollers
+/// to the database, most of them to find nothing and park again. Counted
+/// by the parks: carol's poll parks once and stays parked through a
+/// message to bob, then answers her own.
+#[test]
+fn a_message_wakes_only_its_recipients_long_polls() {
+    let (relay, _d) = start(|_| {});
+    let a = relay.addr();
+    let poll = |who: &'static str| {
+        std::thread::spawn(move || {
+            request_with(
+                a,
+                "GET",
+                &format!("/getmessages?recipient_uid={who}&start_ref=0&wait=20"),
+                None,
+                b"",
+                Duration::from_secs(30),
+            )
+        })
+    };
+    let carol = poll("carol");
+    until_parked(&relay, 1);
+    let bob = poll("bob");
+    until_parked(&relay, 2);
+    assert_eq!(send(a, "alice", "bob", "FOR-BOB"), 1);
+    let r = bob.join().expect("bob's poll");
+    assert_eq!(r.json()["messages"][0]["contents"], "FOR-BOB", "{}", r.body);
+    assert_eq!(send(a, "alice", "carol", "FOR-CAROL"), 2);
+    let r = carol.join().expect("carol's poll");
+    assert_eq!(
+        r.json()["messages"][0]["contents"],
+        "FOR-CAROL",
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        relay.long_polls_parked(),
+        2,
+        "a message to bob woke carol's poll, which looked and parked again"
+    );
+}
