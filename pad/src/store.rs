@@ -738,15 +738,39 @@ impl PadStore {
     }
 
     /// Load all contacts, finish interrupted erases, remove orphan files.
+    /// The steps, in order: drop interrupted record writes, load each
+    /// record (with its pad file, finishing its erase), shred pad files
+    /// nobody owns.
     fn load_contacts(&self) -> Result<()> {
-        let v = self.vfs();
         let mut state = self.lock();
+        let names = self.drop_interrupted_records()?;
+        let cdir = self.dir.join(CONTACTS_DIR);
+        for fname in names {
+            let path = cdir.join(&fname);
+            let Some(name) = fname.strip_suffix(".json") else {
+                continue;
+            };
+            let Some(meta) = self.read_record(&path, name)? else {
+                continue;
+            };
+            // A crash between writing the record and the used-pad mark
+            // leaves the mark missing: add it.
+            self.mark_used(&meta.pad_id, meta.origin)?;
+            let live = self.load_pad(meta)?;
+            state.insert(live.meta.name.clone(), live);
+        }
+        self.shred_orphan_pads(&state)
+    }
+
+    /// Remove record writes a crash interrupted (`*.tmp`): the old record
+    /// (or none) is the durable truth. Returns the other file names in
+    /// the contacts directory.
+    fn drop_interrupted_records(&self) -> Result<Vec<String>> {
+        let v = self.vfs();
         let cdir = self.dir.join(CONTACTS_DIR);
         let names = v
             .read_dir(&cdir)
             .ctx(|| format!("cannot read {}", cdir.display()))?;
-        // Record writes a crash interrupted (`*.tmp`) go first: the old
-        // record (or none) is the durable truth.
         let (tmps, names): (Vec<String>, Vec<String>) = names
             .into_iter()
             .map(|n| n.to_string_lossy().to_string())
@@ -760,121 +784,130 @@ impl PadStore {
             v.sync_dir(&cdir)
                 .ctx(|| format!("cannot sync directory {}", cdir.display()))?;
         }
-        for fname in names {
-            let path = cdir.join(&fname);
-            let Some(name) = fname.strip_suffix(".json") else {
-                continue;
-            };
-            let bytes = vfs::read_all(v, &path, MAX_RECORD)
-                .ctx(|| format!("cannot read {}", path.display()))?;
-            let bytes = self.decode("contact", &path, bytes)?;
-            if let Some(w) = withdrawn_record(&bytes, name) {
-                // Format v2 is withdrawn: keep the contact only so that
-                // `pad remove` can erase its pad (see [`crate`]).
-                self.mark_used(&w.pad_id, Origin::Imported)?;
-                lock_map(&self.withdrawn).insert(w.name.clone(), w);
-                continue;
-            }
-            let mut meta: ContactMeta =
-                serde_json::from_slice(&bytes).map_err(|e| Error::CorruptMeta {
-                    what: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            // Version 1 records (v1 pads only; v2 is caught above) read
-            // as version 2 with empty v3 fields.
-            let known =
-                meta.version == META_VERSION || (meta.version == 1 && meta.format == Format::V1);
-            if !known || self.record_path(&meta.name) != path {
-                return Err(Error::CorruptMeta {
-                    what: path.display().to_string(),
-                    reason: format!(
-                        "record version {} for contact {:?} is not supported here",
-                        meta.version, meta.name
-                    ),
-                });
-            }
-            meta.version = META_VERSION;
-            if meta.format == Format::V3
-                && (meta.v3_region(Side::A).is_none() || meta.v3_region(Side::B).is_none())
-            {
-                return Err(Error::CorruptMeta {
-                    what: path.display().to_string(),
-                    reason: format!(
-                        "a v3 pad of {} bytes split at {} leaves a side without room for its key",
-                        meta.size, meta.split
-                    ),
-                });
-            }
-            // A crash between writing the record and the used-pad mark
-            // leaves the mark missing: add it.
-            self.mark_used(&meta.pad_id, meta.origin)?;
-            let path = self.pad_path(&meta.pad_id);
-            let opened = match v.open(&path, OpenHow::ReadWrite) {
-                Ok(f) => {
-                    let f = self.wrap_pad(f, &meta)?;
-                    let found = f.size().ctx(|| {
-                        format!("cannot stat pad file {} for {}", path.display(), meta.name)
-                    })?;
-                    if found == meta.size {
-                        Ok(f)
-                    } else {
-                        Err(Damage::WrongSize {
-                            found,
-                            size: meta.size,
-                        })
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Damage::Missing),
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("cannot open pad file {} for {}", path.display(), meta.name),
-                        e,
-                    ));
-                }
-            };
-            let file = match opened {
-                Ok(f) => f,
-                Err(damage) => {
-                    // Keep the contact so it can be listed and removed; its
-                    // file is closed and never written (an interrupted
-                    // erase stays in the record, and is done if the right
-                    // file comes back; `pad remove` shreds it anyway).
-                    let name = meta.name.clone();
-                    state.insert(name, Live::damaged(meta, damage));
-                    continue;
-                }
-            };
-            // Finish any erase a crash interrupted: everything used or
-            // reserved on the send side, and ranges recorded as opened or
-            // burned whose erase may not have reached the disk.
-            // v3: the tag masks of slots used or reserved likewise (never
-            // `r`, which lives as long as the pad).
-            if meta.erased < meta.reserved
-                || meta.slots_erased < meta.slots_reserved
-                || !meta.pending_erase.is_empty()
-            {
-                let r = meta.count_range(meta.side, meta.erased, meta.reserved);
-                let mut ranges = vec![r];
-                if let Some(s) = meta.slots_range(meta.side, meta.slots_erased, meta.slots_reserved)
-                {
-                    ranges.push(s);
-                }
-                ranges.extend(meta.pending_erase.iter().copied());
-                for p in &ranges {
-                    zero_at(file.as_ref(), p.lo, p.len())
-                        .ctx(|| format!("cannot erase used pad for {}", meta.name))?;
-                }
-                file.sync_data()
-                    .ctx(|| format!("cannot sync pad file for {}", meta.name))?;
-                meta.erased = meta.reserved;
-                meta.slots_erased = meta.slots_reserved;
-                meta.pending_erase.clear();
-                self.persist(&meta)?;
-            }
-            state.insert(meta.name.clone(), Live::new(meta, Some(file)));
+        Ok(names)
+    }
+
+    /// Read and check the record of contact `name` at `path`. A withdrawn
+    /// (format v2) record is kept aside in `self.withdrawn` and gives
+    /// `None`.
+    fn read_record(&self, path: &Path, name: &str) -> Result<Option<ContactMeta>> {
+        let bytes = vfs::read_all(self.vfs(), path, MAX_RECORD)
+            .ctx(|| format!("cannot read {}", path.display()))?;
+        let bytes = self.decode("contact", path, bytes)?;
+        if let Some(w) = withdrawn_record(&bytes, name) {
+            // Format v2 is withdrawn: keep the contact only so that
+            // `pad remove` can erase its pad (see [`crate`]).
+            self.mark_used(&w.pad_id, Origin::Imported)?;
+            lock_map(&self.withdrawn).insert(w.name.clone(), w);
+            return Ok(None);
         }
-        // Pad files nobody owns (a crash during creation, import or removal)
-        // are erased and deleted.
+        let corrupt = |reason: String| Error::CorruptMeta {
+            what: path.display().to_string(),
+            reason,
+        };
+        let mut meta: ContactMeta =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        // Version 1 records (v1 pads only; v2 is caught above) read
+        // as version 2 with empty v3 fields.
+        let known =
+            meta.version == META_VERSION || (meta.version == 1 && meta.format == Format::V1);
+        if !known || self.record_path(&meta.name) != path {
+            return Err(corrupt(format!(
+                "record version {} for contact {:?} is not supported here",
+                meta.version, meta.name
+            )));
+        }
+        meta.version = META_VERSION;
+        if meta.format == Format::V3
+            && (meta.v3_region(Side::A).is_none() || meta.v3_region(Side::B).is_none())
+        {
+            return Err(corrupt(format!(
+                "a v3 pad of {} bytes split at {} leaves a side without room for its key",
+                meta.size, meta.split
+            )));
+        }
+        Ok(Some(meta))
+    }
+
+    /// Open the pad file of `meta` and finish any erase a crash
+    /// interrupted. A missing or wrong-sized file gives a damaged contact.
+    fn load_pad(&self, mut meta: ContactMeta) -> Result<Live> {
+        let file = match self.open_pad_file(&meta)? {
+            Ok(f) => f,
+            // Keep the contact so it can be listed and removed; its file
+            // is closed and never written (an interrupted erase stays in
+            // the record, and is done if the right file comes back; `pad
+            // remove` shreds it anyway).
+            Err(damage) => return Ok(Live::damaged(meta, damage)),
+        };
+        self.finish_erase(&mut meta, file.as_ref())?;
+        Ok(Live::new(meta, Some(file)))
+    }
+
+    /// The pad file of `meta`, opened for writing, or what is wrong with
+    /// it (missing, wrong size).
+    fn open_pad_file(
+        &self,
+        meta: &ContactMeta,
+    ) -> Result<std::result::Result<Box<dyn VFile>, Damage>> {
+        let path = self.pad_path(&meta.pad_id);
+        match self.vfs().open(&path, OpenHow::ReadWrite) {
+            Ok(f) => {
+                let f = self.wrap_pad(f, meta)?;
+                let found = f
+                    .size()
+                    .ctx(|| format!("cannot stat pad file {} for {}", path.display(), meta.name))?;
+                if found == meta.size {
+                    Ok(Ok(f))
+                } else {
+                    Ok(Err(Damage::WrongSize {
+                        found,
+                        size: meta.size,
+                    }))
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Err(Damage::Missing)),
+            Err(e) => Err(Error::io(
+                format!("cannot open pad file {} for {}", path.display(), meta.name),
+                e,
+            )),
+        }
+    }
+
+    /// Finish any erase a crash interrupted: everything used or reserved
+    /// on the send side, and ranges recorded as opened or burned whose
+    /// erase may not have reached the disk. v3: the tag masks of slots
+    /// used or reserved likewise (never `r`, which lives as long as the
+    /// pad).
+    fn finish_erase(&self, meta: &mut ContactMeta, file: &dyn VFile) -> Result<()> {
+        if meta.erased >= meta.reserved
+            && meta.slots_erased >= meta.slots_reserved
+            && meta.pending_erase.is_empty()
+        {
+            return Ok(());
+        }
+        let r = meta.count_range(meta.side, meta.erased, meta.reserved);
+        let mut ranges = vec![r];
+        if let Some(s) = meta.slots_range(meta.side, meta.slots_erased, meta.slots_reserved) {
+            ranges.push(s);
+        }
+        ranges.extend(meta.pending_erase.iter().copied());
+        for p in &ranges {
+            zero_at(file, p.lo, p.len())
+                .ctx(|| format!("cannot erase used pad for {}", meta.name))?;
+        }
+        file.sync_data()
+            .ctx(|| format!("cannot sync pad file for {}", meta.name))?;
+        meta.erased = meta.reserved;
+        meta.slots_erased = meta.slots_reserved;
+        meta.pending_erase.clear();
+        self.persist(meta)
+    }
+
+    /// Pad files nobody owns (a crash during creation, import or removal)
+    /// are erased and deleted.
+    fn shred_orphan_pads(&self, state: &BTreeMap<String, Live>) -> Result<()> {
+        let v = self.vfs();
         let mut known: Vec<PathBuf> = state
             .values()
             .map(|l| self.pad_path(&l.meta.pad_id))
