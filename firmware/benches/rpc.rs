@@ -12,7 +12,7 @@
 //! connection: `Client::keep_alive`), sequential requests of a
 //! 100-byte message, `N` of them (default 5000, env `OTC_BENCH_N`) after
 //! 500 warm-up requests. Prints requests/s, p50 and p99 latency of both and
-//! the ratio seal/echo (issue #4's target: at least 0.5); and, to tell the
+//! the ratio seal/echo (issue #4 set at least 0.5; issue #16, 0.85); and, to tell the
 //! HTTP cost from the device's own, the same seal called in-process through
 //! `Service::handle`. Timing is reported, never asserted.
 //!
@@ -192,7 +192,7 @@ fn main() {
     }
     let ratio = seal_fig.rate / echo_fig.rate;
     println!(
-        "ratio seal/echo: {ratio:.2} (target >= 0.50: {})",
-        if ratio >= 0.5 { "met" } else { "NOT met" }
+        "ratio seal/echo: {ratio:.2} (target >= 0.85: {})",
+        if ratio >= 0.85 { "met" } else { "NOT met" }
     );
 }
