@@ -263,24 +263,48 @@ fn apply_message(
     (texts, page.top)
 }
 
-/// Shows `p` (without the countdown, see [`apply_countdown`]) from message
-/// line `message_top`, and returns its texts and the first message line
-/// shown.
-pub(crate) fn apply_prompt(
-    app: &AppWindow,
-    layout: Layout,
-    p: &Prompt,
-    message_top: usize,
-    changed: bool,
-) -> (Vec<String>, usize) {
-    let d = app.global::<PromptData>();
-    let seal_message = match p {
-        Prompt::Seal {
-            message: Some(m), ..
-        } => Some(m),
-        _ => None,
-    };
-    let (title, who_label, who, facts, warnings, fp_rows, note, approve, reject) = match p {
+/// What a prompt shows besides its message and countdown, before the
+/// untrusted name is cut and the title marked as changed.
+struct PromptFacts {
+    title: &'static str,
+    who_label: &'static str,
+    who: String,
+    facts: Vec<(&'static str, String)>,
+    warnings: Vec<String>,
+    fingerprint_rows: Vec<String>,
+    note: String,
+    approve: &'static str,
+    reject: &'static str,
+}
+
+impl PromptFacts {
+    /// A question about `who`, with no facts, warnings or fingerprint.
+    fn question(
+        title: &'static str,
+        who_label: &'static str,
+        who: &str,
+        note: String,
+        (approve, reject): (&'static str, &'static str),
+    ) -> Self {
+        PromptFacts {
+            title,
+            who_label,
+            who: who.to_string(),
+            facts: Vec::new(),
+            warnings: Vec::new(),
+            fingerprint_rows: Vec::new(),
+            note,
+            approve,
+            reject,
+        }
+    }
+}
+
+/// The facts of each kind of prompt: what is asked, about whom, and the
+/// labels of its two buttons.
+fn prompt_facts(p: &Prompt) -> PromptFacts {
+    let yes_no = ("Approve", "Reject");
+    match p {
         Prompt::Seal {
             contact,
             message_bytes,
@@ -289,35 +313,30 @@ pub(crate) fn apply_prompt(
             client_note,
             message: None,
             ..
-        } => (
-            "Encrypt a message?".to_string(),
-            "To",
-            contact.clone(),
-            vec![
+        } => PromptFacts {
+            facts: vec![
                 ("Message", format::bytes(*message_bytes)),
                 ("Pad used", format::bytes(*cost_bytes)),
                 ("Pad left after", format::bytes(*pad_left_after)),
             ],
-            Vec::new(),
-            Vec::new(),
-            note_text(client_note),
-            "Approve",
-            "Reject",
-        ),
+            ..PromptFacts::question(
+                "Encrypt a message?",
+                "To",
+                contact,
+                note_text(client_note),
+                yes_no,
+            )
+        },
         Prompt::Seal {
             contact,
             client_note,
             ..
-        } => (
-            "Encrypt this message?".to_string(),
+        } => PromptFacts::question(
+            "Encrypt this message?",
             "To",
-            contact.clone(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
+            contact,
             note_text(client_note),
-            "Approve",
-            "Reject",
+            yes_no,
         ),
         Prompt::Open {
             contact,
@@ -326,72 +345,41 @@ pub(crate) fn apply_prompt(
             client_note,
             for_laptop,
             ..
-        } => (
-            "Decrypt a message?".to_string(),
-            "From",
-            contact.clone(),
-            vec![("Pad used", format::bytes(*cost_bytes))],
-            warnings.iter().map(warning_text).collect(),
-            Vec::new(),
-            note_text(client_note),
+        } => PromptFacts {
+            facts: vec![("Pad used", format::bytes(*cost_bytes))],
+            warnings: warnings.iter().map(warning_text).collect(),
             // A private contact: no way to give the laptop the text.
-            if *for_laptop { "Open for laptop" } else { "" },
-            "Reject",
-        ),
+            ..PromptFacts::question(
+                "Decrypt a message?",
+                "From",
+                contact,
+                note_text(client_note),
+                (if *for_laptop { "Open for laptop" } else { "" }, "Reject"),
+            )
+        },
         Prompt::Pair {
             contact,
             pad_bytes,
             fingerprint,
             ..
-        } => (
-            "Same code on both screens?".to_string(),
-            "Pairing with",
-            contact.clone(),
-            vec![("New pad", format::bytes(*pad_bytes))],
-            Vec::new(),
-            format::fingerprint_rows(fingerprint, 4),
-            String::new(),
-            "They match",
-            "Different",
-        ),
-    };
-    // A prompt right after a withdrawn one says so first (issue 23).
-    let title = if changed {
-        format!("{CHANGED} {title}")
-    } else {
-        title
-    };
-    let who = format::untrusted(&who, 32);
-    let mut texts = vec![title.clone(), who_label.to_string(), who.clone()];
-    let mut fact_rows = Vec::new();
-    for (label, value) in &facts {
-        texts.push(label.to_string());
-        texts.push(value.clone());
-        fact_rows.push(FactRow {
-            label: s(label),
-            value: s(value),
-        });
+        } => PromptFacts {
+            facts: vec![("New pad", format::bytes(*pad_bytes))],
+            fingerprint_rows: format::fingerprint_rows(fingerprint, 4),
+            ..PromptFacts::question(
+                "Same code on both screens?",
+                "Pairing with",
+                contact,
+                String::new(),
+                ("They match", "Different"),
+            )
+        },
     }
-    texts.extend(fp_rows.iter().cloned());
-    texts.extend(warnings.iter().cloned());
-    if !note.is_empty() {
-        texts.push(note.clone());
-    }
-    d.set_title(s(&title));
-    d.set_who_label(s(who_label));
-    d.set_who(s(&who));
-    d.set_facts(model(fact_rows));
-    d.set_warnings(model(warnings.iter().map(|w| s(w)).collect()));
-    d.set_fingerprint_rows(model(fp_rows.iter().map(|r| s(r)).collect()));
-    d.set_note(s(&note));
-    d.set_approve_label(s(approve));
-    d.set_reject_label(s(reject));
-    d.set_read_here_label(s(if matches!(p, Prompt::Open { .. }) {
-        "Read here"
-    } else {
-        ""
-    }));
-    let summary = match p {
+}
+
+/// The one-line summary above a message written on the device (size, pad
+/// used, pad left after); empty for any other prompt.
+fn seal_summary(p: &Prompt) -> String {
+    match p {
         Prompt::Seal {
             message: Some(_),
             message_bytes,
@@ -405,11 +393,75 @@ pub(crate) fn apply_prompt(
             format::bytes(*pad_left_after)
         ),
         _ => String::new(),
+    }
+}
+
+/// Sets the prompt's title, who, facts, warnings, fingerprint, note and
+/// button labels; returns their texts in screen order.
+fn apply_prompt_facts(d: &PromptData, f: &PromptFacts, title: &str, who: &str) -> Vec<String> {
+    let mut texts = vec![title.to_string(), f.who_label.to_string(), who.to_string()];
+    let mut fact_rows = Vec::new();
+    for (label, value) in &f.facts {
+        texts.push(label.to_string());
+        texts.push(value.clone());
+        fact_rows.push(FactRow {
+            label: s(label),
+            value: s(value),
+        });
+    }
+    texts.extend(f.fingerprint_rows.iter().cloned());
+    texts.extend(f.warnings.iter().cloned());
+    if !f.note.is_empty() {
+        texts.push(f.note.clone());
+    }
+    d.set_title(s(title));
+    d.set_who_label(s(f.who_label));
+    d.set_who(s(who));
+    d.set_facts(model(fact_rows));
+    d.set_warnings(model(f.warnings.iter().map(|w| s(w)).collect()));
+    d.set_fingerprint_rows(model(f.fingerprint_rows.iter().map(|r| s(r)).collect()));
+    d.set_note(s(&f.note));
+    d.set_approve_label(s(f.approve));
+    d.set_reject_label(s(f.reject));
+    texts
+}
+
+/// Shows `p` (without the countdown, see [`apply_countdown`]) from message
+/// line `message_top`, and returns its texts and the first message line
+/// shown.
+pub(crate) fn apply_prompt(
+    app: &AppWindow,
+    layout: Layout,
+    p: &Prompt,
+    message_top: usize,
+    changed: bool,
+) -> (Vec<String>, usize) {
+    let d = app.global::<PromptData>();
+    let f = prompt_facts(p);
+    // A prompt right after a withdrawn one says so first (issue 23).
+    let title = if changed {
+        format!("{CHANGED} {}", f.title)
+    } else {
+        f.title.to_string()
     };
+    let who = format::untrusted(&f.who, 32);
+    let mut texts = apply_prompt_facts(&d, &f, &title, &who);
+    d.set_read_here_label(s(if matches!(p, Prompt::Open { .. }) {
+        "Read here"
+    } else {
+        ""
+    }));
+    let summary = seal_summary(p);
     if !summary.is_empty() {
         texts.push(summary.clone());
     }
     d.set_summary(s(&summary));
+    let seal_message = match p {
+        Prompt::Seal {
+            message: Some(m), ..
+        } => Some(m),
+        _ => None,
+    };
     let (message_texts, top) = apply_message(&d, layout, seal_message, message_top);
     texts.extend(message_texts);
     (texts, top)
