@@ -307,37 +307,20 @@ fn prompt_facts(p: &Prompt) -> PromptFacts {
     match p {
         Prompt::Seal {
             contact,
-            message_bytes,
-            cost_bytes,
-            pad_left_after,
             client_note,
-            message: None,
+            message,
             ..
-        } => PromptFacts {
-            facts: vec![
-                ("Message", format::bytes(*message_bytes)),
-                ("Pad used", format::bytes(*cost_bytes)),
-                ("Pad left after", format::bytes(*pad_left_after)),
-            ],
-            ..PromptFacts::question(
-                "Encrypt a message?",
-                "To",
-                contact,
-                note_text(client_note),
-                yes_no,
-            )
-        },
-        Prompt::Seal {
-            contact,
-            client_note,
-            ..
-        } => PromptFacts::question(
-            "Encrypt this message?",
-            "To",
-            contact,
-            note_text(client_note),
-            yes_no,
-        ),
+        } => {
+            let title = match message {
+                None => "Encrypt a message?",
+                Some(_) => "Encrypt this message?",
+            };
+            let note = note_text(client_note);
+            PromptFacts {
+                facts: seal_facts(p),
+                ..PromptFacts::question(title, "To", contact, note, yes_no)
+            }
+        }
         Prompt::Open {
             contact,
             cost_bytes,
@@ -373,6 +356,26 @@ fn prompt_facts(p: &Prompt) -> PromptFacts {
                 ("They match", "Different"),
             )
         },
+    }
+}
+
+/// The facts a seal prompt lists (size, pad used, pad left after), none
+/// for a message written on the device: its summary says them
+/// ([`seal_summary`]).
+fn seal_facts(p: &Prompt) -> Vec<(&'static str, String)> {
+    match p {
+        Prompt::Seal {
+            message: None,
+            message_bytes,
+            cost_bytes,
+            pad_left_after,
+            ..
+        } => vec![
+            ("Message", format::bytes(*message_bytes)),
+            ("Pad used", format::bytes(*cost_bytes)),
+            ("Pad left after", format::bytes(*pad_left_after)),
+        ],
+        _ => Vec::new(),
     }
 }
 

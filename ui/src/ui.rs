@@ -1101,12 +1101,7 @@ impl Ui {
     fn handle_msg(&mut self, m: Msg) {
         match m {
             Msg::Prompt { id, prompt, reply } => self.show_prompt(id, prompt, reply),
-            Msg::Cancel(id) => {
-                if self.prompt.as_ref().is_some_and(|p| p.id == id) {
-                    self.withdrawn_at = Some(self.clock.now());
-                    self.resolve(Decision::Cancelled);
-                }
-            }
+            Msg::Cancel(id) => self.withdraw_prompt(id),
             Msg::AskText {
                 id,
                 request,
@@ -1125,24 +1120,12 @@ impl Ui {
                     self.end_choice(ChoiceAnswer::Cancelled);
                 }
             }
-            Msg::ContactDetails(d) => {
-                if matches!(&self.user_screen, UserScreen::Contact(n) if *n == d.name) {
-                    self.content_dirty = true;
-                }
-                self.details = Some(d);
-            }
+            Msg::ContactDetails(d) => self.set_details(d),
             Msg::Home(h) => {
                 self.home = h;
                 self.content_dirty |= self.shows(UserScreen::Home);
             }
-            Msg::Alerts(a) => {
-                // What was shown of the old list says nothing of the new
-                // one: only what is on screen from now on counts.
-                if a != self.alerts {
-                    self.alerts = a;
-                    self.alerts_new_list();
-                }
-            }
+            Msg::Alerts(a) => self.set_alerts(a),
             Msg::AddAlerts { newer, older, keep } => self.add_alerts(newer, older, keep),
             Msg::About(a) => {
                 self.about = a;
@@ -1162,6 +1145,33 @@ impl Ui {
                 self.content_dirty = true;
             }
             Msg::Quit => self.quit = true,
+        }
+    }
+
+    /// The prompt `id` is withdrawn (the request went away): it ends as
+    /// cancelled, and the next prompt soon after says it changed.
+    fn withdraw_prompt(&mut self, id: u64) {
+        if self.prompt.as_ref().is_some_and(|p| p.id == id) {
+            self.withdrawn_at = Some(self.clock.now());
+            self.resolve(Decision::Cancelled);
+        }
+    }
+
+    /// A contact's details; redrawn if that contact's screen is up.
+    fn set_details(&mut self, d: ContactDetailsView) {
+        if matches!(&self.user_screen, UserScreen::Contact(n) if *n == d.name) {
+            self.content_dirty = true;
+        }
+        self.details = Some(d);
+    }
+
+    /// The whole alert list, replacing the one there was.
+    fn set_alerts(&mut self, a: Vec<AlertView>) {
+        // What was shown of the old list says nothing of the new
+        // one: only what is on screen from now on counts.
+        if a != self.alerts {
+            self.alerts = a;
+            self.alerts_new_list();
         }
     }
 
