@@ -10,8 +10,8 @@ use crate::generated::{
 };
 use crate::keyboard::{Key, KeyboardLayout, TextKind, TextRequest, Typing};
 use crate::model::{
-    AboutView, AlertView, ContactDetailsView, HomeView, MessageView, ProgressView, Prompt, Toast,
-    ToastKind, WarningView,
+    AboutView, AlertView, ContactDetailsView, ContactView, HomeView, MessageView, ProgressView,
+    Prompt, Toast, ToastKind, WarningView,
 };
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
 
@@ -67,6 +67,63 @@ pub(crate) fn home_rows_shown(layout: Layout, n: usize, top: usize) -> usize {
         .min(layout.max_rows())
 }
 
+/// Home's line about the cable: connected or not, the address, and
+/// "Not encrypted" first on a card without a passphrase.
+fn home_link_text(home: &HomeView) -> String {
+    let link = match (home.link.up, &home.link.address) {
+        _ if home.link.loopback => format!(
+            "Development: loopback only · {}",
+            home.link.address.as_deref().unwrap_or("no address")
+        ),
+        (true, Some(a)) => format!("Ethernet connected · {a}"),
+        (true, None) => "Ethernet connected · no address".to_string(),
+        (false, _) => "Ethernet not connected".to_string(),
+    };
+    // A card without a passphrase says so on every home screen.
+    if home.not_encrypted {
+        format!("Not encrypted · {link}")
+    } else {
+        link
+    }
+}
+
+/// One contact's row on home (name, pad left, the bar), with its name
+/// and detail texts.
+fn contact_row(c: &ContactView) -> (ContactRow, String, String) {
+    let fraction = if c.pad_total_bytes == 0 || c.damaged {
+        0.0
+    } else {
+        (c.pad_left_bytes as f64 / c.pad_total_bytes as f64) as f32
+    };
+    let name = format::untrusted(&c.name, 32);
+    let detail = if c.damaged {
+        "Pad damaged · cannot be used".to_string()
+    } else {
+        format!(
+            "{} left · {}",
+            format::bytes(c.pad_left_bytes),
+            format::messages(c.messages_left)
+        )
+    };
+    let row = ContactRow {
+        name: s(&name),
+        detail: s(&detail),
+        fraction,
+        low: fraction < 0.1,
+    };
+    (row, name, detail)
+}
+
+/// "+ N more contacts" when not all of `total` fit in the `shown` rows.
+fn more_contacts_text(total: usize, shown: usize) -> String {
+    if total > shown {
+        let n = total - shown;
+        format!("+ {n} more contact{}", if n == 1 { "" } else { "s" })
+    } else {
+        String::new()
+    }
+}
+
 /// Shows `home` from contact row `top` and returns its texts.
 pub(crate) fn apply_home(
     app: &AppWindow,
@@ -84,21 +141,7 @@ pub(crate) fn apply_home(
     } else {
         format::untrusted(&home.owner, 40)
     };
-    let link = match (home.link.up, &home.link.address) {
-        _ if home.link.loopback => format!(
-            "Development: loopback only · {}",
-            home.link.address.as_deref().unwrap_or("no address")
-        ),
-        (true, Some(a)) => format!("Ethernet connected · {a}"),
-        (true, None) => "Ethernet connected · no address".to_string(),
-        (false, _) => "Ethernet not connected".to_string(),
-    };
-    // A card without a passphrase says so on every home screen.
-    let link = if home.not_encrypted {
-        format!("Not encrypted · {link}")
-    } else {
-        link
-    };
+    let link = home_link_text(home);
     let alerts = if home.unseen_alerts > 0 {
         format!("Alerts ({})", home.unseen_alerts)
     } else {
@@ -118,38 +161,14 @@ pub(crate) fn apply_home(
     let shown = home_rows_shown(layout, home.contacts.len(), top);
     let mut rows = Vec::new();
     for c in &home.contacts[top..top + shown] {
-        let fraction = if c.pad_total_bytes == 0 || c.damaged {
-            0.0
-        } else {
-            (c.pad_left_bytes as f64 / c.pad_total_bytes as f64) as f32
-        };
-        let name = format::untrusted(&c.name, 32);
-        let detail = if c.damaged {
-            "Pad damaged · cannot be used".to_string()
-        } else {
-            format!(
-                "{} left · {}",
-                format::bytes(c.pad_left_bytes),
-                format::messages(c.messages_left)
-            )
-        };
-        texts.push(name.clone());
-        texts.push(detail.clone());
-        rows.push(ContactRow {
-            name: s(&name),
-            detail: s(&detail),
-            fraction,
-            low: fraction < 0.1,
-        });
+        let (row, name, detail) = contact_row(c);
+        texts.push(name);
+        texts.push(detail);
+        rows.push(row);
     }
     d.set_contacts(model(rows));
     d.set_first_index(i32::try_from(top).unwrap_or(i32::MAX));
-    let more = if home.contacts.len() > shown {
-        let n = home.contacts.len() - shown;
-        format!("+ {n} more contact{}", if n == 1 { "" } else { "s" })
-    } else {
-        String::new()
-    };
+    let more = more_contacts_text(home.contacts.len(), shown);
     let empty = if home.contacts.is_empty() {
         "No contacts yet. Tap New contact to make a pad, or Import contact.".to_string()
     } else {
