@@ -33,147 +33,208 @@ fn print(p: &Printer, line: Shown) {
     p.print(&line);
 }
 
+/// The interactive session: greets, starts the receiving thread, reads
+/// and runs commands until `quit` or end of input, then says what is left
+/// in the outbox.
 pub fn run(chat: Chat, settings: &Settings, style: Style) -> ExitCode {
     let mut editor = Editor::new();
-    let printer = editor.printer();
-    let chat = Arc::new(chat);
-    print(&printer, id_text(&chat, settings));
-    if let Ok(st) = chat.device().status()
-        && st.owner != chat.user()
-    {
-        print(
-            &printer,
-            style.error(&format!(
+    let session = Session {
+        printer: editor.printer(),
+        chat: Arc::new(chat),
+        settings,
+        style,
+        poller: Arc::new(Poller {
+            held: Mutex::new(false),
+            wake: Condvar::new(),
+            quit: AtomicBool::new(false),
+        }),
+    };
+    session.greet();
+    session.start_poller();
+    session.command_loop(&mut editor);
+    session.stop_poller();
+    session.report_outbox();
+    ExitCode::from(EXIT_OK)
+}
+
+/// What the prompt loop does after a command.
+enum Next {
+    Prompt,
+    Quit,
+}
+
+/// The state of one interactive session, shared by its steps.
+struct Session<'a> {
+    chat: Arc<Chat>,
+    printer: Printer,
+    settings: &'a Settings,
+    style: Style,
+    poller: Arc<Poller>,
+}
+
+impl Session<'_> {
+    fn say(&self, line: Shown) {
+        print(&self.printer, line);
+    }
+
+    /// Prints an event above the prompt.
+    fn emit(&self, e: &Event) {
+        self.say(self.style.event(e));
+    }
+
+    /// Step 1: the `id` line, a warning when the device belongs to someone
+    /// else, the hint, and the sends left in the outbox from last time.
+    fn greet(&self) {
+        let (chat, style) = (&self.chat, self.style);
+        self.say(id_text(chat, self.settings));
+        if let Ok(st) = chat.device().status()
+            && st.owner != chat.user()
+        {
+            self.say(style.error(&format!(
                 "this device belongs to {}, not {}: sends are refused until otc starts with --user {}",
                 clean(&st.owner),
                 clean(chat.user()),
                 clean(&st.owner)
-            )),
-        );
-    }
-    print(
-        &printer,
-        Shown::text("type `help` for the commands; messages arrive by themselves"),
-    );
-    {
-        let emit = |e: &Event| print(&printer, style.event(e));
-        match crate::cli::start_flush_text(&chat, &emit) {
-            Some((true, t)) => print(&printer, style.ok(&t)),
-            Some((false, t)) => print(&printer, style.error(&clean(&t))),
+            )));
+        }
+        self.say(Shown::text(
+            "type `help` for the commands; messages arrive by themselves",
+        ));
+        match crate::cli::start_flush_text(chat, &|e: &Event| self.emit(e)) {
+            Some((true, t)) => self.say(style.ok(&t)),
+            Some((false, t)) => self.say(style.error(&clean(&t))),
             None => {}
         }
     }
-    let poller = Arc::new(Poller {
-        held: Mutex::new(false),
-        wake: Condvar::new(),
-        quit: AtomicBool::new(false),
-    });
-    {
-        let (chat, poller, p) = (chat.clone(), poller.clone(), printer.clone());
+
+    /// Step 2: the background thread that long-polls the relay. Without it
+    /// the user can still fetch by hand.
+    fn start_poller(&self) {
+        let (chat, poller, p) = (self.chat.clone(), self.poller.clone(), self.printer.clone());
+        let style = self.style;
         let spawned = std::thread::Builder::new()
             .name("otc-poll".into())
             .spawn(move || poll_loop(&chat, &poller, &p, style));
         if let Err(e) = spawned {
-            print(
-                &printer,
-                style.error(&format!(
-                    "cannot start the receiving thread ({e}); press Enter to fetch"
-                )),
-            );
+            self.say(style.error(&format!(
+                "cannot start the receiving thread ({e}); press Enter to fetch"
+            )));
         }
     }
-    let emit = {
-        let printer = printer.clone();
-        move |e: &Event| print(&printer, style.event(e))
-    };
-    loop {
-        let line = match editor.readline(&format!("{}> ", clean(chat.user()))) {
-            Ok(Input::Line(l)) => l,
-            Ok(Input::Interrupted) => continue,
-            Ok(Input::End) => break,
-            Err(e) => {
-                eprintln!("otc: cannot read the terminal any more ({e}); leaving");
-                break;
-            }
-        };
-        if !line.trim().is_empty() {
-            editor.add_history(&line);
-        }
-        let cmd = match commands::parse(&line) {
-            Ok(c) => c,
-            Err(usage) => {
-                print(&printer, style.error(&usage));
-                continue;
-            }
-        };
-        match cmd {
-            Command::Quit => break,
-            Command::Fetch => {
-                let held = match chat.fetch(&emit) {
-                    Ok(f) => {
-                        if f.opened + f.refused == 0 && f.held.is_none() {
-                            print(&printer, style.approve("no new messages"));
-                        }
-                        f.held.is_some()
-                    }
-                    Err(e) => {
-                        print(&printer, style.error(&e.to_string()));
-                        matches!(e, FetchError::Device(_))
-                    }
-                };
-                if held {
-                    print(&printer, style.approve("press Enter to try again"));
+
+    /// Step 3: reads lines and runs their commands until `quit`, end of
+    /// input or a terminal that cannot be read.
+    fn command_loop(&self, editor: &mut Editor) {
+        loop {
+            let line = match editor.readline(&format!("{}> ", clean(self.chat.user()))) {
+                Ok(Input::Line(l)) => l,
+                Ok(Input::Interrupted) => continue,
+                Ok(Input::End) => return,
+                Err(e) => {
+                    eprintln!("otc: cannot read the terminal any more ({e}); leaving");
+                    return;
                 }
-                *poller.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
-                poller.wake.notify_all();
+            };
+            if !line.trim().is_empty() {
+                editor.add_history(&line);
             }
-            Command::Send { to, text } => send_each(&chat, &[to], &text, &emit, &printer, style),
-            Command::Multi { to, text } => send_each(&chat, &to, &text, &emit, &printer, style),
-            Command::Write { to } => write_on_device(&chat, &to, &emit, &printer, style),
+            match commands::parse(&line) {
+                Ok(cmd) => {
+                    if let Next::Quit = self.execute(cmd, editor) {
+                        return;
+                    }
+                }
+                Err(usage) => self.say(self.style.error(&usage)),
+            }
+        }
+    }
+
+    /// Runs one parsed command.
+    fn execute(&self, cmd: Command, editor: &mut Editor) -> Next {
+        let (chat, style) = (&*self.chat, self.style);
+        let emit = |e: &Event| self.emit(e);
+        match cmd {
+            Command::Quit => return Next::Quit,
+            Command::Fetch => self.fetch_now(),
+            Command::Send { to, text } => {
+                send_each(chat, &[to], &text, &emit, &self.printer, style)
+            }
+            Command::Multi { to, text } => send_each(chat, &to, &text, &emit, &self.printer, style),
+            Command::Write { to } => write_on_device(chat, &to, &emit, &self.printer, style),
             Command::Group { name, members } => {
-                print(
-                    &printer,
-                    style.ok(&format!("group {name}: {}", members.join(", "))),
-                );
+                self.say(style.ok(&format!("group {name}: {}", members.join(", "))));
                 chat.set_group(&name, members);
             }
             Command::GroupSend { group, text } => match chat.group(&group) {
-                Some(members) => send_each(&chat, &members, &text, &emit, &printer, style),
-                None => print(
-                    &printer,
-                    style.error(&format!(
-                        "no group {group:?}; define it with `group {group} A B ..`"
-                    )),
-                ),
+                Some(members) => send_each(chat, &members, &text, &emit, &self.printer, style),
+                None => self.say(style.error(&format!(
+                    "no group {group:?}; define it with `group {group} A B ..`"
+                ))),
             },
-            Command::Id => print(&printer, id_text(&chat, settings)),
+            Command::Id => self.say(id_text(chat, self.settings)),
             Command::Clear => editor.clear_screen(),
-            Command::Help => print(&printer, Shown::lines(HELP)),
+            Command::Help => self.say(Shown::lines(HELP)),
             Command::Contacts => match chat.contacts() {
-                Ok(cs) => print(&printer, Shown::lines(contacts_table(&cs).trim_end())),
-                Err(e) => print(&printer, style.error(&e.to_string())),
+                Ok(cs) => self.say(Shown::lines(contacts_table(&cs).trim_end())),
+                Err(e) => self.say(style.error(&e.to_string())),
             },
-            Command::Log => {
-                let log = chat.log();
-                if log.is_empty() {
-                    print(&printer, Shown::text("no warnings"));
+            Command::Log => self.show_log(),
+        }
+        Next::Prompt
+    }
+
+    /// `fetch` (or a bare Enter): fetches now, and holds or releases the
+    /// background thread depending on whether a message is held.
+    fn fetch_now(&self) {
+        let style = self.style;
+        let held = match self.chat.fetch(&|e: &Event| self.emit(e)) {
+            Ok(f) => {
+                if f.opened + f.refused == 0 && f.held.is_none() {
+                    self.say(style.approve("no new messages"));
                 }
-                for entry in log {
-                    print(&printer, log_line(&entry, style));
-                }
+                f.held.is_some()
             }
+            Err(e) => {
+                self.say(style.error(&e.to_string()));
+                matches!(e, FetchError::Device(_))
+            }
+        };
+        if held {
+            self.say(style.approve("press Enter to try again"));
+        }
+        *self.poller.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
+        self.poller.wake.notify_all();
+    }
+
+    /// `log`: the warnings of this session, oldest first.
+    fn show_log(&self) {
+        let log = self.chat.log();
+        if log.is_empty() {
+            self.say(Shown::text("no warnings"));
+        }
+        for entry in log {
+            self.say(log_line(&entry, self.style));
         }
     }
-    poller.quit.store(true, Ordering::SeqCst);
-    poller.wake.notify_all();
-    let waiting = chat.outbox_len();
-    if waiting > 0 {
-        eprintln!(
-            "otc: {waiting} sealed message(s) not taken by the relay yet are kept in the outbox ({}); the next start sends them",
-            clean(&chat.outbox().describe())
-        );
+
+    /// Step 4: tells the background thread to stop (it notices within a
+    /// poll or a retry pause).
+    fn stop_poller(&self) {
+        self.poller.quit.store(true, Ordering::SeqCst);
+        self.poller.wake.notify_all();
     }
-    ExitCode::from(EXIT_OK)
+
+    /// Step 5: says how many sealed messages stay in the outbox for the
+    /// next start.
+    fn report_outbox(&self) {
+        let waiting = self.chat.outbox_len();
+        if waiting > 0 {
+            eprintln!(
+                "otc: {waiting} sealed message(s) not taken by the relay yet are kept in the outbox ({}); the next start sends them",
+                clean(&self.chat.outbox().describe())
+            );
+        }
+    }
 }
 
 fn send_each(

@@ -147,7 +147,50 @@ pub(crate) fn touch_check(ctx: &LockCtx) -> Option<Option<Affine>> {
 
 /// Runs the setup; `None` if the device stops first.
 pub(crate) fn run(ctx: &LockCtx) -> Option<Unlock> {
+    welcome(ctx)?;
+    let owner = ask_owner(ctx)?;
+    let pass = ask_passphrase(ctx)?;
+    let address = ask_address(ctx)?;
+    let rotation = ask_rotation(ctx)?;
+    let touch = touch_check(ctx)?;
+    let answers = Answers {
+        owner,
+        pass,
+        address,
+        rotation,
+        touch,
+    };
     let ui = ctx.ui();
+    ui.show_progress(ProgressView {
+        title: "Making the key (this takes a few seconds)".into(),
+        done_bytes: 0,
+        total_bytes: 1,
+        cancellable: false,
+        time_left: None,
+    });
+    let made = make_device(ctx, &answers);
+    ui.hide_progress();
+    match made {
+        Ok(unlock) => Some(unlock),
+        Err(what) => {
+            ctx.fatal(&what);
+            None
+        }
+    }
+}
+
+/// What the owner answered in the setup's steps.
+struct Answers {
+    owner: String,
+    pass: zeroize::Zeroizing<String>,
+    address: Ipv4Addr,
+    rotation: u16,
+    /// The touch correction fitted from the taps; `None`: the one before.
+    touch: Option<Affine>,
+}
+
+/// Step 1: the welcome screen and its **Start**.
+fn welcome(ctx: &LockCtx) -> Option<usize> {
     ctx.step(ChoiceRequest {
         screen: "first-boot".into(),
         title: "Welcome".into(),
@@ -157,15 +200,23 @@ pub(crate) fn run(ctx: &LockCtx) -> Option<Unlock> {
         ],
         choices: vec!["Start".into()],
         ..Default::default()
-    })?;
-    let owner = ctx
-        .text(
-            TextRequest::of(TextKind::OwnerName, "", 40),
-            Box::new(owner_check),
-        )?
-        .trim()
-        .to_string();
-    let pass = loop {
+    })
+}
+
+/// Step 2: the owner's name ([`owner_check`]), trimmed.
+fn ask_owner(ctx: &LockCtx) -> Option<String> {
+    let name = ctx.text(
+        TextRequest::of(TextKind::OwnerName, "", 40),
+        Box::new(owner_check),
+    )?;
+    Some(name.trim().to_string())
+}
+
+/// Step 3: the passphrase, refused when weak, its strength shown, then
+/// typed once more; asked again from the start when the owner chooses
+/// another or cancels the repetition.
+fn ask_passphrase(ctx: &LockCtx) -> Option<zeroize::Zeroizing<String>> {
+    loop {
         let first = zeroize::Zeroizing::new(ctx.text(
             TextRequest::passphrase(TextKind::NewPassphrase),
             Box::new(|p: &str| match vault::passphrase_strength(p).refused {
@@ -198,15 +249,16 @@ pub(crate) fn run(ctx: &LockCtx) -> Option<Unlock> {
                 }
             }),
         );
-        match again {
-            Some(a) => {
-                drop(zeroize::Zeroizing::new(a));
-                break first;
-            }
-            None => continue,
+        if let Some(a) = again {
+            drop(zeroize::Zeroizing::new(a));
+            return Some(first);
         }
-    };
-    // What eth0 has now (otc.toml's), so that Done keeps it.
+    }
+}
+
+/// Step 4: the address on the cable, offering what eth0 has now
+/// (otc.toml's), so that **Done** keeps it.
+fn ask_address(ctx: &LockCtx) -> Option<Ipv4Addr> {
     let offered = ctx
         .clear()
         .address
@@ -218,7 +270,11 @@ pub(crate) fn run(ctx: &LockCtx) -> Option<Unlock> {
         TextRequest::of(TextKind::NetworkAddress, &offered, 15),
         Box::new(|t: &str| address_check(t).map(|_| ())),
     )?;
-    let address = address_check(&address).ok()?;
+    address_check(&address).ok()
+}
+
+/// Step 5: which way up; the rotation applies at once (not saved yet).
+fn ask_rotation(ctx: &LockCtx) -> Option<u16> {
     let upright = ctx.clear().rotation;
     let rotation = match ctx.step(ChoiceRequest {
         screen: "first-boot-rotation".into(),
@@ -236,59 +292,39 @@ pub(crate) fn run(ctx: &LockCtx) -> Option<Unlock> {
     let mut clear = ctx.clear();
     clear.rotation = rotation;
     let _ = ctx.apply_clear(clear, false);
-    let touch = touch_check(ctx)?;
-    ui.show_progress(ProgressView {
-        title: "Making the key (this takes a few seconds)".into(),
-        done_bytes: 0,
-        total_bytes: 1,
-        cancellable: false,
-        time_left: None,
-    });
+    Some(rotation)
+}
+
+/// Step 7 (after the touch check): erases what a destroyed key left,
+/// makes the data directory, the key file, the clear settings and the
+/// sealed settings, in that order. `Err`: what cannot be made, in words.
+fn make_device(ctx: &LockCtx, a: &Answers) -> Result<Unlock, String> {
     // A directory whose key was destroyed: shred what the old key sealed
     // (records, pads, settings, the counter) before a new key is made, so
     // nothing of the old device stays beside the new one.
     if crate::lock::key_destroyed(ctx.dir())
         && let Err(e) = vault::wipe(&RealFs, ctx.dir())
     {
-        ui.hide_progress();
-        ctx.fatal(&format!("The old data cannot be erased: {e}."));
-        return None;
+        return Err(format!("The old data cannot be erased: {e}."));
     }
     // The data directory first (its marker), then the key file in it.
-    if let Err(e) = crate::pad::PadStore::open_dir(ctx.dir()).and_then(|s| s.close()) {
-        ui.hide_progress();
-        ctx.fatal(&format!("The data directory cannot be made: {e}."));
-        return None;
-    }
-    let made = vault::create(&RealFs, ctx.dir(), pass.as_bytes(), &ctx.opts().kdf);
-    let key = match made {
-        Ok(k) => k,
-        Err(e) => {
-            ui.hide_progress();
-            ctx.fatal(&format!("The key file cannot be made: {e}."));
-            return None;
-        }
-    };
+    crate::pad::PadStore::open_dir(ctx.dir())
+        .and_then(|s| s.close())
+        .map_err(|e| format!("The data directory cannot be made: {e}."))?;
+    let key = vault::create(&RealFs, ctx.dir(), a.pass.as_bytes(), &ctx.opts().kdf)
+        .map_err(|e| format!("The key file cannot be made: {e}."))?;
     let clear = ClearSettings {
-        rotation,
-        address: Some(address),
-        touch: touch.or(ctx.clear().touch),
+        rotation: a.rotation,
+        address: Some(a.address),
+        touch: a.touch.or(ctx.clear().touch),
     };
-    if let Err(e) = ctx.apply_clear(clear, true) {
-        ui.hide_progress();
-        ctx.fatal(&format!(
-            "The screen and network settings cannot be written: {e}."
-        ));
-        return None;
-    }
-    let settings = Settings::new(&owner);
-    if let Err(e) = settings.save(ctx.dir(), &key) {
-        ui.hide_progress();
-        ctx.fatal(&format!("The settings cannot be written: {e}."));
-        return None;
-    }
-    ui.hide_progress();
-    Some(Unlock {
+    ctx.apply_clear(clear, true)
+        .map_err(|e| format!("The screen and network settings cannot be written: {e}."))?;
+    let settings = Settings::new(&a.owner);
+    settings
+        .save(ctx.dir(), &key)
+        .map_err(|e| format!("The settings cannot be written: {e}."))?;
+    Ok(Unlock {
         key,
         settings: Some(settings),
         failures: 0,

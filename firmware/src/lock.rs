@@ -636,135 +636,201 @@ impl LockCtx {
     /// [`LockOptions::max_failures`] the key file is destroyed and the
     /// screen says so. Returns `None` when the device stops.
     fn lock_screen(&self) -> Option<Unlock> {
-        let started = self.clock.now();
-        let mut last_failure_at = started;
-        let mut note: Option<String> = None;
-        let mut failures_seen = 0u32;
+        let mut tries = Tries {
+            last_failure_at: self.clock.now(),
+            note: None,
+            failures_seen: 0,
+        };
+        let max = self.opts.max_failures.max(1);
         loop {
             if self.quitting() {
                 return None;
             }
-            let failures = match vault::failures(&RealFs, &self.dir) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.fatal(&format!("The key file cannot be read: {e}."));
-                    return None;
-                }
-            };
-            failures_seen = failures_seen.max(failures);
-            let max = self.opts.max_failures.max(1);
-            let left = max.saturating_sub(failures);
-            let counted = if failures == 0 {
-                Vec::new()
-            } else {
-                vec![format!(
-                    "{failures} wrong passphrase{} in a row. {left} more and the device erases its key.",
-                    if failures == 1 { "" } else { "s" }
-                )]
-            };
-            let delay = delay_after(failures);
-            let until = last_failure_at + delay;
-            if self.clock.now() < until {
-                let mut lines = counted.clone();
-                lines.push(format!(
-                    "Wait {} before the next try.",
-                    otc_ui::format::duration(delay)
-                ));
-                if !self.wait_until(
-                    ChoiceRequest {
-                        screen: "lock-wait".into(),
-                        title: "Locked".into(),
-                        lines,
-                        warning: note.take(),
-                        ..Default::default()
-                    },
-                    until,
-                ) {
-                    return None;
-                }
+            let failures = self.read_failures()?;
+            tries.failures_seen = tries.failures_seen.max(failures);
+            let counted = counted_lines(failures, max);
+            if !self.wait_out_delay(&mut tries, failures, &counted) {
+                return None;
             }
-            let mut lines = vec!["Type the passphrase to unlock this device.".to_string()];
-            lines.extend(counted);
-            self.step(ChoiceRequest {
-                screen: "lock".into(),
-                title: "Locked".into(),
-                lines,
-                warning: note.take(),
-                choices: vec!["Unlock".into()],
-                ..Default::default()
-            })?;
-            let Some(pass) = self.text(
-                TextRequest::passphrase(TextKind::Passphrase),
-                Box::new(|p: &str| {
-                    if p.is_empty() {
-                        Err("Type the passphrase first.".into())
-                    } else {
-                        Ok(())
-                    }
-                }),
-            ) else {
-                if self.quitting() {
-                    return None;
-                }
+            let Some(pass) = self.ask_passphrase(&mut tries, counted)? else {
                 continue;
             };
-            self.ui.show_progress(ProgressView {
-                title: "Checking the passphrase".into(),
-                done_bytes: 0,
-                total_bytes: 1,
-                cancellable: false,
-                time_left: None,
-            });
-            let got = vault::unlock(&RealFs, &self.dir, pass.as_bytes(), max);
-            drop(zeroize::Zeroizing::new(pass));
-            match got {
-                Ok(key) => {
-                    let settings = match Settings::load(&self.dir, &key) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            self.ui.hide_progress();
-                            self.fatal(&format!("The settings cannot be read: {e}."));
-                            return None;
-                        }
-                    };
-                    self.ui.hide_progress();
-                    return Some(Unlock {
-                        key,
-                        settings,
-                        failures: failures_seen.max(failures),
-                    });
-                }
-                Err(VaultError::WrongPassphrase { failures: n, .. }) => {
-                    self.ui.hide_progress();
-                    failures_seen = failures_seen.max(n);
-                    last_failure_at = self.clock.now();
-                    note = Some("Wrong passphrase.".into());
-                }
-                Err(VaultError::KeyDestroyed) => {
-                    self.ui.hide_progress();
-                    self.step(ChoiceRequest {
-                        screen: "lock-wiped".into(),
-                        title: "The key is destroyed".into(),
-                        lines: vec![format!(
-                            "{max} wrong passphrases in a row: the device destroyed its key file."
-                        )],
-                        warning: Some(
-                            "Nothing on this card can be read any more, by anyone. The pads \
-                             are lost: make new ones with your contacts."
-                                .into(),
-                        ),
-                        ..Default::default()
-                    });
-                    return None;
-                }
-                Err(e) => {
-                    self.ui.hide_progress();
-                    last_failure_at = self.clock.now();
-                    note = Some(format!("The passphrase could not be checked: {e}."));
-                }
+            match self.check_passphrase(&mut tries, pass, failures, max) {
+                Tried::Unlocked(u) => return Some(u),
+                Tried::Again => {}
+                Tried::Stop => return None,
             }
         }
     }
+
+    /// Lock screen, step 1: the wrong passphrases in a row so far (the
+    /// key file's counter); `None` (the device stops on a fatal screen)
+    /// when it cannot be read.
+    fn read_failures(&self) -> Option<u32> {
+        match vault::failures(&RealFs, &self.dir) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.fatal(&format!("The key file cannot be read: {e}."));
+                None
+            }
+        }
+    }
+
+    /// Lock screen, step 2: after wrong passphrases, waits on a screen of
+    /// its own until [`delay_after`] has passed since the last. False when
+    /// the device stops meanwhile.
+    fn wait_out_delay(&self, tries: &mut Tries, failures: u32, counted: &[String]) -> bool {
+        let delay = delay_after(failures);
+        let until = tries.last_failure_at + delay;
+        if self.clock.now() >= until {
+            return true;
+        }
+        let mut lines = counted.to_vec();
+        lines.push(format!(
+            "Wait {} before the next try.",
+            otc_ui::format::duration(delay)
+        ));
+        self.wait_until(
+            ChoiceRequest {
+                screen: "lock-wait".into(),
+                title: "Locked".into(),
+                lines,
+                warning: tries.note.take(),
+                ..Default::default()
+            },
+            until,
+        )
+    }
+
+    /// Lock screen, step 3: **Unlock**, then the passphrase on the
+    /// keyboard. `None` when the device stops; `Some(None)` when the
+    /// keyboard was cancelled (the lock screen comes again).
+    fn ask_passphrase(&self, tries: &mut Tries, counted: Vec<String>) -> Option<Option<String>> {
+        let mut lines = vec!["Type the passphrase to unlock this device.".to_string()];
+        lines.extend(counted);
+        self.step(ChoiceRequest {
+            screen: "lock".into(),
+            title: "Locked".into(),
+            lines,
+            warning: tries.note.take(),
+            choices: vec!["Unlock".into()],
+            ..Default::default()
+        })?;
+        let pass = self.text(
+            TextRequest::passphrase(TextKind::Passphrase),
+            Box::new(|p: &str| {
+                if p.is_empty() {
+                    Err("Type the passphrase first.".into())
+                } else {
+                    Ok(())
+                }
+            }),
+        );
+        if pass.is_none() && self.quitting() {
+            return None;
+        }
+        Some(pass)
+    }
+
+    /// Lock screen, step 4: checks the passphrase (counted durably first,
+    /// [`vault::unlock`]) and loads the settings with the key; a wrong one
+    /// is noted for the next lock screen; the key destroyed is said on a
+    /// screen of its own.
+    fn check_passphrase(&self, tries: &mut Tries, pass: String, failures: u32, max: u32) -> Tried {
+        self.ui.show_progress(ProgressView {
+            title: "Checking the passphrase".into(),
+            done_bytes: 0,
+            total_bytes: 1,
+            cancellable: false,
+            time_left: None,
+        });
+        let got = vault::unlock(&RealFs, &self.dir, pass.as_bytes(), max);
+        drop(zeroize::Zeroizing::new(pass));
+        let key = match got {
+            Ok(key) => key,
+            Err(e) => {
+                self.ui.hide_progress();
+                return self.refused(tries, e, max);
+            }
+        };
+        let settings = Settings::load(&self.dir, &key);
+        self.ui.hide_progress();
+        match settings {
+            Ok(settings) => Tried::Unlocked(Unlock {
+                key,
+                settings,
+                failures: tries.failures_seen.max(failures),
+            }),
+            Err(e) => {
+                self.fatal(&format!("The settings cannot be read: {e}."));
+                Tried::Stop
+            }
+        }
+    }
+
+    /// Lock screen, step 4 refused: a wrong passphrase or an error is
+    /// noted for the next try; a destroyed key ends the lock screen.
+    fn refused(&self, tries: &mut Tries, e: VaultError, max: u32) -> Tried {
+        match e {
+            VaultError::WrongPassphrase { failures: n, .. } => {
+                tries.failures_seen = tries.failures_seen.max(n);
+                tries.last_failure_at = self.clock.now();
+                tries.note = Some("Wrong passphrase.".into());
+            }
+            VaultError::KeyDestroyed => {
+                self.step(ChoiceRequest {
+                    screen: "lock-wiped".into(),
+                    title: "The key is destroyed".into(),
+                    lines: vec![format!(
+                        "{max} wrong passphrases in a row: the device destroyed its key file."
+                    )],
+                    warning: Some(
+                        "Nothing on this card can be read any more, by anyone. The pads \
+                         are lost: make new ones with your contacts."
+                            .into(),
+                    ),
+                    ..Default::default()
+                });
+                return Tried::Stop;
+            }
+            e => {
+                tries.last_failure_at = self.clock.now();
+                tries.note = Some(format!("The passphrase could not be checked: {e}."));
+            }
+        }
+        Tried::Again
+    }
+}
+
+/// What the lock screen keeps from one try to the next.
+struct Tries {
+    /// When the last wrong passphrase was typed (platform clock).
+    last_failure_at: Duration,
+    /// Said on the next lock screen (a wrong passphrase, an error).
+    note: Option<String>,
+    /// The most wrong passphrases in a row seen, reported after unlock.
+    failures_seen: u32,
+}
+
+/// How a try at the passphrase ended.
+enum Tried {
+    Unlocked(Unlock),
+    /// Wrong or not checked: the lock screen comes again.
+    Again,
+    /// The device stops (a fatal screen, the key destroyed).
+    Stop,
+}
+
+/// The lock screen's line about wrong passphrases in a row, if any.
+fn counted_lines(failures: u32, max: u32) -> Vec<String> {
+    if failures == 0 {
+        return Vec::new();
+    }
+    let left = max.saturating_sub(failures);
+    vec![format!(
+        "{failures} wrong passphrase{} in a row. {left} more and the device erases its key.",
+        if failures == 1 { "" } else { "s" }
+    )]
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use crate::Error;
 use crate::audit::Event;
 use crate::confirm::Screen;
 use crate::pad::Error as PadError;
-use crate::pad::pairing::{self, ExportKind, PairingCode};
+use crate::pad::pairing::{self, ExportKind, ImportSummary, PairingCode, SealedHeader};
 use crate::pad::{PadStore, fsutil};
 use crate::rpc::{ApprovalPrompt, Service};
 use crate::stick::{self, Mode, Stick};
@@ -262,36 +262,101 @@ fn undo_made<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>, name: &
 
 /// The maker's side: name → size → Make → Export → code → fingerprint.
 fn new_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
-    let ui = &ctx.ui;
-    let store = ctx.service.store();
-    let name = match ui
+    let Some(name) = ask_name(ctx) else {
+        return;
+    };
+    let Some(free) = free_space_for_pad(ctx) else {
+        return;
+    };
+    let Some(rate) = hwrng_rate(ctx) else {
+        return;
+    };
+    let Some(size) = choose_size(ctx, &name, free, rate) else {
+        return;
+    };
+    if !confirm_make(ctx, &name, size) {
+        return;
+    }
+    // Make, with the endpoint answering busy.
+    let Some(hold) = ctx.service.broker().hold() else {
+        ctx.ui.toast(otc_ui::Toast::error(
+            "The device is busy with a request. Nothing was made; try again.",
+        ));
+        return;
+    };
+    let made = match make(ctx, &name, size) {
+        Ok(m) => m,
+        Err(e) => {
+            drop(hold);
+            say_not_made(ctx, e);
+            return;
+        }
+    };
+    ctx.service.audit(Event::PadCreated {
+        contact: name.clone(),
+        pad_id: made.pad_id.clone(),
+        bytes: made.size,
+    });
+    (ctx.refresh)();
+    let Some(code) = export_until_done(ctx, &name, &made.pad_id, hold) else {
+        return;
+    };
+    if !show_code(ctx, &name, code) {
+        undo_made(ctx, &name);
+        ctx.ui
+            .toast(otc_ui::Toast::info("Cancelled: the new pad was erased"));
+        return;
+    }
+    step(
+        &ctx.ui,
+        ChoiceRequest {
+            screen: "new-contact-done".into(),
+            title: format!("Paired with {name}"),
+            lines: vec!["Compare with your partner's screen: the same fingerprint on both.".into()],
+            code: Some(made.fingerprint.clone()),
+            choices: vec!["Done".into()],
+            ..Default::default()
+        },
+    );
+}
+
+/// New contact, step 1 (and import's name step): the contact's name, one
+/// not taken yet; `None` when the owner cancels.
+fn ask_name<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) -> Option<String> {
+    let taken = ctx.service.store().contacts();
+    match ctx
+        .ui
         .ask_text(
             TextRequest::contact_name(),
-            crate::device::contact_name_check(store.contacts()),
+            crate::device::contact_name_check(taken),
         )
         .wait()
     {
-        TextAnswer::Done(n) => n,
-        _ => return,
-    };
-    // Sizes that fit.
-    let free = match (ctx.opts.free_space)(store.dir()) {
+        TextAnswer::Done(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// New contact, step 2: the data partition's free space, when it can be
+/// read and some size fits; otherwise the owner is told why no pad can be
+/// made.
+fn free_space_for_pad<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) -> Option<u64> {
+    let free = match (ctx.opts.free_space)(ctx.service.store().dir()) {
         Ok(f) => f,
         Err(e) => {
             trouble(
-                ui,
+                &ctx.ui,
                 "new-contact-error",
                 "Cannot read the free space",
                 &format!("The data partition's free space cannot be read: {e}."),
                 false,
             );
-            return;
+            return None;
         }
     };
-    let sizes = sizes_that_fit(&ctx.opts, free);
-    if sizes.is_empty() {
+    if sizes_that_fit(&ctx.opts, free).is_empty() {
         trouble(
-            ui,
+            &ctx.ui,
             "new-contact-full",
             "No room for a new pad",
             &format!(
@@ -302,14 +367,21 @@ fn new_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
             ),
             false,
         );
-        return;
+        return None;
     }
-    let hw = ctx.opts.hwrng.clone();
-    let rate = match measure_rate(&hw) {
-        Ok(r) => r,
+    Some(free)
+}
+
+/// New contact, step 3: the hardware random source's rate (for the time
+/// each size takes), or the owner is told that no pad can be made without
+/// it.
+fn hwrng_rate<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) -> Option<f64> {
+    let hw = &ctx.opts.hwrng;
+    match measure_rate(hw) {
+        Ok(r) => Some(r),
         Err(e) => {
             trouble(
-                ui,
+                &ctx.ui,
                 "new-contact-error",
                 "No hardware random source",
                 &format!(
@@ -319,11 +391,21 @@ fn new_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
                 ),
                 false,
             );
-            return;
+            None
         }
-    };
-    let Some(i) = step(
-        ui,
+    }
+}
+
+/// New contact, step 4: the owner picks one of the sizes that fit.
+fn choose_size<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    name: &str,
+    free: u64,
+    rate: f64,
+) -> Option<u64> {
+    let sizes = sizes_that_fit(&ctx.opts, free);
+    let i = step(
+        &ctx.ui,
         ChoiceRequest {
             screen: "new-contact-size".into(),
             title: format!("Pad size for {name}"),
@@ -336,76 +418,93 @@ fn new_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
             cancel: Some("Cancel".into()),
             ..Default::default()
         },
-    ) else {
-        return;
-    };
-    let size = sizes[i];
-    if step(
-        ui,
+    )?;
+    Some(sizes[i])
+}
+
+/// New contact, step 5: the owner taps Make.
+fn confirm_make<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    name: &str,
+    size: u64,
+) -> bool {
+    step(
+        &ctx.ui,
         ChoiceRequest {
             screen: "new-contact-make".into(),
             title: format!("Make a pad for {name}"),
             lines: vec![format!(
                 "{} from the hardware random source {} and the kernel's, health-tested.",
                 size_label(size),
-                hw.display()
+                ctx.opts.hwrng.display()
             )],
             choices: vec!["Make".into()],
             cancel: Some("Cancel".into()),
             ..Default::default()
         },
     )
-    .is_none()
-    {
-        return;
-    }
-    // Make, with the endpoint answering busy.
-    let Some(hold) = ctx.service.broker().hold() else {
-        ui.toast(otc_ui::Toast::error(
-            "The device is busy with a request. Nothing was made; try again.",
-        ));
-        return;
-    };
+    .is_some()
+}
+
+/// New contact, step 6: makes the pad (the broker held by the caller),
+/// with a progress screen whose Cancel stops it.
+fn make<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    name: &str,
+    size: u64,
+) -> Result<pairing::Made, PadError> {
+    let ui = &ctx.ui;
     ctx.flows.cancel.store(false, Ordering::SeqCst);
     let title = format!("Making a pad for {name}");
     let started = Instant::now();
     let mut shown = 0u64;
-    let made = pairing::make_pad(store, &name, size, Some(&hw), &mut |done, total| {
-        if done == total || done - shown >= (total / 100).max(1) {
-            shown = done;
-            ui.show_progress(progress_view(&title, done, total, started));
-        }
-        !ctx.flows.cancel.load(Ordering::SeqCst)
-    });
+    let made = pairing::make_pad(
+        ctx.service.store(),
+        name,
+        size,
+        Some(&ctx.opts.hwrng),
+        &mut |done, total| {
+            if done == total || done - shown >= (total / 100).max(1) {
+                shown = done;
+                ui.show_progress(progress_view(&title, done, total, started));
+            }
+            !ctx.flows.cancel.load(Ordering::SeqCst)
+        },
+    );
     ui.hide_progress();
-    let made = match made {
-        Ok(m) => m,
-        Err(PadError::Cancelled) => {
-            drop(hold);
-            ui.toast(otc_ui::Toast::info("Cancelled: nothing was kept"));
-            return;
-        }
-        Err(e) => {
-            drop(hold);
+    made
+}
+
+/// New contact, step 6 failed: says that nothing was kept, and why.
+fn say_not_made<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>, e: PadError) {
+    match e {
+        PadError::Cancelled => ctx
+            .ui
+            .toast(otc_ui::Toast::info("Cancelled: nothing was kept")),
+        e => {
             trouble(
-                ui,
+                &ctx.ui,
                 "new-contact-error",
                 "The pad was not made",
                 &format!("{e}. Nothing was kept."),
                 false,
             );
-            return;
         }
-    };
-    ctx.service.audit(Event::PadCreated {
-        contact: name.clone(),
-        pad_id: made.pad_id.clone(),
-        bytes: made.size,
-    });
-    (ctx.refresh)();
-    // Export, until it worked or the owner gives up (then the pad goes).
+    }
+}
+
+/// New contact, step 7: exports to the stick until it worked (the code)
+/// or the owner gives up (then the new pad is erased). The broker's hold
+/// ends here either way.
+fn export_until_done<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    name: &str,
+    pad_id: &str,
+    hold: crate::confirm::Hold<'_>,
+) -> Option<PairingCode> {
+    let ui = &ctx.ui;
     let code = loop {
-        if step(
+        let tapped = step(
             ui,
             ChoiceRequest {
                 screen: "new-contact-export".into(),
@@ -419,30 +518,38 @@ fn new_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
                 cancel: Some("Cancel".into()),
                 ..Default::default()
             },
-        )
-        .is_none()
-        {
-            drop(hold);
-            undo_made(ctx, &name);
-            ui.toast(otc_ui::Toast::info("Cancelled: the new pad was erased"));
-            return;
-        }
-        match export(ctx, &name, &made.pad_id) {
-            Ok(code) => break code,
-            Err(what) => {
-                if !trouble(ui, "new-contact-error", "The export failed", &what, true) {
-                    drop(hold);
-                    undo_made(ctx, &name);
-                    ui.toast(otc_ui::Toast::info("Cancelled: the new pad was erased"));
-                    return;
+        );
+        if tapped.is_some() {
+            match export(ctx, name, pad_id) {
+                Ok(code) => break Some(code),
+                Err(what) => {
+                    if trouble(ui, "new-contact-error", "The export failed", &what, true) {
+                        continue;
+                    }
                 }
             }
         }
+        break None;
     };
     drop(hold);
+    if code.is_none() {
+        undo_made(ctx, name);
+        ui.toast(otc_ui::Toast::info("Cancelled: the new pad was erased"));
+    }
+    code
+}
+
+/// New contact, step 8: shows the pairing code until the partner has
+/// imported the export (true) or the owner cancels (false). The code is
+/// dropped when this step ends.
+fn show_code<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    name: &str,
+    code: PairingCode,
+) -> bool {
     let shown = code.groups().replace('-', " ");
     let taken = step(
-        ui,
+        &ctx.ui,
         ChoiceRequest {
             screen: "new-contact-code".into(),
             title: format!("Pairing code for {name}"),
@@ -458,22 +565,7 @@ fn new_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
         },
     );
     drop(code);
-    if taken.is_none() {
-        undo_made(ctx, &name);
-        ui.toast(otc_ui::Toast::info("Cancelled: the new pad was erased"));
-        return;
-    }
-    step(
-        ui,
-        ChoiceRequest {
-            screen: "new-contact-done".into(),
-            title: format!("Paired with {name}"),
-            lines: vec!["Compare with your partner's screen: the same fingerprint on both.".into()],
-            code: Some(made.fingerprint.clone()),
-            choices: vec!["Done".into()],
-            ..Default::default()
-        },
-    );
+    taken.is_some()
 }
 
 /// The words for an export or import that the stick's removal cut short.
@@ -575,6 +667,16 @@ fn export<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     }
 }
 
+/// What a step of the import that may be tried again came to.
+enum Attempt<T> {
+    /// It worked.
+    Done(T),
+    /// The owner tapped Try again.
+    Again,
+    /// The owner cancelled, or was told why the import cannot go on.
+    Stop,
+}
+
 /// The importer's side: stick → file → code → name → Import → erase the
 /// file → fingerprint.
 fn import_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
@@ -589,10 +691,50 @@ fn import_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
         );
         return;
     };
-    // The stick and its files.
-    let (file, header) = loop {
-        if step(
-            ui,
+    let Some((file, header)) = pick_export(ctx, &*stick) else {
+        return;
+    };
+    let (name, done) = loop {
+        match import_once(ctx, &*stick, &file, &header) {
+            Attempt::Done(x) => break x,
+            Attempt::Again => continue,
+            Attempt::Stop => return,
+        }
+    };
+    ctx.service.audit(Event::PadImported {
+        contact: name.clone(),
+        pad_id: done.pad_id.clone(),
+        bytes: done.size,
+    });
+    (ctx.refresh)();
+    let about_stick = erase_export(&*stick, &file);
+    step(
+        ui,
+        ChoiceRequest {
+            screen: "import-done".into(),
+            title: format!("Imported {name}"),
+            lines: vec![
+                about_stick,
+                "Remove the stick. Compare with your partner's screen: the same \
+                 fingerprint on both."
+                    .into(),
+            ],
+            code: Some(done.fingerprint.clone()),
+            choices: vec!["Done".into()],
+            ..Default::default()
+        },
+    );
+}
+
+/// Import, step 1: the stick and the export on it, asked again after
+/// each trouble the owner wants to retry; `None` when the owner cancels.
+fn pick_export<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    stick: &dyn Stick,
+) -> Option<(PathBuf, SealedHeader)> {
+    loop {
+        let inserted = step(
+            &ctx.ui,
             ChoiceRequest {
                 screen: "import-insert".into(),
                 title: "Import a contact".into(),
@@ -603,234 +745,287 @@ fn import_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) {
                 cancel: Some("Cancel".into()),
                 ..Default::default()
             },
-        )
-        .is_none()
-        {
-            return;
-        }
-        let listed = stick
-            .mount(Mode::ReadOnly)
-            .and_then(|m| stick::export_files(&m).map(|f| (f, m.dir().to_path_buf())));
-        let (files, dir) = match listed {
-            Ok((f, _)) if f.is_empty() => {
-                if trouble(
-                    ui,
-                    "import-error",
-                    "No export on the stick",
-                    "The stick holds no export file (a name ending in .otcpad).",
-                    true,
-                ) {
-                    continue;
-                }
-                return;
-            }
-            Ok(x) => x,
-            Err(e) => {
-                if trouble(ui, "import-error", "No USB stick", &e.to_string(), true) {
-                    continue;
-                }
-                return;
-            }
-        };
-        let shown: Vec<String> = files
-            .iter()
-            .take(otc_ui::choice::MAX_CHOICES)
-            .cloned()
-            .collect();
-        let Some(i) = step(
-            ui,
-            ChoiceRequest {
-                screen: "import-files".into(),
-                title: "Which export?".into(),
-                lines: vec![format!("{} on the stick.", files.len())],
-                choices: shown.clone(),
-                cancel: Some("Cancel".into()),
-                ..Default::default()
-            },
-        ) else {
-            return;
-        };
-        let path = dir.join(&shown[i]);
-        match stick
-            .mount(Mode::ReadOnly)
-            .map_err(|e| e.to_string())
-            .and_then(|_m| pairing::probe(&path).map_err(|e| e.to_string()))
-        {
-            Ok(ExportKind::Sealed(h)) => break (path, h),
-            Ok(ExportKind::Plain) => {
-                trouble(
-                    ui,
-                    "import-error",
-                    "Not a sealed export",
-                    "This file is a plain export of an older version, which the device no \
-                     longer accepts. Ask your partner to make a new contact.",
-                    false,
-                );
-                return;
-            }
-            Err(e) => {
-                if trouble(ui, "import-error", "Cannot read the export", &e, true) {
-                    continue;
-                }
-                return;
-            }
-        }
-    };
-    // The code, then the name.
-    loop {
-        let code = match ui
-            .ask_text(
-                TextRequest::pairing_code(),
-                Box::new(|t: &str| PairingCode::parse(t).map(|_| ()).map_err(|e| e.to_string())),
-            )
-            .wait()
-        {
-            TextAnswer::Done(t) => match PairingCode::parse(&t) {
-                Ok(c) => c,
-                Err(_) => return,
-            },
-            _ => return,
-        };
-        let store = ctx.service.store();
-        let name = match ui
-            .ask_text(
-                TextRequest::contact_name(),
-                crate::device::contact_name_check(store.contacts()),
-            )
-            .wait()
-        {
-            TextAnswer::Done(n) => n,
-            _ => return,
-        };
-        if step(
-            ui,
-            ChoiceRequest {
-                screen: "import-confirm".into(),
-                title: format!("Import {name}"),
-                lines: vec![format!(
-                    "{} · a pad of {}",
-                    file.file_name()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    otc_ui::format::bytes(header.size)
-                )],
-                choices: vec!["Import".into()],
-                cancel: Some("Cancel".into()),
-                ..Default::default()
-            },
-        )
-        .is_none()
-        {
-            return;
-        }
-        let Some(hold) = ctx.service.broker().hold() else {
-            ui.toast(otc_ui::Toast::error(
-                "The device is busy with a request. Nothing was imported; try again.",
-            ));
-            return;
-        };
-        ctx.flows.cancel.store(false, Ordering::SeqCst);
-        let title = format!("Importing {name}");
-        let started = Instant::now();
-        let mut pulled = false;
-        let res = stick
-            .mount(Mode::ReadOnly)
-            .map_err(|e| Error::io("the USB stick", std::io::Error::other(e.to_string())))
-            .and_then(|m| {
-                let r =
-                    pairing::import_sealed_with(store, &file, &code, &name, &mut |done, total| {
-                        if !m.still_there() {
-                            pulled = true;
-                            return false;
-                        }
-                        ui.show_progress(progress_view(&title, done, total, started));
-                        !ctx.flows.cancel.load(Ordering::SeqCst)
-                    });
-                pulled |= r.as_ref().is_err_and(stick_gone);
-                r.map_err(Error::from)
-            });
-        ui.hide_progress();
-        drop(hold);
-        drop(code);
-        let done = match res {
-            Ok(d) => d,
-            Err(_) if pulled => {
-                trouble(
-                    ui,
-                    "import-error",
-                    "The USB stick was removed",
-                    STICK_PULLED_IMPORT,
-                    false,
-                );
-                return;
-            }
-            Err(Error::Pad(PadError::WrongPairingCode { .. })) => {
-                if trouble(
-                    ui,
-                    "import-error",
-                    "Wrong code",
-                    "This code does not open the export. Nothing was written. Check the code \
-                     on your partner's screen and type it again.",
-                    true,
-                ) {
-                    continue;
-                }
-                return;
-            }
-            Err(Error::Pad(PadError::Cancelled)) => {
-                ui.toast(otc_ui::Toast::info("Cancelled: nothing was kept"));
-                return;
-            }
-            Err(e) => {
-                trouble(
-                    ui,
-                    "import-error",
-                    "Not imported",
-                    &format!("{e}. Nothing was written."),
-                    false,
-                );
-                return;
-            }
-        };
-        ctx.service.audit(Event::PadImported {
-            contact: name.clone(),
-            pad_id: done.pad_id.clone(),
-            bytes: done.size,
-        });
-        (ctx.refresh)();
-        let erased = stick
-            .mount(Mode::ReadWrite)
-            .map_err(|e| e.to_string())
-            .and_then(|_m| {
-                crate::pad::durable::shred(&crate::pad::vfs::RealFs, &file, &mut |_, _| {})
-                    .map_err(|e| e.to_string())
-            });
-        let about_stick = match erased {
-            Ok(()) => "The export file was overwritten and deleted from the stick. Its flash \
-                       memory may keep old blocks; they are useless without the code."
-                .to_string(),
-            Err(e) => format!(
-                "The export file could not be erased from the stick ({e}): delete it there. \
-                 Without the code it is useless."
-            ),
-        };
-        step(
-            ui,
-            ChoiceRequest {
-                screen: "import-done".into(),
-                title: format!("Imported {name}"),
-                lines: vec![
-                    about_stick,
-                    "Remove the stick. Compare with your partner's screen: the same \
-                     fingerprint on both."
-                        .into(),
-                ],
-                code: Some(done.fingerprint.clone()),
-                choices: vec!["Done".into()],
-                ..Default::default()
-            },
         );
-        return;
+        inserted?;
+        let (files, dir) = match list_exports(ctx, stick) {
+            Attempt::Done(x) => x,
+            Attempt::Again => continue,
+            Attempt::Stop => return None,
+        };
+        let path = choose_export(ctx, &files, &dir)?;
+        match probe_export(ctx, stick, &path) {
+            Attempt::Done(h) => return Some((path, h)),
+            Attempt::Again => continue,
+            Attempt::Stop => return None,
+        }
+    }
+}
+
+/// Import, step 1a: the export files on the stick and its directory, or
+/// the trouble (no stick, no export on it).
+fn list_exports<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    stick: &dyn Stick,
+) -> Attempt<(Vec<String>, PathBuf)> {
+    let listed = stick
+        .mount(Mode::ReadOnly)
+        .and_then(|m| stick::export_files(&m).map(|f| (f, m.dir().to_path_buf())));
+    let retry = match listed {
+        Ok((f, _)) if f.is_empty() => trouble(
+            &ctx.ui,
+            "import-error",
+            "No export on the stick",
+            "The stick holds no export file (a name ending in .otcpad).",
+            true,
+        ),
+        Ok(x) => return Attempt::Done(x),
+        Err(e) => trouble(
+            &ctx.ui,
+            "import-error",
+            "No USB stick",
+            &e.to_string(),
+            true,
+        ),
+    };
+    if retry { Attempt::Again } else { Attempt::Stop }
+}
+
+/// Import, step 1b: the owner picks one of the (first) export files.
+fn choose_export<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    files: &[String],
+    dir: &Path,
+) -> Option<PathBuf> {
+    let shown: Vec<String> = files
+        .iter()
+        .take(otc_ui::choice::MAX_CHOICES)
+        .cloned()
+        .collect();
+    let i = step(
+        &ctx.ui,
+        ChoiceRequest {
+            screen: "import-files".into(),
+            title: "Which export?".into(),
+            lines: vec![format!("{} on the stick.", files.len())],
+            choices: shown.clone(),
+            cancel: Some("Cancel".into()),
+            ..Default::default()
+        },
+    )?;
+    Some(dir.join(&shown[i]))
+}
+
+/// Import, step 1c: the chosen file's header, if it is a sealed export;
+/// a plain (old) export is refused for good.
+fn probe_export<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    stick: &dyn Stick,
+    path: &Path,
+) -> Attempt<SealedHeader> {
+    match stick
+        .mount(Mode::ReadOnly)
+        .map_err(|e| e.to_string())
+        .and_then(|_m| pairing::probe(path).map_err(|e| e.to_string()))
+    {
+        Ok(ExportKind::Sealed(h)) => Attempt::Done(h),
+        Ok(ExportKind::Plain) => {
+            trouble(
+                &ctx.ui,
+                "import-error",
+                "Not a sealed export",
+                "This file is a plain export of an older version, which the device no \
+                 longer accepts. Ask your partner to make a new contact.",
+                false,
+            );
+            Attempt::Stop
+        }
+        Err(e) => {
+            if trouble(&ctx.ui, "import-error", "Cannot read the export", &e, true) {
+                Attempt::Again
+            } else {
+                Attempt::Stop
+            }
+        }
+    }
+}
+
+/// Import, steps 2 to 4, once: the code, the name, the owner's Import,
+/// then the import itself; `Again` after a wrong code the owner wants to
+/// type again.
+fn import_once<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    stick: &dyn Stick,
+    file: &Path,
+    header: &SealedHeader,
+) -> Attempt<(String, ImportSummary)> {
+    let Some(code) = ask_code(ctx) else {
+        return Attempt::Stop;
+    };
+    let Some(name) = ask_name(ctx) else {
+        return Attempt::Stop;
+    };
+    if !confirm_import(ctx, &name, file, header) {
+        return Attempt::Stop;
+    }
+    let Some(hold) = ctx.service.broker().hold() else {
+        ctx.ui.toast(otc_ui::Toast::error(
+            "The device is busy with a request. Nothing was imported; try again.",
+        ));
+        return Attempt::Stop;
+    };
+    let (res, pulled) = import_file(ctx, stick, file, &code, &name);
+    drop(hold);
+    drop(code);
+    match judge_import(ctx, res, pulled) {
+        Attempt::Done(done) => Attempt::Done((name, done)),
+        Attempt::Again => Attempt::Again,
+        Attempt::Stop => Attempt::Stop,
+    }
+}
+
+/// Import, step 2: the pairing code from the maker's screen.
+fn ask_code<S: Screen<Prompt = ApprovalPrompt> + 'static>(ctx: &Ctx<S>) -> Option<PairingCode> {
+    match ctx
+        .ui
+        .ask_text(
+            TextRequest::pairing_code(),
+            Box::new(|t: &str| PairingCode::parse(t).map(|_| ()).map_err(|e| e.to_string())),
+        )
+        .wait()
+    {
+        TextAnswer::Done(t) => PairingCode::parse(&t).ok(),
+        _ => None,
+    }
+}
+
+/// Import, step 3 (after the name): the owner taps Import.
+fn confirm_import<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    name: &str,
+    file: &Path,
+    header: &SealedHeader,
+) -> bool {
+    step(
+        &ctx.ui,
+        ChoiceRequest {
+            screen: "import-confirm".into(),
+            title: format!("Import {name}"),
+            lines: vec![format!(
+                "{} · a pad of {}",
+                file.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                otc_ui::format::bytes(header.size)
+            )],
+            choices: vec!["Import".into()],
+            cancel: Some("Cancel".into()),
+            ..Default::default()
+        },
+    )
+    .is_some()
+}
+
+/// Import, step 4: imports the export from the read-only stick (the
+/// broker held by the caller), with a progress screen whose Cancel stops
+/// it. Also says whether the stick was pulled out meanwhile.
+fn import_file<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    stick: &dyn Stick,
+    file: &Path,
+    code: &PairingCode,
+    name: &str,
+) -> (Result<ImportSummary, Error>, bool) {
+    let ui = &ctx.ui;
+    ctx.flows.cancel.store(false, Ordering::SeqCst);
+    let title = format!("Importing {name}");
+    let started = Instant::now();
+    let mut pulled = false;
+    let store = ctx.service.store();
+    let res = stick
+        .mount(Mode::ReadOnly)
+        .map_err(|e| Error::io("the USB stick", std::io::Error::other(e.to_string())))
+        .and_then(|m| {
+            let r = pairing::import_sealed_with(store, file, code, name, &mut |done, total| {
+                if !m.still_there() {
+                    pulled = true;
+                    return false;
+                }
+                ui.show_progress(progress_view(&title, done, total, started));
+                !ctx.flows.cancel.load(Ordering::SeqCst)
+            });
+            pulled |= r.as_ref().is_err_and(stick_gone);
+            r.map_err(Error::from)
+        });
+    ui.hide_progress();
+    (res, pulled)
+}
+
+/// Import, step 4's outcome: the summary, or the owner told what went
+/// wrong (a wrong code may be typed again).
+fn judge_import<S: Screen<Prompt = ApprovalPrompt> + 'static>(
+    ctx: &Ctx<S>,
+    res: Result<ImportSummary, Error>,
+    pulled: bool,
+) -> Attempt<ImportSummary> {
+    let ui = &ctx.ui;
+    match res {
+        Ok(d) => return Attempt::Done(d),
+        Err(_) if pulled => {
+            trouble(
+                ui,
+                "import-error",
+                "The USB stick was removed",
+                STICK_PULLED_IMPORT,
+                false,
+            );
+        }
+        Err(Error::Pad(PadError::WrongPairingCode { .. })) => {
+            if trouble(
+                ui,
+                "import-error",
+                "Wrong code",
+                "This code does not open the export. Nothing was written. Check the code \
+                 on your partner's screen and type it again.",
+                true,
+            ) {
+                return Attempt::Again;
+            }
+        }
+        Err(Error::Pad(PadError::Cancelled)) => {
+            ui.toast(otc_ui::Toast::info("Cancelled: nothing was kept"));
+        }
+        Err(e) => {
+            trouble(
+                ui,
+                "import-error",
+                "Not imported",
+                &format!("{e}. Nothing was written."),
+                false,
+            );
+        }
+    }
+    Attempt::Stop
+}
+
+/// Import, step 5: overwrites and deletes the imported export on the
+/// stick (mounted read-write for this only); returns what to tell the
+/// owner about the stick.
+fn erase_export(stick: &dyn Stick, file: &Path) -> String {
+    let erased = stick
+        .mount(Mode::ReadWrite)
+        .map_err(|e| e.to_string())
+        .and_then(|_m| {
+            crate::pad::durable::shred(&crate::pad::vfs::RealFs, file, &mut |_, _| {})
+                .map_err(|e| e.to_string())
+        });
+    match erased {
+        Ok(()) => "The export file was overwritten and deleted from the stick. Its flash \
+                   memory may keep old blocks; they are useless without the code."
+            .to_string(),
+        Err(e) => format!(
+            "The export file could not be erased from the stick ({e}): delete it there. \
+             Without the code it is useless."
+        ),
     }
 }
 

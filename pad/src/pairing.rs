@@ -711,97 +711,13 @@ pub fn export_sealed_with(
     progress: &mut dyn FnMut(u64, u64) -> bool,
 ) -> Result<ExportSummary> {
     let meta = store.meta(contact)?;
-    let refuse = |reason: &str| Error::NotExportable {
-        contact: contact.to_string(),
-        reason: reason.to_string(),
-    };
-    if meta.origin != Origin::Generated || meta.side != Side::A {
-        return Err(refuse(
-            "it was not made on this device (only the maker exports a pad, once for its partner)",
-        ));
-    }
-    if meta.reserved != 0
-        || meta.slots_reserved != 0
-        || meta.erased != 0
-        || meta.slots_erased != 0
-        || !meta.received.is_empty()
-        || meta.rx != Default::default()
-    {
-        return Err(refuse(
-            "it has been used already, so part of it is erased here; make a new pad",
-        ));
-    }
-    let mut pad_id = [0u8; 32];
-    hex::decode_to_slice(&meta.pad_id, &mut pad_id).map_err(|_| Error::CorruptMeta {
-        what: contact.to_string(),
-        reason: format!("pad id {:?} is not 64 hex digits", meta.pad_id),
-    })?;
-    if std::fs::symlink_metadata(out).is_ok() {
-        return Err(Error::OutputExists(out.to_path_buf()));
-    }
-    let tmp = super::export::temp_path(out);
-    if std::fs::symlink_metadata(&tmp).is_ok() {
-        return Err(Error::OutputExists(tmp));
-    }
+    let pad_id = exportable_pad_id(&meta, contact)?;
+    let tmp = free_output(out)?;
     let pad = store.open_pad_read(&meta)?;
-    let mut salt = [0u8; 32];
-    getrandom::fill(&mut salt).map_err(|e| Error::Rng(e.to_string()))?;
-    let (key, check) = derive(code, &salt);
-    let header = SealedHeader {
-        size: meta.size,
-        split: meta.split,
-        side: Side::B,
-        format: meta.format,
-        pad_id,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        salt,
-        check,
-    };
+    let (header, key) = new_sealed_header(&meta, pad_id, code)?;
     let f = fsutil::create_private(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
-    let res = (|| -> Result<()> {
-        let head = header.encode();
-        f.write_all_at(&head, 0)
-            .ctx(|| format!("cannot write {}", tmp.display()))?;
-        let cipher = XChaCha20Poly1305::new(Key::from_slice(&key[..]));
-        let mut buf = Zeroizing::new(vec![0u8; SEAL_CHUNK]);
-        let mut hash = Sha256::new();
-        let chunks = header.chunks();
-        let mut at = SEALED_HEADER_LEN as u64;
-        for i in 0..chunks {
-            let lo = i * SEAL_CHUNK as u64;
-            let n = (header.size - lo).min(SEAL_CHUNK as u64) as usize;
-            let b = &mut buf[..n];
-            pad.read_exact_at(b, lo)
-                .ctx(|| format!("cannot read the pad for {contact}"))?;
-            hash.update(&*b);
-            let tag = cipher
-                .encrypt_in_place_detached(&nonce(i, i + 1 == chunks), &head, b)
-                .map_err(|_| Error::Rng("sealing a chunk failed".into()))?;
-            f.write_all_at(b, at)
-                .and_then(|()| f.write_all_at(&tag, at + n as u64))
-                .ctx(|| format!("cannot write {}", tmp.display()))?;
-            at += (n + TAG_LEN) as u64;
-            if !progress(lo + n as u64, header.size) {
-                return Err(Error::Cancelled);
-            }
-        }
-        if hash.finalize().as_slice() != pad_id {
-            return Err(refuse(
-                "its pad file no longer matches its pad id (was it used meanwhile?)",
-            ));
-        }
-        f.sync_all()
-            .ctx(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, out).ctx(|| format!("cannot create {}", out.display()))?;
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        sync_dir(&parent)
-    })();
+    let res = write_sealed(&f, &tmp, &header, &key, &*pad, contact, progress)
+        .and_then(|()| publish(&f, &tmp, out));
     drop(f);
     match res {
         Ok(()) => Ok(ExportSummary {
@@ -819,6 +735,141 @@ pub fn export_sealed_with(
             Err(e)
         }
     }
+}
+
+/// Why `contact`'s pad is not exported.
+fn not_exportable(contact: &str, reason: &str) -> Error {
+    Error::NotExportable {
+        contact: contact.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Export, step 1: the pad may be exported (made here, side A, never
+/// used); returns its id as bytes.
+fn exportable_pad_id(meta: &ContactMeta, contact: &str) -> Result<[u8; 32]> {
+    if meta.origin != Origin::Generated || meta.side != Side::A {
+        return Err(not_exportable(
+            contact,
+            "it was not made on this device (only the maker exports a pad, once for its partner)",
+        ));
+    }
+    if meta.reserved != 0
+        || meta.slots_reserved != 0
+        || meta.erased != 0
+        || meta.slots_erased != 0
+        || !meta.received.is_empty()
+        || meta.rx != Default::default()
+    {
+        return Err(not_exportable(
+            contact,
+            "it has been used already, so part of it is erased here; make a new pad",
+        ));
+    }
+    let mut pad_id = [0u8; 32];
+    hex::decode_to_slice(&meta.pad_id, &mut pad_id).map_err(|_| Error::CorruptMeta {
+        what: contact.to_string(),
+        reason: format!("pad id {:?} is not 64 hex digits", meta.pad_id),
+    })?;
+    Ok(pad_id)
+}
+
+/// Export, step 2: neither `out` nor its temporary file exists; returns
+/// the temporary file's path.
+fn free_output(out: &Path) -> Result<PathBuf> {
+    if std::fs::symlink_metadata(out).is_ok() {
+        return Err(Error::OutputExists(out.to_path_buf()));
+    }
+    let tmp = super::export::temp_path(out);
+    if std::fs::symlink_metadata(&tmp).is_ok() {
+        return Err(Error::OutputExists(tmp));
+    }
+    Ok(tmp)
+}
+
+/// Export, step 3: the partner's header (side B) with a fresh salt, and
+/// the key the code gives with it.
+fn new_sealed_header(
+    meta: &ContactMeta,
+    pad_id: [u8; 32],
+    code: &PairingCode,
+) -> Result<(SealedHeader, Zeroizing<[u8; 32]>)> {
+    let mut salt = [0u8; 32];
+    getrandom::fill(&mut salt).map_err(|e| Error::Rng(e.to_string()))?;
+    let (key, check) = derive(code, &salt);
+    let header = SealedHeader {
+        size: meta.size,
+        split: meta.split,
+        side: Side::B,
+        format: meta.format,
+        pad_id,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        salt,
+        check,
+    };
+    Ok((header, key))
+}
+
+/// Export, step 4: writes the header, then the pad chunk by chunk, each
+/// sealed with its tag; the bytes read must still hash to the pad id.
+fn write_sealed(
+    f: &File,
+    tmp: &Path,
+    header: &SealedHeader,
+    key: &[u8; 32],
+    pad: &dyn VFile,
+    contact: &str,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<()> {
+    let head = header.encode();
+    f.write_all_at(&head, 0)
+        .ctx(|| format!("cannot write {}", tmp.display()))?;
+    let cipher = XChaCha20Poly1305::new(Key::from_slice(&key[..]));
+    let mut buf = Zeroizing::new(vec![0u8; SEAL_CHUNK]);
+    let mut hash = Sha256::new();
+    let chunks = header.chunks();
+    let mut at = SEALED_HEADER_LEN as u64;
+    for i in 0..chunks {
+        let lo = i * SEAL_CHUNK as u64;
+        let n = (header.size - lo).min(SEAL_CHUNK as u64) as usize;
+        let b = &mut buf[..n];
+        pad.read_exact_at(b, lo)
+            .ctx(|| format!("cannot read the pad for {contact}"))?;
+        hash.update(&*b);
+        let tag = cipher
+            .encrypt_in_place_detached(&nonce(i, i + 1 == chunks), &head, b)
+            .map_err(|_| Error::Rng("sealing a chunk failed".into()))?;
+        f.write_all_at(b, at)
+            .and_then(|()| f.write_all_at(&tag, at + n as u64))
+            .ctx(|| format!("cannot write {}", tmp.display()))?;
+        at += (n + TAG_LEN) as u64;
+        if !progress(lo + n as u64, header.size) {
+            return Err(Error::Cancelled);
+        }
+    }
+    if hash.finalize().as_slice() != header.pad_id {
+        return Err(not_exportable(
+            contact,
+            "its pad file no longer matches its pad id (was it used meanwhile?)",
+        ));
+    }
+    Ok(())
+}
+
+/// Export, step 5: syncs the temporary file and renames it to `out`,
+/// then syncs `out`'s directory.
+fn publish(f: &File, tmp: &Path, out: &Path) -> Result<()> {
+    f.sync_all()
+        .ctx(|| format!("cannot sync {}", tmp.display()))?;
+    std::fs::rename(tmp, out).ctx(|| format!("cannot create {}", out.display()))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    sync_dir(&parent)
 }
 
 /// What [`import_sealed`] made.
@@ -913,87 +964,13 @@ pub fn import_sealed_with(
     validate_contact_name(contact)?;
     store.check_new_contact(contact)?;
     let f = File::open(file).ctx(|| format!("cannot open {}", file.display()))?;
-    let (kind, head) = read_header(&f, file)?;
-    let header = match kind {
-        ExportKind::Sealed(h) => h,
-        ExportKind::Plain => {
-            return Err(Error::PlainExport {
-                path: file.to_path_buf(),
-            });
-        }
-    };
-    let len = f
-        .metadata()
-        .ctx(|| format!("cannot stat {}", file.display()))?
-        .len();
-    if len != header.file_len() {
-        return Err(Error::ExportTruncated {
-            path: file.to_path_buf(),
-            len,
-            expected: header.file_len(),
-        });
-    }
-    let (key, check) = derive(code, &header.salt);
-    let differ = check
-        .iter()
-        .zip(header.check.iter())
-        .fold(0u8, |d, (a, b)| d | (a ^ b));
-    if differ != 0 {
-        return Err(Error::WrongPairingCode {
-            path: file.to_path_buf(),
-        });
-    }
+    let src = open_sealed(&f, file)?;
+    let key = key_for(code, &src)?;
+    let header = &src.header;
     let pad_id = hex::encode(header.pad_id);
     store.check_pad_id_free(&pad_id)?;
     let (tmp, out) = store.create_temp_pad()?;
-    let res = (|| -> Result<()> {
-        let corrupt = |reason: String| Error::ExportCorrupt {
-            path: file.to_path_buf(),
-            reason,
-        };
-        out.set_len(header.size)
-            .ctx(|| format!("cannot size {}", tmp.display()))?;
-        let cipher = XChaCha20Poly1305::new(Key::from_slice(&key[..]));
-        let mut buf = Zeroizing::new(vec![0u8; SEAL_CHUNK]);
-        let mut tag = [0u8; TAG_LEN];
-        let mut hash = Sha256::new();
-        let chunks = header.chunks();
-        let mut at = SEALED_HEADER_LEN as u64;
-        for i in 0..chunks {
-            let lo = i * SEAL_CHUNK as u64;
-            let n = (header.size - lo).min(SEAL_CHUNK as u64) as usize;
-            let b = &mut buf[..n];
-            f.read_exact_at(b, at)
-                .and_then(|()| f.read_exact_at(&mut tag, at + n as u64))
-                .ctx(|| format!("cannot read {}", file.display()))?;
-            cipher
-                .decrypt_in_place_detached(
-                    &nonce(i, i + 1 == chunks),
-                    &head,
-                    b,
-                    Tag::from_slice(&tag),
-                )
-                .map_err(|_| {
-                    corrupt(format!(
-                        "part {} of {chunks} does not authenticate: a byte of the file was changed (on purpose or by a damaged medium)",
-                        i + 1
-                    ))
-                })?;
-            hash.update(&*b);
-            out.write_all_at(b, lo)
-                .ctx(|| format!("cannot write {}", tmp.display()))?;
-            at += (n + TAG_LEN) as u64;
-            if !progress(lo + n as u64, header.size) {
-                return Err(Error::Cancelled);
-            }
-        }
-        if hash.finalize().as_slice() != header.pad_id {
-            return Err(corrupt("the pad bytes do not match the pad id".into()));
-        }
-        out.sync_all()
-            .ctx(|| format!("cannot sync {}", tmp.display()))?;
-        Ok(())
-    })();
+    let res = unseal_into(&src, &key, &*out, &tmp, progress);
     drop(out);
     let res = res.and_then(|()| {
         let meta = ContactMeta::new(
@@ -1021,6 +998,116 @@ pub fn import_sealed_with(
         format: header.format,
         created: header.created,
     })
+}
+
+/// A sealed export being imported: the open file, its path, its header
+/// as read (the associated data of every chunk) and as parsed.
+struct SealedFile<'a> {
+    f: &'a File,
+    path: &'a Path,
+    head: [u8; SEALED_HEADER_LEN],
+    header: SealedHeader,
+}
+
+/// Import, step 1: the file's header, if it is a sealed export of the
+/// length its header says.
+fn open_sealed<'a>(f: &'a File, path: &'a Path) -> Result<SealedFile<'a>> {
+    let (kind, head) = read_header(f, path)?;
+    let header = match kind {
+        ExportKind::Sealed(h) => h,
+        ExportKind::Plain => {
+            return Err(Error::PlainExport {
+                path: path.to_path_buf(),
+            });
+        }
+    };
+    let len = f
+        .metadata()
+        .ctx(|| format!("cannot stat {}", path.display()))?
+        .len();
+    if len != header.file_len() {
+        return Err(Error::ExportTruncated {
+            path: path.to_path_buf(),
+            len,
+            expected: header.file_len(),
+        });
+    }
+    Ok(SealedFile {
+        f,
+        path,
+        head,
+        header,
+    })
+}
+
+/// Import, step 2: the key `code` gives with the header's salt, if the
+/// header's check value says it is the right code (compared in constant
+/// time).
+fn key_for(code: &PairingCode, src: &SealedFile) -> Result<Zeroizing<[u8; 32]>> {
+    let (key, check) = derive(code, &src.header.salt);
+    let differ = check
+        .iter()
+        .zip(src.header.check.iter())
+        .fold(0u8, |d, (a, b)| d | (a ^ b));
+    if differ != 0 {
+        return Err(Error::WrongPairingCode {
+            path: src.path.to_path_buf(),
+        });
+    }
+    Ok(key)
+}
+
+/// Import, step 3: opens the export chunk by chunk into the temporary
+/// pad file `out` (at `tmp`), each chunk authenticated before it is
+/// written; the bytes must hash to the pad id; then syncs `out`.
+fn unseal_into(
+    src: &SealedFile,
+    key: &[u8; 32],
+    out: &dyn VFile,
+    tmp: &Path,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<()> {
+    let (f, header) = (src.f, &src.header);
+    let corrupt = |reason: String| Error::ExportCorrupt {
+        path: src.path.to_path_buf(),
+        reason,
+    };
+    out.set_len(header.size)
+        .ctx(|| format!("cannot size {}", tmp.display()))?;
+    let cipher = XChaCha20Poly1305::new(Key::from_slice(&key[..]));
+    let mut buf = Zeroizing::new(vec![0u8; SEAL_CHUNK]);
+    let mut tag = [0u8; TAG_LEN];
+    let mut hash = Sha256::new();
+    let chunks = header.chunks();
+    let mut at = SEALED_HEADER_LEN as u64;
+    for i in 0..chunks {
+        let lo = i * SEAL_CHUNK as u64;
+        let n = (header.size - lo).min(SEAL_CHUNK as u64) as usize;
+        let b = &mut buf[..n];
+        f.read_exact_at(b, at)
+            .and_then(|()| f.read_exact_at(&mut tag, at + n as u64))
+            .ctx(|| format!("cannot read {}", src.path.display()))?;
+        cipher
+            .decrypt_in_place_detached(&nonce(i, i + 1 == chunks), &src.head, b, Tag::from_slice(&tag))
+            .map_err(|_| {
+                corrupt(format!(
+                    "part {} of {chunks} does not authenticate: a byte of the file was changed (on purpose or by a damaged medium)",
+                    i + 1
+                ))
+            })?;
+        hash.update(&*b);
+        out.write_all_at(b, lo)
+            .ctx(|| format!("cannot write {}", tmp.display()))?;
+        at += (n + TAG_LEN) as u64;
+        if !progress(lo + n as u64, header.size) {
+            return Err(Error::Cancelled);
+        }
+    }
+    if hash.finalize().as_slice() != header.pad_id {
+        return Err(corrupt("the pad bytes do not match the pad id".into()));
+    }
+    out.sync_all()
+        .ctx(|| format!("cannot sync {}", tmp.display()))
 }
 
 #[cfg(test)]

@@ -552,37 +552,50 @@ pub fn read_response(r: &mut impl Read) -> std::io::Result<Response> {
 /// `max_reply` bytes of head and body are read; a longer reply is
 /// `InvalidData`.
 pub fn read_response_limited(r: &mut impl Read, max_reply: usize) -> std::io::Result<Response> {
-    let max_reply = max_reply.min(MAX_REPLY);
+    let mut reader = ReplyReader {
+        r,
+        chunk: [0u8; 8192],
+        max_reply: max_reply.min(MAX_REPLY),
+    };
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let mut more = |buf: &mut Vec<u8>| -> std::io::Result<bool> {
-        let n = r.read(&mut chunk)?;
-        if buf.len() + n > max_reply {
-            return Err(bad(format!("reply longer than {max_reply} bytes")));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        Ok(n > 0)
+    let head_end = reader.read_head(&mut buf)?;
+    let (status, headers) = parse_head(&String::from_utf8_lossy(&buf[..head_end]))?;
+    let mut reply = Response {
+        status,
+        headers,
+        body: Vec::new(),
     };
-    // Each search starts where the last one stopped (less the needle's
-    // length, so a CRLFCRLF split across reads is found): linear in the
-    // head's length, however it arrives.
-    let mut from = 0;
-    let head_end = loop {
-        if let Some(i) = find(&buf[from..], b"\r\n\r\n") {
-            break from + i;
-        }
-        from = buf.len().saturating_sub(3);
-        if !more(&mut buf)? {
-            return Err(std::io::Error::new(
-                ErrorKind::UnexpectedEof,
-                format!(
-                    "connection closed before a whole reply head: {:?}",
-                    String::from_utf8_lossy(&buf)
-                ),
-            ));
-        }
+    let rest = buf.split_off(head_end + 4);
+    reply.body = if let Some(len) = reply.header("Content-Length") {
+        reader.read_sized_body(rest, len)?
+    } else if reply
+        .header("Transfer-Encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
+        reader.read_chunked_body(rest)?
+    } else {
+        reader.read_to_eof(rest)?
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    Ok(reply)
+}
+
+/// A reply being read: the source and the bound on what is kept of it.
+struct ReplyReader<'r, R> {
+    r: &'r mut R,
+    chunk: [u8; 8192],
+    max_reply: usize,
+}
+
+/// A head that announced more body than came is a wrong reply
+/// (`InvalidData`); only a connection that ends before a whole head is
+/// `UnexpectedEof` (the peer stopped answering).
+fn cut() -> std::io::Error {
+    std::io::Error::new(ErrorKind::InvalidData, "reply body cut short")
+}
+
+/// Step 2: the status code and the headers of a head (without its final
+/// CRLFCRLF).
+fn parse_head(head: &str) -> std::io::Result<(u16, Vec<(String, String)>)> {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status: u16 = status_line
@@ -590,94 +603,142 @@ pub fn read_response_limited(r: &mut impl Read, max_reply: usize) -> std::io::Re
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-    let headers: Vec<(String, String)> = lines
+    let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let mut reply = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let mut rest = buf.split_off(head_end + 4);
-    // A head that announced more body than came is a wrong reply
-    // (`InvalidData`); only a connection that ends before a whole head is
-    // `UnexpectedEof` (the peer stopped answering).
-    let cut = || std::io::Error::new(ErrorKind::InvalidData, "reply body cut short");
-    if let Some(len) = reply.header("Content-Length") {
+    Ok((status, headers))
+}
+
+impl<R: Read> ReplyReader<'_, R> {
+    /// One read appended to `buf`; false at EOF. `buf` longer than the
+    /// bound is an error.
+    fn more(&mut self, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+        let n = self.r.read(&mut self.chunk)?;
+        if buf.len() + n > self.max_reply {
+            return Err(self.too_long());
+        }
+        buf.extend_from_slice(&self.chunk[..n]);
+        Ok(n > 0)
+    }
+
+    fn too_long(&self) -> std::io::Error {
+        bad(format!("reply longer than {} bytes", self.max_reply))
+    }
+
+    /// Step 1: reads into `buf` until it holds a whole head; returns where
+    /// its CRLFCRLF starts. Each search starts where the last one stopped
+    /// (less the needle's length, so a CRLFCRLF split across reads is
+    /// found): linear in the head's length, however it arrives.
+    fn read_head(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        let mut from = 0;
+        loop {
+            if let Some(i) = find(&buf[from..], b"\r\n\r\n") {
+                return Ok(from + i);
+            }
+            from = buf.len().saturating_sub(3);
+            if !self.more(buf)? {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before a whole reply head: {:?}",
+                        String::from_utf8_lossy(buf)
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Step 3, `Content-Length`: the body is `len` bytes, starting with
+    /// those read after the head.
+    fn read_sized_body(&mut self, mut rest: Vec<u8>, len: &str) -> std::io::Result<Vec<u8>> {
         let len: usize = len
             .parse()
             .map_err(|_| bad(format!("bad Content-Length {len:?}")))?;
-        if len > max_reply {
-            return Err(bad(format!("reply longer than {max_reply} bytes")));
+        if len > self.max_reply {
+            return Err(self.too_long());
         }
         while rest.len() < len {
-            if !more(&mut rest)? {
+            if !self.more(&mut rest)? {
                 return Err(cut());
             }
         }
         rest.truncate(len);
-        reply.body = rest;
-    } else if reply
-        .header("Transfer-Encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
+        Ok(rest)
+    }
+
+    /// Step 3, chunked: chunk after chunk up to the last (size 0), then
+    /// its trailer.
+    fn read_chunked_body(&mut self, mut rest: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        let mut body = Vec::new();
         let mut pos = 0;
         loop {
-            let mut from = pos;
-            let line_end = loop {
-                if let Some(i) = find(&rest[from..], b"\r\n") {
-                    break from + i;
-                }
-                from = rest.len().saturating_sub(1).max(pos);
-                if !more(&mut rest)? {
-                    return Err(cut());
-                }
-            };
+            let line_end = self.find_line_end(&mut rest, pos)?;
             let size_text = String::from_utf8_lossy(&rest[pos..line_end]).to_string();
             let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
                 .map_err(|_| bad(format!("bad chunk size {size_text:?}")))?;
             pos = line_end + 2;
             if size == 0 {
-                // Trailer lines up to the empty line, so that a kept
-                // connection's next reply starts where it should (a peer
-                // that closes without the last CRLF loses nothing).
-                let mut from = pos;
-                loop {
-                    match find(&rest[from..], b"\r\n") {
-                        Some(i) if from + i == pos => break,
-                        Some(i) => {
-                            pos = from + i + 2;
-                            from = pos;
-                        }
-                        None => {
-                            from = rest.len().saturating_sub(1).max(pos);
-                            if !more(&mut rest)? {
-                                break;
-                            }
-                        }
-                    }
-                }
-                break;
+                self.skip_trailer(&mut rest, pos)?;
+                return Ok(body);
             }
             let end = pos
                 .checked_add(size)
                 .and_then(|e| e.checked_add(2))
-                .filter(|&e| e <= max_reply)
-                .ok_or_else(|| bad(format!("reply longer than {max_reply} bytes")))?;
+                .filter(|&e| e <= self.max_reply)
+                .ok_or_else(|| self.too_long())?;
             while rest.len() < end {
-                if !more(&mut rest)? {
+                if !self.more(&mut rest)? {
                     return Err(cut());
                 }
             }
-            reply.body.extend_from_slice(&rest[pos..pos + size]);
+            body.extend_from_slice(&rest[pos..pos + size]);
             pos = end;
         }
-    } else {
-        while more(&mut rest)? {}
-        reply.body = rest;
     }
-    Ok(reply)
+
+    /// Where the line starting at `pos` ends (its CRLF), reading more as
+    /// needed; a reply that ends first is cut short.
+    fn find_line_end(&mut self, rest: &mut Vec<u8>, pos: usize) -> std::io::Result<usize> {
+        let mut from = pos;
+        loop {
+            if let Some(i) = find(&rest[from..], b"\r\n") {
+                return Ok(from + i);
+            }
+            from = rest.len().saturating_sub(1).max(pos);
+            if !self.more(rest)? {
+                return Err(cut());
+            }
+        }
+    }
+
+    /// The trailer lines after the last chunk, up to the empty line, so
+    /// that a kept connection's next reply starts where it should (a peer
+    /// that closes without the last CRLF loses nothing).
+    fn skip_trailer(&mut self, rest: &mut Vec<u8>, mut pos: usize) -> std::io::Result<()> {
+        let mut from = pos;
+        loop {
+            match find(&rest[from..], b"\r\n") {
+                Some(i) if from + i == pos => return Ok(()),
+                Some(i) => {
+                    pos = from + i + 2;
+                    from = pos;
+                }
+                None => {
+                    from = rest.len().saturating_sub(1).max(pos);
+                    if !self.more(rest)? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Step 3, neither: the body is everything up to EOF.
+    fn read_to_eof(&mut self, mut rest: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        while self.more(&mut rest)? {}
+        Ok(rest)
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -10,8 +10,8 @@ use crate::generated::{
 };
 use crate::keyboard::{Key, KeyboardLayout, TextKind, TextRequest, Typing};
 use crate::model::{
-    AboutView, AlertView, ContactDetailsView, HomeView, MessageView, ProgressView, Prompt, Toast,
-    ToastKind, WarningView,
+    AboutView, AlertView, ContactDetailsView, ContactView, HomeView, MessageView, ProgressView,
+    Prompt, Toast, ToastKind, WarningView,
 };
 use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
 
@@ -67,6 +67,63 @@ pub(crate) fn home_rows_shown(layout: Layout, n: usize, top: usize) -> usize {
         .min(layout.max_rows())
 }
 
+/// Home's line about the cable: connected or not, the address, and
+/// "Not encrypted" first on a card without a passphrase.
+fn home_link_text(home: &HomeView) -> String {
+    let link = match (home.link.up, &home.link.address) {
+        _ if home.link.loopback => format!(
+            "Development: loopback only · {}",
+            home.link.address.as_deref().unwrap_or("no address")
+        ),
+        (true, Some(a)) => format!("Ethernet connected · {a}"),
+        (true, None) => "Ethernet connected · no address".to_string(),
+        (false, _) => "Ethernet not connected".to_string(),
+    };
+    // A card without a passphrase says so on every home screen.
+    if home.not_encrypted {
+        format!("Not encrypted · {link}")
+    } else {
+        link
+    }
+}
+
+/// One contact's row on home (name, pad left, the bar), with its name
+/// and detail texts.
+fn contact_row(c: &ContactView) -> (ContactRow, String, String) {
+    let fraction = if c.pad_total_bytes == 0 || c.damaged {
+        0.0
+    } else {
+        (c.pad_left_bytes as f64 / c.pad_total_bytes as f64) as f32
+    };
+    let name = format::untrusted(&c.name, 32);
+    let detail = if c.damaged {
+        "Pad damaged · cannot be used".to_string()
+    } else {
+        format!(
+            "{} left · {}",
+            format::bytes(c.pad_left_bytes),
+            format::messages(c.messages_left)
+        )
+    };
+    let row = ContactRow {
+        name: s(&name),
+        detail: s(&detail),
+        fraction,
+        low: fraction < 0.1,
+    };
+    (row, name, detail)
+}
+
+/// "+ N more contacts" when not all of `total` fit in the `shown` rows.
+fn more_contacts_text(total: usize, shown: usize) -> String {
+    if total > shown {
+        let n = total - shown;
+        format!("+ {n} more contact{}", if n == 1 { "" } else { "s" })
+    } else {
+        String::new()
+    }
+}
+
 /// Shows `home` from contact row `top` and returns its texts.
 pub(crate) fn apply_home(
     app: &AppWindow,
@@ -84,21 +141,7 @@ pub(crate) fn apply_home(
     } else {
         format::untrusted(&home.owner, 40)
     };
-    let link = match (home.link.up, &home.link.address) {
-        _ if home.link.loopback => format!(
-            "Development: loopback only · {}",
-            home.link.address.as_deref().unwrap_or("no address")
-        ),
-        (true, Some(a)) => format!("Ethernet connected · {a}"),
-        (true, None) => "Ethernet connected · no address".to_string(),
-        (false, _) => "Ethernet not connected".to_string(),
-    };
-    // A card without a passphrase says so on every home screen.
-    let link = if home.not_encrypted {
-        format!("Not encrypted · {link}")
-    } else {
-        link
-    };
+    let link = home_link_text(home);
     let alerts = if home.unseen_alerts > 0 {
         format!("Alerts ({})", home.unseen_alerts)
     } else {
@@ -118,38 +161,14 @@ pub(crate) fn apply_home(
     let shown = home_rows_shown(layout, home.contacts.len(), top);
     let mut rows = Vec::new();
     for c in &home.contacts[top..top + shown] {
-        let fraction = if c.pad_total_bytes == 0 || c.damaged {
-            0.0
-        } else {
-            (c.pad_left_bytes as f64 / c.pad_total_bytes as f64) as f32
-        };
-        let name = format::untrusted(&c.name, 32);
-        let detail = if c.damaged {
-            "Pad damaged · cannot be used".to_string()
-        } else {
-            format!(
-                "{} left · {}",
-                format::bytes(c.pad_left_bytes),
-                format::messages(c.messages_left)
-            )
-        };
-        texts.push(name.clone());
-        texts.push(detail.clone());
-        rows.push(ContactRow {
-            name: s(&name),
-            detail: s(&detail),
-            fraction,
-            low: fraction < 0.1,
-        });
+        let (row, name, detail) = contact_row(c);
+        texts.push(name);
+        texts.push(detail);
+        rows.push(row);
     }
     d.set_contacts(model(rows));
     d.set_first_index(i32::try_from(top).unwrap_or(i32::MAX));
-    let more = if home.contacts.len() > shown {
-        let n = home.contacts.len() - shown;
-        format!("+ {n} more contact{}", if n == 1 { "" } else { "s" })
-    } else {
-        String::new()
-    };
+    let more = more_contacts_text(home.contacts.len(), shown);
     let empty = if home.contacts.is_empty() {
         "No contacts yet. Tap New contact to make a pad, or Import contact.".to_string()
     } else {
@@ -263,62 +282,64 @@ fn apply_message(
     (texts, page.top)
 }
 
-/// Shows `p` (without the countdown, see [`apply_countdown`]) from message
-/// line `message_top`, and returns its texts and the first message line
-/// shown.
-pub(crate) fn apply_prompt(
-    app: &AppWindow,
-    layout: Layout,
-    p: &Prompt,
-    message_top: usize,
-    changed: bool,
-) -> (Vec<String>, usize) {
-    let d = app.global::<PromptData>();
-    let seal_message = match p {
-        Prompt::Seal {
-            message: Some(m), ..
-        } => Some(m),
-        _ => None,
-    };
-    let (title, who_label, who, facts, warnings, fp_rows, note, approve, reject) = match p {
+/// What a prompt shows besides its message and countdown, before the
+/// untrusted name is cut and the title marked as changed.
+struct PromptFacts {
+    title: &'static str,
+    who_label: &'static str,
+    who: String,
+    facts: Vec<(&'static str, String)>,
+    warnings: Vec<String>,
+    fingerprint_rows: Vec<String>,
+    note: String,
+    approve: &'static str,
+    reject: &'static str,
+}
+
+impl PromptFacts {
+    /// A question about `who`, with no facts, warnings or fingerprint.
+    fn question(
+        title: &'static str,
+        who_label: &'static str,
+        who: &str,
+        note: String,
+        (approve, reject): (&'static str, &'static str),
+    ) -> Self {
+        PromptFacts {
+            title,
+            who_label,
+            who: who.to_string(),
+            facts: Vec::new(),
+            warnings: Vec::new(),
+            fingerprint_rows: Vec::new(),
+            note,
+            approve,
+            reject,
+        }
+    }
+}
+
+/// The facts of each kind of prompt: what is asked, about whom, and the
+/// labels of its two buttons.
+fn prompt_facts(p: &Prompt) -> PromptFacts {
+    let yes_no = ("Approve", "Reject");
+    match p {
         Prompt::Seal {
             contact,
-            message_bytes,
-            cost_bytes,
-            pad_left_after,
             client_note,
-            message: None,
+            message,
             ..
-        } => (
-            "Encrypt a message?".to_string(),
-            "To",
-            contact.clone(),
-            vec![
-                ("Message", format::bytes(*message_bytes)),
-                ("Pad used", format::bytes(*cost_bytes)),
-                ("Pad left after", format::bytes(*pad_left_after)),
-            ],
-            Vec::new(),
-            Vec::new(),
-            note_text(client_note),
-            "Approve",
-            "Reject",
-        ),
-        Prompt::Seal {
-            contact,
-            client_note,
-            ..
-        } => (
-            "Encrypt this message?".to_string(),
-            "To",
-            contact.clone(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            note_text(client_note),
-            "Approve",
-            "Reject",
-        ),
+        } => {
+            let title = match message {
+                None => "Encrypt a message?",
+                Some(_) => "Encrypt this message?",
+            };
+            let note = note_text(client_note);
+            PromptFacts {
+                facts: seal_facts(p),
+                ..PromptFacts::question(title, "To", contact, note, yes_no)
+            }
+        }
         Prompt::Open {
             contact,
             cost_bytes,
@@ -326,72 +347,61 @@ pub(crate) fn apply_prompt(
             client_note,
             for_laptop,
             ..
-        } => (
-            "Decrypt a message?".to_string(),
-            "From",
-            contact.clone(),
-            vec![("Pad used", format::bytes(*cost_bytes))],
-            warnings.iter().map(warning_text).collect(),
-            Vec::new(),
-            note_text(client_note),
+        } => PromptFacts {
+            facts: vec![("Pad used", format::bytes(*cost_bytes))],
+            warnings: warnings.iter().map(warning_text).collect(),
             // A private contact: no way to give the laptop the text.
-            if *for_laptop { "Open for laptop" } else { "" },
-            "Reject",
-        ),
+            ..PromptFacts::question(
+                "Decrypt a message?",
+                "From",
+                contact,
+                note_text(client_note),
+                (if *for_laptop { "Open for laptop" } else { "" }, "Reject"),
+            )
+        },
         Prompt::Pair {
             contact,
             pad_bytes,
             fingerprint,
             ..
-        } => (
-            "Same code on both screens?".to_string(),
-            "Pairing with",
-            contact.clone(),
-            vec![("New pad", format::bytes(*pad_bytes))],
-            Vec::new(),
-            format::fingerprint_rows(fingerprint, 4),
-            String::new(),
-            "They match",
-            "Different",
-        ),
-    };
-    // A prompt right after a withdrawn one says so first (issue 23).
-    let title = if changed {
-        format!("{CHANGED} {title}")
-    } else {
-        title
-    };
-    let who = format::untrusted(&who, 32);
-    let mut texts = vec![title.clone(), who_label.to_string(), who.clone()];
-    let mut fact_rows = Vec::new();
-    for (label, value) in &facts {
-        texts.push(label.to_string());
-        texts.push(value.clone());
-        fact_rows.push(FactRow {
-            label: s(label),
-            value: s(value),
-        });
+        } => PromptFacts {
+            facts: vec![("New pad", format::bytes(*pad_bytes))],
+            fingerprint_rows: format::fingerprint_rows(fingerprint, 4),
+            ..PromptFacts::question(
+                "Same code on both screens?",
+                "Pairing with",
+                contact,
+                String::new(),
+                ("They match", "Different"),
+            )
+        },
     }
-    texts.extend(fp_rows.iter().cloned());
-    texts.extend(warnings.iter().cloned());
-    if !note.is_empty() {
-        texts.push(note.clone());
+}
+
+/// The facts a seal prompt lists (size, pad used, pad left after), none
+/// for a message written on the device: its summary says them
+/// ([`seal_summary`]).
+fn seal_facts(p: &Prompt) -> Vec<(&'static str, String)> {
+    match p {
+        Prompt::Seal {
+            message: None,
+            message_bytes,
+            cost_bytes,
+            pad_left_after,
+            ..
+        } => vec![
+            ("Message", format::bytes(*message_bytes)),
+            ("Pad used", format::bytes(*cost_bytes)),
+            ("Pad left after", format::bytes(*pad_left_after)),
+        ],
+        _ => Vec::new(),
     }
-    d.set_title(s(&title));
-    d.set_who_label(s(who_label));
-    d.set_who(s(&who));
-    d.set_facts(model(fact_rows));
-    d.set_warnings(model(warnings.iter().map(|w| s(w)).collect()));
-    d.set_fingerprint_rows(model(fp_rows.iter().map(|r| s(r)).collect()));
-    d.set_note(s(&note));
-    d.set_approve_label(s(approve));
-    d.set_reject_label(s(reject));
-    d.set_read_here_label(s(if matches!(p, Prompt::Open { .. }) {
-        "Read here"
-    } else {
-        ""
-    }));
-    let summary = match p {
+}
+
+/// The one-line summary above a message written on the device (size, pad
+/// used, pad left after); empty for any other prompt.
+fn seal_summary(p: &Prompt) -> String {
+    match p {
         Prompt::Seal {
             message: Some(_),
             message_bytes,
@@ -405,11 +415,75 @@ pub(crate) fn apply_prompt(
             format::bytes(*pad_left_after)
         ),
         _ => String::new(),
+    }
+}
+
+/// Sets the prompt's title, who, facts, warnings, fingerprint, note and
+/// button labels; returns their texts in screen order.
+fn apply_prompt_facts(d: &PromptData, f: &PromptFacts, title: &str, who: &str) -> Vec<String> {
+    let mut texts = vec![title.to_string(), f.who_label.to_string(), who.to_string()];
+    let mut fact_rows = Vec::new();
+    for (label, value) in &f.facts {
+        texts.push(label.to_string());
+        texts.push(value.clone());
+        fact_rows.push(FactRow {
+            label: s(label),
+            value: s(value),
+        });
+    }
+    texts.extend(f.fingerprint_rows.iter().cloned());
+    texts.extend(f.warnings.iter().cloned());
+    if !f.note.is_empty() {
+        texts.push(f.note.clone());
+    }
+    d.set_title(s(title));
+    d.set_who_label(s(f.who_label));
+    d.set_who(s(who));
+    d.set_facts(model(fact_rows));
+    d.set_warnings(model(f.warnings.iter().map(|w| s(w)).collect()));
+    d.set_fingerprint_rows(model(f.fingerprint_rows.iter().map(|r| s(r)).collect()));
+    d.set_note(s(&f.note));
+    d.set_approve_label(s(f.approve));
+    d.set_reject_label(s(f.reject));
+    texts
+}
+
+/// Shows `p` (without the countdown, see [`apply_countdown`]) from message
+/// line `message_top`, and returns its texts and the first message line
+/// shown.
+pub(crate) fn apply_prompt(
+    app: &AppWindow,
+    layout: Layout,
+    p: &Prompt,
+    message_top: usize,
+    changed: bool,
+) -> (Vec<String>, usize) {
+    let d = app.global::<PromptData>();
+    let f = prompt_facts(p);
+    // A prompt right after a withdrawn one says so first (issue 23).
+    let title = if changed {
+        format!("{CHANGED} {}", f.title)
+    } else {
+        f.title.to_string()
     };
+    let who = format::untrusted(&f.who, 32);
+    let mut texts = apply_prompt_facts(&d, &f, &title, &who);
+    d.set_read_here_label(s(if matches!(p, Prompt::Open { .. }) {
+        "Read here"
+    } else {
+        ""
+    }));
+    let summary = seal_summary(p);
     if !summary.is_empty() {
         texts.push(summary.clone());
     }
     d.set_summary(s(&summary));
+    let seal_message = match p {
+        Prompt::Seal {
+            message: Some(m), ..
+        } => Some(m),
+        _ => None,
+    };
     let (message_texts, top) = apply_message(&d, layout, seal_message, message_top);
     texts.extend(message_texts);
     (texts, top)

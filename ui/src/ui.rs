@@ -1096,121 +1096,37 @@ impl Ui {
         next.max(Duration::from_millis(1))
     }
 
+    /// One message from the handle: each kind goes to the step that
+    /// handles it.
     fn handle_msg(&mut self, m: Msg) {
         match m {
-            Msg::Prompt { id, prompt, reply } => {
-                if self.prompt.is_some() {
-                    let _ = reply.send(Decision::Busy);
-                    return;
-                }
-                let now = self.clock.now();
-                let timeout = prompt.timeout();
-                // Only the prompt right after the withdrawn one.
-                let changed = self
-                    .withdrawn_at
-                    .take()
-                    .is_some_and(|t| now.saturating_sub(t) <= self.config.changed_window);
-                let arm_after = if changed {
-                    self.config.arm_delay.max(self.config.changed_arm_delay)
-                } else {
-                    self.config.arm_delay
-                };
-                self.prompt = Some(ActivePrompt {
-                    id,
-                    prompt,
-                    reply,
-                    shown_at: now,
-                    arm_after,
-                    changed,
-                    deadline: now + timeout,
-                    last_secs: u64::MAX,
-                    armed_traced: false,
-                    message_top: 0,
-                });
-                self.trace.prompt_waiting.store(true, Ordering::Relaxed);
-                self.trace.touched();
-                // Nothing may cover a prompt's buttons.
-                self.toast = None;
-                self.content_dirty = true;
-            }
-            Msg::Cancel(id) => {
-                if self.prompt.as_ref().is_some_and(|p| p.id == id) {
-                    self.withdrawn_at = Some(self.clock.now());
-                    self.resolve(Decision::Cancelled);
-                }
-            }
+            Msg::Prompt { id, prompt, reply } => self.show_prompt(id, prompt, reply),
+            Msg::Cancel(id) => self.withdraw_prompt(id),
             Msg::AskText {
                 id,
                 request,
                 check,
                 reply,
                 keys,
-            } => {
-                if self.text.is_some() {
-                    let _ = reply.send(TextAnswer::Busy);
-                    return;
-                }
-                self.hold_toast();
-                self.text = Some(ActiveText {
-                    id,
-                    typing: Typing::new(&request),
-                    request,
-                    check,
-                    reply,
-                    reason: None,
-                    keys,
-                });
-                self.content_dirty = true;
-            }
+            } => self.start_text(id, request, check, reply, keys),
             Msg::CancelText(id) => {
                 if self.text.as_ref().is_some_and(|t| t.id == id) {
                     self.end_text(TextAnswer::Cancelled);
                 }
             }
-            Msg::AskChoice { id, request, reply } => {
-                if self.choice.is_some() {
-                    let _ = reply.send(ChoiceAnswer::Busy);
-                    return;
-                }
-                // Nothing may cover a step's buttons.
-                self.toast = None;
-                self.choice = Some(ActiveChoice { id, request, reply });
-                self.content_dirty = true;
-            }
+            Msg::AskChoice { id, request, reply } => self.start_choice(id, request, reply),
             Msg::CancelChoice(id) => {
                 if self.choice.as_ref().is_some_and(|c| c.id == id) {
                     self.end_choice(ChoiceAnswer::Cancelled);
                 }
             }
-            Msg::ContactDetails(d) => {
-                if matches!(&self.user_screen, UserScreen::Contact(n) if *n == d.name) {
-                    self.content_dirty = true;
-                }
-                self.details = Some(d);
-            }
+            Msg::ContactDetails(d) => self.set_details(d),
             Msg::Home(h) => {
                 self.home = h;
                 self.content_dirty |= self.shows(UserScreen::Home);
             }
-            Msg::Alerts(a) => {
-                // What was shown of the old list says nothing of the new
-                // one: only what is on screen from now on counts.
-                if a != self.alerts {
-                    self.alerts = a;
-                    self.alerts_new_list();
-                }
-            }
-            Msg::AddAlerts { newer, older, keep } => {
-                // Older rows past `keep` would be cut at once.
-                let changed = keep > 0
-                    && (!newer.is_empty() || (!older.is_empty() && self.alerts.len() < keep));
-                self.alerts.splice(0..0, newer);
-                self.alerts.extend(older);
-                self.alerts.truncate(keep);
-                if changed {
-                    self.alerts_new_list();
-                }
-            }
+            Msg::Alerts(a) => self.set_alerts(a),
+            Msg::AddAlerts { newer, older, keep } => self.add_alerts(newer, older, keep),
             Msg::About(a) => {
                 self.about = a;
                 self.content_dirty = true;
@@ -1220,24 +1136,7 @@ impl Ui {
                 self.progress = p;
                 self.content_dirty = true;
             }
-            Msg::Toast(t) => {
-                if self.prompt.is_none() {
-                    let until = self.clock.now() + t.duration;
-                    if self.text.is_some() || self.choice.is_some() {
-                        // It would sit over keys (the space bar) or a
-                        // step's buttons: it waits until the step ends
-                        // (see `release_held_toast`), error or not.
-                        self.toast_for_home = Some((t, until));
-                    } else if self.on_contact_screens() && t.kind != ToastKind::Error {
-                        // It would sit over Back and Remove: it waits for
-                        // home (see `back_home`).
-                        self.toast_for_home = Some((t, until));
-                    } else {
-                        self.toast = Some((t, until));
-                        self.content_dirty = true;
-                    }
-                }
-            }
+            Msg::Toast(t) => self.show_toast(t),
             Msg::Touch(e) => self.on_touch(e),
             Msg::Orientation(o) => {
                 self.config.orientation = o;
@@ -1246,6 +1145,146 @@ impl Ui {
                 self.content_dirty = true;
             }
             Msg::Quit => self.quit = true,
+        }
+    }
+
+    /// The prompt `id` is withdrawn (the request went away): it ends as
+    /// cancelled, and the next prompt soon after says it changed.
+    fn withdraw_prompt(&mut self, id: u64) {
+        if self.prompt.as_ref().is_some_and(|p| p.id == id) {
+            self.withdrawn_at = Some(self.clock.now());
+            self.resolve(Decision::Cancelled);
+        }
+    }
+
+    /// A contact's details; redrawn if that contact's screen is up.
+    fn set_details(&mut self, d: ContactDetailsView) {
+        if matches!(&self.user_screen, UserScreen::Contact(n) if *n == d.name) {
+            self.content_dirty = true;
+        }
+        self.details = Some(d);
+    }
+
+    /// The whole alert list, replacing the one there was.
+    fn set_alerts(&mut self, a: Vec<AlertView>) {
+        // What was shown of the old list says nothing of the new
+        // one: only what is on screen from now on counts.
+        if a != self.alerts {
+            self.alerts = a;
+            self.alerts_new_list();
+        }
+    }
+
+    /// A prompt arrives: shown (armed after the arm delay, longer right
+    /// after a withdrawn one), unless one is already shown (then `Busy`).
+    fn show_prompt(&mut self, id: u64, prompt: Prompt, reply: Sender<Decision>) {
+        if self.prompt.is_some() {
+            let _ = reply.send(Decision::Busy);
+            return;
+        }
+        let now = self.clock.now();
+        let timeout = prompt.timeout();
+        // Only the prompt right after the withdrawn one.
+        let changed = self
+            .withdrawn_at
+            .take()
+            .is_some_and(|t| now.saturating_sub(t) <= self.config.changed_window);
+        let arm_after = if changed {
+            self.config.arm_delay.max(self.config.changed_arm_delay)
+        } else {
+            self.config.arm_delay
+        };
+        self.prompt = Some(ActivePrompt {
+            id,
+            prompt,
+            reply,
+            shown_at: now,
+            arm_after,
+            changed,
+            deadline: now + timeout,
+            last_secs: u64::MAX,
+            armed_traced: false,
+            message_top: 0,
+        });
+        self.trace.prompt_waiting.store(true, Ordering::Relaxed);
+        self.trace.touched();
+        // Nothing may cover a prompt's buttons.
+        self.toast = None;
+        self.content_dirty = true;
+    }
+
+    /// A text step arrives (a keyboard screen), unless one is already
+    /// shown (then `Busy`); a toast on screen waits for its end.
+    fn start_text(
+        &mut self,
+        id: u64,
+        request: TextRequest,
+        check: TextCheck,
+        reply: Sender<TextAnswer>,
+        keys: Arc<AtomicU64>,
+    ) {
+        if self.text.is_some() {
+            let _ = reply.send(TextAnswer::Busy);
+            return;
+        }
+        self.hold_toast();
+        self.text = Some(ActiveText {
+            id,
+            typing: Typing::new(&request),
+            request,
+            check,
+            reply,
+            reason: None,
+            keys,
+        });
+        self.content_dirty = true;
+    }
+
+    /// A choice step arrives, unless one is already shown (then `Busy`).
+    fn start_choice(&mut self, id: u64, request: ChoiceRequest, reply: Sender<ChoiceAnswer>) {
+        if self.choice.is_some() {
+            let _ = reply.send(ChoiceAnswer::Busy);
+            return;
+        }
+        // Nothing may cover a step's buttons.
+        self.toast = None;
+        self.choice = Some(ActiveChoice { id, request, reply });
+        self.content_dirty = true;
+    }
+
+    /// New alerts at the top and older ones at the bottom of the list,
+    /// which keeps at most `keep` rows.
+    fn add_alerts(&mut self, newer: Vec<AlertView>, older: Vec<AlertView>, keep: usize) {
+        // Older rows past `keep` would be cut at once.
+        let changed =
+            keep > 0 && (!newer.is_empty() || (!older.is_empty() && self.alerts.len() < keep));
+        self.alerts.splice(0..0, newer);
+        self.alerts.extend(older);
+        self.alerts.truncate(keep);
+        if changed {
+            self.alerts_new_list();
+        }
+    }
+
+    /// A toast: dropped under a prompt, held while it would cover a step's
+    /// keys or buttons, otherwise shown until its time is up.
+    fn show_toast(&mut self, t: Toast) {
+        if self.prompt.is_some() {
+            return;
+        }
+        let until = self.clock.now() + t.duration;
+        if self.text.is_some() || self.choice.is_some() {
+            // It would sit over keys (the space bar) or a
+            // step's buttons: it waits until the step ends
+            // (see `release_held_toast`), error or not.
+            self.toast_for_home = Some((t, until));
+        } else if self.on_contact_screens() && t.kind != ToastKind::Error {
+            // It would sit over Back and Remove: it waits for
+            // home (see `back_home`).
+            self.toast_for_home = Some((t, until));
+        } else {
+            self.toast = Some((t, until));
+            self.content_dirty = true;
         }
     }
 
@@ -1490,7 +1529,22 @@ impl Ui {
         let _ = self.window.dispatch_event_with_result(e);
     }
 
+    /// A button's action id: handled by the group of the screen it
+    /// belongs to; an id no group takes (its screen is not up) does nothing.
     fn on_action(&mut self, id: &str) {
+        // The groups are tried in this order, each taking the ids it
+        // knows (when their screen is up).
+        let _ = self.on_prompt_action(id)
+            || self.on_alerts_action(id)
+            || self.on_home_action(id)
+            || self.on_step_action(id)
+            || self.on_contact_action(id)
+            || self.on_other_action(id);
+    }
+
+    /// Actions on a prompt: Approve, Read here, Reject, scrolling its
+    /// message. Returns whether `id` was one of them.
+    fn on_prompt_action(&mut self, id: &str) -> bool {
         match id {
             "approve" if self.prompt.is_some() && self.laptop_may_approve() => {
                 self.resolve(Decision::Approve)
@@ -1508,6 +1562,15 @@ impl Ui {
                 }
                 self.content_dirty = true;
             }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Actions of the alerts screen: opening it, scrolling, Acknowledge.
+    /// Returns whether `id` was one of them.
+    fn on_alerts_action(&mut self, id: &str) -> bool {
+        match id {
             "alerts" if self.on_home() => {
                 self.user_screen = UserScreen::Alerts;
                 self.alerts_top = 0;
@@ -1524,20 +1587,33 @@ impl Ui {
                 self.content_dirty = true;
             }
             "acknowledge" if self.user_screen == UserScreen::Alerts && self.alerts_shown > 0 => {
-                // The oldest unacknowledged ones, as many as were shown
-                // (the screen lists them first, oldest first).
-                let n = self.alerts_shown;
-                let list = crate::model::alerts_digest(&self.alerts);
-                for a in self.alerts.iter_mut().rev().filter(|a| a.unacked).take(n) {
-                    a.unacked = false;
-                }
-                self.alerts_shown = 0;
-                let _ = self.events_tx.send(UiEvent::AlertsAcknowledged {
-                    count: u32::try_from(n).unwrap_or(u32::MAX),
-                    list,
-                });
-                self.content_dirty = true;
+                self.acknowledge_shown()
             }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Acknowledge: the oldest unacknowledged alerts, as many as were
+    /// shown (the screen lists them first, oldest first).
+    fn acknowledge_shown(&mut self) {
+        let n = self.alerts_shown;
+        let list = crate::model::alerts_digest(&self.alerts);
+        for a in self.alerts.iter_mut().rev().filter(|a| a.unacked).take(n) {
+            a.unacked = false;
+        }
+        self.alerts_shown = 0;
+        let _ = self.events_tx.send(UiEvent::AlertsAcknowledged {
+            count: u32::try_from(n).unwrap_or(u32::MAX),
+            list,
+        });
+        self.content_dirty = true;
+    }
+
+    /// Actions of home and About: About, Back, the pairing flows,
+    /// Settings, Lock now, More. Returns whether `id` was one of them.
+    fn on_home_action(&mut self, id: &str) -> bool {
+        match id {
             "about" if self.on_home() => {
                 self.user_screen = UserScreen::About;
                 self.content_dirty = true;
@@ -1564,6 +1640,15 @@ impl Ui {
                 self.home_top = screens::home_top(self.layout, n, top + self.layout.max_rows());
                 self.content_dirty = true;
             }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Actions of a flow's steps: a choice's buttons and Cancel, and the
+    /// keys of a text step. Returns whether `id` was one of them.
+    fn on_step_action(&mut self, id: &str) -> bool {
+        match id {
             choice::CANCEL_ID if self.on_choice() => self.end_choice(ChoiceAnswer::Cancelled),
             _ if id.starts_with("choice:") && self.on_choice() => {
                 let n = self.choice.as_ref().map_or(0, |c| c.request.choices.len());
@@ -1577,25 +1662,17 @@ impl Ui {
                     self.on_key(k);
                 }
             }
-            _ if id.starts_with("contact:") && self.on_home() => {
-                let n = self.home.contacts.len();
-                let top = screens::home_top(self.layout, n, self.home_top);
-                let shown = top..top + screens::home_rows_shown(self.layout, n, top);
-                let row = id["contact:".len()..].parse::<usize>().ok();
-                if let Some(c) = row
-                    .filter(|i| shown.contains(i))
-                    .map(|i| &self.home.contacts[i])
-                {
-                    let name = c.name.clone();
-                    self.details = None;
-                    // Nothing may cover this screen's buttons (a toast sits
-                    // where Back and Remove are).
-                    self.toast = None;
-                    self.user_screen = UserScreen::Contact(name.clone());
-                    let _ = self.events_tx.send(UiEvent::ContactOpened { name });
-                    self.content_dirty = true;
-                }
-            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Actions about one contact: opening it from home, Messages,
+    /// Private, Remove and its confirmation. Returns whether `id` was one
+    /// of them.
+    fn on_contact_action(&mut self, id: &str) -> bool {
+        match id {
+            _ if id.starts_with("contact:") && self.on_home() => self.open_contact(id),
             "messages" => {
                 if let UserScreen::Contact(name) = &self.user_screen {
                     let _ = self
@@ -1613,27 +1690,61 @@ impl Ui {
                     });
                 }
             }
-            "remove" => {
-                if let UserScreen::Contact(name) = &self.user_screen {
-                    self.toast = None;
-                    self.user_screen = UserScreen::RemoveContact(name.clone());
-                    self.content_dirty = true;
-                }
+            "remove" | "remove-cancel" | "remove-confirm" => self.on_remove_action(id),
+            _ => return false,
+        }
+        true
+    }
+
+    /// `contact:ROW` on home: the contact screen of that row, if it is
+    /// one of the rows shown.
+    fn open_contact(&mut self, id: &str) {
+        let n = self.home.contacts.len();
+        let top = screens::home_top(self.layout, n, self.home_top);
+        let shown = top..top + screens::home_rows_shown(self.layout, n, top);
+        let row = id["contact:".len()..].parse::<usize>().ok();
+        if let Some(c) = row
+            .filter(|i| shown.contains(i))
+            .map(|i| &self.home.contacts[i])
+        {
+            let name = c.name.clone();
+            self.details = None;
+            // Nothing may cover this screen's buttons (a toast sits
+            // where Back and Remove are).
+            self.toast = None;
+            self.user_screen = UserScreen::Contact(name.clone());
+            let _ = self.events_tx.send(UiEvent::ContactOpened { name });
+            self.content_dirty = true;
+        }
+    }
+
+    /// Remove on a contact's screen, then Cancel or Remove on the
+    /// confirmation.
+    fn on_remove_action(&mut self, id: &str) {
+        match (id, &self.user_screen) {
+            ("remove", UserScreen::Contact(name)) => {
+                self.toast = None;
+                self.user_screen = UserScreen::RemoveContact(name.clone());
+                self.content_dirty = true;
             }
-            "remove-cancel" => {
-                if let UserScreen::RemoveContact(name) = &self.user_screen {
-                    self.user_screen = UserScreen::Contact(name.clone());
-                    self.content_dirty = true;
-                }
+            ("remove-cancel", UserScreen::RemoveContact(name)) => {
+                self.user_screen = UserScreen::Contact(name.clone());
+                self.content_dirty = true;
             }
-            "remove-confirm" => {
-                if let UserScreen::RemoveContact(name) = &self.user_screen {
-                    let name = name.clone();
-                    self.back_home();
-                    let _ = self.events_tx.send(UiEvent::RemoveContact { name });
-                    self.content_dirty = true;
-                }
+            ("remove-confirm", UserScreen::RemoveContact(name)) => {
+                let name = name.clone();
+                self.back_home();
+                let _ = self.events_tx.send(UiEvent::RemoveContact { name });
+                self.content_dirty = true;
             }
+            _ => {}
+        }
+    }
+
+    /// The progress screen's Cancel and a toast's dismissal. Returns
+    /// whether `id` was one of them.
+    fn on_other_action(&mut self, id: &str) -> bool {
+        match id {
             "cancel" if self.progress.is_some() => {
                 let _ = self.events_tx.send(UiEvent::ProgressCancelled);
             }
@@ -1641,8 +1752,9 @@ impl Ui {
                 self.toast = None;
                 self.content_dirty = true;
             }
-            _ => {}
+            _ => return false,
         }
+        true
     }
 
     /// A key of the on-screen keyboard.
