@@ -28,6 +28,8 @@
 //! `Content-Type` before anything reaches `handle`.
 
 use crate::audit::{AuditLog, Event};
+/// Re-exported from [`crate::config`], where it lives.
+pub use crate::config::Limits;
 use crate::confirm::{Broker, Clock, Outcome, Screen};
 use crate::pad::durable::replace_durably;
 use crate::pad::vfs::{self, Vfs};
@@ -136,60 +138,6 @@ pub enum Notice {
     StateChanged,
     /// A new audit event was written.
     Audit(Event),
-}
-
-/// Limits on what one request may ask for, and on what the laptop may
-/// hold open (the front layer's, see [`crate::front`]).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest message to seal, in bytes.
-    pub max_message_bytes: usize,
-    /// Largest request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Requests handled at once; more get `overloaded`.
-    pub max_connections: usize,
-    /// Opens from one contact that failed after the owner approved them,
-    /// before it is locked out. Packages refused before the prompt
-    /// (forgeries, replays, junk) never count: they cannot block genuine
-    /// mail.
-    pub lockout_failures: u32,
-    /// How long a lockout lasts, in seconds.
-    pub lockout_seconds: u64,
-    /// Refused packages (replays, forgeries, junk) from one contact per
-    /// minute that are answered and audited one by one; past it, refused
-    /// packages from that contact get `rate_limited` until the minute is
-    /// over (a package that verifies still reaches the prompt), and the
-    /// audit log sums them up in one `repeated` entry.
-    pub refused_per_minute: u32,
-    /// Connections open at once (one thread each); more get `overloaded`
-    /// on the raw socket.
-    pub max_open_connections: usize,
-    /// Largest request line plus headers, in bytes.
-    pub max_header_bytes: usize,
-    /// A request's headers must arrive within this, in milliseconds.
-    pub header_timeout_ms: u64,
-    /// A request's body must arrive within this after its headers, in
-    /// milliseconds.
-    pub body_timeout_ms: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_message_bytes: 64 * 1024,
-            // base64 of the largest message (4/3) plus JSON framing.
-            max_body_bytes: 128 * 1024,
-            max_connections: 8,
-            lockout_failures: 5,
-            lockout_seconds: 300,
-            refused_per_minute: 10,
-            max_open_connections: 32,
-            max_header_bytes: 8 * 1024,
-            header_timeout_ms: 10_000,
-            body_timeout_ms: 30_000,
-        }
-    }
 }
 
 /// A failed request. A replay is `code` [`ErrorCode::Replayed`] (which
@@ -1514,7 +1462,7 @@ fn check_relay_name(relay: &str) -> Result<(), Failure> {
 
 /// Serve `device` on `listener` until `stop` is set, behind the front
 /// layer ([`crate::front`]): at most `limits.max_open_connections`
-/// connections, at most `limits.max_connections` requests handled at once,
+/// connections, at most `limits.max_in_flight` requests handled at once,
 /// bounded heads and bodies with deadlines, and only requests whose `Host`
 /// is an IP literal or one of `allowed_hosts` (names, see
 /// [`crate::front::allowed_names`]).
@@ -1536,7 +1484,7 @@ where
 pub fn front_settings(l: &Limits, allowed_hosts: Vec<String>) -> crate::front::Settings {
     crate::front::Settings {
         max_open_connections: l.max_open_connections,
-        max_in_flight: l.max_connections,
+        max_in_flight: l.max_in_flight,
         max_header_bytes: l.max_header_bytes,
         max_body_bytes: l.max_body_bytes,
         header_timeout: Duration::from_millis(l.header_timeout_ms),
