@@ -956,8 +956,8 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         replayed()
     }
 
-    /// Open an approved package; a failure is audited (a burned range) and
-    /// counted towards the lockout.
+    /// Open an approved package; a failure of the package's own is counted
+    /// towards the lockout.
     fn open_approved(
         &self,
         contact: &str,
@@ -970,14 +970,10 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             // (approved while this one waited): still a replay.
             Err(crate::pad::Error::Replay { index }) => Err(self.replay_refused(contact, index)),
             Err(e) => {
+                // A range an old version burned (`RangeBurned`) never gets
+                // here: the check before the prompt refuses it
+                // (`firmware/tests/legacy_burned.rs`).
                 let f = store_failure(&e, true);
-                if let crate::pad::Error::RangeBurned { index, .. } = e {
-                    self.audit(Event::Burned {
-                        contact: contact.to_string(),
-                        index,
-                        bytes: check.cost,
-                    });
-                }
                 if f.code == ErrorCode::BadPackage {
                     self.open_failed(contact, Some(check.index));
                     Err(f)
