@@ -142,7 +142,12 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "is_zero")]
         messages: u64,
     },
-    /// A range was burned after repeated failed verifications.
+    /// A range was burned after repeated failed verifications. Written
+    /// only by versions before the store stopped burning (layout 2, commit
+    /// "no burning on failed verification"); read, never written: logs of
+    /// those versions still parse, verify and show it. A range such a
+    /// version burned is refused before any prompt as `bad_package`
+    /// (`firmware/tests/legacy_burned.rs`).
     Burned {
         contact: String,
         index: u64,

@@ -19,7 +19,7 @@
 //! [limits]
 //! max_message_bytes = 65536
 //! max_body_bytes = 131072
-//! max_connections = 8             # requests handled at once
+//! max_in_flight = 8               # requests handled at once (also read as max_connections)
 //! lockout_failures = 5            # failed opens from one contact ...
 //! lockout_seconds = 300           # ... lock it out this long
 //! refused_per_minute = 10         # replays/failed opens per contact, then rate_limited
@@ -54,7 +54,6 @@
 use crate::error::{Error, Result};
 use crate::pad::durable::replace_durably;
 use crate::pad::vfs::RealFs;
-use crate::rpc::Limits;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -80,6 +79,65 @@ pub struct Config {
     pub lock: LockConfig,
 }
 
+/// `[limits]`: what one request may ask for, and what the laptop may hold
+/// open (the front layer's, see [`crate::front`]). Read by the endpoint
+/// ([`crate::rpc`]) and the front layer; it lives here so that the
+/// settings depend on no part of the endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest message to seal, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests in flight (handled at once, a prompt waiting counts);
+    /// more get `overloaded`. The file's key is still `max_connections`,
+    /// its name before it said what it counts; both are read.
+    #[serde(alias = "max_connections")]
+    pub max_in_flight: usize,
+    /// Opens from one contact that failed after the owner approved them,
+    /// before it is locked out. Packages refused before the prompt
+    /// (forgeries, replays, junk) never count: they cannot block genuine
+    /// mail.
+    pub lockout_failures: u32,
+    /// How long a lockout lasts, in seconds.
+    pub lockout_seconds: u64,
+    /// Refused packages (replays, forgeries, junk) from one contact per
+    /// minute that are answered and audited one by one; past it, refused
+    /// packages from that contact get `rate_limited` until the minute is
+    /// over (a package that verifies still reaches the prompt), and the
+    /// audit log sums them up in one `repeated` entry.
+    pub refused_per_minute: u32,
+    /// Connections open at once (one thread each); more get `overloaded`
+    /// on the raw socket.
+    pub max_open_connections: usize,
+    /// Largest request line plus headers, in bytes.
+    pub max_header_bytes: usize,
+    /// A request's headers must arrive within this, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive within this after its headers, in
+    /// milliseconds.
+    pub body_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 64 * 1024,
+            // base64 of the largest message (4/3) plus JSON framing.
+            max_body_bytes: 128 * 1024,
+            max_in_flight: 8,
+            lockout_failures: 5,
+            lockout_seconds: 300,
+            refused_per_minute: 10,
+            max_open_connections: 32,
+            max_header_bytes: 8 * 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+        }
+    }
+}
+
 /// `[lock]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -92,7 +150,7 @@ pub struct LockConfig {
 impl Default for LockConfig {
     fn default() -> Self {
         LockConfig {
-            max_failures: crate::lock::DEFAULT_MAX_FAILURES,
+            max_failures: crate::pad::vault::DEFAULT_MAX_FAILURES,
         }
     }
 }
@@ -315,6 +373,20 @@ pub fn set_owner(dir: &Path, owner: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_in_flight_are_read_under_the_new_key_and_the_old_one() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(Config::load(d.path()).unwrap().limits.max_in_flight, 8);
+        for key in ["max_in_flight", "max_connections"] {
+            std::fs::write(d.path().join(FILE), format!("[limits]\n{key} = 3\n")).unwrap();
+            assert_eq!(
+                Config::load(d.path()).unwrap().limits.max_in_flight,
+                3,
+                "{key}"
+            );
+        }
+    }
 
     #[test]
     fn the_failure_limit_is_read_and_kept_in_range() {

@@ -9,7 +9,7 @@
 //! (alerts never acknowledged come back from the audit log at start; the
 //! owner's Acknowledge tap acknowledges those shown, audited as `ack`).
 //! Request threads only note what changed on screen; the presenter thread
-//! sends it at most once per frame ([`FRAME`], see `Face`).
+//! sends it at most once per frame ([`FRAME`], see `Presenter`).
 //! `run` stops cleanly on SIGTERM/SIGINT ([`Running::stop`]).
 //! Clocks and the link state come from one [`Platform`] bundle.
 //! [`start`] is also what the integration tests use, with a memory display,
@@ -26,14 +26,15 @@ use crate::net::{self, Bind};
 use crate::pad::{PadStore, Side};
 use crate::pairing_flow;
 use crate::platform::{Platform, RealPlatform};
-use crate::rpc::{self, ApprovalPrompt, Notice, Service};
+pub use crate::presenter::alert_text;
+use crate::presenter::{Presenter, PresenterParts, alert_rows};
+use crate::rpc::{self, ApprovalPrompt, Service};
 use crate::settings_flow::{self, SettingsCtx};
 use crate::watchdog::{self, Heartbeat, Pulse, Watchdog};
-use otc_ui::texts::{self, Happened, NameProblem};
+use otc_ui::texts::{self, NameProblem};
 use otc_ui::{
-    AlertView, ContactDetailsView, ContactView, Decision, Display, HomeView, LinkView,
-    ProgressView, Prompt, PromptTicket, TextCheck, Toast, ToastKind, Touch, UiConfig, UiEvent,
-    UiHandle, UiThread, WarningView,
+    ContactDetailsView, ContactView, Decision, Display, HomeView, LinkView, ProgressView, Prompt,
+    PromptTicket, TextCheck, Touch, UiConfig, UiEvent, UiHandle, UiThread, WarningView,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,8 +42,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use crate::audit::ALERTS_KEPT;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -256,496 +255,6 @@ pub fn contact_name_check(taken: Vec<String>) -> TextCheck {
     })
 }
 
-/// An audit event as the screen tells it (the words are otc-ui's, see
-/// [`otc_ui::texts`]), and whether it is red (red ones are the alerts the
-/// owner must acknowledge, [`Event::is_alert`]).
-pub fn alert_text(e: &Event) -> (String, bool) {
-    (texts::alert_text(&happened(e)), e.is_alert())
-}
-
-/// The screen's view of an audit event: the fields it shows.
-fn happened(e: &Event) -> Happened {
-    let c = |s: &String| s.clone();
-    match e {
-        Event::Approved { action, contact } => Happened::Approved {
-            action: c(action),
-            contact: c(contact),
-        },
-        Event::Rejected { action, contact } => Happened::Rejected {
-            action: c(action),
-            contact: c(contact),
-        },
-        Event::TimedOut { action, contact } => Happened::TimedOut {
-            action: c(action),
-            contact: c(contact),
-        },
-        Event::Cancelled { action, contact } => Happened::Cancelled {
-            action: c(action),
-            contact: c(contact),
-        },
-        Event::Sealed { contact, bytes, .. } => Happened::Sealed {
-            contact: c(contact),
-            bytes: *bytes,
-        },
-        Event::Opened { contact, bytes, .. } => Happened::Opened {
-            contact: c(contact),
-            bytes: *bytes,
-        },
-        Event::IntegrityFailure { contact, index } => Happened::IntegrityFailure {
-            contact: c(contact),
-            index: *index,
-        },
-        Event::Replay { contact, index } => Happened::Replay {
-            contact: c(contact),
-            index: *index,
-        },
-        Event::Skipped {
-            contact,
-            bytes,
-            messages,
-            ..
-        } => Happened::Skipped {
-            contact: c(contact),
-            messages: *messages,
-            bytes: *bytes,
-        },
-        Event::Burned { contact, index, .. } => Happened::Burned {
-            contact: c(contact),
-            index: *index,
-        },
-        Event::LockedOut { contact, seconds } => Happened::LockedOut {
-            contact: c(contact),
-            seconds: *seconds,
-        },
-        Event::Failed {
-            action,
-            contact,
-            reason,
-        } => Happened::Failed {
-            action: c(action),
-            contact: c(contact),
-            reason: c(reason),
-        },
-        Event::LimitHit { limit, detail } => Happened::LimitHit {
-            limit: c(limit),
-            detail: c(detail),
-        },
-        Event::PadCreated { contact, bytes, .. } => Happened::PadCreated {
-            contact: c(contact),
-            bytes: *bytes,
-        },
-        Event::PadImported { contact, bytes, .. } => Happened::PadImported {
-            contact: c(contact),
-            bytes: *bytes,
-        },
-        Event::PadRemoved { contact, .. } => Happened::PadRemoved {
-            contact: c(contact),
-        },
-        Event::TamperDetected { detail } => Happened::TamperDetected { detail: c(detail) },
-        Event::Started { version } => Happened::Started {
-            version: c(version),
-        },
-        Event::Stop => Happened::Stop,
-        Event::Ack { alerts } => Happened::Ack { alerts: *alerts },
-        Event::Locked { why } => Happened::Locked { why: c(why) },
-        Event::Unlocked { failures } => Happened::Unlocked {
-            failures: *failures,
-        },
-        Event::SettingChanged { setting, value } => Happened::SettingChanged {
-            setting: c(setting),
-            value: c(value),
-        },
-        Event::Repeated {
-            what,
-            contact,
-            count,
-        } => Happened::Repeated {
-            what: c(what),
-            contact: c(contact),
-            count: *count,
-        },
-    }
-}
-
-/// How often, at most, the presenter updates the screen: what changed in
-/// between is sent as one update, and drawn as one frame.
-const FRAME: Duration = Duration::from_millis(33);
-
-/// The screen-facing side of the device (the presenter): the alerts list
-/// and the home view. Request threads only note what changed (an alert
-/// row, a toast, "the home figures moved"); [`present`] sends it to the
-/// UI at most once per [`FRAME`], so a burst of requests (a seal brings two
-/// audit events, a toast and a home refresh) costs each request a push
-/// onto a list, and the UI one model update and one redraw per frame.
-///
-/// Firmware keeps its own copy of the alerts list ([`Alerts`]): an
-/// Acknowledge is checked against it ([`otc_ui::alerts_digest`]). The UI
-/// keeps the list it was sent; only new rows are sent
-/// (`UiHandle::add_alerts`), the whole list only after an Acknowledge
-/// changed it (or was refused). Rows are noted under the list's lock, so
-/// the screen's list, once the presenter has sent what is noted, is
-/// firmware's, row for row.
-struct Face {
-    ui: UiHandle,
-    owner: String,
-    store: Arc<PadStore>,
-    link: Link,
-    platform: Arc<dyn Platform>,
-    alerts: Mutex<Alerts>,
-    changes: Arc<Changes>,
-    /// The status LED's view of the alerts.
-    board: Arc<board::BoardStatus>,
-    /// The contact whose screen the owner opened last: its facts are sent
-    /// again with every home refresh (the screen ignores them once it
-    /// shows something else).
-    viewing: Mutex<Option<String>>,
-    /// An encrypted data directory: the home screen offers **Lock now**
-    /// (a plain one has no passphrase to unlock it with).
-    lockable: bool,
-    /// The messages read and written on the device since the last unlock
-    /// (RAM only, cleared when the device locks).
-    conversations: crate::conversation::Conversations,
-}
-
-/// Firmware's alerts list, newest first, and how many of its alerts the
-/// owner has not acknowledged (the home screen's count, the LED).
-struct Alerts {
-    rows: Vec<AlertView>,
-    unacked: u32,
-}
-
-/// What changed on screen since the presenter last sent it.
-#[derive(Default)]
-struct Changed {
-    /// The whole alerts list, to replace the screen's; `newer` and
-    /// `older` are rows added after it.
-    all: Option<Vec<AlertView>>,
-    /// New alert rows, oldest first (as they happened).
-    newer: Vec<AlertView>,
-    /// Rows from before this start, newest first, to go below the rest.
-    older: Vec<AlertView>,
-    toast: Option<Toast>,
-    home: bool,
-    /// The face is gone: the presenter ends.
-    closed: bool,
-}
-
-impl Changed {
-    fn any(&self) -> bool {
-        self.all.is_some()
-            || !self.newer.is_empty()
-            || !self.older.is_empty()
-            || self.toast.is_some()
-            || self.home
-    }
-}
-
-/// [`Changed`], shared by the face and its presenter thread.
-#[derive(Default)]
-struct Changes {
-    changed: Mutex<Changed>,
-    wake: std::sync::Condvar,
-}
-
-impl Changes {
-    fn note(&self, f: impl FnOnce(&mut Changed)) {
-        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut c);
-        drop(c);
-        self.wake.notify_one();
-    }
-
-    /// The next changes to send, once there are any and a frame has
-    /// passed since `last`; `None` once the face is gone.
-    fn next(&self, last: std::time::Instant) -> Option<Changed> {
-        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-        while !c.any() && !c.closed {
-            c = self.wake.wait(c).unwrap_or_else(|p| p.into_inner());
-        }
-        if c.closed {
-            return None;
-        }
-        drop(c);
-        // Let the rest of a burst join this update.
-        std::thread::sleep((last + FRAME).saturating_duration_since(std::time::Instant::now()));
-        let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-        Some(std::mem::take(&mut *c))
-    }
-}
-
-impl Drop for Face {
-    fn drop(&mut self) {
-        self.changes.note(|c| c.closed = true);
-    }
-}
-
-/// The presenter: sends the face's changes to the UI, at most once per
-/// [`FRAME`], until the face is gone.
-fn present(face: std::sync::Weak<Face>, changes: Arc<Changes>) {
-    let start = std::time::Instant::now();
-    let mut last = start.checked_sub(FRAME).unwrap_or(start);
-    while let Some(changed) = changes.next(last) {
-        let Some(face) = face.upgrade() else {
-            return;
-        };
-        face.send(changed);
-        last = std::time::Instant::now();
-    }
-}
-
-/// What a new [`Face`] shows and how.
-struct FaceParts {
-    ui: UiHandle,
-    owner: String,
-    store: Arc<PadStore>,
-    link: Link,
-    platform: Arc<dyn Platform>,
-    board: Arc<board::BoardStatus>,
-    lockable: bool,
-    /// The unacknowledged alerts from the log, newest first.
-    unacked: Vec<AlertView>,
-}
-
-impl Face {
-    /// A face, with its presenter thread; the screen gets `unacked` as
-    /// its alerts list and the home view.
-    fn spawn(p: FaceParts) -> Result<Arc<Face>> {
-        let changes = Arc::new(Changes::default());
-        let unacked = u32::try_from(p.unacked.len()).unwrap_or(u32::MAX);
-        p.ui.set_alerts(p.unacked.clone());
-        let face = Arc::new(Face {
-            ui: p.ui,
-            owner: p.owner,
-            store: p.store,
-            link: p.link,
-            platform: p.platform,
-            alerts: Mutex::new(Alerts {
-                rows: p.unacked,
-                unacked,
-            }),
-            changes: changes.clone(),
-            board: p.board,
-            viewing: Mutex::new(None),
-            lockable: p.lockable,
-            conversations: Default::default(),
-        });
-        face.board.set_unacked_alert(unacked > 0);
-        let weak = Arc::downgrade(&face);
-        std::thread::Builder::new()
-            .name("otc-presenter".into())
-            .spawn(move || present(weak, changes))
-            .map_err(|e| Error::io("cannot start the presenter thread", e))?;
-        face.refresh_home();
-        Ok(face)
-    }
-
-    /// Send one batch of changes to the UI.
-    fn send(&self, mut c: Changed) {
-        if let Some(all) = c.all {
-            self.ui.set_alerts(all);
-        }
-        if !c.newer.is_empty() || !c.older.is_empty() {
-            c.newer.reverse();
-            self.ui.add_alerts(c.newer, c.older, ALERTS_KEPT);
-        }
-        if c.home {
-            // A locked device's home shows nothing of the store, whatever
-            // asked for this refresh (an audit event, the link, a refresh
-            // noted before a Lock now and sent after it): the board is
-            // marked locked before the lock screen comes up and unlocked
-            // just before the gate opens again (`LockCtx::spawn_unlock`).
-            if self.board.locked() {
-                self.ui.set_home(HomeView {
-                    locked: true,
-                    ..Default::default()
-                });
-            } else {
-                self.ui.set_home(self.home());
-                let viewing = self.viewing.lock().ok().and_then(|v| v.clone());
-                if let Some(name) = viewing
-                    && let Ok(c) = self.store.contact(&name)
-                {
-                    self.ui.set_contact_details(contact_details(&c));
-                }
-            }
-        }
-        if let Some(t) = c.toast {
-            self.ui.toast(t);
-        }
-    }
-
-    fn home(&self) -> HomeView {
-        let unacked = self.alerts.lock().map(|a| a.unacked).unwrap_or(0);
-        home_view(
-            &self.owner,
-            &self.store,
-            &self.link,
-            self.platform.as_ref(),
-            unacked,
-            self.lockable,
-        )
-    }
-
-    fn refresh_home(&self) {
-        self.changes.note(|c| c.home = true);
-    }
-
-    /// The owner opened `name`'s screen: send its facts.
-    fn open_contact(&self, name: &str) {
-        if let Ok(mut v) = self.viewing.lock() {
-            *v = Some(name.to_string());
-        }
-        match self.store.contact(name) {
-            Ok(c) => self.ui.set_contact_details(contact_details(&c)),
-            Err(e) => self.ui.toast(texts::failed_toast(name, &e.to_string())),
-        }
-    }
-
-    fn alert(&self, e: &Event) {
-        let (text, severe) = alert_text(e);
-        let row = AlertView {
-            at: texts::short_time(self.platform.unix_now()),
-            text,
-            severe,
-            // Red alerts wait for the owner's Acknowledge.
-            unacked: severe,
-        };
-        if let Ok(mut a) = self.alerts.lock() {
-            a.rows.insert(0, row.clone());
-            a.rows.truncate(ALERTS_KEPT);
-            if severe {
-                a.unacked = a.unacked.saturating_add(1);
-                self.board.set_unacked_alert(true);
-            }
-            self.changes.note(|c| {
-                c.newer.push(row);
-                // Rows beyond what the screen keeps would be cut anyway.
-                if c.newer.len() > ALERTS_KEPT {
-                    c.newer.drain(..c.newer.len() - ALERTS_KEPT);
-                }
-                c.home |= severe;
-            });
-        }
-    }
-
-    /// Alerts from before this start, found by the deferred audit check:
-    /// below the ones of this run, and unacknowledged.
-    fn add_older(&self, entries: &[crate::audit::Entry]) {
-        if entries.is_empty() {
-            return;
-        }
-        let mut rows = alert_rows(entries.iter());
-        rows.truncate(ALERTS_KEPT);
-        if let Ok(mut a) = self.alerts.lock() {
-            a.rows.extend(rows.iter().cloned());
-            a.rows.truncate(ALERTS_KEPT);
-            a.unacked = a
-                .unacked
-                .saturating_add(u32::try_from(entries.len()).unwrap_or(u32::MAX));
-            self.board.set_unacked_alert(a.unacked > 0);
-            self.changes.note(|c| {
-                c.older.extend(rows);
-                c.home = true;
-            });
-        }
-    }
-
-    /// The whole list to the screen (under the list's lock: the rows
-    /// noted before are in it).
-    fn note_all(&self, a: &Alerts) {
-        let all = a.rows.clone();
-        self.changes.note(|c| {
-            c.all = Some(all);
-            c.newer.clear();
-            c.older.clear();
-        });
-    }
-
-    /// The screen's list again, as firmware has it.
-    fn resend_alerts(&self) {
-        if let Ok(a) = self.alerts.lock() {
-            self.note_all(&a);
-        }
-    }
-
-    /// The owner tapped Acknowledge with the `n` oldest unacknowledged
-    /// alerts on screen: those are acknowledged, no others. Returns how
-    /// many were (to be audited).
-    /// Nothing when the list is no longer the one the screen showed
-    /// (`list`, its [`otc_ui::alerts_digest`]; rows the presenter has not
-    /// sent yet count as a change): the screen gets the new list and the
-    /// owner acknowledges again.
-    fn acknowledge(&self, n: u32, list: u64) -> u32 {
-        let mut done = 0;
-        if let Ok(mut a) = self.alerts.lock() {
-            if otc_ui::alerts_digest(&a.rows) != list {
-                self.note_all(&a);
-                return 0;
-            }
-            for row in a.rows.iter_mut().rev().filter(|r| r.unacked) {
-                if done == n {
-                    break;
-                }
-                row.unacked = false;
-                done += 1;
-            }
-            a.unacked = a.unacked.saturating_sub(done);
-            self.board.set_unacked_alert(a.unacked > 0);
-            self.note_all(&a);
-        }
-        self.refresh_home();
-        done
-    }
-
-    /// A toast, unless an error toast not shown yet would be replaced by
-    /// a success one.
-    fn toast(&self, t: Toast) {
-        self.changes.note(|c| {
-            let keep_error = c.toast.as_ref().is_some_and(|p| p.kind == ToastKind::Error)
-                && t.kind != ToastKind::Error;
-            if !keep_error {
-                c.toast = Some(t);
-            }
-        });
-    }
-
-    fn notice(&self, n: Notice) {
-        match n {
-            Notice::Sealed { contact } => self.toast(texts::sealed_toast(&contact)),
-            Notice::Opened { contact } => self.toast(texts::opened_toast(&contact)),
-            Notice::ReadHere { contact, message } => {
-                self.conversations.add(&contact, false, &message);
-                crate::read_here::show(&self.ui, &contact, &message)
-            }
-            Notice::WroteHere { contact, message } => {
-                self.conversations.add(&contact, true, &message);
-            }
-            Notice::Failed { contact, what } => self.toast(texts::failed_toast(&contact, &what)),
-            Notice::StateChanged => self.refresh_home(),
-            Notice::Audit(e) => {
-                match &e {
-                    // Back home after a Reject or a timeout, with a word.
-                    Event::Rejected { action, contact } => {
-                        self.toast(texts::rejected_toast(action, contact));
-                    }
-                    Event::TimedOut { action, contact } => {
-                        self.toast(texts::timed_out_toast(action, contact));
-                    }
-                    // Nothing of the home screen behind the lock screen,
-                    // and the conversations are forgotten.
-                    Event::Locked { .. } => {
-                        self.conversations.clear();
-                        self.refresh_home();
-                    }
-                    Event::Unlocked { .. } => self.refresh_home(),
-                    _ => {}
-                }
-                self.alert(&e);
-            }
-        }
-    }
-}
-
 /// How `start` should run.
 pub struct StartOptions {
     pub owner: String,
@@ -793,7 +302,7 @@ pub struct Running<S: Screen<Prompt = ApprovalPrompt> = UiScreen> {
 /// What a device has once its store is open.
 struct Unlocked<S: Screen<Prompt = ApprovalPrompt>> {
     service: Arc<Service<S>>,
-    face: Arc<Face>,
+    presenter: Arc<Presenter>,
     events: Option<JoinHandle<()>>,
     /// The audit log's chain check, after start (see [`AuditLog::open_quick`]).
     checker: Option<JoinHandle<()>>,
@@ -897,8 +406,8 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
         u.service.sum_up_refusals(true);
         // One grace time in all, for the requests and their threads.
         let grace = deadline.saturating_duration_since(std::time::Instant::now());
-        // The face and the gate hold the service and the store too.
-        drop(u.face);
+        // The presenter and the gate hold the service and the store too.
+        drop(u.presenter);
         self.gate.forget();
         let service = sole_owner(u.service, grace)?;
         let (store, mut audit) = service.into_parts();
@@ -972,7 +481,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + 'static> Running<S> {
     /// done.
     pub fn remove_contact(&self, name: &str) {
         if let Some(u) = lock(&self.unlocked).as_ref() {
-            remove_contact(&u.face, &u.service, name)
+            remove_contact(&u.presenter, &u.service, name)
         }
     }
 
@@ -1022,24 +531,6 @@ fn sole_owner<T>(mut shared: Arc<T>, grace: Duration) -> Result<T> {
             }
         }
     }
-}
-
-/// The alerts screen's rows for alerts from the log, newest first.
-fn alert_rows<'a>(
-    entries: impl DoubleEndedIterator<Item = &'a crate::audit::Entry>,
-) -> Vec<AlertView> {
-    entries
-        .rev()
-        .map(|e| {
-            let (text, severe) = alert_text(&e.event);
-            AlertView {
-                at: texts::short_time(e.time),
-                text,
-                severe,
-                unacked: true,
-            }
-        })
-        .collect()
 }
 
 /// Start the device on data directory `dir` with the given screen; the
@@ -1227,7 +718,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
                 failures: u64::from(failures),
             })?;
         }
-        let face = Face::spawn(FaceParts {
+        let presenter = Presenter::spawn(PresenterParts {
             ui: self.ui.clone(),
             owner: owner.clone(),
             store: store.clone(),
@@ -1242,7 +733,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
             self.platform.clock(),
             prompt_timeout,
         );
-        let notify_face = face.clone();
+        let notify_presenter = presenter.clone();
         let service = Arc::new(
             Service::new(
                 store,
@@ -1251,7 +742,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
                 self.platform.as_ref(),
                 self.limits,
                 owner.clone(),
-                Box::new(move |n| notify_face.notice(n)),
+                Box::new(move |n| notify_presenter.notice(n)),
             )
             .map_err(|e| Error::io("cannot load the relay cursors", e))?,
         );
@@ -1259,7 +750,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
             self.lock.set_idle(s.idle_lock());
         }
         let checked = Arc::new(Checked::default());
-        let checker = spawn_audit_check(opened, &service, &face, &checked)?;
+        let checker = spawn_audit_check(opened, &service, &presenter, &checked)?;
         service.raise_start_alerts();
         let audit_service = service.clone();
         let close_gate = self.gate.clone();
@@ -1277,7 +768,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
         };
         let events = spawn_ui_events(
             self.events,
-            &face,
+            &presenter,
             &service,
             &checked,
             flows,
@@ -1288,7 +779,7 @@ impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
         if let Ok(mut u) = self.unlocked.lock() {
             *u = Some(Unlocked {
                 service,
-                face,
+                presenter,
                 events: Some(events),
                 checker,
             });
@@ -1307,7 +798,7 @@ fn software() -> String {
 fn spawn_audit_check<S: Screen<Prompt = ApprovalPrompt> + 'static>(
     opened: Opened,
     service: &Arc<Service<S>>,
-    face: &Arc<Face>,
+    presenter: &Arc<Presenter>,
     checked: &Arc<Checked>,
 ) -> Result<Option<JoinHandle<()>>> {
     Ok(match opened {
@@ -1316,7 +807,8 @@ fn spawn_audit_check<S: Screen<Prompt = ApprovalPrompt> + 'static>(
             None
         }
         Opened::Deferred(deferred) => {
-            let (service, face, checked) = (service.clone(), face.clone(), checked.clone());
+            let (service, presenter, checked) =
+                (service.clone(), presenter.clone(), checked.clone());
             let t = std::thread::Builder::new()
                 .name("otc-audit-check".into())
                 .spawn(move || {
@@ -1325,7 +817,7 @@ fn spawn_audit_check<S: Screen<Prompt = ApprovalPrompt> + 'static>(
                         // Cut short by a stop: nothing is concluded (the
                         // next start checks again).
                         Ok(_) if service.is_stopping() => {}
-                        Ok(scan) => face.add_older(&service.audit_checked(scan)),
+                        Ok(scan) => presenter.add_older(&service.audit_checked(scan)),
                         Err(e) => service.audit_failed(&e),
                     }
                     checked.set();
@@ -1348,27 +840,29 @@ struct Flows {
 /// The thread that acts on what the owner does on the screen.
 fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
     rx: std::sync::mpsc::Receiver<UiEvent>,
-    face: &Arc<Face>,
+    presenter: &Arc<Presenter>,
     service: &Arc<Service<S>>,
     checked: &Arc<Checked>,
     flows: Flows,
     (gate, lock_ctx): (&Arc<Gate<S>>, &Arc<LockCtx>),
 ) -> Result<JoinHandle<()>> {
     Ok({
-        let (face, service, checked) = (face.clone(), service.clone(), checked.clone());
+        let (presenter, service, checked) = (presenter.clone(), service.clone(), checked.clone());
         let (gate, lock_ctx) = (gate.clone(), lock_ctx.clone());
         std::thread::Builder::new()
             .name("otc-ui-events".into())
             .spawn(move || {
                 while let Ok(e) = rx.recv() {
                     match &e {
-                        UiEvent::ContactOpened { name } => face.open_contact(name),
-                        UiEvent::RemoveContact { name } => remove_contact(&face, &service, name),
+                        UiEvent::ContactOpened { name } => presenter.open_contact(name),
+                        UiEvent::RemoveContact { name } => {
+                            remove_contact(&presenter, &service, name)
+                        }
                         UiEvent::ConversationOpened { name } => {
-                            face.conversations.show(&face.ui, name)
+                            presenter.conversations.show(&presenter.ui, name)
                         }
                         UiEvent::SetPrivate { name, private } => {
-                            set_private(&face, &service, name, *private)
+                            set_private(&presenter, &service, name, *private)
                         }
                         UiEvent::NewContact | UiEvent::ImportContact => {
                             let which = if e == UiEvent::NewContact {
@@ -1376,22 +870,22 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
                             } else {
                                 pairing_flow::Which::ImportContact
                             };
-                            let refresh_face = face.clone();
+                            let refresh_presenter = presenter.clone();
                             pairing_flow::start(
                                 pairing_flow::Ctx {
-                                    ui: face.ui.clone(),
+                                    ui: presenter.ui.clone(),
                                     service: service.clone(),
                                     opts: flows.opts.clone(),
                                     flows: flows.flows.clone(),
                                     owner: flows.owner.clone(),
-                                    refresh: Arc::new(move || refresh_face.refresh_home()),
+                                    refresh: Arc::new(move || refresh_presenter.refresh_home()),
                                 },
                                 which,
                             );
                         }
                         UiEvent::ProgressCancelled => flows.flows.cancel(),
                         UiEvent::SettingsOpened => settings_flow::start(&flows.settings),
-                        UiEvent::LockNow if face.lockable => {
+                        UiEvent::LockNow if presenter.lockable => {
                             relock(&gate, &lock_ctx, &service, "lock now")
                         }
                         _ => {}
@@ -1406,10 +900,10 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
                         // `ack` of N means the N oldest. The screen gets
                         // the list again (still unacknowledged) meanwhile.
                         if !checked.wait(CHECK_WAIT) {
-                            face.resend_alerts();
+                            presenter.resend_alerts();
                             continue;
                         }
-                        let alerts = face.acknowledge(count, list);
+                        let alerts = presenter.acknowledge(count, list);
                         if alerts > 0 {
                             service.audit(Event::Ack {
                                 alerts: u64::from(alerts),
@@ -1429,29 +923,31 @@ fn spawn_ui_events<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static>(
 /// and nothing touched, while a prompt waits for the owner (a request may
 /// be about to use this pad) or the device is stopping.
 fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
-    face: &Face,
+    presenter: &Presenter,
     service: &Service<S>,
     name: &str,
 ) {
     if service.is_stopping() || service.broker().is_busy() {
-        face.ui.toast(texts::remove_busy_toast(name));
+        presenter.ui.toast(texts::remove_busy_toast(name));
         return;
     }
-    let info = match face.store.contact(name) {
+    let info = match presenter.store.contact(name) {
         Ok(c) => c,
         Err(e) => {
-            face.ui.toast(texts::failed_toast(name, &e.to_string()));
-            face.refresh_home();
+            presenter
+                .ui
+                .toast(texts::failed_toast(name, &e.to_string()));
+            presenter.refresh_home();
             return;
         }
     };
     let title = format!("Erasing the pad for {name}");
     let mut shown = 0u64;
-    let res = face.store.remove(name, &mut |done, total| {
+    let res = presenter.store.remove(name, &mut |done, total| {
         // A screen update per 1 % is plenty.
         if done == total || done.saturating_sub(shown) >= (total / 100).max(1) {
             shown = done;
-            face.ui.show_progress(ProgressView {
+            presenter.ui.show_progress(ProgressView {
                 title: title.clone(),
                 done_bytes: done,
                 total_bytes: total,
@@ -1460,25 +956,25 @@ fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
             });
         }
     });
-    face.ui.hide_progress();
+    presenter.ui.hide_progress();
     match res {
         Ok(()) => {
             service.audit(Event::PadRemoved {
                 contact: name.to_string(),
                 pad_id: info.pad_id,
             });
-            face.ui.toast(texts::removed_toast(name));
-            if let Ok(mut v) = face.viewing.lock()
+            presenter.ui.toast(texts::removed_toast(name));
+            if let Ok(mut v) = presenter.viewing.lock()
                 && v.as_deref() == Some(name)
             {
                 *v = None;
             }
         }
-        Err(e) => face
+        Err(e) => presenter
             .ui
             .toast(texts::failed_toast(name, &format!("not removed: {e}"))),
     }
-    face.refresh_home();
+    presenter.refresh_home();
 }
 
 /// **Private contact** on `name`'s screen (issue 19): from now on every
@@ -1488,12 +984,12 @@ fn remove_contact<S: Screen<Prompt = ApprovalPrompt> + 'static>(
 /// the contact's screen shows the new state. A confirm-open already on
 /// screen keeps the buttons it was shown with.
 fn set_private<S: Screen<Prompt = ApprovalPrompt> + 'static>(
-    face: &Face,
+    presenter: &Presenter,
     service: &Service<S>,
     name: &str,
     private: bool,
 ) {
-    match face.store.set_private(name, private) {
+    match presenter.store.set_private(name, private) {
         Ok(()) => {
             service.audit(Event::SettingChanged {
                 setting: format!("private_contact:{name}"),
@@ -1501,9 +997,11 @@ fn set_private<S: Screen<Prompt = ApprovalPrompt> + 'static>(
             });
             // The screen's Private row says it at once (a toast would wait
             // for home).
-            face.open_contact(name);
+            presenter.open_contact(name);
         }
-        Err(e) => face.ui.toast(texts::failed_toast(name, &e.to_string())),
+        Err(e) => presenter
+            .ui
+            .toast(texts::failed_toast(name, &e.to_string())),
     }
 }
 

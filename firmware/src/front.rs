@@ -38,7 +38,7 @@
 //!   they arrive. A head with both, or with another transfer coding, is
 //!   refused (`bad_request`): such requests are how request smuggling starts.
 //! - **`overloaded` (429)** also answers a complete head when
-//!   `limits.max_connections` requests are already being handled (waiting on
+//!   `limits.max_in_flight` requests are already being handled (waiting on
 //!   the owner's tap, say); the slot is taken only once the whole body is in,
 //!   so slow bodies never hold a handling slot.
 //!
@@ -107,10 +107,12 @@
 //! second; a request with the handler gets its answer (the broker withdraws
 //! a waiting prompt) and its connection closes after it.
 //!
-//! **Audit.** Limits hit here are written to the audit log as `limit_hit`
-//! through [`Handler::limit_hit`], at most one entry per limit every
-//! [`AUDIT_EVERY`], the next entry saying how many were left out, so a flood
-//! cannot flood the log.
+//! **Audit.** Limits hit here are handed, every one, to
+//! [`Handler::limit_hit`], which writes them to the audit log as
+//! `limit_hit`. This layer does not throttle them: the handler's audit does,
+//! on the platform clock ([`crate::rpc::Service::audit`]: a few entries per
+//! limit and minute, the rest summed up in one `repeated` entry), so a
+//! flood cannot flood the log and there is one throttle, on one clock.
 
 use otc_proto::rpc::{ErrorBody, ErrorCode};
 use std::collections::HashMap;
@@ -136,7 +138,8 @@ pub trait Handler: Send + Sync + 'static {
         still_wanted: &dyn Fn() -> bool,
     ) -> Reply;
 
-    /// A limit was hit (already rate limited by the front layer).
+    /// A limit was hit: every hit, not throttled by the front layer (the
+    /// handler's audit throttles them on the platform clock).
     fn limit_hit(&self, limit: &str, detail: &str);
 }
 
@@ -178,8 +181,6 @@ const BODY_EVICT_AFTER_MS: u64 = 1000;
 /// than a reset), and how many.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
-/// At most one audit entry per limit in this interval.
-pub const AUDIT_EVERY: Duration = Duration::from_secs(5);
 /// How often the accept loop looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
 /// How long `serve` waits, after a stop, for the threads of connections
@@ -925,38 +926,14 @@ struct Shared<H: Handler> {
     /// Set at a stop: connections close after the request they are in.
     stopping: AtomicBool,
     conns: Mutex<HashMap<u64, Open>>,
-    audited: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
 impl<H: Handler> Shared<H> {
-    /// Audit a limit, at most once per [`AUDIT_EVERY`] per limit.
+    /// Hand a limit hit to the handler, which audits it. Not throttled
+    /// here: the handler's audit throttles limit hits on the platform
+    /// clock ([`crate::rpc::Service::audit`]), the one throttle.
     fn limit_hit(&self, limit: &'static str, detail: &str) {
-        let now = Instant::now();
-        let left_out = {
-            let mut a = lock(&self.audited);
-            match a.get_mut(limit) {
-                Some((at, n)) if now.duration_since(*at) < AUDIT_EVERY => {
-                    *n += 1;
-                    return;
-                }
-                Some((at, n)) => {
-                    *at = now;
-                    std::mem::take(n)
-                }
-                None => {
-                    a.insert(limit, (now, 0));
-                    0
-                }
-            }
-        };
-        if left_out == 0 {
-            self.handler.limit_hit(limit, detail);
-        } else {
-            self.handler.limit_hit(
-                limit,
-                &format!("{detail}; {left_out} more since the last entry"),
-            );
-        }
+        self.handler.limit_hit(limit, detail);
     }
 
     fn now_ms(&self) -> u64 {
@@ -1091,7 +1068,6 @@ pub fn serve<H: Handler>(
         epoch: Instant::now(),
         stopping: AtomicBool::new(false),
         conns: Mutex::default(),
-        audited: Mutex::default(),
     });
     let poll_ms = PollTimeout::try_from(STOP_POLL).unwrap_or(PollTimeout::MAX);
     while !stop.load(Ordering::Acquire) {
@@ -1446,6 +1422,59 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the limit hits it is told of; answers every request 200.
+    #[derive(Default)]
+    struct CountsHits(AtomicUsize);
+
+    impl Handler for CountsHits {
+        fn handle(&self, _: &str, _: &str, _: &[u8], _: &dyn Fn() -> bool) -> Reply {
+            (200, "{}".into())
+        }
+        fn limit_hit(&self, _limit: &str, _detail: &str) {
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Issue 16: limit hits are throttled once, by the handler's audit on
+    /// the platform clock, not a second time here by wall time: three
+    /// oversized requests in a row reach the handler as three hits.
+    #[test]
+    fn every_limit_hit_reaches_the_handler_unthrottled() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler = Arc::new(CountsHits::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let settings = Settings {
+            max_open_connections: 4,
+            max_in_flight: 1,
+            max_header_bytes: 1024,
+            max_body_bytes: 16,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            allowed_hosts: Vec::new(),
+        };
+        let server = {
+            let (h, stop) = (handler.clone(), stop.clone());
+            let beat = crate::watchdog::Heartbeat::new();
+            std::thread::spawn(move || serve(h, listener, stop, settings, beat))
+        };
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(
+                b"POST /v1/package HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                  Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n",
+            )
+            .unwrap();
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            assert!(answer.starts_with(b"HTTP/1.1 413"), "{answer:?}");
+        }
+        stop.store(true, Ordering::Release);
+        server.join().unwrap().unwrap();
+        assert_eq!(handler.0.load(Ordering::Acquire), 3);
+    }
 
     fn head(lines: &str) -> Head {
         parse_head(format!("GET / HTTP/1.1\r\n{lines}").as_bytes()).unwrap()

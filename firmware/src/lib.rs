@@ -11,6 +11,7 @@
 //!   Content-Type); [`net`]: where it listens (the Ethernet interface only).
 //! * [`audit`]: the append-only, hash-chained audit log.
 //! * [`device`]: `otc-device run`, wiring all of it to the screen;
+//!   [`presenter`]: what the screen shows of the device's state;
 //!   [`board`]: what it runs on (which screen to open; the status LED,
 //!   push buttons and backlight; the board's model).
 //! * [`config`]: `DIR/otc.toml`; [`cli`]: the command line; [`units`]:
@@ -34,6 +35,7 @@ pub mod lock;
 pub mod net;
 pub mod pairing_flow;
 pub mod platform;
+pub mod presenter;
 pub mod read_here;
 pub mod rpc;
 pub mod settings_flow;

@@ -393,7 +393,7 @@ fn a_second_request_while_a_prompt_is_up_is_busy() {
 fn overloaded_when_every_connection_is_in_use() {
     let d = dirs(&[pad("bob", "alice", Format::V3, SIZE)]);
     let one = otc_device::rpc::Limits {
-        max_connections: 1,
+        max_in_flight: 1,
         ..limits()
     };
     let alice = Dev::start(&d.alice, "Alice", one);

@@ -36,7 +36,7 @@ fn a_terabyte_content_length_is_too_large_and_the_device_lives_on() {
 fn a_terabyte_while_every_slot_is_busy_is_too_large_and_the_device_lives_on() {
     let d = dirs(&[pad("bob", "alice", Format::V3, 16 * 1024)]);
     let one = otc_device::rpc::Limits {
-        max_connections: 1,
+        max_in_flight: 1,
         ..limits()
     };
     let alice = Dev::start(&d.alice, "Alice", one);
