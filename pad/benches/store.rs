@@ -93,7 +93,10 @@ fn seal_rate(c: &mut Criterion) {
         // For comparison: no sequence cache, one fsync pair per message.
         (
             Format::V3,
-            StoreOptions { reserve_block: 1 },
+            StoreOptions {
+                reserve_block: 1,
+                ..StoreOptions::default()
+            },
             false,
             "v3_fsync_every_message",
         ),

@@ -19,6 +19,7 @@
 //! ```text
 //! DIR/otc-device.data        marker "layout 2": makes the directory ours; also the lock
 //! DIR/contacts/<name>.json   one JSON record per contact (send bounds, what was opened)
+//! DIR/contacts/<name>.rx     its receipt journal: opens since the record was written
 //! DIR/pads/<pad_id>.pad      pad bytes, plain file, pad_id = hex SHA-256
 //! DIR/used/<pad_id>          every pad this directory ever held or made; never removed
 //! ```
@@ -129,7 +130,11 @@
 //!   syncs everything between "erased" and "reserved" (a crash's leftover,
 //!   used or merely reserved), so the work on start is one block, not the
 //!   pad. Received ranges are recorded as opened (and as pending erase)
-//!   first, then zeroed and synced; pending erases are redone on open.
+//!   first, then zeroed; pending erases are redone on open. The record of
+//!   an open is a receipt in the contact's journal ([`journal`]): one
+//!   fdatasync, after which the used bytes are zeroed; the zeros become
+//!   durable with the pad's next sync, and until then the receipt names
+//!   them, so a start after any cut erases them again.
 //! * **Verify before the prompt.** [`PadStore::check_open`] runs, without
 //!   side effects, every check up to the tag: for v3 the spec's checks 1
 //!   to 5 (shape, bounds, slot opened before: [`crate::Error::Replay`],
@@ -141,8 +146,9 @@
 //!   a package whose tag verified. A package whose range is not wholly
 //!   inside the sender's region is [`crate::Error::OutOfRegion`].
 //!   [`PadStore::open`] runs the checks again, then records the package
-//!   as opened (and its pad as pending erase) durably, erases it, and only
-//!   then returns the message. A replay is refused from that record, never
+//!   as opened (and its pad as pending erase) durably, with one sync (a
+//!   receipt, [`journal`]; every 64th open rewrites the record instead),
+//!   erases it, and only then returns the message. A replay is refused from that record, never
 //!   by finding erased bytes. A forged package burns nothing.
 //! * **Never burn on failed verification.** Earlier versions erased a range
 //!   after three failed verifications. That handed the relay a lever: three
@@ -201,6 +207,7 @@ pub mod export;
 pub mod fsutil;
 pub mod generate;
 pub mod health;
+pub mod journal;
 pub mod legacy;
 pub mod meta;
 pub mod pairing;

@@ -148,6 +148,11 @@ pub struct ContactMeta {
     /// Ranges recorded as used whose on-disk erase may not be durable yet.
     #[serde(default)]
     pub pending_erase: Vec<Range>,
+    /// The last receipt of the contact's journal ([`crate::journal`]) this
+    /// record includes: receipts after it are applied at start. 0 when
+    /// none was ever written.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub journal_seq: u64,
     /// Encrypted data directory only: hex of the 16-byte random salt of
     /// this pad file's key ([`crate::vault::PadCipher`]). The record
     /// itself is sealed there, so the salt is never in clear.
@@ -158,6 +163,10 @@ pub struct ContactMeta {
     /// Set on the contact's screen ([`crate::PadStore::set_private`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub private: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Current record layout version. Version 2 added the v3 fields
@@ -197,6 +206,7 @@ impl ContactMeta {
             burned: Vec::new(),
             failures: Vec::new(),
             pending_erase: Vec::new(),
+            journal_seq: 0,
             file_salt: None,
             private: false,
         }

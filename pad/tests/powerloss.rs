@@ -69,11 +69,18 @@ fn pad_path(store: &PadStore, contact: &str) -> PathBuf {
 }
 
 /// Open alice's store on `fs`: plain, or encrypted under `key`.
-fn open_alice(fs: &SimFs, key: &Option<MasterKey>) -> otc_pad::Result<PadStore> {
+fn open_alice(
+    fs: &SimFs,
+    key: &Option<MasterKey>,
+    journal_slots: u64,
+) -> otc_pad::Result<PadStore> {
     PadStore::open_with_vfs_keyed(
         Arc::new(fs.clone()),
         PathBuf::from("/data"),
-        StoreOptions::default(),
+        StoreOptions {
+            journal_slots,
+            ..StoreOptions::default()
+        },
         key.clone(),
     )
 }
@@ -86,8 +93,9 @@ fn position(ops: &[Op], what: &str, pred: impl Fn(&Op) -> bool) -> usize {
 
 /// The recorder: in a seal, the record holding the new bound is written,
 /// fsync'ed, renamed into place and its directory fsync'ed before the pad
-/// range is first read; in an open, the record listing the opened range is
-/// durable before the message is returned (and before the erase).
+/// range is first read; in an open, a receipt listing the opened ranges is
+/// durable before the message is returned (and before the erase), with one
+/// sync.
 #[test]
 fn the_bound_is_durable_before_the_pad_is_read() {
     let tmp = tempfile::tempdir().unwrap();
@@ -168,32 +176,71 @@ fn the_bound_is_durable_before_the_pad_is_read() {
         b"retreat at ten"
     );
 
-    // Open: the range is recorded durably before the pad is erased and the
-    // message returned.
+    // Open (issue 16): a receipt naming the opened ranges is written into
+    // the contact's journal and fdatasync'ed before the pad is erased and
+    // the message returned; that is the open's one sync. The first open
+    // also makes the journal (durably, once).
+    let journal = contacts.join("bob.rx");
     let reply = bob.seal("alice", b"ack").unwrap();
     rec.take();
     let o = alice.open("bob", &reply.package).unwrap();
     assert_eq!(o.message, b"ack");
     let ops = rec.take();
-    let rename = position(&ops, "rename of the record", |op| {
-        *op == Op::Rename(record_tmp.clone(), record.clone())
+    let made = position(&ops, "the journal made", |op| {
+        *op == Op::Rename(contacts.join("bob.rx.tmp"), journal.clone())
     });
-    let dir_sync = position(&ops, "fsync of contacts/", |op| {
-        *op == Op::SyncDir(contacts.clone())
+    let receipt_sync = position(&ops, "fdatasync of the receipt", |op| {
+        *op == Op::SyncData(journal.clone())
     });
-    let erase = position(
+    assert!(made < receipt_sync, "{ops:#?}");
+    let first_erase = position(
         &ops,
         "erase of the opened range",
         |op| matches!(op, Op::Write { path, .. } if *path == pad),
     );
-    let erase_sync = position(&ops, "fdatasync after the erase", |op| {
-        *op == Op::SyncData(pad.clone())
-    });
-    assert!(
-        rename < dir_sync && dir_sync < erase && erase < erase_sync,
-        "{ops:#?}"
+    assert!(receipt_sync < first_erase, "{ops:#?}");
+
+    let reply = bob.seal("alice", b"ack again").unwrap();
+    rec.take();
+    let o = alice.open("bob", &reply.package).unwrap();
+    assert_eq!(o.message, b"ack again");
+    let ops = rec.take();
+    let receipt = position(
+        &ops,
+        "write of the receipt",
+        |op| matches!(op, Op::Write { path, len, .. } if *path == journal && *len == 512),
     );
-    assert_eq!(erase_sync, ops.len() - 1, "{ops:#?}");
+    let receipt_sync = position(&ops, "fdatasync of the receipt", |op| {
+        *op == Op::SyncData(journal.clone())
+    });
+    let text_erase = position(
+        &ops,
+        "erase of the opened text",
+        |op| matches!(op, Op::Write { path, len, .. } if *path == pad && *len == 9),
+    );
+    let mask_erase = position(
+        &ops,
+        "erase of the slot's tag mask",
+        |op| matches!(op, Op::Write { path, len, .. } if *path == pad && *len == 16),
+    );
+    assert!(
+        receipt < receipt_sync && receipt_sync < text_erase && text_erase < mask_erase,
+        "receipt {receipt}, its sync {receipt_sync}, text erase {text_erase}, mask erase {mask_erase}: {ops:#?}"
+    );
+    assert_eq!(mask_erase, ops.len() - 1, "{ops:#?}");
+    let syncs: Vec<&Op> = ops
+        .iter()
+        .filter(|op| matches!(op, Op::SyncData(_) | Op::SyncAll(_) | Op::SyncDir(_)))
+        .collect();
+    assert_eq!(
+        syncs,
+        vec![&Op::SyncData(journal.clone())],
+        "one sync: {ops:#?}"
+    );
+    assert!(
+        !ops.iter().any(|op| matches!(op, Op::Rename(..))),
+        "no record rewrite: {ops:#?}"
+    );
 }
 
 /// A package bob sealed: (package, message, the pad ranges it spent).
@@ -265,7 +312,16 @@ fn power_cut(fs: &SimFs, rng: &mut Rng) -> SimFs {
 /// One session: a fresh pad between alice (on a crashing file system) and
 /// bob (on one that never crashes); lives until `crashes` power cuts have
 /// happened or the pad runs out.
-fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats, encrypted: bool) {
+/// One pad's lives. `journal_slots`: alice's receipt journal
+/// ([`StoreOptions::journal_slots`]).
+fn session(
+    rng: &mut Rng,
+    seed: u64,
+    crashes_left: &mut u64,
+    stats: &mut Stats,
+    encrypted: bool,
+    journal_slots: u64,
+) {
     stats.sessions += 1;
     let tmp = tempfile::tempdir().unwrap();
     let format = if rng.below(2) == 0 {
@@ -285,7 +341,7 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats, 
         None
     };
     {
-        let alice = open_alice(&fs, &key).unwrap();
+        let alice = open_alice(&fs, &key, journal_slots).unwrap();
         pair_on(&alice, &bob, tmp.path(), size, format, stats.sessions);
         alice.close().unwrap();
     }
@@ -309,7 +365,7 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats, 
         if inside {
             fs.die_after(rng.below(120));
         }
-        let alice = match open_alice(&fs, &key) {
+        let alice = match open_alice(&fs, &key, journal_slots) {
             Ok(s) => s,
             Err(e) => {
                 assert!(fs.is_dead(), "{}: {e}", ctx("open failed with power on"));
@@ -464,6 +520,20 @@ fn session(rng: &mut Rng, seed: u64, crashes_left: &mut u64, stats: &mut Stats, 
 /// figures are printed side by side.
 #[test]
 fn simulated_power_loss_never_reuses_pad() {
+    simulate(otc_pad::journal::DEFAULT_SLOTS, "");
+}
+
+/// The same with a receipt journal of 2 slots (issue 16): every other open
+/// takes the record path, and slots are overwritten all the time; and
+/// with none (every open on the record path, as before the journal).
+#[test]
+fn simulated_power_loss_with_a_tiny_journal_and_without_one() {
+    simulate(2, ", journal of 2 slots");
+    simulate(0, ", no journal");
+}
+
+/// The simulator over the plain store and the encrypted one.
+fn simulate(journal_slots: u64, what: &str) {
     let crashes: u64 = std::env::var("OTC_POWERLOSS_CRASHES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -473,16 +543,23 @@ fn simulated_power_loss_never_reuses_pad() {
         Err(_) => Rng::from_entropy(),
     };
     let seed = rng.0;
-    eprintln!("power-loss test: seed {seed:#x} (OTC_POWERLOSS_SEED to replay)");
+    eprintln!("power-loss test{what}: seed {seed:#x} (OTC_POWERLOSS_SEED to replay)");
     for encrypted in [false, true] {
         let start = std::time::Instant::now();
         let mut left = crashes;
         let mut stats = Stats::default();
         while left > 0 {
-            session(&mut rng, seed, &mut left, &mut stats, encrypted);
+            session(
+                &mut rng,
+                seed,
+                &mut left,
+                &mut stats,
+                encrypted,
+                journal_slots,
+            );
         }
         eprintln!(
-            "power-loss test, {} store: {} simulated power losses ({} inside a store operation), {} clean closes, {} seals ({} v3 slots), {} opens, {} pads, in {:.1} s",
+            "power-loss test{what}, {} store: {} simulated power losses ({} inside a store operation), {} clean closes, {} seals ({} v3 slots), {} opens, {} pads, in {:.1} s",
             if encrypted { "encrypted" } else { "plain" },
             stats.crashes,
             stats.inside_ops,
@@ -563,4 +640,77 @@ fn a_removed_pad_stays_refused_across_power_loss() {
         }
     }
     eprintln!("re-import under power loss: {cuts} power cuts");
+}
+
+/// Issue 16: when an open returns, only its receipt is durable (not the
+/// record, not the zeros over the used pad). A power cut right then: the
+/// store that starts on what is left knows the open (a replay is refused),
+/// erases what it used, and folds the receipt into the record.
+#[test]
+fn an_open_survives_a_cut_on_its_receipt_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice_fs = SimFs::new();
+    let alice = sim_store(&alice_fs);
+    let bob_fs = SimFs::new();
+    let bob = sim_store(&bob_fs);
+    pair_on(&alice, &bob, tmp.path(), 1 << 16, Format::V3, 0);
+    let pad = pad_path(&alice, "bob");
+    let record = Path::new("/data/contacts/bob.json");
+    let s = bob.seal("alice", b"meet at the bridge").unwrap();
+    let text = s.index..s.index + 18;
+    assert_eq!(
+        alice.open("bob", &s.package).unwrap().message,
+        b"meet at the bridge"
+    );
+    // The power goes now: only what was synced is left.
+    let after = alice_fs.durable_copy();
+    drop(alice);
+    let rx = |fs: &SimFs| -> serde_json::Value {
+        serde_json::from_slice(&fs.contents(record).expect("the record")).unwrap()
+    };
+    assert_eq!(
+        rx(&after)["rx"]["slots"],
+        serde_json::json!([]),
+        "the record alone does not know it"
+    );
+    let stale = after.contents(&pad).unwrap();
+    assert!(
+        stale[text.start as usize..text.end as usize]
+            .iter()
+            .any(|&b| b != 0),
+        "the zeros were not synced"
+    );
+
+    let alice = PadStore::open_with_vfs(
+        Arc::new(after.clone()),
+        PathBuf::from("/data"),
+        StoreOptions::default(),
+    )
+    .unwrap();
+    let e = alice.open("bob", &s.package).unwrap_err();
+    assert!(matches!(e, Error::Replay { .. }), "{e}");
+    let now = after.contents(&pad).unwrap();
+    assert!(
+        now[text.start as usize..text.end as usize]
+            .iter()
+            .all(|&b| b == 0),
+        "the used text is erased at start"
+    );
+    assert_eq!(rx(&after)["journal_seq"], 1, "{}", rx(&after));
+    assert_ne!(rx(&after)["rx"]["slots"], serde_json::json!([]));
+    // Removing the contact removes its journal; an orphan one goes at start.
+    alice.remove("bob", &mut |_, _| {}).unwrap();
+    let journal = Path::new("/data/contacts/bob.rx");
+    assert_eq!(after.kind(journal).unwrap(), None);
+    drop(alice);
+    let orphan = Path::new("/data/contacts/carol.rx");
+    let f = after.open(orphan, vfs::OpenHow::CreateNew).unwrap();
+    f.write_all_at(&[0u8; 512], 0).unwrap();
+    drop(f);
+    drop(sim_store(&after));
+    assert_eq!(
+        after.kind(orphan).unwrap(),
+        None,
+        "an orphan journal is deleted"
+    );
 }

@@ -333,6 +333,7 @@ fn cursor_survives_restart_and_clean_close_skips_nothing() {
 fn reservation_moves_in_blocks() {
     let opts = StoreOptions {
         reserve_block: 1000,
+        ..StoreOptions::default()
     };
     // 1 MiB pad: the send side (512 KiB) / 256 = 2 KiB, more than the block.
     let p = pair_with(Format::V1, 1 << 20, opts);
@@ -361,6 +362,7 @@ fn reservation_moves_in_blocks() {
 fn v3_reserves_text_and_slots_in_blocks() {
     let opts = StoreOptions {
         reserve_block: 1000,
+        ..StoreOptions::default()
     };
     let p = pair_with(Format::V3, 1 << 20, opts);
     p.alice.seal("bob", &[1u8; 10]).unwrap();
