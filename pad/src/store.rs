@@ -446,88 +446,10 @@ impl PadStore {
         key: Option<MasterKey>,
     ) -> Result<PadStore> {
         let v = vfs.as_ref();
-        let marker = dir.join(MARKER_FILE);
-        match v
-            .kind(&dir)
-            .ctx(|| format!("cannot stat {}", dir.display()))?
-        {
-            Some(Kind::Dir) => {}
-            _ => return Err(Error::NotOurs(dir)),
-        }
-        match v
-            .kind(&marker)
-            .ctx(|| format!("cannot stat {}", marker.display()))?
-        {
-            Some(Kind::File) => {
-                let text = vfs::read_all(v, &marker, 4096)
-                    .ctx(|| format!("cannot read {}", marker.display()))?;
-                let first = String::from_utf8_lossy(&text)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                if first == MARKER_MAGIC_LAYOUT_1 {
-                    return Err(Error::OldLayout(dir));
-                }
-                if first != MARKER_MAGIC {
-                    return Err(Error::NotOurs(dir));
-                }
-            }
-            Some(_) => return Err(Error::NotOurs(dir)),
-            None => {
-                let entries = v
-                    .read_dir(&dir)
-                    .ctx(|| format!("cannot read {}", dir.display()))?;
-                // The key file (and its counter) come first in a new
-                // encrypted directory; the appliance's settings file may be
-                // there before either (see DEVICE_SETTINGS_FILE).
-                if entries.iter().any(|e| {
-                    e != vault::KEY_FILE && e != vault::FAILURES_FILE && e != DEVICE_SETTINGS_FILE
-                }) {
-                    return Err(Error::NotOurs(dir));
-                }
-                Self::init(v, &dir)?;
-            }
-        }
-        let keyfile = dir.join(vault::KEY_FILE);
-        let encrypted = v
-            .kind(&keyfile)
-            .ctx(|| format!("cannot stat {}", keyfile.display()))?
-            .is_some();
-        match (encrypted, &key) {
-            (true, None) => return Err(Error::PassphraseNeeded(dir)),
-            (false, Some(_)) => return Err(Error::NotEncrypted(dir)),
-            _ => {}
-        }
-        // A process that is just exiting (or a forked child that has not
-        // yet exec'd and so still shares our descriptor) can hold the lock
-        // for a moment: retry briefly before calling the directory busy.
-        let deadline = Instant::now() + LOCK_WAIT;
-        let lock = loop {
-            match v
-                .try_lock(&marker)
-                .ctx(|| format!("cannot lock {}", marker.display()))?
-            {
-                Some(token) => break token,
-                None if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                None => return Err(Error::Locked(dir)),
-            }
-        };
-        for sub in [CONTACTS_DIR, PADS_DIR, USED_DIR] {
-            let p = dir.join(sub);
-            match v.kind(&p).ctx(|| format!("cannot stat {}", p.display()))? {
-                Some(Kind::Dir) => {}
-                Some(_) => return Err(Error::NotOurs(dir)),
-                None => {
-                    v.create_dir(&p)
-                        .ctx(|| format!("cannot create {}", p.display()))?;
-                    v.sync_dir(&dir)
-                        .ctx(|| format!("cannot sync directory {}", dir.display()))?;
-                }
-            }
-        }
+        Self::claim_dir(v, &dir)?;
+        Self::check_key(v, &dir, key.as_ref())?;
+        let lock = Self::take_lock(v, &dir)?;
+        Self::make_subdirs(v, &dir)?;
         fix_modes(v, &dir)?;
         let opts = StoreOptions {
             reserve_block: opts.reserve_block.max(1),
@@ -545,6 +467,111 @@ impl PadStore {
         };
         store.load_contacts()?;
         Ok(store)
+    }
+
+    /// Check that `dir` is a data directory of ours (its marker says
+    /// layout 2; layout 1 is [`Error::OldLayout`]), or make it one when it
+    /// holds nothing but what may come before the store (the key file,
+    /// its failure counter, the settings file).
+    fn claim_dir(v: &dyn Vfs, dir: &Path) -> Result<()> {
+        let marker = dir.join(MARKER_FILE);
+        match v
+            .kind(dir)
+            .ctx(|| format!("cannot stat {}", dir.display()))?
+        {
+            Some(Kind::Dir) => {}
+            _ => return Err(Error::NotOurs(dir.to_path_buf())),
+        }
+        match v
+            .kind(&marker)
+            .ctx(|| format!("cannot stat {}", marker.display()))?
+        {
+            Some(Kind::File) => {
+                let text = vfs::read_all(v, &marker, 4096)
+                    .ctx(|| format!("cannot read {}", marker.display()))?;
+                let first = String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                if first == MARKER_MAGIC_LAYOUT_1 {
+                    return Err(Error::OldLayout(dir.to_path_buf()));
+                }
+                if first != MARKER_MAGIC {
+                    return Err(Error::NotOurs(dir.to_path_buf()));
+                }
+                Ok(())
+            }
+            Some(_) => Err(Error::NotOurs(dir.to_path_buf())),
+            None => {
+                let entries = v
+                    .read_dir(dir)
+                    .ctx(|| format!("cannot read {}", dir.display()))?;
+                // The key file (and its counter) come first in a new
+                // encrypted directory; the appliance's settings file may be
+                // there before either (see DEVICE_SETTINGS_FILE).
+                if entries.iter().any(|e| {
+                    e != vault::KEY_FILE && e != vault::FAILURES_FILE && e != DEVICE_SETTINGS_FILE
+                }) {
+                    return Err(Error::NotOurs(dir.to_path_buf()));
+                }
+                Self::init(v, dir)
+            }
+        }
+    }
+
+    /// An encrypted directory (it has a key file) needs a key, and a plain
+    /// one takes none.
+    fn check_key(v: &dyn Vfs, dir: &Path, key: Option<&MasterKey>) -> Result<()> {
+        let keyfile = dir.join(vault::KEY_FILE);
+        let encrypted = v
+            .kind(&keyfile)
+            .ctx(|| format!("cannot stat {}", keyfile.display()))?
+            .is_some();
+        match (encrypted, key) {
+            (true, None) => Err(Error::PassphraseNeeded(dir.to_path_buf())),
+            (false, Some(_)) => Err(Error::NotEncrypted(dir.to_path_buf())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Lock the marker for this process. A process that is just exiting
+    /// (or a forked child that has not yet exec'd and so still shares our
+    /// descriptor) can hold the lock for a moment: retry briefly before
+    /// calling the directory busy ([`Error::Locked`]).
+    fn take_lock(v: &dyn Vfs, dir: &Path) -> Result<Box<dyn Any + Send + Sync>> {
+        let marker = dir.join(MARKER_FILE);
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match v
+                .try_lock(&marker)
+                .ctx(|| format!("cannot lock {}", marker.display()))?
+            {
+                Some(token) => return Ok(token),
+                None if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                None => return Err(Error::Locked(dir.to_path_buf())),
+            }
+        }
+    }
+
+    /// Make each missing subdirectory (contacts, pads, used), durably.
+    fn make_subdirs(v: &dyn Vfs, dir: &Path) -> Result<()> {
+        for sub in [CONTACTS_DIR, PADS_DIR, USED_DIR] {
+            let p = dir.join(sub);
+            match v.kind(&p).ctx(|| format!("cannot stat {}", p.display()))? {
+                Some(Kind::Dir) => {}
+                Some(_) => return Err(Error::NotOurs(dir.to_path_buf())),
+                None => {
+                    v.create_dir(&p)
+                        .ctx(|| format!("cannot create {}", p.display()))?;
+                    v.sync_dir(dir)
+                        .ctx(|| format!("cannot sync directory {}", dir.display()))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn init(v: &dyn Vfs, dir: &Path) -> Result<()> {
