@@ -53,7 +53,12 @@
 //!
 //! A message is kept for `keep` (`--keep-days`, default 30; 0 keeps
 //! forever) and then dropped, read or not: at open, and by the writer at
-//! most once per [`PRUNE_EVERY`]. `/getmessages` with a `start_ref` below
+//! most once per [`PRUNE_EVERY`]. Pruning drops the oldest refs up to the
+//! first message still young enough, so it needs no index on the time (an
+//! index costs one more page in every commit); a message that came after
+//! a younger one (the wall clock went back) waits for it, so no message is
+//! ever dropped early. A database of an earlier relay loses its
+//! `messages_by_age` index at open. `/getmessages` with a `start_ref` below
 //! the oldest kept message simply starts at the oldest kept one.
 //! `--max-mailbox` still refuses a send (429) when a mailbox is full:
 //! nothing acknowledged is dropped to make room.
@@ -189,7 +194,7 @@ CREATE TABLE IF NOT EXISTS messages (
     dedupe BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_recipient ON messages (recipient, ref);
-CREATE INDEX IF NOT EXISTS messages_by_age ON messages (at);
+DROP INDEX IF EXISTS messages_by_age;
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (k, v) VALUES ('next_ref', 1);
 ";
@@ -463,12 +468,26 @@ fn prune(conn: &Connection, keep: Duration) -> Result<usize, RelayFailure> {
     let oldest = i64::try_from(unix_now().saturating_sub(keep.as_secs())).unwrap_or(i64::MAX);
     let run = || -> rusqlite::Result<usize> {
         run_sql(conn, "BEGIN IMMEDIATE")?;
+        // The first message young enough to keep, in ref order: a scan
+        // from the oldest ref that reads only the rows it then deletes.
+        let cut: Option<i64> = conn
+            .query_row(
+                "SELECT ref FROM messages WHERE at >= ?1 ORDER BY ref LIMIT 1",
+                params![oldest],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let cut = cut.unwrap_or(i64::MAX);
         let freed: i64 = conn.query_row(
-            &format!("SELECT COALESCE(SUM({ROW_BYTES}), 0) FROM messages WHERE at < ?1"),
-            params![oldest],
+            &format!("SELECT COALESCE(SUM({ROW_BYTES}), 0) FROM messages WHERE ref < ?1"),
+            params![cut],
             |r| r.get(0),
         )?;
-        let n = conn.execute("DELETE FROM messages WHERE at < ?1", params![oldest])?;
+        let n = conn.execute("DELETE FROM messages WHERE ref < ?1", params![cut])?;
         conn.execute(
             "UPDATE meta SET v = max(v - ?1, 0) WHERE k = 'stored_bytes'",
             params![freed],
@@ -977,6 +996,42 @@ mod tests {
         assert_eq!(wait(bad).unwrap_err().0, 429);
         assert_eq!(wait(good), Ok(1), "the refused write's ref is not used");
         assert_eq!(msgs(&s, "bob"), [(1, "OK".into())]);
+    }
+
+    #[test]
+    fn pruning_needs_no_age_index_and_never_drops_a_young_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), Some(Duration::from_secs(100)));
+        for c in ["OLD1", "YOUNG", "OLD2", "NEW"] {
+            wait(put(&s, "bob", c)).unwrap();
+        }
+        drop(s);
+        // An older relay's database had an index on `at`; and the clock
+        // went back once: OLD2 came after YOUNG.
+        let c = Connection::open(dir.path().join(DB_NAME)).unwrap();
+        c.execute_batch(
+            "CREATE INDEX IF NOT EXISTS messages_by_age ON messages (at);
+             UPDATE messages SET at = 0 WHERE contents LIKE 'OLD%';",
+        )
+        .unwrap();
+        drop(c);
+        let s = open(dir.path(), Some(Duration::from_secs(100)));
+        // OLD1 goes; OLD2 waits behind YOUNG (a later prune takes it).
+        assert_eq!(
+            msgs(&s, "bob"),
+            [(2, "YOUNG".into()), (3, "OLD2".into()), (4, "NEW".into())]
+        );
+        drop(s);
+        let c = Connection::open(dir.path().join(DB_NAME)).unwrap();
+        let indexes: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // One index per message is what a commit writes besides the row.
+        assert_eq!(indexes, ["messages_by_recipient"]);
     }
 
     #[test]
