@@ -34,7 +34,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let emu = Emulator::start(addr.parse()?, screen, script, ui.trace.clone())?;
     println!("emulator page: {}", emu.url());
+    show_home(&ui);
+    let prompts = sample_prompts();
+    loop {
+        for p in prompts.iter().cloned() {
+            std::thread::sleep(Duration::from_secs(4));
+            let d = ui.handle.show_prompt(p).wait();
+            println!("decision: {d:?}");
+            ui.handle.toast(match d {
+                Decision::Approve => Toast::success("Approved"),
+                Decision::Reject => Toast::info("Rejected"),
+                _ => Toast::error(format!("{d:?}")),
+            });
+        }
+        std::thread::sleep(Duration::from_secs(4));
+        show_progress(&ui);
+        if ui.is_finished() {
+            return Ok(());
+        }
+    }
+}
 
+/// The home screen with three contacts and one unseen alert.
+fn show_home(ui: &UiThread) {
     let contact = |name: &str, left: u64, total: u64| ContactView {
         name: name.into(),
         pad_left_bytes: left,
@@ -63,8 +85,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         severe: true,
         unacked: true,
     }]);
+}
 
-    let prompts = [
+/// One prompt of each kind: seal, open (with warnings), pairing.
+fn sample_prompts() -> [Prompt; 3] {
+    [
         Prompt::Seal {
             contact: "bob".into(),
             message_bytes: 100,
@@ -93,32 +118,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             fingerprint: "7f3a9c21e0b4d58a6c1f0e9b2d7a4c83".into(),
             timeout: Duration::from_secs(120),
         },
-    ];
-    loop {
-        for p in prompts.iter().cloned() {
-            std::thread::sleep(Duration::from_secs(4));
-            let d = ui.handle.show_prompt(p).wait();
-            println!("decision: {d:?}");
-            ui.handle.toast(match d {
-                Decision::Approve => Toast::success("Approved"),
-                Decision::Reject => Toast::info("Rejected"),
-                _ => Toast::error(format!("{d:?}")),
-            });
-        }
-        std::thread::sleep(Duration::from_secs(4));
-        for i in 0..=20u64 {
-            ui.handle.show_progress(ProgressView {
-                title: "Creating pad for erin".into(),
-                done_bytes: i * 50_000_000,
-                total_bytes: 1_000_000_000,
-                cancellable: false,
-                time_left: None,
-            });
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        ui.handle.hide_progress();
-        if ui.is_finished() {
-            return Ok(());
-        }
+    ]
+}
+
+/// Four seconds of a pad being made.
+fn show_progress(ui: &UiThread) {
+    for i in 0..=20u64 {
+        ui.handle.show_progress(ProgressView {
+            title: "Creating pad for erin".into(),
+            done_bytes: i * 50_000_000,
+            total_bytes: 1_000_000_000,
+            cancellable: false,
+            time_left: None,
+        });
+        std::thread::sleep(Duration::from_millis(200));
     }
+    ui.handle.hide_progress();
 }
