@@ -562,14 +562,7 @@ pub fn start_with_screen<S>(
 where
     S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static,
 {
-    let listener = net::listen(&opts.bind)?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::io("the RPC socket's address", e))?;
-    let link = match &opts.bind {
-        Bind::Interface { name, .. } => Link::Interface(name.clone()),
-        Bind::Loopback(_) => Link::Loopback(addr),
-    };
+    let (listener, addr, link) = listen(&opts.bind)?;
     let mode = lock::Mode::of(dir, &opts.lock)?;
     let mut lock_opts = opts.lock.clone();
     if let (Bind::Interface { .. }, std::net::IpAddr::V4(a)) = (&opts.bind, addr.ip()) {
@@ -579,15 +572,7 @@ where
     // The owner's rotation and touch correction hold from the first frame
     // (the lock screen's), before any passphrase: `clear_settings`.
     let clear = crate::clear_settings::load_at_start(dir).for_screen(display.size());
-    let ui_config = otc_ui::UiConfig {
-        orientation: clear.orientation(),
-        ..opts.ui
-    };
-    let mut ui = otc_ui::Ui::spawn(display, touch, clock.clone(), ui_config)?;
-    ui.handle.set_about(otc_ui::AboutView {
-        software: software(),
-        ..Default::default()
-    });
+    let mut ui = spawn_ui(display, touch, clock.clone(), &clear, opts.ui)?;
     let board_status = Arc::new(board::BoardStatus::default());
     board_status.set_locked(mode != lock::Mode::Plain);
     let gate: Arc<Gate<S>> = Arc::new(Gate::new());
@@ -659,6 +644,42 @@ where
         board_status,
         board: None,
     })
+}
+
+/// The RPC socket, listening from here on (requests wait in the kernel's
+/// queue until the front layer serves), its address, and the link the
+/// home screen shows.
+fn listen(bind: &Bind) -> Result<(net::Listener, SocketAddr, Link)> {
+    let listener = net::listen(bind)?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("the RPC socket's address", e))?;
+    let link = match bind {
+        Bind::Interface { name, .. } => Link::Interface(name.clone()),
+        Bind::Loopback(_) => Link::Loopback(addr),
+    };
+    Ok((listener, addr, link))
+}
+
+/// The UI thread, turned as the owner's settings say from its first
+/// frame, with the About screen's software line.
+fn spawn_ui(
+    display: Box<dyn Display>,
+    touch: Option<Box<dyn Touch>>,
+    clock: Arc<dyn otc_ui::Clock>,
+    clear: &crate::clear_settings::ClearSettings,
+    ui: UiConfig,
+) -> Result<UiThread> {
+    let ui_config = otc_ui::UiConfig {
+        orientation: clear.orientation(),
+        ..ui
+    };
+    let ui = otc_ui::Ui::spawn(display, touch, clock, ui_config)?;
+    ui.handle.set_about(otc_ui::AboutView {
+        software: software(),
+        ..Default::default()
+    });
+    Ok(ui)
 }
 
 /// Everything that opens the store once the device is unlocked (at once

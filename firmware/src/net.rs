@@ -73,6 +73,10 @@ pub fn check_loopback(addr: SocketAddr) -> Result<(), NetError> {
     Ok(())
 }
 
+/// The listening socket [`listen`] gives, as the device wiring holds it
+/// until the front layer serves it.
+pub type Listener = TcpListener;
+
 /// Open the listening socket for `bind`.
 pub fn listen(bind: &Bind) -> Result<TcpListener, NetError> {
     use socket2::{Domain, Socket, Type};

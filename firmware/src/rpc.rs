@@ -350,6 +350,17 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
         .map_err(|e| fail(ErrorCode::BadRequest, format!("invalid request body: {e}")))
 }
 
+/// The audit log's action for a message written on the device.
+const WRITE_HERE: &str = "write here";
+
+/// The device's screen is taken by another request.
+fn busy() -> Failure {
+    fail(
+        ErrorCode::Busy,
+        "another request is waiting on the device's screen; try again in a moment",
+    )
+}
+
 impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
     /// The service over `store`, asking the owner through `broker`,
     /// auditing to `audit`; lockouts and rate limits read the monotonic
@@ -660,83 +671,21 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         self.store
             .quote(&contact, 1)
             .map_err(|e| store_failure(&e, false))?;
-        let busy = || {
-            fail(
-                ErrorCode::Busy,
-                "another request is waiting on the device's screen; try again in a moment",
-            )
-        };
         let Some(hold) = self.broker.hold() else {
             return Err(busy());
         };
         if self.broker.is_stopping() {
             return Err(stopping());
         }
-        let screen = self.broker.screen();
-        let Some(ticket) = screen.ask_message(&contact) else {
+        let Some(ticket) = self.broker.screen().ask_message(&contact) else {
             return Err(fail(
                 ErrorCode::BadRequest,
                 "this device has no keyboard to write a message on",
             ));
         };
-        let action = "write here".to_string();
-        let clock = self.broker.clock().clone();
-        let timeout = self.broker.timeout();
-        let since = clock.now();
-        let text = loop {
-            match ticket.wait_timeout(self.broker.poll_interval()) {
-                Some(otc_ui::TextAnswer::Done(t)) => break zeroize::Zeroizing::new(t),
-                Some(otc_ui::TextAnswer::Busy) => return Err(busy()),
-                Some(otc_ui::TextAnswer::Cancelled) => {
-                    self.audit(Event::Rejected {
-                        action,
-                        contact: contact.clone(),
-                    });
-                    return Err(fail(
-                        ErrorCode::Rejected,
-                        "the owner cancelled the message on the device",
-                    ));
-                }
-                None => {}
-            }
-            let since = since.max(ticket.last_key_at());
-            let ended = if self.broker.is_stopping() {
-                Some((None, stopping()))
-            } else if !still_wanted() {
-                Some((
-                    Some(Event::Cancelled {
-                        action: action.clone(),
-                        contact: contact.clone(),
-                    }),
-                    fail(ErrorCode::Rejected, "the request was cancelled"),
-                ))
-            } else if clock.now().saturating_sub(since) >= timeout {
-                Some((
-                    Some(Event::TimedOut {
-                        action: action.clone(),
-                        contact: contact.clone(),
-                    }),
-                    fail(
-                        ErrorCode::Timeout,
-                        format!(
-                            "no key was pressed on the device for {} s",
-                            timeout.as_secs()
-                        ),
-                    ),
-                ))
-            } else {
-                None
-            };
-            if let Some((event, failure)) = ended {
-                screen.cancel_message(&ticket);
-                if let Some(e) = event {
-                    self.audit(e);
-                }
-                return Err(failure);
-            }
-        };
+        let text = self.typed_message(&ticket, &contact, still_wanted)?;
         self.audit(Event::Approved {
-            action,
+            action: WRITE_HERE.to_string(),
             contact: contact.clone(),
         });
         let message = text.as_bytes();
@@ -762,6 +711,78 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             index: sealed.index,
             pad_left: sealed.pad_left,
         })
+    }
+
+    /// Wait for the message the owner types on the device's keyboard for
+    /// `contact` (`/v1/compose`): the text once they tap Done, or why
+    /// not (cancelled on the device, the screen busy, or
+    /// [`Self::compose_ended`]), audited.
+    fn typed_message(
+        &self,
+        ticket: &otc_ui::TextTicket,
+        contact: &str,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Result<zeroize::Zeroizing<String>, Failure> {
+        let since = self.broker.clock().now();
+        loop {
+            match ticket.wait_timeout(self.broker.poll_interval()) {
+                Some(otc_ui::TextAnswer::Done(t)) => return Ok(zeroize::Zeroizing::new(t)),
+                Some(otc_ui::TextAnswer::Busy) => return Err(busy()),
+                Some(otc_ui::TextAnswer::Cancelled) => {
+                    self.audit(Event::Rejected {
+                        action: WRITE_HERE.to_string(),
+                        contact: contact.to_string(),
+                    });
+                    return Err(fail(
+                        ErrorCode::Rejected,
+                        "the owner cancelled the message on the device",
+                    ));
+                }
+                None => {}
+            }
+            let since = since.max(ticket.last_key_at());
+            if let Some((event, failure)) = self.compose_ended(contact, since, still_wanted) {
+                self.broker.screen().cancel_message(ticket);
+                if let Some(e) = event {
+                    self.audit(e);
+                }
+                return Err(failure);
+            }
+        }
+    }
+
+    /// Whether a message being written must end before it is done: the
+    /// device stopping, the laptop gone, or no key for the timeout
+    /// (counted from `since`, the last key press); with the entry to audit.
+    fn compose_ended(
+        &self,
+        contact: &str,
+        since: Duration,
+        still_wanted: &dyn Fn() -> bool,
+    ) -> Option<(Option<Event>, Failure)> {
+        let timeout = self.broker.timeout();
+        let (action, contact) = (WRITE_HERE.to_string(), contact.to_string());
+        if self.broker.is_stopping() {
+            Some((None, stopping()))
+        } else if !still_wanted() {
+            Some((
+                Some(Event::Cancelled { action, contact }),
+                fail(ErrorCode::Rejected, "the request was cancelled"),
+            ))
+        } else if self.broker.clock().now().saturating_sub(since) >= timeout {
+            Some((
+                Some(Event::TimedOut { action, contact }),
+                fail(
+                    ErrorCode::Timeout,
+                    format!(
+                        "no key was pressed on the device for {} s",
+                        timeout.as_secs()
+                    ),
+                ),
+            ))
+        } else {
+            None
+        }
     }
 
     /// `POST /v1/package` (and the original's `package`): seal a message
