@@ -607,15 +607,7 @@ where
         unlocked: unlocked.clone(),
         lock: lock_ctx.clone(),
     };
-    match mode {
-        // A plain data directory (development, tests): open at once, as
-        // before issue 18.
-        lock::Mode::Plain => opener.open(None, None, 0)?,
-        lock::Mode::Locked | lock::Mode::FirstBoot => lock_ctx.spawn_unlock(
-            mode,
-            Box::new(move |u: lock::Unlock| opener.open(Some(u.key), u.settings, u.failures)),
-        )?,
-    }
+    opener.open_or_wait(mode, &lock_ctx)?;
     // Serve only now. The socket has listened since `net::listen` above, and
     // image/init calls the device ready as soon as it does; a request that
     // arrives meanwhile waits in the kernel's queue until here. So a plain
@@ -702,6 +694,19 @@ struct Opener<S: Screen<Prompt = ApprovalPrompt>> {
 }
 
 impl<S: Screen<Prompt = ApprovalPrompt> + Send + Sync + 'static> Opener<S> {
+    /// A plain data directory (development, tests) opens at once, as
+    /// before issue 18; a locked one, or a first boot, once the lock
+    /// screen has the key.
+    fn open_or_wait(self, mode: lock::Mode, lock_ctx: &Arc<LockCtx>) -> Result<()> {
+        match mode {
+            lock::Mode::Plain => self.open(None, None, 0),
+            lock::Mode::Locked | lock::Mode::FirstBoot => lock_ctx.spawn_unlock(
+                mode,
+                Box::new(move |u: lock::Unlock| self.open(Some(u.key), u.settings, u.failures)),
+            ),
+        }
+    }
+
     /// Opens the store (with the master key of an encrypted directory),
     /// the audit log and the service, starts the UI event thread and the
     /// audit check, and opens the gate. `settings`: the owner's, from the
