@@ -829,28 +829,45 @@ fn write_sealed(
         .ctx(|| format!("cannot write {}", tmp.display()))?;
     let cipher = XChaCha20Poly1305::new(Key::from_slice(&key[..]));
     let mut buf = Zeroizing::new(vec![0u8; SEAL_CHUNK]);
-    let mut hash = Sha256::new();
     let chunks = header.chunks();
-    let mut at = SEALED_HEADER_LEN as u64;
-    for i in 0..chunks {
-        let lo = i * SEAL_CHUNK as u64;
-        let n = (header.size - lo).min(SEAL_CHUNK as u64) as usize;
-        let b = &mut buf[..n];
-        pad.read_exact_at(b, lo)
-            .ctx(|| format!("cannot read the pad for {contact}"))?;
-        hash.update(&*b);
-        let tag = cipher
-            .encrypt_in_place_detached(&nonce(i, i + 1 == chunks), &head, b)
-            .map_err(|_| Error::Rng("sealing a chunk failed".into()))?;
-        f.write_all_at(b, at)
-            .and_then(|()| f.write_all_at(&tag, at + n as u64))
-            .ctx(|| format!("cannot write {}", tmp.display()))?;
-        at += (n + TAG_LEN) as u64;
-        if !progress(lo + n as u64, header.size) {
-            return Err(Error::Cancelled);
+    // The bytes read are hashed on a thread of their own (a copy of each
+    // chunk, before it is sealed in place), beside the sealing and writing
+    // here: the export's pass costs the slower of the two, not their sum.
+    let (to_hash, hashed) = std::sync::mpsc::sync_channel::<Zeroizing<Vec<u8>>>(4);
+    let digest = std::thread::scope(|scope| -> Result<[u8; 32]> {
+        let hasher = scope.spawn(move || {
+            let mut hash = Sha256::new();
+            for chunk in hashed {
+                hash.update(&chunk[..]);
+            }
+            <[u8; 32]>::from(hash.finalize())
+        });
+        let mut at = SEALED_HEADER_LEN as u64;
+        for i in 0..chunks {
+            let lo = i * SEAL_CHUNK as u64;
+            let n = (header.size - lo).min(SEAL_CHUNK as u64) as usize;
+            let b = &mut buf[..n];
+            pad.read_exact_at(b, lo)
+                .ctx(|| format!("cannot read the pad for {contact}"))?;
+            // The hasher ends only when this sender is dropped.
+            let _ = to_hash.send(Zeroizing::new(b.to_vec()));
+            let tag = cipher
+                .encrypt_in_place_detached(&nonce(i, i + 1 == chunks), &head, b)
+                .map_err(|_| Error::Rng("sealing a chunk failed".into()))?;
+            f.write_all_at(b, at)
+                .and_then(|()| f.write_all_at(&tag, at + n as u64))
+                .ctx(|| format!("cannot write {}", tmp.display()))?;
+            at += (n + TAG_LEN) as u64;
+            if !progress(lo + n as u64, header.size) {
+                return Err(Error::Cancelled);
+            }
         }
-    }
-    if hash.finalize().as_slice() != header.pad_id {
+        drop(to_hash);
+        hasher
+            .join()
+            .map_err(|_| Error::Rng("hashing the exported pad failed".into()))
+    })?;
+    if digest != header.pad_id {
         return Err(not_exportable(
             contact,
             "its pad file no longer matches its pad id (was it used meanwhile?)",
@@ -1121,6 +1138,37 @@ mod tests {
         }
         assert_eq!(gf_pow(ALPHA, 31), 1);
         assert!((1..31).all(|n| gf_pow(ALPHA, n) != 1), "alpha has order 31");
+    }
+
+    /// The export hashes what it read (on its own thread) and refuses a
+    /// pad file changed since it was made; a cancel stops it. Either way
+    /// nothing is left at the export's path or its temporary one.
+    #[test]
+    fn an_export_refuses_a_changed_pad_and_stops_on_cancel() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        let store = PadStore::open_dir(&dir).unwrap();
+        make_pad(&store, "bob", 300_000, None, &mut |_, _| true).unwrap();
+        let code = PairingCode::generate().unwrap();
+        let out = tmp.path().join("bob.otcpad");
+        let left = || out.exists() || super::super::export::temp_path(&out).exists();
+        let e = export_sealed_with(&store, "bob", &out, &code, &mut |done, _| done < 100_000)
+            .unwrap_err();
+        assert!(matches!(e, Error::Cancelled), "{e}");
+        assert!(!left());
+
+        let meta = store.meta("bob").unwrap();
+        let pad = store.pad_path(&meta.pad_id);
+        let mut bytes = std::fs::read(&pad).unwrap();
+        bytes[250_000] ^= 1;
+        std::fs::write(&pad, bytes).unwrap();
+        let e = export_sealed(&store, "bob", &out, &code).unwrap_err();
+        assert!(
+            e.to_string().contains("no longer matches its pad id"),
+            "{e}"
+        );
+        assert!(!left());
     }
 
     #[test]
