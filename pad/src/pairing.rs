@@ -828,7 +828,8 @@ fn write_sealed(
     f.write_all_at(&head, 0)
         .ctx(|| format!("cannot write {}", tmp.display()))?;
     let cipher = XChaCha20Poly1305::new(Key::from_slice(&key[..]));
-    let mut buf = Zeroizing::new(vec![0u8; SEAL_CHUNK]);
+    // A chunk and its tag, written with one call.
+    let mut buf = Zeroizing::new(vec![0u8; SEAL_CHUNK + TAG_LEN]);
     let chunks = header.chunks();
     // The bytes read are hashed on a thread of their own (a copy of each
     // chunk, before it is sealed in place), beside the sealing and writing
@@ -846,7 +847,7 @@ fn write_sealed(
         for i in 0..chunks {
             let lo = i * SEAL_CHUNK as u64;
             let n = (header.size - lo).min(SEAL_CHUNK as u64) as usize;
-            let b = &mut buf[..n];
+            let (b, tag_at) = buf[..n + TAG_LEN].split_at_mut(n);
             pad.read_exact_at(b, lo)
                 .ctx(|| format!("cannot read the pad for {contact}"))?;
             // The hasher ends only when this sender is dropped.
@@ -854,8 +855,8 @@ fn write_sealed(
             let tag = cipher
                 .encrypt_in_place_detached(&nonce(i, i + 1 == chunks), &head, b)
                 .map_err(|_| Error::Rng("sealing a chunk failed".into()))?;
-            f.write_all_at(b, at)
-                .and_then(|()| f.write_all_at(&tag, at + n as u64))
+            tag_at.copy_from_slice(&tag);
+            f.write_all_at(&buf[..n + TAG_LEN], at)
                 .ctx(|| format!("cannot write {}", tmp.display()))?;
             at += (n + TAG_LEN) as u64;
             if !progress(lo + n as u64, header.size) {
