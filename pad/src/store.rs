@@ -1574,15 +1574,13 @@ impl PadStore {
             return Ok(false);
         };
         let slots = self.opts.journal_slots;
-        if l.journal.is_none() {
-            let path = self.journal_path(&name);
-            l.journal = Some(journal::open_for_append(self.vfs(), &path, slots).ctx(what)?);
-        }
-        let file = l
-            .journal
-            .as_deref()
-            .ok_or_else(|| Error::io(what(), std::io::ErrorKind::NotFound.into()))?;
-        journal::append(file, slots, receipt.seq, &slot).ctx(what)?;
+        let file = match &mut l.journal {
+            Some(f) => f,
+            none => none.insert(
+                journal::open_for_append(self.vfs(), &self.journal_path(&name), slots).ctx(what)?,
+            ),
+        };
+        journal::append(file.as_ref(), slots, receipt.seq, &slot).ctx(what)?;
         Ok(true)
     }
 
@@ -1762,22 +1760,13 @@ fn fix_modes(v: &dyn Vfs, dir: &Path) -> Result<()> {
 /// through.
 fn apply_opened(m: &mut ContactMeta, used: &Used) {
     match *used {
-        Used::V3 { slot, text, .. } => {
-            v3::insert_span(
-                &mut m.rx.slots,
-                v3::Span {
-                    lo: slot,
-                    hi: slot + 1,
-                },
-            );
-            v3::insert_span(
-                &mut m.rx.texts,
-                v3::Span {
-                    lo: text.lo,
-                    hi: text.hi,
-                },
-            );
-        }
+        Used::V3 { slot, text, .. } => m.rx.record_slot_and_text(
+            slot,
+            v3::Span {
+                lo: text.lo,
+                hi: text.hi,
+            },
+        ),
         Used::V1 { range } => {
             insert_range(&mut m.received, range);
             m.recv_frontier = m.recv_frontier.max(m.frontier_of(range));

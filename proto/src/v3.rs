@@ -407,9 +407,21 @@ impl Received {
 
     /// Record an authentic, approved package as opened (step 7's state).
     pub fn record(&mut self, claim: &Claim) {
-        let s = u64::from(claim.head.slot);
-        insert_span(&mut self.slots, Span { lo: s, hi: s + 1 });
-        insert_span(&mut self.texts, claim.text);
+        self.record_slot_and_text(u64::from(claim.head.slot), claim.text);
+    }
+
+    /// [`Received::record`] from its two parts: slot `slot` and the text
+    /// range `text` (how a store replays an open it kept without the
+    /// package).
+    pub fn record_slot_and_text(&mut self, slot: u64, text: Span) {
+        insert_span(
+            &mut self.slots,
+            Span {
+                lo: slot,
+                hi: slot + 1,
+            },
+        );
+        insert_span(&mut self.texts, text);
     }
 
     /// The furthest text offset any opened message reached (`lo` of the
