@@ -592,12 +592,7 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
         let is_open = action == "open";
         let (event, result) = match self.broker.confirm(request, still_wanted) {
             // Nothing was shown: nothing to audit.
-            Outcome::Busy => {
-                return Err(fail(
-                    ErrorCode::Busy,
-                    "another request is waiting on the device's screen; try again in a moment",
-                ));
-            }
+            Outcome::Busy => return Err(busy()),
             // The prompt was withdrawn; the `stop` entry follows.
             Outcome::Stopped => return Err(stopping()),
             // The screen has no Open for laptop then; a screen that
