@@ -92,7 +92,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use otc_proto::relay::RelayMessage;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
@@ -476,11 +476,7 @@ fn prune(conn: &Connection, keep: Duration) -> Result<usize, RelayFailure> {
                 params![oldest],
                 |r| r.get(0),
             )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
+            .optional()?;
         let cut = cut.unwrap_or(i64::MAX);
         let freed: i64 = conn.query_row(
             &format!("SELECT COALESCE(SUM({ROW_BYTES}), 0) FROM messages WHERE ref < ?1"),
