@@ -14,7 +14,8 @@
 //! Run: `cargo bench -p otc-pad --bench open` (OTC_BENCH_ROUNDS,
 //! OTC_BENCH_OPENS to change the 9 rounds of 400 opens).
 
-use otc_pad::generate::{NewPad, create_pad};
+mod common;
+
 use otc_pad::vfs::{Op, RealFs, Recorder};
 use otc_pad::{PadStore, StoreOptions};
 use otc_proto::Format;
@@ -49,22 +50,7 @@ fn pair(journal_slots: u64) -> Pair {
     };
     let alice = PadStore::open_with_vfs(Arc::new(rec.clone()), adir, opts).expect("alice");
     let bob = PadStore::open_dir(dir.path().join("bob")).expect("bob");
-    let export = dir.path().join("export");
-    create_pad(
-        &alice,
-        &NewPad {
-            contact: "bob".into(),
-            size: 16 << 20,
-            split: None,
-            format: Format::V3,
-            source: None,
-            export: export.clone(),
-        },
-        &mut |_, _, _| {},
-    )
-    .expect("create pad");
-    otc_pad::export::import(&bob, &export, "alice", &mut |_, _| {}).expect("import");
-    std::fs::remove_file(export).expect("remove export");
+    common::make_and_import(&alice, &bob, dir.path(), 16 << 20, Format::V3);
     Pair {
         _dir: dir,
         rec,

@@ -9,6 +9,8 @@
 //!
 //! Run: `cargo bench -p otc-pad --bench store`
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use otc_pad::generate::{NewPad, create_pad};
 use otc_pad::vault::{self, KdfParams};
@@ -148,22 +150,7 @@ fn pair(format: Format, encrypted: bool) -> Pair {
         encrypted,
     );
     let bob = PadStore::open_dir(dir.path().join("bob")).expect("bob");
-    let export = dir.path().join("export");
-    create_pad(
-        &alice,
-        &NewPad {
-            contact: "bob".into(),
-            size: PAD,
-            split: None,
-            format,
-            source: None,
-            export: export.clone(),
-        },
-        &mut |_, _, _| {},
-    )
-    .expect("create pad");
-    otc_pad::export::import(&bob, &export, "alice", &mut |_, _| {}).expect("import");
-    std::fs::remove_file(export).expect("remove export");
+    common::make_and_import(&alice, &bob, dir.path(), PAD, format);
     Pair {
         _dir: dir,
         alice,
