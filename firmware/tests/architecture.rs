@@ -424,6 +424,8 @@ const PAD_STORE_DEPENDENCIES: &[&str] = &[
     // cipher over pad bytes (seekable by offset; no AES on the Pi 3).
     "argon2",
     "chacha20",
+    // sync_file_range, which std does not wrap (vfs.rs, start_writeback).
+    "libc",
 ];
 
 /// Every dependency of `manifest` in every section (normal, dev, build,

@@ -514,6 +514,9 @@ fn fill(
             hash.update(&buf[..]);
             pad.write_all_at(&buf, done)
                 .ctx(|| "cannot write the new pad".to_string())?;
+            // Its writeback runs while the next chunk is made: the sync at
+            // the end waits for the tail only.
+            pad.start_writeback(done, buf.len() as u64);
             done += buf.len() as u64;
             if !progress(done, size) {
                 return Err(Error::Cancelled);
@@ -858,6 +861,7 @@ fn write_sealed(
             tag_at.copy_from_slice(&tag);
             f.write_all_at(&buf[..n + TAG_LEN], at)
                 .ctx(|| format!("cannot write {}", tmp.display()))?;
+            super::vfs::start_writeback(f, at, (n + TAG_LEN) as u64);
             at += (n + TAG_LEN) as u64;
             if !progress(lo + n as u64, header.size) {
                 return Err(Error::Cancelled);

@@ -1982,6 +1982,9 @@ impl VFile for CryptFile {
     fn raw(&self) -> &dyn VFile {
         self.inner.raw()
     }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.inner.start_writeback(offset, len)
+    }
 }
 
 fn lock_map<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -71,6 +71,34 @@ pub trait VFile: Send + Sync {
     /// writes its zeros here, to the ciphertext, never through the cipher
     /// (see [`crate::vault`]). A plain file is its own raw file.
     fn raw(&self) -> &dyn VFile;
+    /// Start writing `len` bytes from `offset` to the medium now, without
+    /// waiting for them. A hint, never a promise: nothing is durable until a
+    /// sync says so, and a failure shows at that sync. It lets a big file's
+    /// writeback run while its next chunk is made, so the final sync waits
+    /// only for the tail. Default: nothing (a simulated file has no medium).
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+}
+
+/// [`VFile::start_writeback`] for a real file: Linux's
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`; elsewhere, nothing.
+pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: the descriptor is open for as long as `file` is borrowed,
+        // and sync_file_range reads no memory of ours. Its result is a hint's
+        // (see VFile::start_writeback): errors surface at the next sync.
+        let _ = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (file, offset, len);
 }
 
 /// A file system as the store uses it.
@@ -143,6 +171,9 @@ impl VFile for RealFile {
     }
     fn raw(&self) -> &dyn VFile {
         self
+    }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        start_writeback(&self.0, offset, len)
     }
 }
 
@@ -354,6 +385,10 @@ impl VFile for RecFile {
     }
     fn raw(&self) -> &dyn VFile {
         self
+    }
+    // Not recorded: a hint that orders and promises nothing.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.inner.start_writeback(offset, len)
     }
 }
 
@@ -1084,6 +1119,36 @@ mod tests {
         assert_eq!(again.contents(&a).unwrap(), b"hello");
         assert_eq!(again.kind(&d.join("u")).unwrap(), None);
         assert_eq!(again.read_dir(d).unwrap(), vec![OsString::from("a")]);
+    }
+
+    /// `start_writeback` is a hint: on a real file it leaves the bytes and
+    /// the length as they were (also for a range past the end), and on the
+    /// simulator a hinted write that was never synced is lost in a crash.
+    #[test]
+    fn a_writeback_hint_changes_nothing_and_promises_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("f");
+        let f = RealFs.open(&p, OpenHow::CreateNew).unwrap();
+        f.write_all_at(b"pad bytes", 0).unwrap();
+        f.start_writeback(0, 9);
+        f.start_writeback(4, 1 << 30);
+        f.sync_data().unwrap();
+        let mut back = [0u8; 9];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(&back, b"pad bytes");
+        assert_eq!(f.size().unwrap(), 9);
+
+        let fs = SimFs::new();
+        let d = Path::new("/d");
+        fs.create_dir(d).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
+        let a = d.join("a");
+        let f = fs.open(&a, OpenHow::CreateNew).unwrap();
+        fs.sync_dir(d).unwrap();
+        f.write_all_at(b"hello", 0).unwrap();
+        f.start_writeback(0, 5);
+        let after = fs.crash(&mut Fixed(0), 0);
+        assert_eq!(after.contents(&a).unwrap(), b"");
     }
 
     #[test]
