@@ -17,7 +17,8 @@
 //! HTTP cost from the device's own, the same seal called in-process through
 //! `Service::handle`. Timing is reported, never asserted.
 //!
-//! Run: `cargo bench -p otc-device --bench rpc`
+//! Run: `cargo bench -p otc-device --bench rpc` (`OTC_BENCH_VERBOSE=1`
+//! prints each round's figures as it ends).
 
 use otc_device::confirm::{Decision, Screen};
 use otc_device::device::{self, StartOptions};
@@ -186,6 +187,16 @@ fn main() {
             let s = measure(running.addr, "/v1/package", seal_body.as_bytes(), n);
             (measure(echo_addr, "/v1/echo", seal_body.as_bytes(), n), s)
         };
+        if std::env::var_os("OTC_BENCH_VERBOSE").is_some() {
+            eprintln!(
+                "round {round}: seal {:.0}/s p50 {}, echo {:.0}/s p50 {}, ratio {:.2}",
+                s.rate,
+                ms(s.p50),
+                e.rate,
+                ms(e.p50),
+                s.rate / e.rate
+            );
+        }
         echoes.push(e);
         seals.push(s);
     }

@@ -565,7 +565,45 @@ trait Source {
     fn read_more(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadError>;
 }
 
-impl Source for Arc<TcpStream> {
+/// How far a socket's read timeout may be from what is left of the
+/// deadline before it is set again (see [`Socket`]).
+const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
+
+/// An accepted connection's socket as a [`Source`], and the read timeout
+/// last set on it. The timeout is set again only when it is more than
+/// [`TIMEOUT_SLACK`] off what is left of the deadline, so the next head on
+/// a kept-alive connection costs no `setsockopt` call, and no read waits
+/// more than [`TIMEOUT_SLACK`] past its deadline (one that ends early just
+/// reads again with what is left).
+struct Socket {
+    stream: Arc<TcpStream>,
+    timeout: Option<Duration>,
+}
+
+impl Socket {
+    fn new(stream: Arc<TcpStream>) -> Socket {
+        Socket {
+            stream,
+            timeout: None,
+        }
+    }
+
+    /// Reads wait `left` at most, give or take [`TIMEOUT_SLACK`].
+    fn wait_at_most(&mut self, left: Duration) -> std::io::Result<()> {
+        if self
+            .timeout
+            .is_some_and(|t| t.abs_diff(left) <= TIMEOUT_SLACK)
+        {
+            return Ok(());
+        }
+        self.timeout = None;
+        self.stream.set_read_timeout(Some(left))?;
+        self.timeout = Some(left);
+        Ok(())
+    }
+}
+
+impl Source for Socket {
     fn read_more(&mut self, buf: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadError> {
         let mut chunk = [0u8; 8192];
         loop {
@@ -573,10 +611,10 @@ impl Source for Arc<TcpStream> {
             if left.is_zero() {
                 return Err(ReadError::Timeout);
             }
-            if self.set_read_timeout(Some(left)).is_err() {
+            if self.wait_at_most(left).is_err() {
                 return Err(ReadError::Closed);
             }
-            match (&**self).read(&mut chunk) {
+            match (&*self.stream).read(&mut chunk) {
                 Ok(0) => return Err(ReadError::Closed),
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
@@ -1222,7 +1260,7 @@ fn connection<H: Handler>(shared: &Shared<H>, stream: Arc<TcpStream>, state: &Co
         return;
     }
     let mut conn = Conn {
-        src: stream.clone(),
+        src: Socket::new(stream.clone()),
         buf: Vec::new(),
     };
     loop {
@@ -1261,7 +1299,7 @@ fn checked_request<S: Source>(
 /// Read, check and answer one request. `Ok(true)`: keep the connection.
 fn request<H: Handler>(
     shared: &Shared<H>,
-    conn: &mut Conn<Arc<TcpStream>>,
+    conn: &mut Conn<Socket>,
     state: &ConnState,
 ) -> Result<bool, Refusal> {
     let set = &shared.settings;
@@ -1281,7 +1319,7 @@ fn request<H: Handler>(
     let Some(raw) = raw? else {
         return Ok(false);
     };
-    let stream = conn.src.clone();
+    let stream = conn.src.stream.clone();
     let checked = checked_request(conn, &raw, set, |head| {
         if shared.in_flight.load(Ordering::Acquire) >= set.max_in_flight {
             return Err(shared.overloaded("max_connections", set.max_in_flight));
@@ -1316,7 +1354,10 @@ fn request<H: Handler>(
     // reply (and send its next request).
     drop(slot);
     drop(body);
-    if (&*conn.src).write_all(&reply_bytes(&reply, !keep)).is_err() {
+    if (&*conn.src.stream)
+        .write_all(&reply_bytes(&reply, !keep))
+        .is_err()
+    {
         return Ok(false);
     }
     Ok(keep)
@@ -1422,6 +1463,43 @@ pub mod fuzzing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A read timeout within [`TIMEOUT_SLACK`] of what is left is kept (no
+    /// `setsockopt`); one further off, either way, is set again; and a
+    /// read with 50 ms left gives up within the slack of them.
+    #[test]
+    fn a_read_timeout_is_set_again_only_when_it_is_off_by_more_than_the_slack() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let mut s = Socket::new(Arc::new(server));
+        let on_socket = |s: &Socket| s.stream.read_timeout().unwrap();
+        let ten = Duration::from_secs(10);
+        s.wait_at_most(ten).unwrap();
+        assert_eq!(on_socket(&s), Some(ten));
+        for near in [
+            ten - Duration::from_millis(9),
+            ten + Duration::from_millis(9),
+        ] {
+            s.wait_at_most(near).unwrap();
+            assert_eq!(on_socket(&s), Some(ten), "{near:?}");
+        }
+        for far in [Duration::from_secs(5), Duration::from_secs(30)] {
+            s.wait_at_most(far).unwrap();
+            assert_eq!(on_socket(&s), Some(far));
+        }
+        let start = Instant::now();
+        let mut buf = Vec::new();
+        assert_eq!(
+            s.read_more(&mut buf, start + Duration::from_millis(50)),
+            Err(ReadError::Timeout)
+        );
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && buf.is_empty(),
+            "gave up after {waited:?}"
+        );
+    }
 
     /// Counts the limit hits it is told of; answers every request 200.
     #[derive(Default)]

@@ -211,11 +211,20 @@ struct Changes {
 }
 
 impl Changes {
+    /// Note a change. The presenter's thread waits on `wake` only while
+    /// nothing is noted (see [`Changes::next`], which checks under the same
+    /// lock), so only the note that ends "nothing noted" wakes it: the rest
+    /// of a burst costs no wake-up call (a futex syscall in std's Condvar,
+    /// made whether anyone waits or not).
     fn note(&self, f: impl FnOnce(&mut Changed)) {
         let mut c = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        let was_idle = !c.any() && !c.closed;
         f(&mut c);
+        let wake = was_idle && (c.any() || c.closed);
         drop(c);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
     }
 
     /// The next changes to send, once there are any and a frame has
@@ -525,4 +534,64 @@ pub(crate) fn alert_rows<'a>(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    /// A burst of notes wakes the presenter's thread, burst after burst,
+    /// though only the first note of each makes the wake-up call; and the
+    /// whole burst arrives as one batch.
+    #[test]
+    fn each_burst_wakes_the_waiting_presenter_thread() {
+        let changes = Arc::new(Changes::default());
+        let (tx, rx) = mpsc::channel();
+        let theirs = changes.clone();
+        let thread = std::thread::spawn(move || {
+            // No frame to wait out: each batch is taken as soon as noted.
+            let past = || {
+                Instant::now()
+                    .checked_sub(FRAME)
+                    .unwrap_or_else(Instant::now)
+            };
+            while let Some(c) = theirs.next(past()) {
+                tx.send((c.home, c.newer.len())).unwrap();
+            }
+        });
+        for burst in 0..3 {
+            // Long enough, on an idle machine, for the thread to be waiting
+            // again; the assertions hold whether it is or not.
+            std::thread::sleep(Duration::from_millis(20));
+            let row = AlertView {
+                at: "12:00".into(),
+                text: format!("burst {burst}"),
+                severe: false,
+                unacked: false,
+            };
+            changes.note(|c| c.newer.push(row.clone()));
+            changes.note(|c| c.newer.push(row));
+            changes.note(|c| c.home = true);
+            let mut got = (false, 0);
+            while got != (true, 2) {
+                let (home, rows) = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|_| {
+                        panic!("burst {burst}: the presenter thread was not woken")
+                    });
+                got = (got.0 || home, got.1 + rows);
+            }
+        }
+        changes.note(|c| c.closed = true);
+        let (done, ended) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = thread.join();
+            let _ = done.send(());
+        });
+        ended
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the presenter thread did not end once closed");
+    }
 }
