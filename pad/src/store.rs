@@ -17,7 +17,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -223,6 +223,11 @@ struct Live {
     /// itself at start or on the record path: receipts after it must not
     /// be overwritten ([`crate::journal`]).
     journal_base: u64,
+    /// v3: each side's hash key `r` ([A, B]), read from the pad file at
+    /// its first use and kept: it is the same for every message of that
+    /// side, so a seal or an open reads only its own text and slot. Zeroed
+    /// when the contact is dropped (a lock, a removal, the store's end).
+    keys_r: [OnceLock<Zeroizing<[u8; 16]>>; 2],
 }
 
 impl Live {
@@ -238,7 +243,20 @@ impl Live {
             damage: None,
             journal: None,
             journal_base,
+            keys_r: Default::default(),
         }
+    }
+
+    /// v3: `side`'s hash key `r`, at `at` in the pad file (read once, see
+    /// [`Live::keys_r`]).
+    fn key_r(&self, side: Side, at: u64) -> Result<&[u8; 16]> {
+        let cell = &self.keys_r[usize::from(side == Side::B)];
+        if let Some(r) = cell.get() {
+            return Ok(r);
+        }
+        let r = read_key(self.file()?, at)
+            .ctx(|| format!("cannot read pad file for {}", self.meta.name))?;
+        Ok(cell.get_or_init(|| r))
     }
 
     /// A contact whose pad file does not match its record: listed and
@@ -920,6 +938,13 @@ impl PadStore {
             Err(damage) => return Ok(Live::damaged(meta, damage)),
         };
         self.finish_erase(&mut meta, file.as_ref())?;
+        // Read a message at a time from here on (see `VFile::read_sparsely`):
+        // no readahead of pad bytes nobody asked for, and nothing of the
+        // pad kept in memory from before this start. Besides, small writes
+        // (each erase) into pages cached as large folios (as a pad written
+        // whole is, on kernels that cache ext4 files so) cost 3 to 5 times
+        // as much as into pages read one at a time.
+        file.read_sparsely(true);
         Ok(Live::new(meta, Some(file)))
     }
 
@@ -1053,6 +1078,9 @@ impl PadStore {
                 .open(&path, OpenHow::ReadWrite)
                 .ctx(|| format!("cannot open {}", path.display()))?;
             let file = self.wrap_pad(file, &meta)?;
+            // As at start (`load_pad`), but what the making or the import
+            // left cached stays: an export reads the whole pad next.
+            file.read_sparsely(false);
             self.persist(&meta)?;
             self.mark_used(&meta.pad_id, meta.origin)?;
             Ok(file)
@@ -1373,11 +1401,10 @@ impl PadStore {
         let sealed = (|| {
             let text_pad =
                 read_range(file, text).ctx(|| format!("cannot read pad file for {contact}"))?;
-            let r = read_key(file, g.key_span().lo)
-                .ctx(|| format!("cannot read pad file for {contact}"))?;
+            let r = l.key_r(l.meta.side, g.key_span().lo)?;
             let s =
                 read_key(file, mask.lo).ctx(|| format!("cannot read pad file for {contact}"))?;
-            v3::seal(head, message, &text_pad, &r, &s).map_err(|e| match e {
+            v3::seal(head, message, &text_pad, r, &s).map_err(|e| match e {
                 ProtoError::WeakKey => Error::WeakKey {
                     contact: contact.to_string(),
                     side: l.meta.side,
@@ -1904,9 +1931,9 @@ fn verify_v3(l: &Live, package: &[u8]) -> Result<Claim> {
     })?;
     let file = l.file()?;
     let what = || format!("cannot read pad file for {}", m.name);
-    let r = read_key(file, g.key_span().lo).ctx(what)?;
+    let r = l.key_r(m.side.other(), g.key_span().lo)?;
     let s = read_key(file, claim.mask.lo).ctx(what)?;
-    v3::verify(package, &r, &s).map_err(|e| match e {
+    v3::verify(package, r, &s).map_err(|e| match e {
         // A weak r was refused at import; an erased s_k (a slot opened
         // before is caught by the record) verifies nothing genuine.
         ProtoError::BadTag | ProtoError::WeakKey => Error::VerifyFailed {},
@@ -1984,6 +2011,9 @@ impl VFile for CryptFile {
     }
     fn start_writeback(&self, offset: u64, len: u64) {
         self.inner.start_writeback(offset, len)
+    }
+    fn read_sparsely(&self, drop_cached: bool) {
+        self.inner.read_sparsely(drop_cached)
     }
 }
 

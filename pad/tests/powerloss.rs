@@ -243,6 +243,56 @@ fn the_bound_is_durable_before_the_pad_is_read() {
     );
 }
 
+/// v3's hash key `r` is the same for every message of a side: the store
+/// reads it at its first use and keeps it, so each later seal reads only
+/// its text and its slot's `s_k` (two reads, not three), and each later
+/// open only the slot's `s_k`. The package is the same either way (the
+/// partner opens it).
+#[test]
+fn a_side_key_r_is_read_once_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recorder::new(vfs::RealFs);
+    let dir = tmp.path().join("alice");
+    std::fs::create_dir(&dir).unwrap();
+    let dir = std::fs::canonicalize(&dir).unwrap();
+    let alice =
+        PadStore::open_with_vfs(Arc::new(rec.clone()), dir.clone(), StoreOptions::default())
+            .unwrap();
+    let bob_fs = SimFs::new();
+    let bob = sim_store(&bob_fs);
+    pair_on(&alice, &bob, tmp.path(), 1 << 20, Format::V3, 0);
+    let pad = pad_path(&alice, "bob");
+    // Alice is side A: her r is the top 16 bytes of the first half, Bob's
+    // the top 16 of the pad.
+    let (r_a, r_b) = ((1u64 << 19) - 16, (1u64 << 20) - 16);
+    let pad_reads = |ops: &[Op]| -> Vec<u64> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::Read { path, offset, .. } if *path == pad => Some(*offset),
+                _ => None,
+            })
+            .collect()
+    };
+    rec.take();
+    for (i, text) in [&b"one"[..], b"two", b"three"].into_iter().enumerate() {
+        let s = alice.seal("bob", text).unwrap();
+        let reads = pad_reads(&rec.take());
+        let want = if i == 0 { 3 } else { 2 };
+        assert_eq!(reads.len(), want, "seal {i}: reads at {reads:?}");
+        assert_eq!(reads.contains(&r_a), i == 0, "seal {i}: reads at {reads:?}");
+        assert_eq!(bob.open("alice", &s.package).unwrap().message, text);
+    }
+    for i in 0..3 {
+        let reply = bob.seal("alice", format!("reply {i}").as_bytes()).unwrap();
+        rec.take();
+        let o = alice.open("bob", &reply.package).unwrap();
+        assert_eq!(o.message, format!("reply {i}").as_bytes());
+        let reads = pad_reads(&rec.take());
+        assert_eq!(reads.contains(&r_b), i == 0, "open {i}: reads at {reads:?}");
+        assert!(!reads.contains(&r_a), "open {i}: reads at {reads:?}");
+    }
+}
+
 /// A package bob sealed: (package, message, the pad ranges it spent).
 type Sent = (Vec<u8>, Vec<u8>, Vec<(u64, u64)>);
 
