@@ -4,8 +4,10 @@
 //! at the end of the queue. Reported, never asserted (the checks that it
 //! arrives at all, and that no other poll was answered, are asserted).
 //!
-//! The real `otc-relay` binary; this process holds the client ends, so
-//! both need `ulimit -n` above the count (20,000 here).
+//! The real `otc-relay` binary, its long-poll caps opened up; this process
+//! holds the client ends. The relay needs two descriptors a connection,
+//! so the bench raises its `ulimit -n` to three times the count first
+//! (`prlimit`, as root).
 //!
 //! Run: `cargo bench -p otc-relay --bench longpoll` (env `OTC_POLLS`:
 //! how many, default 10000).
@@ -28,11 +30,32 @@ fn status(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("Threads:"))
 }
 
+/// Raise this process's `ulimit -n` (soft and hard; the relay it starts
+/// inherits it) with util-linux's `prlimit`, which needs root past the hard
+/// limit. Says so when it cannot: the relay then lowers its connection cap
+/// to what the limit allows, and the run ends early.
+fn raise_open_files(n: usize) {
+    let ok = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            &format!("--nofile={n}:{n}"),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("longpoll: could not raise ulimit -n to {n} (prlimit, as root)");
+    }
+}
+
 fn main() {
     let n: usize = std::env::var("OTC_POLLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    // The relay holds two descriptors a connection (the socket, and a
+    // duplicate a parked poll watches for hang-ups), this process one.
+    raise_open_files(3 * n + 1000);
     let dir = tempfile::tempdir().expect("tempdir");
     let cap = (n + 100).to_string();
     let (relay, addr) = load::spawn_relay(
@@ -43,6 +66,12 @@ fn main() {
             "--max-connections",
             &cap,
             "--max-connections-per-ip",
+            &cap,
+            // Long polls have caps of their own (192, and 16 an address, by
+            // default), past which the oldest are ended early.
+            "--max-waiters",
+            &cap,
+            "--max-waiters-per-ip",
             &cap,
             "--rate",
             "1000000000",
