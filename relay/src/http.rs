@@ -82,12 +82,13 @@ pub const EVICT_AFTER: Duration = Duration::from_secs(1);
 /// closing does not reset the connection before the client has read it.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-/// File descriptors one open connection uses: its socket (the
-/// thread-per-connection relay also held a copy to close it by).
-pub const FDS_PER_CONNECTION: usize = 2;
-/// (A long poll holds a second one: a duplicate of its socket that
-/// watches for the client going away, `Parked`.)
-///
+/// File descriptors one open connection needs: its socket. A connection
+/// also gets a duplicate of it, which a parked long poll watches for the
+/// client going away ([`Parked`]), but only from the descriptors left over
+/// beyond `--max-connections` ([`Conns::with_watches`]): connections come
+/// first, and one without a watch still parks, as the relay did before
+/// the watch (a client gone is then noticed when its poll ends).
+pub const FDS_PER_CONNECTION: usize = 1;
 /// File descriptors kept free for everything else (database, listener,
 /// the runtime's own, stdio).
 pub const FDS_RESERVED: usize = 16;
@@ -98,9 +99,30 @@ pub(crate) struct Conns {
     next_id: u64,
     open: HashMap<u64, Arc<ConnState>>,
     per_ip: HashMap<IpAddr, usize>,
+    /// Open connections that hold a watch (a duplicate of their socket).
+    watches: usize,
+    /// The most that may: the descriptors beyond the connection cap.
+    most_watches: usize,
+    /// Long polls parked now, in all and per address: counted as they
+    /// park and end (under this lock, as `Inner::parked` changes), so a
+    /// new one's caps are checked without a pass over every connection,
+    /// which made parking 10,000 polls quadratic (over 30 s).
+    parked: usize,
+    parked_per_ip: HashMap<IpAddr, usize>,
 }
 
 impl Conns {
+    /// No connection yet; watches for as many as `fds` descriptors (`None`:
+    /// no limit known) leave over beyond `max_connections` and the reserve.
+    pub(crate) fn with_watches(fds: Option<usize>, max_connections: usize) -> Conns {
+        Conns {
+            most_watches: fds.map_or(usize::MAX, |f| {
+                f.saturating_sub(FDS_RESERVED + max_connections * FDS_PER_CONNECTION)
+            }),
+            ..Conns::default()
+        }
+    }
+
     /// How many connections are open.
     pub(crate) fn open_count(&self) -> usize {
         self.open.len()
@@ -138,12 +160,13 @@ impl Conns {
             .min_by_key(|(t, _)| *t);
         match oldest {
             Some((_, s)) => {
+                let s = s.clone();
                 {
                     let mut i = lock(&s.inner);
-                    i.parked = None;
                     i.cut = true;
                     i.close_after |= close;
                 }
+                self.unpark(&s);
                 s.cut.notify_waiters();
                 true
             }
@@ -153,12 +176,34 @@ impl Conns {
 
     /// Long polls parked now: from address `ip`, and in all.
     fn waiters(&self, ip: IpAddr) -> (usize, usize) {
-        self.open
-            .values()
-            .filter(|s| lock(&s.inner).parked.is_some())
-            .fold((0, 0), |(mine, all), s| {
-                (mine + usize::from(s.ip == ip), all + 1)
-            })
+        (
+            self.parked_per_ip.get(&ip).copied().unwrap_or(0),
+            self.parked,
+        )
+    }
+
+    /// `s`'s long poll parks now (counted once however often it is said).
+    fn park(&mut self, s: &ConnState) {
+        let mut i = lock(&s.inner);
+        if i.parked.is_none() {
+            self.parked += 1;
+            *self.parked_per_ip.entry(s.ip).or_default() += 1;
+        }
+        i.parked = Some(Instant::now());
+    }
+
+    /// `s`'s long poll is parked no more (ended, or cut).
+    fn unpark(&mut self, s: &ConnState) {
+        if lock(&s.inner).parked.take().is_none() {
+            return;
+        }
+        self.parked -= 1;
+        if let Some(n) = self.parked_per_ip.get_mut(&s.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.parked_per_ip.remove(&s.ip);
+            }
+        }
     }
 }
 
@@ -172,8 +217,10 @@ pub(crate) struct ConnState {
     ip: IpAddr,
     /// A duplicate of its socket, which a parked long poll watches for
     /// the client going away ([`Parked`]); `None` while one does (or if
-    /// the duplicate could not be made).
+    /// there was no descriptor to spare for it, or it could not be made).
     watch: Mutex<Option<OwnedFd>>,
+    /// It was given a watch (counted in [`Conns::watches`]).
+    watched: bool,
     /// Ends its long poll early ([`Conns::cut_oldest_waiter`]).
     cut: Notify,
 }
@@ -228,6 +275,7 @@ impl ConnState {
             }),
             changed: Notify::new(),
             ip,
+            watched: watch.is_some(),
             watch: Mutex::new(watch),
             cut: Notify::new(),
         }
@@ -347,9 +395,8 @@ impl<'a> Parked<'a> {
             } else if all >= sh.cfg.max_waiters {
                 c.cut_oldest_waiter(None, false);
             }
-            let mut i = lock(&conn.inner);
-            i.parked = Some(Instant::now());
-            i.cut = false;
+            c.park(conn);
+            lock(&conn.inner).cut = false;
         }
         let watch = lock(&conn.watch)
             .take()
@@ -382,8 +429,8 @@ impl Drop for Parked<'_> {
     fn drop(&mut self) {
         // Under the connections' lock, like the cut, so that a cut never
         // lands on a poll that has already ended.
-        let c = lock(&self.sh.conns);
-        lock(&self.conn.inner).parked = None;
+        let mut c = lock(&self.sh.conns);
+        c.unpark(self.conn);
         drop(c);
         if let Some(w) = self.watch.take()
             && let Ok(w) = w.into_std()
@@ -422,6 +469,9 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut c = lock(&self.shared.conns);
         c.open.remove(&self.id);
+        c.watches -= usize::from(self.state.watched);
+        // Its long poll, if one is somehow still counted, ends with it.
+        c.unpark(&self.state);
         if let Some(n) = c.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -486,7 +536,12 @@ fn admit(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     }
     c.next_id += 1;
     let id = c.next_id;
-    let watch = stream.as_fd().try_clone_to_owned().ok();
+    let watch = if c.watches < c.most_watches {
+        stream.as_fd().try_clone_to_owned().ok()
+    } else {
+        None
+    };
+    c.watches += usize::from(watch.is_some());
     let state = Arc::new(ConnState::new(ip, watch));
     c.open.insert(id, state.clone());
     *c.per_ip.entry(ip).or_default() += 1;
@@ -1077,7 +1132,42 @@ mod tests {
         assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"));
         assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
         assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(connections_for(64), 24);
+        assert_eq!(connections_for(64), 48);
         assert_eq!(connections_for(0), 1);
+    }
+
+    /// Parked long polls are counted as they park and end (not by a pass
+    /// over every connection): per address and in all, once however often
+    /// a poll is said to park or end, and a cut one no longer counts.
+    #[test]
+    fn parked_polls_are_counted_as_they_park_and_end() {
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let mut c = Conns::with_watches(Some(64), 40);
+        // 64 descriptors, 16 kept back, 40 for connections: 8 to watch with.
+        assert_eq!(c.most_watches, 8);
+        assert_eq!(Conns::with_watches(None, 40).most_watches, usize::MAX);
+        let conns: Vec<Arc<ConnState>> = [a, a, b]
+            .into_iter()
+            .map(|ip| Arc::new(ConnState::new(ip, None)))
+            .collect();
+        for (id, s) in conns.iter().enumerate() {
+            c.open.insert(id as u64, s.clone());
+            c.park(s);
+        }
+        assert_eq!(c.waiters(a), (2, 3));
+        assert_eq!(c.waiters(b), (1, 3));
+        assert!(c.cut_oldest_waiter(Some(a), false));
+        assert!(lock(&conns[0].inner).cut, "the oldest of a's polls is cut");
+        assert_eq!(c.waiters(a), (1, 2));
+        c.park(&conns[1]);
+        assert_eq!(c.waiters(a), (1, 2), "a poll parked twice counts once");
+        c.unpark(&conns[0]);
+        c.unpark(&conns[1]);
+        c.unpark(&conns[1]);
+        assert_eq!(c.waiters(a), (0, 1));
+        c.unpark(&conns[2]);
+        assert_eq!(c.waiters(b), (0, 0));
+        assert!(c.parked_per_ip.is_empty());
+        assert!(!c.cut_oldest_waiter(None, false), "nothing is parked");
     }
 }

@@ -432,6 +432,9 @@ async fn reload_on_hangup(mut hup: tokio::signal::unix::Signal, shared: Arc<Shar
     }
 }
 
+/// Connections the kernel queues for `accept` (set in [`bind`]).
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// Lowers `--max-connections` to what the process may open (ulimit -n),
 /// saying so, and the waiter caps to fit the connection caps.
 fn fit_caps(cfg: &mut Config) {
@@ -502,6 +505,14 @@ fn bind(listen: &str) -> Result<std::net::TcpListener, RelayFailure> {
     socket2::SockRef::from(&listener)
         .set_tcp_nodelay(true)
         .map_err(|e| listen_err(format!("cannot set TCP_NODELAY: {e}")))?;
+    // std listens with a queue of 128: a burst of connections (every
+    // client reconnecting after a restart, thousands of long polls) beyond
+    // it had its SYNs dropped and retried 1 s, 3 s, 7 s later. Listening
+    // again only sets the queue's length (the kernel caps it at
+    // net.core.somaxconn).
+    socket2::SockRef::from(&listener)
+        .listen(LISTEN_BACKLOG)
+        .map_err(|e| listen_err(format!("cannot set the listen queue: {e}")))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| listen_err(e.to_string()))?;
@@ -561,6 +572,7 @@ impl Relay {
             tokio::net::TcpListener::from_std(listener).map_err(|e| listen_err(e.to_string()))?
         };
         let (stop_tx, stop_rx) = watch::channel(false);
+        let conns = http::Conns::with_watches(http::fd_limit(), cfg.max_connections);
         let shared = Arc::new(Shared {
             cfg,
             store,
@@ -568,7 +580,7 @@ impl Relay {
             mischief: Mutex::new(MischiefState::default()),
             buckets: Mutex::new(HashMap::new()),
             daily: Mutex::new(Daily::default()),
-            conns: Mutex::new(http::Conns::default()),
+            conns: Mutex::new(conns),
             stop: AtomicBool::new(false),
             stop_tx,
             stop_rx,
