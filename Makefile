@@ -103,10 +103,12 @@ fuzz:
 
 # Licences and bans of every dependency (deny.toml): cargo-deny is built once
 # (about 15 minutes on 2 cores, so not part of `make test`); the advisory
-# database needs the internet, so only licenses and bans are checked.
+# database needs the internet, so only licenses and bans are checked. Not
+# --offline: with all features (deny.toml's graph) cargo metadata needs
+# crates no build here downloads (android-activity), from crates.io.
 deny:
 	command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
-	$(CARGO) deny --offline check licenses bans
+	$(CARGO) deny check licenses bans
 
 # --- the appliance (image/) ---------------------------------------------------
 # A static aarch64 musl release binary with the feature spi-display (the
