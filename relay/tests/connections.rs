@@ -505,3 +505,81 @@ fn idle_and_slow_connections_are_closed() {
     let (status, body) = read_reply(&mut slow).expect("a reply");
     is_json_error(status, &body, 408, "did not arrive whole in time");
 }
+
+/// A burst of connections larger than std's listen queue (128) waits in
+/// the kernel's queue while the relay is not accepting, instead of having
+/// its SYNs dropped (and retried 1 s, 3 s later): with the relay stopped
+/// (SIGSTOP), 400 connections from 127.0.0.3 all complete their handshake,
+/// and once it runs again, a request on the last one is answered. (The
+/// kernel caps the queue at net.core.somaxconn, 4096 since Linux 5.4.)
+#[test]
+fn a_burst_of_connections_waits_in_the_listen_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otc-relay"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .args([
+            "--max-connections",
+            "1000",
+            "--max-connections-per-ip",
+            "1000",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the relay starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let out = child.stdout.take().expect("stdout");
+    let child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("within 20 s, otc-relay prints its address");
+    let a: SocketAddr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &child.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} the relay");
+    };
+    signal("-STOP");
+    let from = Ipv4Addr::new(127, 0, 0, 3);
+    let mut done = Vec::new();
+    for i in 0..400 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from((from, 0)).into()).unwrap();
+        // A handshake the queue takes completes at once; a dropped SYN
+        // would be retried only after a second.
+        if let Err(e) = s.connect_timeout(&a.into(), Duration::from_millis(500)) {
+            panic!("connection {i} of 400 was not queued while the relay was stopped: {e}");
+        }
+        done.push(TcpStream::from(s));
+    }
+    signal("-CONT");
+    let last = done.pop().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (status, body) = get_on(last, "/getmessages?recipient_uid=bob&start_ref=0")
+        .expect("the last queued connection is served once the relay runs");
+    assert_eq!(status, 200, "{body}");
+}
