@@ -5,6 +5,8 @@
 //! from 127.0.0.1, the normal one from 127.0.0.2.
 
 mod common;
+#[path = "common/load.rs"]
+mod load;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -515,46 +517,18 @@ fn idle_and_slow_connections_are_closed() {
 #[test]
 fn a_burst_of_connections_waits_in_the_listen_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otc-relay"))
-        .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .args([
+    // SIGKILL at the end ends it even while stopped.
+    let (child, a) = load::spawn_relay(
+        env!("CARGO_BIN_EXE_otc-relay"),
+        "127.0.0.1:0",
+        dir.path(),
+        &[
             "--max-connections",
             "1000",
             "--max-connections-per-ip",
             "1000",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("the relay starts");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &self.0.id().to_string()])
-                .status();
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let out = child.stdout.take().expect("stdout");
-    let child = Kill(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("within 20 s, otc-relay prints its address");
-    let a: SocketAddr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+        ],
+    );
     let signal = |sig: &str| {
         let ok = std::process::Command::new("kill")
             .args([sig, &child.0.id().to_string()])
