@@ -63,6 +63,24 @@ fn pair_on(alice: &PadStore, bob: &PadStore, tmp: &Path, size: u64, format: Form
     std::fs::remove_file(&export).unwrap();
 }
 
+/// Alice's store on real files under `tmp`, every operation recorded,
+/// paired (a 1 MiB v3 pad, Alice side A) with Bob's on the simulator:
+/// the recorder, Alice's data directory, her store, Bob's file system and
+/// his store.
+fn recorded_pair(tmp: &Path) -> (Recorder<vfs::RealFs>, PathBuf, PadStore, SimFs, PadStore) {
+    let rec = Recorder::new(vfs::RealFs);
+    let dir = tmp.join("alice");
+    std::fs::create_dir(&dir).unwrap();
+    let dir = std::fs::canonicalize(&dir).unwrap();
+    let alice =
+        PadStore::open_with_vfs(Arc::new(rec.clone()), dir.clone(), StoreOptions::default())
+            .unwrap();
+    let bob_fs = SimFs::new();
+    let bob = sim_store(&bob_fs);
+    pair_on(&alice, &bob, tmp, 1 << 20, Format::V3, 0);
+    (rec, dir, alice, bob_fs, bob)
+}
+
 fn pad_path(store: &PadStore, contact: &str) -> PathBuf {
     let m = store.meta(contact).unwrap();
     store.pad_path(&m.pad_id)
@@ -99,16 +117,7 @@ fn position(ops: &[Op], what: &str, pred: impl Fn(&Op) -> bool) -> usize {
 #[test]
 fn the_bound_is_durable_before_the_pad_is_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let rec = Recorder::new(vfs::RealFs);
-    let dir = tmp.path().join("alice");
-    std::fs::create_dir(&dir).unwrap();
-    let dir = std::fs::canonicalize(&dir).unwrap();
-    let alice =
-        PadStore::open_with_vfs(Arc::new(rec.clone()), dir.clone(), StoreOptions::default())
-            .unwrap();
-    let bob_fs = SimFs::new();
-    let bob = sim_store(&bob_fs);
-    pair_on(&alice, &bob, tmp.path(), 1 << 20, Format::V3, 0);
+    let (rec, dir, alice, _bob_fs, bob) = recorded_pair(tmp.path());
     let pad = pad_path(&alice, "bob");
     let contacts = dir.join("contacts");
     let record = contacts.join("bob.json");
@@ -251,16 +260,7 @@ fn the_bound_is_durable_before_the_pad_is_read() {
 #[test]
 fn a_side_key_r_is_read_once_and_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    let rec = Recorder::new(vfs::RealFs);
-    let dir = tmp.path().join("alice");
-    std::fs::create_dir(&dir).unwrap();
-    let dir = std::fs::canonicalize(&dir).unwrap();
-    let alice =
-        PadStore::open_with_vfs(Arc::new(rec.clone()), dir.clone(), StoreOptions::default())
-            .unwrap();
-    let bob_fs = SimFs::new();
-    let bob = sim_store(&bob_fs);
-    pair_on(&alice, &bob, tmp.path(), 1 << 20, Format::V3, 0);
+    let (rec, _dir, alice, _bob_fs, bob) = recorded_pair(tmp.path());
     let pad = pad_path(&alice, "bob");
     // Alice is side A: her r is the top 16 bytes of the first half, Bob's
     // the top 16 of the pad.
