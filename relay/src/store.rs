@@ -307,7 +307,6 @@ impl Sqlite {
             keep,
             group,
             on_commit,
-            counts: HashMap::new(),
             mailboxes: mailboxes.clone(),
         };
         let writer = std::thread::Builder::new()
@@ -648,9 +647,6 @@ struct Writer {
     keep: Option<Duration>,
     group: bool,
     on_commit: OnCommit,
-    /// Messages kept per recipient, as committed (a cache of `COUNT(*)`,
-    /// filled as recipients are seen; cleared by pruning and failures).
-    counts: HashMap<String, usize>,
     /// The latest messages' resend keys.
     copies: Copies,
     /// Bytes stored, as committed.
@@ -664,10 +660,6 @@ struct SqlTxn<'a> {
     conn: &'a Connection,
     next: u64,
     now: i64,
-    counts: &'a mut HashMap<String, usize>,
-    /// Recipients whose count this op raised (lowered again if it is
-    /// rolled back).
-    raised: Vec<String>,
     copies: &'a mut Copies,
     /// Bytes stored, this transaction's so far included.
     bytes: u64,
@@ -680,7 +672,21 @@ struct SqlTxn<'a> {
     /// The messages stored, (recipient, ref), ascending: added to the
     /// mailboxes once committed (a rolled-back op's taken out again).
     stored: Vec<(String, u64)>,
+    /// How many of `stored` each recipient has (a mailbox's length is its
+    /// committed messages and these).
+    pending: HashMap<String, usize>,
     mailboxes: &'a RwLock<Mailboxes>,
+}
+
+impl SqlTxn<'_> {
+    /// Takes back the messages stored from `stored[from]` on (a refused op's).
+    fn unstore(&mut self, from: usize) {
+        for (who, _) in self.stored.drain(from..) {
+            if let Some(n) = self.pending.get_mut(&who) {
+                *n -= 1;
+            }
+        }
+    }
 }
 
 impl Txn for SqlTxn<'_> {
@@ -694,15 +700,8 @@ impl Txn for SqlTxn<'_> {
     }
 
     fn mailbox_len(&mut self, recipient: &str) -> Result<usize, RelayFailure> {
-        if let Some(n) = self.counts.get(recipient) {
-            return Ok(*n);
-        }
-        let n = read_lock(self.mailboxes).len(recipient);
-        if self.counts.len() >= 100_000 {
-            self.counts.clear();
-        }
-        self.counts.insert(recipient.to_owned(), n);
-        Ok(n)
+        let pending = self.pending.get(recipient).copied().unwrap_or(0);
+        Ok(read_lock(self.mailboxes).len(recipient) + pending)
     }
 
     fn next_ref(&self) -> u64 {
@@ -732,14 +731,11 @@ impl Txn for SqlTxn<'_> {
                 ])
             })
             .map_err(sql_err("cannot store a message"))?;
-        if let Some(n) = self.counts.get_mut(recipient) {
-            *n += 1;
-            self.raised.push(recipient.to_owned());
-        }
         let before = self.copies.insert(key, r);
         self.keyed.push((key, before));
         self.to.push(recipient.to_owned());
         self.stored.push((recipient.to_owned(), r));
+        *self.pending.entry(recipient.to_owned()).or_default() += 1;
         self.next += 1;
         self.bytes += crate::message_bytes(sender, recipient, contents);
         Ok(r)
@@ -766,7 +762,6 @@ impl Writer {
                 && last_prune.elapsed() >= PRUNE_EVERY
             {
                 last_prune = Instant::now();
-                self.counts.clear();
                 match prune(&self.conn, keep) {
                     Ok((0, _)) => {}
                     Ok((_, cut)) => {
@@ -815,13 +810,12 @@ impl Writer {
             conn,
             next: start,
             now,
-            counts: &mut self.counts,
-            raised: Vec::new(),
             copies: &mut self.copies,
             bytes: self.bytes,
             keyed: Vec::new(),
             to: Vec::new(),
             stored: Vec::new(),
+            pending: HashMap::new(),
             mailboxes: &self.mailboxes,
         };
         let mut answers = Vec::with_capacity(batch.len());
@@ -832,7 +826,6 @@ impl Writer {
             let before = txn.next;
             let bytes_before = txn.bytes;
             let stored_before = txn.stored.len();
-            txn.raised.clear();
             txn.keyed.clear();
             let r = (j.op)(&mut txn);
             if r.is_err() {
@@ -842,12 +835,7 @@ impl Writer {
                 let took = txn.next;
                 txn.next = before;
                 txn.bytes = bytes_before;
-                txn.stored.truncate(stored_before);
-                for who in std::mem::take(&mut txn.raised) {
-                    if let Some(n) = txn.counts.get_mut(&who) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
+                txn.unstore(stored_before);
                 for (key, before) in std::mem::take(&mut txn.keyed).into_iter().rev() {
                     match before {
                         Some(r) => {
@@ -907,7 +895,6 @@ impl Writer {
             Err(e) => {
                 eprintln!("otc-relay: a commit failed: {e}");
                 let _ = self.conn.execute_batch("ROLLBACK");
-                self.counts.clear();
                 self.reload();
                 let e = stored(sql_err("the disk refused the commit")(e));
                 for (reply, _) in answers {
@@ -1125,6 +1112,30 @@ mod tests {
         m.cut(6);
         assert!(!m.by.contains_key("bob"), "an emptied mailbox is forgotten");
         assert_eq!(m.len("eve"), 1);
+    }
+
+    /// A mailbox's length, as a send sees it, is its committed messages
+    /// and those stored before it in its own batch; a refused send's
+    /// messages do not count, whether or not it shared the batch.
+    #[test]
+    fn a_mailbox_counts_what_is_kept_and_stored_not_what_was_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), None);
+        wait(put(&s, "bob", "ONE")).unwrap();
+        let two = put(&s, "bob", "TWO");
+        let refused = s.write(Box::new(|t| {
+            t.put("a", "bob", "HALF")
+                .map_err(|e| err(507, e.to_string()))?;
+            Err(err(429, "refused after writing"))
+        }));
+        let len = s.write(Box::new(|t| {
+            let n = t.mailbox_len("bob").map_err(|e| err(507, e.to_string()))?;
+            let eve = t.mailbox_len("eve").map_err(|e| err(507, e.to_string()))?;
+            Ok((n * 10 + eve) as u64)
+        }));
+        assert_eq!(wait(two), Ok(2));
+        assert_eq!(wait(refused).unwrap_err().0, 429);
+        assert_eq!(wait(len), Ok(20), "bob has ONE and TWO, eve nothing");
     }
 
     #[test]
