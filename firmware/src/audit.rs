@@ -68,7 +68,11 @@
 //! chain; the log is tamper-evident for the owner, not proof for others.
 //!
 //! Durability is grouped, like a database's group commit: every entry is
-//! written at once (`O_APPEND`), but routine entries (approve, reject,
+//! written to the file when it is appended (a request may hold its first
+//! entry in memory until its next one, [`AuditLog::hold`], so that a seal
+//! writes its two, approved and sealed, in one write: issue 16, where they
+//! were two of the request's eight system calls; the endpoint writes any
+//! held line out before the reply). Routine entries (approve, reject,
 //! seal, open, ...) are made durable by [`AuditLog::flush`], which the
 //! running device calls every [`FLUSH_INTERVAL`] and at stop; severe
 //! entries (tamper, integrity failure, replay, burn, lockout, limits, pad
@@ -96,6 +100,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Routine lines waiting in memory past this many bytes are written out
+/// at the next append, flush or not (a bound on the memory they hold).
+pub const WRITE_BEHIND: usize = 64 * 1024;
 
 /// How often the running device makes routine entries durable.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -399,16 +407,20 @@ impl Files {
         self.dir.join("audit.head")
     }
 
-    /// One line of the log, with its newline: the entry's JSON, or (sealed)
-    /// the hex of `nonce || XChaCha20-Poly1305(JSON)`.
-    fn encode_line(&self, entry: &Entry) -> Vec<u8> {
-        let json = zeroize::Zeroizing::new(serde_json::to_vec(entry).unwrap_or_default());
-        let mut line = match &self.key {
-            None => json.to_vec(),
-            Some(k) => hex::encode(k.seal(LINE_PURPOSE, &json)).into_bytes(),
-        };
-        line.push(b'\n');
-        line
+    /// One line of the log, with its newline, added to the end of `out`:
+    /// the entry's JSON, or (sealed) the hex of
+    /// `nonce || XChaCha20-Poly1305(JSON)`. `event_json` is the JSON of
+    /// the entry's event ([`entry_json`]).
+    fn encode_line_into(&self, entry: &Entry, event_json: &[u8], out: &mut Vec<u8>) {
+        match &self.key {
+            None => entry_json(entry, event_json, out),
+            Some(k) => {
+                let mut json = zeroize::Zeroizing::new(Vec::new());
+                entry_json(entry, event_json, &mut json);
+                out.extend_from_slice(to_hex(k.seal(LINE_PURPOSE, &json)).as_bytes());
+            }
+        }
+        out.push(b'\n');
     }
 
     /// The entry a line (without its newline) holds; `None` if it is not
@@ -431,14 +443,14 @@ impl Files {
     /// and a newline. Fixed width ([`Files::slot_width`]).
     fn encode_head(&self, named: Option<(u64, &[u8; 32])>) -> Vec<u8> {
         let body = match named {
-            Some((seq, hash)) => format!("{seq:020} {}", hex::encode(hash)),
-            None => format!("{NO_ENTRY} {}", hex::encode(GENESIS)),
+            Some((seq, hash)) => format!("{seq:020} {}", to_hex(hash)),
+            None => format!("{NO_ENTRY} {}", to_hex(GENESIS)),
         };
         let plain = format!("{body} {}\n", slot_check(&body));
         match &self.key {
             None => plain.into_bytes(),
             Some(k) => {
-                let mut out = hex::encode(k.seal(HEAD_SLOT_PURPOSE, plain.as_bytes())).into_bytes();
+                let mut out = to_hex(k.seal(HEAD_SLOT_PURPOSE, plain.as_bytes())).into_bytes();
                 out.push(b'\n');
                 out
             }
@@ -475,7 +487,7 @@ impl Files {
         if seq == NO_ENTRY {
             return Some(Head::Nothing);
         }
-        Some(Head::Names(seq.parse().ok()?, hex::encode(hash)))
+        Some(Head::Names(seq.parse().ok()?, to_hex(hash)))
     }
 
     /// The head file: the newest of its whole slots, and the slot the
@@ -565,13 +577,54 @@ impl Read for VRead {
 }
 
 fn chain_hash(prev: &[u8; 32], seq: u64, time: u64, event: &Event) -> [u8; 32] {
+    // serde_json of our own enum cannot fail; an empty body would still chain.
+    chain_hash_of(
+        prev,
+        seq,
+        time,
+        &serde_json::to_vec(event).unwrap_or_default(),
+    )
+}
+
+/// [`chain_hash`] of an event already serialized (`event_json`).
+fn chain_hash_of(prev: &[u8; 32], seq: u64, time: u64, event_json: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
     h.update(seq.to_le_bytes());
     h.update(time.to_le_bytes());
-    // serde_json of our own enum cannot fail; an empty body would still chain.
-    h.update(serde_json::to_vec(event).unwrap_or_default());
+    h.update(event_json);
     h.finalize().into()
+}
+
+/// Lowercase hex, as `hex::encode` writes it, without building it a
+/// character at a time (a seal's entries hex two hashes each).
+fn to_hex(bytes: impl AsRef<[u8]>) -> String {
+    let bytes = bytes.as_ref();
+    let mut out = vec![0u8; bytes.len() * 2];
+    // `out` is exactly twice as long: this cannot fail.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The JSON of `entry` (what `serde_json::to_vec(entry)` writes, byte for
+/// byte: `an_entry_is_written_as_serde_writes_it`) from its event's JSON,
+/// which the chain hash has serialized already: an entry is serialized
+/// once, not twice. The other fields are numbers and hex, which need no
+/// escaping.
+fn entry_json(entry: &Entry, event_json: &[u8], out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{{\"seq\":{},\"time\":{},\"event\":",
+        entry.seq, entry.time
+    );
+    out.extend_from_slice(event_json);
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(entry.prev.as_bytes());
+    out.extend_from_slice(b"\",\"hash\":\"");
+    out.extend_from_slice(entry.hash.as_bytes());
+    out.extend_from_slice(b"\"}");
 }
 
 /// Result of reading and checking a log, with every entry (for tests and
@@ -740,8 +793,8 @@ fn scan_part(
                 let expect = chain_hash(&prev, entry.seq, entry.time, &entry.event);
                 if chain_ok
                     && (entry.seq != out.count
-                        || entry.prev != hex::encode(prev)
-                        || entry.hash != hex::encode(expect))
+                        || entry.prev != to_hex(prev)
+                        || entry.hash != to_hex(expect))
                 {
                     out.found_at(Integrity::Broken { seq: entry.seq }, starts_at, vouched);
                     chain_ok = false;
@@ -882,7 +935,7 @@ fn tail_chains(files: &Files, head: &Head, len: u64) -> std::io::Result<bool> {
         match prev {
             Some(p) => {
                 let hash = chain_hash(&p, e.seq, e.time, &e.event);
-                if e.seq != next_seq || e.prev != hex::encode(p) || e.hash != hex::encode(hash) {
+                if e.seq != next_seq || e.prev != to_hex(p) || e.hash != to_hex(hash) {
                     return Ok(false);
                 }
                 prev = Some(hash);
@@ -924,8 +977,11 @@ pub struct AuditLog {
     dir: PathBuf,
     files: Files,
     file: Arc<dyn VFile>,
-    /// Where the next line is written (the log's length).
-    end: u64,
+    /// Where the waiting lines go: the length of the log on disk, as far
+    /// as this log wrote it.
+    written: u64,
+    /// Lines appended but not yet written, in order (see [`WRITE_BEHIND`]).
+    pending: Vec<u8>,
     head: Arc<Mutex<HeadFile>>,
     next_seq: u64,
     prev: [u8; 32],
@@ -956,6 +1012,9 @@ struct HeadFile {
 /// sync of a routine flush.
 #[must_use = "a begun flush does nothing until it is completed"]
 pub struct Flush {
+    /// The write of the waiting lines failed ([`AuditLog::write_out`]):
+    /// what [`Flush::complete`] reports, without syncing.
+    unwritten: Option<AuditError>,
     log: Arc<dyn VFile>,
     head: Arc<Mutex<HeadFile>>,
     dirty: Arc<AtomicBool>,
@@ -971,8 +1030,11 @@ impl Flush {
     /// fdatasync the log, then point the head at that entry (rewritten in
     /// place at a fixed width, so it is never half a line; and only if no
     /// later flush has moved it past already) and sync it.
-    pub fn complete(self) -> Result<(), AuditError> {
-        let done = self.sync();
+    pub fn complete(mut self) -> Result<(), AuditError> {
+        let done = match self.unwritten.take() {
+            Some(e) => Err(e),
+            None => self.sync(),
+        };
         if done.is_err() {
             self.dirty.store(true, Ordering::Release);
         }
@@ -1137,7 +1199,7 @@ impl AuditLog {
     ) -> Result<AuditLog, AuditError> {
         let log_path = files.log_path();
         let file: Arc<dyn VFile> = Arc::from(files.open_write(&log_path).map_err(io(&log_path))?);
-        let end = file.size().map_err(io(&log_path))?;
+        let written = file.size().map_err(io(&log_path))?;
         let head_path = files.head_path();
         let head = match files.vfs.open(&head_path, OpenHow::ReadWrite) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1155,7 +1217,8 @@ impl AuditLog {
             dir: files.dir.clone(),
             files,
             file,
-            end,
+            written,
+            pending: Vec::new(),
             head: Arc::new(Mutex::new(HeadFile {
                 file: head,
                 names: None,
@@ -1171,25 +1234,41 @@ impl AuditLog {
         })
     }
 
-    /// Append one event. Severe events are durable when this returns;
-    /// routine ones after the next [`flush`](Self::flush).
+    /// Append one event and write it (with any line [held](Self::hold)
+    /// before it) to the file. Severe events are durable when this
+    /// returns; routine ones after the next [`flush`](Self::flush). If the
+    /// write fails, the error is returned and the entry waits in memory
+    /// for the next write out or flush.
     pub fn append(&mut self, event: Event) -> Result<Entry, AuditError> {
+        let entry = self.hold(event)?;
+        self.write_out()?;
+        Ok(entry)
+    }
+
+    /// Append one event, its line waiting in memory for the next
+    /// [`append`](Self::append), [`write_out`](Self::write_out) or
+    /// [`flush`](Self::flush) (or [`WRITE_BEHIND`]): what lets a request
+    /// write all its entries in one write. Severe events are still written
+    /// and durable when this returns.
+    pub fn hold(&mut self, event: Event) -> Result<Entry, AuditError> {
         let severe = event.is_severe();
         let time = (self.clock)();
-        let hash = chain_hash(&self.prev, self.next_seq, time, &event);
+        let event_json = zeroize::Zeroizing::new(serde_json::to_vec(&event).unwrap_or_default());
+        let hash = chain_hash_of(&self.prev, self.next_seq, time, &event_json);
         let entry = Entry {
             seq: self.next_seq,
             time,
             event,
-            prev: hex::encode(self.prev),
-            hash: hex::encode(hash),
+            prev: to_hex(self.prev),
+            hash: to_hex(hash),
         };
-        let log_path = self.dir.join("audit.log");
-        let line = self.files.encode_line(&entry);
-        self.file
-            .write_all_at(&line, self.end)
-            .map_err(io(&log_path))?;
-        self.end += line.len() as u64;
+        if self.pending.len() >= WRITE_BEHIND {
+            // Before this entry joins them: if the write fails, the entry
+            // is not appended at all.
+            self.write_out()?;
+        }
+        self.files
+            .encode_line_into(&entry, &event_json, &mut self.pending);
         self.next_seq += 1;
         self.prev = hash;
         self.dirty.store(true, Ordering::Release);
@@ -1225,8 +1304,12 @@ impl AuditLog {
         if !self.dirty.swap(false, Ordering::AcqRel) {
             return None;
         }
+        // Under the log's lock, so the file is always written in order
+        // and any flush's sync covers every line written before it.
+        let unwritten = self.write_out().err();
         let seq = self.next_seq - 1;
         Some(Flush {
+            unwritten,
             log: self.file.clone(),
             head: self.head.clone(),
             dirty: self.dirty.clone(),
@@ -1234,6 +1317,21 @@ impl AuditLog {
             line: self.files.encode_head(Some((seq, &self.prev))),
             dir: self.dir.clone(),
         })
+    }
+
+    /// Write the waiting lines in one write after those already written
+    /// (not synced: that is [`flush`](Self::flush)'s). If it fails they
+    /// stay waiting, to be written at the same place by the next try.
+    pub fn write_out(&mut self) -> Result<(), AuditError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(&self.pending, self.written)
+            .map_err(io(&self.files.log_path()))?;
+        self.written += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Alerts not acknowledged yet, oldest first (at most [`ALERTS_KEPT`]):
@@ -1370,6 +1468,131 @@ mod tests {
                 found: 0
             }]
         );
+    }
+
+    /// The entry line written from its event's JSON is what serde writes
+    /// for the entry, for events with and without strings to escape.
+    #[test]
+    fn an_entry_is_written_as_serde_writes_it() {
+        let events = [
+            ev(3),
+            Event::Stop,
+            Event::Ack { alerts: 2 },
+            Event::TamperDetected {
+                detail: "a \"quoted\" line\nwith \\ and \u{7} and é".into(),
+            },
+            Event::Skipped {
+                contact: "bob".into(),
+                index: 5,
+                bytes: 132,
+                messages: 0,
+            },
+        ];
+        for (i, event) in events.into_iter().enumerate() {
+            let event_json = serde_json::to_vec(&event).unwrap();
+            let entry = Entry {
+                seq: u64::MAX - i as u64,
+                time: 1_700_000_000 + i as u64,
+                prev: to_hex([i as u8; 32]),
+                hash: to_hex(chain_hash(&GENESIS, 0, 0, &event)),
+                event,
+            };
+            assert_eq!(entry.prev, hex::encode([i as u8; 32]));
+            let mut line = Vec::new();
+            entry_json(&entry, &event_json, &mut line);
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                serde_json::to_string(&entry).unwrap()
+            );
+        }
+    }
+
+    /// Issue 16: held routine entries cost no write of their own. They
+    /// wait in memory and reach the file in one write with the next
+    /// append, or at the flush before its sync; a severe entry is written
+    /// and synced at once, and [`WRITE_BEHIND`] bytes waiting are written
+    /// without either.
+    #[test]
+    fn held_entries_reach_the_file_in_one_write() {
+        use crate::pad::vfs::{Op, Recorder};
+        let d = tempfile::tempdir().unwrap();
+        let recorder = Recorder::new(RealFs);
+        let files = Files::new(Arc::new(recorder.clone()), d.path(), None);
+        let (mut log, _) = AuditLog::open_in(files, Box::new(|| 1_700_000_000)).unwrap();
+        let log_path = d.path().join("audit.log");
+        let writes = |ops: &[Op]| -> Vec<(u64, u64)> {
+            ops.iter()
+                .filter_map(|op| match op {
+                    Op::Write { path, offset, len } if *path == log_path => Some((*offset, *len)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let synced_after_write = |ops: &[Op]| {
+            let write = ops
+                .iter()
+                .position(|op| matches!(op, Op::Write { path, .. } if *path == log_path));
+            let sync = ops
+                .iter()
+                .rposition(|op| *op == Op::SyncData(log_path.clone()));
+            matches!((write, sync), (Some(w), Some(s)) if w < s)
+        };
+        recorder.take();
+
+        for i in 0..3 {
+            log.hold(ev(i)).unwrap();
+        }
+        assert_eq!(writes(&recorder.take()), [], "held entries wait");
+        log.flush().unwrap();
+        let ops = recorder.take();
+        let size = std::fs::metadata(&log_path).unwrap().len();
+        assert_eq!(writes(&ops), [(0, size)], "one write of all three: {ops:?}");
+        assert!(synced_after_write(&ops), "{ops:?}");
+        assert_eq!(check(d.path()).unwrap().entries.len(), 3);
+
+        log.hold(ev(3)).unwrap();
+        log.append(ev(4)).unwrap();
+        let ops = recorder.take();
+        let grown = std::fs::metadata(&log_path).unwrap().len();
+        assert_eq!(
+            writes(&ops),
+            [(size, grown - size)],
+            "held + appended: {ops:?}"
+        );
+        assert!(
+            !ops.contains(&Op::SyncData(log_path.clone())),
+            "routine: {ops:?}"
+        );
+        assert_eq!(check(d.path()).unwrap().entries.len(), 5);
+
+        log.hold(Event::Replay {
+            contact: "bob".into(),
+            index: 7,
+        })
+        .unwrap();
+        let ops = recorder.take();
+        assert_eq!(writes(&ops).len(), 1, "{ops:?}");
+        assert!(
+            synced_after_write(&ops),
+            "a severe entry is durable: {ops:?}"
+        );
+        assert_eq!(check(d.path()).unwrap().entries.len(), 6);
+
+        let size = std::fs::metadata(&log_path).unwrap().len();
+        let mut held = 0;
+        while writes(&recorder.take()).is_empty() {
+            assert!(held <= WRITE_BEHIND, "nothing written without a flush");
+            log.hold(ev(held as u64)).unwrap();
+            held += 1;
+        }
+        let on_disk = check(d.path()).unwrap().entries.len();
+        assert!(on_disk > 6 && on_disk < 6 + held, "{on_disk} of {held}");
+        assert!(
+            std::fs::metadata(&log_path).unwrap().len() >= size + WRITE_BEHIND as u64,
+            "written once {WRITE_BEHIND} bytes waited"
+        );
+        drop(log);
+        assert_eq!(check(d.path()).unwrap().entries.len(), 6 + held);
     }
 
     #[test]

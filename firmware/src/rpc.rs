@@ -573,6 +573,8 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
             Some(Endpoint::Status) => Ok(self.status()),
             None => Err(fail(ErrorCode::NotFound, format!("no endpoint {path}"))),
         };
+        // Every entry of an answered request is in the log's file.
+        self.auditor.write_out();
         result.unwrap_or_else(|f| error_reply(&f))
     }
 
@@ -639,7 +641,13 @@ impl<S: Screen<Prompt = ApprovalPrompt>> Service<S> {
                 Err(fail(ErrorCode::Rejected, "the request was cancelled")),
             ),
         };
-        self.audit(event);
+        if result.is_ok() {
+            // Written with the entry that follows (sealed, opened, failed),
+            // or before the reply at the latest (`handle`).
+            self.auditor.hold(event);
+        } else {
+            self.audit(event);
+        }
         result
     }
 

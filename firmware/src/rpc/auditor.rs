@@ -34,13 +34,41 @@ impl Auditor {
         (self.notify)(notice)
     }
 
-    /// Write `event` and tell the screen. A write that fails is reported
-    /// on the screen; the caller's outcome stands.
+    /// Write `event` (with any line held before it, in one write) and
+    /// tell the screen. A write that fails is reported on the screen; the
+    /// caller's outcome stands.
     pub(crate) fn write(&self, event: Event) {
-        if let Err(e) = lock(&self.log).append(event.clone()) {
+        self.append(event, true)
+    }
+
+    /// Append `event` and tell the screen, but let its line wait in memory
+    /// for the next [`write`](Self::write), [`write_out`](Self::write_out)
+    /// or flush: a request that audits again before it is answered (a
+    /// seal: approved, then sealed or failed) writes its lines once.
+    pub(crate) fn hold(&self, event: Event) {
+        self.append(event, false)
+    }
+
+    fn append(&self, event: Event, write_out: bool) {
+        let done = {
+            let mut log = lock(&self.log);
+            if write_out {
+                log.append(event.clone())
+            } else {
+                log.hold(event.clone())
+            }
+        };
+        if let Err(e) = done {
             self.failed(&e);
         }
         self.notify(Notice::Audit(event));
+    }
+
+    /// Write out the lines held ([`hold`](Self::hold)), if any.
+    pub(crate) fn write_out(&self) {
+        if let Err(e) = lock(&self.log).write_out() {
+            self.failed(&e);
+        }
     }
 
     /// Make routine entries durable: begun under the log's lock, synced
