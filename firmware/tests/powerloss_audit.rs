@@ -15,6 +15,9 @@
 //!   invented, reordered or changed;
 //! - the log goes on: the next entry chains to the last one kept.
 //!
+//! A third of the entries are held (`AuditLog::hold`: their line waits in
+//! memory for the next append or flush), the rest appended.
+//!
 //! Plain and sealed (encrypted data directory) logs alike.
 //!
 //! `OTC_POWERLOSS_CRASHES` sets the number of power cuts under a plain
@@ -42,6 +45,8 @@ struct Stats {
     /// Cuts inside an open, append or flush.
     inside: u64,
     appended: u64,
+    /// Of them, held ([`AuditLog::hold`]) rather than written at once.
+    held: u64,
     severe: u64,
     flushes: u64,
     /// Routine entries a cut took (never flushed: allowed).
@@ -208,7 +213,15 @@ fn run(
                 for _ in 0..=rng.below(12) {
                     let ev = event(rng, stats.appended);
                     let severe = ev.is_severe();
-                    match log.append(ev.clone()) {
+                    // Held or written at once, as the endpoint does (an
+                    // approval waits for its request's next entry).
+                    let appended_or_held = if rng.below(3) == 0 {
+                        stats.held += 1;
+                        log.hold(ev.clone())
+                    } else {
+                        log.append(ev.clone())
+                    };
+                    match appended_or_held {
                         Ok(entry) => {
                             assert_eq!(entry.seq as usize, appended.len());
                             appended.push(ev);
@@ -262,6 +275,7 @@ fn run(
     }
     eprintln!("audit power-loss test ({what}): {stats:?}");
     assert!(stats.appended > crashes, "{stats:?}");
+    assert!(stats.held > 0, "{stats:?}");
     assert!(stats.inside > crashes / 8, "cuts inside: {stats:?}");
     assert!(
         stats.lost_routine > 0 && stats.kept_unsynced > 0 && stats.flushes > 0,
