@@ -228,6 +228,68 @@ struct Live {
     /// side, so a seal or an open reads only its own text and slot. Zeroed
     /// when the contact is dropped (a lock, a removal, the store's end).
     keys_r: [OnceLock<Zeroizing<[u8; 16]>>; 2],
+    /// v3: the send streams' pad read ahead of use, text bytes upward and
+    /// slot masks downward ([`Ahead`]): a seal reads the pad file once per
+    /// [`AHEAD`] bytes of each, not twice per message (issue 16). Zeroed
+    /// as bytes are handed out, and when the contact is dropped.
+    ahead_text: Ahead,
+    ahead_masks: Ahead,
+}
+
+/// Pad bytes in memory, zeroed when dropped.
+type PadBytes = Zeroizing<Vec<u8>>;
+
+/// How much of a send stream one read of the pad file fetches ahead.
+const AHEAD: u64 = 4096;
+
+/// Pad bytes `[lo, lo + bytes.len())` of one send stream, read ahead of
+/// use and never beyond what the durable reservation covers (so a text
+/// window never holds a slot's mask, nor a mask window text: within the
+/// reservation the two streams never claim the same byte). The store's
+/// own erase is the only write to those bytes while they are held, and
+/// [`Ahead::take`] zeroes the copy of what it hands out as the erase
+/// zeroes the file.
+#[derive(Default)]
+struct Ahead {
+    lo: u64,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+impl Ahead {
+    /// The pad bytes of `want`, from the window if it holds them, else
+    /// after reading a new one from `file`: `[want.lo, want.lo + AHEAD)`
+    /// for a stream that grows `up`, `[want.hi - AHEAD, want.hi)` for one
+    /// that grows down, cut to `within` (the reserved part of the stream)
+    /// but always all of `want`. The bytes handed out are zeroed here.
+    fn take(
+        &mut self,
+        file: &dyn VFile,
+        want: Range,
+        within: Range,
+        up: bool,
+    ) -> std::io::Result<Zeroizing<Vec<u8>>> {
+        let end = self.lo + self.bytes.len() as u64;
+        if want.lo < self.lo || want.hi > end {
+            let (lo, hi) = if up {
+                let hi = want.lo.saturating_add(AHEAD).min(within.hi);
+                (want.lo, hi.max(want.hi))
+            } else {
+                let lo = want.hi.saturating_sub(AHEAD).max(within.lo);
+                (lo.min(want.lo), want.hi)
+            };
+            // The old window goes (zeroed) whether or not the read works.
+            self.bytes = Zeroizing::default();
+            self.lo = lo;
+            let mut fresh = Zeroizing::new(vec![0u8; (hi - lo) as usize]);
+            file.read_exact_at(&mut fresh, lo)?;
+            self.bytes = fresh;
+        }
+        let at = (want.lo - self.lo) as usize;
+        let held = &mut self.bytes[at..at + want.len() as usize];
+        let out = Zeroizing::new(held.to_vec());
+        held.fill(0);
+        Ok(out)
+    }
 }
 
 impl Live {
@@ -244,6 +306,8 @@ impl Live {
             journal: None,
             journal_base,
             keys_r: Default::default(),
+            ahead_text: Ahead::default(),
+            ahead_masks: Ahead::default(),
         }
     }
 
@@ -257,6 +321,24 @@ impl Live {
         let r = read_key(self.file()?, at)
             .ctx(|| format!("cannot read pad file for {}", self.meta.name))?;
         Ok(cell.get_or_init(|| r))
+    }
+
+    /// v3: a message's text pad and slot mask, each `(want, within)`,
+    /// from the send streams' windows ([`Live::ahead_text`]).
+    fn send_pad(
+        &mut self,
+        (text, text_within): (Range, Range),
+        (mask, masks_within): (Range, Range),
+    ) -> Result<(PadBytes, PadBytes)> {
+        self.usable()?;
+        let Some(file) = self.file.as_deref() else {
+            return Err(self.damage_error(Damage::Missing));
+        };
+        let read = self
+            .ahead_text
+            .take(file, text, text_within, true)
+            .and_then(|t| Ok((t, self.ahead_masks.take(file, mask, masks_within, false)?)));
+        read.ctx(|| format!("cannot read pad file for {}", self.meta.name))
     }
 
     /// A contact whose pad file does not match its record: listed and
@@ -1397,14 +1479,37 @@ impl PadStore {
             contact: contact.to_string(),
             left: 0,
         })?;
-        let file = l.file()?;
+        // What the reservation covers of each stream: the text up to its
+        // bound, the masks down to the lowest reserved slot's.
+        let text_within = Range {
+            lo: g.lo,
+            hi: g.lo + l.meta.reserved,
+        };
+        let masks_within = Range {
+            lo: l
+                .meta
+                .slots_reserved
+                .checked_sub(1)
+                .and_then(|k| u32::try_from(k).ok())
+                .and_then(|k| g.slot_span(k))
+                .map_or(mask.lo, |lowest| lowest.lo),
+            hi: mask.hi,
+        };
+        let mask_range = Range {
+            lo: mask.lo,
+            hi: mask.hi,
+        };
         let sealed = (|| {
-            let text_pad =
-                read_range(file, text).ctx(|| format!("cannot read pad file for {contact}"))?;
+            let (text_pad, s) = l.send_pad((text, text_within), (mask_range, masks_within))?;
+            // A slot's span is 16 bytes; a window hands out exactly a span.
+            let s: &[u8; 16] = s[..].try_into().map_err(|_| {
+                Error::Proto(ProtoError::PadLength {
+                    expected: 16,
+                    got: s.len(),
+                })
+            })?;
             let r = l.key_r(l.meta.side, g.key_span().lo)?;
-            let s =
-                read_key(file, mask.lo).ctx(|| format!("cannot read pad file for {contact}"))?;
-            v3::seal(head, message, &text_pad, r, &s).map_err(|e| match e {
+            v3::seal(head, message, &text_pad, r, s).map_err(|e| match e {
                 ProtoError::WeakKey => Error::WeakKey {
                     contact: contact.to_string(),
                     side: l.meta.side,
@@ -1415,6 +1520,7 @@ impl PadStore {
         // Erase whether or not sealing worked: the text and the slot are
         // spent either way, and the next block crossing records them as
         // erased.
+        let file = l.file()?;
         let erased = zero_at(file, text.lo, text.len())
             .and_then(|_| zero_at(file, mask.lo, mask.len()))
             .ctx(|| format!("cannot erase used pad for {contact}"));
@@ -2126,5 +2232,78 @@ fn summary(l: &Live) -> ContactSummary {
         damage: l.damage.map(Damage::describe),
         fingerprint: super::pairing::fingerprint(&m.pad_id, m.size, m.split, m.format),
         private: m.private,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vfs::{Op, Recorder};
+
+    /// A send stream's window hands out exactly the file's bytes, reads
+    /// the file once per window, zeroes its copy of what it handed out,
+    /// and never reads outside the reservation (`within`) unless a
+    /// message itself lies there.
+    #[test]
+    fn a_send_window_hands_out_the_file_once_and_stays_within() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("pad");
+        let pattern: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        std::fs::write(&path, &pattern).unwrap();
+        let rec = Recorder::new(RealFs);
+        let file = rec.open(&path, OpenHow::Read).unwrap();
+        let reads = || -> Vec<(u64, u64)> {
+            rec.take()
+                .into_iter()
+                .filter_map(|op| match op {
+                    Op::Read { offset, len, .. } => Some((offset, offset + len)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let r = |lo, hi| Range { lo, hi };
+        let slice = |w: Range| &pattern[w.lo as usize..w.hi as usize];
+
+        // Text, upward, reserved up to 5,000.
+        let mut up = Ahead::default();
+        let within = r(100, 5_000);
+        let got = up.take(file.as_ref(), r(100, 110), within, true).unwrap();
+        assert_eq!(&got[..], slice(r(100, 110)));
+        assert_eq!(reads(), [(100, 100 + AHEAD)]);
+        assert!(up.bytes[..10].iter().all(|&b| b == 0), "handed out, zeroed");
+        assert!(up.bytes[10..].iter().all(|&b| b != 0));
+        let got = up.take(file.as_ref(), r(110, 130), within, true).unwrap();
+        assert_eq!(&got[..], slice(r(110, 130)));
+        assert_eq!(reads(), [], "served from the window");
+        // Past the window's end: a new one, cut at the reservation.
+        let got = up
+            .take(file.as_ref(), r(4_190, 4_200), within, true)
+            .unwrap();
+        assert_eq!(&got[..], slice(r(4_190, 4_200)));
+        assert_eq!(reads(), [(4_190, 5_000)]);
+        // A message past the reservation is still read whole.
+        let got = up
+            .take(file.as_ref(), r(4_990, 5_020), within, true)
+            .unwrap();
+        assert_eq!(&got[..], slice(r(4_990, 5_020)));
+        assert_eq!(reads(), [(4_990, 5_020)]);
+
+        // Masks, downward from 8,000, reserved down to 6,000.
+        let mut down = Ahead::default();
+        let within = r(6_000, 8_000);
+        let got = down
+            .take(file.as_ref(), r(7_984, 8_000), within, false)
+            .unwrap();
+        assert_eq!(&got[..], slice(r(7_984, 8_000)));
+        assert_eq!(reads(), [(6_000, 8_000)], "cut at the lowest reserved mask");
+        for k in 1..4u64 {
+            let want = r(7_984 - 16 * k, 8_000 - 16 * k);
+            let got = down.take(file.as_ref(), want, within, false).unwrap();
+            assert_eq!(&got[..], slice(want));
+        }
+        assert_eq!(reads(), []);
+        let used = down.bytes.len() - 4 * 16;
+        assert!(down.bytes[used..].iter().all(|&b| b == 0));
+        assert!(down.bytes[..used].iter().all(|&b| b != 0));
     }
 }
