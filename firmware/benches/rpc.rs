@@ -11,7 +11,7 @@
 //! One client (the shared `otc-rpc-client`, one kept-alive HTTP/1.1
 //! connection: `Client::keep_alive`), sequential requests of a
 //! 100-byte message, `N` of them (default 5000, env `OTC_BENCH_N`) after
-//! 500 warm-up requests, in `OTC_BENCH_ROUNDS` rounds (default 7; each
+//! 500 warm-up requests, in `OTC_BENCH_ROUNDS` rounds (default 11; each
 //! round measures both, alternating which goes first). Prints requests/s, p50 and p99 latency of both and
 //! the ratio seal/echo (issue #4 set at least 0.5; issue #16, 0.85); and, to tell the
 //! HTTP cost from the device's own, the same seal called in-process through
@@ -169,7 +169,7 @@ fn main() {
     let rounds: usize = std::env::var("OTC_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(7)
+        .unwrap_or(11)
         .max(1);
     // Rounds alternate which goes first, so a noisy neighbour hits both;
     // the figures printed are each one's median round, the ratio the

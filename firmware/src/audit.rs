@@ -1328,7 +1328,7 @@ impl AuditLog {
         }
         self.file
             .write_all_at(&self.pending, self.written)
-            .map_err(io(&self.files.log_path()))?;
+            .map_err(|e| io(&self.files.log_path())(e))?;
         self.written += self.pending.len() as u64;
         self.pending.clear();
         Ok(())

@@ -16,6 +16,7 @@ use crate::platform::Platform;
 use crate::rpc::Notice;
 use otc_ui::texts::{self, Happened};
 use otc_ui::{AlertView, HomeView, Toast, ToastKind, UiHandle};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -173,7 +174,9 @@ pub(crate) struct Presenter {
 /// Firmware's alerts list, newest first, and how many of its alerts the
 /// owner has not acknowledged (the home screen's count, the LED).
 struct Alerts {
-    rows: Vec<AlertView>,
+    /// A deque: a new row goes in front at every audit event (two per
+    /// seal), which on a `Vec` moved all hundred rows (issue 16).
+    rows: VecDeque<AlertView>,
     unacked: u32,
 }
 
@@ -292,7 +295,7 @@ impl Presenter {
             link: p.link,
             platform: p.platform,
             alerts: Mutex::new(Alerts {
-                rows: p.unacked,
+                rows: p.unacked.into(),
                 unacked,
             }),
             changes: changes.clone(),
@@ -383,7 +386,7 @@ impl Presenter {
             unacked: severe,
         };
         if let Ok(mut a) = self.alerts.lock() {
-            a.rows.insert(0, row.clone());
+            a.rows.push_front(row.clone());
             a.rows.truncate(ALERTS_KEPT);
             if severe {
                 a.unacked = a.unacked.saturating_add(1);
@@ -425,7 +428,7 @@ impl Presenter {
     /// The whole list to the screen (under the list's lock: the rows
     /// noted before are in it).
     fn note_all(&self, a: &Alerts) {
-        let all = a.rows.clone();
+        let all = a.rows.iter().cloned().collect();
         self.changes.note(|c| {
             c.all = Some(all);
             c.newer.clear();
@@ -450,7 +453,7 @@ impl Presenter {
     pub(crate) fn acknowledge(&self, n: u32, list: u64) -> u32 {
         let mut done = 0;
         if let Ok(mut a) = self.alerts.lock() {
-            if otc_ui::alerts_digest(&a.rows) != list {
+            if otc_ui::alerts_digest(a.rows.make_contiguous()) != list {
                 self.note_all(&a);
                 return 0;
             }
