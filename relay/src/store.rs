@@ -687,7 +687,57 @@ impl SqlTxn<'_> {
             }
         }
     }
+
+    /// Undoes a refused op that began at `at`: its refs, bytes, stored
+    /// messages and resend keys are taken back, and its rows deleted.
+    /// Without a savepoint (two more statements for every send): `put` is
+    /// a Txn's only SQL write, and the rows this op put are the refs it
+    /// took, the last ones.
+    fn undo(&mut self, at: OpStart) -> rusqlite::Result<()> {
+        let took = self.next;
+        self.next = at.next;
+        self.bytes = at.bytes;
+        self.unstore(at.stored);
+        for (key, before) in std::mem::take(&mut self.keyed).into_iter().rev() {
+            match before {
+                Some(r) => {
+                    self.copies.insert(key, r);
+                }
+                None => self.copies.remove(&key),
+            }
+        }
+        if took > at.next {
+            self.conn
+                .prepare_cached("DELETE FROM messages WHERE ref >= ?1 AND ref < ?2")?
+                .execute(params![
+                    i64::try_from(at.next).unwrap_or(i64::MAX),
+                    i64::try_from(took).unwrap_or(i64::MAX)
+                ])?;
+        }
+        Ok(())
+    }
 }
+
+/// Where a transaction stood when an op began ([`SqlTxn::undo`]).
+#[derive(Clone, Copy)]
+struct OpStart {
+    next: u64,
+    bytes: u64,
+    stored: usize,
+}
+
+/// The end of a batch's transaction: the next ref and the bytes stored
+/// into `meta`, then COMMIT.
+fn end_transaction(conn: &Connection, next: u64, bytes: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'next_ref'")?
+        .execute(params![i64::try_from(next).unwrap_or(i64::MAX)])?;
+    conn.prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'stored_bytes'")?
+        .execute(params![i64::try_from(bytes).unwrap_or(i64::MAX)])?;
+    run_sql(conn, "COMMIT")
+}
+
+/// A batch's senders and what each is answered once the batch commits.
+type Answers = Vec<(oneshot::Sender<Result<u64, Refusal>>, Result<u64, Refusal>)>;
 
 impl Txn for SqlTxn<'_> {
     fn find_copy(
@@ -818,80 +868,33 @@ impl Writer {
             pending: HashMap::new(),
             mailboxes: &self.mailboxes,
         };
-        let mut answers = Vec::with_capacity(batch.len());
+        let mut answers: Answers = Vec::with_capacity(batch.len());
         // A refused op whose rows could not be deleted again: nothing of
         // the batch is committed.
         let mut undo_failed = None;
         for j in batch {
-            let before = txn.next;
-            let bytes_before = txn.bytes;
-            let stored_before = txn.stored.len();
+            let at = OpStart {
+                next: txn.next,
+                bytes: txn.bytes,
+                stored: txn.stored.len(),
+            };
             txn.keyed.clear();
             let r = (j.op)(&mut txn);
-            if r.is_err() {
-                // Undone without a savepoint (two more statements for every
-                // send): `put` is a Txn's only SQL write, and the rows this
-                // op put are the refs it took, the last ones.
-                let took = txn.next;
-                txn.next = before;
-                txn.bytes = bytes_before;
-                txn.unstore(stored_before);
-                for (key, before) in std::mem::take(&mut txn.keyed).into_iter().rev() {
-                    match before {
-                        Some(r) => {
-                            txn.copies.insert(key, r);
-                        }
-                        None => txn.copies.remove(&key),
-                    }
-                }
-                if took > before
-                    && let Err(e) = conn
-                        .prepare_cached("DELETE FROM messages WHERE ref >= ?1 AND ref < ?2")
-                        .and_then(|mut st| {
-                            st.execute(params![
-                                i64::try_from(before).unwrap_or(i64::MAX),
-                                i64::try_from(took).unwrap_or(i64::MAX)
-                            ])
-                        })
-                {
-                    undo_failed.get_or_insert(e);
-                }
+            if r.is_err()
+                && let Err(e) = txn.undo(at)
+            {
+                undo_failed.get_or_insert(e);
             }
             answers.push((j.reply, r));
         }
-        let (next, bytes, mut to, new) = (txn.next, txn.bytes, txn.to, txn.stored);
+        let (next, bytes, to, new) = (txn.next, txn.bytes, txn.to, txn.stored);
         let committed = match undo_failed {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => end_transaction(conn, next, bytes),
         };
-        let committed = committed
-            .and_then(|()| conn.prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'next_ref'"))
-            .and_then(|mut st| st.execute(params![i64::try_from(next).unwrap_or(i64::MAX)]))
-            .and_then(|_| {
-                conn.prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'stored_bytes'")?
-                    .execute(params![i64::try_from(bytes).unwrap_or(i64::MAX)])
-            })
-            .and_then(|_| run_sql(conn, "COMMIT"));
         self.commits.fetch_add(1, Ordering::Relaxed);
         match committed {
-            Ok(()) => {
-                // Readers find the new messages from here on, before any
-                // sender hears back or any poll is woken.
-                let mut m = write_lock(&self.mailboxes);
-                for (who, r) in new {
-                    m.add(who, r);
-                }
-                drop(m);
-                self.next.store(next, Ordering::SeqCst);
-                self.bytes = bytes;
-                self.copies.trim();
-                for (reply, r) in answers {
-                    let _ = reply.send(r);
-                }
-                to.sort_unstable();
-                to.dedup();
-                (self.on_commit)(&to);
-            }
+            Ok(()) => self.committed(next, bytes, new, answers, to),
             Err(e) => {
                 eprintln!("otc-relay: a commit failed: {e}");
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -902,6 +905,32 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// A batch is committed: readers find its messages (`new`), before
+    /// any sender hears back or any poll of `to` is woken.
+    fn committed(
+        &mut self,
+        next: u64,
+        bytes: u64,
+        new: Vec<(String, u64)>,
+        answers: Answers,
+        mut to: Vec<String>,
+    ) {
+        let mut m = write_lock(&self.mailboxes);
+        for (who, r) in new {
+            m.add(who, r);
+        }
+        drop(m);
+        self.next.store(next, Ordering::SeqCst);
+        self.bytes = bytes;
+        self.copies.trim();
+        for (reply, r) in answers {
+            let _ = reply.send(r);
+        }
+        to.sort_unstable();
+        to.dedup();
+        (self.on_commit)(&to);
     }
 }
 
