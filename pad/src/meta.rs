@@ -91,6 +91,19 @@ impl Range {
     }
 }
 
+/// The same offsets as v3's span (a text or a slot's mask).
+impl From<v3::Span> for Range {
+    fn from(s: v3::Span) -> Range {
+        Range { lo: s.lo, hi: s.hi }
+    }
+}
+
+impl From<Range> for v3::Span {
+    fn from(r: Range) -> v3::Span {
+        v3::Span { lo: r.lo, hi: r.hi }
+    }
+}
+
 /// Failed verifications of one range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {

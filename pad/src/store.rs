@@ -1495,12 +1495,8 @@ impl PadStore {
                 .map_or(mask.lo, |lowest| lowest.lo),
             hi: mask.hi,
         };
-        let mask_range = Range {
-            lo: mask.lo,
-            hi: mask.hi,
-        };
         let sealed = (|| {
-            let (text_pad, s) = l.send_pad((text, text_within), (mask_range, masks_within))?;
+            let (text_pad, s) = l.send_pad((text, text_within), (mask.into(), masks_within))?;
             // A slot's span is 16 bytes; a window hands out exactly a span.
             let s: &[u8; 16] = s[..].try_into().map_err(|_| {
                 Error::Proto(ProtoError::PadLength {
@@ -1621,18 +1617,12 @@ impl PadStore {
         if l.meta.format == Format::V3 {
             let claim = verify_v3(l, package)?;
             let check = v3_check(&l.meta, &claim);
-            let text = Range {
-                lo: claim.text.lo,
-                hi: claim.text.hi,
-            };
+            let text = Range::from(claim.text);
             let text_pad = read_range(l.file()?, text)
                 .ctx(|| format!("cannot read pad file for {contact}"))?;
             let message = v3::decrypt(package, &text_pad).map_err(|e| bad(&l.meta, e))?;
             drop(text_pad);
-            let mask = Range {
-                lo: claim.mask.lo,
-                hi: claim.mask.hi,
-            };
+            let mask = Range::from(claim.mask);
             let slot = u64::from(claim.head.slot);
             self.record_opened(l, Used::V3 { slot, text, mask })?;
             return Ok(Opened {
@@ -1893,13 +1883,7 @@ fn fix_modes(v: &dyn Vfs, dir: &Path) -> Result<()> {
 /// through.
 fn apply_opened(m: &mut ContactMeta, used: &Used) {
     match *used {
-        Used::V3 { slot, text, .. } => m.rx.record_slot_and_text(
-            slot,
-            v3::Span {
-                lo: text.lo,
-                hi: text.hi,
-            },
-        ),
+        Used::V3 { slot, text, .. } => m.rx.record_slot_and_text(slot, text.into()),
         Used::V1 { range } => {
             insert_range(&mut m.received, range);
             m.recv_frontier = m.recv_frontier.max(m.frontier_of(range));
