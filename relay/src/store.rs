@@ -666,9 +666,6 @@ struct SqlTxn<'a> {
     /// Keys this op set, with what they held before (put back if it is
     /// rolled back).
     keyed: Vec<([u8; 32], Option<u64>)>,
-    /// Recipients of the messages stored (a rolled-back op's included:
-    /// waking a poll for nothing only makes it look again).
-    to: Vec<String>,
     /// The messages stored, (recipient, ref), ascending: added to the
     /// mailboxes once committed (a rolled-back op's taken out again).
     stored: Vec<(String, u64)>,
@@ -783,7 +780,6 @@ impl Txn for SqlTxn<'_> {
             .map_err(sql_err("cannot store a message"))?;
         let before = self.copies.insert(key, r);
         self.keyed.push((key, before));
-        self.to.push(recipient.to_owned());
         self.stored.push((recipient.to_owned(), r));
         *self.pending.entry(recipient.to_owned()).or_default() += 1;
         self.next += 1;
@@ -863,7 +859,6 @@ impl Writer {
             copies: &mut self.copies,
             bytes: self.bytes,
             keyed: Vec::new(),
-            to: Vec::new(),
             stored: Vec::new(),
             pending: HashMap::new(),
             mailboxes: &self.mailboxes,
@@ -887,14 +882,14 @@ impl Writer {
             }
             answers.push((j.reply, r));
         }
-        let (next, bytes, to, new) = (txn.next, txn.bytes, txn.to, txn.stored);
+        let (next, bytes, new) = (txn.next, txn.bytes, txn.stored);
         let committed = match undo_failed {
             Some(e) => Err(e),
             None => end_transaction(conn, next, bytes),
         };
         self.commits.fetch_add(1, Ordering::Relaxed);
         match committed {
-            Ok(()) => self.committed(next, bytes, new, answers, to),
+            Ok(()) => self.committed(next, bytes, new, answers),
             Err(e) => {
                 eprintln!("otc-relay: a commit failed: {e}");
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -908,15 +903,9 @@ impl Writer {
     }
 
     /// A batch is committed: readers find its messages (`new`), before
-    /// any sender hears back or any poll of `to` is woken.
-    fn committed(
-        &mut self,
-        next: u64,
-        bytes: u64,
-        new: Vec<(String, u64)>,
-        answers: Answers,
-        mut to: Vec<String>,
-    ) {
+    /// any sender hears back or any poll of their recipients is woken.
+    fn committed(&mut self, next: u64, bytes: u64, new: Vec<(String, u64)>, answers: Answers) {
+        let mut to: Vec<String> = new.iter().map(|(who, _)| who.clone()).collect();
         let mut m = write_lock(&self.mailboxes);
         for (who, r) in new {
             m.add(who, r);
