@@ -198,11 +198,16 @@ impl Conns {
             return;
         }
         self.parked -= 1;
-        if let Some(n) = self.parked_per_ip.get_mut(&s.ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.parked_per_ip.remove(&s.ip);
-            }
+        count_down(&mut self.parked_per_ip, s.ip);
+    }
+}
+
+/// One fewer for `ip` in a per-address count, which keeps no zeros.
+fn count_down(counts: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+    if let Some(n) = counts.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&ip);
         }
     }
 }
@@ -472,12 +477,7 @@ impl Drop for Slot {
         c.watches -= usize::from(self.state.watched);
         // Its long poll, if one is somehow still counted, ends with it.
         c.unpark(&self.state);
-        if let Some(n) = c.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_ip.remove(&self.ip);
-            }
-        }
+        count_down(&mut c.per_ip, self.ip);
     }
 }
 
