@@ -5,9 +5,10 @@
 //! arrives at all, and that no other poll was answered, are asserted).
 //!
 //! The real `otc-relay` binary, its long-poll caps opened up; this process
-//! holds the client ends. The relay needs two descriptors a connection,
-//! so the bench raises its `ulimit -n` to three times the count first
-//! (`prlimit`, as root).
+//! holds the client ends. The relay needs one descriptor a connection and
+//! gives a parked poll a second (its hang-up watch) from what is left, so
+//! the bench tries to raise its `ulimit -n` to three times the count first
+//! (`prlimit`, as root); without it the polls still park, unwatched.
 //!
 //! Run: `cargo bench -p otc-relay --bench longpoll` (env `OTC_POLLS`:
 //! how many, default 10000).
@@ -53,8 +54,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    // The relay holds two descriptors a connection (the socket, and a
-    // duplicate a parked poll watches for hang-ups), this process one.
+    // The relay holds up to two descriptors a connection (the socket, and
+    // a duplicate a parked poll watches for hang-ups), this process one.
     raise_open_files(3 * n + 1000);
     let dir = tempfile::tempdir().expect("tempdir");
     let cap = (n + 100).to_string();
