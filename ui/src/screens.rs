@@ -13,7 +13,7 @@ use crate::model::{
     AboutView, AlertView, ContactDetailsView, ContactView, HomeView, MessageView, ProgressView,
     Prompt, Toast, ToastKind, WarningView,
 };
-use slint::{ComponentHandle, ModelRc, SharedString, VecModel};
+use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
 
 /// Size class of the screen, which decides how much fits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +46,30 @@ fn s(x: &str) -> SharedString {
     SharedString::from(x)
 }
 
-fn model<T: Clone + 'static>(v: Vec<T>) -> ModelRc<T> {
-    ModelRc::new(VecModel::from(v))
+/// The list model for a repeater that shows `current` now: `current`
+/// itself with `v` put in place when it is one of ours, else a new one.
+///
+/// In place, a row that did not change keeps its Slint item and a changed
+/// one is updated, not rebuilt. A finger on a row (a contact, a key, a
+/// choice) while the screen is refreshed under it (a seal's new bytes
+/// left, a toast) therefore still clicks when it lifts: a new model would
+/// have dropped the pressed item, and the tap with it.
+fn in_place<T: Clone + PartialEq + 'static>(current: ModelRc<T>, v: Vec<T>) -> ModelRc<T> {
+    let Some(m) = current.as_any().downcast_ref::<VecModel<T>>() else {
+        return ModelRc::new(VecModel::from(v));
+    };
+    let n = v.len();
+    for (i, row) in v.into_iter().enumerate() {
+        if i >= m.row_count() {
+            m.push(row);
+        } else if m.row_data(i).as_ref() != Some(&row) {
+            m.set_row_data(i, row);
+        }
+    }
+    while m.row_count() > n {
+        m.remove(m.row_count() - 1);
+    }
+    current
 }
 
 /// The first row of the home screen's page that starts at `top` (kept
@@ -166,7 +188,7 @@ pub(crate) fn apply_home(
         texts.push(detail);
         rows.push(row);
     }
-    d.set_contacts(model(rows));
+    d.set_contacts(in_place(d.get_contacts(), rows));
     d.set_first_index(i32::try_from(top).unwrap_or(i32::MAX));
     let more = more_contacts_text(home.contacts.len(), shown);
     let empty = if home.contacts.is_empty() {
@@ -198,7 +220,7 @@ fn apply_locked_home(d: &HomeData<'_>) -> Vec<String> {
     d.set_alerts_unseen(false);
     d.set_about_label(s(""));
     d.set_lock_label(s(""));
-    d.set_contacts(model(Vec::new()));
+    d.set_contacts(in_place(d.get_contacts(), Vec::new()));
     d.set_first_index(0);
     d.set_new_label(s(""));
     d.set_import_label(s(""));
@@ -263,8 +285,8 @@ fn apply_message(
 ) -> (Vec<String>, usize) {
     let Some(message) = message else {
         d.set_message_header(s(""));
-        d.set_message_lines(model(Vec::new()));
-        d.set_message_notes(model(Vec::new()));
+        d.set_message_lines(in_place(d.get_message_lines(), Vec::new()));
+        d.set_message_notes(in_place(d.get_message_notes(), Vec::new()));
         d.set_message_up_label(s(""));
         d.set_message_down_label(s(""));
         return (Vec::new(), 0);
@@ -275,8 +297,14 @@ fn apply_message(
     texts.extend(page.lines.iter().cloned());
     texts.extend(page.notes.iter().cloned());
     d.set_message_header(s(&page.header));
-    d.set_message_lines(model(page.lines.iter().map(|l| s(l)).collect()));
-    d.set_message_notes(model(page.notes.iter().map(|l| s(l)).collect()));
+    d.set_message_lines(in_place(
+        d.get_message_lines(),
+        page.lines.iter().map(|l| s(l)).collect(),
+    ));
+    d.set_message_notes(in_place(
+        d.get_message_notes(),
+        page.notes.iter().map(|l| s(l)).collect(),
+    ));
     d.set_message_up_label(s(if page.can_up { "Up" } else { "" }));
     d.set_message_down_label(s(if page.can_down { "Down" } else { "" }));
     (texts, page.top)
@@ -439,9 +467,15 @@ fn apply_prompt_facts(d: &PromptData, f: &PromptFacts, title: &str, who: &str) -
     d.set_title(s(title));
     d.set_who_label(s(f.who_label));
     d.set_who(s(who));
-    d.set_facts(model(fact_rows));
-    d.set_warnings(model(f.warnings.iter().map(|w| s(w)).collect()));
-    d.set_fingerprint_rows(model(f.fingerprint_rows.iter().map(|r| s(r)).collect()));
+    d.set_facts(in_place(d.get_facts(), fact_rows));
+    d.set_warnings(in_place(
+        d.get_warnings(),
+        f.warnings.iter().map(|w| s(w)).collect(),
+    ));
+    d.set_fingerprint_rows(in_place(
+        d.get_fingerprint_rows(),
+        f.fingerprint_rows.iter().map(|r| s(r)).collect(),
+    ));
     d.set_note(s(&f.note));
     d.set_approve_label(s(f.approve));
     d.set_reject_label(s(f.reject));
@@ -579,7 +613,7 @@ pub(crate) fn apply_alerts(
     }
     let label = |on: bool, l: &str| s(if on { l } else { "" });
     d.set_title(s(&title));
-    d.set_rows(model(rows));
+    d.set_rows(in_place(d.get_rows(), rows));
     d.set_more_text(s(&more));
     d.set_empty_text(s(&empty));
     d.set_back_label(s("Back"));
@@ -626,7 +660,7 @@ pub(crate) fn apply_about(app: &AppWindow, about: &AboutView) -> Vec<String> {
         });
     }
     d.set_title(s(&title));
-    d.set_rows(model(rows));
+    d.set_rows(in_place(d.get_rows(), rows));
     d.set_settings_label(s("Settings"));
     d.set_back_label(s("Back"));
     texts
@@ -740,7 +774,7 @@ pub(crate) fn apply_contact(
         });
     }
     d.set_title(s(&title));
-    d.set_facts(model(rows));
+    d.set_facts(in_place(d.get_facts(), rows));
     d.set_back_label(s("Back"));
     d.set_remove_label(s("Remove"));
     d.set_private_label(s("Private contact"));
@@ -830,7 +864,7 @@ pub(crate) fn apply_keyboard(
     d.set_reason(s(&reason));
     d.set_upper(typing.upper);
     d.set_keys_top(keys.keys_top);
-    d.set_keys(model(infos));
+    d.set_keys(in_place(d.get_keys(), infos));
     let mut texts = vec![title.to_string(), shown];
     texts.push(if reason.is_empty() {
         hint.to_string()
@@ -898,10 +932,13 @@ pub(crate) fn apply_choice(app: &AppWindow, c: &ChoiceRequest, size: (u32, u32))
         .map(|x| s(&format::untrusted(x, 80)))
         .collect();
     d.set_title(s(&title));
-    d.set_lines(model(lines.iter().map(|l| s(l)).collect()));
+    d.set_lines(in_place(
+        d.get_lines(),
+        lines.iter().map(|l| s(l)).collect(),
+    ));
     d.set_code(s(code.as_deref().unwrap_or("")));
     d.set_warning(s(warning.as_deref().unwrap_or("")));
-    d.set_choices(model(choices));
+    d.set_choices(in_place(d.get_choices(), choices));
     d.set_cancel_label(s(c.cancel.as_deref().unwrap_or("")));
     let mut texts = vec![title];
     texts.extend(lines);

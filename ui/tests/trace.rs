@@ -262,6 +262,39 @@ fn more_pages_through_every_contact() {
     }
 }
 
+/// A finger on a contact's row while the home screen is refreshed under
+/// it (a seal's new "bytes left", a toast) still opens that contact when
+/// it lifts: the rows that stay are not rebuilt, so the press survives.
+/// (Found as a flaky device test: a row tapped right after a seal was
+/// replaced between press and release, and the tap did nothing.)
+#[test]
+fn a_refresh_between_press_and_release_keeps_the_tap() {
+    let mut r = Rig::new(800, 480);
+    let events = r.ui.take_events().unwrap();
+    let mut h = home();
+    r.handle.set_home(h.clone());
+    r.step();
+    let row = r.trace().button("bob").expect("bob's row").clone();
+    let (x, y) = row.center();
+    r.handle.touch(TouchEvent::Down { x, y });
+    r.step();
+    // Between press and release: bob's row changes, and a toast comes.
+    h.contacts[0].pad_left_bytes -= 100;
+    h.contacts[0].messages_left -= 1;
+    r.handle.set_home(h);
+    r.handle.toast(Toast::success("Sealed for bob"));
+    r.step();
+    r.handle.touch(TouchEvent::Up { x, y });
+    r.step();
+    assert_eq!(
+        events.try_recv(),
+        Ok(UiEvent::ContactOpened { name: "bob".into() }),
+        "{}",
+        r.trace().to_json()
+    );
+    assert_eq!(r.trace().screen, "contact");
+}
+
 /// New contact and Import contact say so to firmware, only from home.
 #[test]
 fn new_and_import_contact_are_events() {
