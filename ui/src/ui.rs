@@ -14,7 +14,11 @@
 //!   tap meant for the previous screen cannot approve it;
 //! - both ends of a tap must fall on the same armed prompt: a press on one
 //!   prompt and a release after another was swapped in does nothing (the
-//!   release is dropped and Slint sees the pointer leave instead);
+//!   release is dropped and Slint sees the pointer leave instead); the
+//!   same holds for a flow's steps (a keyboard or a choice): a press on
+//!   one and a release on the next chooses nothing (`step_changed`), since
+//!   list rows keep their Slint items across a refresh (a press survives
+//!   a refresh of the same screen);
 //! - the physical push buttons ([`UiHandle::push_button`], for panels
 //!   without touch) follow the same rules as taps: both the press and the
 //!   release must fall on the same armed prompt, and a press while the
@@ -344,6 +348,9 @@ pub mod ignored {
     /// The press and the release fell on different prompts (one was
     /// swapped in while the finger was down).
     pub const PROMPT_CHANGED: &str = "prompt_changed";
+    /// The press and the release fell on different steps of a flow (a
+    /// keyboard or a choice was swapped in while the finger was down).
+    pub const STEP_CHANGED: &str = "step_changed";
     /// A push button was pressed while no prompt was on screen.
     pub const NO_PROMPT: &str = "no_prompt";
     /// Both push buttons were down at once: neither press counts.
@@ -509,10 +516,12 @@ impl TraceHandle {
 }
 
 /// A finger that is down: which prompt it pressed on (`None`: no prompt),
-/// or why the press was already dropped.
+/// which step of a flow (keyboard or choice) was on screen, or why the
+/// press was already dropped.
 #[derive(Clone, Copy)]
 struct Press {
     prompt: Option<u64>,
+    step: Option<u64>,
     ignored: Option<&'static str>,
 }
 
@@ -1308,6 +1317,16 @@ impl Ui {
         self.content_dirty |= self.shows(UserScreen::Alerts);
     }
 
+    /// The step of a flow on screen (a keyboard or a choice), by its
+    /// ticket's id.
+    fn step_id(&self) -> Option<u64> {
+        match (&self.text, &self.choice) {
+            (Some(t), _) => Some(t.id),
+            (None, Some(c)) => Some(c.id),
+            (None, None) => None,
+        }
+    }
+
     fn prompt_armed(&self) -> bool {
         match &self.prompt {
             Some(p) => self.clock.now() >= p.shown_at + p.arm_after,
@@ -1348,16 +1367,18 @@ impl Ui {
         match e {
             TouchEvent::Down { x, y } => {
                 self.trace.touched();
-                let prompt = self.prompt.as_ref().map(|p| p.id);
+                let (prompt, step) = (self.prompt.as_ref().map(|p| p.id), self.step_id());
                 if !self.prompt_armed() {
                     self.press = Some(Press {
                         prompt,
+                        step,
                         ignored: Some(ignored::NOT_ARMED),
                     });
                     return;
                 }
                 self.press = Some(Press {
                     prompt,
+                    step,
                     ignored: None,
                 });
                 self.dispatch(WindowEvent::PointerMoved {
@@ -1386,6 +1407,14 @@ impl Ui {
                         // nothing stays pressed and nothing is clicked.
                         self.dispatch(WindowEvent::PointerExited);
                         Some(ignored::PROMPT_CHANGED)
+                    }
+                    // The same for a step of a flow: its buttons keep
+                    // their Slint items across a refresh (see
+                    // `screens::in_place`), so the next step's button at
+                    // the same place would take the click.
+                    Some(p) if p.step != self.step_id() => {
+                        self.dispatch(WindowEvent::PointerExited);
+                        Some(ignored::STEP_CHANGED)
                     }
                     // A release without a press (a source that lost the
                     // press) clicks nothing in Slint; pass it on.
@@ -1427,12 +1456,18 @@ impl Ui {
                 self.trace.touched();
                 self.press = Some(Press {
                     prompt: None,
+                    step: self.step_id(),
                     ignored: None,
                 });
             }
             TouchEvent::Move { .. } => {}
             TouchEvent::Up { x, y } => {
-                self.press = None;
+                // A press on another screen (a step before this one) does
+                // not end this one.
+                if self.press.take().is_some_and(|p| p.step != self.step_id()) {
+                    self.trace.record_tap(x, y, Some(ignored::STEP_CHANGED));
+                    return true;
+                }
                 let size = self.size();
                 let (tx, ty) = screens::target_center(&target, size);
                 let target = self.config.orientation.turn(tx, ty, size);
@@ -1458,6 +1493,7 @@ impl Ui {
             let prompt = self.prompt.as_ref().map(|p| p.id);
             let mut press = Press {
                 prompt,
+                step: None,
                 ignored: if prompt.is_none() {
                     Some(ignored::NO_PROMPT)
                 } else if !self.prompt_armed() {

@@ -295,6 +295,60 @@ fn a_refresh_between_press_and_release_keeps_the_tap() {
     assert_eq!(r.trace().screen, "contact");
 }
 
+/// A press on one step of a flow and a release after another was swapped
+/// in under the finger answers neither: the release is dropped as
+/// `step_changed`, as a prompt's is (`prompt_changed`). The rows keep their
+/// items across refreshes (see the test above), so without this the
+/// release would choose the new step's button at the same place.
+#[test]
+fn a_release_on_a_step_swapped_in_under_the_finger_chooses_nothing() {
+    let mut r = Rig::new(800, 480);
+    let ask = |r: &Rig, screen: &str, choice: &str| {
+        r.handle.ask_choice(ChoiceRequest {
+            screen: screen.into(),
+            title: screen.into(),
+            choices: vec![choice.into()],
+            cancel: Some("Cancel".into()),
+            ..Default::default()
+        })
+    };
+    let first = ask(&r, "step-one", "Continue");
+    r.step();
+    let b = r.trace().button("Continue").expect("Continue").clone();
+    let (x, y) = b.center();
+    r.script.push(TouchEvent::Down { x, y });
+    r.step();
+    r.handle.cancel_choice(&first);
+    let second = ask(&r, "step-two", "They match");
+    r.step();
+    let t = r.trace();
+    assert_eq!(t.screen, "step-two", "{}", t.to_json());
+    let under = t.button("They match").expect("They match");
+    assert_eq!((under.x, under.y), (b.x, b.y), "the same place");
+    r.script.push(TouchEvent::Up { x, y });
+    r.step();
+    assert_eq!(
+        first.wait_timeout(Duration::ZERO),
+        Some(ChoiceAnswer::Cancelled)
+    );
+    assert_eq!(
+        second.wait_timeout(Duration::ZERO),
+        None,
+        "a release on step two of a press on step one chose on step two"
+    );
+    let rec =
+        r.ui.trace_handle()
+            .wait_tap(0, x, y, Duration::ZERO)
+            .expect("tap recorded");
+    assert_eq!(rec.ignored, Some(otc_ui::ignored::STEP_CHANGED));
+    // Nothing stays pressed: an honest tap chooses.
+    r.tap("They match");
+    assert_eq!(
+        second.wait_timeout(Duration::ZERO),
+        Some(ChoiceAnswer::Chosen(0))
+    );
+}
+
 /// New contact and Import contact say so to firmware, only from home.
 #[test]
 fn new_and_import_contact_are_events() {
